@@ -1,0 +1,14 @@
+//! LLaVA data for anchorage: data-set manifests, records, conversation templates, tokens and labels,
+//! images, batches and the sampler.
+//!
+//! This crate knows nothing of models: it turns files on disk into ids, label masks and pixels.
+
+mod count;
+mod error;
+mod manifest;
+mod options;
+
+pub use count::count_json_array;
+pub use error::DataError;
+pub use manifest::{Manifest, ManifestSource, SampleCount, SampleCountSource};
+pub use options::{Aspect, Template};

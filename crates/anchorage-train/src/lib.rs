@@ -1,0 +1,10 @@
+//! Training for anchorage: the recipe schema, the derived training plan, and (as they land) the
+//! trainer, checkpoints, logging and export that the `train` binary drives.
+
+mod error;
+pub mod plan;
+pub mod recipe;
+
+pub use error::TrainError;
+pub use plan::{Plan, Stage};
+pub use recipe::Recipe;

@@ -1,0 +1,197 @@
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// `[connector]`: the trainable vision-language connector, tagged by `kind`.
+///
+/// Sizes default to the published configurations (spec §1.5, §2, §3, §4). `init` names a
+/// connector exported by `train export` (or LLaVA's `mm_projector.bin`) to start from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ConnectorSection {
+    /// LLaVA's projector: `depth` 1 is `linear`, N ≥ 2 is `mlpNx_gelu` (exact erf GELU).
+    Mlp {
+        #[serde(default = "two")]
+        depth: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        init: Option<PathBuf>,
+    },
+    /// Honeybee's C-Abstractor: RegNet stages, adaptive pooling to a square grid, MLP readout.
+    CAbstractor {
+        /// RegNet bottleneck blocks per stage.
+        #[serde(default = "three")]
+        depth: usize,
+        /// Readout MLP depth.
+        #[serde(default = "two")]
+        mlp_depth: usize,
+        /// Channels inside the stages (Honeybee: 1024).
+        #[serde(default = "d1024")]
+        hidden_size: usize,
+        /// Output tokens; must be a square (144 = 12×12).
+        #[serde(default = "q144")]
+        num_queries: usize,
+        /// Learned position embedding added to the input tokens.
+        #[serde(default = "yes")]
+        pos_emb: bool,
+        /// LayerNorm on the input tokens.
+        #[serde(default)]
+        prenorm: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        init: Option<PathBuf>,
+    },
+    /// Perceiver Resampler with learnable latents, followed by an MLP projector to the LLM width.
+    Resampler {
+        #[serde(default = "acformer")]
+        variant: ResamplerVariant,
+        #[serde(default = "six")]
+        depth: usize,
+        #[serde(default = "eight")]
+        heads: usize,
+        #[serde(default = "d64")]
+        dim_head: usize,
+        #[serde(default = "q144")]
+        num_latents: usize,
+        #[serde(default = "four")]
+        ff_mult: usize,
+        /// Depth of the Linear-GELU-Linear projector after the resampler.
+        #[serde(default = "two")]
+        projector_depth: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        init: Option<PathBuf>,
+    },
+    /// AcFormer's Anchor Former: anchors chosen from the select layer's CLS attention are the
+    /// queries of a resampler over all vision tokens (CLS included), then an MLP projector.
+    AnchorFormer {
+        /// Anchors including CLS: `heads × per-head budget + 1` (145 = 16×9+1, 257 = 16×16+1).
+        #[serde(default = "a145")]
+        anchors: usize,
+        #[serde(default = "six")]
+        depth: usize,
+        #[serde(default = "eight")]
+        heads: usize,
+        #[serde(default = "d64")]
+        dim_head: usize,
+        #[serde(default = "four")]
+        ff_mult: usize,
+        #[serde(default = "two")]
+        projector_depth: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        init: Option<PathBuf>,
+    },
+}
+
+/// Which Perceiver Resampler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResamplerVariant {
+    /// open_flamingo: keys/values are the media tokens followed by the latents.
+    OpenFlamingo,
+    /// AcFormer's baseline: keys/values are the media tokens only.
+    Acformer,
+}
+
+fn two() -> usize {
+    2
+}
+fn three() -> usize {
+    3
+}
+fn four() -> usize {
+    4
+}
+fn six() -> usize {
+    6
+}
+fn eight() -> usize {
+    8
+}
+fn d64() -> usize {
+    64
+}
+fn d1024() -> usize {
+    1024
+}
+fn q144() -> usize {
+    144
+}
+fn a145() -> usize {
+    145
+}
+fn yes() -> bool {
+    true
+}
+fn acformer() -> ResamplerVariant {
+    ResamplerVariant::Acformer
+}
+
+impl ConnectorSection {
+    /// The recipe's name for this kind.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Self::Mlp { .. } => "mlp",
+            Self::CAbstractor { .. } => "c_abstractor",
+            Self::Resampler { .. } => "resampler",
+            Self::AnchorFormer { .. } => "anchor_former",
+        }
+    }
+
+    /// The exported connector to initialise from, if any.
+    pub fn init(&self) -> Option<&Path> {
+        match self {
+            Self::Mlp { init, .. }
+            | Self::CAbstractor { init, .. }
+            | Self::Resampler { init, .. }
+            | Self::AnchorFormer { init, .. } => init.as_deref(),
+        }
+    }
+
+    /// Visual tokens the connector hands the LLM per image, given the vision tokens it receives.
+    pub fn output_tokens(&self, vision_tokens: usize) -> usize {
+        match self {
+            Self::Mlp { .. } => vision_tokens,
+            Self::CAbstractor { num_queries, .. } => *num_queries,
+            Self::Resampler { num_latents, .. } => *num_latents,
+            Self::AnchorFormer { anchors, .. } => *anchors,
+        }
+    }
+
+    /// Checks sizes; returns (key, message) for the first problem.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let positive = |key: &'static str, v: usize| {
+            if v == 0 {
+                Err((key, "must be at least 1".to_string()))
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            Self::Mlp { depth, .. } => positive("depth", *depth),
+            Self::CAbstractor { num_queries, hidden_size, .. } => {
+                positive("hidden_size", *hidden_size)?;
+                let side = (*num_queries as f64).sqrt().round() as usize;
+                if side == 0 || side * side != *num_queries {
+                    return Err(("num_queries", format!("{num_queries} is not a square number (e.g. 64, 144, 256)")));
+                }
+                Ok(())
+            }
+            Self::Resampler { depth, heads, dim_head, num_latents, ff_mult, projector_depth, .. } => {
+                positive("depth", *depth)?;
+                positive("heads", *heads)?;
+                positive("dim_head", *dim_head)?;
+                positive("num_latents", *num_latents)?;
+                positive("ff_mult", *ff_mult)?;
+                positive("projector_depth", *projector_depth)
+            }
+            Self::AnchorFormer { anchors, depth, heads, dim_head, ff_mult, projector_depth, .. } => {
+                if *anchors < 2 {
+                    return Err(("anchors", format!("{anchors} must be at least 2 (CLS plus one anchor)")));
+                }
+                positive("depth", *depth)?;
+                positive("heads", *heads)?;
+                positive("dim_head", *dim_head)?;
+                positive("ff_mult", *ff_mult)?;
+                positive("projector_depth", *projector_depth)
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a frozen tower's weights come from: exactly one of `path`, `hub` or `builtin`.
+///
+/// `hub` ids are resolved through `hf-hub` into the local Hugging Face cache only when the user
+/// gives one; nothing in a default path or a test touches the network.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSource {
+    /// A local Hugging Face folder (config.json + safetensors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// A Hugging Face Hub id, e.g. `openai/clip-vit-large-patch14-336`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub: Option<String>,
+    /// Hub revision (branch, tag or commit); only with `hub`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// A tiny model built into anchorage with seeded random weights (the embedded default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builtin: Option<BuiltinModel>,
+}
+
+/// Models built into the binary, for the embedded default and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuiltinModel {
+    Tiny,
+}
+
+impl ModelSource {
+    /// Checks that exactly one source is given; returns a message naming the keys otherwise.
+    pub fn check(&self) -> Result<(), String> {
+        let given = [self.path.is_some(), self.hub.is_some(), self.builtin.is_some()];
+        match given.iter().filter(|g| **g).count() {
+            1 => {}
+            0 => return Err("give exactly one of `path`, `hub` or `builtin`; none is set".into()),
+            _ => return Err("give exactly one of `path`, `hub` or `builtin`; several are set".into()),
+        }
+        if self.revision.is_some() && self.hub.is_none() {
+            return Err("`revision` applies only to `hub`".into());
+        }
+        if let Some(hub) = &self.hub {
+            let parts: Vec<_> = hub.split('/').collect();
+            if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+                return Err(format!("hub id `{hub}` is not of the form `owner/name`"));
+            }
+        }
+        Ok(())
+    }
+
+    /// A short description for logs: the path, the hub id or the builtin name.
+    pub fn describe(&self) -> String {
+        match (&self.path, &self.hub, &self.builtin) {
+            (Some(p), _, _) => p.display().to_string(),
+            (_, Some(h), _) => match &self.revision {
+                Some(r) => format!("{h}@{r}"),
+                None => h.clone(),
+            },
+            (_, _, Some(BuiltinModel::Tiny)) => "builtin:tiny".into(),
+            _ => "<unset>".into(),
+        }
+    }
+}
+
+/// Storage and compute dtype of a frozen tower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dtype {
+    F32,
+    Bf16,
+    F16,
+}
+
+/// Which tokens of the select layer reach the connector (LLaVA `mm_vision_select_feature`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureSelect {
+    /// Patch tokens only (CLS dropped): 576 for ViT-L/14-336.
+    Patch,
+    /// CLS followed by the patch tokens: 577.
+    ClsPatch,
+}
+
+/// `[vision]`: the frozen CLIP vision tower.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VisionSection {
+    pub model: ModelSource,
+    /// Hidden-state index to take features from; negative counts from the end as in Python
+    /// (LLaVA's `mm_vision_select_layer = -2` is the output of the 23rd of 24 layers).
+    #[serde(default = "default_select_layer")]
+    pub select_layer: i32,
+    #[serde(default = "default_feature_select")]
+    pub feature_select: FeatureSelect,
+    #[serde(default = "default_dtype")]
+    pub dtype: Dtype,
+}
+
+fn default_select_layer() -> i32 {
+    -2
+}
+fn default_feature_select() -> FeatureSelect {
+    FeatureSelect::Patch
+}
+fn default_dtype() -> Dtype {
+    Dtype::Bf16
+}
+
+/// How the LLM trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LlmTraining {
+    /// No LLM parameter trains (stage 1).
+    Frozen,
+    /// Low-rank adapters on the target modules (`[llm.lora]`).
+    Lora,
+    /// Every LLM parameter trains (LLaVA-1.5 stage 2).
+    Full,
+}
+
+/// `[llm.lora]`: LoRA adapter settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoraSection {
+    /// Adapter rank r.
+    pub rank: usize,
+    /// Scaling numerator: the update is scaled by alpha / r.
+    pub alpha: f64,
+    #[serde(default)]
+    pub dropout: f64,
+    /// Module names inside each decoder layer, e.g. `q_proj`, `v_proj`, `gate_proj`.
+    pub targets: Vec<String>,
+}
+
+/// Module names LoRA may target in Llama and Qwen2 decoder layers.
+pub const LORA_TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
+/// `[llm]`: the decoder LLM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmSection {
+    pub model: ModelSource,
+    /// tokenizer.json to use; defaults to the one in the model folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<PathBuf>,
+    #[serde(default = "default_training")]
+    pub training: LlmTraining,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraSection>,
+    #[serde(default = "default_dtype")]
+    pub dtype: Dtype,
+    /// Recompute decoder-layer activations in the backward pass to save memory.
+    #[serde(default = "default_checkpointing")]
+    pub gradient_checkpointing: bool,
+}
+
+fn default_training() -> LlmTraining {
+    LlmTraining::Frozen
+}
+fn default_checkpointing() -> bool {
+    true
+}

@@ -1,0 +1,156 @@
+use std::collections::HashSet;
+use std::path::Path;
+
+use anchorage_data::Manifest;
+
+use super::models::LORA_TARGETS;
+use super::{LlmTraining, ModelSource, Recipe};
+use crate::TrainError;
+
+/// Checks what serde cannot: one model source each, existing local files, ranges and batch
+/// arithmetic. Files that only a real run needs (the data root, hub downloads, and
+/// `connector.init`, which stage 1 produces) are not required here, so a dry run works on a
+/// machine without them; the plan reports whether they are present.
+pub(super) fn validate(recipe: &Recipe, origin: &Path) -> Result<(), TrainError> {
+    let invalid = |key: &str, message: String| TrainError::Invalid {
+        path: origin.to_path_buf(),
+        key: key.to_string(),
+        message,
+    };
+
+    check_source(&recipe.vision.model, "vision.model").map_err(|(k, m)| invalid(&k, m))?;
+    check_source(&recipe.llm.model, "llm.model").map_err(|(k, m)| invalid(&k, m))?;
+    if let Some(tok) = &recipe.llm.tokenizer {
+        if !tok.is_file() {
+            return Err(invalid("llm.tokenizer", format!("file {} does not exist", tok.display())));
+        }
+    }
+
+    match (&recipe.llm.training, &recipe.llm.lora) {
+        (LlmTraining::Lora, None) => {
+            return Err(invalid("llm.lora", "`training = \"lora\"` needs an [llm.lora] table with rank, alpha and targets".into()))
+        }
+        (LlmTraining::Lora, Some(lora)) => {
+            if lora.rank == 0 {
+                return Err(invalid("llm.lora.rank", "must be at least 1".into()));
+            }
+            if !(0.0..1.0).contains(&lora.dropout) {
+                return Err(invalid("llm.lora.dropout", format!("{} must be in [0, 1)", lora.dropout)));
+            }
+            if lora.targets.is_empty() {
+                return Err(invalid("llm.lora.targets", format!("give at least one of {}", LORA_TARGETS.join(", "))));
+            }
+            for t in &lora.targets {
+                if !LORA_TARGETS.contains(&t.as_str()) {
+                    return Err(invalid("llm.lora.targets", format!("unknown module `{t}`; allowed: {}", LORA_TARGETS.join(", "))));
+                }
+            }
+        }
+        (_, Some(_)) => {
+            return Err(invalid("llm.lora", "an [llm.lora] table is given but `llm.training` is not \"lora\"".into()))
+        }
+        (_, None) => {}
+    }
+
+    recipe
+        .connector
+        .check()
+        .map_err(|(k, m)| invalid(&format!("connector.{k}"), m))?;
+    recipe
+        .compression
+        .check()
+        .map_err(|(k, m)| invalid(&format!("compression.{k}"), m))?;
+
+    let data = &recipe.data;
+    if !data.manifest.is_file() {
+        return Err(invalid("data.manifest", format!("file {} does not exist", data.manifest.display())));
+    }
+    Manifest::load(&data.manifest)?;
+    if data.max_length < 2 {
+        return Err(invalid("data.max_length", format!("{} must be at least 2", data.max_length)));
+    }
+    if data.workers == 0 {
+        return Err(invalid("data.workers", "must be at least 1".into()));
+    }
+
+    let o = &recipe.optim;
+    if !(o.lr > 0.0 && o.lr.is_finite()) {
+        return Err(invalid("optim.lr", format!("{} must be a positive number", o.lr)));
+    }
+    if !(o.weight_decay >= 0.0) {
+        return Err(invalid("optim.weight_decay", format!("{} must be ≥ 0", o.weight_decay)));
+    }
+    for (i, b) in o.betas.iter().enumerate() {
+        if !(0.0..1.0).contains(b) {
+            return Err(invalid(&format!("optim.betas[{i}]"), format!("{b} must be in [0, 1)")));
+        }
+    }
+    if !(o.eps > 0.0) {
+        return Err(invalid("optim.eps", format!("{} must be positive", o.eps)));
+    }
+    if !(0.0..1.0).contains(&o.warmup_ratio) {
+        return Err(invalid("optim.warmup_ratio", format!("{} must be in [0, 1)", o.warmup_ratio)));
+    }
+    if !(o.grad_clip >= 0.0) {
+        return Err(invalid("optim.grad_clip", format!("{} must be ≥ 0 (0 disables clipping)", o.grad_clip)));
+    }
+    if o.micro_batch == 0 {
+        return Err(invalid("optim.micro_batch", "must be at least 1".into()));
+    }
+    if o.epochs == Some(0) {
+        return Err(invalid("optim.epochs", "must be at least 1".into()));
+    }
+    if o.max_steps == Some(0) {
+        return Err(invalid("optim.max_steps", "must be at least 1".into()));
+    }
+
+    let d = &recipe.devices;
+    if d.ids.is_empty() {
+        return Err(invalid("devices.ids", "give at least one device index".into()));
+    }
+    if d.ids.iter().collect::<HashSet<_>>().len() != d.ids.len() {
+        return Err(invalid("devices.ids", format!("{:?} lists a device twice", d.ids)));
+    }
+    if d.nodes == 0 {
+        return Err(invalid("devices.nodes", "must be at least 1".into()));
+    }
+    let per_step = o.micro_batch * d.world_size();
+    if o.global_batch == 0 || o.global_batch % per_step != 0 {
+        return Err(invalid(
+            "optim.global_batch",
+            format!(
+                "{} must be a positive multiple of micro_batch × devices = {} × {} = {per_step} (gradient accumulation = global / (micro × devices))",
+                o.global_batch,
+                o.micro_batch,
+                d.world_size()
+            ),
+        ));
+    }
+
+    if recipe.checkpoint.every_steps == 0 {
+        return Err(invalid("checkpoint.every_steps", "must be at least 1".into()));
+    }
+    if recipe.checkpoint.keep_last == 0 {
+        return Err(invalid("checkpoint.keep_last", "must be at least 1".into()));
+    }
+    if recipe.log.every_steps == 0 {
+        return Err(invalid("log.every_steps", "must be at least 1".into()));
+    }
+    if recipe.run.name.is_empty() || recipe.run.name.contains(['/', '\\']) {
+        return Err(invalid("run.name", format!("`{}` must be a non-empty folder name without slashes", recipe.run.name)));
+    }
+    Ok(())
+}
+
+fn check_source(source: &ModelSource, key: &str) -> Result<(), (String, String)> {
+    source.check().map_err(|m| (key.to_string(), m))?;
+    if let Some(path) = &source.path {
+        if !path.is_dir() {
+            return Err((
+                format!("{key}.path"),
+                format!("folder {} does not exist (a Hugging Face model folder with config.json and safetensors)", path.display()),
+            ));
+        }
+    }
+    Ok(())
+}

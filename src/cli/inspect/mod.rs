@@ -1,0 +1,17 @@
+//! `train inspect ...`: each subcommand runs the same library code as training on given inputs.
+
+mod recipe;
+
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum InspectCommand {
+    /// Check a recipe and print it resolved, with the training plan derived from it.
+    Recipe(recipe::RecipeArgs),
+}
+
+pub fn run(cmd: InspectCommand) -> anyhow::Result<()> {
+    match cmd {
+        InspectCommand::Recipe(args) => recipe::run(args),
+    }
+}

@@ -1,0 +1,29 @@
+//! Command-line definitions: one module per subcommand; `main` is one `match`.
+
+pub mod inspect;
+pub mod stage;
+
+use clap::{Parser, Subcommand};
+
+/// Train and compare vision-language connectors (MLP, C-Abstractor, Perceiver Resampler, Anchor
+/// Former) and visual-token compression inside the LLM (ACT-IN-LLM, FastV, HiMAP) on the LLaVA-1.5
+/// recipe.
+///
+/// Logging goes to stderr and follows RUST_LOG (default `info`).
+#[derive(Debug, Parser)]
+#[command(name = "train", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Stage 1: train the connector on caption data (LLaVA-558k, `plain` template).
+    Pretrain(stage::StageArgs),
+    /// Stage 2: visual instruction tuning (LLaVA-665k, `vicuna_v1` template).
+    Ift(stage::StageArgs),
+    /// Look inside: run one piece of the pipeline on given inputs and write what it computes.
+    #[command(subcommand)]
+    Inspect(inspect::InspectCommand),
+}

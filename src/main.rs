@@ -1,0 +1,29 @@
+//! `train`: the anchorage command line.
+
+mod backend;
+mod cli;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Pretrain(args) => cli::stage::run(anchorage_train::Stage::Pretrain, args),
+        cli::Command::Ift(args) => cli::stage::run(anchorage_train::Stage::Ift, args),
+        cli::Command::Inspect(cmd) => cli::inspect::run(cmd),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

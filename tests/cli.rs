@@ -1,0 +1,156 @@
+//! The `train` binary as a user meets it: help, dry runs and errors on bad recipes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn train(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run train")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Writes a copy of `recipe` with `edit` applied into a temp dir and returns its path.
+fn edited(dir: &Path, recipe: &str, edit: impl Fn(String) -> String) -> String {
+    let text = std::fs::read_to_string(recipe).unwrap();
+    let path = dir.join("recipe.toml");
+    std::fs::write(&path, edit(text)).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn dry_run_of_anchor_former_pretrain_reports_steps_from_the_manifest() {
+    let out = train(&["pretrain", "recipes/pretrain/anchor_former_145.toml", "--dry-run"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("samples:             558128 (from the manifest"), "{t}");
+    assert!(t.contains("optimizer steps:     2181"), "{t}");
+    assert!(t.contains("warmup steps:        66"), "{t}");
+    assert!(t.contains("grad accumulation:   1 = 256 / (32 × 8)"), "{t}");
+    assert!(t.contains("kind = \"anchor_former\""), "resolved recipe printed: {t}");
+}
+
+#[test]
+fn overrides_change_the_plan() {
+    let out = train(&[
+        "pretrain",
+        "recipes/pretrain/anchor_former_145.toml",
+        "--dry-run",
+        "--set",
+        "optim.micro_batch=8",
+        "--set",
+        "devices.ids=[0, 1]",
+        "--set",
+        "optim.epochs=2",
+    ]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("grad accumulation:   16 = 256 / (8 × 2)"), "{t}");
+    assert!(t.contains("optimizer steps:     4362"), "{t}");
+    assert!(t.contains("warmup steps:        131"), "{t}");
+}
+
+#[test]
+fn ift_dry_run_plans_the_665k_mix() {
+    let out = train(&["ift", "recipes/ift/mlp2x_gelu.toml", "--dry-run"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    // ceil(665298 / 128) = 5198, ceil(0.03 × 5198) = 156.
+    assert!(t.contains("optimizer steps:     5198"), "{t}");
+    assert!(t.contains("warmup steps:        156"), "{t}");
+}
+
+#[test]
+fn unknown_key_is_named_with_the_allowed_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = edited(dir.path(), "recipes/pretrain/mlp2x_gelu.toml", |t| t.replace("lr = 1e-3", "lr = 1e-3\nlearning_rate = 1"));
+    let out = train(&["pretrain", &r, "--dry-run"]);
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("optim.learning_rate") && t.contains("unknown field") && t.contains("`warmup_ratio`"), "{t}");
+    assert!(!t.contains("panicked"), "{t}");
+}
+
+#[test]
+fn bad_enum_value_lists_the_allowed_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = edited(dir.path(), "recipes/pretrain/mlp2x_gelu.toml", |t| t.replace("kind = \"mlp\"", "kind = \"qformer\""));
+    let out = train(&["pretrain", &r, "--dry-run"]);
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("connector") && t.contains("qformer") && t.contains("anchor_former") && t.contains("c_abstractor"), "{t}");
+
+    let out = train(&["pretrain", "recipes/pretrain/mlp2x_gelu.toml", "--dry-run", "--set", "data.template=llama2"]);
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("data.template") && t.contains("llama2") && t.contains("vicuna_v1"), "{t}");
+}
+
+#[test]
+fn missing_files_are_named() {
+    let out = train(&["pretrain", "recipes/pretrain/mlp2x_gelu.toml", "--dry-run", "--set", "data.manifest=data-manifests/nope.toml"]);
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("data.manifest") && t.contains("data-manifests/nope.toml"), "{t}");
+
+    let out = train(&["pretrain", "recipes/pretrain/mlp2x_gelu.toml", "--dry-run", "--set", "vision.model={ path = \"/no/such/clip\" }"]);
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("vision.model.path") && t.contains("/no/such/clip"), "{t}");
+
+    let out = train(&["pretrain", "recipes/no-such-recipe.toml", "--dry-run"]);
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("recipes/no-such-recipe.toml"), "{t}");
+}
+
+#[test]
+fn invalid_values_are_named() {
+    let out = train(&["pretrain", "recipes/pretrain/mlp2x_gelu.toml", "--dry-run", "--set", "optim.global_batch=100"]);
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("optim.global_batch") && t.contains("32 × 8"), "{t}");
+
+    let out = train(&["pretrain", "recipes/pretrain/mlp2x_gelu.toml", "--dry-run", "--set", "llm.training=lora"]);
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("llm.lora"), "{t}");
+
+    let out = train(&["pretrain", "recipes/pretrain/mlp2x_gelu.toml", "--dry-run", "--set", "optim.lr=\"fast\""]);
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("optim.lr") && t.contains("invalid type"), "{t}");
+}
+
+#[test]
+fn a_recipe_runs_only_under_its_own_stage() {
+    let out = train(&["ift", "recipes/pretrain/mlp2x_gelu.toml", "--dry-run"]);
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("run.stage") && t.contains("train pretrain"), "{t}");
+}
+
+#[test]
+fn help_explains_every_option() {
+    let t = text(&train(&["pretrain", "--help"]));
+    for opt in ["--set", "--dry-run", "--resume", "RECIPE"] {
+        assert!(t.contains(opt), "{opt} missing from: {t}");
+    }
+    let t = text(&train(&["--help"]));
+    for cmd in ["pretrain", "ift", "inspect"] {
+        assert!(t.contains(cmd), "{cmd} missing from: {t}");
+    }
+}
+
+#[test]
+fn ift_dry_run_reports_a_missing_stage_one_connector() {
+    let out = train(&["ift", "recipes/ift/anchor_former_145.toml", "--dry-run"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("connector init:      checkpoints/pretrain-anchor-former-145/connector.safetensors (not present yet"), "{t}");
+}

@@ -1,0 +1,78 @@
+//! Every recipe and manifest shipped in the repository parses and validates, and the LLaVA-1.5
+//! recipes carry the published hyperparameters.
+
+use std::path::{Path, PathBuf};
+
+use anchorage_data::{Manifest, SampleCountSource};
+use anchorage_train::recipe::{load_recipe, LlmTraining};
+use anchorage_train::{Plan, Stage};
+
+fn toml_files(dir: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::from(dir)];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "toml") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn every_recipe_parses_validates_and_plans() {
+    let recipes = toml_files("recipes");
+    assert!(recipes.len() >= 12, "expected the stage-1/2 recipes and the tiny ones, found {recipes:?}");
+    for path in recipes {
+        let recipe = load_recipe(&path, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let plan = Plan::new(&recipe).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(plan.total_steps > 0, "{}", path.display());
+        let folder = path.parent().unwrap().file_name().unwrap().to_str().unwrap();
+        match folder {
+            "pretrain" => assert_eq!(recipe.run.stage, Stage::Pretrain, "{}", path.display()),
+            "ift" => assert_eq!(recipe.run.stage, Stage::Ift, "{}", path.display()),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn every_manifest_parses() {
+    let manifests = toml_files("data-manifests");
+    assert!(manifests.len() >= 4, "{manifests:?}");
+    for path in manifests {
+        Manifest::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn llava_stage_recipes_follow_the_published_hyperparameters() {
+    for name in ["mlp2x_gelu", "c_abstractor", "resampler", "anchor_former_145", "anchor_former_257"] {
+        let pre = load_recipe(&Path::new("recipes/pretrain").join(format!("{name}.toml")), &[]).unwrap();
+        assert_eq!(pre.optim.lr, 1e-3, "{name}");
+        assert_eq!(pre.optim.global_batch, 256, "{name}");
+        assert_eq!(pre.llm.training, LlmTraining::Frozen, "{name}");
+        assert_eq!(pre.vision.model.hub.as_deref(), Some("openai/clip-vit-large-patch14-336"));
+        assert_eq!(pre.llm.model.hub.as_deref(), Some("lmsys/vicuna-7b-v1.5"));
+        let plan = Plan::new(&pre).unwrap();
+        // 558,128 samples at global batch 256: ceil = 2181 steps, ceil(0.03 × 2181) = 66 warmup.
+        if let SampleCountSource::Manifest { .. } = plan.samples.source {
+            assert_eq!(plan.samples.count, 558_128);
+            assert_eq!(plan.total_steps, 2181);
+            assert_eq!(plan.warmup_steps, 66);
+        }
+        assert_eq!(plan.grad_accum, 1);
+
+        let ift = load_recipe(&Path::new("recipes/ift").join(format!("{name}.toml")), &[]).unwrap();
+        assert_eq!(ift.optim.lr, 2e-5, "{name}");
+        assert_eq!(ift.optim.global_batch, 128, "{name}");
+        assert_eq!(ift.llm.training, LlmTraining::Full, "{name}");
+        assert!(ift.data.group_by_modality_length);
+        assert!(ift.connector.init().is_some(), "stage 2 starts from the stage-1 connector");
+    }
+}
