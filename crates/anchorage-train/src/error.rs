@@ -29,6 +29,12 @@ pub enum TrainError {
         key: String,
         message: String,
     },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Data(#[from] anchorage_data::DataError),
 }

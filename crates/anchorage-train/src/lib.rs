@@ -1,9 +1,11 @@
 //! Training for anchorage: the recipe schema, the derived training plan, and (as they land) the
 //! trainer, checkpoints, logging and export that the `train` binary drives.
 
+pub mod checkpoint;
 mod error;
 pub mod plan;
 pub mod recipe;
+pub mod schedule;
 
 pub use error::TrainError;
 pub use plan::{Plan, Stage};

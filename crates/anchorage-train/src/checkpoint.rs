@@ -1,0 +1,179 @@
+//! Step checkpoints written atomically: a step folder appears under its final name only once every
+//! file in it is written and synced, so a kill at any moment leaves the last good one intact.
+//!
+//! Layout (see checkpoints/README.md): `<run>/step-00000500/{trainable,optimizer}.safetensors,
+//! state.json, recipe.toml`; in-progress folders are `<run>/.tmp-step-00000500` and are removed on
+//! the next start.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::TrainError;
+
+const PREFIX: &str = "step-";
+const TMP_PREFIX: &str = ".tmp-";
+
+/// The step checkpoints of one run folder.
+#[derive(Debug, Clone)]
+pub struct Checkpoints {
+    run_dir: PathBuf,
+    keep_last: usize,
+}
+
+impl Checkpoints {
+    pub fn new(run_dir: impl Into<PathBuf>, keep_last: u32) -> Self {
+        Self { run_dir: run_dir.into(), keep_last: keep_last.max(1) as usize }
+    }
+
+    /// The folder name of a step's checkpoint.
+    pub fn step_dir(&self, step: u64) -> PathBuf {
+        self.run_dir.join(format!("{PREFIX}{step:08}"))
+    }
+
+    /// Writes `files` as the checkpoint of `step`: into a temporary folder, each file synced, then
+    /// renamed into place, then the parent synced. Older checkpoints beyond `keep_last` are removed
+    /// afterwards (never before the new one is complete).
+    pub fn save(&self, step: u64, files: &[(&str, &[u8])]) -> Result<PathBuf, TrainError> {
+        fs::create_dir_all(&self.run_dir).map_err(|e| io(&self.run_dir, e))?;
+        let final_dir = self.step_dir(step);
+        let tmp = self.run_dir.join(format!("{TMP_PREFIX}{PREFIX}{step:08}"));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+        }
+        fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+        for (name, bytes) in files {
+            let path = tmp.join(name);
+            let mut f = File::create(&path).map_err(|e| io(&path, e))?;
+            f.write_all(bytes).map_err(|e| io(&path, e))?;
+            f.sync_all().map_err(|e| io(&path, e))?;
+        }
+        sync_dir(&tmp)?;
+        if final_dir.exists() {
+            // A checkpoint of the same step from an earlier attempt: replace it.
+            fs::remove_dir_all(&final_dir).map_err(|e| io(&final_dir, e))?;
+        }
+        fs::rename(&tmp, &final_dir).map_err(|e| io(&final_dir, e))?;
+        sync_dir(&self.run_dir)?;
+        self.prune()?;
+        Ok(final_dir)
+    }
+
+    /// Complete step checkpoints, oldest first.
+    pub fn list(&self) -> Result<Vec<(u64, PathBuf)>, TrainError> {
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(&self.run_dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io(&self.run_dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| io(&self.run_dir, e))?;
+            let name = entry.file_name();
+            let Some(step) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)).and_then(|s| s.parse::<u64>().ok()) else {
+                continue;
+            };
+            if entry.path().is_dir() {
+                out.push((step, entry.path()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The newest complete checkpoint, if any.
+    pub fn latest(&self) -> Result<Option<(u64, PathBuf)>, TrainError> {
+        Ok(self.list()?.pop())
+    }
+
+    /// Removes temporary folders left by a run that was killed while saving.
+    pub fn remove_partial(&self) -> Result<usize, TrainError> {
+        let mut removed = 0;
+        let Ok(entries) = fs::read_dir(&self.run_dir) else { return Ok(0) };
+        for entry in entries.flatten() {
+            if entry.file_name().to_str().is_some_and(|n| n.starts_with(TMP_PREFIX)) {
+                fs::remove_dir_all(entry.path()).map_err(|e| io(&entry.path(), e))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn prune(&self) -> Result<(), TrainError> {
+        let all = self.list()?;
+        let excess = all.len().saturating_sub(self.keep_last);
+        for (_, dir) in all.into_iter().take(excess) {
+            fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes one file atomically: a temporary file beside it, synced, then renamed over it.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = parent.join(format!("{TMP_PREFIX}{name}"));
+    {
+        let mut f = File::create(&tmp).map_err(|e| io(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| io(&tmp, e))?;
+        f.sync_all().map_err(|e| io(&tmp, e))?;
+    }
+    fs::rename(&tmp, path).map_err(|e| io(path, e))?;
+    sync_dir(parent)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), TrainError> {
+    // Directory fsync makes the rename durable on Linux; other platforms may refuse to open a dir.
+    if let Ok(f) = File::open(dir) {
+        f.sync_all().map_err(|e| io(dir, e))?;
+    }
+    Ok(())
+}
+
+fn io(path: &Path, source: std::io::Error) -> TrainError {
+    TrainError::Io { path: path.to_path_buf(), source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saves_lists_and_prunes_to_keep_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = Checkpoints::new(dir.path(), 2);
+        for step in [2, 4, 6] {
+            ck.save(step, &[("state.json", format!("{{\"step\": {step}}}").as_bytes())]).unwrap();
+        }
+        let steps: Vec<u64> = ck.list().unwrap().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(steps, vec![4, 6]);
+        let (step, path) = ck.latest().unwrap().unwrap();
+        assert_eq!(step, 6);
+        assert_eq!(fs::read_to_string(path.join("state.json")).unwrap(), "{\"step\": 6}");
+    }
+
+    #[test]
+    fn partial_folders_are_not_checkpoints_and_are_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = Checkpoints::new(dir.path(), 3);
+        ck.save(1, &[("a", b"1")]).unwrap();
+        // What a kill in the middle of saving step 2 leaves behind.
+        fs::create_dir_all(dir.path().join(".tmp-step-00000002")).unwrap();
+        fs::write(dir.path().join(".tmp-step-00000002/a"), b"half").unwrap();
+        assert_eq!(ck.latest().unwrap().unwrap().0, 1);
+        assert_eq!(ck.remove_partial().unwrap(), 1);
+        assert!(!dir.path().join(".tmp-step-00000002").exists());
+    }
+
+    #[test]
+    fn write_atomic_replaces_whole_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/connector.safetensors");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+    }
+}
