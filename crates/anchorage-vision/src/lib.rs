@@ -1,2 +1,29 @@
 //! The frozen CLIP vision tower (`CLIPVisionModel`): hidden states up to a select layer and, on
 //! request, the per-head CLS-row attention probabilities of a layer.
+//!
+//! ```text
+//! pixel_values [B, 3, S, S]
+//!   -> embeddings (patch conv, no bias ‖ class token, + positions)   [B, T, D], T = (S/P)² + 1
+//!   -> pre_layrnorm                                                  hidden_states[0]
+//!   -> encoder.layers[i]: x + attn(ln1 x); x + mlp(ln2 x)            hidden_states[i + 1]
+//!   -> post_layernorm(CLS of the last)                               pooled [B, D]
+//! ```
+//! Build with [`ClipVisionConfig::init`] (random, seeded by the backend) or load a Hugging Face
+//! folder with [`load_clip_vision`]. Ask [`ClipVisionModel::forward`] for what you need through a
+//! [`VisionRequest`]: layers after the deepest one asked for are never run.
+
+mod attention;
+mod config;
+mod embeddings;
+mod error;
+mod layer;
+mod model;
+
+pub use attention::ClipAttention;
+pub use config::{ClipVisionConfig, HiddenAct};
+pub use embeddings::ClipVisionEmbeddings;
+pub use error::{Result, VisionError};
+pub use layer::{ClipEncoderLayer, ClipMlp};
+pub use model::{
+    select_features, ClipEncoder, ClipVisionModel, FeatureSelect, VisionOutput, VisionRequest,
+};

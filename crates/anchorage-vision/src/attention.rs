@@ -1,0 +1,67 @@
+//! Multi-head self-attention of an encoder layer (transformers `CLIPAttention`,
+//! huggingface/transformers `src/transformers/models/clip/modeling_clip.py`).
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::FloatDType;
+
+use crate::config::ClipVisionConfig;
+
+/// `self_attn.{q,k,v,out}_proj`, all with bias; scale `head_dim^-0.5`; no mask.
+#[derive(Module, Debug)]
+pub struct ClipAttention<B: Backend> {
+    pub q_proj: Linear<B>,
+    pub k_proj: Linear<B>,
+    pub v_proj: Linear<B>,
+    pub out_proj: Linear<B>,
+    /// Number of heads `H`.
+    pub num_heads: usize,
+}
+
+impl<B: Backend> ClipAttention<B> {
+    pub(crate) fn new(config: &ClipVisionConfig, device: &B::Device) -> Self {
+        let d = config.hidden_size;
+        let linear = || LinearConfig::new(d, d).init(device);
+        Self {
+            q_proj: linear(),
+            k_proj: linear(),
+            v_proj: linear(),
+            out_proj: linear(),
+            num_heads: config.num_attention_heads,
+        }
+    }
+
+    /// Attention output, and on request the CLS query's softmax probabilities per head.
+    ///
+    /// The context goes through burn's fused attention (flex tiles long sequences and never keeps
+    /// the `[T, T]` map); the CLS row, when asked, is one extra `[1, T]` score row per head, so no
+    /// full attention map is ever materialised by this function. Probabilities are computed and
+    /// returned in f32 whatever the weights' dtype (transformers also runs its softmax in f32).
+    ///
+    /// # Shapes
+    /// `x [B, T, D] -> ([B, T, D], Some([B, H, T]) if cls_row)`
+    pub fn forward(&self, x: Tensor<B, 3>, cls_row: bool) -> (Tensor<B, 3>, Option<Tensor<B, 3>>) {
+        let [b, t, d] = x.dims();
+        let h = self.num_heads;
+        let hd = d / h;
+        let heads = |y: Tensor<B, 3>| y.reshape([b, t, h, hd]).swap_dims(1, 2); // [B, H, T, hd]
+        let q = heads(self.q_proj.forward(x.clone()));
+        let k = heads(self.k_proj.forward(x.clone()));
+        let v = heads(self.v_proj.forward(x));
+
+        let cls = cls_row.then(|| {
+            let q0 = q.clone().slice([0..b, 0..h, 0..1, 0..hd]).cast(FloatDType::F32);
+            let scores = q0.matmul(k.clone().cast(FloatDType::F32).swap_dims(2, 3))
+                * (hd as f64).powf(-0.5); // [B, H, 1, T]
+            softmax(scores, 3).reshape([b, h, t])
+        });
+
+        let context = attention(q, k, v, None, None, AttentionModuleOptions::default()); // [B, H, T, hd]
+        let context = context.swap_dims(1, 2).reshape([b, t, d]);
+        (self.out_proj.forward(context), cls)
+    }
+}

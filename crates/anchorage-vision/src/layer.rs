@@ -1,0 +1,80 @@
+//! A pre-LN encoder layer and its MLP (transformers `CLIPEncoderLayer`, `CLIPMLP`,
+//! huggingface/transformers `src/transformers/models/clip/modeling_clip.py`).
+
+use burn::module::Module;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, sigmoid};
+
+use crate::attention::ClipAttention;
+use crate::config::{ClipVisionConfig, HiddenAct};
+
+/// `mlp.fc1 -> act -> mlp.fc2`.
+#[derive(Module, Debug)]
+pub struct ClipMlp<B: Backend> {
+    pub fc1: Linear<B>,
+    pub fc2: Linear<B>,
+    /// The activation between the two projections.
+    #[module(skip)]
+    pub act: HiddenAct,
+}
+
+impl<B: Backend> ClipMlp<B> {
+    pub(crate) fn new(config: &ClipVisionConfig, device: &B::Device) -> Self {
+        Self {
+            fc1: LinearConfig::new(config.hidden_size, config.intermediate_size).init(device),
+            fc2: LinearConfig::new(config.intermediate_size, config.hidden_size).init(device),
+            act: config.hidden_act,
+        }
+    }
+
+    /// # Shapes
+    /// `[B, T, D] -> [B, T, D]`
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let x = self.fc1.forward(x);
+        let x = match self.act {
+            // x * sigmoid(1.702 x) (transformers activations.py QuickGELUActivation)
+            HiddenAct::QuickGelu => x.clone() * sigmoid(x * 1.702),
+            HiddenAct::Gelu => gelu(x),
+        };
+        self.fc2.forward(x)
+    }
+}
+
+/// `encoder.layers.{i}`: `x + attn(ln1(x))`, then `x + mlp(ln2(x))`.
+#[derive(Module, Debug)]
+pub struct ClipEncoderLayer<B: Backend> {
+    pub self_attn: ClipAttention<B>,
+    pub layer_norm1: LayerNorm<B>,
+    pub mlp: ClipMlp<B>,
+    pub layer_norm2: LayerNorm<B>,
+}
+
+impl<B: Backend> ClipEncoderLayer<B> {
+    pub(crate) fn new(config: &ClipVisionConfig, device: &B::Device) -> Self {
+        let ln = || {
+            LayerNormConfig::new(config.hidden_size)
+                .with_epsilon(config.layer_norm_eps)
+                .init(device)
+        };
+        Self {
+            self_attn: ClipAttention::new(config, device),
+            layer_norm1: ln(),
+            mlp: ClipMlp::new(config, device),
+            layer_norm2: ln(),
+        }
+    }
+
+    /// One layer; `cls_row` asks for the CLS-row attention probabilities of this layer.
+    ///
+    /// # Shapes
+    /// `x [B, T, D] -> ([B, T, D], Some([B, H, T]) if cls_row)`
+    pub fn forward(&self, x: Tensor<B, 3>, cls_row: bool) -> (Tensor<B, 3>, Option<Tensor<B, 3>>) {
+        let (attn, cls) = self
+            .self_attn
+            .forward(self.layer_norm1.forward(x.clone()), cls_row);
+        let x = x + attn;
+        let x = x.clone() + self.mlp.forward(self.layer_norm2.forward(x));
+        (x, cls)
+    }
+}

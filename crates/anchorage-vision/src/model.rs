@@ -1,0 +1,249 @@
+//! [`ClipVisionModel`]: the tower, with the two seams the rest of anchorage uses: the hidden state
+//! of a select layer (computing no layer after it) and the CLS-row attention probabilities of
+//! chosen layers (transformers `CLIPVisionTransformer`, `CLIPEncoder`,
+//! huggingface/transformers `src/transformers/models/clip/modeling_clip.py`).
+
+use burn::module::Module;
+use burn::nn::{LayerNorm, LayerNormConfig};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::config::ClipVisionConfig;
+use crate::embeddings::ClipVisionEmbeddings;
+use crate::error::{Result, VisionError};
+use crate::layer::ClipEncoderLayer;
+
+/// `encoder.layers.*`.
+#[derive(Module, Debug)]
+pub struct ClipEncoder<B: Backend> {
+    pub layers: Vec<ClipEncoderLayer<B>>,
+}
+
+/// The CLIP vision tower. Field names are the checkpoint's module names (`pre_layrnorm`, sic).
+#[derive(Module, Debug)]
+pub struct ClipVisionModel<B: Backend> {
+    pub embeddings: ClipVisionEmbeddings<B>,
+    pub pre_layrnorm: LayerNorm<B>,
+    pub encoder: ClipEncoder<B>,
+    /// Applied to the CLS token for the pooled output only; never part of `hidden_states`.
+    pub post_layernorm: LayerNorm<B>,
+    /// Side of the input image the position table was made for.
+    pub image_size: usize,
+}
+
+/// Which tokens of a hidden state become the features (LLaVA's `mm_vision_select_feature`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureSelect {
+    /// Patch tokens only: `[B, T-1, D]` (LLaVA's default, `'patch'`).
+    Patch,
+    /// CLS and patch tokens: `[B, T, D]` (`'cls_patch'`; AcFormer keeps CLS).
+    ClsPatch,
+}
+
+/// What one forward pass computes. Layers after the deepest one asked for are not run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VisionRequest {
+    /// Index into transformers' `hidden_states` (0 = `pre_layrnorm` output, `i` = output of
+    /// encoder layer `i`, `L` = last); negative counts from the end (LLaVA: `-2`).
+    pub select_layer: i64,
+    /// 0-based encoder layers whose CLS-row attention probabilities to return. Layer `i`
+    /// produces `hidden_states[i + 1]`, so AcFormer's `attentions[-2]` is layer `L - 2`.
+    pub cls_attention_layers: Vec<usize>,
+    /// Keep every hidden state from 0 to the select layer (for inspection); otherwise only the
+    /// selected one is kept.
+    pub all_hidden_states: bool,
+}
+
+impl VisionRequest {
+    /// Only `hidden_states[select_layer]`.
+    pub fn select(select_layer: i64) -> Self {
+        Self {
+            select_layer,
+            cls_attention_layers: Vec::new(),
+            all_hidden_states: false,
+        }
+    }
+
+    /// Also the CLS-row attention of `layer` (0-based encoder layer).
+    pub fn with_cls_attention(mut self, layer: usize) -> Self {
+        self.cls_attention_layers.push(layer);
+        self
+    }
+
+    /// Keep every hidden state up to the deepest layer run.
+    pub fn with_all_hidden_states(mut self) -> Self {
+        self.all_hidden_states = true;
+        self
+    }
+}
+
+/// What [`ClipVisionModel::forward`] returns.
+#[derive(Debug, Clone)]
+pub struct VisionOutput<B: Backend> {
+    /// `hidden_states[select_layer]` `[B, T, D]`, in the weights' dtype.
+    pub selected: Tensor<B, 3>,
+    /// With `all_hidden_states`: `hidden_states[0..=n]` for the `n` layers run, each `[B, T, D]`;
+    /// otherwise empty.
+    pub hidden_states: Vec<Tensor<B, 3>>,
+    /// `(layer, probabilities [B, H, T])` for each asked layer, in the order asked; f32.
+    pub cls_attention: Vec<(usize, Tensor<B, 3>)>,
+    /// Encoder layers actually run.
+    pub layers_run: usize,
+}
+
+impl<B: Backend> ClipVisionModel<B> {
+    pub(crate) fn new(config: &ClipVisionConfig, device: &B::Device) -> Self {
+        let ln = || {
+            LayerNormConfig::new(config.hidden_size)
+                .with_epsilon(config.layer_norm_eps)
+                .init(device)
+        };
+        Self {
+            embeddings: ClipVisionEmbeddings::new(config, device),
+            pre_layrnorm: ln(),
+            encoder: ClipEncoder {
+                layers: (0..config.num_hidden_layers)
+                    .map(|_| ClipEncoderLayer::new(config, device))
+                    .collect(),
+            },
+            post_layernorm: ln(),
+            image_size: config.image_size,
+        }
+    }
+
+    /// Number of encoder layers `L`.
+    pub fn num_layers(&self) -> usize {
+        self.encoder.layers.len()
+    }
+
+    /// The float dtype the weights are stored and computed in.
+    pub fn dtype(&self) -> burn::tensor::DType {
+        self.embeddings.dtype()
+    }
+
+    /// Resolves a transformers `hidden_states` index (negative from the end) to `0..=L`.
+    pub fn resolve_select_layer(&self, select_layer: i64) -> Result<usize> {
+        let n = self.num_layers() as i64;
+        let index = if select_layer < 0 { n + 1 + select_layer } else { select_layer };
+        if (0..=n).contains(&index) {
+            Ok(index as usize)
+        } else {
+            Err(VisionError::Request(format!(
+                "select_layer {select_layer} is out of range for a tower with {n} layers \
+                 (hidden_states has {} entries: use 0..={n} or -{}..=-1)",
+                n + 1,
+                n + 1
+            )))
+        }
+    }
+
+    /// Runs the tower as far as `request` needs.
+    ///
+    /// # Shapes
+    /// `pixel_values [B, C, S, S]` (any float dtype; cast to the weights' dtype) ->
+    /// `selected [B, T, D]`, `hidden_states[i] [B, T, D]`, `cls_attention[j] [B, H, T]`
+    /// with `T = (S/P)² + 1`.
+    pub fn forward(&self, pixel_values: Tensor<B, 4>, request: &VisionRequest) -> Result<VisionOutput<B>> {
+        let [_, c, h, w] = pixel_values.dims();
+        let expected_c = self.embeddings.patch_embedding.weight.dims()[1];
+        if c != expected_c || h != self.image_size || w != self.image_size {
+            return Err(VisionError::Request(format!(
+                "pixel_values: expected shape [B, {expected_c}, {s}, {s}], found {:?}",
+                pixel_values.dims(),
+                s = self.image_size
+            )));
+        }
+        let select = self.resolve_select_layer(request.select_layer)?;
+        let n = self.num_layers();
+        if let Some(&bad) = request.cls_attention_layers.iter().find(|&&l| l >= n) {
+            return Err(VisionError::Request(format!(
+                "cls attention layer {bad} is out of range (0-based, the tower has {n} layers)"
+            )));
+        }
+        let deepest_attention = request.cls_attention_layers.iter().map(|&l| l + 1).max().unwrap_or(0);
+        let run = select.max(deepest_attention);
+
+        let mut x = self.pre_layrnorm.forward(self.embeddings.forward(pixel_values));
+        let mut hidden_states = Vec::new();
+        let mut selected = None;
+        let mut cls_attention = Vec::new();
+        for i in 0..=run {
+            if request.all_hidden_states {
+                hidden_states.push(x.clone());
+            }
+            if i == select {
+                selected = Some(x.clone());
+            }
+            if i == run {
+                break;
+            }
+            let want = request.cls_attention_layers.contains(&i);
+            let (next, cls) = self.encoder.layers[i].forward(x, want);
+            if let Some(cls) = cls {
+                cls_attention.push((i, cls));
+            }
+            x = next;
+        }
+        // Return the rows in the order asked (duplicates share one computation).
+        let cls_attention = request
+            .cls_attention_layers
+            .iter()
+            .filter_map(|l| cls_attention.iter().find(|(i, _)| i == l).cloned())
+            .collect();
+        let selected = selected.ok_or_else(|| VisionError::Request("select layer was not reached".into()))?;
+        Ok(VisionOutput {
+            selected,
+            hidden_states,
+            cls_attention,
+            layers_run: run,
+        })
+    }
+
+    /// `hidden_states[select_layer]`, running no layer after it.
+    ///
+    /// # Shapes
+    /// `[B, C, S, S] -> [B, T, D]`
+    pub fn hidden_state(&self, pixel_values: Tensor<B, 4>, select_layer: i64) -> Result<Tensor<B, 3>> {
+        Ok(self.forward(pixel_values, &VisionRequest::select(select_layer))?.selected)
+    }
+
+    /// LLaVA's image features: `hidden_states[select_layer]`, CLS dropped for [`FeatureSelect::Patch`].
+    ///
+    /// # Shapes
+    /// `[B, C, S, S] -> [B, T-1, D]` (`Patch`) or `[B, T, D]` (`ClsPatch`)
+    pub fn features(
+        &self,
+        pixel_values: Tensor<B, 4>,
+        select_layer: i64,
+        select: FeatureSelect,
+    ) -> Result<Tensor<B, 3>> {
+        let hidden = self.hidden_state(pixel_values, select_layer)?;
+        Ok(select_features(hidden, select))
+    }
+
+    /// transformers' `pooler_output`: `post_layernorm` of the last layer's CLS token.
+    ///
+    /// # Shapes
+    /// `[B, C, S, S] -> [B, D]`
+    pub fn pooled(&self, pixel_values: Tensor<B, 4>) -> Result<Tensor<B, 2>> {
+        let last = self.hidden_state(pixel_values, -1)?;
+        let [b, _, d] = last.dims();
+        let cls = last.slice([0..b, 0..1, 0..d]).reshape([b, d]);
+        Ok(self.post_layernorm.forward(cls))
+    }
+}
+
+/// Drops the CLS token for [`FeatureSelect::Patch`].
+///
+/// # Shapes
+/// `[B, T, D] -> [B, T-1, D]` (`Patch`) or unchanged (`ClsPatch`)
+pub fn select_features<B: Backend>(hidden: Tensor<B, 3>, select: FeatureSelect) -> Tensor<B, 3> {
+    match select {
+        FeatureSelect::Patch => {
+            let [b, t, d] = hidden.dims();
+            hidden.slice([0..b, 1..t, 0..d])
+        }
+        FeatureSelect::ClsPatch => hidden,
+    }
+}
