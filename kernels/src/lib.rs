@@ -1,2 +1,23 @@
 //! Top-k anchor selection and gather ops. Each op has a pure tensor-op reference twin; the public
-//! function dispatches to a CubeCL kernel on cuda/wgpu and to the reference elsewhere.
+//! function is the dispatch point: today it calls the reference on every backend, and the CubeCL
+//! kernels (issue 7) will be picked there for cuda/wgpu while flex keeps the reference.
+//!
+//! - [`select_anchors`]: AcFormer's progressive, de-duplicated per-head top-p anchor selection over
+//!   the CLS row of a ViT layer's attention, `[B, H, T] -> [B, N+1]` token indices (CLS included,
+//!   ascending by token index).
+//! - [`gather_tokens`]: `[B, T, D]` gathered at `[B, N]` indices -> `[B, N, D]` (differentiable).
+//! - [`topk_gather_rows`]: keep the `k` best-scoring rows of `[B, Hkv, L, d]` per head, in their
+//!   original order -> `[B, Hkv, k, d]` (for key/value or hidden-state compression).
+//!
+//! Tie-break (every op): among equal scores the larger token index wins. This mimics AcFormer's
+//! `argsort(a)[-p:]` ("last = best") under a stable ascending sort.
+
+pub mod anchor;
+mod error;
+mod mask;
+pub mod topk;
+
+pub use anchor::{gather_tokens, select_anchors};
+pub use error::KernelError;
+pub use mask::topk_mask;
+pub use topk::topk_gather_rows;
