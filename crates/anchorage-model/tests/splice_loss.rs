@@ -1,0 +1,113 @@
+//! Splice and loss on tiny hand-checked batches.
+
+use anchorage_model::{causal_lm_loss, splice_embeddings, ImageSpan, ModelError, SpliceInput, SplicePlan, IGNORE_INDEX as IGN, IMAGE_TOKEN_INDEX as IMG};
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::{Distribution, Tensor, TensorData};
+
+type B = Flex;
+type AD = Autodiff<Flex>;
+
+fn rows(t: &Tensor<B, 3>, b: usize) -> Vec<Vec<f32>> {
+    let [_, l, d] = t.dims();
+    let v: Vec<f32> = t.clone().slice([b..b + 1, 0..l, 0..d]).into_data().to_vec().unwrap();
+    v.chunks(d).map(|c| c.to_vec()).collect()
+}
+
+fn two_samples() -> (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>) {
+    (vec![1, 5, IMG, 7, 8], vec![IGN, IGN, IGN, 7, 8], vec![1, 9, 10], vec![IGN, 9, 10])
+}
+
+#[test]
+fn splice_replaces_placeholders_pads_right_and_restarts_positions() {
+    let device = Default::default();
+    let (ids0, lab0, ids1, lab1) = two_samples();
+    let samples = [
+        SpliceInput { input_ids: &ids0, labels: &lab0, images: &[0] },
+        // Text-only: LLaVA still feeds a zero image (index 1 here) that is not spliced.
+        SpliceInput { input_ids: &ids1, labels: &lab1, images: &[] },
+    ];
+    let plan = SplicePlan::new(&samples, 3, 2, 100, 0).unwrap();
+    assert_eq!((plan.batch, plan.len, plan.text_len), (2, 7, 5));
+    assert_eq!(plan.text_ids, vec![1, 5, 0, 7, 8, 1, 9, 10, 0, 0]);
+    assert_eq!(plan.labels, vec![IGN, IGN, IGN, IGN, IGN, 7, 8, IGN, 9, 10, IGN, IGN, IGN, IGN]);
+    assert_eq!(plan.position_ids, vec![0, 1, 2, 3, 4, 5, 6, 0, 1, 2, 0, 0, 0, 0]);
+    assert_eq!(plan.lengths, vec![7, 3]);
+    assert_eq!(plan.image_spans, vec![vec![ImageSpan { start: 2, len: 3 }], vec![]]);
+
+    let text = Tensor::<B, 3>::random([2, 5, 4], Distribution::Normal(0.0, 1.0), &device);
+    let images = Tensor::<B, 3>::random([2, 3, 4], Distribution::Normal(0.0, 1.0), &device);
+    let out = splice_embeddings(&plan, text.clone(), images.clone()).unwrap();
+    assert_eq!(out.dims(), [2, 7, 4]);
+    let (t0, t1, i0) = (rows(&text, 0), rows(&text, 1), rows(&images, 0));
+    let want0 = vec![t0[0].clone(), t0[1].clone(), i0[0].clone(), i0[1].clone(), i0[2].clone(), t0[3].clone(), t0[4].clone()];
+    assert_eq!(rows(&out, 0), want0);
+    let zero = vec![0.0; 4];
+    let want1 = vec![t1[0].clone(), t1[1].clone(), t1[2].clone(), zero.clone(), zero.clone(), zero.clone(), zero];
+    assert_eq!(rows(&out, 1), want1);
+}
+
+#[test]
+fn truncation_happens_after_splicing() {
+    let (ids0, lab0, ids1, lab1) = two_samples();
+    let samples = [
+        SpliceInput { input_ids: &ids0, labels: &lab0, images: &[0] },
+        SpliceInput { input_ids: &ids1, labels: &lab1, images: &[] },
+    ];
+    let plan = SplicePlan::new(&samples, 3, 2, 4, 0).unwrap();
+    assert_eq!(plan.len, 4);
+    assert_eq!(plan.lengths, vec![4, 3]);
+    assert_eq!(plan.image_spans[0], vec![ImageSpan { start: 2, len: 2 }]);
+    assert!(plan.labels[..4].iter().all(|&l| l == IGN), "the supervised tail was cut off");
+}
+
+#[test]
+fn gradients_reach_only_the_spliced_image_features() {
+    let device = Default::default();
+    let (ids0, lab0, ids1, lab1) = two_samples();
+    let samples = [
+        SpliceInput { input_ids: &ids0, labels: &lab0, images: &[0] },
+        SpliceInput { input_ids: &ids1, labels: &lab1, images: &[] },
+    ];
+    let plan = SplicePlan::new(&samples, 3, 2, 100, 0).unwrap();
+    let text = Tensor::<AD, 3>::zeros([2, 5, 4], &device);
+    let images = Tensor::<AD, 3>::ones([2, 3, 4], &device).require_grad();
+    let out = splice_embeddings(&plan, text, images.clone()).unwrap();
+    let grads = out.sum().backward();
+    let g: Vec<f32> = images.grad(&grads).unwrap().into_data().to_vec().unwrap();
+    assert!(g[..12].iter().all(|&x| x == 1.0), "image 0 is spliced once: {g:?}");
+    assert!(g[12..].iter().all(|&x| x == 0.0), "the text-only sample's zero image is not spliced: {g:?}");
+}
+
+#[test]
+fn invariants_are_errors_naming_the_sample() {
+    let ids = [1, IMG, 3, IMG];
+    let labels = [IGN; 4];
+    let err = SplicePlan::new(&[SpliceInput { input_ids: &ids, labels: &labels, images: &[0] }], 2, 2, 10, 0).unwrap_err();
+    assert!(matches!(err, ModelError::ImageCount { sample: 0, placeholders: 2, images: 1 }), "{err}");
+    let err = SplicePlan::new(&[SpliceInput { input_ids: &ids, labels: &labels, images: &[0, 5] }], 2, 2, 10, 0).unwrap_err();
+    assert!(err.to_string().contains("sample 0") && err.to_string().contains("5"), "{err}");
+    let err = SplicePlan::new(&[SpliceInput { input_ids: &ids, labels: &labels[..3], images: &[0, 1] }], 2, 2, 10, 0).unwrap_err();
+    assert!(matches!(err, ModelError::LabelLength { sample: 0, ids: 4, labels: 3 }), "{err}");
+}
+
+#[test]
+fn loss_is_shifted_masked_cross_entropy() {
+    let device = Default::default();
+    // batch 1, len 3, vocab 2: logits at t predict the label at t + 1.
+    let logits = Tensor::<B, 3>::from_data(TensorData::new(vec![0.0f32, 1.0, 2.0, 0.0, 0.5, 0.5], [1, 3, 2]), &device);
+    let labels = [IGN, 1, 0];
+    let mask = [false, true, true];
+    let parts = causal_lm_loss(logits.clone(), &labels, &mask).unwrap();
+    assert_eq!(parts.count, 2);
+    let lse = |a: f64, b: f64| (a.exp() + b.exp()).ln();
+    let want = (lse(0.0, 1.0) - 1.0) + (lse(2.0, 0.0) - 2.0);
+    let got = parts.sum.into_scalar() as f64;
+    assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+
+    // Masking the last label removes its term; nothing supervised gives a zero mean.
+    let parts = causal_lm_loss(logits.clone(), &labels, &[false, true, false]).unwrap();
+    assert_eq!(parts.count, 1);
+    assert!((parts.sum.into_scalar() as f64 - (lse(0.0, 1.0) - 1.0)).abs() < 1e-5);
+    let parts = causal_lm_loss(logits, &labels, &[false; 3]).unwrap();
+    assert_eq!(parts.mean().into_scalar(), 0.0);
+}
