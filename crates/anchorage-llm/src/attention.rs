@@ -1,0 +1,221 @@
+//! Self-attention of Llama/Qwen2 with grouped key/value heads, RoPE at explicit positions, burn's
+//! fused `attention` op, optional key/value restriction per sample, optional head-mean attention
+//! rows, and the KV cache. Upstream: huggingface/transformers
+//! `src/transformers/models/llama/modeling_llama.py` (`LlamaAttention`) and
+//! `models/qwen2/modeling_qwen2.py` (biases on q/k/v).
+
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+
+use crate::cache::LayerKv;
+use crate::rope::apply_rope;
+
+/// Configuration of an [`Attention`].
+#[derive(Config, Debug)]
+pub struct AttentionConfig {
+    pub hidden_size: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub qkv_bias: bool,
+    pub o_bias: bool,
+}
+
+/// `self_attn` of a decoder layer; field names are the checkpoint's.
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    pub q_proj: Linear<B>,
+    pub k_proj: Linear<B>,
+    pub v_proj: Linear<B>,
+    pub o_proj: Linear<B>,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl AttentionConfig {
+    /// Randomly initialised attention (weights are replaced when a checkpoint loads).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Attention<B> {
+        let q = self.num_heads * self.head_dim;
+        let kv = self.num_kv_heads * self.head_dim;
+        Attention {
+            q_proj: LinearConfig::new(self.hidden_size, q).with_bias(self.qkv_bias).init(device),
+            k_proj: LinearConfig::new(self.hidden_size, kv).with_bias(self.qkv_bias).init(device),
+            v_proj: LinearConfig::new(self.hidden_size, kv).with_bias(self.qkv_bias).init(device),
+            o_proj: LinearConfig::new(q, self.hidden_size).with_bias(self.o_bias).init(device),
+            num_heads: self.num_heads,
+            num_kv_heads: self.num_kv_heads,
+            head_dim: self.head_dim,
+        }
+    }
+}
+
+/// Which keys each query may see, for the keys this layer attends to.
+#[derive(Debug, Clone)]
+pub enum KeyMask<B: Backend> {
+    /// Causal by index and nothing else (no padding): the fused causal path.
+    Causal,
+    /// Causal by index plus invalid keys: `[batch, len_k]`, true = real key.
+    CausalValid(Tensor<B, 2, Bool>),
+    /// Any mask: `[batch, len_q, len_k]`, true = masked.
+    Explicit(Tensor<B, 3, Bool>),
+}
+
+/// Per-layer instructions the decoder loop prepares for [`Attention::forward`].
+#[derive(Debug, Clone)]
+pub struct AttnPlan<B: Backend> {
+    /// Mask over the attended keys (all current keys, or the gathered subset).
+    pub mask: KeyMask<B>,
+    /// Gather these key/value slots `[batch, kept]` (per-sample restriction), if any.
+    pub kv_index: Option<Tensor<B, 2, Int>>,
+    /// Validity of the attended keys `[batch, len_k]` (stored in the cache).
+    pub key_valid: Option<Tensor<B, 2, Bool>>,
+    /// Rows to report: query indices `[batch, rows]` and their mask over all current keys
+    /// `[batch, rows, len]` (true = masked).
+    pub rows: Option<(Tensor<B, 2, Int>, Tensor<B, 3, Bool>)>,
+}
+
+impl<B: Backend> AttnPlan<B> {
+    /// The plain causal plan (no padding, no hook).
+    pub fn causal() -> Self {
+        Self {
+            mask: KeyMask::Causal,
+            kv_index: None,
+            key_valid: None,
+            rows: None,
+        }
+    }
+}
+
+/// How the layer uses its cache entry.
+pub enum CacheMode<'a, B: Backend> {
+    /// No cache (training, scoring).
+    None,
+    /// Prefill: store the attended keys/values.
+    Fill(&'a mut Option<LayerKv<B>>),
+    /// One decode step: attend to the stored keys plus the new one, then store it.
+    Decode(&'a mut Option<LayerKv<B>>),
+}
+
+impl<B: Backend> Attention<B> {
+    /// # Shapes
+    /// `x [batch, len, hidden]`, `cos`/`sin [batch, 1, len, head_dim]` ->
+    /// (`[batch, len, hidden]`, head-mean rows `[batch, rows, len]` when the plan asks for them)
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        cos: &Tensor<B, 4>,
+        sin: &Tensor<B, 4>,
+        plan: &AttnPlan<B>,
+        cache: CacheMode<'_, B>,
+    ) -> (Tensor<B, 3>, Option<Tensor<B, 3>>) {
+        let [batch, len, _] = x.dims();
+        let (h, hk, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let split = |t: Tensor<B, 3>, heads: usize| t.reshape([batch, len, heads, d]).swap_dims(1, 2);
+        let q = apply_rope(split(self.q_proj.forward(x.clone()), h), cos, sin);
+        let k = apply_rope(split(self.k_proj.forward(x.clone()), hk), cos, sin);
+        let v = split(self.v_proj.forward(x), hk);
+
+        let rows = plan.rows.as_ref().map(|(index, mask)| self.head_mean_rows(&q, &k, index, mask));
+
+        let (k, v) = match &plan.kv_index {
+            Some(index) => {
+                let [b, m] = index.dims();
+                let gather_index = index.clone().reshape([b, 1, m, 1]).expand([b, hk, m, d]);
+                (k.gather(2, gather_index.clone()), v.gather(2, gather_index))
+            }
+            None => (k, v),
+        };
+
+        let (k, v, mask) = match cache {
+            CacheMode::None => (k, v, plan.mask.clone()),
+            CacheMode::Fill(slot) => {
+                let valid = plan
+                    .key_valid
+                    .clone()
+                    .unwrap_or_else(|| Tensor::<B, 2, Int>::ones([batch, k.dims()[2]], &k.device()).bool());
+                *slot = Some(LayerKv {
+                    k: k.clone(),
+                    v: v.clone(),
+                    valid,
+                });
+                (k, v, plan.mask.clone())
+            }
+            CacheMode::Decode(slot) => {
+                let entry = match slot.take() {
+                    Some(mut entry) => {
+                        entry.append(k, v);
+                        entry
+                    }
+                    None => LayerKv {
+                        valid: Tensor::<B, 2, Int>::ones([batch, len], &k.device()).bool(),
+                        k,
+                        v,
+                    },
+                };
+                let mask = KeyMask::CausalValid(entry.valid.clone());
+                let out = (entry.k.clone(), entry.v.clone(), mask);
+                *slot = Some(entry);
+                out
+            }
+        };
+
+        let context = self.attend(q, k, v, &mask);
+        let out = context.swap_dims(1, 2).reshape([batch, len, h * d]);
+        (self.o_proj.forward(out), rows)
+    }
+
+    /// Repeats each key/value head for its group of query heads.
+    fn repeat_kv(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let groups = self.num_heads / self.num_kv_heads;
+        if groups == 1 {
+            return x;
+        }
+        let [b, hk, l, d] = x.dims();
+        x.unsqueeze_dim::<5>(2).expand([b, hk, groups, l, d]).reshape([b, hk * groups, l, d])
+    }
+
+    /// softmax(q kᵀ / sqrt(d)) v through burn's fused attention op.
+    fn attend(&self, q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>, mask: &KeyMask<B>) -> Tensor<B, 4> {
+        let [b, h, lq, _] = q.dims();
+        let k = self.repeat_kv(k);
+        let v = self.repeat_kv(v);
+        let lk = k.dims()[2];
+        let (mask, is_causal) = match mask {
+            KeyMask::Causal => (None, true),
+            KeyMask::CausalValid(valid) => {
+                let m = valid.clone().bool_not().reshape([b, 1, 1, lk]).expand([b, h, lq, lk]);
+                (Some(m), true)
+            }
+            KeyMask::Explicit(m) => (Some(m.clone().unsqueeze_dim::<4>(1).expand([b, h, lq, lk])), false),
+        };
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal,
+        };
+        attention(q, k, v, mask, None, options)
+    }
+
+    /// Head-mean softmax rows for the requested queries over all current keys.
+    fn head_mean_rows(
+        &self,
+        q: &Tensor<B, 4>,
+        k: &Tensor<B, 4>,
+        index: &Tensor<B, 2, Int>,
+        mask: &Tensor<B, 3, Bool>,
+    ) -> Tensor<B, 3> {
+        let [b, h, _, d] = q.dims();
+        let r = index.dims()[1];
+        let gather_index = index.clone().reshape([b, 1, r, 1]).expand([b, h, r, d]);
+        let q_rows = q.clone().gather(2, gather_index);
+        let k = self.repeat_kv(k.clone());
+        let lk = k.dims()[2];
+        let scores = q_rows.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt();
+        let scores = scores.mask_fill(mask.clone().unsqueeze_dim::<4>(1).expand([b, h, r, lk]), f32::NEG_INFINITY);
+        softmax(scores, 3).mean_dim(1).squeeze_dim::<3>(1)
+    }
+}

@@ -1,0 +1,77 @@
+use std::path::PathBuf;
+
+/// Errors of loading and running a decoder LLM. Each names the file, key, shape or sample that is
+/// wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid JSON: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// `config.json` is well-formed but describes something this crate does not run.
+    #[error("{path}: key `{key}`: {message}")]
+    Config {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+    #[error("{path}: unsupported model_type `{found}` (supported: llama, qwen2)")]
+    UnsupportedModelType { path: PathBuf, found: String },
+    #[error("{dir}: no model.safetensors or model.safetensors.index.json")]
+    NoWeights { dir: PathBuf },
+    /// The file is shorter than its header says, or its header is malformed.
+    #[error("{path}: truncated or corrupt safetensors file: {message}")]
+    Safetensors { path: PathBuf, message: String },
+    #[error("{dir}: {count} tensor(s) missing from the checkpoint: {keys}")]
+    MissingKeys {
+        dir: PathBuf,
+        count: usize,
+        keys: String,
+    },
+    #[error("{path}: tensor `{key}` has shape {found:?}, expected {expected:?}")]
+    Shape {
+        path: PathBuf,
+        key: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    #[error("{path}: tensor `{key}` has unsupported dtype {dtype}")]
+    Dtype {
+        path: PathBuf,
+        key: String,
+        dtype: String,
+    },
+    #[error("{path}: tensor `{key}` could not be applied: {message}")]
+    Apply {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+    /// An input tensor does not have the shape the call needs.
+    #[error("{what}: expected shape {expected}, found {found:?}")]
+    InputShape {
+        what: String,
+        expected: String,
+        found: Vec<usize>,
+    },
+    /// A sample's attention mask is not right padding (a real token after a padding one).
+    #[error("sample {sample}: attention mask is not right-padded (real token at {position} after padding)")]
+    NotRightPadded { sample: usize, position: usize },
+    /// A hook asked for something inconsistent with the current sequence.
+    #[error("layer {layer}, sample {sample}: {message}")]
+    Hook {
+        layer: usize,
+        sample: usize,
+        message: String,
+    },
+    #[error("token id {id} is out of range for vocabulary size {vocab}")]
+    TokenId { id: i64, vocab: usize },
+}

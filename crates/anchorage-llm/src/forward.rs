@@ -1,0 +1,317 @@
+//! The decoder loop over embeddings: right-padded batches, explicit positions, and the hook seam
+//! (attention rows, key/value restriction, dropping positions). With [`NoHooks`](crate::NoHooks)
+//! and no padding it is the plain causal forward through burn's fused attention.
+
+use std::ops::Range;
+
+use burn::prelude::*;
+use burn::tensor::TensorData;
+
+use crate::attention::{AttnPlan, CacheMode, KeyMask};
+use crate::cache::KvCache;
+use crate::error::LlmError;
+use crate::hooks::{AttentionRows, LayerHooks, LayerRequest, SampleLayout, SeqLayout};
+use crate::model::Llm;
+
+/// Inputs of [`Llm::forward_embeds`].
+#[derive(Debug, Clone)]
+pub struct LlmInput<B: Backend> {
+    /// `[batch, len, hidden]`
+    pub embeds: Tensor<B, 3>,
+    /// `[batch, len]`, true for real tokens; right padding only.
+    pub attention_mask: Tensor<B, 2, Bool>,
+    /// `[batch, len]` RoPE positions (a pruned sequence passes its original positions).
+    pub position_ids: Tensor<B, 2, Int>,
+    /// Per sample, where its image tokens sit (indices into this sequence; empty when none).
+    pub image_spans: Vec<Range<usize>>,
+}
+
+impl<B: Backend> LlmInput<B> {
+    /// Unpadded inputs at positions `0..len` with no image (text-only scoring, tests).
+    pub fn plain(embeds: Tensor<B, 3>) -> Self {
+        let [b, l, _] = embeds.dims();
+        let device = embeds.device();
+        let positions: Vec<i64> = (0..b).flat_map(|_| 0..l as i64).collect();
+        Self {
+            attention_mask: Tensor::<B, 2, Int>::ones([b, l], &device).bool(),
+            position_ids: Tensor::from_data(TensorData::new(positions, [b, l]), &device),
+            image_spans: vec![0..0; b],
+            embeds,
+        }
+    }
+
+    /// Right-padded inputs from per-sample lengths, positions `0..len`.
+    pub fn padded(embeds: Tensor<B, 3>, lengths: &[usize], image_spans: Vec<Range<usize>>) -> Self {
+        let [b, l, _] = embeds.dims();
+        let device = embeds.device();
+        let mask: Vec<bool> = lengths.iter().flat_map(|&n| (0..l).map(move |j| j < n)).collect();
+        let positions: Vec<i64> = (0..b).flat_map(|_| 0..l as i64).collect();
+        Self {
+            attention_mask: Tensor::from_data(TensorData::new(mask, [b, l]), &device),
+            position_ids: Tensor::from_data(TensorData::new(positions, [b, l]), &device),
+            image_spans,
+            embeds,
+        }
+    }
+}
+
+/// What [`Llm::forward_embeds`] returns.
+#[derive(Debug, Clone)]
+pub struct LlmOutput<B: Backend> {
+    /// `[batch, len', hidden]` after the final norm (`len'` < `len` when a hook dropped positions).
+    pub hidden: Tensor<B, 3>,
+    /// `[batch, len']`, true for real tokens.
+    pub attention_mask: Tensor<B, 2, Bool>,
+    /// `[batch, len']` positions of the surviving tokens.
+    pub position_ids: Tensor<B, 2, Int>,
+    /// Which original indices survived, per sample.
+    pub layout: SeqLayout,
+}
+
+impl<B: Backend> Llm<B> {
+    /// Runs the decoder over embeddings.
+    ///
+    /// # Shapes
+    /// `embeds [batch, len, hidden]`, `attention_mask [batch, len]`, `position_ids [batch, len]` ->
+    /// `hidden [batch, len', hidden]` (after the final norm; `len' = len` unless a hook drops)
+    pub fn forward_embeds(&self, input: LlmInput<B>, hooks: &mut dyn LayerHooks<B>) -> Result<LlmOutput<B>, LlmError> {
+        self.run(input, hooks, None)
+    }
+
+    /// The loop shared by the forward and the prefill of generation.
+    pub(crate) fn run(
+        &self,
+        input: LlmInput<B>,
+        hooks: &mut dyn LayerHooks<B>,
+        mut cache: Option<&mut KvCache<B>>,
+    ) -> Result<LlmOutput<B>, LlmError> {
+        let [batch, len, width] = input.embeds.dims();
+        check_dims("attention_mask", &input.attention_mask.dims(), [batch, len])?;
+        check_dims("position_ids", &input.position_ids.dims(), [batch, len])?;
+        if width != self.config.hidden_size || input.image_spans.len() != batch {
+            return Err(LlmError::InputShape {
+                what: "embeds / image_spans".into(),
+                expected: format!("[{batch}, {len}, {}] and {batch} spans", self.config.hidden_size),
+                found: vec![batch, len, width, input.image_spans.len()],
+            });
+        }
+        let lengths = right_padded_lengths(&input.attention_mask)?;
+        let mut layout = SeqLayout {
+            samples: lengths
+                .iter()
+                .zip(&input.image_spans)
+                .enumerate()
+                .map(|(b, (&n, span))| {
+                    if span.end > n || span.start > span.end {
+                        return Err(LlmError::Hook {
+                            layer: 0,
+                            sample: b,
+                            message: format!("image span {span:?} is outside the {n} real tokens"),
+                        });
+                    }
+                    Ok(SampleLayout {
+                        index: (0..n).collect(),
+                        image: span.clone(),
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            padded_len: len,
+        };
+        if let Some(cache) = cache.as_deref_mut() {
+            let positions = input.position_ids.clone().into_data().convert::<i64>().to_vec::<i64>().unwrap_or_default();
+            cache.next_position = (0..batch)
+                .map(|b| if lengths[b] == 0 { 0 } else { positions[b * len + lengths[b] - 1] + 1 })
+                .collect();
+            cache.layers = vec![None; self.num_layers()];
+        }
+
+        let active = hooks.active();
+        let dtype = input.embeds.dtype();
+        let mut hidden = input.embeds;
+        let mut positions = input.position_ids;
+        let mut valid = input.attention_mask;
+        let mut padded = lengths.iter().any(|&n| n < len);
+        let (mut cos, mut sin) = self.rope.cos_sin(positions.clone(), dtype);
+
+        for (i, layer) in self.model.layers.iter().enumerate() {
+            let request = if active { hooks.before_layer(i, &layout) } else { LayerRequest::default() };
+            let plan = self.plan(i, &layout, &request, &valid, padded, cache.is_some())?;
+            let mode = match cache.as_deref_mut() {
+                Some(c) => CacheMode::Fill(&mut c.layers[i]),
+                None => CacheMode::None,
+            };
+            let (out, rows) = layer.forward(hidden, &cos, &sin, &plan, mode);
+            hidden = out;
+            if let (Some(probs), Some(rows)) = (rows, request.rows) {
+                hooks.attention_rows(i, &layout, AttentionRows { probs, rows });
+            }
+            if !active {
+                continue;
+            }
+            if let Some(keep) = hooks.after_layer(i, &layout, &hidden) {
+                let device = hidden.device();
+                check_positions(i, &layout, &keep, "after_layer keep")?;
+                let new_len = keep.iter().map(Vec::len).max().unwrap_or(0).max(1);
+                let mut gather = Vec::with_capacity(batch * new_len);
+                let mut mask = Vec::with_capacity(batch * new_len);
+                for kept in &keep {
+                    let filler = kept.last().copied().unwrap_or(0) as i64;
+                    for j in 0..new_len {
+                        gather.push(kept.get(j).map_or(filler, |&c| c as i64));
+                        mask.push(j < kept.len());
+                    }
+                }
+                let index = Tensor::<B, 2, Int>::from_data(TensorData::new(gather, [batch, new_len]), &device);
+                hidden = hidden.gather(1, index.clone().unsqueeze_dim::<3>(2).expand([batch, new_len, width]));
+                positions = positions.gather(1, index);
+                valid = Tensor::from_data(TensorData::new(mask, [batch, new_len]), &device);
+                for (sample, kept) in layout.samples.iter_mut().zip(&keep) {
+                    sample.index = kept.iter().map(|&c| sample.index[c]).collect();
+                }
+                layout.padded_len = new_len;
+                padded = keep.iter().any(|k| k.len() < new_len);
+                (cos, sin) = self.rope.cos_sin(positions.clone(), dtype);
+            }
+        }
+        Ok(LlmOutput {
+            hidden: self.model.norm.forward(hidden),
+            attention_mask: valid,
+            position_ids: positions,
+            layout,
+        })
+    }
+
+    /// Builds one layer's attention plan from the hook's request.
+    fn plan(
+        &self,
+        layer: usize,
+        layout: &SeqLayout,
+        request: &LayerRequest,
+        valid: &Tensor<B, 2, Bool>,
+        padded: bool,
+        caching: bool,
+    ) -> Result<AttnPlan<B>, LlmError> {
+        let device = valid.device();
+        let batch = layout.samples.len();
+        let len = layout.padded_len;
+        let mut plan = AttnPlan::causal();
+        if padded {
+            plan.mask = KeyMask::CausalValid(valid.clone());
+        }
+        if caching {
+            plan.key_valid = Some(valid.clone());
+        }
+        if let Some(keep) = &request.kv_keep {
+            check_positions(layer, layout, keep, "kv_keep")?;
+            let kept_len = keep.iter().map(Vec::len).max().unwrap_or(0).max(1);
+            let mut gather = Vec::with_capacity(batch * kept_len);
+            let mut key_valid = Vec::with_capacity(batch * kept_len);
+            let mut mask = Vec::with_capacity(batch * len * kept_len);
+            for kept in keep {
+                let filler = kept.last().copied().unwrap_or(0);
+                for m in 0..kept_len {
+                    gather.push(kept.get(m).copied().unwrap_or(filler) as i64);
+                    key_valid.push(m < kept.len());
+                }
+                for q in 0..len {
+                    for m in 0..kept_len {
+                        mask.push(kept.get(m).is_none_or(|&c| c > q));
+                    }
+                }
+            }
+            plan.kv_index = Some(Tensor::from_data(TensorData::new(gather, [batch, kept_len]), &device));
+            plan.mask = KeyMask::Explicit(Tensor::from_data(TensorData::new(mask, [batch, len, kept_len]), &device));
+            if caching {
+                plan.key_valid = Some(Tensor::from_data(TensorData::new(key_valid, [batch, kept_len]), &device));
+            }
+        }
+        if let Some(rows) = &request.rows {
+            check_positions(layer, layout, rows, "rows")?;
+            let count = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
+            let mut index = Vec::with_capacity(batch * count);
+            let mut mask = Vec::with_capacity(batch * count * len);
+            for (b, wanted) in rows.iter().enumerate() {
+                let n = layout.samples[b].len();
+                let kept = request.kv_keep.as_ref().map(|k| &k[b]);
+                for r in 0..count {
+                    let q = wanted.get(r).or(wanted.last()).copied().unwrap_or(0);
+                    index.push(q as i64);
+                    for k in 0..len {
+                        let hidden_key = kept.is_some_and(|kept| kept.binary_search(&k).is_err());
+                        mask.push(k > q || k >= n || hidden_key);
+                    }
+                }
+            }
+            plan.rows = Some((
+                Tensor::from_data(TensorData::new(index, [batch, count]), &device),
+                Tensor::from_data(TensorData::new(mask, [batch, count, len]), &device),
+            ));
+        }
+        Ok(plan)
+    }
+}
+
+fn check_dims(what: &str, found: &[usize], expected: [usize; 2]) -> Result<(), LlmError> {
+    if found != expected {
+        return Err(LlmError::InputShape {
+            what: what.into(),
+            expected: format!("{expected:?}"),
+            found: found.to_vec(),
+        });
+    }
+    Ok(())
+}
+
+/// Real-token count per sample; errors when a real token follows padding.
+fn right_padded_lengths<B: Backend>(mask: &Tensor<B, 2, Bool>) -> Result<Vec<usize>, LlmError> {
+    let [batch, len] = mask.dims();
+    let flags = mask.to_data().convert::<u8>().to_vec::<u8>().unwrap_or_default();
+    let flags: Vec<bool> = if flags.len() == batch * len {
+        flags.into_iter().map(|f| f != 0).collect()
+    } else {
+        mask.to_data().to_vec::<bool>().unwrap_or_default()
+    };
+    (0..batch)
+        .map(|b| {
+            let row = &flags[b * len..(b + 1) * len];
+            let n = row.iter().take_while(|&&f| f).count();
+            match row[n..].iter().position(|&f| f) {
+                Some(p) => Err(LlmError::NotRightPadded {
+                    sample: b,
+                    position: n + p,
+                }),
+                None => Ok(n),
+            }
+        })
+        .collect()
+}
+
+/// Hook-given positions must be sorted, unique and inside each sample's real tokens.
+fn check_positions(layer: usize, layout: &SeqLayout, lists: &[Vec<usize>], what: &str) -> Result<(), LlmError> {
+    if lists.len() != layout.samples.len() {
+        return Err(LlmError::Hook {
+            layer,
+            sample: lists.len(),
+            message: format!("{what}: {} lists for {} samples", lists.len(), layout.samples.len()),
+        });
+    }
+    for (b, (list, sample)) in lists.iter().zip(&layout.samples).enumerate() {
+        let sorted = list.windows(2).all(|w| w[0] < w[1]);
+        let inside = list.last().is_none_or(|&p| p < sample.len());
+        if !sorted || !inside {
+            return Err(LlmError::Hook {
+                layer,
+                sample: b,
+                message: format!("{what} must be sorted, unique and < {} (got {list:?})", sample.len()),
+            });
+        }
+        if what == "rows" && list.is_empty() {
+            return Err(LlmError::Hook {
+                layer,
+                sample: b,
+                message: "rows: empty request".into(),
+            });
+        }
+    }
+    Ok(())
+}

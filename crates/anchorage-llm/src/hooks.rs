@@ -1,0 +1,155 @@
+//! The per-layer seam through which a visual-token compression policy (FastV, HiMAP, ACT-IN-LLM,
+//! implemented in anchorage-compress) steers the decoder, batched, each sample with its own kept
+//! set:
+//!
+//! - (a) read head-mean attention rows it asks for at a layer ([`LayerRequest::rows`] ->
+//!   [`LayerHooks::attention_rows`]);
+//! - (b) restrict a layer's keys/values to a subset of positions while every position stays a
+//!   query ([`LayerRequest::kv_keep`], ACT-IN-LLM);
+//! - (c) drop positions from the hidden states after a layer ([`LayerHooks::after_layer`],
+//!   FastV/HiMAP), keeping original RoPE positions and a correct per-sample mask.
+//!
+//! Positions a hook sees and returns are *current* indices into the (possibly already pruned)
+//! sequence of one sample; [`SampleLayout::index`] maps them to indices of the original input, and
+//! [`SampleLayout::image`] says (in original indices) where the caller placed the image tokens.
+//! [`NoHooks`] is the default: it reports itself inactive and the forward then computes no
+//! attention probabilities and builds no host-side masks.
+//!
+//! Hooks run in the forward over embeddings and in the prefill of generation; decode steps reuse
+//! what the prefill left in the KV cache (pruned or restricted keys stay so) and call no hook.
+
+use std::ops::Range;
+
+use burn::prelude::*;
+
+/// Where one sample's real (non-padding) tokens are now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleLayout {
+    /// Original input index of each current real position (strictly increasing).
+    pub index: Vec<usize>,
+    /// Where the caller placed this sample's image tokens, in original indices (empty: no image).
+    pub image: Range<usize>,
+}
+
+impl SampleLayout {
+    /// Number of real tokens now.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether the sample has no real tokens.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Current index of the last real token.
+    pub fn last(&self) -> usize {
+        self.index.len().saturating_sub(1)
+    }
+
+    /// Whether the token now at `current` is an image token.
+    pub fn is_image(&self, current: usize) -> bool {
+        self.index.get(current).is_some_and(|i| self.image.contains(i))
+    }
+
+    /// Current indices of the image tokens still present, in order.
+    pub fn image_positions(&self) -> Vec<usize> {
+        (0..self.len()).filter(|&c| self.is_image(c)).collect()
+    }
+
+    /// Current indices of every non-image token, in order.
+    pub fn text_positions(&self) -> Vec<usize> {
+        (0..self.len()).filter(|&c| !self.is_image(c)).collect()
+    }
+}
+
+/// The batch's layout before a layer runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeqLayout {
+    /// One entry per sample.
+    pub samples: Vec<SampleLayout>,
+    /// Padded sequence length of the hidden states now.
+    pub padded_len: usize,
+}
+
+impl SeqLayout {
+    /// Each sample's last real token (the row FastV and ACT-IN-LLM read).
+    pub fn last_rows(&self) -> Vec<Vec<usize>> {
+        self.samples.iter().map(|s| vec![s.last()]).collect()
+    }
+}
+
+/// What a hook asks of one layer before it runs. The default asks nothing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LayerRequest {
+    /// Query rows (current indices per sample) whose head-mean attention probabilities this layer
+    /// should report through [`LayerHooks::attention_rows`].
+    pub rows: Option<Vec<Vec<usize>>>,
+    /// Keys/values this layer may attend to (current indices per sample, sorted, unique). All
+    /// positions stay queries; causality and padding still apply.
+    pub kv_keep: Option<Vec<Vec<usize>>>,
+}
+
+/// Head-mean attention probabilities of the rows a hook asked for.
+#[derive(Debug, Clone)]
+pub struct AttentionRows<B: Backend> {
+    /// `[batch, max_rows, padded_len]`: row `r` of sample `b` is the softmax over current key
+    /// positions (masked keys have probability 0), averaged over heads. Rows past a sample's own
+    /// count repeat its last requested row.
+    pub probs: Tensor<B, 3>,
+    /// The requested rows per sample, as given.
+    pub rows: Vec<Vec<usize>>,
+}
+
+/// A compression policy's view of the decoder. Every method has a do-nothing default.
+pub trait LayerHooks<B: Backend> {
+    /// `false` promises that no method below would ever ask for anything, so the forward skips all
+    /// bookkeeping (the no-op path is the plain forward).
+    fn active(&self) -> bool {
+        true
+    }
+
+    /// Called before decoder layer `layer` (0-based) runs.
+    fn before_layer(&mut self, layer: usize, layout: &SeqLayout) -> LayerRequest {
+        let _ = (layer, layout);
+        LayerRequest::default()
+    }
+
+    /// Receives the rows asked for in [`LayerHooks::before_layer`] of the same layer.
+    fn attention_rows(&mut self, layer: usize, layout: &SeqLayout, rows: AttentionRows<B>) {
+        let _ = (layer, layout, rows);
+    }
+
+    /// Called after decoder layer `layer` with its output `[batch, padded_len, hidden]`. Returning
+    /// `Some(keep)` keeps, per sample, only those current positions (sorted, unique) for the
+    /// following layers; they keep their original RoPE positions.
+    fn after_layer(&mut self, layer: usize, layout: &SeqLayout, hidden: &Tensor<B, 3>) -> Option<Vec<Vec<usize>>> {
+        let _ = (layer, layout, hidden);
+        None
+    }
+}
+
+/// The default: no hook, no cost.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHooks;
+
+impl<B: Backend> LayerHooks<B> for NoHooks {
+    fn active(&self) -> bool {
+        false
+    }
+}
+
+/// Records the output of every decoder layer (transformers' `hidden_states[1..L]` before the
+/// final norm is applied to the last one).
+#[derive(Debug, Default)]
+pub struct HiddenRecorder<B: Backend> {
+    /// Layer outputs in order.
+    pub layers: Vec<Tensor<B, 3>>,
+}
+
+impl<B: Backend> LayerHooks<B> for HiddenRecorder<B> {
+    fn after_layer(&mut self, _layer: usize, _layout: &SeqLayout, hidden: &Tensor<B, 3>) -> Option<Vec<Vec<usize>>> {
+        self.layers.push(hidden.clone());
+        None
+    }
+}

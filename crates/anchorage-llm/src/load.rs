@@ -1,0 +1,101 @@
+//! Loading a Hugging Face folder (config.json + safetensors, sharded or not) into an [`Llm`].
+//! Module field names mirror checkpoint keys, so no remap table is needed: the key of every burn
+//! parameter is its module path. Linear weights are stored `[out, in]` by PyTorch and transposed
+//! by burn-store's `PyTorchToBurnAdapter`. Loading is verified: every parameter must be found
+//! with the right shape, else a typed error names the keys and shapes.
+
+use std::path::Path;
+use std::rc::Rc;
+
+use burn::prelude::*;
+use burn::tensor::DType;
+use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, TensorSnapshot};
+
+use crate::config::LlamaConfig;
+use crate::error::LlmError;
+use crate::model::Llm;
+use crate::safetensors::Checkpoint;
+use crate::wire::HfLlmConfig;
+
+/// Reads `dir/config.json` into a model configuration.
+pub fn read_config(dir: &Path) -> Result<LlamaConfig, LlmError> {
+    let path = dir.join("config.json");
+    HfLlmConfig::read(&path)?.to_config(&path)
+}
+
+/// Loads the model in `dir` with parameters in `dtype` (F32, BF16 or F16).
+pub fn load_llm<B: Backend>(dir: &Path, dtype: DType, device: &B::Device) -> Result<Llm<B>, LlmError> {
+    let config = read_config(dir)?;
+    let checkpoint = Checkpoint::open_dir(dir)?;
+    let mut model = config.init::<B>(device);
+    let expected = model.collect(None, None, false);
+    let mut missing = Vec::new();
+    let mut snapshots = Vec::with_capacity(expected.len());
+    for want in &expected {
+        let key = want.full_path();
+        let Some(entry) = checkpoint.tensors.get(&key) else {
+            missing.push(key);
+            continue;
+        };
+        let is_linear_weight = want.module_type().as_deref() == Some("Struct:Linear") && key.ends_with(".weight");
+        let mut want_shape = want.shape.to_vec();
+        if is_linear_weight {
+            want_shape.reverse();
+        }
+        if entry.shape != want_shape {
+            return Err(LlmError::Shape {
+                path: checkpoint.path_of(entry).to_path_buf(),
+                key,
+                expected: want_shape,
+                found: entry.shape.clone(),
+            });
+        }
+        let map = Rc::clone(&checkpoint.files[entry.file].1);
+        let (start, end, file_dtype, shape) = (entry.start, entry.end, entry.dtype, entry.shape.clone());
+        let data_fn = Rc::new(move || {
+            let data = TensorData::from_bytes_vec(map[start..end].to_vec(), shape.clone(), file_dtype);
+            Ok(if file_dtype == dtype { data } else { data.convert_dtype(dtype) })
+        });
+        snapshots.push(TensorSnapshot::from_closure(
+            data_fn,
+            dtype,
+            entry.shape.clone().into(),
+            want.path_stack.clone().unwrap_or_default(),
+            want.container_stack.clone().unwrap_or_default(),
+            want.tensor_id.unwrap_or_default(),
+        ));
+    }
+    if !missing.is_empty() {
+        return Err(LlmError::MissingKeys {
+            dir: dir.to_path_buf(),
+            count: missing.len(),
+            keys: missing.join(", "),
+        });
+    }
+    let result = model.apply(snapshots, None, Some(Box::new(PyTorchToBurnAdapter)), false);
+    if let Some(err) = result.errors.first() {
+        return Err(LlmError::Apply {
+            path: dir.to_path_buf(),
+            key: format!("{err:?}"),
+            message: format!("{} error(s) while applying tensors", result.errors.len()),
+        });
+    }
+    if !result.missing.is_empty() {
+        let keys: Vec<String> = result.missing.iter().map(|(k, _)| k.clone()).collect();
+        return Err(LlmError::MissingKeys {
+            dir: dir.to_path_buf(),
+            count: keys.len(),
+            keys: keys.join(", "),
+        });
+    }
+    let unused: Vec<&String> = checkpoint
+        .tensors
+        .keys()
+        .filter(|k| !expected.iter().any(|e| &e.full_path() == *k))
+        .collect();
+    if !unused.is_empty() {
+        tracing::debug!(count = unused.len(), first = ?unused.first(), "checkpoint tensors not used by the model");
+    }
+    tracing::info!(dir = %dir.display(), tensors = expected.len(), ?dtype, "loaded LLM");
+    Ok(model)
+}

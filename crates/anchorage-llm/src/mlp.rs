@@ -1,0 +1,46 @@
+//! The SwiGLU MLP of Llama/Qwen2: `down_proj(silu(gate_proj(x)) * up_proj(x))`.
+
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::silu;
+
+/// Configuration of an [`Mlp`].
+#[derive(Config, Debug)]
+pub struct MlpConfig {
+    /// Model width.
+    pub hidden_size: usize,
+    /// Inner width.
+    pub intermediate_size: usize,
+    /// Biases on the three projections (`mlp_bias`).
+    pub bias: bool,
+}
+
+/// Gated MLP; field names are the checkpoint's (`mlp.gate_proj`, ...).
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    pub gate_proj: Linear<B>,
+    pub up_proj: Linear<B>,
+    pub down_proj: Linear<B>,
+}
+
+impl MlpConfig {
+    /// Randomly initialised MLP (weights are replaced when a checkpoint loads).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Mlp<B> {
+        let up = LinearConfig::new(self.hidden_size, self.intermediate_size).with_bias(self.bias);
+        let down = LinearConfig::new(self.intermediate_size, self.hidden_size).with_bias(self.bias);
+        Mlp {
+            gate_proj: up.init(device),
+            up_proj: up.init(device),
+            down_proj: down.init(device),
+        }
+    }
+}
+
+impl<B: Backend> Mlp<B> {
+    /// # Shapes
+    /// `[batch, len, hidden] -> [batch, len, hidden]`
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let gate = silu(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}
