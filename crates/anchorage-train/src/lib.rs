@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 mod error;
+pub mod grad_norm;
 pub mod plan;
 pub mod recipe;
 pub mod schedule;
