@@ -22,7 +22,7 @@ mod safetensors;
 pub use safetensors::{read_tensors, write_tensors};
 mod wire;
 
-pub use attention::{Attention, AttentionConfig, AttnPlan, KeyMask};
+pub use attention::{Attention, AttentionConfig, AttnPlan, CacheMode, KeyMask};
 pub use cache::{KvCache, LayerKv};
 pub use config::{LlamaConfig, LlmFamily, RopeScaling};
 pub use error::LlmError;
