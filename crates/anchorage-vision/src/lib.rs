@@ -17,6 +17,7 @@ mod checkpoint;
 mod config;
 mod embeddings;
 mod error;
+mod inspect;
 mod layer;
 mod load;
 mod model;
@@ -27,6 +28,7 @@ pub use attention::ClipAttention;
 pub use config::{ClipVisionConfig, HiddenAct};
 pub use embeddings::ClipVisionEmbeddings;
 pub use error::{Result, VisionError};
+pub use inspect::{inspect_tensors, LLAVA_SELECT_LAYER};
 pub use checkpoint::{read_checkpoint_index, read_header, weight_files, TensorInfo};
 pub use layer::{ClipEncoderLayer, ClipMlp};
 pub use load::{
