@@ -19,6 +19,18 @@ pub enum DataError {
         column: usize,
         message: String,
     },
+    #[error("cannot decode image {path}: {message}")]
+    ImageDecode { path: PathBuf, message: String },
+    #[error("{path}: unsupported image preprocessor config: {message}")]
+    PreprocessorConfig { path: PathBuf, message: String },
+    #[error("{what}: expected shape {expected}, found {found}")]
+    Shape {
+        what: String,
+        expected: String,
+        found: String,
+    },
+    #[error("cannot write safetensors {path}: {message}")]
+    Safetensors { path: PathBuf, message: String },
 }
 
 impl DataError {

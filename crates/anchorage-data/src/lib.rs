@@ -5,10 +5,12 @@
 
 mod count;
 mod error;
+pub mod image;
 mod manifest;
 mod options;
 
 pub use count::count_json_array;
 pub use error::DataError;
+pub use image::{load_pixel_values, ClipImageProcessor, PixelValues};
 pub use manifest::{Manifest, ManifestSource, SampleCount, SampleCountSource};
 pub use options::{Aspect, Template};

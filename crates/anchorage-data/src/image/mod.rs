@@ -1,0 +1,15 @@
+//! Images: decode to RGB as Pillow does, LLaVA's `expand2square`, Pillow-exact bicubic resize,
+//! and CLIPImageProcessor's crop, rescale and normalisation.
+
+mod decode;
+mod processor;
+mod resample;
+mod write;
+
+pub use decode::{cmyk_to_rgb, decode_rgb, decode_rgb_bytes, dynamic_to_rgb, ImageFormat, Rgb8Image};
+pub use processor::{
+    center_crop, expand2square, load_pixel_values, preprocess_rgb, resize_output_size,
+    ClipImageProcessor, PixelValues, CLIP_MEAN, CLIP_STD,
+};
+pub use resample::resize_bicubic;
+pub use write::{read_f32_tensor, tensor_names, write_pixel_values};
