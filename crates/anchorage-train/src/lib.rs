@@ -4,10 +4,12 @@
 pub mod checkpoint;
 mod error;
 pub mod grad_norm;
+pub mod hub;
 pub mod plan;
 pub mod recipe;
 pub mod schedule;
 
 pub use error::TrainError;
+pub use hub::{resolve_hub_model, HubAccess, HubError};
 pub use plan::{Plan, Stage};
 pub use recipe::Recipe;
