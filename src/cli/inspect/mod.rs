@@ -1,21 +1,22 @@
 //! `train inspect ...`: each subcommand runs the same library code as training on given inputs.
 
-mod llm;
+mod image;
 mod recipe;
 
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub enum InspectCommand {
+    /// LLaVA's image preprocessing on one file (decode, convert RGB, pad, CLIP resize/crop/normalise);
+    /// write `pixel_values` [1, 3, S, S] f32 (safetensors).
+    Image(image::ImageArgs),
     /// Check a recipe and print it resolved, with the training plan derived from it.
     Recipe(recipe::RecipeArgs),
-    /// Run a decoder LLM on token ids; write logits, hidden states and greedy tokens (safetensors).
-    Llm(llm::LlmArgs),
 }
 
 pub fn run(cmd: InspectCommand) -> anyhow::Result<()> {
     match cmd {
+        InspectCommand::Image(args) => image::run(args),
         InspectCommand::Recipe(args) => recipe::run(args),
-        InspectCommand::Llm(args) => llm::run(args),
     }
 }
