@@ -3,6 +3,7 @@
 mod image;
 mod llm;
 mod recipe;
+mod vision;
 
 use clap::Subcommand;
 
@@ -15,6 +16,9 @@ pub enum InspectCommand {
     Recipe(recipe::RecipeArgs),
     /// Run a decoder LLM on token ids; write logits, hidden states and greedy tokens (safetensors).
     Llm(llm::LlmArgs),
+    /// Run a CLIP vision tower on one image; write pixel values, hidden states, CLS attention rows
+    /// and LLaVA features (safetensors).
+    Vision(vision::VisionArgs),
 }
 
 pub fn run(cmd: InspectCommand) -> anyhow::Result<()> {
@@ -22,5 +26,6 @@ pub fn run(cmd: InspectCommand) -> anyhow::Result<()> {
         InspectCommand::Image(args) => image::run(args),
         InspectCommand::Recipe(args) => recipe::run(args),
         InspectCommand::Llm(args) => llm::run(args),
+        InspectCommand::Vision(args) => vision::run(args),
     }
 }

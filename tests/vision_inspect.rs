@@ -1,0 +1,118 @@
+//! `train inspect vision` end to end: image file -> anchorage-data preprocessing -> tower -> file,
+//! compared with transformers' CLIPImageProcessor (PIL) + CLIPVisionModel on the same image
+//! (tests/fixtures/vision/generate.py wrote plain/inspect_{square,pad}.safetensors).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anchorage_vision::read_safetensors;
+use burn::tensor::TensorData;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vision")
+}
+
+fn inspect(model: &Path, image: &Path, aspect: &str, out: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(["inspect", "vision", "--model"])
+        .arg(model)
+        .arg("--image")
+        .arg(image)
+        .args(["--aspect", aspect, "--out"])
+        .arg(out)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run train")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn read(path: &Path) -> BTreeMap<String, TensorData> {
+    read_safetensors(path).unwrap().into_iter().collect()
+}
+
+fn max_diff(a: &TensorData, b: &TensorData) -> f32 {
+    assert_eq!(a.shape, b.shape);
+    let a = a.clone().convert::<f32>().to_vec::<f32>().unwrap();
+    let b = b.clone().convert::<f32>().to_vec::<f32>().unwrap();
+    a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn check_against_transformers(aspect: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out.safetensors");
+    let out = inspect(&fixtures().join("plain"), &fixtures().join("image.png"), aspect, &out_path);
+    assert!(out.status.success(), "{}", text(&out));
+    let ours = read(&out_path);
+    let theirs = read(&fixtures().join(format!("plain/inspect_{aspect}.safetensors")));
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        theirs.keys().collect::<Vec<_>>(),
+        "same tensor names"
+    );
+    // 3 layers: hidden_states.0..=3, cls_attention.0..=2
+    assert!(ours.contains_key("hidden_states.3") && ours.contains_key("cls_attention.2"));
+    assert_eq!(ours["pixel_values"].shape.to_vec(), vec![1, 3, 32, 32]);
+    assert_eq!(ours["features"].shape.to_vec(), vec![1, 16, 32]);
+    assert_eq!(ours["cls_attention.0"].shape.to_vec(), vec![1, 2, 17]);
+    let pixels = max_diff(&ours["pixel_values"], &theirs["pixel_values"]);
+    assert!(pixels <= 1e-5, "{aspect}: pixel_values differ by {pixels}");
+    for (name, t) in &theirs {
+        let d = max_diff(&ours[name], t);
+        assert!(d <= 1e-4, "{aspect}: {name} differs by {d}");
+    }
+}
+
+#[test]
+fn square_matches_transformers() {
+    check_against_transformers("square");
+}
+
+#[test]
+fn pad_matches_transformers() {
+    check_against_transformers("pad");
+}
+
+#[test]
+fn full_clip_model_without_preprocessor_config_uses_its_image_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out.safetensors");
+    let out = inspect(&fixtures().join("clip_full"), &fixtures().join("image.png"), "pad", &out_path);
+    assert!(out.status.success(), "{}", text(&out));
+    let ours = read(&out_path);
+    // image 24, patch 6: 16 patches + CLS; width 16; 2 heads; 2 layers
+    assert_eq!(ours["pixel_values"].shape.to_vec(), vec![1, 3, 24, 24]);
+    assert_eq!(ours["hidden_states.2"].shape.to_vec(), vec![1, 17, 16]);
+    assert!(!ours.contains_key("hidden_states.3"));
+    assert_eq!(ours["features"].shape.to_vec(), vec![1, 16, 16]);
+    let rows = ours["cls_attention.1"].clone().to_vec::<f32>().unwrap();
+    for head in rows.chunks(17) {
+        let sum: f32 = head.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-5, "probabilities sum to {sum}");
+    }
+}
+
+#[test]
+fn bad_inputs_fail_with_a_message_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    std::fs::copy(fixtures().join("plain/config.json"), model.join("config.json")).unwrap();
+    let weights = std::fs::read(fixtures().join("plain/model.safetensors")).unwrap();
+    std::fs::write(model.join("model.safetensors"), &weights[..weights.len() / 3]).unwrap();
+    let out_path = dir.path().join("out.safetensors");
+    let out = inspect(&model, &fixtures().join("image.png"), "square", &out_path);
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("model.safetensors") && t.contains("truncated"), "{t}");
+    assert!(!t.contains("panicked"), "{t}");
+    assert!(!out_path.exists());
+
+    let out = inspect(&fixtures().join("plain"), &dir.path().join("nope.png"), "square", &out_path);
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("nope.png"), "{t}");
+}
