@@ -1,6 +1,7 @@
 //! Top-k anchor selection and gather ops. Each op has a pure tensor-op reference twin; the public
-//! function is the dispatch point: today it calls the reference on every backend, and the CubeCL
-//! kernels (issue 7) will be picked there for cuda/wgpu while flex keeps the reference.
+//! function is the dispatch point: with the `wgpu` / `cuda` features it runs CubeCL kernels on
+//! burn's CubeCL backends (plain or under `Autodiff`), and the reference everywhere else (flex).
+//! [`runs_kernels`] says which path a tensor takes.
 //!
 //! - [`select_anchors`]: AcFormer's progressive, de-duplicated per-head top-p anchor selection over
 //!   the CLS row of a ViT layer's attention, `[B, H, T] -> [B, N+1]` token indices (CLS included,
@@ -13,11 +14,15 @@
 //! `argsort(a)[-p:]` ("last = best") under a stable ascending sort.
 
 pub mod anchor;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+mod cube;
 mod error;
 mod mask;
+mod probe;
 pub mod topk;
 
 pub use anchor::{gather_tokens, select_anchors};
 pub use error::KernelError;
 pub use mask::topk_mask;
+pub use probe::runs_kernels;
 pub use topk::topk_gather_rows;

@@ -1,5 +1,6 @@
-//! Anchor selection and gather: the public functions are the dispatch point for the CubeCL kernels
-//! (issue 7). Until those land every backend runs the pure tensor-op [`reference`] twin.
+//! Anchor selection and gather: the public functions are the dispatch point. With the `wgpu` or
+//! `cuda` feature, tensors of burn's CubeCL backends (plain or under `Autodiff`) go to the CubeCL
+//! kernels (`crate::cube`); every other backend (flex) runs the pure tensor-op [`reference`] twin.
 
 pub mod reference;
 
@@ -16,13 +17,42 @@ use crate::KernelError;
 /// `cls_attention [B, H, T]` (row 0 of the select layer's attention, CLS at token 0)
 /// `-> indices [B, count + 1]` (i64 token indices, ascending, `indices[:, 0] == 0`).
 pub fn select_anchors<B: Backend>(cls_attention: Tensor<B, 3>, count: usize) -> Result<Tensor<B, 2, Int>, KernelError> {
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    {
+        check_select_anchors(cls_attention.dims(), count)?;
+        if let Some(indices) = crate::cube::select_anchors(&cls_attention, count) {
+            return Ok(indices);
+        }
+    }
     reference::select_anchors(cls_attention, count)
+}
+
+/// The argument checks of [`select_anchors`] (the same errors as the reference twin's).
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn check_select_anchors([batch, heads, tokens]: [usize; 3], count: usize) -> Result<(), KernelError> {
+    let shape = vec![batch, heads, tokens];
+    if heads == 0 || count % heads != 0 {
+        return Err(KernelError::CountNotMultipleOfHeads { count, heads, shape });
+    }
+    if count > tokens.saturating_sub(1) {
+        return Err(KernelError::TooFew { what: "select_anchors", asked: count, available: tokens.saturating_sub(1), shape });
+    }
+    Ok(())
 }
 
 /// Gathers the tokens at `indices` from `tokens` (differentiable: the backward is a scatter-add).
 ///
+/// On a plain CubeCL backend this is the vectorised row-gather kernel; under `Autodiff` it stays
+/// burn's `gather` op so the graph records its scatter-add backward.
+///
 /// # Shapes
 /// `tokens [B, T, D]`, `indices [B, N] -> [B, N, D]`
 pub fn gather_tokens<B: Backend>(tokens: Tensor<B, 3>, indices: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>, KernelError> {
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    if tokens.dims()[0] == indices.dims()[0] {
+        if let Some(gathered) = crate::cube::gather_rows(&tokens, &indices) {
+            return Ok(gathered);
+        }
+    }
     reference::gather_tokens(tokens, indices)
 }
