@@ -1,0 +1,217 @@
+//! ACT-IN-LLM (Ding et al., ICLR 2025 submission; no public code: reconstructed from the abstract
+//! and reviews, spec §6). Every token stays a query in every layer; the deepest `coverage` of the
+//! layers carry an adaptive compression module that lets all queries attend to all text
+//! keys/values plus only a subset of the visual ones.
+//!
+//! - The compressed layers are split into contiguous stages, each with its own keep ratio
+//!   (heavier compression deeper). The visual subset is chosen once per stage, at its first layer
+//!   `f`, from layer `f-1`'s head-mean attention row of each sample's last token (the row that
+//!   "encodes the complete multimodal context"), and stays fixed for the whole stage.
+//! - When layer `f-1` is itself compressed, its row only covers the keys it attended to: the others
+//!   score 0, so a deeper stage picks among the previous stage's tokens first (ties by position).
+//! - Keys keep their original RoPE positions; causality is by original order.
+//! - The first layer cannot be compressed (no previous attention), so compression starts at layer 1
+//!   at the earliest.
+//!
+//! In generation the prefill fills each compressed layer's KV cache with only the kept keys/values,
+//! so decode steps attend to text + kept visual keys of that layer, as the paper's inference does.
+
+use std::ops::Range;
+
+use anchorage_llm::{AttentionRows, LayerHooks, LayerRequest, SampleLayout, SeqLayout};
+use burn::prelude::*;
+
+use crate::config::{ActConfig, ActSelection};
+use crate::error::CompressError;
+use crate::rows::{image_and_count, keep_best, received_scores};
+use crate::rules::keep_count;
+use crate::trace::{LayerTokens, Selection, Trace};
+
+/// One stage: its layers and the fraction of visual keys/values it keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActStage {
+    pub layers: Range<usize>,
+    pub keep_ratio: f64,
+}
+
+/// The stages of ACT-IN-LLM on a decoder of `num_layers` layers: the last
+/// `round(coverage * num_layers)` layers (never layer 0), split into `keep_ratios.len()`
+/// contiguous stages as equal as possible, the earlier stages taking the remainder. Stages that
+/// would be empty (more ratios than layers) are left out.
+pub fn act_stages(config: &ActConfig, num_layers: usize) -> Vec<ActStage> {
+    let count = keep_count(config.coverage, num_layers);
+    let start = num_layers.saturating_sub(count).max(1);
+    let total = num_layers.saturating_sub(start);
+    let n = config.keep_ratios.len().max(1);
+    let (base, rem) = (total / n, total % n);
+    let mut at = start;
+    let mut out = Vec::new();
+    for (s, &keep_ratio) in config.keep_ratios.iter().enumerate() {
+        let size = base + usize::from(s < rem);
+        if size > 0 {
+            out.push(ActStage {
+                layers: at..at + size,
+                keep_ratio,
+            });
+        }
+        at += size;
+    }
+    out
+}
+
+/// ACT-IN-LLM as a [`LayerHooks`] policy. Build one per forward (or per generation).
+#[derive(Debug, Clone)]
+pub struct ActHooks {
+    selection: ActSelection,
+    stages: Vec<ActStage>,
+    /// Keys/values of the stage now running (current indices per sample).
+    active: Option<(usize, Vec<Vec<usize>>)>,
+    /// Selection made for the stage about to start.
+    next: Option<(usize, Vec<Vec<usize>>)>,
+    /// What this forward did.
+    pub trace: Trace,
+    /// The first problem met (later layers then run uncompressed).
+    pub error: Option<CompressError>,
+}
+
+impl ActHooks {
+    /// ACT-IN-LLM for a decoder of `num_layers` layers.
+    pub fn new(config: ActConfig, num_layers: usize) -> Result<Self, CompressError> {
+        crate::config::CompressionPolicy::Act(config.clone()).check(num_layers)?;
+        Ok(Self {
+            selection: config.selection,
+            stages: act_stages(&config, num_layers),
+            active: None,
+            next: None,
+            trace: Trace::default(),
+            error: None,
+        })
+    }
+
+    /// The stages this policy runs.
+    pub fn stages(&self) -> &[ActStage] {
+        &self.stages
+    }
+
+    fn stage_of(&self, layer: usize) -> Option<usize> {
+        self.stages.iter().position(|s| s.layers.contains(&layer))
+    }
+
+    fn stage_starting_at(&self, layer: usize) -> Option<usize> {
+        self.stages.iter().position(|s| s.layers.start == layer)
+    }
+
+    fn record(&mut self, layer: usize, layout: &SeqLayout, stage: usize, keep: Vec<Vec<usize>>) {
+        let kept_images = layout
+            .samples
+            .iter()
+            .zip(&keep)
+            .map(|(s, k)| k.iter().filter(|&&c| s.is_image(c)).map(|&c| s.index[c]).collect())
+            .collect();
+        self.trace.selections.push(Selection { layer, kept_images });
+        self.next = Some((stage, keep));
+    }
+}
+
+/// Uniform windows (adaptive-pool bounds) over a sample's image tokens, one centre kept per window.
+fn window_centres(sample: &SampleLayout, ratio: f64) -> Vec<usize> {
+    let (image, k) = image_and_count(sample, ratio);
+    let n = image.len();
+    let chosen: Vec<usize> = (0..k)
+        .map(|i| {
+            let start = i * n / k;
+            let end = ((i + 1) * n).div_ceil(k);
+            image[(start + end - 1) / 2]
+        })
+        .collect();
+    crate::rules::merge_kept(sample.len(), &image, &chosen)
+}
+
+impl<B: Backend> LayerHooks<B> for ActHooks {
+    fn before_layer(&mut self, layer: usize, layout: &SeqLayout) -> LayerRequest {
+        let mut request = LayerRequest::default();
+        let usable = self.error.is_none() && layout.samples.iter().all(|s| !s.is_empty());
+        if let (Some(stage), true) = (self.stage_of(layer), usable) {
+            if self.stages[stage].layers.start == layer {
+                if self.selection == ActSelection::UniformWindows {
+                    let ratio = self.stages[stage].keep_ratio;
+                    let keep = layout.samples.iter().map(|s| window_centres(s, ratio)).collect();
+                    self.record(layer, layout, stage, keep);
+                }
+                self.active = self.next.take().filter(|(s, _)| *s == stage);
+            }
+            if let Some((s, keep)) = &self.active {
+                let all = keep.iter().zip(&layout.samples).all(|(k, sample)| k.len() == sample.len());
+                if *s == stage && !all {
+                    request.kv_keep = Some(keep.clone());
+                }
+            }
+        } else {
+            self.active = None;
+        }
+        if usable && self.selection == ActSelection::Attention && self.stage_starting_at(layer + 1).is_some() {
+            request.rows = Some(layout.last_rows());
+        }
+        let tokens = layout
+            .samples
+            .iter()
+            .enumerate()
+            .map(|(b, s)| LayerTokens {
+                queries: s.len(),
+                keys: request.kv_keep.as_ref().map_or(s.len(), |k| k[b].len()),
+            })
+            .collect();
+        self.trace.layer(layer, tokens);
+        request
+    }
+
+    fn attention_rows(&mut self, layer: usize, layout: &SeqLayout, rows: AttentionRows<B>) {
+        let Some(stage) = self.stage_starting_at(layer + 1) else {
+            return;
+        };
+        let ratio = self.stages[stage].keep_ratio;
+        let picks: Vec<(Vec<usize>, usize)> = layout.samples.iter().map(|s| image_and_count(s, ratio)).collect();
+        let columns: Vec<Vec<usize>> = picks.iter().map(|(image, _)| image.clone()).collect();
+        match received_scores(layer, layout, rows, &columns) {
+            Ok(scores) => {
+                let keep = layout
+                    .samples
+                    .iter()
+                    .zip(&picks)
+                    .zip(&scores)
+                    .map(|((s, (image, k)), sc)| keep_best(s, image, sc, *k))
+                    .collect();
+                self.record(layer, layout, stage, keep);
+            }
+            Err(e) => self.error = Some(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_cover_the_deepest_layers() {
+        let config = ActConfig::default();
+        let stages = act_stages(&config, 32);
+        let ranges: Vec<_> = stages.iter().map(|s| s.layers.clone()).collect();
+        assert_eq!(ranges, vec![10..18, 18..25, 25..32]);
+        let stages = act_stages(&ActConfig { coverage: 1.0, ..config.clone() }, 4);
+        let ranges: Vec<_> = stages.iter().map(|s| s.layers.clone()).collect();
+        assert_eq!(ranges, vec![1..2, 2..3, 3..4]);
+        let stages = act_stages(&ActConfig { coverage: 0.5, ..config }, 4);
+        assert_eq!(stages.len(), 2, "{stages:?}");
+    }
+
+    #[test]
+    fn window_centres_spread_over_the_image() {
+        let sample = SampleLayout {
+            index: (0..12).collect(),
+            image: 2..10,
+        };
+        // 8 image tokens, 4 windows of 2: centres are the first of each pair.
+        assert_eq!(window_centres(&sample, 0.5), vec![0, 1, 2, 4, 6, 8, 10, 11]);
+    }
+}
