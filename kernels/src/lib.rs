@@ -21,7 +21,7 @@ mod mask;
 mod probe;
 pub mod topk;
 
-pub use anchor::{gather_tokens, select_anchors};
+pub use anchor::{gather_tokens, select_anchors, select_anchors_with_heads};
 pub use error::KernelError;
 pub use mask::topk_mask;
 pub use probe::runs_kernels;

@@ -40,6 +40,17 @@ fn check_select_anchors([batch, heads, tokens]: [usize; 3], count: usize) -> Res
     Ok(())
 }
 
+/// [`select_anchors`] that also returns, per anchor, the head that chose it (`-1` for CLS).
+///
+/// # Shapes
+/// `cls_attention [B, H, T] -> (indices [B, count + 1], heads [B, count + 1])`
+pub fn select_anchors_with_heads<B: Backend>(
+    cls_attention: Tensor<B, 3>,
+    count: usize,
+) -> Result<(Tensor<B, 2, Int>, Tensor<B, 2, Int>), KernelError> {
+    reference::select_anchors_with_heads(cls_attention, count)
+}
+
 /// Gathers the tokens at `indices` from `tokens` (differentiable: the backward is a scatter-add).
 ///
 /// On a plain CubeCL backend this is the vectorised row-gather kernel; under `Autodiff` it stays

@@ -16,6 +16,17 @@ use crate::KernelError;
 /// # Shapes
 /// `cls_attention [B, H, T] -> indices [B, count + 1]`
 pub fn select_anchors<B: Backend>(cls_attention: Tensor<B, 3>, count: usize) -> Result<Tensor<B, 2, Int>, KernelError> {
+    select_anchors_with_heads(cls_attention, count).map(|(indices, _)| indices)
+}
+
+/// [`select_anchors`] that also says which head chose each anchor (`-1` for CLS), for display.
+///
+/// # Shapes
+/// `cls_attention [B, H, T] -> (indices [B, count + 1], heads [B, count + 1])`
+pub fn select_anchors_with_heads<B: Backend>(
+    cls_attention: Tensor<B, 3>,
+    count: usize,
+) -> Result<(Tensor<B, 2, Int>, Tensor<B, 2, Int>), KernelError> {
     let [batch, heads, tokens] = cls_attention.dims();
     let shape = vec![batch, heads, tokens];
     if heads == 0 || count % heads != 0 {
@@ -30,12 +41,18 @@ pub fn select_anchors<B: Backend>(cls_attention: Tensor<B, 3>, count: usize) -> 
     let mut chosen = Tensor::<B, 2, Int>::zeros([batch, tokens], &device)
         .slice_assign([0..batch, 0..1], Tensor::ones([batch, 1], &device))
         .bool();
+    // owner [B, T]: 1 + the head that chose the token (0: CLS or not chosen).
+    let mut owner = Tensor::<B, 2, Int>::zeros([batch, tokens], &device);
     for h in 0..heads {
         let scores = cls_attention.clone().narrow(1, h, 1).reshape([batch, tokens]);
         let scores = scores.mask_fill(chosen.clone(), f32::NEG_INFINITY);
-        chosen = chosen.bool_or(topk_mask(scores, per_head));
+        let new = topk_mask(scores, per_head);
+        owner = owner + new.clone().int().mul_scalar((h + 1) as i64);
+        chosen = chosen.bool_or(new);
     }
-    Ok(mask_to_sorted_indices(chosen, count + 1))
+    let indices = mask_to_sorted_indices(chosen, count + 1);
+    let head_of = owner.gather(1, indices.clone()).sub_scalar(1);
+    Ok((indices, head_of))
 }
 
 /// See [`crate::gather_tokens`].
@@ -115,6 +132,16 @@ mod tests {
         assert_eq!(got, vec![0, 3, 4]);
         let att = vec![vec![vec![9.0f32, 1.0, 1.0, 1.0, 1.0]]];
         assert_eq!(host_loop(&att, 2), vec![vec![0, 3, 4]]);
+    }
+
+    #[test]
+    fn reports_the_head_that_chose_each_anchor() {
+        let dev = Default::default();
+        // Two heads, one anchor each: head 0 prefers token 2, head 1 prefers token 2 then 3.
+        let t = Tensor::<Flex, 3>::from_data(TensorData::new(vec![0.0f32, 0.1, 0.9, 0.2, 0.0, 0.1, 0.9, 0.5], [1, 2, 4]), &dev);
+        let (idx, heads) = select_anchors_with_heads(t, 2).unwrap();
+        assert_eq!(idx.into_data().convert::<i64>().to_vec::<i64>().unwrap(), vec![0, 2, 3]);
+        assert_eq!(heads.into_data().convert::<i64>().to_vec::<i64>().unwrap(), vec![-1, 0, 1]);
     }
 
     #[test]
