@@ -17,6 +17,44 @@ use crate::model::Llm;
 use crate::safetensors::Checkpoint;
 use crate::wire::HfLlmConfig;
 
+/// Where the decoder sits inside the checkpoint's key space. Our module paths are those of
+/// `LlamaForCausalLM` (`model.*`, `lm_head.*`); other layouts hold the same tensors under another
+/// prefix: a bare `LlamaModel` (`layers.*`), old LLaVA-HF (`language_model.model.*`,
+/// `language_model.lm_head.*`) and transformers 5 `LlavaForConditionalGeneration`
+/// (`model.language_model.*`, `lm_head.*`).
+const DECODER_PREFIXES: [&str; 4] = ["model.", "", "language_model.model.", "model.language_model."];
+const HEAD_PREFIXES: [&str; 2] = ["", "language_model."];
+
+struct Prefixes {
+    decoder: &'static str,
+    head: &'static str,
+}
+
+impl Prefixes {
+    /// The first layout under which the checkpoint has `embed_tokens.weight` (resp.
+    /// `lm_head.weight`); the standard one when none matches (missing keys are then reported).
+    fn detect(checkpoint: &Checkpoint) -> Self {
+        let has = |k: String| checkpoint.tensors.contains_key(&k);
+        let decoder = DECODER_PREFIXES
+            .into_iter()
+            .find(|p| has(format!("{p}embed_tokens.weight")))
+            .unwrap_or("model.");
+        let head = HEAD_PREFIXES
+            .into_iter()
+            .find(|p| has(format!("{p}lm_head.weight")))
+            .unwrap_or("");
+        Self { decoder, head }
+    }
+
+    /// The checkpoint key of one of our module paths.
+    fn checkpoint_key(&self, path: &str) -> String {
+        match path.strip_prefix("model.") {
+            Some(rest) => format!("{}{rest}", self.decoder),
+            None => format!("{}{path}", self.head),
+        }
+    }
+}
+
 /// Reads `dir/config.json` into a model configuration.
 pub fn read_config(dir: &Path) -> Result<LlamaConfig, LlmError> {
     let path = dir.join("config.json");
@@ -29,10 +67,11 @@ pub fn load_llm<B: Backend>(dir: &Path, dtype: DType, device: &B::Device) -> Res
     let checkpoint = Checkpoint::open_dir(dir)?;
     let mut model = config.init::<B>(device);
     let expected = model.collect(None, None, false);
+    let prefixes = Prefixes::detect(&checkpoint);
     let mut missing = Vec::new();
     let mut snapshots = Vec::with_capacity(expected.len());
     for want in &expected {
-        let key = want.full_path();
+        let key = prefixes.checkpoint_key(&want.full_path());
         let Some(entry) = checkpoint.tensors.get(&key) else {
             missing.push(key);
             continue;
@@ -88,11 +127,9 @@ pub fn load_llm<B: Backend>(dir: &Path, dtype: DType, device: &B::Device) -> Res
             keys: keys.join(", "),
         });
     }
-    let unused: Vec<&String> = checkpoint
-        .tensors
-        .keys()
-        .filter(|k| !expected.iter().any(|e| &e.full_path() == *k))
-        .collect();
+    let used: std::collections::BTreeSet<String> =
+        expected.iter().map(|e| prefixes.checkpoint_key(&e.full_path())).collect();
+    let unused: Vec<&String> = checkpoint.tensors.keys().filter(|k| !used.contains(*k)).collect();
     if !unused.is_empty() {
         tracing::debug!(count = unused.len(), first = ?unused.first(), "checkpoint tensors not used by the model");
     }

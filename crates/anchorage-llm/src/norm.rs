@@ -3,7 +3,7 @@
 
 use burn::module::Param;
 use burn::prelude::*;
-use burn::tensor::FloatDType;
+use burn::tensor::{DType, FloatDType};
 
 /// Configuration of an [`RmsNorm`].
 #[derive(Config, Debug)]
@@ -38,10 +38,12 @@ impl<B: Backend> RmsNorm<B> {
     /// `[batch, len, size] -> [batch, len, size]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let dtype = x.dtype();
-        let x32 = x.cast(FloatDType::F32);
+        let low_precision = dtype != DType::F32;
+        let x32 = if low_precision { x.cast(FloatDType::F32) } else { x };
         let var = x32.clone().square().mean_dim(2);
         let normed = x32 * (var + self.eps).sqrt().recip();
+        let normed = if low_precision { normed.cast(dtype) } else { normed };
         let weight = self.weight.val().unsqueeze_dim::<2>(0).unsqueeze_dim::<3>(0);
-        normed.cast(dtype) * weight
+        normed * weight
     }
 }

@@ -71,7 +71,12 @@ impl Rope {
         let pos = positions.float().cast(FloatDType::F32).unsqueeze_dim::<3>(2);
         let freqs = pos * inv;
         let emb = Tensor::cat(vec![freqs.clone(), freqs], 2).unsqueeze_dim::<4>(1);
-        (emb.clone().cos().cast(dtype), emb.sin().cast(dtype))
+        let (cos, sin) = (emb.clone().cos(), emb.sin());
+        if dtype == DType::F32 {
+            (cos, sin)
+        } else {
+            (cos.cast(dtype), sin.cast(dtype))
+        }
     }
 }
 
