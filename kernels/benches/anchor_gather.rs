@@ -125,6 +125,10 @@ fn print_row(row: &Row, py: &HashMap<String, f64>, peak: Option<f64>) {
     );
 }
 
+fn index_vec<B: Backend, const D: usize>(t: Tensor<B, D, Int>) -> Vec<i64> {
+    t.into_data().convert::<i64>().to_vec::<i64>().expect("int data")
+}
+
 fn run<B: Backend>(args: &Args) {
     let device = B::Device::default();
     B::seed(&device, 0);
@@ -151,7 +155,7 @@ fn run<B: Backend>(args: &Args) {
         let feats = Tensor::<B, 3>::random([batch, tokens, width], Distribution::Uniform(0.0, 1.0), &device);
         let idx_k = select_anchors(att.clone(), n).expect("select");
         let idx_r = anchor::reference::select_anchors(att.clone(), n).expect("select");
-        assert!(idx_k.clone().equal(idx_r).all().into_scalar(), "kernel and reference anchors differ (B={batch}, N={n})");
+        assert_eq!(index_vec(idx_k.clone()), index_vec(idx_r), "kernel and reference anchors differ (B={batch}, N={n})");
         let select_bytes = (batch * heads * tokens * 4 + batch * (n + 1) * 4) as f64;
         let gather_bytes = (2 * batch * (n + 1) * width * 4 + batch * (n + 1) * 4) as f64;
         let select = Row {
@@ -190,7 +194,7 @@ fn run<B: Backend>(args: &Args) {
         let rows = Tensor::<B, 4>::random([batch, kv_heads, length, head_dim], Distribution::Uniform(0.0, 1.0), &device);
         let (_, idx_k) = topk_gather_rows(scores.clone(), rows.clone(), k).expect("topk");
         let (_, idx_r) = topk::reference::topk_gather_rows(scores.clone(), rows.clone(), k).expect("topk");
-        assert!(idx_k.equal(idx_r).all().into_scalar(), "kernel and reference top-k differ (B={batch}, k={k})");
+        assert_eq!(index_vec(idx_k), index_vec(idx_r), "kernel and reference top-k differ (B={batch}, k={k})");
         let row = Row {
             op: "kv_topk_gather",
             batch,
