@@ -1,0 +1,260 @@
+//! Each policy on a tiny Llama, batched with right padding and a different image span per sample:
+//! keep-all equals no compression exactly (forward and greedy generation); the in-place
+//! implementation (dropped positions, gathered keys/values) equals a masked-attention reference
+//! that keeps every position and hides the same keys; forward+backward reaches the image
+//! embeddings; greedy generation runs on the pruned/restricted KV cache.
+
+use anchorage_compress::{
+    ActConfig, ActSelection, CompressionPolicy, Compressor, FastVConfig, FastVRule, FlopsReport, FlopsShape, HimapConfig,
+    Trace,
+};
+use anchorage_llm::{AttnPlan, CacheMode, GenerateOptions, KeyMask, KvCache, LlamaConfig, Llm, LlmInput, NoHooks};
+use burn::prelude::*;
+use burn::tensor::{Distribution, TensorData};
+
+type B = burn::backend::Flex;
+type AD = burn::backend::Autodiff<burn::backend::Flex>;
+
+const LAYERS: usize = 5;
+const LEN: usize = 18;
+const LENGTHS: [usize; 2] = [18, 15];
+const SPANS: [std::ops::Range<usize>; 2] = [3..13, 2..10];
+
+fn config() -> LlamaConfig {
+    LlamaConfig {
+        num_hidden_layers: LAYERS,
+        ..LlamaConfig::tiny()
+    }
+}
+
+fn setup<Bk: Backend>() -> (Llm<Bk>, Tensor<Bk, 3>) {
+    let device = Default::default();
+    Bk::seed(&device, 11);
+    let llm = config().init::<Bk>(&device);
+    let embeds = Tensor::<Bk, 3>::random([2, LEN, 64], Distribution::Normal(0.0, 1.0), &device);
+    (llm, embeds)
+}
+
+fn input<Bk: Backend>(embeds: &Tensor<Bk, 3>) -> LlmInput<Bk> {
+    LlmInput::padded(embeds.clone(), &LENGTHS, SPANS.to_vec())
+}
+
+fn values<Bk: Backend>(t: Tensor<Bk, 3>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
+}
+
+fn act(ratios: Vec<f64>, selection: ActSelection) -> CompressionPolicy {
+    CompressionPolicy::Act(ActConfig { coverage: 0.8, keep_ratios: ratios, selection })
+}
+
+fn fastv(ratio: f64, rule: FastVRule) -> CompressionPolicy {
+    CompressionPolicy::FastV(FastVConfig { layer: 2, keep_ratio: ratio, rule })
+}
+
+fn himap(r1: f64, r2: f64) -> CompressionPolicy {
+    CompressionPolicy::Himap(HimapConfig { shallow_layer: 1, shallow_keep_ratio: r1, deep_layer: 3, deep_keep_ratio: r2 })
+}
+
+/// Every policy with real compression.
+fn compressing() -> Vec<CompressionPolicy> {
+    vec![
+        act(vec![0.6, 0.3], ActSelection::Attention),
+        act(vec![0.5, 0.25], ActSelection::UniformWindows),
+        fastv(0.5, FastVRule::LastToken),
+        fastv(0.4, FastVRule::AverageReceived),
+        himap(0.5, 0.25),
+    ]
+}
+
+/// Every policy set to keep everything.
+fn keep_all() -> Vec<CompressionPolicy> {
+    vec![
+        act(vec![1.0, 1.0], ActSelection::Attention),
+        act(vec![1.0], ActSelection::UniformWindows),
+        fastv(1.0, FastVRule::LastToken),
+        fastv(1.0, FastVRule::AverageReceived),
+        himap(1.0, 1.0),
+    ]
+}
+
+fn run(llm: &Llm<B>, embeds: &Tensor<B, 3>, policy: &CompressionPolicy) -> (anchorage_llm::LlmOutput<B>, Compressor) {
+    let mut hooks = policy.hooks(LAYERS).unwrap();
+    let out = llm.forward_embeds(input(embeds), &mut hooks).unwrap();
+    assert!(hooks.take_error().is_none(), "{policy:?}");
+    (out, hooks)
+}
+
+#[test]
+fn keep_all_equals_no_compression_exactly() {
+    let (llm, embeds) = setup::<B>();
+    let plain = values(llm.forward_embeds(input(&embeds), &mut NoHooks).unwrap().hidden);
+    let options = GenerateOptions { max_new_tokens: 4, stop_tokens: vec![] };
+    let mut cache = KvCache::new(LAYERS);
+    let plain_tokens = llm.generate(input(&embeds), &mut NoHooks, &mut cache, &options).unwrap();
+    for policy in keep_all() {
+        let (out, hooks) = run(&llm, &embeds, &policy);
+        assert_eq!(values(out.hidden), plain, "{policy:?}");
+        assert!(!hooks.trace().unwrap().selections.is_empty(), "{policy:?} did select");
+        let mut hooks = policy.hooks(LAYERS).unwrap();
+        let mut cache = KvCache::new(LAYERS);
+        let tokens = llm.generate(input(&embeds), &mut hooks, &mut cache, &options).unwrap();
+        assert_eq!(tokens, plain_tokens, "{policy:?}");
+    }
+}
+
+/// The layer loop by hand with every position kept, hiding per layer the keys `hidden(layer, b)`
+/// lists (original indices), causal and padding masks as usual.
+fn masked_reference(llm: &Llm<B>, embeds: &Tensor<B, 3>, hidden: impl Fn(usize, usize) -> Vec<usize>) -> Vec<f32> {
+    let device = Default::default();
+    let positions: Vec<i64> = (0..2).flat_map(|_| 0..LEN as i64).collect();
+    let positions = Tensor::<B, 2, Int>::from_data(TensorData::new(positions, [2, LEN]), &device);
+    let (cos, sin) = llm.rope.cos_sin(positions, embeds.dtype());
+    let mut x = embeds.clone();
+    for (layer, block) in llm.model.layers.iter().enumerate() {
+        let mut mask = Vec::with_capacity(2 * LEN * LEN);
+        for (b, &n) in LENGTHS.iter().enumerate() {
+            let hide = hidden(layer, b);
+            for q in 0..LEN {
+                for k in 0..LEN {
+                    mask.push(k > q || k >= n || hide.contains(&k));
+                }
+            }
+        }
+        let mut plan = AttnPlan::causal();
+        plan.mask = KeyMask::Explicit(Tensor::from_data(TensorData::new(mask, [2, LEN, LEN]), &device));
+        x = block.forward(x, &cos, &sin, &plan, CacheMode::None).0;
+    }
+    values(llm.model.norm.forward(x))
+}
+
+/// Image tokens of sample `b` not in `kept` (original indices).
+fn dropped(b: usize, kept: &[usize]) -> Vec<usize> {
+    SPANS[b].clone().filter(|p| !kept.contains(p)).collect()
+}
+
+/// Keys each layer hides under a policy, from the trace of its run.
+fn hidden_keys(policy: &CompressionPolicy, trace: &Trace, layer: usize, b: usize) -> Vec<usize> {
+    match policy {
+        CompressionPolicy::Act(c) => {
+            let stages = anchorage_compress::act_stages(c, LAYERS);
+            match stages.iter().position(|s| s.layers.contains(&layer)) {
+                Some(s) => dropped(b, &trace.selections[s].kept_images[b]),
+                None => Vec::new(),
+            }
+        }
+        // Pruning after layer `sel.layer` hides the dropped tokens from every later layer, and
+        // later selections only drop more.
+        _ => trace
+            .selections
+            .iter()
+            .filter(|sel| layer > sel.layer)
+            .flat_map(|sel| dropped(b, &sel.kept_images[b]))
+            .collect(),
+    }
+}
+
+#[test]
+fn in_place_equals_masked_attention_reference() {
+    let (llm, embeds) = setup::<B>();
+    for policy in compressing() {
+        let (out, hooks) = run(&llm, &embeds, &policy);
+        let trace = hooks.trace().unwrap().clone();
+        let expected_selections = match &policy {
+            CompressionPolicy::Act(c) => anchorage_compress::act_stages(c, LAYERS).len(),
+            CompressionPolicy::Himap(_) => 2,
+            _ => 1,
+        };
+        assert_eq!(trace.selections.len(), expected_selections, "{policy:?}");
+        // Something was compressed: fewer keys than queries (ACT) or fewer queries later on.
+        let (first, last) = (trace.layers[0][0], trace.layers[LAYERS - 1][0]);
+        assert!(last.keys < first.keys, "{policy:?}: {:?}", trace.layers);
+        if matches!(policy, CompressionPolicy::Act(_)) {
+            assert_eq!(last.queries, first.queries, "ACT keeps every query");
+        }
+        let reference = masked_reference(&llm, &embeds, |layer, b| hidden_keys(&policy, &trace, layer, b));
+        let ours = values(out.hidden.clone());
+        let width = 64;
+        let new_len = out.layout.padded_len;
+        let mut max = 0f32;
+        for (b, sample) in out.layout.samples.iter().enumerate() {
+            // Pruned samples keep the text and exactly the selected image tokens.
+            let kept_images: Vec<usize> = sample.index.iter().copied().filter(|i| SPANS[b].contains(i)).collect();
+            if !matches!(policy, CompressionPolicy::Act(_)) {
+                assert_eq!(&kept_images, trace.selections.last().unwrap().kept_images.get(b).unwrap(), "{policy:?}");
+                assert!(kept_images.len() < SPANS[b].len(), "{policy:?} dropped something");
+            }
+            for (c, &orig) in sample.index.iter().enumerate() {
+                for w in 0..width {
+                    let d = (ours[(b * new_len + c) * width + w] - reference[(b * LEN + orig) * width + w]).abs();
+                    max = max.max(d);
+                }
+            }
+        }
+        assert!(max < 1e-5, "{policy:?}: max diff {max}");
+    }
+}
+
+#[test]
+fn forward_backward_reaches_the_image_embeddings() {
+    let (llm, embeds) = setup::<AD>();
+    for policy in compressing() {
+        let embeds = embeds.clone().detach().require_grad();
+        let mut hooks = policy.hooks(LAYERS).unwrap();
+        let out = llm.forward_embeds(input(&embeds), &mut hooks).unwrap();
+        assert!(hooks.take_error().is_none());
+        let loss = llm.logits(out.hidden).sum();
+        let grads = loss.backward();
+        let grad = values(embeds.grad(&grads).expect("embeds get a gradient"));
+        assert!(grad.iter().all(|g| g.is_finite()), "{policy:?}");
+        for (b, span) in SPANS.iter().enumerate() {
+            for p in span.clone() {
+                let row = &grad[(b * LEN + p) * 64..(b * LEN + p + 1) * 64];
+                assert!(row.iter().any(|&g| g != 0.0), "{policy:?}: no gradient at sample {b} image token {p}");
+            }
+        }
+    }
+}
+
+#[test]
+fn greedy_generation_runs_on_the_compressed_cache() {
+    let (llm, embeds) = setup::<B>();
+    let options = GenerateOptions { max_new_tokens: 4, stop_tokens: vec![] };
+    for policy in compressing() {
+        let mut hooks = policy.hooks(LAYERS).unwrap();
+        let mut cache = KvCache::new(LAYERS);
+        let tokens = llm.generate(input(&embeds), &mut hooks, &mut cache, &options).unwrap();
+        assert!(hooks.take_error().is_none());
+        assert!(tokens.iter().all(|t| t.len() == 4), "{policy:?}: {tokens:?}");
+        let lengths = cache.lengths();
+        // Each decode step appended 3 keys to every layer; compressed layers hold fewer slots.
+        let first = lengths[0];
+        assert_eq!(first, LEN + 3, "{policy:?}: {lengths:?}");
+        assert!(lengths[LAYERS - 1] < first, "{policy:?}: {lengths:?}");
+        // The first generated token is the compressed forward's greedy choice.
+        let mut hooks = policy.hooks(LAYERS).unwrap();
+        let out = llm.forward_embeds(input(&embeds), &mut hooks).unwrap();
+        let logits = llm.logits(out.hidden);
+        let vocab = logits.dims()[2];
+        let logits = values(logits);
+        for (b, sample) in out.layout.samples.iter().enumerate() {
+            let row = &logits[(b * out.layout.padded_len + sample.last()) * vocab..][..vocab];
+            let best = (0..vocab).max_by(|&i, &j| row[i].total_cmp(&row[j])).unwrap();
+            assert_eq!(tokens[b][0] as usize, best, "{policy:?} sample {b}");
+        }
+    }
+}
+
+#[test]
+fn trace_gives_the_flops_of_each_sample() {
+    let (llm, embeds) = setup::<B>();
+    let shape = FlopsShape { hidden: 64, intermediate: 172 };
+    let (_, hooks) = run(&llm, &embeds, &fastv(0.5, FastVRule::LastToken));
+    let trace = hooks.trace().unwrap();
+    for (b, (&n, span)) in LENGTHS.iter().zip(&SPANS).enumerate() {
+        let report = FlopsReport::from_trace(shape, trace, b);
+        let kept = n - span.len() + anchorage_compress::keep_count(0.5, span.len());
+        let expected = 2.0 * shape.full_layer(n) + 3.0 * shape.full_layer(kept);
+        assert!((report.total_compressed() - expected).abs() < 1.0, "sample {b}");
+        assert_eq!(report.total_full(), 5.0 * shape.full_layer(n));
+    }
+}
