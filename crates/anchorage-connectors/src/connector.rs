@@ -1,0 +1,235 @@
+//! One type for "a connector chosen by the recipe": [`ConnectorConfig`] (serde-tagged by `kind`)
+//! builds a [`Connector`], whose `forward` takes the vision features and, for the Anchor Former,
+//! the CLS attention row.
+
+use burn::module::Module;
+use burn::tensor::{backend::Backend, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::anchor_former::{AnchorFormer, AnchorFormerConfig};
+use crate::c_abstractor::{CAbstractor, CAbstractorConfig};
+use crate::error::{ConnectorError, Result};
+use crate::mlp::{Mlp, MlpConfig};
+use crate::resampler::{Resampler, ResamplerConfig};
+use crate::tensor_file::TensorFile;
+use crate::weights::{Exporter, KeyLister, Loader, Naming, WeightIo};
+
+/// Which connector, with its sizes. Serialised (JSON) into the `anchorage` format's metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ConnectorConfig {
+    Mlp(MlpConfig),
+    CAbstractor(CAbstractorConfig),
+    Resampler(ResamplerConfig),
+    AnchorFormer(AnchorFormerConfig),
+}
+
+/// A built connector.
+#[derive(Module, Debug)]
+pub enum Connector<B: Backend> {
+    Mlp(Mlp<B>),
+    CAbstractor(CAbstractor<B>),
+    Resampler(Resampler<B>),
+    AnchorFormer(AnchorFormer<B>),
+}
+
+impl ConnectorConfig {
+    /// The recipe's name for the kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Mlp(_) => "mlp",
+            Self::CAbstractor(_) => "c_abstractor",
+            Self::Resampler(_) => "resampler",
+            Self::AnchorFormer(_) => "anchor_former",
+        }
+    }
+
+    /// Input (vision) and output (LLM) widths.
+    pub fn dims(&self) -> (usize, usize) {
+        match self {
+            Self::Mlp(c) => (c.d_input, c.d_output),
+            Self::CAbstractor(c) => (c.d_input, c.d_output),
+            Self::Resampler(c) => (c.perceiver.d_model, c.d_output),
+            Self::AnchorFormer(c) => (c.perceiver.d_model, c.d_output),
+        }
+    }
+
+    /// Tokens handed to the LLM per image, given the vision tokens the connector receives.
+    pub fn output_tokens(&self, vision_tokens: usize) -> usize {
+        match self {
+            Self::Mlp(_) => vision_tokens,
+            Self::CAbstractor(c) => c.num_queries,
+            Self::Resampler(c) => c.perceiver.num_latents,
+            Self::AnchorFormer(c) => c.anchors,
+        }
+    }
+
+    /// Whether `forward` needs the CLS attention row.
+    pub fn needs_cls_attention(&self) -> bool {
+        matches!(self, Self::AnchorFormer(_))
+    }
+
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Connector<B>> {
+        Ok(match self {
+            Self::Mlp(c) => Connector::Mlp(c.init(device)),
+            Self::CAbstractor(c) => Connector::CAbstractor(c.init(device)?),
+            Self::Resampler(c) => Connector::Resampler(c.init(device)),
+            Self::AnchorFormer(c) => {
+                if c.anchors < 2 {
+                    return Err(ConnectorError::Config { key: "anchors".into(), message: format!("{} must be at least 2", c.anchors) });
+                }
+                Connector::AnchorFormer(c.init(device))
+            }
+        })
+    }
+
+    /// The spellings a weights file may use for this kind, most specific first.
+    pub fn namings(&self) -> Vec<Naming> {
+        let mut v = vec![Naming::prefix("connector."), Naming::prefix("model.mm_projector."), Naming::prefix("mm_projector.")];
+        match self {
+            Self::Mlp(_) => v.push(Naming::HfLlava),
+            Self::CAbstractor(_) => v.push(Naming::prefix("abstractor.")),
+            _ => {}
+        }
+        v.push(Naming::prefix(""));
+        v
+    }
+}
+
+impl<B: Backend> Connector<B> {
+    /// # Shapes
+    /// `features [batch, tokens, d_vision]`, `cls_attention Option<[batch, heads, tokens]>`
+    /// (Anchor Former only; CLS at token 0) `-> [batch, queries, d_llm]`
+    pub fn forward(&self, features: Tensor<B, 3>, cls_attention: Option<Tensor<B, 3>>) -> Result<Tensor<B, 3>> {
+        let (d_in, _) = self.dims();
+        if features.dims()[2] != d_in {
+            return Err(ConnectorError::InputShape {
+                what: "connector features".into(),
+                expected: format!("[batch, tokens, {d_in}]"),
+                found: features.dims().to_vec(),
+            });
+        }
+        match self {
+            Self::Mlp(m) => Ok(m.forward(features)),
+            Self::CAbstractor(m) => m.forward(features),
+            Self::Resampler(m) => m.forward(features),
+            Self::AnchorFormer(m) => {
+                let att = cls_attention.ok_or_else(|| ConnectorError::InputShape {
+                    what: "cls_attention".into(),
+                    expected: "[batch, heads, tokens] (the Anchor Former needs the CLS attention row)".into(),
+                    found: vec![],
+                })?;
+                m.forward(features, att)
+            }
+        }
+    }
+
+    /// Input (vision) and output (LLM) widths.
+    pub fn dims(&self) -> (usize, usize) {
+        let first_last = |m: &Mlp<B>| {
+            let f = m.layers.first().map(|l| l.weight.lazy_shape().dims::<2>()).unwrap_or([0, 0]);
+            let l = m.layers.last().map(|l| l.weight.lazy_shape().dims::<2>()).unwrap_or([0, 0]);
+            (f[0], l[1])
+        };
+        match self {
+            Self::Mlp(m) => first_last(m),
+            Self::CAbstractor(m) => {
+                let d_in = match (&m.pos_emb, &m.s1) {
+                    (Some(p), _) => p.lazy_shape().dims::<3>()[2],
+                    (None, Some(s)) => s.blocks.first().map(|b| b.conv1.conv.weight.lazy_shape().dims::<4>()[1]).unwrap_or(0),
+                    (None, None) => first_last(&m.readout).0,
+                };
+                (d_in, first_last(&m.readout).1)
+            }
+            Self::Resampler(m) => (m.perceiver.latents.lazy_shape().dims::<2>()[1], first_last(&m.projector).1),
+            Self::AnchorFormer(m) => (m.perceiver.latents.lazy_shape().dims::<2>()[1], first_last(&m.projector).1),
+        }
+    }
+
+    /// Tokens handed to the LLM per image, given the vision tokens the connector receives.
+    pub fn output_tokens(&self, vision_tokens: usize) -> usize {
+        match self {
+            Self::Mlp(_) => vision_tokens,
+            Self::CAbstractor(m) => m.num_queries,
+            Self::Resampler(m) => m.perceiver.latents.lazy_shape().dims::<2>()[0],
+            Self::AnchorFormer(m) => m.anchors,
+        }
+    }
+
+    /// Trainable parameters (including the Anchor Former's unused `latents`, as upstream counts them).
+    pub fn parameter_count(&self) -> usize {
+        self.num_params()
+    }
+
+    /// Walks the weights under canonical keys.
+    pub fn visit_weights<I: WeightIo<B>>(&mut self, io: &mut I) -> Result<()> {
+        match self {
+            Self::Mlp(m) => m.visit_weights("", 0, io),
+            Self::CAbstractor(m) => m.visit_weights("", io),
+            Self::Resampler(m) => m.visit_weights("", io),
+            Self::AnchorFormer(m) => m.visit_weights("", io),
+        }
+    }
+
+    /// Canonical keys and their upstream (PyTorch-layout) shapes.
+    pub fn canonical_keys(&mut self) -> Vec<(String, Vec<usize>)> {
+        let mut lister = KeyLister::default();
+        // KeyLister never fails.
+        let _ = self.visit_weights(&mut lister);
+        lister.keys
+    }
+
+    /// The spelling among `candidates` that matches most of this connector's keys in `file`.
+    pub fn detect_naming(&mut self, file: &TensorFile, candidates: &[Naming]) -> Option<Naming> {
+        let keys = self.canonical_keys();
+        candidates
+            .iter()
+            .map(|n| (keys.iter().filter(|(k, _)| file.tensors.contains_key(&n.key(k))).count(), n))
+            .filter(|(hits, _)| *hits > 0)
+            .fold(None::<(usize, &Naming)>, |best, cur| match best {
+                Some(b) if b.0 >= cur.0 => Some(b),
+                _ => Some(cur),
+            })
+            .map(|(_, n)| n.clone())
+    }
+
+    /// Loads every parameter from `file` under `naming` (strict: missing keys, wrong shapes and
+    /// unexpected keys in the naming's namespace are refused).
+    pub fn load_with(mut self, file: &TensorFile, naming: Naming, device: &B::Device) -> Result<Self> {
+        let mut loader = Loader::new(file, naming, device);
+        self.visit_weights(&mut loader)?;
+        loader.finish()?;
+        Ok(self)
+    }
+
+    /// Loads from `file`, detecting its spelling among `candidates` (see [`ConnectorConfig::namings`]).
+    pub fn load(mut self, file: &TensorFile, candidates: &[Naming], device: &B::Device) -> Result<Self> {
+        let naming = match self.detect_naming(file, candidates) {
+            Some(n) => n,
+            None => {
+                let keys = self.canonical_keys();
+                let first = candidates.first().cloned().unwrap_or(Naming::prefix(""));
+                let (key, expected) = keys.first().cloned().unwrap_or_default();
+                return Err(ConnectorError::MissingKey {
+                    file: file.path.clone(),
+                    key: first.key(&key),
+                    expected,
+                    hint: format!(
+                        " (no key of this connector under any known spelling: {}; keys present: {:?})",
+                        candidates.iter().map(|n| n.describe()).collect::<Vec<_>>().join(", "),
+                        file.tensors.keys().take(8).collect::<Vec<_>>()
+                    ),
+                });
+            }
+        };
+        tracing::debug!(naming = %naming.describe(), "loading connector weights");
+        self.load_with(file, naming, device)
+    }
+
+    /// The weights in PyTorch layout under `naming`.
+    pub fn export(&self, naming: Naming) -> Result<Vec<(String, TensorData)>> {
+        let mut exporter = Exporter::new(naming);
+        self.clone().visit_weights(&mut exporter)?;
+        Ok(exporter.tensors)
+    }
+}

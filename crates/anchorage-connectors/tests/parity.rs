@@ -1,0 +1,125 @@
+//! Parity with the PyTorch reference connectors of `tests/fixtures/connectors/generate.py`
+//! (random weights under upstream names): outputs within 1e-4, anchors equal.
+
+use std::path::{Path, PathBuf};
+
+use anchorage_connectors::perceiver::PerceiverConfig;
+use anchorage_connectors::{
+    format, AnchorFormerConfig, CAbstractorConfig, ConnectorConfig, ConnectorError, MlpConfig, ResamplerConfig, TensorFile,
+};
+use burn::backend::Flex;
+use burn::tensor::{Tensor, TensorData};
+
+type B = Flex;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/connectors")
+}
+
+fn tensor3(file: &TensorFile, key: &str) -> Tensor<B, 3> {
+    Tensor::from_data(file.get(key).unwrap().clone(), &Default::default())
+}
+
+fn max_abs_diff(a: &TensorData, b: &TensorData) -> f32 {
+    assert_eq!(a.shape, b.shape);
+    let (a, b) = (a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+    a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn perceiver(kv_latents: bool, num_latents: usize) -> PerceiverConfig {
+    PerceiverConfig::new(16)
+        .with_depth(2)
+        .with_heads(2)
+        .with_dim_head(8)
+        .with_num_latents(num_latents)
+        .with_ff_mult(2)
+        .with_kv_includes_latents(kv_latents)
+}
+
+fn cases() -> Vec<(&'static str, ConnectorConfig)> {
+    vec![
+        ("mlp2x_gelu", ConnectorConfig::Mlp(MlpConfig::new(16, 24).with_depth(2))),
+        ("mlp3x_gelu", ConnectorConfig::Mlp(MlpConfig::new(16, 24).with_depth(3))),
+        (
+            "c_abstractor",
+            ConnectorConfig::CAbstractor(
+                CAbstractorConfig::new(16, 24, 36).with_hidden_size(12).with_depth(2).with_mlp_depth(2).with_num_queries(9),
+            ),
+        ),
+        ("resampler_acformer", ConnectorConfig::Resampler(ResamplerConfig::new(perceiver(false, 5), 24))),
+        ("resampler_open_flamingo", ConnectorConfig::Resampler(ResamplerConfig::new(perceiver(true, 5), 24))),
+        ("anchor_former", ConnectorConfig::AnchorFormer(AnchorFormerConfig::new(perceiver(false, 144), 24).with_anchors(9))),
+    ]
+}
+
+#[test]
+fn every_connector_matches_its_pytorch_reference() {
+    let dev = Default::default();
+    for (name, config) in cases() {
+        let dir = fixtures();
+        let connector = format::import::<B>(&dir.join(format!("{name}.weights.safetensors")), &config, &dev)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let inputs = TensorFile::read(&dir.join(format!("{name}.inputs.safetensors"))).unwrap();
+        let want = TensorFile::read(&dir.join(format!("{name}.output.safetensors"))).unwrap();
+        let att = inputs.tensors.contains_key("cls_attention").then(|| tensor3(&inputs, "cls_attention"));
+        let got = connector.forward(tensor3(&inputs, "features"), att).unwrap();
+        let diff = max_abs_diff(&got.into_data(), want.get("output").unwrap());
+        assert!(diff < 1e-4, "{name}: max |diff| {diff}");
+    }
+}
+
+#[test]
+fn llava_mm_projector_bin_pickle_imports() {
+    let dev = Default::default();
+    let dir = fixtures();
+    let config = ConnectorConfig::Mlp(MlpConfig::new(16, 24));
+    let connector = format::import::<B>(&dir.join("mm_projector.bin"), &config, &dev).unwrap();
+    let inputs = TensorFile::read(&dir.join("mm_projector_bin.inputs.safetensors")).unwrap();
+    let want = TensorFile::read(&dir.join("mm_projector_bin.output.safetensors")).unwrap();
+    let got = connector.forward(tensor3(&inputs, "features"), None).unwrap();
+    let diff = max_abs_diff(&got.into_data(), want.get("output").unwrap());
+    assert!(diff < 1e-4, "max |diff| {diff}");
+}
+
+#[test]
+fn anchors_equal_acformer_host_loop_at_clip_l_sizes() {
+    let dir = fixtures();
+    let att = TensorFile::read(&dir.join("anchors_attention.safetensors")).unwrap();
+    for n in [145usize, 257] {
+        let want = TensorFile::read(&dir.join(format!("anchors_{n}.safetensors"))).unwrap();
+        let got = anchorage_connectors::kernels::select_anchors(tensor3(&att, "cls_attention"), n - 1).unwrap();
+        assert_eq!(got.dims(), [2, n]);
+        assert_eq!(
+            got.into_data().convert::<i64>().to_vec::<i64>().unwrap(),
+            want.get("indices").unwrap().to_vec::<i64>().unwrap(),
+            "{n} anchors"
+        );
+    }
+}
+
+#[test]
+fn missing_key_and_wrong_shape_are_refused_with_key_and_shapes() {
+    let dev = Default::default();
+    let dir = fixtures();
+    let file = TensorFile::read(&dir.join("mlp2x_gelu.weights.safetensors")).unwrap();
+    // Missing key.
+    let mut missing = file.clone();
+    missing.tensors.remove("model.mm_projector.2.bias");
+    let config = ConnectorConfig::Mlp(MlpConfig::new(16, 24));
+    let err = config.init::<B>(&dev).unwrap().load(&missing, &config.namings(), &dev).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ConnectorError::MissingKey { .. }), "{msg}");
+    assert!(msg.contains("model.mm_projector.2.bias") && msg.contains("[24]"), "{msg}");
+    // Wrong shape: a connector built for a 32-wide LLM.
+    let config = ConnectorConfig::Mlp(MlpConfig::new(16, 32));
+    let err = config.init::<B>(&dev).unwrap().load(&file, &config.namings(), &dev).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ConnectorError::WrongShape { .. }), "{msg}");
+    assert!(msg.contains("model.mm_projector.0.weight") && msg.contains("[24, 16]") && msg.contains("[32, 16]"), "{msg}");
+    // Unexpected key under the projector's prefix.
+    let mut extra = file.clone();
+    extra.tensors.insert("model.mm_projector.4.weight".into(), TensorData::new(vec![0f32; 4], [2, 2]));
+    let config = ConnectorConfig::Mlp(MlpConfig::new(16, 24));
+    let err = config.init::<B>(&dev).unwrap().load(&extra, &config.namings(), &dev).unwrap_err();
+    assert!(err.to_string().contains("model.mm_projector.4.weight"), "{err}");
+}
