@@ -29,6 +29,8 @@ pub enum DataError {
         expected: String,
         found: String,
     },
+    #[error("tokenizer {path}: {message}")]
+    Tokenizer { path: PathBuf, message: String },
     #[error("cannot write safetensors {path}: {message}")]
     Safetensors { path: PathBuf, message: String },
 }

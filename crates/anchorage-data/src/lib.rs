@@ -5,12 +5,15 @@
 
 mod count;
 mod error;
+mod fault;
 pub mod image;
 mod manifest;
 mod options;
+pub mod text;
 
 pub use count::count_json_array;
 pub use error::DataError;
+pub use fault::{FaultReason, SampleFault};
 pub use image::{load_pixel_values, ClipImageProcessor, PixelValues};
 pub use manifest::{Manifest, ManifestSource, SampleCount, SampleCountSource};
 pub use options::{Aspect, Template};

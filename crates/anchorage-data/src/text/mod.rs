@@ -1,0 +1,11 @@
+//! Records, conversation templates, tokenisation around `<image>`, and labels.
+
+mod labels;
+mod prompt;
+mod record;
+mod tokenizer;
+
+pub use labels::{tokenize_record, TokenizeError, TokenizedSample};
+pub use prompt::{normalize_image_tags, py_strip, vicuna_v1_prompt, IMAGE_TAG, VICUNA_SYSTEM};
+pub use record::{Record, Turn};
+pub use tokenizer::{TextTokenizer, IGNORE_INDEX, IMAGE_TOKEN_INDEX};
