@@ -18,8 +18,10 @@ pub fn topk_mask<B: Backend, const D: usize>(scores: Tensor<B, D>, k: usize) -> 
     if k == 0 {
         return scores.zeros_like().bool();
     }
-    // k-th largest value per row: [.., 1].
-    let kth = scores.clone().topk(k, last).narrow(last, k - 1, 1);
+    // k-th largest value per row: [.., 1]. A descending sort rather than `topk`, because burn
+    // 0.21's autodiff backend does not implement `topk` and callers select inside the training
+    // graph (anchor selection, compression scores).
+    let kth = scores.clone().sort_descending(last).narrow(last, k - 1, 1);
     let above = scores.clone().greater(kth.clone().expand(scores.shape()));
     let equal = scores.clone().equal(kth.expand(scores.shape()));
     let n_above = above.clone().int().sum_dim(last);

@@ -11,4 +11,10 @@ pub enum ModelError {
     Shape { what: &'static str, expected: Vec<usize>, found: Vec<usize> },
     #[error("empty batch")]
     EmptyBatch,
+    #[error(transparent)]
+    Vision(#[from] anchorage_vision::VisionError),
+    #[error(transparent)]
+    Connector(#[from] anchorage_connectors::ConnectorError),
+    #[error(transparent)]
+    Llm(#[from] anchorage_llm::LlmError),
 }

@@ -3,9 +3,11 @@
 //! text embeddings with LLaVA's semantics, and the loss.
 
 mod error;
+mod llava;
 mod loss;
 mod splice;
 
 pub use error::ModelError;
+pub use llava::{encode_images, forward_loss, ForwardOutput, MicroBatch, VisionSelect};
 pub use loss::{causal_lm_loss, LossParts};
 pub use splice::{splice_embeddings, ImageSpan, SpliceInput, SplicePlan, IGNORE_INDEX, IMAGE_TOKEN_INDEX};

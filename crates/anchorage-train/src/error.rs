@@ -35,6 +35,9 @@ pub enum TrainError {
         #[source]
         source: std::io::Error,
     },
+    /// An error from the model crates (vision, connector, LLM, splice), with their context.
+    #[error("{0}")]
+    Model(String),
     #[error(transparent)]
     Data(#[from] anchorage_data::DataError),
 }

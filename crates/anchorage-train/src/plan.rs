@@ -62,6 +62,17 @@ impl Plan {
         let manifest = Manifest::load(manifest_path)?;
         let data_root = manifest.data_root(manifest_path, recipe.data.root.as_deref());
         let samples = manifest.sample_count(data_root.as_deref())?;
+        Ok(Self::derive(recipe, manifest, data_root, samples))
+    }
+
+    /// The same plan for the number of records a loaded data set really has (the trainer plans
+    /// from the data it reads, not from the manifest's expectation).
+    pub fn with_loaded_samples(&self, recipe: &Recipe, count: u64, path: PathBuf) -> Self {
+        let samples = SampleCount { count, source: SampleCountSource::Counted { path } };
+        Self::derive(recipe, self.manifest.clone(), self.data_root.clone(), samples)
+    }
+
+    fn derive(recipe: &Recipe, manifest: Manifest, data_root: Option<PathBuf>, samples: SampleCount) -> Self {
         let o = &recipe.optim;
         let world_size = recipe.devices.world_size();
         let grad_accum = o.global_batch / (o.micro_batch * world_size);
@@ -69,7 +80,7 @@ impl Plan {
         let epochs = o.epochs.unwrap_or(1);
         let total_steps = o.max_steps.unwrap_or(steps_per_epoch * u64::from(epochs));
         let warmup_steps = (o.warmup_ratio * total_steps as f64).ceil() as u64;
-        Ok(Self {
+        Self {
             stage: recipe.run.stage,
             run_dir: recipe.run.run_dir(),
             template: recipe.data.template.unwrap_or(manifest.template),
@@ -86,7 +97,7 @@ impl Plan {
             total_steps,
             warmup_steps,
             connector_init: recipe.connector.init().map(|p| (p.to_path_buf(), p.is_file())),
-        })
+        }
     }
 }
 

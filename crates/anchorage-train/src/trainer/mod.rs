@@ -1,0 +1,22 @@
+//! The training loop: micro-batches → gradient accumulation up to the global batch → global-norm
+//! clipping → AdamW with the warmup schedule → metrics, atomic checkpoints and the final export.
+//!
+//! Determinism: the data order is a pure function of (seed, epoch) ([`order`]); step `s` reads the
+//! samples at positions `[s·G, (s+1)·G)` of its epoch's order (G = global batch; bad samples are
+//! dropped from their micro-batch, never replaced), so the data position is implied by the step.
+//! On CPU a resumed run repeats an uninterrupted run's losses bit for bit.
+//!
+//! Loss mean (`optim.loss_mean`): `micro_batch` (default) is LLaVA's: each micro-batch's loss is
+//! the mean over its supervised tokens, divided by the number of micro-batches of the step
+//! (transformers divides by the accumulation steps) — on one device this is the mean of
+//! micro-batch means, and across devices DDP averages it again. `global_batch` divides the summed
+//! token losses of every micro-batch by the supervised tokens of the whole global batch.
+
+pub mod order;
+mod source;
+mod state;
+mod step;
+
+pub use source::{Sample, SampleSource, SkipLog, SkipReason};
+pub use state::TrainState;
+pub use step::{train, TrainOptions, TrainSummary, Trainable, Towers};
