@@ -3,6 +3,7 @@
 mod image;
 mod llm;
 mod recipe;
+mod tokens;
 mod vision;
 
 use clap::Subcommand;
@@ -14,6 +15,9 @@ pub enum InspectCommand {
     Image(image::ImageArgs),
     /// Check a recipe and print it resolved, with the training plan derived from it.
     Recipe(recipe::RecipeArgs),
+    /// LLaVA records -> input_ids and labels (templates plain / vicuna_v1 / chatml), one JSON line
+    /// per sample, as LLaVA's preprocessing returns them before image splicing.
+    Tokens(tokens::TokensArgs),
     /// Run a decoder LLM on token ids; write logits, hidden states and greedy tokens (safetensors).
     Llm(llm::LlmArgs),
     /// Run a CLIP vision tower on one image; write pixel values, hidden states, CLS attention rows
@@ -25,6 +29,7 @@ pub fn run(cmd: InspectCommand) -> anyhow::Result<()> {
     match cmd {
         InspectCommand::Image(args) => image::run(args),
         InspectCommand::Recipe(args) => recipe::run(args),
+        InspectCommand::Tokens(args) => tokens::run(args),
         InspectCommand::Llm(args) => llm::run(args),
         InspectCommand::Vision(args) => vision::run(args),
     }
