@@ -21,6 +21,7 @@ mod himap;
 mod policy;
 mod rows;
 pub mod rules;
+mod schedule;
 mod trace;
 
 pub use act::{act_stages, ActHooks, ActStage};

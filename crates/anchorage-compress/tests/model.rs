@@ -245,6 +245,20 @@ fn greedy_generation_runs_on_the_compressed_cache() {
 }
 
 #[test]
+fn schedule_predicts_what_each_policy_did() {
+    let (llm, embeds) = setup::<B>();
+    for policy in compressing().into_iter().chain(keep_all()) {
+        let (_, hooks) = run(&llm, &embeds, &policy);
+        let trace = hooks.trace().unwrap();
+        for (b, (&n, span)) in LENGTHS.iter().zip(&SPANS).enumerate() {
+            let expected = policy.schedule(LAYERS, n, span.len()).unwrap();
+            let ran: Vec<_> = trace.layers.iter().map(|l| l[b]).collect();
+            assert_eq!(ran, expected, "{policy:?} sample {b}");
+        }
+    }
+}
+
+#[test]
 fn trace_gives_the_flops_of_each_sample() {
     let (llm, embeds) = setup::<B>();
     let shape = FlopsShape { hidden: 64, intermediate: 172 };
@@ -252,6 +266,8 @@ fn trace_gives_the_flops_of_each_sample() {
     let trace = hooks.trace().unwrap();
     for (b, (&n, span)) in LENGTHS.iter().zip(&SPANS).enumerate() {
         let report = FlopsReport::from_trace(shape, trace, b);
+        let policy = fastv(0.5, FastVRule::LastToken);
+        assert_eq!(policy.schedule(LAYERS, n, span.len()).unwrap(), trace.layers.iter().map(|l| l[b]).collect::<Vec<_>>());
         let kept = n - span.len() + anchorage_compress::keep_count(0.5, span.len());
         let expected = 2.0 * shape.full_layer(n) + 3.0 * shape.full_layer(kept);
         assert!((report.total_compressed() - expected).abs() < 1.0, "sample {b}");
