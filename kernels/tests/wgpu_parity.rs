@@ -121,6 +121,26 @@ fn topk_gather_matches_the_reference_values_and_indices() {
 }
 
 #[test]
+fn topk_radix_select_handles_signs_zeros_infinities_and_long_rows() {
+    // Negative scores, both zeros (equal, so the larger index wins), infinities, huge magnitudes.
+    let special = [-1.5f32, 0.0, -0.0, 2.0, f32::INFINITY, -3.0e30, 0.0, f32::NEG_INFINITY, 7.0e-40, -7.0e-40, 1.0e30, -0.0, 2.0, -2.0, 0.5, -0.5];
+    let l = special.len();
+    for k in [1, 3, 5, 8, 11, 15] {
+        let want = ints(topk::reference::topk_gather_rows(tensor::<Flex, 3>(&special, [1, 1, l]), tensor::<Flex, 4>(&special, [1, 1, l, 1]), k).unwrap().1);
+        let got = ints(topk_gather_rows(tensor::<W, 3>(&special, [1, 1, l]), tensor::<W, 4>(&special, [1, 1, l, 1]), k).unwrap().1);
+        assert_eq!(got, want, "k={k}");
+    }
+    // Real key/value row length (L = 2048, several tokens per unit), with and without ties.
+    for (levels, seed) in [(0, 71), (64, 72)] {
+        let (h, l, k) = (2, 2048, 512);
+        let s = values(h * l, seed, levels);
+        let want = ints(topk::reference::topk_gather_rows(tensor::<Flex, 3>(&s, [1, h, l]), tensor::<Flex, 4>(&s, [1, h, l, 1]), k).unwrap().1);
+        let got = ints(topk_gather_rows(tensor::<W, 3>(&s, [1, h, l]), tensor::<W, 4>(&s, [1, h, l, 1]), k).unwrap().1);
+        assert_eq!(got, want, "levels={levels}");
+    }
+}
+
+#[test]
 fn topk_gather_gradients_match_the_reference() {
     let (b, h, l, d, k) = (2, 2, 24, 4, 6);
     let s = values(b * h * l, 61, 0);

@@ -5,7 +5,7 @@ use burn_cubecl::{kernel::into_contiguous, ops::numeric::empty_device_dtype, ten
 use cubecl::prelude::*;
 use cubecl::calculate_cube_count_elemwise;
 
-use super::kernel::{gather_rows_kernel, progressive_topk_kernel};
+use super::kernel::{gather_rows_kernel, progressive_topk_kernel, radix_topk_kernel};
 
 /// Longest score row the selection kernel takes (its row lives in shared memory: 12 bytes a token
 /// in f32, 48 KiB at this length); longer rows go to the reference twin.
@@ -43,6 +43,35 @@ pub(crate) fn progressive_topk<R: CubeRuntime>(
         per_round,
         tokens,
         cls_first,
+        [float_dtype.into(), index_dtype.into()],
+    );
+    out
+}
+
+/// Units per cube of the radix top-k kernel (also the size of its per-unit count arrays).
+const RADIX_UNITS: u32 = 256;
+
+/// Top-`k` per row by radix select, indices ascending.
+///
+/// # Shapes
+/// `scores [rows, tokens] -> [rows, k]` (dtype `index_dtype`)
+pub(crate) fn radix_topk<R: CubeRuntime>(scores: CubeTensor<R>, [rows, tokens]: [usize; 2], k: usize, index_dtype: DType) -> CubeTensor<R> {
+    let scores = into_contiguous(scores);
+    let client = scores.client.clone();
+    let out = empty_device_dtype(client.clone(), scores.device.clone(), Shape::new([rows, k]), index_dtype);
+    let units = RADIX_UNITS.min(client.properties().hardware.max_units_per_cube).min(tokens.next_power_of_two() as u32).max(1);
+    let cube_count = calculate_cube_count_elemwise(&client, rows, CubeDim::new_1d(1));
+    let float_dtype = scores.dtype;
+    radix_topk_kernel::launch::<R>(
+        &client,
+        cube_count,
+        CubeDim::new_1d(units),
+        scores.into_tensor_arg(),
+        out.clone().into_tensor_arg(),
+        rows,
+        k,
+        tokens,
+        RADIX_UNITS as usize,
         [float_dtype.into(), index_dtype.into()],
     );
     out

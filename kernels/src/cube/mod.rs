@@ -75,13 +75,13 @@ fn select_anchors_on<B: Backend, R: CubeRuntime>(cls_attention: &Tensor<B, 3>, c
 
 fn topk_indices_on<B: Backend, R: CubeRuntime>(scores: &Tensor<B, 3>, k: usize) -> Option<Option<Tensor<B, 3, Int>>> {
     let [batch, heads, tokens] = scores.dims();
-    let flat = scores.clone().reshape([batch * heads, 1, tokens]);
-    let cube = bridge::float_to_cube::<B, R, 3>(&flat)?;
+    let flat = scores.clone().reshape([batch * heads, tokens]);
+    let cube = bridge::float_to_cube::<B, R, 2>(&flat)?;
     if tokens > launch::MAX_TOKENS {
         tracing::debug!(tokens, max = launch::MAX_TOKENS, "topk_gather_rows: row too long for the kernel, using the reference");
         return Some(None);
     }
-    let out = launch::progressive_topk(cube, [batch * heads, 1, tokens], k, false, index_dtype::<B>());
+    let out = launch::radix_topk(cube, [batch * heads, tokens], k, index_dtype::<B>());
     Some(bridge::int_from_cube::<B, R, 2>(out).map(|t| t.reshape([batch, heads, k])))
 }
 
