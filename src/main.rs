@@ -18,6 +18,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Pretrain(args) => cli::stage::run(anchorage_train::Stage::Pretrain, args),
         cli::Command::Ift(args) => cli::stage::run(anchorage_train::Stage::Ift, args),
         cli::Command::Inspect(cmd) => cli::inspect::run(cmd),
+        cli::Command::Data(cmd) => cli::data::run(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

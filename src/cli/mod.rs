@@ -1,5 +1,6 @@
 //! Command-line definitions: one module per subcommand; `main` is one `match`.
 
+pub mod data;
 pub mod inspect;
 pub mod stage;
 
@@ -26,4 +27,7 @@ pub enum Command {
     /// Look inside: run one piece of the pipeline on given inputs and write what it computes.
     #[command(subcommand)]
     Inspect(inspect::InspectCommand),
+    /// Data sets: `train data check MANIFEST --root DIR` validates a local copy.
+    #[command(subcommand)]
+    Data(data::DataCommand),
 }

@@ -3,17 +3,21 @@
 //!
 //! This crate knows nothing of models: it turns files on disk into ids, label masks and pixels.
 
+mod check;
 mod count;
 mod error;
 mod fault;
 pub mod image;
 mod manifest;
 mod options;
+mod paths;
 pub mod text;
 
+pub use check::{check_dataset, check_image, CheckOptions, CheckReport, FaultEntry};
 pub use count::count_json_array;
 pub use error::DataError;
 pub use fault::{FaultReason, SampleFault};
 pub use image::{load_pixel_values, ClipImageProcessor, PixelValues};
 pub use manifest::{Manifest, ManifestSource, SampleCount, SampleCountSource};
 pub use options::{Aspect, Template};
+pub use paths::resolve_image_path;

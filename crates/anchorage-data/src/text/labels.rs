@@ -72,6 +72,32 @@ pub fn tokenize_record(
     Ok(s)
 }
 
+/// The structural rules alone (no tokenizer): conversations present; for `plain` exactly two
+/// turns with `<image>` in the first; otherwise known roles alternating from `human` after an
+/// optional leading `gpt` turn.
+pub fn validate_structure(record: &Record, template: Template) -> Result<(), SampleFault> {
+    let as_fault = |e: TokenizeError| match e {
+        TokenizeError::Fault(f) => f,
+        TokenizeError::Data(d) => SampleFault::new(FaultReason::Malformed, d.to_string()),
+    };
+    let turns = &record.conversations;
+    if turns.is_empty() {
+        return Err(as_fault(malformed("no conversations")));
+    }
+    match template {
+        Template::Plain => {
+            if turns.len() != 2 {
+                return Err(as_fault(malformed(format!("plain needs exactly 2 turns, found {}", turns.len()))));
+            }
+            if !turns[0].value.contains(IMAGE_TAG) {
+                return Err(as_fault(malformed("plain: the first turn has no <image>")));
+            }
+            Ok(())
+        }
+        Template::VicunaV1 | Template::Chatml => alternating(turns).map(|_| ()).map_err(as_fault),
+    }
+}
+
 /// `preprocess_plain`: exactly two turns, `<image>` in the first; the prompt is `"<image>" +
 /// answer + "\n"` and the `tokenizer_image_token("<image>")` prefix (BOS, -200) is masked.
 fn plain(turns: &[super::Turn], tok: &TextTokenizer) -> Result<TokenizedSample, TokenizeError> {

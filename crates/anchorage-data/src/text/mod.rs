@@ -6,7 +6,7 @@ mod record;
 mod stream;
 mod tokenizer;
 
-pub use labels::{tokenize_record, TokenizeError, TokenizedSample};
+pub use labels::{tokenize_record, validate_structure, TokenizeError, TokenizedSample};
 pub use prompt::{normalize_image_tags, py_strip, vicuna_v1_prompt, IMAGE_TAG, VICUNA_SYSTEM};
 pub use record::{Record, Turn};
 pub use stream::{for_each_record, read_records, RecordResult};
