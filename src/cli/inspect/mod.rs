@@ -2,6 +2,7 @@
 
 mod image;
 mod llm;
+mod prune;
 mod recipe;
 mod tokens;
 mod vision;
@@ -20,6 +21,9 @@ pub enum InspectCommand {
     Tokens(tokens::TokensArgs),
     /// Run a decoder LLM on token ids; write logits, hidden states and greedy tokens (safetensors).
     Llm(llm::LlmArgs),
+    /// Apply a visual-token pruning rule (FastV last-token, HiMAP text-to-image / image-to-image) to
+    /// an attention map [1, H, L, L]; write the kept positions `keep` [L'] i64 (safetensors).
+    Prune(prune::PruneArgs),
     /// Run a CLIP vision tower on one image; write pixel values, hidden states, CLS attention rows
     /// and LLaVA features (safetensors).
     Vision(vision::VisionArgs),
@@ -31,6 +35,7 @@ pub fn run(cmd: InspectCommand) -> anyhow::Result<()> {
         InspectCommand::Recipe(args) => recipe::run(args),
         InspectCommand::Tokens(args) => tokens::run(args),
         InspectCommand::Llm(args) => llm::run(args),
+        InspectCommand::Prune(args) => prune::run(args),
         InspectCommand::Vision(args) => vision::run(args),
     }
 }
