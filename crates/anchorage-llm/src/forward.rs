@@ -206,23 +206,25 @@ impl<B: Backend> Llm<B> {
             let kept_len = keep.iter().map(Vec::len).max().unwrap_or(0).max(1);
             let mut gather = Vec::with_capacity(batch * kept_len);
             let mut key_valid = Vec::with_capacity(batch * kept_len);
-            let mut mask = Vec::with_capacity(batch * len * kept_len);
             for kept in keep {
                 let filler = kept.last().copied().unwrap_or(0);
                 for m in 0..kept_len {
                     gather.push(kept.get(m).copied().unwrap_or(filler) as i64);
                     key_valid.push(m < kept.len());
                 }
-                for q in 0..len {
-                    for m in 0..kept_len {
-                        mask.push(kept.get(m).is_none_or(|&c| c > q));
-                    }
-                }
             }
-            plan.kv_index = Some(Tensor::from_data(TensorData::new(gather, [batch, kept_len]), &device));
-            plan.mask = KeyMask::Explicit(Tensor::from_data(TensorData::new(mask, [batch, len, kept_len]), &device));
+            let index: Tensor<B, 2, Int> = Tensor::from_data(TensorData::new(gather, [batch, kept_len]), &device);
+            let key_valid: Tensor<B, 2, Bool> = Tensor::from_data(TensorData::new(key_valid, [batch, kept_len]), &device);
+            // masked where the kept key comes after the query (causal by current index) or is filler;
+            // built on the device so long sequences cost no host work.
+            let shape = [batch, len, kept_len];
+            let key_at = index.clone().reshape([batch, 1, kept_len]).expand(shape);
+            let query_at = Tensor::<B, 1, Int>::arange(0..len as i64, &device).reshape([1, len, 1]).expand(shape);
+            let filler = key_valid.clone().bool_not().reshape([batch, 1, kept_len]).expand(shape);
+            plan.mask = KeyMask::Explicit(key_at.greater(query_at).bool_or(filler));
+            plan.kv_index = Some(index);
             if caching {
-                plan.key_valid = Some(Tensor::from_data(TensorData::new(key_valid, [batch, kept_len]), &device));
+                plan.key_valid = Some(key_valid);
             }
         }
         if let Some(rows) = &request.rows {

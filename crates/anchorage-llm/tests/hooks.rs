@@ -274,3 +274,42 @@ fn bad_hook_output_is_an_error_naming_layer_and_sample() {
     let err = llm.forward_embeds(input(&embeds), &mut Bad).unwrap_err().to_string();
     assert!(err.contains("layer 1, sample 1"), "{err}");
 }
+
+/// Training through a restricted layer: the gradient reaches the embeddings of kept image
+/// tokens through their keys/values, and is exactly zero for dropped ones (1 layer, loss on the
+/// last token only, so K/V are the only path between positions).
+#[test]
+fn gradients_flow_through_kept_keys_only() {
+    type A = burn::backend::Autodiff<B>;
+    let device = Default::default();
+    A::seed(&device, 5);
+    let config = LlamaConfig {
+        num_hidden_layers: 1,
+        ..LlamaConfig::tiny()
+    };
+    let llm = config.init::<A>(&device);
+    let embeds = Tensor::<A, 3>::random([1, 10, 64], Distribution::Normal(0.0, 1.0), &device).require_grad();
+    struct Keep4;
+    impl LayerHooks<A> for Keep4 {
+        fn before_layer(&mut self, _layer: usize, layout: &SeqLayout) -> LayerRequest {
+            let mut keep = layout.samples[0].text_positions();
+            keep.push(4);
+            keep.sort();
+            LayerRequest {
+                rows: None,
+                kv_keep: Some(vec![keep]),
+            }
+        }
+    }
+    let input = LlmInput::padded(embeds.clone(), &[10], vec![3..8]);
+    let out = llm.forward_embeds(input, &mut Keep4).unwrap();
+    let loss = out.hidden.slice([0..1, 9..10, 0..64]).sum();
+    let grads = loss.backward();
+    let grad = embeds.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+    let norm = |p: usize| grad[p * 64..(p + 1) * 64].iter().map(|g| g * g).sum::<f32>();
+    assert!(norm(4) > 0.0, "kept image token gets gradient");
+    assert!(norm(0) > 0.0 && norm(8) > 0.0, "text tokens get gradient");
+    for dropped in [3, 5, 6, 7] {
+        assert_eq!(norm(dropped), 0.0, "dropped image token {dropped}");
+    }
+}
