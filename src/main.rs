@@ -19,6 +19,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Ift(args) => cli::stage::run(anchorage_train::Stage::Ift, args),
         cli::Command::Inspect(cmd) => cli::inspect::run(cmd),
         cli::Command::Data(cmd) => cli::data::run(cmd),
+        cli::Command::Export(args) => cli::export::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

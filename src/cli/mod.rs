@@ -1,5 +1,6 @@
 //! Command-line definitions: one module per subcommand; `main` is one `match`.
 
+pub mod export;
 pub mod data;
 pub mod inspect;
 pub mod stage;
@@ -30,4 +31,6 @@ pub enum Command {
     /// Data sets: `train data check MANIFEST --root DIR` validates a local copy.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Write a run's connector under upstream key names (LLaVA, transformers Llava, anchorage).
+    Export(export::ExportArgs),
 }

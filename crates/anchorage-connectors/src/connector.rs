@@ -54,6 +54,36 @@ impl ConnectorConfig {
         }
     }
 
+    /// The same connector with another output (LLM) width.
+    pub fn with_d_output(self, d: usize) -> Self {
+        match self {
+            Self::Mlp(c) => Self::Mlp(MlpConfig { d_output: d, ..c }),
+            Self::CAbstractor(c) => Self::CAbstractor(CAbstractorConfig { d_output: d, ..c }),
+            Self::Resampler(c) => Self::Resampler(ResamplerConfig { d_output: d, ..c }),
+            Self::AnchorFormer(c) => Self::AnchorFormer(AnchorFormerConfig { d_output: d, ..c }),
+        }
+    }
+
+    /// Reads the output (LLM) width from a weights file: the first dimension of the last linear
+    /// layer (`nn.Linear` weight `[out, in]`) under the spelling the file uses.
+    pub fn probe_d_output<B: Backend>(&self, file: &TensorFile, device: &B::Device) -> Result<usize> {
+        let mut probe = self.init::<B>(device)?;
+        let naming = probe.detect_naming(file, &self.namings()).unwrap_or(Naming::prefix(""));
+        let keys = probe.canonical_keys();
+        let (last, expected) = keys
+            .iter()
+            .rev()
+            .find(|(k, shape)| k.ends_with(".weight") && shape.len() == 2)
+            .cloned()
+            .unwrap_or_default();
+        let key = naming.key(&last);
+        match file.tensors.get(&key) {
+            Some(t) if t.shape.len() == 2 => Ok(t.shape[0]),
+            Some(t) => Err(ConnectorError::WrongShape { file: file.path.clone(), key, expected, found: t.shape.to_vec() }),
+            None => Err(ConnectorError::MissingKey { file: file.path.clone(), key, expected, hint: format!(" ({})", naming.describe()) }),
+        }
+    }
+
     /// Tokens handed to the LLM per image, given the vision tokens the connector receives.
     pub fn output_tokens(&self, vision_tokens: usize) -> usize {
         match self {

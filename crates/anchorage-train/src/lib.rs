@@ -1,6 +1,7 @@
 //! Training for anchorage: the recipe schema, the derived training plan, and (as they land) the
 //! trainer, checkpoints, logging and export that the `train` binary drives.
 
+pub mod build;
 pub mod checkpoint;
 mod error;
 pub mod grad_norm;

@@ -1,5 +1,7 @@
 //! `train inspect ...`: each subcommand runs the same library code as training on given inputs.
 
+mod anchors;
+mod connector;
 mod image;
 mod llm;
 mod prune;
@@ -11,6 +13,12 @@ use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub enum InspectCommand {
+    /// AcFormer's anchor selection on a CLS attention row [B,H,T]; write `indices` [B,N+1] i64
+    /// (safetensors), and with --image/--png draw the anchors coloured by head.
+    Anchors(anchors::AnchorsArgs),
+    /// Run a connector (a recipe `[connector]` table) with upstream-named weights on `features`
+    /// [B,T,D] (+ `cls_attention`); write `output` [B,Q,D_out] (safetensors).
+    Connector(connector::ConnectorArgs),
     /// LLaVA's image preprocessing on one file (decode, convert RGB, pad, CLIP resize/crop/normalise);
     /// write `pixel_values` [1, 3, S, S] f32 (safetensors).
     Image(image::ImageArgs),
@@ -31,6 +39,8 @@ pub enum InspectCommand {
 
 pub fn run(cmd: InspectCommand) -> anyhow::Result<()> {
     match cmd {
+        InspectCommand::Anchors(args) => anchors::run(args),
+        InspectCommand::Connector(args) => connector::run(args),
         InspectCommand::Image(args) => image::run(args),
         InspectCommand::Recipe(args) => recipe::run(args),
         InspectCommand::Tokens(args) => tokens::run(args),

@@ -1,0 +1,82 @@
+//! `train export RUN_DIR --format llava|hf-llava|anchorage --out FILE.safetensors`: the run's
+//! connector under upstream key names, for PyTorch / Hugging Face code.
+
+use std::path::{Path, PathBuf};
+
+use anchorage_connectors::format::{self, recipe_hash, ExportFormat};
+use anyhow::{anyhow, Context};
+use clap::{Args, ValueEnum};
+
+use crate::backend::Flex;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    /// The original authors' names: LLaVA `model.mm_projector.{0,2}`, AcFormer
+    /// `model.mm_projector.0.layers...` + `1`, `3`, Honeybee `abstractor.*`.
+    Llava,
+    /// transformers' LlavaForConditionalGeneration: `multi_modal_projector.linear_{1,2}` (2-layer MLP).
+    HfLlava,
+    /// anchorage's own format (`connector.*`), as in the run folder.
+    Anchorage,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Run folder (holds connector.safetensors and recipe.toml).
+    pub run_dir: PathBuf,
+    #[arg(long, value_enum)]
+    pub format: FormatArg,
+    /// Output file (safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Fills provenance the connector file lacks from the run's recipe.toml.
+fn fill_from_recipe(meta: &mut format::ConnectorMeta, run_dir: &Path) -> anyhow::Result<()> {
+    let path = run_dir.join("recipe.toml");
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
+    if meta.recipe_hash.is_empty() {
+        meta.recipe_hash = recipe_hash(&text);
+    }
+    let value: toml::Value = text.parse().with_context(|| format!("{}: not TOML", path.display()))?;
+    let model_id = |section: &str| -> String {
+        let m = value.get(section).and_then(|s| s.get("model"));
+        ["hub", "path", "builtin"]
+            .iter()
+            .find_map(|k| m.and_then(|m| m.get(*k)).and_then(|v| v.as_str()).map(|s| if *k == "builtin" { format!("builtin:{s}") } else { s.to_string() }))
+            .unwrap_or_default()
+    };
+    if meta.vision_id.is_empty() {
+        meta.vision_id = model_id("vision");
+    }
+    if meta.llm_id.is_empty() {
+        meta.llm_id = model_id("llm");
+    }
+    if meta.select_layer == 0 {
+        if let Some(l) = value.get("vision").and_then(|v| v.get("select_layer")).and_then(|v| v.as_integer()) {
+            meta.select_layer = l as i32;
+        }
+    }
+    Ok(())
+}
+
+pub fn run(args: ExportArgs) -> anyhow::Result<()> {
+    let device = Default::default();
+    let src = args.run_dir.join("connector.safetensors");
+    if !src.is_file() {
+        return Err(anyhow!("{}: no connector.safetensors in the run folder (layout: checkpoints/README.md)", args.run_dir.display()));
+    }
+    let (connector, config, mut meta) = format::load::<Flex>(&src, &device)?;
+    fill_from_recipe(&mut meta, &args.run_dir)?;
+    let fmt = match args.format {
+        FormatArg::Llava => ExportFormat::Llava,
+        FormatArg::HfLlava => ExportFormat::HfLlava,
+        FormatArg::Anchorage => ExportFormat::Anchorage,
+    };
+    format::save(&connector, &config, &meta, fmt, &args.out)?;
+    println!("kind:           {}", config.kind());
+    println!("parameters:     {}", connector.parameter_count());
+    println!("format:         {}", fmt.name());
+    println!("wrote:          {}", args.out.display());
+    Ok(())
+}
