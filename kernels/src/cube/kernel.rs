@@ -1,6 +1,10 @@
 //! `#[cube]` code only: progressive top-p selection by ranking (the anchor op), top-k by radix
 //! select (the key/value op), and a vectorised row gather. Launches live in [`super::launch`].
 
+// `#[cube]` bodies are expanded into kernel IR: a comptime `if` cannot merge with a runtime one, and
+// `usize::div_ceil` has no cube expansion.
+#![allow(clippy::collapsible_if, clippy::manual_div_ceil)]
+
 use cubecl::prelude::*;
 
 /// Progressive, de-duplicated top-`per_round` selection, one cube per row.
