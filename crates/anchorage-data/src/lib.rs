@@ -11,6 +11,8 @@ pub mod image;
 mod manifest;
 mod options;
 mod paths;
+mod rng;
+mod sampler;
 pub mod text;
 
 pub use check::{check_dataset, check_image, CheckOptions, CheckReport, FaultEntry};
@@ -21,3 +23,5 @@ pub use image::{load_pixel_values, ClipImageProcessor, PixelValues};
 pub use manifest::{Manifest, ManifestSource, SampleCount, SampleCountSource};
 pub use options::{Aspect, Template};
 pub use paths::resolve_image_path;
+pub use rng::SplitMix64;
+pub use sampler::{epoch_order, length_grouped, rank_indices, split_to_even_chunks, SamplerKind};
