@@ -107,7 +107,7 @@ fn verify(
             missing.push(key);
             continue;
         };
-        if &info.shape != &shape {
+        if info.shape != shape {
             return Err(VisionError::ShapeMismatch {
                 path: info.file.clone(),
                 key,

@@ -247,3 +247,55 @@ pub fn select_features<B: Backend>(hidden: Tensor<B, 3>, select: FeatureSelect) 
         FeatureSelect::ClsPatch => hidden,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::Distribution;
+
+    type B = Flex;
+
+    #[test]
+    fn tiny_tower_shapes_probabilities_and_early_stop() {
+        let device = Default::default();
+        let config = ClipVisionConfig::tiny();
+        let model = config.init::<B>(&device);
+        let x: Tensor<B, 4> = Tensor::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+        let out = model
+            .forward(x.clone(), &VisionRequest::select(-2).with_cls_attention(2).with_all_hidden_states())
+            .unwrap();
+        assert_eq!(out.selected.dims(), [2, 65, 64]);
+        assert_eq!(out.layers_run, 3, "hidden_states[-2] of 4 layers needs 3");
+        assert_eq!(out.hidden_states.len(), 4);
+        let (layer, probs) = &out.cls_attention[0];
+        assert_eq!(*layer, 2);
+        assert_eq!(probs.dims(), [2, 4, 65]);
+        let sums = probs.clone().sum_dim(2).into_data().to_vec::<f32>().unwrap();
+        assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{sums:?}");
+        // a CLS row past the select layer extends the run but not the selected state
+        let out2 = model
+            .forward(x.clone(), &VisionRequest::select(1).with_cls_attention(3))
+            .unwrap();
+        assert_eq!(out2.layers_run, 4);
+        let h1 = model.hidden_state(x.clone(), 1).unwrap();
+        let d: f32 = (out2.selected - h1).abs().max().into_scalar();
+        assert_eq!(d, 0.0);
+        assert_eq!(model.features(x.clone(), -2, FeatureSelect::Patch).unwrap().dims(), [2, 64, 64]);
+        assert_eq!(model.features(x.clone(), -2, FeatureSelect::ClsPatch).unwrap().dims(), [2, 65, 64]);
+        assert_eq!(model.pooled(x).unwrap().dims(), [2, 64]);
+    }
+
+    #[test]
+    fn runs_on_autodiff_and_frozen_tower_is_differentiable_wrt_input() {
+        type A = Autodiff<Flex>;
+        let device = Default::default();
+        let model = ClipVisionConfig::new(16, 8, 16, 32, 2, 2).init::<A>(&device).no_grad();
+        let x: Tensor<A, 4> =
+            Tensor::random([1, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let y = model.hidden_state(x.clone(), -1).unwrap().sum();
+        let grads = y.backward();
+        assert!(x.grad(&grads).is_some());
+        assert!(model.embeddings.patch_embedding.weight.val().grad(&grads).is_none());
+    }
+}
