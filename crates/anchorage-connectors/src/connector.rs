@@ -14,6 +14,15 @@ use crate::resampler::{Resampler, ResamplerConfig};
 use crate::tensor_file::TensorFile;
 use crate::weights::{Exporter, KeyLister, Loader, Naming, WeightIo};
 
+/// Initialises every parameter in place (see [`Connector::export`]).
+struct ForceInit;
+
+impl<B: Backend> burn::module::ModuleVisitor<B> for ForceInit {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+        let _ = param.val();
+    }
+}
+
 /// Which connector, with its sizes. Serialised (JSON) into the `anchorage` format's metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -258,6 +267,9 @@ impl<B: Backend> Connector<B> {
 
     /// The weights in PyTorch layout under `naming`.
     pub fn export(&self, naming: Naming) -> Result<Vec<(String, TensorData)>> {
+        // Parameters initialise lazily, and a clone of a not-yet-initialised parameter draws its
+        // own random values: initialise them in place first so the export is this module's.
+        self.visit(&mut ForceInit);
         let mut exporter = Exporter::new(naming);
         self.clone().visit_weights(&mut exporter)?;
         Ok(exporter.tensors)
