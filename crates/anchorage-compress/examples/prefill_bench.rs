@@ -4,7 +4,7 @@
 //! through it), and the spec §5.4 FLOPs model both for this model (from the forward's trace) and for
 //! LLaVA-1.5-7B shapes (from the settings).
 //!
-//! cargo run -p anchorage-compress --example prefill_bench [-- RUNS]
+//! cargo run -p anchorage-compress --example prefill_bench [-- ROUNDS]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -119,12 +119,13 @@ fn main() {
     println!("prefill of 1 x {len} tokens ({BEFORE} + {IMAGE} image + {AFTER}), Llama {LAYERS} layers d=256 m=688 8 heads, Flex CPU, median of {runs}");
     println!("| policy | prefill ms | vs none | peak heap MiB | vs none | FLOPs model (this model) | FLOPs model (LLaVA-1.5-7B, 32 layers) |");
     println!("|---|---|---|---|---|---|---|");
-    let mut base: Option<(f64, f64)> = None;
-    for (name, policy, policy_7b) in policies {
-        let mut times = Vec::new();
-        let mut peak = 0usize;
-        let mut report = None;
-        for run in 0..=runs {
+    // Rounds alternate the policies so that drift in machine load (shared 2-core VM) hits all alike;
+    // round 0 is a warm-up.
+    let mut times = vec![Vec::new(); policies.len()];
+    let mut peaks = vec![0usize; policies.len()];
+    let mut reports = vec![None; policies.len()];
+    for round in 0..=runs {
+        for (i, (_, policy, _)) in policies.iter().enumerate() {
             let mut hooks = policy.hooks(LAYERS).expect("valid policy");
             let start_bytes = CURRENT.load(Ordering::Relaxed);
             PEAK.store(start_bytes, Ordering::Relaxed);
@@ -133,17 +134,20 @@ fn main() {
             let hidden = out.hidden.into_data();
             let elapsed = t.elapsed().as_secs_f64() * 1e3;
             drop(hidden);
-            if run > 0 {
-                times.push(elapsed);
-                peak = peak.max(PEAK.load(Ordering::Relaxed).saturating_sub(start_bytes));
+            if round > 0 {
+                times[i].push(elapsed);
+                peaks[i] = peaks[i].max(PEAK.load(Ordering::Relaxed).saturating_sub(start_bytes));
             }
-            report = hooks.trace().map(|tr| FlopsReport::from_trace(small, tr, 0));
+            reports[i] = hooks.trace().map(|tr| FlopsReport::from_trace(small, tr, 0));
         }
-        times.sort_by(f64::total_cmp);
-        let ms = times[times.len() / 2];
-        let mib = peak as f64 / (1024.0 * 1024.0);
+    }
+    let mut base: Option<(f64, f64)> = None;
+    for (i, (name, _, policy_7b)) in policies.iter().enumerate() {
+        times[i].sort_by(f64::total_cmp);
+        let ms = times[i][times[i].len() / 2];
+        let mib = peaks[i] as f64 / (1024.0 * 1024.0);
         let (base_ms, base_mib) = *base.get_or_insert((ms, mib));
-        let here = report.map_or(1.0, |r| r.ratio());
+        let here = reports[i].as_ref().map_or(1.0, FlopsReport::ratio);
         let schedule = policy_7b.schedule(32, len, IMAGE).expect("valid 7B policy");
         let big = FlopsReport::from_schedule(llava, &schedule).ratio();
         println!(
