@@ -274,3 +274,28 @@ fn trace_gives_the_flops_of_each_sample() {
         assert_eq!(report.total_full(), 5.0 * shape.full_layer(n));
     }
 }
+
+#[test]
+fn a_sample_without_image_runs_as_if_uncompressed() {
+    let (llm, embeds) = setup::<B>();
+    let spans = vec![SPANS[0].clone(), 0..0];
+    let make = || LlmInput::padded(embeds.clone(), &LENGTHS, spans.clone());
+    let plain = values(llm.forward_embeds(make(), &mut NoHooks).unwrap().hidden);
+    for policy in compressing() {
+        let mut hooks = policy.hooks(LAYERS).unwrap();
+        let out = llm.forward_embeds(make(), &mut hooks).unwrap();
+        assert!(hooks.take_error().is_none(), "{policy:?}");
+        let sample = &out.layout.samples[1];
+        assert_eq!(sample.index, (0..LENGTHS[1]).collect::<Vec<_>>(), "{policy:?}");
+        assert!(out.layout.samples[0].len() <= LENGTHS[0]);
+        let new_len = out.layout.padded_len;
+        let ours = values(out.hidden);
+        let mut max = 0f32;
+        for c in 0..LENGTHS[1] {
+            for w in 0..64 {
+                max = max.max((ours[(new_len + c) * 64 + w] - plain[(LEN + c) * 64 + w]).abs());
+            }
+        }
+        assert!(max < 1e-5, "{policy:?}: max diff {max}");
+    }
+}
