@@ -78,7 +78,8 @@ fn main() {
     let llm = config.init::<B>(&device);
     let len = BEFORE + IMAGE + AFTER;
     let embeds = Tensor::<B, 3>::random([1, len, 256], Distribution::Normal(0.0, 1.0), &device);
-    let input = || LlmInput::padded(embeds.clone(), &[len], vec![BEFORE..BEFORE + IMAGE]);
+    let spans = std::iter::once(BEFORE..BEFORE + IMAGE).collect::<Vec<_>>();
+    let input = || LlmInput::padded(embeds.clone(), &[len], spans.clone());
     let small = FlopsShape { hidden: 256, intermediate: 688 };
     let llava = FlopsShape { hidden: 4096, intermediate: 11008 };
 
