@@ -21,7 +21,14 @@ fn ints(d: &TensorData) -> Vec<i64> {
 
 #[test]
 fn inspect_llm_matches_transformers() {
-    for name in ["llama_mha", "llama_gqa_llama3", "llama_mqa_linear_tied", "qwen2_tied"] {
+    for name in [
+        "llama_mha",
+        "llama_gqa_llama3",
+        "llama_mqa_linear_tied",
+        "qwen2_tied",
+        "llama_bias_headdim_oldrope",
+        "qwen2_untied_gqa3_bf16file",
+    ] {
         let refs = read_tensors(&fixture(name).join("reference.safetensors")).unwrap();
         let ids: Vec<String> = ints(&refs["ids"]).iter().map(i64::to_string).collect();
         let n = refs["generated"].shape[1];

@@ -11,7 +11,14 @@ use burn::tensor::{DType, TensorData};
 
 type B = burn::backend::Flex;
 
-const MODELS: [&str; 4] = ["llama_mha", "llama_gqa_llama3", "llama_mqa_linear_tied", "qwen2_tied"];
+const MODELS: [&str; 6] = [
+    "llama_mha",
+    "llama_gqa_llama3",
+    "llama_mqa_linear_tied",
+    "qwen2_tied",
+    "llama_bias_headdim_oldrope",
+    "qwen2_untied_gqa3_bf16file",
+];
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/llm").join(name)
@@ -48,8 +55,7 @@ fn logits_and_hidden_states_match_transformers_f32() {
         let mut rec = HiddenRecorder::default();
         let out = llm.forward_embeds(LlmInput::plain(embeds.clone()), &mut rec).unwrap();
         let logits = floats(llm.logits(out.hidden.clone()).into_data());
-        let d = max_diff(&logits, &floats(refs["logits"].clone()));
-        assert!(d <= 1e-4, "{name}: logits differ by {d}");
+        let d_logits = max_diff(&logits, &floats(refs["logits"].clone()));
         // hidden_states.0 = embeddings, .i = layer i output, .L = after the final norm.
         let layers = llm.num_layers();
         let mut ours = vec![embeds];
@@ -59,6 +65,7 @@ fn logits_and_hidden_states_match_transformers_f32() {
             let d = max_diff(&floats(h.into_data()), &floats(refs[&format!("hidden_states.{i}")].clone()));
             assert!(d <= 1e-4, "{name}: hidden_states.{i} differs by {d}");
         }
+        assert!(d_logits <= 1e-4, "{name}: logits differ by {d_logits}");
     }
 }
 
@@ -128,7 +135,7 @@ fn stop_token_ends_generation_and_is_included() {
 
 /// bf16: weights and activations in bf16 (norm statistics and attention softmax in f32, as both
 /// implementations do). The two round differently, so the bound is loose: 0.1 absolute on logits
-/// of magnitude ~5, and the same argmax on most positions.
+/// of magnitude ~5 (measured: 0.047 against the folder loaded by transformers in bfloat16).
 #[test]
 fn bf16_logits_within_bound_of_transformers_bf16() {
     let device = Default::default();
