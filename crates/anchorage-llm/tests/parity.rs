@@ -205,3 +205,20 @@ fn f16_logits_within_bound_of_transformers_f32() {
     eprintln!("f16 max |ours - transformers f32| = {d}");
     assert!(d <= 0.02, "f16 logits differ by {d}");
 }
+
+/// A real checkpoint (e.g. lmsys/vicuna-7b-v1.5 or Qwen/Qwen2-0.5B) loads with zero missing keys
+/// and produces finite logits: `ANCHORAGE_LLM_DIR=/path/to/folder cargo test -p anchorage-llm
+/// --test parity -- --ignored`.
+#[test]
+#[ignore = "needs local weights"]
+fn real_checkpoint_loads_and_runs() {
+    let Ok(dir) = std::env::var("ANCHORAGE_LLM_DIR") else {
+        panic!("set ANCHORAGE_LLM_DIR to a Hugging Face Llama/Qwen2 folder");
+    };
+    let device = Default::default();
+    let llm = load_llm::<B>(std::path::Path::new(&dir), DType::BF16, &device).unwrap();
+    let embeds = llm.embed_checked(&[vec![1, 450, 7483, 310, 3444, 338]], &device).unwrap();
+    let out = llm.forward_embeds(LlmInput::plain(embeds), &mut NoHooks).unwrap();
+    let logits = floats(llm.logits(out.hidden).into_data());
+    assert!(logits.iter().all(|v| v.is_finite()));
+}
