@@ -59,7 +59,8 @@ pub fn act_stages(config: &ActConfig, num_layers: usize) -> Vec<ActStage> {
     out
 }
 
-/// ACT-IN-LLM as a [`LayerHooks`] policy. Build one per forward (or per generation).
+/// ACT-IN-LLM as a [`LayerHooks`] policy. State resets when layer 0 starts, so one value serves many forwards
+/// (check `error` after each).
 #[derive(Debug, Clone)]
 pub struct ActHooks {
     selection: ActSelection,
@@ -129,6 +130,13 @@ fn window_centres(sample: &SampleLayout, ratio: f64) -> Vec<usize> {
 
 impl<B: Backend> LayerHooks<B> for ActHooks {
     fn before_layer(&mut self, layer: usize, layout: &SeqLayout) -> LayerRequest {
+        if layer == 0 {
+            // A new forward: the same hooks can serve many (training steps).
+            self.trace = Trace::default();
+            self.active = None;
+            self.next = None;
+            self.error = None;
+        }
         let mut request = LayerRequest::default();
         let usable = self.error.is_none() && layout.samples.iter().all(|s| !s.is_empty());
         if let (Some(stage), true) = (self.stage_of(layer), usable) {

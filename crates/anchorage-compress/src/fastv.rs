@@ -18,7 +18,8 @@ use crate::rows::{image_and_count, keep_best, received_scores, rows_or_last};
 use crate::rules::ScoreRule;
 use crate::trace::{LayerTokens, Selection, Trace};
 
-/// FastV as a [`LayerHooks`] policy. Build one per forward (or per generation).
+/// FastV as a [`LayerHooks`] policy. State resets when layer 0 starts, so one value serves many forwards
+/// (check `error` after each).
 #[derive(Debug, Clone)]
 pub struct FastVHooks {
     config: FastVConfig,
@@ -55,6 +56,12 @@ impl FastVHooks {
 
 impl<B: Backend> LayerHooks<B> for FastVHooks {
     fn before_layer(&mut self, layer: usize, layout: &SeqLayout) -> LayerRequest {
+        if layer == 0 {
+            // A new forward: the same hooks can serve many (training steps).
+            self.trace = Trace::default();
+            self.pending = None;
+            self.error = None;
+        }
         self.trace.layer(layer, layout.samples.iter().map(|s| LayerTokens { queries: s.len(), keys: s.len() }).collect());
         if layer != self.score_layer() || self.error.is_some() || layout.samples.iter().any(|s| s.is_empty()) {
             return LayerRequest::default();

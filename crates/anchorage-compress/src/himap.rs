@@ -20,7 +20,8 @@ use crate::rows::{keep_best, received_scores, rows_or_last};
 use crate::rules::keep_count;
 use crate::trace::{LayerTokens, Selection, Trace};
 
-/// HiMAP as a [`LayerHooks`] policy. Build one per forward (or per generation).
+/// HiMAP as a [`LayerHooks`] policy. State resets when layer 0 starts, so one value serves many forwards
+/// (check `error` after each).
 #[derive(Debug, Clone)]
 pub struct HimapHooks {
     config: HimapConfig,
@@ -57,6 +58,12 @@ impl HimapHooks {
 
 impl<B: Backend> LayerHooks<B> for HimapHooks {
     fn before_layer(&mut self, layer: usize, layout: &SeqLayout) -> LayerRequest {
+        if layer == 0 {
+            // A new forward: the same hooks can serve many (training steps).
+            self.trace = Trace::default();
+            self.pending = None;
+            self.error = None;
+        }
         self.trace.layer(layer, layout.samples.iter().map(|s| LayerTokens { queries: s.len(), keys: s.len() }).collect());
         if self.ratio_at(layer).is_none() || self.error.is_some() || layout.samples.iter().any(|s| s.is_empty()) {
             return LayerRequest::default();

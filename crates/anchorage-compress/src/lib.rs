@@ -2,9 +2,11 @@
 //! [`LayerHooks`](anchorage_llm::LayerHooks) policies (spec §5–7), the scoring rules on plain
 //! attention maps, and the FLOPs model of spec §5.4.
 //!
-//! Build hooks with [`CompressionPolicy::hooks`] once per forward (or per generation: the prefill
-//! prunes or restricts, decode steps reuse the KV cache it left) and pass them to
-//! `Llm::forward_embeds` / `Llm::generate`. Each sample of a batch is scored with its own
+//! Build hooks with [`CompressionPolicy::hooks`] and pass them to `Llm::forward_embeds` /
+//! `Llm::generate` (in generation the prefill prunes or restricts, decode steps reuse the KV cache
+//! it left). Hooks are reusable: their state resets when layer 0 starts; check
+//! [`Compressor::take_error`] after each forward. [`Compressor::trace`] says what each layer saw,
+//! for [`FlopsReport::from_trace`]; [`CompressionPolicy::schedule`] predicts it from settings alone. Each sample of a batch is scored with its own
 //! attention and its own image span, and keeps `round(ratio * its image-token count)` tokens.
 //!
 //! Known limits of the current LLM seam: ACT-IN-LLM's K/V restriction gathers keys/values after

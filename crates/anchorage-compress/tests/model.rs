@@ -299,3 +299,15 @@ fn a_sample_without_image_runs_as_if_uncompressed() {
         assert!(max < 1e-5, "{policy:?}: max diff {max}");
     }
 }
+
+#[test]
+fn hooks_are_reusable_across_forwards() {
+    let (llm, embeds) = setup::<B>();
+    for policy in compressing() {
+        let (first, fresh) = run(&llm, &embeds, &policy);
+        let mut hooks = fresh.clone();
+        let again = llm.forward_embeds(input(&embeds), &mut hooks).unwrap();
+        assert_eq!(values(again.hidden), values(first.hidden), "{policy:?}");
+        assert_eq!(hooks.trace(), fresh.trace(), "{policy:?}");
+    }
+}
