@@ -72,6 +72,9 @@ pub enum LlmError {
         sample: usize,
         message: String,
     },
+    /// Reading a tensor back to the host failed (an unexpected element type).
+    #[error("reading {what} back from the device: {message}")]
+    HostRead { what: String, message: String },
     #[error("token id {id} is out of range for vocabulary size {vocab}")]
     TokenId { id: i64, vocab: usize },
 }

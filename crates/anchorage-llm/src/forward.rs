@@ -118,7 +118,7 @@ impl<B: Backend> Llm<B> {
             padded_len: len,
         };
         if let Some(cache) = cache.as_deref_mut() {
-            let positions = input.position_ids.clone().into_data().convert::<i64>().to_vec::<i64>().unwrap_or_default();
+            let positions = host_i64(input.position_ids.clone().into_data(), "position_ids")?;
             cache.next_position = (0..batch)
                 .map(|b| if lengths[b] == 0 { 0 } else { positions[b * len + lengths[b] - 1] + 1 })
                 .collect();
@@ -267,12 +267,17 @@ fn check_dims(what: &str, found: &[usize], expected: [usize; 2]) -> Result<(), L
 /// Real-token count per sample; errors when a real token follows padding.
 fn right_padded_lengths<B: Backend>(mask: &Tensor<B, 2, Bool>) -> Result<Vec<usize>, LlmError> {
     let [batch, len] = mask.dims();
-    let flags = mask.to_data().convert::<u8>().to_vec::<u8>().unwrap_or_default();
-    let flags: Vec<bool> = if flags.len() == batch * len {
-        flags.into_iter().map(|f| f != 0).collect()
-    } else {
-        mask.to_data().to_vec::<bool>().unwrap_or_default()
+    let data = mask.to_data();
+    let flags: Vec<bool> = match data.to_vec::<bool>() {
+        Ok(flags) => flags,
+        Err(_) => host_i64(data.convert::<i64>(), "attention_mask")?.into_iter().map(|f| f != 0).collect(),
     };
+    if flags.len() != batch * len {
+        return Err(LlmError::HostRead {
+            what: "attention_mask".into(),
+            message: format!("{} values for shape [{batch}, {len}]", flags.len()),
+        });
+    }
     (0..batch)
         .map(|b| {
             let row = &flags[b * len..(b + 1) * len];
@@ -286,6 +291,14 @@ fn right_padded_lengths<B: Backend>(mask: &Tensor<B, 2, Bool>) -> Result<Vec<usi
             }
         })
         .collect()
+}
+
+/// Integer tensor data as `i64` on the host.
+pub(crate) fn host_i64(data: TensorData, what: &str) -> Result<Vec<i64>, LlmError> {
+    data.convert::<i64>().to_vec::<i64>().map_err(|e| LlmError::HostRead {
+        what: what.into(),
+        message: format!("{e:?}"),
+    })
 }
 
 /// Hook-given positions must be sorted, unique and inside each sample's real tokens.

@@ -8,7 +8,7 @@ use burn::tensor::TensorData;
 use crate::attention::{AttnPlan, CacheMode};
 use crate::cache::KvCache;
 use crate::error::LlmError;
-use crate::forward::LlmInput;
+use crate::forward::{host_i64, LlmInput};
 use crate::hooks::LayerHooks;
 use crate::model::Llm;
 
@@ -45,7 +45,7 @@ impl<B: Backend> Llm<B> {
         let width = self.config.hidden_size;
         let index = Tensor::<B, 2, Int>::from_data(TensorData::new(last, [batch, 1]), &device);
         let hidden = prefill.hidden.gather(1, index.unsqueeze_dim::<3>(2).expand([batch, 1, width]));
-        let mut next = argmax_last(self.logits(hidden));
+        let mut next = argmax_last(self.logits(hidden))?;
         let mut done = vec![false; batch];
         for step in 0..options.max_new_tokens {
             for b in 0..batch {
@@ -58,7 +58,7 @@ impl<B: Backend> Llm<B> {
                 break;
             }
             let logits = self.decode_step(&next, cache, &device)?;
-            next = argmax_last(logits);
+            next = argmax_last(logits)?;
         }
         Ok(out)
     }
@@ -94,14 +94,7 @@ impl<B: Backend> Llm<B> {
 }
 
 /// Argmax over the vocabulary of `[batch, 1, vocab]` logits.
-fn argmax_last<B: Backend>(logits: Tensor<B, 3>) -> Vec<u32> {
-    logits
-        .argmax(2)
-        .into_data()
-        .convert::<i64>()
-        .to_vec::<i64>()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|v| v as u32)
-        .collect()
+fn argmax_last<B: Backend>(logits: Tensor<B, 3>) -> Result<Vec<u32>, LlmError> {
+    let ids = host_i64(logits.argmax(2).into_data(), "greedy tokens")?;
+    Ok(ids.into_iter().map(|v| v as u32).collect())
 }
