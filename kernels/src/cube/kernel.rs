@@ -148,12 +148,28 @@ fn score_key<F: Float>(score: F) -> u32 {
     select(sign != 0u32, !bits, bits | 0x8000_0000u32)
 }
 
-/// Sum of `partial[base .. base + units]` (every unit computes it: broadcast reads, no extra barrier).
+/// Units whose counts one group sum covers in the two-level sums of [`radix_topk_kernel`].
+const GROUP: usize = 16;
+
+/// Two-level sum of the per-unit counts `partial[base .. base + units]`, returned to every unit:
+/// the first `units / GROUP` units sum a group each into `groups[group_base ..]`, then every unit
+/// sums the group totals (broadcast reads). Call after the barrier that publishes `partial`.
 #[cube]
-fn sum_partials(partial: &SharedMemory<u32>, base: usize, units: usize) -> u32 {
+fn sum_partials(partial: &SharedMemory<u32>, groups: &mut SharedMemory<u32>, base: usize, group_base: usize, unit: usize, units: usize) -> u32 {
+    let n_groups = (units + GROUP - 1) / GROUP;
+    if unit < n_groups {
+        let start = unit * GROUP;
+        let end = select(start + GROUP < units, start + GROUP, units);
+        let mut sum = 0u32;
+        for v in start..end {
+            sum += partial[base + v];
+        }
+        groups[group_base + unit] = sum;
+    }
+    sync_cube();
     let mut total = 0u32;
-    for v in 0..units {
-        total += partial[base + v];
+    for g in 0..n_groups {
+        total += groups[group_base + g];
     }
     total
 }
@@ -162,8 +178,8 @@ fn sum_partials(partial: &SharedMemory<u32>, base: usize, units: usize) -> u32 {
 /// ascending to `out[r, :]`, ties to the larger index (as the reference twin).
 ///
 /// The k-th largest key is found bit by bit from the top (32 passes; each counts, per unit, the
-/// candidates whose next bit is 1 and sums the per-unit counts), so a row costs about
-/// `32 * (tokens / units + units)` steps per unit instead of the `tokens^2 / units` of ranking. Ties at
+/// candidates whose next bit is 1 and sums the per-unit counts in two levels), so a row costs about
+/// `32 * (tokens / units + 2 * 16)` steps per unit instead of the `tokens^2 / units` of ranking. Ties at
 /// the k-th key are resolved and the survivors compacted over contiguous per-unit chunks with
 /// prefix sums of per-unit counts.
 ///
@@ -187,6 +203,7 @@ pub fn radix_topk_kernel<F: Float, I: Numeric>(
 
     let mut keys = SharedMemory::<u32>::new(tokens);
     let mut partial = SharedMemory::<u32>::new(2 * max_units);
+    let mut groups = SharedMemory::<u32>::new(2 * max_units / GROUP);
 
     let mut t = unit;
     while t < tokens {
@@ -211,10 +228,11 @@ pub fn radix_topk_kernel<F: Float, I: Numeric>(
             }
             t += units;
         }
-        let base = (pass % 2u32) as usize * max_units;
-        partial[base + unit] = count;
+        // Double-buffered: pass p + 1 writes the other halves while slow units still read these.
+        let half = (pass % 2u32) as usize;
+        partial[half * max_units + unit] = count;
         sync_cube();
-        let total = sum_partials(&partial, base, units);
+        let total = sum_partials(&partial, &mut groups, half * max_units, half * (max_units / GROUP), unit, units);
         if total >= need {
             prefix = candidate;
         } else {
@@ -234,7 +252,7 @@ pub fn radix_topk_kernel<F: Float, I: Numeric>(
             ties += 1u32;
         }
     }
-    // Half 0 was last read in pass 30, before every unit reached pass 31's barrier: free to reuse.
+    // `partial` half 0 was last read in pass 30, before every unit reached pass 31's barriers.
     partial[unit] = ties;
     sync_cube();
     let mut after = 0u32;
