@@ -83,8 +83,8 @@ fn right_padded_batch_matches_transformers_on_real_tokens() {
         let ours = floats(llm.logits(out.hidden).into_data());
         let theirs = floats(refs["batch_logits"].clone());
         let v = llm.config.vocab_size;
-        for s in 0..b {
-            for p in 0..lengths[s] {
+        for (s, &n) in lengths.iter().enumerate() {
+            for p in 0..n {
                 let at = (s * t + p) * v;
                 let d = max_diff(&ours[at..at + v], &theirs[at..at + v]);
                 assert!(d <= 1e-4, "{name}: sample {s} position {p} differs by {d}");
@@ -159,7 +159,8 @@ fn bf16_logits_within_bound_of_transformers_bf16() {
 fn other_key_prefixes_load_to_the_same_logits() {
     use anchorage_llm::write_tensors;
     let device = Default::default();
-    let cases: [(&str, fn(&str) -> String); 3] = [
+    type Rename = fn(&str) -> String;
+    let cases: [(&str, Rename); 3] = [
         ("llama_mha", |k| format!("language_model.{k}")),
         ("llama_mha", |k| match k.strip_prefix("model.") {
             Some(rest) => format!("model.language_model.{rest}"),
