@@ -301,7 +301,7 @@ fn gradients_flow_through_kept_keys_only() {
             }
         }
     }
-    let input = LlmInput::padded(embeds.clone(), &[10], [3..8].to_vec());
+    let input = LlmInput::padded(embeds.clone(), &[10], std::iter::once(3..8).collect());
     let out = llm.forward_embeds(input, &mut Keep4).unwrap();
     let loss = out.hidden.slice([0..1, 9..10, 0..64]).sum();
     let grads = loss.backward();
