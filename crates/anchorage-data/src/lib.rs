@@ -3,11 +3,14 @@
 //!
 //! This crate knows nothing of models: it turns files on disk into ids, label masks and pixels.
 
+mod batch;
 mod check;
 mod count;
+mod dataset;
 mod error;
 mod fault;
 pub mod image;
+mod loader;
 mod manifest;
 mod options;
 mod paths;
@@ -15,11 +18,14 @@ mod rng;
 mod sampler;
 pub mod text;
 
+pub use batch::{collate, Batch};
 pub use check::{check_dataset, check_image, CheckOptions, CheckReport, FaultEntry};
 pub use count::count_json_array;
+pub use dataset::{DatasetConfig, LlavaDataset, OverLength, Sample};
 pub use error::DataError;
 pub use fault::{FaultReason, SampleFault};
 pub use image::{load_pixel_values, ClipImageProcessor, PixelValues};
+pub use loader::{rank_order, FaultLog, LoadError, Loader, LoaderConfig};
 pub use manifest::{Manifest, ManifestSource, SampleCount, SampleCountSource};
 pub use options::{Aspect, Template};
 pub use paths::resolve_image_path;

@@ -1,0 +1,143 @@
+//! A LLaVA data set for training: records parsed once (streamed, the JSON text is never held),
+//! each sample tokenised and its image preprocessed on demand, every problem a counted fault.
+
+use std::path::PathBuf;
+
+use crate::image::{load_pixel_values, ClipImageProcessor, PixelValues};
+use crate::text::{read_records, tokenize_record, Record, RecordResult, TextTokenizer, TokenizeError};
+use crate::{check_image, resolve_image_path, Aspect, DataError, FaultReason, SampleFault, Template};
+
+/// What an over-length sample becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverLength {
+    /// Skip it and count it (anchorage's default).
+    Skip,
+    /// Keep it truncated to `max_len`, as LLaVA's collator does.
+    Truncate,
+}
+
+/// Where the data is and how to turn it into samples.
+#[derive(Debug, Clone)]
+pub struct DatasetConfig {
+    pub annotations: PathBuf,
+    pub image_root: PathBuf,
+    pub tokenizer: PathBuf,
+    pub template: Template,
+    pub aspect: Aspect,
+    pub processor: ClipImageProcessor,
+    /// The model's maximum length (`model_max_length`), in tokens after splicing.
+    pub max_len: usize,
+    /// Tokens one image becomes after the connector (over-length is judged after splicing).
+    pub image_tokens: usize,
+    pub over_length: OverLength,
+}
+
+/// One usable sample, before batching.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub id: String,
+    /// Token ids with -200 where the image goes.
+    pub input_ids: Vec<i64>,
+    /// Labels with -100 where nothing is supervised.
+    pub labels: Vec<i64>,
+    /// The preprocessed image, `None` for text-only samples (they get zeros in a batch).
+    pub pixels: Option<PixelValues>,
+    /// LLaVA's tokenization mismatch: kept (as LLaVA keeps it) with every label ignored.
+    pub mismatch: bool,
+}
+
+pub struct LlavaDataset {
+    records: Vec<RecordResult>,
+    tokenizer: TextTokenizer,
+    cfg: DatasetConfig,
+}
+
+impl LlavaDataset {
+    pub fn open(cfg: DatasetConfig) -> Result<Self, DataError> {
+        let records = read_records(&cfg.annotations)?;
+        let tokenizer = TextTokenizer::from_file(&cfg.tokenizer)?;
+        tracing::info!(file = %cfg.annotations.display(), records = records.len(), "data set opened");
+        Ok(Self {
+            records,
+            tokenizer,
+            cfg,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn config(&self) -> &DatasetConfig {
+        &self.cfg
+    }
+
+    pub fn pad_id(&self) -> i64 {
+        self.tokenizer.pad_id()
+    }
+
+    pub fn image_size(&self) -> usize {
+        self.cfg.processor.crop_size()
+    }
+
+    /// LLaVA's modality lengths for the grouped sampler (0 for unparsable records).
+    pub fn modality_lengths(&self) -> Vec<i64> {
+        self.records.iter().map(|r| r.as_ref().map_or(0, Record::modality_length)).collect()
+    }
+
+    /// The record's id (or `#index` for an unparsable element).
+    pub fn id(&self, index: usize) -> String {
+        match &self.records[index] {
+            Ok(r) => r.id.clone(),
+            Err(_) => format!("#{index}"),
+        }
+    }
+
+    /// Tokenise and load one sample. `Err` carries the id and why the sample is unusable; a
+    /// tokenizer failure is reported as malformed for that sample.
+    pub fn get(&self, index: usize) -> Result<Sample, (String, SampleFault)> {
+        let record = match &self.records[index] {
+            Ok(r) => r,
+            Err(msg) => return Err((format!("#{index}"), SampleFault::new(FaultReason::Malformed, msg.clone()))),
+        };
+        let fail = |f: SampleFault| (record.id.clone(), f);
+        if self.cfg.template == Template::Plain && !record.has_image() {
+            return Err(fail(SampleFault::new(FaultReason::Malformed, "plain sample without an image")));
+        }
+        let t = tokenize_record(record, self.cfg.template, &self.tokenizer, self.cfg.max_len).map_err(|e| match e {
+            TokenizeError::Fault(f) => fail(f),
+            TokenizeError::Data(d) => fail(SampleFault::new(FaultReason::Malformed, d.to_string())),
+        })?;
+        let n = t.image_count();
+        let spliced = t.full_len - n + n * self.cfg.image_tokens;
+        if spliced > self.cfg.max_len && self.cfg.over_length == OverLength::Skip {
+            let detail = format!("{spliced} tokens after splicing > max length {}", self.cfg.max_len);
+            return Err(fail(SampleFault::new(FaultReason::OverLength, detail)));
+        }
+        let pixels = match &record.image {
+            None => None,
+            Some(rel) => {
+                let path = resolve_image_path(&self.cfg.image_root, rel).map_err(fail)?;
+                match load_pixel_values(&path, self.cfg.aspect, &self.cfg.processor) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        let fault = check_image(&path)
+                            .unwrap_or_else(|| SampleFault::new(FaultReason::CorruptImage, e.to_string()));
+                        return Err(fail(fault));
+                    }
+                }
+            }
+        };
+        Ok(Sample {
+            id: record.id.clone(),
+            input_ids: t.input_ids,
+            labels: t.labels,
+            pixels,
+            mismatch: t.mismatch,
+        })
+    }
+}
