@@ -81,3 +81,35 @@ fn inspect_llm_reports_bad_input_without_panicking() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("config.json") && !err.contains("panicked"), "{err}");
 }
+
+/// `--hub` finds a model in a (fabricated) local HF cache and never touches the network with
+/// HF_HUB_OFFLINE=1; a miss says how to download it.
+#[test]
+fn inspect_llm_resolves_hub_ids_from_the_local_cache() {
+    let home = tempfile::tempdir().unwrap();
+    let repo = home.path().join("hub/models--tiny--llama-mha");
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123abcd").unwrap();
+    let snap = repo.join("snapshots/0123abcd");
+    std::fs::create_dir_all(&snap).unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture("llama_mha").join(file), snap.join(file)).unwrap();
+    }
+    let out = home.path().join("out.safetensors");
+    let run = |id: &str| {
+        Command::new(env!("CARGO_BIN_EXE_train"))
+            .env("HF_HOME", home.path())
+            .env("HF_HUB_OFFLINE", "1")
+            .args(["inspect", "llm", "--hub", id, "--ids", "1,5,6", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let o = run("tiny/llama-mha");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(read_tensors(&out).unwrap()["logits"].shape.to_vec(), vec![1, 3, 96]);
+    let o = run("tiny/absent");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("huggingface-cli download tiny/absent") && !err.contains("panicked"), "{err}");
+}

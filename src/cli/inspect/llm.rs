@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anchorage_llm::{load_llm, write_tensors, GenerateOptions, HiddenRecorder, KvCache, LlmInput, NoHooks};
+use anchorage_train::recipe::ModelSource;
+use anchorage_train::{resolve_hub_model, HubAccess};
 use anyhow::Context;
 use burn::prelude::*;
 use burn::tensor::{DType, FloatDType, TensorData};
@@ -22,8 +24,15 @@ pub enum LlmDtype {
 #[derive(Debug, Args)]
 pub struct LlmArgs {
     /// Hugging Face model folder (config.json + model.safetensors or sharded with an index).
+    #[arg(long, required_unless_present = "hub", conflicts_with = "hub")]
+    pub model: Option<PathBuf>,
+    /// Or a Hub id (`owner/name`): found in the local HF cache, downloaded into it if missing
+    /// (not with HF_HUB_OFFLINE=1).
     #[arg(long)]
-    pub model: PathBuf,
+    pub hub: Option<String>,
+    /// Hub revision (branch, tag or commit); with --hub.
+    #[arg(long, requires = "hub")]
+    pub revision: Option<String>,
     /// Input token ids, comma-separated (include BOS yourself).
     #[arg(long, value_delimiter = ',', required = true)]
     pub ids: Vec<i64>,
@@ -46,8 +55,20 @@ pub fn run(args: LlmArgs) -> anyhow::Result<()> {
         LlmDtype::Bf16 => DType::BF16,
         LlmDtype::F16 => DType::F16,
     };
-    let llm = load_llm::<Flex>(&args.model, dtype, &device)
-        .with_context(|| format!("loading {}", args.model.display()))?;
+    let dir = match (&args.model, &args.hub) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(hub)) => {
+            let source = ModelSource {
+                hub: Some(hub.clone()),
+                revision: args.revision.clone(),
+                ..Default::default()
+            };
+            source.check().map_err(anyhow::Error::msg)?;
+            resolve_hub_model(&source, HubAccess::AllowDownload)?
+        }
+        (None, None) => anyhow::bail!("give --model DIR or --hub ID"),
+    };
+    let llm = load_llm::<Flex>(&dir, dtype, &device).with_context(|| format!("loading {}", dir.display()))?;
     let t = args.ids.len();
     let embeds = llm.embed_checked(&[args.ids.clone()], &device)?;
     let mut recorder = HiddenRecorder::default();
