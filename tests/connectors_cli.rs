@@ -34,7 +34,7 @@ fn max_abs_diff(a: &TensorData, b: &TensorData) -> f32 {
 #[test]
 fn inspect_connector_matches_every_pytorch_reference() {
     let dir = tempfile::tempdir().unwrap();
-    for name in ["mlp2x_gelu", "mlp3x_gelu", "c_abstractor", "resampler_acformer", "resampler_open_flamingo", "anchor_former"] {
+    for name in ["linear", "mlp2x_gelu", "mlp3x_gelu", "c_abstractor", "resampler_acformer", "resampler_open_flamingo", "anchor_former"] {
         let out = dir.path().join(format!("{name}.out.safetensors"));
         let o = train(&[
             "inspect",

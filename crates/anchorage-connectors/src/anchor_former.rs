@@ -87,7 +87,7 @@ impl<B: Backend> AnchorFormer<B> {
 
     /// Canonical keys: `0.<perceiver>` (with the unused `0.latents`), projector at `1`, `3`.
     pub fn visit_weights<I: WeightIo<B>>(&mut self, prefix: &str, io: &mut I) -> crate::Result<()> {
-        self.perceiver.visit_weights(&join(prefix, "0"), io)?;
+        self.perceiver.visit_weights_with_unused_latents(&join(prefix, "0"), io)?;
         self.projector.visit_weights(prefix, 1, io)
     }
 }

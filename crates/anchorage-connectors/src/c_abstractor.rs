@@ -110,9 +110,16 @@ impl<B: Backend> CAbstractor<B> {
     /// `features [batch, tokens, d_input]` (tokens a square, CLS removed) `-> [batch, num_queries, d_output]`
     pub fn forward(&self, features: Tensor<B, 3>) -> crate::Result<Tensor<B, 3>> {
         let [b, l, d] = features.dims();
+        // AcFormer's C-Abstractor receives CLS + patches and drops token 0 itself.
+        let pe_len = self.pos_emb.as_ref().map(|p| p.lazy_shape().dims::<3>()[1]);
+        let (features, l) = if square_side(l).is_none() && l > 1 && square_side(l - 1).is_some() && pe_len != Some(l) {
+            (features.narrow(1, 1, l - 1), l - 1)
+        } else {
+            (features, l)
+        };
         let side = square_side(l).ok_or_else(|| ConnectorError::InputShape {
             what: "c_abstractor features".into(),
-            expected: "[batch, tokens, d] with tokens a square number (CLS removed)".into(),
+            expected: "[batch, tokens, d] with tokens a square number, or CLS + a square number".into(),
             found: vec![b, l, d],
         })?;
         let mut x = features;

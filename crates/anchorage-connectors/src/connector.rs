@@ -82,7 +82,7 @@ impl ConnectorConfig {
         let (last, expected) = keys
             .iter()
             .rev()
-            .find(|(k, shape)| k.ends_with(".weight") && shape.len() == 2)
+            .find(|(k, shape)| (k == "weight" || k.ends_with(".weight")) && shape.len() == 2)
             .cloned()
             .unwrap_or_default();
         let key = naming.key(&last);
@@ -203,6 +203,8 @@ impl<B: Backend> Connector<B> {
     /// Walks the weights under canonical keys.
     pub fn visit_weights<I: WeightIo<B>>(&mut self, io: &mut I) -> Result<()> {
         match self {
+            // LLaVA's `linear` is a bare nn.Linear (`mm_projector.weight`), not a Sequential.
+            Self::Mlp(m) if m.layers.len() == 1 => crate::weights::linear(io, "", &mut m.layers[0]),
             Self::Mlp(m) => m.visit_weights("", 0, io),
             Self::CAbstractor(m) => m.visit_weights("", io),
             Self::Resampler(m) => m.visit_weights("", io),

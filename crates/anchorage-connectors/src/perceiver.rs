@@ -161,10 +161,22 @@ impl<B: Backend> Perceiver<B> {
         Ok(self.norm.forward(lat))
     }
 
-    /// Canonical keys (open_flamingo's names): `latents`, `layers.{i}.0.{norm_media, norm_latents,
+    /// Canonical keys (open_flamingo's names): `latents` (loaded as unused when queries come
+    /// from outside, see [`Perceiver::visit_weights_with_unused_latents`]), `layers.{i}.0.{norm_media, norm_latents,
     /// to_q, to_kv, to_out}`, `layers.{i}.1.{0, 1, 3}`, `norm`.
     pub fn visit_weights<I: WeightIo<B>>(&mut self, prefix: &str, io: &mut I) -> crate::Result<()> {
         io.tensor(&join(prefix, "latents"), &mut self.latents, false)?;
+        self.visit_layers(prefix, io)
+    }
+
+    /// As [`Perceiver::visit_weights`], for AcFormer whose anchors replace the latents: any number
+    /// of latents (or none) is accepted on load.
+    pub fn visit_weights_with_unused_latents<I: WeightIo<B>>(&mut self, prefix: &str, io: &mut I) -> crate::Result<()> {
+        io.unused_tensor(&join(prefix, "latents"), &mut self.latents)?;
+        self.visit_layers(prefix, io)
+    }
+
+    fn visit_layers<I: WeightIo<B>>(&mut self, prefix: &str, io: &mut I) -> crate::Result<()> {
         for (i, layer) in self.layers.iter_mut().enumerate() {
             let a = join(prefix, &format!("layers.{i}.0"));
             layer_norm(io, &join(&a, "norm_media"), &mut layer.attn.norm_media)?;

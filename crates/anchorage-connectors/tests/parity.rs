@@ -40,6 +40,7 @@ fn cases() -> Vec<(&'static str, ConnectorConfig)> {
     vec![
         ("mlp2x_gelu", ConnectorConfig::Mlp(MlpConfig::new(16, 24).with_depth(2))),
         ("mlp3x_gelu", ConnectorConfig::Mlp(MlpConfig::new(16, 24).with_depth(3))),
+        ("linear", ConnectorConfig::Mlp(MlpConfig::new(16, 24).with_depth(1))),
         (
             "c_abstractor",
             ConnectorConfig::CAbstractor(
@@ -122,4 +123,41 @@ fn missing_key_and_wrong_shape_are_refused_with_key_and_shapes() {
     let config = ConnectorConfig::Mlp(MlpConfig::new(16, 24));
     let err = config.init::<B>(&dev).unwrap().load(&extra, &config.namings(), &dev).unwrap_err();
     assert!(err.to_string().contains("model.mm_projector.4.weight"), "{err}");
+}
+
+fn anchor_former_config() -> ConnectorConfig {
+    cases().into_iter().find(|(n, _)| *n == "anchor_former").unwrap().1
+}
+
+#[test]
+fn anchor_former_takes_any_number_of_unused_latents_or_none() {
+    let dev = Default::default();
+    let dir = fixtures();
+    let file = TensorFile::read(&dir.join("anchor_former.weights.safetensors")).unwrap();
+    let inputs = TensorFile::read(&dir.join("anchor_former.inputs.safetensors")).unwrap();
+    let want = TensorFile::read(&dir.join("anchor_former.output.safetensors")).unwrap();
+    let config = anchor_former_config();
+    let mut few = file.clone();
+    few.tensors.insert("model.mm_projector.0.latents".into(), TensorData::new(vec![0.5f32; 3 * 16], [3, 16]));
+    let mut none = file.clone();
+    none.tensors.remove("model.mm_projector.0.latents");
+    for f in [few, none] {
+        let c = config.init::<B>(&dev).unwrap().load(&f, &config.namings(), &dev).unwrap();
+        let got = c.forward(tensor3(&inputs, "features"), Some(tensor3(&inputs, "cls_attention"))).unwrap();
+        assert!(max_abs_diff(&got.into_data(), want.get("output").unwrap()) < 1e-4);
+    }
+}
+
+#[test]
+fn c_abstractor_drops_a_leading_cls_token_like_acformers_variant() {
+    let dev = Default::default();
+    let dir = fixtures();
+    let config = cases().into_iter().find(|(n, _)| *n == "c_abstractor").unwrap().1;
+    let c = format::import::<B>(&dir.join("c_abstractor.weights.safetensors"), &config, &dev).unwrap();
+    let inputs = TensorFile::read(&dir.join("c_abstractor.inputs.safetensors")).unwrap();
+    let want = TensorFile::read(&dir.join("c_abstractor.output.safetensors")).unwrap();
+    let x = tensor3(&inputs, "features");
+    let with_cls = Tensor::cat(vec![Tensor::<B, 3>::ones([2, 1, 16], &dev), x], 1);
+    let got = c.forward(with_cls, None).unwrap();
+    assert!(max_abs_diff(&got.into_data(), want.get("output").unwrap()) < 1e-4);
 }

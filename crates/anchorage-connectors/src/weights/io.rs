@@ -15,6 +15,12 @@ use crate::tensor_file::TensorFile;
 /// of burn's (2-D `nn.Linear` weights: PyTorch `[out, in]`, burn `[in, out]`).
 pub trait WeightIo<B: Backend> {
     fn tensor<const D: usize>(&mut self, key: &str, param: &mut Param<Tensor<B, D>>, transpose: bool) -> Result<()>;
+
+    /// A parameter upstream keeps but never uses in the forward (AcFormer's `latents`): loading
+    /// accepts any leading size and tolerates its absence; export writes it.
+    fn unused_tensor(&mut self, key: &str, param: &mut Param<Tensor<B, 2>>) -> Result<()> {
+        self.tensor(key, param, false)
+    }
 }
 
 /// `nn.Linear`: `weight` (transposed), `bias`.
@@ -116,6 +122,35 @@ impl<B: Backend> WeightIo<B> for Loader<'_, B> {
         });
         self.used.insert(file_key);
         Ok(())
+    }
+
+    fn unused_tensor(&mut self, key: &str, param: &mut Param<Tensor<B, 2>>) -> Result<()> {
+        self.load_unused(key, param)
+    }
+}
+
+impl<B: Backend> Loader<'_, B> {
+    fn load_unused(&mut self, key: &str, param: &mut Param<Tensor<B, 2>>) -> Result<()> {
+        let file_key = self.naming.key(key);
+        let [_, width] = param.lazy_shape().dims::<2>();
+        match self.file.tensors.get(&file_key) {
+            None => {
+                tracing::warn!(key = %file_key, "unused parameter absent from the weights; keeping its initial value");
+                Ok(())
+            }
+            Some(data) if data.shape.len() == 2 && data.shape[1] == width => {
+                let t = Tensor::<B, 2>::from_data(data.clone().convert::<f32>(), &self.device);
+                *param = Param::from_tensor(t);
+                self.used.insert(file_key);
+                Ok(())
+            }
+            Some(data) => Err(ConnectorError::WrongShape {
+                file: self.file.path.clone(),
+                key: file_key,
+                expected: vec![0, width],
+                found: data.shape.to_vec(),
+            }),
+        }
     }
 }
 

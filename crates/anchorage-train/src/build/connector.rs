@@ -29,8 +29,14 @@ pub fn connector_config(section: &ConnectorSection, dims: ConnectorDims) -> Conn
             ConnectorConfig::Mlp(MlpConfig::new(d_vision, d_llm).with_depth(*depth).with_activation(MlpActivation::Gelu))
         }
         ConnectorSection::CAbstractor { depth, mlp_depth, hidden_size, num_queries, pos_emb, prenorm, .. } => {
+            // The grid is the patches: with CLS included (577) the position embedding covers 576.
+            let square = |n: usize| {
+                let s = (n as f64).sqrt().round() as usize;
+                s * s == n
+            };
+            let grid = if !square(vision_tokens) && vision_tokens > 1 && square(vision_tokens - 1) { vision_tokens - 1 } else { vision_tokens };
             ConnectorConfig::CAbstractor(
-                CAbstractorConfig::new(d_vision, d_llm, vision_tokens)
+                CAbstractorConfig::new(d_vision, d_llm, grid)
                     .with_depth(*depth)
                     .with_mlp_depth(*mlp_depth)
                     .with_hidden_size(*hidden_size)
