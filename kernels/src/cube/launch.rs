@@ -5,34 +5,42 @@ use burn_cubecl::{kernel::into_contiguous, ops::numeric::empty_device_dtype, ten
 use cubecl::prelude::*;
 use cubecl::calculate_cube_count_elemwise;
 
-use super::kernel::{gather_rows_kernel, progressive_topk_kernel, radix_topk_kernel};
+use super::kernel::{gather_rows_kernel, select_kernel, GROUP};
 
-/// Longest score row the selection kernel takes (its row lives in shared memory: 12 bytes a token
-/// in f32, 48 KiB at this length); longer rows go to the reference twin.
-pub(crate) const MAX_TOKENS: usize = 4096;
+/// Longest score row the selection kernel takes (the row's keys and chosen flags live in shared
+/// memory: 8 bytes a token, 32 KiB at this length); longer rows go to the reference twin.
+const MAX_TOKENS: usize = 4096;
 
-/// Units per cube of the selection kernel: each unit ranks `tokens / 256` tokens per round.
+/// Units per cube of the selection kernel (also the size of its per-unit count arrays).
 const SELECT_UNITS: u32 = 256;
 
-/// Progressive top-`per_round` over `rounds` score rows per output row, chosen tokens ascending.
+/// Progressive top-`per_round` over `rounds` score rows per output row, chosen tokens ascending;
+/// `None` when the row does not fit the device's shared memory.
 ///
 /// # Shapes
 /// `scores [rows, rounds, tokens] -> [rows, rounds * per_round + cls_first]` (dtype `index_dtype`)
-pub(crate) fn progressive_topk<R: CubeRuntime>(
+pub(crate) fn select<R: CubeRuntime>(
     scores: CubeTensor<R>,
     [rows, rounds, tokens]: [usize; 3],
     per_round: usize,
     cls_first: bool,
     index_dtype: DType,
-) -> CubeTensor<R> {
-    let scores = into_contiguous(scores);
+) -> Option<CubeTensor<R>> {
     let client = scores.client.clone();
+    let max_units = SELECT_UNITS as usize;
+    let shared_bytes = 4 * (2 * tokens + 2 * max_units + 2 * max_units / GROUP);
+    let hardware = &client.properties().hardware;
+    if tokens > MAX_TOKENS || shared_bytes > hardware.max_shared_memory_size {
+        tracing::debug!(tokens, shared_bytes, "selection row too long for the kernel, using the reference");
+        return None;
+    }
+    let units = SELECT_UNITS.min(hardware.max_units_per_cube).min(tokens.next_power_of_two() as u32).max(1);
+    let scores = into_contiguous(scores);
     let n_out = rounds * per_round + usize::from(cls_first);
     let out = empty_device_dtype(client.clone(), scores.device.clone(), Shape::new([rows, n_out]), index_dtype);
-    let units = SELECT_UNITS.min(client.properties().hardware.max_units_per_cube).min(tokens.next_power_of_two() as u32).max(1);
     let cube_count = calculate_cube_count_elemwise(&client, rows, CubeDim::new_1d(1));
     let float_dtype = scores.dtype;
-    progressive_topk_kernel::launch::<R>(
+    select_kernel::launch::<R>(
         &client,
         cube_count,
         CubeDim::new_1d(units),
@@ -42,39 +50,11 @@ pub(crate) fn progressive_topk<R: CubeRuntime>(
         rounds,
         per_round,
         tokens,
+        max_units,
         cls_first,
         [float_dtype.into(), index_dtype.into()],
     );
-    out
-}
-
-/// Units per cube of the radix top-k kernel (also the size of its per-unit count arrays).
-const RADIX_UNITS: u32 = 256;
-
-/// Top-`k` per row by radix select, indices ascending.
-///
-/// # Shapes
-/// `scores [rows, tokens] -> [rows, k]` (dtype `index_dtype`)
-pub(crate) fn radix_topk<R: CubeRuntime>(scores: CubeTensor<R>, [rows, tokens]: [usize; 2], k: usize, index_dtype: DType) -> CubeTensor<R> {
-    let scores = into_contiguous(scores);
-    let client = scores.client.clone();
-    let out = empty_device_dtype(client.clone(), scores.device.clone(), Shape::new([rows, k]), index_dtype);
-    let units = RADIX_UNITS.min(client.properties().hardware.max_units_per_cube).min(tokens.next_power_of_two() as u32).max(1);
-    let cube_count = calculate_cube_count_elemwise(&client, rows, CubeDim::new_1d(1));
-    let float_dtype = scores.dtype;
-    radix_topk_kernel::launch::<R>(
-        &client,
-        cube_count,
-        CubeDim::new_1d(units),
-        scores.into_tensor_arg(),
-        out.clone().into_tensor_arg(),
-        rows,
-        k,
-        tokens,
-        RADIX_UNITS as usize,
-        [float_dtype.into(), index_dtype.into()],
-    );
-    out
+    Some(out)
 }
 
 /// Gathers whole rows: `out[r, j, :] = input[r, indices[r, j], :]`, vectorised along the row.

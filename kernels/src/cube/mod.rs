@@ -65,24 +65,16 @@ fn index_dtype<B: Backend>() -> burn::tensor::DType {
 fn select_anchors_on<B: Backend, R: CubeRuntime>(cls_attention: &Tensor<B, 3>, count: usize) -> Option<Option<Tensor<B, 2, Int>>> {
     let scores = bridge::float_to_cube::<B, R, 3>(cls_attention)?;
     let [batch, heads, tokens] = cls_attention.dims();
-    if tokens > launch::MAX_TOKENS {
-        tracing::debug!(tokens, max = launch::MAX_TOKENS, "select_anchors: row too long for the kernel, using the reference");
-        return Some(None);
-    }
-    let out = launch::progressive_topk(scores, [batch, heads, tokens], count / heads, true, index_dtype::<B>());
-    Some(bridge::int_from_cube::<B, R, 2>(out))
+    let out = launch::select(scores, [batch, heads, tokens], count / heads, true, index_dtype::<B>());
+    Some(out.and_then(bridge::int_from_cube::<B, R, 2>))
 }
 
 fn topk_indices_on<B: Backend, R: CubeRuntime>(scores: &Tensor<B, 3>, k: usize) -> Option<Option<Tensor<B, 3, Int>>> {
     let [batch, heads, tokens] = scores.dims();
-    let flat = scores.clone().reshape([batch * heads, tokens]);
-    let cube = bridge::float_to_cube::<B, R, 2>(&flat)?;
-    if tokens > launch::MAX_TOKENS {
-        tracing::debug!(tokens, max = launch::MAX_TOKENS, "topk_gather_rows: row too long for the kernel, using the reference");
-        return Some(None);
-    }
-    let out = launch::radix_topk(cube, [batch * heads, tokens], k, index_dtype::<B>());
-    Some(bridge::int_from_cube::<B, R, 2>(out).map(|t| t.reshape([batch, heads, k])))
+    let flat = scores.clone().reshape([batch * heads, 1, tokens]);
+    let cube = bridge::float_to_cube::<B, R, 3>(&flat)?;
+    let out = launch::select(cube, [batch * heads, 1, tokens], k, false, index_dtype::<B>());
+    Some(out.and_then(bridge::int_from_cube::<B, R, 2>).map(|t| t.reshape([batch, heads, k])))
 }
 
 fn gather_rows_on<B: Backend, R: CubeRuntime>(input: &Tensor<B, 3>, indices: &Tensor<B, 2, Int>) -> Option<Option<Tensor<B, 3>>> {
