@@ -4,6 +4,27 @@
 //!
 //! The compression seam is [`LayerHooks`]: a policy can read head-mean attention rows, restrict a
 //! layer's keys/values per sample, and drop positions after a layer (see `hooks.rs`).
+//!
+//! ```no_run
+//! use anchorage_llm::{load_llm, GenerateOptions, KvCache, LlmInput, NoHooks};
+//! use burn::tensor::DType;
+//! # fn main() -> Result<(), anchorage_llm::LlmError> {
+//! type B = burn::backend::Flex;
+//! let device = Default::default();
+//! let llm = load_llm::<B>("vicuna-7b-v1.5".as_ref(), DType::BF16, &device)?;
+//! let embeds = llm.embed_checked(&[vec![1, 450, 7483]], &device)?; // or spliced image + text
+//! // Right padding, explicit positions and image spans: `LlmInput { .. }` or `LlmInput::padded`.
+//! let out = llm.forward_embeds(LlmInput::plain(embeds.clone()), &mut NoHooks)?;
+//! let logits = llm.logits(out.hidden); // [batch, len, vocab]
+//! let options = GenerateOptions { max_new_tokens: 16, stop_tokens: llm.config.eos_token_ids.clone() };
+//! let mut cache = KvCache::new(llm.num_layers());
+//! let tokens = llm.generate(LlmInput::plain(embeds), &mut NoHooks, &mut cache, &options)?;
+//! # let _ = (logits, tokens); Ok(()) }
+//! ```
+//!
+//! Supported: `model_type` llama (Llama, Llama-2, Llama-3/3.1, Vicuna; GQA; `attention_bias`,
+//! `mlp_bias`, `head_dim`) and qwen2 (q/k/v biases, tied embeddings); RoPE `default`, `linear`
+//! and `llama3` (`dynamic`, `yarn` and sliding windows are refused with an error naming the key).
 
 mod attention;
 mod cache;
