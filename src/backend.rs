@@ -1,10 +1,28 @@
 //! The one place that picks a compute backend: library crates are generic over burn's `Backend`.
 
 use anchorage_train::recipe::Backend;
+use anchorage_train::trainer::{run_stage as run_on, TrainSummary};
+use anchorage_train::{Plan, Recipe};
+use burn::backend::Autodiff;
 
 /// Pure-Rust CPU backend (default, CI).
-#[allow(dead_code)]
 pub type Flex = burn::backend::Flex;
+
+/// Trains on the recipe's backend (checked with [`check`] first).
+pub fn run_stage(recipe: &Recipe, plan: &Plan, resume: bool) -> anyhow::Result<TrainSummary> {
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let summary = match recipe.devices.backend {
+        #[cfg(feature = "cuda")]
+        Backend::Cuda => {
+            let device = burn::backend::cuda::CudaDevice::new(recipe.devices.ids[0]);
+            run_on::<Autodiff<burn::backend::Cuda>>(recipe, plan, resume, progress, &device)?
+        }
+        #[cfg(feature = "wgpu")]
+        Backend::Wgpu => run_on::<Autodiff<burn::backend::Wgpu>>(recipe, plan, resume, progress, &Default::default())?,
+        _ => run_on::<Autodiff<Flex>>(recipe, plan, resume, progress, &Default::default())?,
+    };
+    Ok(summary)
+}
 
 /// Whether this binary can run `backend`; GPU backends are cargo features of the binary.
 pub fn check(backend: Backend) -> Result<(), String> {

@@ -24,7 +24,7 @@ pub struct StageArgs {
 }
 
 pub fn run(stage: Stage, args: StageArgs) -> anyhow::Result<()> {
-    let recipe = load_recipe(&args.recipe, &args.overrides)?;
+    let mut recipe = load_recipe(&args.recipe, &args.overrides)?;
     if recipe.run.stage != stage {
         bail!(
             "{}: key `run.stage` is \"{}\", but this is `train {}`; use `train {}` or change the recipe",
@@ -33,6 +33,15 @@ pub fn run(stage: Stage, args: StageArgs) -> anyhow::Result<()> {
             stage.name(),
             recipe.run.stage.name()
         );
+    }
+    if let Some(run_dir) = &args.resume {
+        // The run folder names the run: <output_dir>/<name>.
+        let name = run_dir.file_name().and_then(|n| n.to_str()).with_context(|| format!("--resume {}: not a run folder", run_dir.display()))?;
+        if !run_dir.is_dir() {
+            bail!("--resume {}: folder does not exist", run_dir.display());
+        }
+        recipe.run.name = name.to_string();
+        recipe.run.output_dir = run_dir.parent().map(|p| p.to_path_buf()).unwrap_or_default();
     }
     let plan = Plan::new(&recipe).context("planning the run")?;
     if args.dry_run {
@@ -46,10 +55,27 @@ pub fn run(stage: Stage, args: StageArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     crate::backend::check(recipe.devices.backend).map_err(anyhow::Error::msg)?;
-    // The trainer lands with the training issue; until then a real run says so instead of
-    // pretending to train.
-    bail!(
-        "training is not implemented yet in this build; `--dry-run` checks the recipe and prints the plan{}",
-        if args.resume.is_some() { " (and --resume needs the trainer too)" } else { "" }
-    )
+    let started = std::time::Instant::now();
+    let summary = crate::backend::run_stage(&recipe, &plan, args.resume.is_some())?;
+    let last = summary.losses.last().copied().unwrap_or(f64::NAN);
+    let first = summary.losses.first().copied().unwrap_or(f64::NAN);
+    println!("run folder:   {}", summary.run_dir.display());
+    println!("steps:        {} (loss {first:.4} at step 1, {last:.4} at step {})", summary.steps, summary.steps);
+    if summary.skipped.counts.is_empty() {
+        println!("skipped:      none");
+    } else {
+        for (reason, n) in &summary.skipped.counts {
+            let ids = summary.skipped.first_ids.get(reason).map(|v| v.join(", ")).unwrap_or_default();
+            println!("skipped:      {n} {reason} (first: {ids})");
+        }
+    }
+    if let Some(path) = &summary.connector {
+        println!("connector:    {}", path.display());
+    }
+    let total: f64 = summary.breakdown.iter().map(|(_, s)| s).sum();
+    println!("time:         {:.1} s", started.elapsed().as_secs_f64());
+    for (phase, secs) in &summary.breakdown {
+        println!("  {phase:<24} {secs:>8.2} s  {:>5.1}%", 100.0 * secs / total.max(1e-9));
+    }
+    Ok(())
 }

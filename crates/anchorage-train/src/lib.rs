@@ -6,9 +6,11 @@ pub mod checkpoint;
 mod error;
 pub mod grad_norm;
 pub mod hub;
+pub mod metrics;
 pub mod plan;
 pub mod recipe;
 pub mod schedule;
+pub mod trainer;
 
 pub use error::TrainError;
 pub use hub::{resolve_hub_model, HubAccess, HubError};

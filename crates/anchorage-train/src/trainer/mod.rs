@@ -12,11 +12,15 @@
 //! micro-batch means, and across devices DDP averages it again. `global_batch` divides the summed
 //! token losses of every micro-batch by the supervised tokens of the whole global batch.
 
+mod llava_source;
 pub mod order;
+mod setup;
 mod source;
 mod state;
 mod step;
 
+pub use llava_source::{LlavaSource, LlavaSourceConfig};
+pub use setup::run_stage;
 pub use source::{Sample, SampleSource, SkipLog, SkipReason};
 pub use state::TrainState;
 pub use step::{train, TrainOptions, TrainSummary, Trainable, Towers};

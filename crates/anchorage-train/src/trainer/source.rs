@@ -57,11 +57,12 @@ pub struct SkipLog {
 }
 
 impl SkipLog {
-    /// Records a skip; returns true when it is among the first `keep` of its reason (to log).
+    /// Records a skip (every visit counts); returns true the first time a sample id is seen among
+    /// the first `keep` distinct ids of its reason, i.e. when it should be logged.
     pub fn add(&mut self, id: &str, reason: &SkipReason, keep: usize) -> bool {
         *self.counts.entry(reason.reason.clone()).or_default() += 1;
         let ids = self.first_ids.entry(reason.reason.clone()).or_default();
-        if ids.len() < keep {
+        if ids.len() < keep && !ids.iter().any(|i| i == id) {
             ids.push(id.to_string());
             true
         } else {

@@ -52,11 +52,13 @@ pub struct TrainOptions<B: AutodiffBackend> {
     /// Token id for padding and placeholder slots before embedding (LLaVA: unk = 0).
     pub pad_id: i64,
     pub hooks: Option<HooksFactory<B>>,
+    /// Connector weights to start from (`connector.init`, e.g. stage 1's export).
+    pub connector_init: Option<Connector<B>>,
 }
 
 impl<B: AutodiffBackend> Default for TrainOptions<B> {
     fn default() -> Self {
-        Self { resume: false, stop_after: None, progress: true, pad_id: 0, hooks: None }
+        Self { resume: false, stop_after: None, progress: true, pad_id: 0, hooks: None, connector_init: None }
     }
 }
 
@@ -123,7 +125,16 @@ pub fn train<B: AutodiffBackend>(
     write_atomic(&run_dir.join("recipe.toml"), recipe_text.as_bytes())?;
     write_atomic(&run_dir.join("plan.txt"), format!("{plan}\n").as_bytes())?;
 
-    let connector = connector_config.init::<B>(device).map_err(model_err)?;
+    let connector = match options.connector_init {
+        Some(c) => c,
+        None => {
+            // Its own seed, drawn now: burn initialises parameters lazily, so without this the
+            // draws would happen at first use and a resumed run (which loads the connector
+            // instead) would shift the random stream of everything drawn after it.
+            B::seed(device, recipe.run.seed.wrapping_add(2));
+            materialize(connector_config.init::<B>(device).map_err(model_err)?)
+        }
+    };
     let (mut trainable, frozen_llm) = match recipe.llm.training {
         LlmTraining::Full => (Trainable { connector, llm: Some(towers.llm) }, None),
         _ => (Trainable { connector, llm: None }, Some(towers.llm.no_grad())),
@@ -177,6 +188,8 @@ pub fn train<B: AutodiffBackend>(
     );
     bar.set_position(state.step);
     let mut timer = Timer::default();
+    // Every distinct skipped sample once, for <run>/skipped.jsonl.
+    let mut skipped_detail = std::collections::BTreeMap::<(String, String), String>::new();
     let mut order_epoch = u32::MAX;
     let mut order = Vec::new();
 
@@ -202,6 +215,7 @@ pub fn train<B: AutodiffBackend>(
                     if skips.add(&id, &reason, recipe.data.log_skipped) {
                         tracing::warn!(sample = %id, reason = %reason.reason, detail = %reason.detail, "skipping sample");
                     }
+                    skipped_detail.entry((reason.reason.clone(), id)).or_insert(reason.detail);
                 }
             }
         }
@@ -301,6 +315,12 @@ pub fn train<B: AutodiffBackend>(
         }
     }
     bar.finish_and_clear();
+    let mut lines = String::new();
+    for ((reason, id), detail) in &skipped_detail {
+        lines.push_str(&serde_json::json!({ "id": id, "reason": reason, "detail": detail }).to_string());
+        lines.push('\n');
+    }
+    write_atomic(&run_dir.join("skipped.jsonl"), lines.as_bytes())?;
 
     let mut exported = None;
     if state.step == plan.total_steps {
@@ -366,6 +386,18 @@ fn stack_images<B: AutodiffBackend>(
         count = 1;
     }
     (Tensor::from_data(TensorData::new(flat, [count, 3, size, size]), device), image_of)
+}
+
+/// Forces burn's lazily initialised parameters to draw their values now.
+pub(crate) fn materialize<B: Backend, M: Module<B>>(module: M) -> M {
+    struct Touch;
+    impl<B: Backend> burn::module::ModuleVisitor<B> for Touch {
+        fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<B, D>>) {
+            let _ = p.val();
+        }
+    }
+    module.visit(&mut Touch);
+    module
 }
 
 fn model_err(e: impl std::fmt::Display) -> TrainError {

@@ -1,0 +1,146 @@
+//! `train pretrain|ift` on the embedded default, as a user runs it: progress to the end, metrics,
+//! TensorBoard events, checkpoints, an export that reloads, skipped samples counted, stage 2 from
+//! stage 1's export, and a run killed with SIGKILL at a random step that resumes to exactly the
+//! losses of a run that was never interrupted.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn train(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_train"));
+    c.args(args).env("RUST_LOG", "warn");
+    c
+}
+
+fn losses(run: &Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            // The exact decimal text of each f64: equal strings are equal bits.
+            format!("{}:{}", v["step"], v["loss"])
+        })
+        .collect()
+}
+
+fn run_ok(mut c: Command) -> String {
+    let out = c.output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+#[test]
+fn tiny_pretrain_then_ift_from_its_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let text = run_ok(train(&["pretrain", "recipes/tiny/pretrain.toml", "--set", &format!("run.output_dir=\"{out}\""), "--set", "optim.epochs=6", "--set", "optim.lr=5e-3"]));
+    let run = dir.path().join("tiny-pretrain");
+    assert!(text.contains("steps:        24"), "{text}");
+
+    let l: Vec<f64> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap())
+        .collect();
+    assert_eq!(l.len(), 24);
+    let head: f64 = l[..6].iter().sum::<f64>() / 6.0;
+    let tail: f64 = l[18..].iter().sum::<f64>() / 6.0;
+    assert!(tail < head - 0.05, "loss should fall: {l:?}");
+
+    // The planted faults are skipped, counted by reason and listed by id.
+    for reason in ["missing_image", "corrupt_image", "bad_image_path", "malformed", "over_length"] {
+        assert!(text.contains(reason), "{reason} not reported: {text}");
+    }
+    let skipped = std::fs::read_to_string(run.join("skipped.jsonl")).unwrap();
+    assert!(skipped.contains("bad-truncated-image") && skipped.contains("bad-traversal-path"), "{skipped}");
+    let last = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().last().unwrap().to_string();
+    assert!(last.contains("\"missing_image\":6"), "{last}");
+
+    let tb: Vec<PathBuf> = std::fs::read_dir(run.join("tensorboard")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(tb.len(), 1);
+    assert!(std::fs::metadata(&tb[0]).unwrap().len() > 1000);
+    assert!(run.join("step-00000020").join("trainable.bin").is_file());
+    assert!(run.join("step-00000024").join("optimizer.bin").is_file());
+    let connector = run.join("connector.safetensors");
+    let (_, config, meta) = anchorage_connectors::format::load::<burn::backend::Flex>(&connector, &Default::default()).unwrap();
+    assert_eq!(config.kind(), "anchor_former");
+    assert_eq!(meta.step, 24);
+
+    // Stage 2 starts from stage 1's connector (text-only and multi-turn records, pad aspect).
+    let text = run_ok(train(&[
+        "ift",
+        "recipes/tiny/ift.toml",
+        "--set",
+        &format!("run.output_dir=\"{out}\""),
+        "--set",
+        "optim.epochs=1",
+        "--set",
+        &format!("connector.init=\"{}\"", connector.display()),
+    ]));
+    assert!(text.contains("steps:        4"), "{text}");
+    assert!(dir.path().join("tiny-ift/connector.safetensors").is_file());
+}
+
+#[test]
+fn sigkill_at_a_random_step_then_resume_repeats_the_uninterrupted_losses() {
+    let dir = tempfile::tempdir().unwrap();
+    let common = |name: &str| {
+        vec![
+            "--set".to_string(),
+            format!("run.output_dir=\"{}\"", dir.path().display()),
+            "--set".to_string(),
+            format!("run.name=\"{name}\""),
+            "--set".to_string(),
+            "optim.epochs=10".to_string(),
+            "--set".to_string(),
+            "checkpoint.every_steps=3".to_string(),
+        ]
+    };
+    let mut args = vec!["pretrain".to_string(), "recipes/tiny/pretrain.toml".to_string()];
+    args.extend(common("whole"));
+    run_ok(train(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    let whole = losses(&dir.path().join("whole"));
+    assert_eq!(whole.len(), 40);
+
+    // Kill after a step chosen from the clock, anywhere from step 4 to 34.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let kill_after = 4 + (nanos % 31) as usize;
+    let run = dir.path().join("killed");
+    let mut args = vec!["pretrain".to_string(), "recipes/tiny/pretrain.toml".to_string()];
+    args.extend(common("killed"));
+    let mut child = train(&args.iter().map(String::as_str).collect::<Vec<_>>()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let start = Instant::now();
+    loop {
+        let n = std::fs::read_to_string(run.join("metrics.jsonl")).map(|t| t.lines().count()).unwrap_or(0);
+        if n >= kill_after || start.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = losses(&run).len();
+    assert!(before < 40, "the run finished before it could be killed (logged {before} steps)");
+
+    let mut args = vec!["pretrain".to_string(), "recipes/tiny/pretrain.toml".to_string(), "--resume".to_string(), run.to_str().unwrap().to_string()];
+    args.extend(common("killed"));
+    run_ok(train(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert_eq!(losses(&run), whole, "killed after {before} logged steps (asked {kill_after})");
+}
+
+#[test]
+fn an_existing_run_is_not_overwritten_without_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = format!("run.output_dir=\"{}\"", dir.path().display());
+    run_ok(train(&["pretrain", "recipes/tiny/pretrain.toml", "--set", &set, "--set", "optim.epochs=1", "--set", "checkpoint.every_steps=1"]));
+    let out = train(&["pretrain", "recipes/tiny/pretrain.toml", "--set", &set, "--set", "optim.epochs=1"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("--resume"), "{text}");
+}
