@@ -243,3 +243,20 @@ fn hf_llava_export_fixture_is_current_and_loads_in_transformers() {
     assert_eq!(check["unexpected_keys"], serde_json::json!([]), "{check}");
     assert!(check["max_abs_diff"].as_f64().unwrap() < 1e-4, "{check}");
 }
+
+#[test]
+fn inspect_anchors_takes_the_cls_row_of_a_full_attention_map() {
+    let dir = tempfile::tempdir().unwrap();
+    // [1, 2, 5, 5]: only row 0 (CLS) matters. Head 0 prefers token 4, head 1 token 4 then 1.
+    let mut v = vec![0.2f32; 2 * 5 * 5];
+    v[..5].copy_from_slice(&[0.0, 0.1, 0.2, 0.3, 0.4]);
+    v[25..30].copy_from_slice(&[0.0, 0.3, 0.1, 0.2, 0.4]);
+    let f = dir.path().join("att.safetensors");
+    TensorFile::write(&f, &[("attention".into(), TensorData::new(v, [1, 2, 5, 5]))], &HashMap::new()).unwrap();
+    let out = dir.path().join("o.safetensors");
+    let o = train(&["inspect", "anchors", "--attention", f.to_str().unwrap(), "--count", "2", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let got = TensorFile::read(&out).unwrap();
+    assert_eq!(got.get("indices").unwrap().to_vec::<i64>().unwrap(), vec![0, 1, 4]);
+    assert_eq!(got.get("heads").unwrap().to_vec::<i64>().unwrap(), vec![-1, 1, 0]);
+}

@@ -58,19 +58,20 @@ def main():
     reps = int(sys.argv[2]) if len(sys.argv) > 2 else 2
     torch.set_num_threads(os.cpu_count())
     exe = os.path.join(ROOT, "target/debug/examples/bench_connectors")
-    rust = {}
-    for line in subprocess.run([exe, str(batch), str(reps)], check=True, capture_output=True, text=True).stdout.splitlines():
-        r = json.loads(line)
-        rust[r["name"]] = r
+    print(f"load average before: {os.getloadavg()}")
     print(f"batch {batch}, {reps} reps, torch {torch.__version__} ({torch.get_num_threads()} threads), anchorage flex (dev profile)")
     print(f"{'connector':<20}{'fwd torch':>11}{'fwd ours':>10}{'ratio':>8}{'f+b torch':>11}{'f+b ours':>10}{'ratio':>8}")
+    # Alternate the two sides connector by connector, so that load from other work on the machine
+    # hits both alike.
     for name, module, tokens, anchors in torch_cases():
+        out = subprocess.run([exe, str(batch), str(reps), name], check=True, capture_output=True, text=True).stdout
+        r = json.loads(out.strip().splitlines()[-1])
         f = time_torch(module, tokens, anchors, batch, reps, False)
         fb = time_torch(module, tokens, anchors, batch, reps, True)
-        r = rust[name]
         print(f"{name:<20}{f:>9.0f}ms{r['forward_ms']:>8.0f}ms{r['forward_ms'] / f:>7.2f}x"
               f"{fb:>9.0f}ms{r['forward_backward_ms']:>8.0f}ms{r['forward_backward_ms'] / fb:>7.2f}x")
     print("ratio = anchorage time / PyTorch time (below 1: anchorage is faster)")
+    print(f"load average after: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

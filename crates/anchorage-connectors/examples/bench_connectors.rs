@@ -1,7 +1,7 @@
 //! Times each connector at LLaVA-1.5 sizes (CLIP ViT-L/14-336 → 7B): forward, and forward +
 //! backward under Autodiff, on flex (CPU). Prints one JSON object per line.
 //!
-//! `cargo run -p anchorage-connectors --example bench_connectors -- BATCH REPS`; the side-by-side
+//! `cargo run -p anchorage-connectors --example bench_connectors -- BATCH REPS [NAME]`; the side-by-side
 //! driver with PyTorch is `bench/bench_connectors.py`.
 
 use std::time::Instant;
@@ -42,7 +42,9 @@ impl<B: Backend> SoftmaxLast for Tensor<B, 3> {
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<usize> = raw.iter().filter_map(|a| a.parse().ok()).collect();
+    let only: Option<&String> = raw.iter().find(|a| a.parse::<usize>().is_err());
     let batch = args.first().copied().unwrap_or(2);
     let reps = args.get(1).copied().unwrap_or(3);
     let cases = [
@@ -53,6 +55,9 @@ fn main() {
         ("anchor_former_257", ConnectorConfig::AnchorFormer(AnchorFormerConfig::anchors_257())),
     ];
     for (name, config) in cases {
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
         let fwd = time::<Flex>(&config, batch, reps, false);
         let fwd_bwd = time::<Flex>(&config, batch, reps, true);
         println!("{{\"name\": \"{name}\", \"batch\": {batch}, \"forward_ms\": {fwd:.2}, \"forward_backward_ms\": {fwd_bwd:.2}}}");

@@ -36,12 +36,20 @@ pub struct AnchorsArgs {
 pub fn run(args: AnchorsArgs) -> anyhow::Result<()> {
     let device = Default::default();
     let file = TensorFile::read(&args.attention)?;
-    let att = file.get("cls_attention")?;
-    let [b, h, t] = match att.shape.as_slice() {
-        [b, h, t] => [*b, *h, *t],
-        other => bail!("{}: `cls_attention` has shape {other:?}, expected [B, H, T]", args.attention.display()),
+    // `cls_attention` [B,H,T]; a full attention map [B,H,T,T] (key `attention`) gives its CLS row.
+    let att = match (file.tensors.get("cls_attention"), file.tensors.get("attention")) {
+        (Some(a), _) => a,
+        (None, Some(a)) => a,
+        (None, None) => file.get("cls_attention")?,
     };
-    let att = Tensor::<Flex, 3>::from_data(att.clone(), &device);
+    let att = match att.shape.as_slice() {
+        [_, _, _] => Tensor::<Flex, 3>::from_data(att.clone(), &device),
+        [b, h, t, t2] if t == t2 => {
+            Tensor::<Flex, 4>::from_data(att.clone(), &device).narrow(2, 0, 1).reshape([*b, *h, *t])
+        }
+        other => bail!("{}: `cls_attention` has shape {other:?}, expected [B, H, T] (or a full map [B, H, T, T])", args.attention.display()),
+    };
+    let [b, h, t] = att.dims();
     let (indices, heads) = kernels::select_anchors_with_heads(att, args.count)
         .with_context(|| format!("{}: cls_attention [{b}, {h}, {t}]", args.attention.display()))?;
     let indices = indices.into_data().convert::<i64>();
