@@ -4,8 +4,9 @@
 
 Run from the repository root (builds the example with the dev profile first):
     /work/venv-ref/bin/python crates/anchorage-vision/benches/vision_forward.py [--batch 1 2 4] [--iters 5] \
-        [--dtype f32|bf16] [--preset vit_b16_224|vit_l14_336] [--parallel] [--torch-threads N]
-Medians of `iters` timed runs after one warm-up; all runs interleave per batch size.
+        [--dtype f32|bf16] [--preset vit_b16_224|vit_l14_336] [--parallel] [--torch-threads N] [--rounds 3]
+Each measurement is the median of `iters` timed runs after one warm-up; implementations alternate
+within each round and the table reports the median over rounds (the machine may be shared).
 
 Versions: torch 2.15.0 (CPU), transformers 5.23.0; torch uses as many threads as cores
 (torch.get_num_threads() is printed), flex uses its own thread pool over all cores.
@@ -80,6 +81,7 @@ def main():
     ap.add_argument("--preset", default="vit_b16_224", choices=list(PRESETS))
     ap.add_argument("--parallel", action="store_true",
                     help="also time flex with rayon + SIMD (crate feature bench-flex-parallel)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     ap.add_argument("--torch-threads", type=int, default=None,
                     help="torch.set_num_threads (default: torch's choice, one per core)")
     a = ap.parse_args()
@@ -88,20 +90,32 @@ def main():
     variants = [False, True] if a.parallel else [False]
     tmp = tempfile.mkdtemp()
     binaries = [build(p, os.path.join(tmp, f"vision_forward_{int(p)}")) for p in variants]
-    print(f"preset {a.preset}, dtype {a.dtype}, iters {a.iters}, torch threads {torch.get_num_threads()}")
-    head = "| batch | flex as built (no rayon/simd) ms |"
-    if a.parallel:
-        head += " flex rayon+simd ms |"
-    head += " transformers ms | ratio ours/transformers |"
+    print(f"preset {a.preset}, dtype {a.dtype}, iters {a.iters}, rounds {a.rounds}, "
+          f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}", flush=True)
+    names = ["flex as built (no rayon/simd)"] + (["flex rayon+simd"] if a.parallel else []) + ["transformers"]
+    results = {(b, n): [] for b in a.batch for n in names}
+    for r in range(a.rounds):
+        for b in a.batch:
+            for exe, n in zip(binaries, names):
+                results[(b, n)].append(ours(exe, a.preset, b, a.iters, a.dtype)["median_ms"])
+            t = torch_forward(a.preset, b, a.iters, a.dtype)
+            results[(b, "transformers")].append(t["median_ms"])
+            print(f"round {r + 1} batch {b}: " + ", ".join(f"{n} {results[(b, n)][-1]:.0f} ms" for n in names)
+                  + f" (load {os.getloadavg()[0]:.1f})", flush=True)
+    med = lambda xs: sorted(xs)[len(xs) // 2]
+    head = "| batch | " + " | ".join(f"{n} ms" for n in names) + " | " + " | ".join(
+        f"{n} / transformers" for n in names[:-1]) + " |"
+    print()
     print(head)
     print("|" + " --- |" * (head.count("|") - 1))
     for b in a.batch:
-        rs = [ours(exe, a.preset, b, a.iters, a.dtype) for exe in binaries]
-        t = torch_forward(a.preset, b, a.iters, a.dtype)
-        cells = " | ".join(f"{r['median_ms']:.1f}" for r in rs)
-        ratios = ", ".join(f"{r['median_ms'] / t['median_ms']:.2f}" for r in rs)
-        print(f"| {b} | {cells} | {t['median_ms']:.1f} ({t['attn']}) | {ratios} |", flush=True)
-
+        tm = med(results[(b, "transformers")])
+        cells = " | ".join(f"{med(results[(b, n)]):.0f}" for n in names)
+        ratios = []
+        for n in names[:-1]:
+            per_round = [x / y for x, y in zip(results[(b, n)], results[(b, "transformers")])]
+            ratios.append(f"{med(results[(b, n)]) / tm:.2f}x (rounds {min(per_round):.2f}–{max(per_round):.2f})")
+        print(f"| {b} | {cells} | " + " | ".join(ratios) + " |", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -14,6 +14,8 @@ pub enum HiddenAct {
     QuickGelu,
     /// Exact (erf) GELU.
     Gelu,
+    /// tanh-approximated GELU (`gelu_new`, `gelu_pytorch_tanh`).
+    GeluTanh,
 }
 
 /// Architecture of a CLIP vision tower (transformers' `CLIPVisionConfig`, the fields that shape it).

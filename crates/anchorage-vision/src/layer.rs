@@ -4,7 +4,7 @@
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, sigmoid};
+use burn::tensor::activation::{gelu, gelu_approximate, sigmoid};
 
 use crate::attention::ClipAttention;
 use crate::config::{ClipVisionConfig, HiddenAct};
@@ -36,6 +36,7 @@ impl<B: Backend> ClipMlp<B> {
             // x * sigmoid(1.702 x) (transformers activations.py QuickGELUActivation)
             HiddenAct::QuickGelu => x.clone() * sigmoid(x * 1.702),
             HiddenAct::Gelu => gelu(x),
+            HiddenAct::GeluTanh => gelu_approximate(x),
         };
         self.fc2.forward(x)
     }

@@ -78,12 +78,13 @@ impl WireVisionConfig {
         let hidden_act = match self.hidden_act.as_deref().unwrap_or("quick_gelu") {
             "quick_gelu" => HiddenAct::QuickGelu,
             "gelu" => HiddenAct::Gelu,
+            "gelu_new" | "gelu_pytorch_tanh" => HiddenAct::GeluTanh,
             other => {
                 return Err(VisionError::UnsupportedConfig {
                     path: path.to_path_buf(),
                     field: "hidden_act",
                     value: other.to_string(),
-                    reason: "supported: quick_gelu, gelu",
+                    reason: "supported: quick_gelu, gelu, gelu_new, gelu_pytorch_tanh",
                 })
             }
         };

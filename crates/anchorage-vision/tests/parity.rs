@@ -179,3 +179,15 @@ fn bf16_checkpoint_computes_in_bf16_within_bound() {
 fn f16_checkpoint_computes_in_f16_within_bound() {
     check_low_precision("f16", DType::F16, 8e-3, 1.5e-4);
 }
+
+#[test]
+fn with_projection_position_ids_and_tanh_gelu_match_transformers() {
+    // CLIPVisionModelWithProjection keys, the int64 position_ids buffer of older Hub files,
+    // gelu_pytorch_tanh, a single layer.
+    check_f32("with_projection");
+    let (_, model) = load_clip_vision::<B>(&fixture("with_projection"), &Default::default()).unwrap();
+    let refs = reference("with_projection");
+    let out = model.forward(pixels(&refs), &VisionRequest::select(-2)).unwrap();
+    assert_eq!(out.layers_run, 0, "one layer: hidden_states[-2] is the pre_layrnorm output");
+    assert!(max_diff("h0", out.selected.to_data(), &refs["hidden_states.0"]) <= 1e-4);
+}
