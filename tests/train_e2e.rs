@@ -144,3 +144,32 @@ fn an_existing_run_is_not_overwritten_without_resume() {
     assert!(!out.status.success());
     assert!(text.contains("--resume"), "{text}");
 }
+
+#[test]
+fn compression_methods_train_and_keep_all_equals_no_compression() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, compression: &str| {
+        run_ok(train(&[
+            "pretrain",
+            "recipes/tiny/pretrain.toml",
+            "--set",
+            &format!("run.output_dir=\"{}\"", dir.path().display()),
+            "--set",
+            &format!("run.name=\"{name}\""),
+            "--set",
+            "optim.epochs=1",
+            "--set",
+            &format!("compression={compression}"),
+        ]));
+        losses(&dir.path().join(name))
+    };
+    let none = run("none", r#"{ method = "none" }"#);
+    let keep_all = run("keep-all", r#"{ method = "fastv", layer = 1, keep_ratio = 1.0 }"#);
+    assert_eq!(keep_all, none, "FastV keeping every image token must equal no compression");
+    let fastv = run("fastv", r#"{ method = "fastv", layer = 1, keep_ratio = 0.25 }"#);
+    assert_eq!(fastv.len(), 4);
+    assert_ne!(fastv, none, "pruning 75% of the image tokens changes the loss");
+    let act = run("act", r#"{ method = "act", coverage = 0.5, keep_ratios = [0.5] }"#);
+    assert_eq!(act.len(), 4);
+    assert_ne!(act, none);
+}

@@ -1,9 +1,5 @@
 //! `[compression]` (a [`CompressionSection`]) → [`CompressionPolicy`] of anchorage-compress.
 //!
-//! Wiring (for the lead; not compiled until then): add `anchorage-compress.workspace = true` to
-//! crates/anchorage-train/Cargo.toml and `mod compression; pub use compression::compression_policy;`
-//! to build/mod.rs.
-//!
 //! The recipe's `avg_pool` ACT selection maps to [`Sel::UniformWindows`], the stand-in for the
 //! paper's AvgPool-1D key/value compression until the LLM seam can pool keys/values (see
 //! anchorage-compress's crate docs).

@@ -23,4 +23,4 @@ pub use llava_source::{LlavaSource, LlavaSourceConfig};
 pub use setup::run_stage;
 pub use source::{Sample, SampleSource, SkipLog, SkipReason};
 pub use state::TrainState;
-pub use step::{train, TrainOptions, TrainSummary, Trainable, Towers};
+pub use step::{train, HooksFactory, TrainOptions, TrainSummary, Trainable, Towers};

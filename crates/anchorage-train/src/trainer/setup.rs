@@ -11,8 +11,10 @@ use anchorage_vision::{load_clip_vision_with, ClipVisionConfig, ClipVisionModel,
 use burn::tensor::{backend::AutodiffBackend, backend::Backend, DType, FloatDType};
 
 use super::llava_source::{LlavaSource, LlavaSourceConfig};
-use super::step::{materialize, train, Towers, TrainOptions, TrainSummary};
-use crate::build::{connector_config, ConnectorDims};
+use super::step::{materialize, train, HooksFactory, Towers, TrainOptions, TrainSummary};
+use anchorage_compress::CompressionPolicy;
+
+use crate::build::{compression_policy, connector_config, ConnectorDims};
 use crate::hub::{resolve_hub_model, HubAccess};
 use crate::recipe::{BuiltinModel, Dtype, FeatureSelect, ModelSource};
 use crate::{Plan, Recipe, TrainError};
@@ -65,8 +67,18 @@ pub fn run_stage<B: AutodiffBackend>(recipe: &Recipe, plan: &Plan, resume: bool,
         Some(path) => Some(connector_file::import::<B>(path, &config, device).map_err(model_err)?),
         None => None,
     };
+    let policy = compression_policy(&recipe.compression);
+    let layers = llm.config.num_hidden_layers;
+    let prototype = policy.hooks(layers).map_err(|e| invalid(recipe, "compression", e.to_string()))?;
+    let hooks: Option<HooksFactory<B>> = match policy {
+        CompressionPolicy::None => None,
+        _ => Some(Box::new(move || Box::new(prototype.clone()))),
+    };
+    if recipe.llm.gradient_checkpointing {
+        tracing::warn!("llm.gradient_checkpointing is not implemented yet: activations are kept for the backward pass");
+    }
     let towers = Towers { vision, llm, select };
-    let options = TrainOptions { resume, progress, pad_id: source.pad_id(), connector_init: init, ..Default::default() };
+    let options = TrainOptions { resume, progress, pad_id: source.pad_id(), connector_init: init, hooks, ..Default::default() };
     train(recipe, plan, towers, &config, &source, options, device)
 }
 
