@@ -28,6 +28,7 @@ fn inspect_llm_matches_transformers() {
         "qwen2_tied",
         "llama_bias_headdim_oldrope",
         "qwen2_untied_gqa3_bf16file",
+        "vicuna_style_bin_f16",
     ] {
         let refs = read_tensors(&fixture(name).join("reference.safetensors")).unwrap();
         let ids: Vec<String> = ints(&refs["ids"]).iter().map(i64::to_string).collect();

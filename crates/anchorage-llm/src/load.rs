@@ -64,7 +64,7 @@ pub fn read_config(dir: &Path) -> Result<LlamaConfig, LlmError> {
 /// Loads the model in `dir` with parameters in `dtype` (F32, BF16 or F16).
 pub fn load_llm<B: Backend>(dir: &Path, dtype: DType, device: &B::Device) -> Result<Llm<B>, LlmError> {
     let config = read_config(dir)?;
-    let checkpoint = Checkpoint::open_dir(dir)?;
+    let checkpoint = Rc::new(Checkpoint::open_dir(dir)?);
     let mut model = config.init::<B>(device);
     let expected = model.collect(None, None, false);
     let prefixes = Prefixes::detect(&checkpoint);
@@ -89,16 +89,19 @@ pub fn load_llm<B: Backend>(dir: &Path, dtype: DType, device: &B::Device) -> Res
                 found: entry.shape.clone(),
             });
         }
-        let map = Rc::clone(&checkpoint.files[entry.file].1);
-        let (start, end, file_dtype, shape) = (entry.start, entry.end, entry.dtype, entry.shape.clone());
+        let source = Rc::clone(&checkpoint);
+        let shape = entry.shape.clone();
+        let (file_dtype, entry) = (entry.dtype, entry.clone());
         let data_fn = Rc::new(move || {
-            let data = TensorData::from_bytes_vec(map[start..end].to_vec(), shape.clone(), file_dtype);
+            let data = source
+                .data(&key, &entry)
+                .map_err(|e| burn_store::TensorSnapshotError::DataError(e.to_string()))?;
             Ok(if file_dtype == dtype { data } else { data.convert_dtype(dtype) })
         });
         snapshots.push(TensorSnapshot::from_closure(
             data_fn,
             dtype,
-            entry.shape.clone().into(),
+            shape.into(),
             want.path_stack.clone().unwrap_or_default(),
             want.container_stack.clone().unwrap_or_default(),
             want.tensor_id.unwrap_or_default(),

@@ -1,6 +1,8 @@
 //! Reading safetensors headers ourselves so that every failure names the file and key: a header
 //! longer than the file, tensor data past the end (a truncated download), sizes that disagree with
-//! shape x dtype. Sharded checkpoints are listed by `model.safetensors.index.json`.
+//! shape x dtype. Sharded checkpoints are listed by `model.safetensors.index.json`. Folders with
+//! only PyTorch pickles (`pytorch_model*.bin`, e.g. lmsys/vicuna-7b-v1.5) are read through
+//! burn-store's `PytorchReader`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -21,14 +23,22 @@ pub struct TensorEntry {
     pub file: usize,
     pub dtype: DType,
     pub shape: Vec<usize>,
-    /// Byte range in the file (absolute).
+    /// Byte range in the file (absolute; safetensors only).
     pub start: usize,
     pub end: usize,
 }
 
-/// A memory-mapped checkpoint (one file or several shards).
+/// Where a checkpoint file's bytes come from.
+pub enum FileData {
+    /// A memory-mapped safetensors file.
+    Safetensors(Rc<Mmap>),
+    /// A PyTorch pickle (`pytorch_model*.bin`), read lazily by burn-store.
+    Pytorch(std::collections::HashMap<String, burn_store::TensorSnapshot>),
+}
+
+/// A checkpoint: one file or several shards (safetensors preferred, else PyTorch `.bin`).
 pub struct Checkpoint {
-    pub files: Vec<(PathBuf, Rc<Mmap>)>,
+    pub files: Vec<(PathBuf, FileData)>,
     pub tensors: BTreeMap<String, TensorEntry>,
 }
 
@@ -38,27 +48,83 @@ struct Index {
 }
 
 impl Checkpoint {
-    /// Opens `model.safetensors.index.json` + its shards, or `model.safetensors`, in `dir`.
+    /// Opens, in `dir`, the first of: `model.safetensors.index.json` + its shards,
+    /// `model.safetensors`, `pytorch_model.bin.index.json` + its shards, `pytorch_model.bin`.
     pub fn open_dir(dir: &Path) -> Result<Self, LlmError> {
-        let index_path = dir.join("model.safetensors.index.json");
-        let single = dir.join("model.safetensors");
-        let files: Vec<PathBuf> = if index_path.exists() {
-            let text = std::fs::read_to_string(&index_path).map_err(|source| LlmError::Io {
-                path: index_path.clone(),
-                source,
+        for (index, single, pytorch) in [
+            ("model.safetensors.index.json", "model.safetensors", false),
+            ("pytorch_model.bin.index.json", "pytorch_model.bin", true),
+        ] {
+            let (index, single) = (dir.join(index), dir.join(single));
+            let files = if index.exists() {
+                shards(&index, dir)?
+            } else if single.exists() {
+                vec![single]
+            } else {
+                continue;
+            };
+            return if pytorch { Self::open_pytorch(&files) } else { Self::open_files(&files) };
+        }
+        Err(LlmError::NoWeights { dir: dir.to_path_buf() })
+    }
+
+    /// Opens PyTorch pickle files through burn-store's reader (lazy tensor data).
+    pub fn open_pytorch(paths: &[PathBuf]) -> Result<Self, LlmError> {
+        let mut files = Vec::new();
+        let mut tensors = BTreeMap::new();
+        for (i, path) in paths.iter().enumerate() {
+            if !path.exists() {
+                return Err(LlmError::Io {
+                    path: path.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "listed by the index but absent"),
+                });
+            }
+            let reader = burn_store::pytorch::PytorchReader::new(path).map_err(|e| LlmError::Safetensors {
+                path: path.clone(),
+                message: format!("cannot read PyTorch checkpoint: {e}"),
             })?;
-            let index: Index = serde_json::from_str(&text).map_err(|source| LlmError::Json {
-                path: index_path.clone(),
-                source,
-            })?;
-            let names: BTreeSet<String> = index.weight_map.into_values().collect();
-            names.into_iter().map(|n| dir.join(n)).collect()
-        } else if single.exists() {
-            vec![single]
-        } else {
-            return Err(LlmError::NoWeights { dir: dir.to_path_buf() });
-        };
-        Self::open_files(&files)
+            let snapshots = reader.into_tensors();
+            for (key, snap) in &snapshots {
+                let entry = TensorEntry {
+                    file: i,
+                    dtype: snap.dtype,
+                    shape: snap.shape.to_vec(),
+                    start: 0,
+                    end: 0,
+                };
+                if tensors.insert(key.clone(), entry).is_some() {
+                    return Err(LlmError::Safetensors {
+                        path: path.clone(),
+                        message: format!("tensor `{key}` appears in more than one file"),
+                    });
+                }
+            }
+            files.push((path.clone(), FileData::Pytorch(snapshots)));
+        }
+        Ok(Self { files, tensors })
+    }
+
+    /// Raw data of one tensor, in the file's dtype.
+    pub fn data(&self, key: &str, entry: &TensorEntry) -> Result<burn::tensor::TensorData, LlmError> {
+        let (path, file) = &self.files[entry.file];
+        match file {
+            FileData::Safetensors(map) => Ok(burn::tensor::TensorData::from_bytes_vec(
+                map[entry.start..entry.end].to_vec(),
+                entry.shape.clone(),
+                entry.dtype,
+            )),
+            FileData::Pytorch(snapshots) => snapshots
+                .get(key)
+                .ok_or_else(|| LlmError::Safetensors {
+                    path: path.clone(),
+                    message: format!("tensor `{key}` vanished"),
+                })?
+                .to_data()
+                .map_err(|e| LlmError::Safetensors {
+                    path: path.clone(),
+                    message: format!("tensor `{key}`: {e:?} (truncated?)"),
+                }),
+        }
     }
 
     /// Opens the given safetensors files; a key present in two files is an error.
@@ -83,7 +149,7 @@ impl Checkpoint {
                     });
                 }
             }
-            files.push((path.clone(), Rc::new(map)));
+            files.push((path.clone(), FileData::Safetensors(Rc::new(map))));
         }
         Ok(Self { files, tensors })
     }
@@ -92,6 +158,21 @@ impl Checkpoint {
     pub fn path_of(&self, entry: &TensorEntry) -> &Path {
         &self.files[entry.file].0
     }
+}
+
+/// Float dtypes always; integer and bool ones only when `any` (weights must be float).
+/// Shard files listed by an index (`weight_map` values), each once, in name order.
+fn shards(index_path: &Path, dir: &Path) -> Result<Vec<PathBuf>, LlmError> {
+    let text = std::fs::read_to_string(index_path).map_err(|source| LlmError::Io {
+        path: index_path.to_path_buf(),
+        source,
+    })?;
+    let index: Index = serde_json::from_str(&text).map_err(|source| LlmError::Json {
+        path: index_path.to_path_buf(),
+        source,
+    })?;
+    let names: BTreeSet<String> = index.weight_map.into_values().collect();
+    Ok(names.into_iter().map(|n| dir.join(n)).collect())
 }
 
 /// Float dtypes always; integer and bool ones only when `any` (weights must be float).

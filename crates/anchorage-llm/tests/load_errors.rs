@@ -85,3 +85,13 @@ fn missing_shard_and_missing_weights_are_named() {
     let err = load(empty.path()).unwrap_err();
     assert!(matches!(err, LlmError::NoWeights { .. }), "{err}");
 }
+
+#[test]
+fn truncated_pytorch_shard_is_named() {
+    let dir = copy_fixture("vicuna_style_bin_f16");
+    let shard = dir.path().join("pytorch_model-00002-of-00002.bin");
+    let bytes = std::fs::read(&shard).unwrap();
+    std::fs::write(&shard, &bytes[..bytes.len() / 2]).unwrap();
+    let err = load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("pytorch_model-00002-of-00002.bin"), "{err}");
+}

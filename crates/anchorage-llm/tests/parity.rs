@@ -11,13 +11,14 @@ use burn::tensor::{DType, TensorData};
 
 type B = burn::backend::Flex;
 
-const MODELS: [&str; 6] = [
+const MODELS: [&str; 7] = [
     "llama_mha",
     "llama_gqa_llama3",
     "llama_mqa_linear_tied",
     "qwen2_tied",
     "llama_bias_headdim_oldrope",
     "qwen2_untied_gqa3_bf16file",
+    "vicuna_style_bin_f16",
 ];
 
 fn fixture(name: &str) -> PathBuf {

@@ -48,6 +48,9 @@ pub enum HubAccess {
 const CONFIG: &str = "config.json";
 const INDEX: &str = "model.safetensors.index.json";
 const SINGLE: &str = "model.safetensors";
+/// Older checkpoints (lmsys/vicuna-7b-v1.5) ship only PyTorch pickles.
+const BIN_INDEX: &str = "pytorch_model.bin.index.json";
+const BIN_SINGLE: &str = "pytorch_model.bin";
 const OPTIONAL: [&str; 3] = ["tokenizer.json", "tokenizer_config.json", "generation_config.json"];
 
 /// Resolves `source.hub` (at `source.revision`, default `main`) to a snapshot folder holding
@@ -75,21 +78,7 @@ pub fn resolve_in_cache(source: &ModelSource, cache: Cache, access: HubAccess) -
         access,
     };
     let config = fetcher.get(CONFIG)?;
-    match fetcher.get(INDEX) {
-        Ok(index) => {
-            for shard in shard_names(&index)? {
-                fetcher.get(&shard)?;
-            }
-        }
-        Err(HubError::NotCached { .. }) if access == HubAccess::Offline => {
-            // No index cached: the model is either unsharded or its index is missing; report
-            // the single file as missing when it is absent too.
-            fetcher.get(SINGLE).map_err(|_| fetcher.missing(&format!("{SINGLE} (or {INDEX})")))?;
-        }
-        Err(_) => {
-            fetcher.get(SINGLE)?;
-        }
-    }
+    fetcher.weights()?;
     for extra in OPTIONAL {
         if fetcher.get(extra).is_err() {
             tracing::debug!(id = %id, file = extra, "optional file not available");
@@ -121,6 +110,32 @@ impl Fetcher<'_> {
             cache: self.cache.path().clone(),
             file: file.to_string(),
         }
+    }
+
+    /// The weights in the first layout available: safetensors index + shards, one safetensors
+    /// file, then the same for PyTorch pickles. A shard listed by an index must be present.
+    fn weights(&self) -> Result<(), HubError> {
+        let mut download_error = None;
+        for (index, single) in [(INDEX, SINGLE), (BIN_INDEX, BIN_SINGLE)] {
+            match self.get(index) {
+                Ok(index) => {
+                    for shard in shard_names(&index)? {
+                        self.get(&shard)?;
+                    }
+                    return Ok(());
+                }
+                Err(e @ HubError::Download { .. }) => download_error = download_error.or(Some(e)),
+                Err(_) => {}
+            }
+            match self.get(single) {
+                Ok(_) => return Ok(()),
+                Err(e @ HubError::Download { .. }) => download_error = download_error.or(Some(e)),
+                Err(_) => {}
+            }
+        }
+        Err(download_error.unwrap_or_else(|| {
+            self.missing(&format!("the weights ({INDEX}, {SINGLE}, {BIN_INDEX} or {BIN_SINGLE})"))
+        }))
     }
 
     /// The cached file, else (when allowed) a download into the cache.
@@ -209,6 +224,28 @@ mod tests {
         let root = fake_cache(&[("config.json", "{}"), ("model.safetensors", "")]);
         let dir = resolve_in_cache(&source(None), Cache::new(root.path().into()), HubAccess::Offline).unwrap();
         assert!(dir.join("model.safetensors").exists());
+    }
+
+    #[test]
+    fn finds_a_pytorch_bin_only_model() {
+        let index = r#"{"weight_map": {"a": "pytorch_model-00001-of-00002.bin", "b": "pytorch_model-00002-of-00002.bin"}}"#;
+        let root = fake_cache(&[
+            ("config.json", "{}"),
+            ("pytorch_model.bin.index.json", index),
+            ("pytorch_model-00001-of-00002.bin", ""),
+            ("pytorch_model-00002-of-00002.bin", ""),
+        ]);
+        let dir = resolve_in_cache(&source(None), Cache::new(root.path().into()), HubAccess::Offline).unwrap();
+        assert!(dir.join("pytorch_model.bin.index.json").exists());
+    }
+
+    #[test]
+    fn no_weights_at_all_is_a_miss() {
+        let root = fake_cache(&[("config.json", "{}")]);
+        let err = resolve_in_cache(&source(None), Cache::new(root.path().into()), HubAccess::Offline)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("the weights") && err.contains("huggingface-cli download"), "{err}");
     }
 
     #[test]
