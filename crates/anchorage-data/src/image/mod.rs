@@ -11,5 +11,5 @@ pub use processor::{
     center_crop, expand2square, load_pixel_values, preprocess_rgb, resize_output_size,
     ClipImageProcessor, PixelValues, CLIP_MEAN, CLIP_STD,
 };
-pub use resample::resize_bicubic;
+pub use resample::{resize_bicubic, resize_bicubic_region};
 pub use write::{read_f32_tensor, tensor_names, write_pixel_values};

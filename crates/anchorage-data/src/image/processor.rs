@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{decode_rgb, resize_bicubic, Rgb8Image};
+use super::{decode_rgb, resize_bicubic, resize_bicubic_region, Rgb8Image};
 use crate::{Aspect, DataError};
 
 /// OpenAI CLIP's per-channel mean (`OPENAI_CLIP_MEAN` in transformers).
@@ -207,8 +207,13 @@ impl ClipImageProcessor {
             None => img,
         };
         let (w, h) = resize_output_size(img.width, img.height, self.shortest_edge as usize);
-        let resized = resize_bicubic(img, w, h);
-        let cropped = center_crop(&resized, self.crop as usize);
+        let crop = self.crop as usize;
+        let cropped = if w >= crop && h >= crop {
+            // Resize only the window the centre crop keeps (bit-identical, less work).
+            resize_bicubic_region(img, w, h, (w - crop) / 2, (h - crop) / 2, crop, crop)
+        } else {
+            center_crop(&resize_bicubic(img, w, h), crop)
+        };
         self.normalize(&cropped)
     }
 

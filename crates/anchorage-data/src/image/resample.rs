@@ -95,34 +95,73 @@ const HALF: i32 = 1 << (PRECISION_BITS - 1);
 /// Resizes an RGB image to `out_w × out_h` exactly as Pillow's `Image.resize((out_w, out_h),
 /// Image.BICUBIC)` does for mode `RGB`. A same-size resize is a copy, as in Pillow.
 pub fn resize_bicubic(img: &Rgb8Image, out_w: usize, out_h: usize) -> Rgb8Image {
+    resize_bicubic_region(img, out_w, out_h, 0, 0, out_w, out_h)
+}
+
+/// The `cw × ch` window at `(x0, y0)` of [`resize_bicubic`]`(img, out_w, out_h)`, computing only
+/// that window (each output pixel depends only on its own row and column coefficients, so the
+/// window is bit-identical to cropping the full resize). `CLIPImageProcessor`'s centre crop uses
+/// this to skip the columns or rows it would throw away.
+pub fn resize_bicubic_region(
+    img: &Rgb8Image,
+    out_w: usize,
+    out_h: usize,
+    x0: usize,
+    y0: usize,
+    cw: usize,
+    ch: usize,
+) -> Rgb8Image {
     let (in_w, in_h) = (img.width, img.height);
+    debug_assert!(x0 + cw <= out_w && y0 + ch <= out_h);
+    if cw == 0 || ch == 0 {
+        return Rgb8Image::new(cw, ch, Vec::new());
+    }
     let need_h = out_w != in_w;
     let need_v = out_h != in_h;
-    if out_w == 0 || out_h == 0 {
-        return Rgb8Image::new(out_w, out_h, Vec::new());
-    }
-    let vert = precompute(in_h, out_h);
+    // Identity coefficients stand in for a pass Pillow skips: one tap of weight 1.
+    let vert = if need_v { precompute(in_h, out_h).window(y0, ch) } else { Coeffs::identity(y0, ch) };
+    let horiz = if need_h { precompute(in_w, out_w).window(x0, cw) } else { Coeffs::identity(x0, cw) };
     if need_h && need_v && vertical_first(in_w, in_h, out_w, out_h) {
-        let tall = vertical(img, &vert, 0, out_h);
-        let horiz = precompute(in_w, out_w);
-        return horizontal(&tall, &horiz, 0, out_h, out_w);
+        let (c0, c1) = horiz.span();
+        let tall = vertical(img, &vert, 0, c0, c1);
+        return horizontal(&tall, &horiz, c0, 0, ch);
     }
-    let mut current: Option<Rgb8Image> = None;
-    let mut row_offset = 0;
-    if need_h {
-        // Only the source rows that some output row reads.
-        let first = vert.bounds[0].0;
-        let (lmin, lcount) = vert.bounds[out_h - 1];
-        let last = lmin + lcount;
-        let horiz = precompute(in_w, out_w);
-        current = Some(horizontal(img, &horiz, first, last, out_w));
-        row_offset = first;
+    if !need_h {
+        return vertical(img, &vert, 0, x0, x0 + cw);
     }
-    if need_v {
-        let src = current.as_ref().unwrap_or(img);
-        return vertical(src, &vert, row_offset, out_h);
+    let (r0, r1) = vert.span();
+    let wide = horizontal(img, &horiz, 0, r0, r1);
+    if !need_v {
+        return wide;
     }
-    current.unwrap_or_else(|| img.clone())
+    vertical(&wide, &vert, r0, 0, cw)
+}
+
+impl Coeffs {
+    /// The coefficients of outputs `start..start + len`.
+    fn window(self, start: usize, len: usize) -> Coeffs {
+        Coeffs {
+            ksize: self.ksize,
+            bounds: self.bounds[start..start + len].to_vec(),
+            weights: self.weights[start * self.ksize..(start + len) * self.ksize].to_vec(),
+        }
+    }
+
+    /// Output `i` reads input `start + i` with weight 1 (exact: `(v << 22 + half) >> 22 == v`).
+    fn identity(start: usize, len: usize) -> Coeffs {
+        Coeffs {
+            ksize: 1,
+            bounds: (0..len).map(|i| (start + i, 1)).collect(),
+            weights: vec![1 << PRECISION_BITS; len],
+        }
+    }
+
+    /// The input range `[first, last)` the outputs read (bounds grow monotonically).
+    fn span(&self) -> (usize, usize) {
+        let first = self.bounds.first().map_or(0, |b| b.0);
+        let last = self.bounds.iter().map(|b| b.0 + b.1).max().unwrap_or(first);
+        (first, last)
+    }
 }
 
 /// Pillow 13's choice of pass order: vertical first iff the height shrinks by more than twice
@@ -133,43 +172,51 @@ fn vertical_first(in_w: usize, in_h: usize, out_w: usize, out_h: usize) -> bool 
     out_h < in_h && dh > 2 * dw
 }
 
-fn horizontal(img: &Rgb8Image, c: &Coeffs, first: usize, last: usize, out_w: usize) -> Rgb8Image {
-    let rows = last - first;
+/// Horizontal pass over source rows `r0..r1` of `img`, whose first column is input column
+/// `col_offset`. Pixels are widened to four i32 lanes so that the multiply-adds vectorise.
+fn horizontal(img: &Rgb8Image, c: &Coeffs, col_offset: usize, r0: usize, r1: usize) -> Rgb8Image {
+    let out_w = c.bounds.len();
+    let rows = r1 - r0;
     let mut out = vec![0u8; rows * out_w * 3];
     let in_stride = img.width * 3;
+    let mut wide: Vec<[i32; 4]> = vec![[0; 4]; img.width];
     for (y, out_row) in out.chunks_exact_mut(out_w * 3).enumerate() {
-        let src = &img.data[(y + first) * in_stride..(y + first + 1) * in_stride];
+        let src = &img.data[(y + r0) * in_stride..(y + r0 + 1) * in_stride];
+        for (w, p) in wide.iter_mut().zip(src.chunks_exact(3)) {
+            *w = [p[0] as i32, p[1] as i32, p[2] as i32, 0];
+        }
         for (xx, px) in out_row.chunks_exact_mut(3).enumerate() {
             let (xmin, n) = c.bounds[xx];
             let k = &c.weights[xx * c.ksize..xx * c.ksize + n];
-            let s = &src[xmin * 3..(xmin + n) * 3];
-            let (mut s0, mut s1, mut s2) = (HALF, HALF, HALF);
-            for (p, &w) in s.chunks_exact(3).zip(k) {
-                s0 += p[0] as i32 * w;
-                s1 += p[1] as i32 * w;
-                s2 += p[2] as i32 * w;
+            let s = &wide[xmin - col_offset..xmin - col_offset + n];
+            let mut acc = [HALF; 4];
+            for (p, &w) in s.iter().zip(k) {
+                for l in 0..4 {
+                    acc[l] += p[l] * w;
+                }
             }
-            px[0] = clip8(s0);
-            px[1] = clip8(s1);
-            px[2] = clip8(s2);
+            px[0] = clip8(acc[0]);
+            px[1] = clip8(acc[1]);
+            px[2] = clip8(acc[2]);
         }
     }
     Rgb8Image::new(out_w, rows, out)
 }
 
-/// `row_offset` is the first source row held by `img` (non-zero after a horizontal pass that kept
-/// only the rows the vertical pass reads).
-fn vertical(img: &Rgb8Image, c: &Coeffs, row_offset: usize, out_h: usize) -> Rgb8Image {
-    let w3 = img.width * 3;
+/// Vertical pass over columns `c0..c1` of `img`, whose first row is input row `row_offset`.
+fn vertical(img: &Rgb8Image, c: &Coeffs, row_offset: usize, c0: usize, c1: usize) -> Rgb8Image {
+    let stride = img.width * 3;
+    let w3 = (c1 - c0) * 3;
+    let out_h = c.bounds.len();
     let mut out = vec![0u8; out_h * w3];
     let mut acc = vec![0i32; w3];
-    for (yy, out_row) in out.chunks_exact_mut(w3).enumerate() {
+    for (yy, out_row) in out.chunks_exact_mut(w3.max(1)).enumerate().take(out_h) {
         let (ymin, n) = c.bounds[yy];
         let k = &c.weights[yy * c.ksize..yy * c.ksize + n];
         acc.fill(HALF);
         for (j, &w) in k.iter().enumerate() {
             let y = ymin + j - row_offset;
-            let src = &img.data[y * w3..(y + 1) * w3];
+            let src = &img.data[y * stride + c0 * 3..y * stride + c1 * 3];
             for (a, &p) in acc.iter_mut().zip(src) {
                 *a += p as i32 * w;
             }
@@ -178,7 +225,7 @@ fn vertical(img: &Rgb8Image, c: &Coeffs, row_offset: usize, out_h: usize) -> Rgb
             *o = clip8(a);
         }
     }
-    Rgb8Image::new(img.width, out_h, out)
+    Rgb8Image::new(c1 - c0, out_h, out)
 }
 
 #[cfg(test)]
@@ -193,6 +240,22 @@ mod tests {
             }
         }
         Rgb8Image::new(w, h, data)
+    }
+
+    #[test]
+    fn regions_equal_crops_of_the_full_resize() {
+        let img = gradient(61, 47);
+        for (w, h) in [(40, 30), (13, 47), (61, 20), (90, 70), (16, 35), (61, 47)] {
+            let full = resize_bicubic(&img, w, h);
+            for (x0, y0, cw, ch) in [(0, 0, w, h), (w / 4, h / 3, w / 2, h / 2), (w - 1, h - 1, 1, 1)] {
+                let r = resize_bicubic_region(&img, w, h, x0, y0, cw, ch);
+                let mut want = Vec::new();
+                for y in y0..y0 + ch {
+                    want.extend_from_slice(&full.data[(y * w + x0) * 3..(y * w + x0 + cw) * 3]);
+                }
+                assert_eq!(r.data, want, "{w}x{h} window {x0},{y0} {cw}x{ch}");
+            }
+        }
     }
 
     #[test]
