@@ -161,3 +161,60 @@ fn c_abstractor_drops_a_leading_cls_token_like_acformers_variant() {
     let got = c.forward(with_cls, None).unwrap();
     assert!(max_abs_diff(&got.into_data(), want.get("output").unwrap()) < 1e-4);
 }
+
+/// Gradients of every parameter, in upstream layout under the file's names.
+struct GradExporter<'a> {
+    grads: &'a <burn::backend::Autodiff<Flex> as burn::tensor::backend::AutodiffBackend>::Gradients,
+    naming: anchorage_connectors::weights::Naming,
+    out: Vec<(String, Option<TensorData>)>,
+}
+
+impl anchorage_connectors::weights::WeightIo<burn::backend::Autodiff<Flex>> for GradExporter<'_> {
+    fn tensor<const D: usize>(
+        &mut self,
+        key: &str,
+        param: &mut burn::module::Param<Tensor<burn::backend::Autodiff<Flex>, D>>,
+        transpose: bool,
+    ) -> anchorage_connectors::Result<()> {
+        let g = param.val().grad(self.grads).map(|g| if transpose { g.transpose() } else { g }.into_data());
+        self.out.push((self.naming.key(key), g));
+        Ok(())
+    }
+}
+
+#[test]
+fn gradients_match_pytorch_for_every_parameter() {
+    type A = burn::backend::Autodiff<Flex>;
+    let dev = Default::default();
+    let dir = fixtures();
+    for (name, config) in cases() {
+        let want = TensorFile::read(&dir.join(format!("{name}.output.safetensors"))).unwrap();
+        let Some(g_out) = want.tensors.get("grad_output") else { continue };
+        let file = TensorFile::read(&dir.join(format!("{name}.weights.safetensors"))).unwrap();
+        let mut c = config.init::<A>(&dev).unwrap();
+        let naming = c.detect_naming(&file, &config.namings()).unwrap();
+        let c = c.load_with(&file, naming.clone(), &dev).unwrap();
+        let inputs = TensorFile::read(&dir.join(format!("{name}.inputs.safetensors"))).unwrap();
+        let t = |k: &str| inputs.tensors.get(k).map(|d| Tensor::<A, 3>::from_data(d.clone(), &dev));
+        let out = c.forward(t("features").unwrap(), t("cls_attention")).unwrap();
+        let g = Tensor::<A, 3>::from_data(g_out.clone(), &dev);
+        let grads = (out * g).sum().backward();
+        let mut exporter = GradExporter { grads: &grads, naming, out: Vec::new() };
+        let mut c = c;
+        c.visit_weights(&mut exporter).unwrap();
+        let mut compared = 0;
+        for (key, got) in exporter.out {
+            match (got, want.tensors.get(&format!("grad.{key}"))) {
+                (Some(got), Some(w)) => {
+                    let scale = w.to_vec::<f32>().unwrap().iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                    let diff = max_abs_diff(&got, w);
+                    assert!(diff <= 1e-4 * scale, "{name} {key}: max |diff| {diff} (scale {scale})");
+                    compared += 1;
+                }
+                (None, None) => {} // AcFormer's unused latents: no gradient on either side
+                (got, w) => panic!("{name} {key}: gradient present here {} / in PyTorch {}", got.is_some(), w.is_some()),
+            }
+        }
+        assert!(compared > 0, "{name}");
+    }
+}
