@@ -99,7 +99,11 @@ impl<B: Backend> LayerHooks<B> for FastVHooks {
                 });
                 self.pending = Some(keep);
             }
-            Err(e) => self.error = Some(e),
+            Err(e) => {
+                // Boxed hooks cannot be asked; say it here too.
+                tracing::warn!(layer, error = %e, "compression skipped: the forward runs uncompressed from here");
+                self.error = Some(e);
+            }
         }
     }
 

@@ -32,8 +32,9 @@ fn pruned_and_restricted_runs_match_transformers() {
     let ids = ints(&refs["ids"]);
     let start = ints(&refs["image_start"])[0] as usize;
     let n = ints(&refs["image_len"])[0] as usize;
-    let embeds = llm.embed_checked(&[ids.clone()], &device).unwrap();
-    let input = || LlmInput::padded(embeds.clone(), &[ids.len()], vec![start..start + n]);
+    let embeds = llm.embed_checked(std::slice::from_ref(&ids), &device).unwrap();
+    let spans: Vec<_> = std::iter::once(start..start + n).collect();
+    let input = || LlmInput::padded(embeds.clone(), &[ids.len()], spans.clone());
 
     let cases = [
         ("none", CompressionPolicy::None, None),
