@@ -313,3 +313,38 @@ fn gradients_flow_through_kept_keys_only() {
         assert_eq!(norm(dropped), 0.0, "dropped image token {dropped}");
     }
 }
+
+/// Generation with a K/V-restricting hook (ACT-IN-LLM-like) equals re-running the full forward
+/// with the same hook on the growing sequence: the cache keeps exactly the restricted keys and the
+/// decoded tokens (text) stay visible.
+#[test]
+fn restricted_generation_equals_restricted_forward_on_the_grown_sequence() {
+    let (llm, embeds, device) = model();
+    let one = embeds.slice([0..1, 0..LEN, 0..64]);
+    let keep_image = || RestrictKv {
+        layer: 1,
+        keep_image: [vec![4, 7], vec![]],
+    };
+    let options = GenerateOptions {
+        max_new_tokens: 3,
+        stop_tokens: vec![],
+    };
+    let input = |e: Tensor<B, 3>| {
+        let n = e.dims()[1];
+        LlmInput::padded(e, &[n], std::iter::once(3..9).collect())
+    };
+    let mut cache = KvCache::new(3);
+    let generated = llm.generate(input(one.clone()), &mut keep_image(), &mut cache, &options).unwrap();
+    // layer 1 stored only text + 2 image keys (14 - 6 + 2 = 10) plus the 2 decoded steps
+    assert_eq!(cache.lengths(), vec![LEN + 2, 10 + 2, LEN + 2]);
+    let mut grown = one;
+    for &token in &generated[0] {
+        let out = llm.forward_embeds(input(grown.clone()), &mut keep_image()).unwrap();
+        let n = grown.dims()[1];
+        let last = llm.logits(out.hidden.slice([0..1, n - 1..n, 0..64]));
+        let argmax = last.argmax(2).into_data().convert::<i64>().to_vec::<i64>().unwrap()[0];
+        assert_eq!(argmax as u32, token);
+        let next = llm.embed(Tensor::<B, 2, Int>::from_data(TensorData::new(vec![token as i64], [1, 1]), &device));
+        grown = Tensor::cat(vec![grown, next], 1);
+    }
+}
