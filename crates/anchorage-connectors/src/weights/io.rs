@@ -116,10 +116,9 @@ impl<B: Backend> WeightIo<B> for Loader<'_, B> {
         if transpose {
             t = t.transpose();
         }
-        *param = param.clone().map(|old| {
-            let rg = old.is_require_grad();
-            t.set_require_grad(rg)
-        });
+        // Replace without initialising the old value (a lazy random init of every parameter would
+        // cost seconds at 84M parameters); loaded connector weights are trainable.
+        *param = Param::initialized(param.id, t.require_grad());
         self.used.insert(file_key);
         Ok(())
     }
@@ -140,7 +139,7 @@ impl<B: Backend> Loader<'_, B> {
             }
             Some(data) if data.shape.len() == 2 && data.shape[1] == width => {
                 let t = Tensor::<B, 2>::from_data(data.clone().convert::<f32>(), &self.device);
-                *param = Param::from_tensor(t);
+                *param = Param::initialized(param.id, t.require_grad());
                 self.used.insert(file_key);
                 Ok(())
             }
