@@ -27,7 +27,11 @@ fn inspect(model: &Path, image: &Path, aspect: &str, out: &Path) -> Output {
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 fn read(path: &Path) -> BTreeMap<String, TensorData> {
@@ -38,13 +42,21 @@ fn max_diff(a: &TensorData, b: &TensorData) -> f32 {
     assert_eq!(a.shape, b.shape);
     let a = a.clone().convert::<f32>().to_vec::<f32>().unwrap();
     let b = b.clone().convert::<f32>().to_vec::<f32>().unwrap();
-    a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn check_against_transformers(aspect: &str) {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("out.safetensors");
-    let out = inspect(&fixtures().join("plain"), &fixtures().join("image.png"), aspect, &out_path);
+    let out = inspect(
+        &fixtures().join("plain"),
+        &fixtures().join("image.png"),
+        aspect,
+        &out_path,
+    );
     assert!(out.status.success(), "{}", text(&out));
     let ours = read(&out_path);
     let theirs = read(&fixtures().join(format!("plain/inspect_{aspect}.safetensors")));
@@ -80,7 +92,12 @@ fn pad_matches_transformers() {
 fn full_clip_model_without_preprocessor_config_uses_its_image_size() {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("out.safetensors");
-    let out = inspect(&fixtures().join("clip_full"), &fixtures().join("image.png"), "pad", &out_path);
+    let out = inspect(
+        &fixtures().join("clip_full"),
+        &fixtures().join("image.png"),
+        "pad",
+        &out_path,
+    );
     assert!(out.status.success(), "{}", text(&out));
     let ours = read(&out_path);
     // image 24, patch 6: 16 patches + CLS; width 16; 2 heads; 2 layers
@@ -100,18 +117,34 @@ fn bad_inputs_fail_with_a_message_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model");
     std::fs::create_dir(&model).unwrap();
-    std::fs::copy(fixtures().join("plain/config.json"), model.join("config.json")).unwrap();
+    std::fs::copy(
+        fixtures().join("plain/config.json"),
+        model.join("config.json"),
+    )
+    .unwrap();
     let weights = std::fs::read(fixtures().join("plain/model.safetensors")).unwrap();
-    std::fs::write(model.join("model.safetensors"), &weights[..weights.len() / 3]).unwrap();
+    std::fs::write(
+        model.join("model.safetensors"),
+        &weights[..weights.len() / 3],
+    )
+    .unwrap();
     let out_path = dir.path().join("out.safetensors");
     let out = inspect(&model, &fixtures().join("image.png"), "square", &out_path);
     let t = text(&out);
     assert!(!out.status.success());
-    assert!(t.contains("model.safetensors") && t.contains("truncated"), "{t}");
+    assert!(
+        t.contains("model.safetensors") && t.contains("truncated"),
+        "{t}"
+    );
     assert!(!t.contains("panicked"), "{t}");
     assert!(!out_path.exists());
 
-    let out = inspect(&fixtures().join("plain"), &dir.path().join("nope.png"), "square", &out_path);
+    let out = inspect(
+        &fixtures().join("plain"),
+        &dir.path().join("nope.png"),
+        "square",
+        &out_path,
+    );
     let t = text(&out);
     assert!(!out.status.success());
     assert!(t.contains("nope.png"), "{t}");

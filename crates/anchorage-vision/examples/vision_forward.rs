@@ -37,7 +37,8 @@ fn main() {
         model = model.map(&mut Cast(FloatDType::BF16));
     }
     let s = config.image_size;
-    let pixels: Tensor<B, 4> = Tensor::random([batch, 3, s, s], Distribution::Normal(0.0, 1.0), &device);
+    let pixels: Tensor<B, 4> =
+        Tensor::random([batch, 3, s, s], Distribution::Normal(0.0, 1.0), &device);
     let request = VisionRequest::select(-1);
     let run = || {
         let out = model.forward(pixels.clone(), &request).expect("forward");

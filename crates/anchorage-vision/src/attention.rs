@@ -54,9 +54,12 @@ impl<B: Backend> ClipAttention<B> {
         let v = heads(self.v_proj.forward(x));
 
         let cls = cls_row.then(|| {
-            let q0 = q.clone().slice([0..b, 0..h, 0..1, 0..hd]).cast(FloatDType::F32);
-            let scores = q0.matmul(k.clone().cast(FloatDType::F32).swap_dims(2, 3))
-                * (hd as f64).powf(-0.5); // [B, H, 1, T]
+            let q0 = q
+                .clone()
+                .slice([0..b, 0..h, 0..1, 0..hd])
+                .cast(FloatDType::F32);
+            let scores =
+                q0.matmul(k.clone().cast(FloatDType::F32).swap_dims(2, 3)) * (hd as f64).powf(-0.5); // [B, H, 1, T]
             softmax(scores, 3).reshape([b, h, t])
         });
 

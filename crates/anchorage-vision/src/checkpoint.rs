@@ -42,8 +42,11 @@ pub fn read_header(path: &Path) -> Result<BTreeMap<String, TensorInfo>> {
     let mut file = std::fs::File::open(path).map_err(io)?;
     let file_len = file.metadata().map_err(io)?.len();
     let mut prefix = [0u8; 8];
-    file.read_exact(&mut prefix)
-        .map_err(|_| bad(format!("{file_len} bytes, shorter than the 8-byte header length")))?;
+    file.read_exact(&mut prefix).map_err(|_| {
+        bad(format!(
+            "{file_len} bytes, shorter than the 8-byte header length"
+        ))
+    })?;
     let header_len = u64::from_le_bytes(prefix);
     if header_len > MAX_HEADER || 8 + header_len > file_len {
         return Err(bad(format!(
@@ -99,10 +102,11 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
             path: index.clone(),
             source,
         })?;
-        let parsed: ShardIndex = serde_json::from_str(&text).map_err(|e| VisionError::Safetensors {
-            path: index.clone(),
-            reason: format!("not a shard index: {e}"),
-        })?;
+        let parsed: ShardIndex =
+            serde_json::from_str(&text).map_err(|e| VisionError::Safetensors {
+                path: index.clone(),
+                reason: format!("not a shard index: {e}"),
+            })?;
         let mut files: Vec<PathBuf> = parsed.weight_map.values().map(|f| dir.join(f)).collect();
         files.sort();
         files.dedup();

@@ -32,10 +32,16 @@ impl<B: Backend> ClipVisionEmbeddings<B> {
         let patch_embedding = Conv2dConfig::new([config.num_channels, d], [p, p])
             .with_stride([p, p])
             .with_bias(false)
-            .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
+            .with_initializer(Initializer::Normal {
+                mean: 0.0,
+                std: 0.02,
+            })
             .init(device);
         let position_embedding = EmbeddingConfig::new(config.num_tokens(), d)
-            .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
+            .with_initializer(Initializer::Normal {
+                mean: 0.0,
+                std: 0.02,
+            })
             .init(device);
         Self {
             class_embedding,

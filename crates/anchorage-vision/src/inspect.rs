@@ -24,7 +24,13 @@ pub fn inspect_tensors<B: Backend>(
     let n = model.num_layers();
     let mut request = VisionRequest::select(-1).with_all_hidden_states();
     request.cls_attention_layers = (0..n).collect();
-    let f32_data = |t: TensorData| if t.dtype == DType::F32 { t } else { t.convert::<f32>() };
+    let f32_data = |t: TensorData| {
+        if t.dtype == DType::F32 {
+            t
+        } else {
+            t.convert::<f32>()
+        }
+    };
 
     let mut out = vec![("pixel_values".to_string(), f32_data(pixel_values.to_data()))];
     let result = model.forward(pixel_values, &request)?;

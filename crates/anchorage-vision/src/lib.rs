@@ -25,17 +25,18 @@ mod tensors_io;
 mod wire;
 
 pub use attention::ClipAttention;
+pub use checkpoint::{read_checkpoint_index, read_header, weight_files, TensorInfo};
 pub use config::{ClipVisionConfig, HiddenAct};
 pub use embeddings::ClipVisionEmbeddings;
 pub use error::{Result, VisionError};
 pub use inspect::{inspect_tensors, LLAVA_SELECT_LAYER};
-pub use checkpoint::{read_checkpoint_index, read_header, weight_files, TensorInfo};
 pub use layer::{ClipEncoderLayer, ClipMlp};
 pub use load::{
-    expected_tensors, load_clip_vision, load_clip_vision_with, LoadOptions, KEY_RULES, VISION_PREFIX,
+    expected_tensors, load_clip_vision, load_clip_vision_with, LoadOptions, KEY_RULES,
+    VISION_PREFIX,
 };
 pub use model::{
     select_features, ClipEncoder, ClipVisionModel, FeatureSelect, VisionOutput, VisionRequest,
 };
-pub use wire::{read_config, read_config_json, WireConfig, WireVisionConfig};
 pub use tensors_io::{read_safetensors, write_safetensors};
+pub use wire::{read_config, read_config_json, WireConfig, WireVisionConfig};

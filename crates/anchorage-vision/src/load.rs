@@ -126,7 +126,10 @@ fn verify(
             .next()
             .map(|i| i.file.clone())
             .unwrap_or_else(|| dir.to_path_buf());
-        return Err(VisionError::MissingTensors { path, keys: missing });
+        return Err(VisionError::MissingTensors {
+            path,
+            keys: missing,
+        });
     }
     Ok((prefix, patch_dtype))
 }
@@ -177,7 +180,9 @@ pub fn load_clip_vision_with<B: Backend>(
         for (from, to) in KEY_RULES {
             store = store.with_key_remapping(*from, *to);
         }
-        let result = model.load_from(&mut store).map_err(|e| apply_error(file, e.to_string()))?;
+        let result = model
+            .load_from(&mut store)
+            .map_err(|e| apply_error(file, e.to_string()))?;
         if let Some(err) = result.errors.first() {
             return Err(apply_error(file, err.to_string()));
         }

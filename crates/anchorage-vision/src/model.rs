@@ -125,7 +125,11 @@ impl<B: Backend> ClipVisionModel<B> {
     /// Resolves a transformers `hidden_states` index (negative from the end) to `0..=L`.
     pub fn resolve_select_layer(&self, select_layer: i64) -> Result<usize> {
         let n = self.num_layers() as i64;
-        let index = if select_layer < 0 { n + 1 + select_layer } else { select_layer };
+        let index = if select_layer < 0 {
+            n + 1 + select_layer
+        } else {
+            select_layer
+        };
         if (0..=n).contains(&index) {
             Ok(index as usize)
         } else {
@@ -144,7 +148,11 @@ impl<B: Backend> ClipVisionModel<B> {
     /// `pixel_values [B, C, S, S]` (any float dtype; cast to the weights' dtype) ->
     /// `selected [B, T, D]`, `hidden_states[i] [B, T, D]`, `cls_attention[j] [B, H, T]`
     /// with `T = (S/P)² + 1`.
-    pub fn forward(&self, pixel_values: Tensor<B, 4>, request: &VisionRequest) -> Result<VisionOutput<B>> {
+    pub fn forward(
+        &self,
+        pixel_values: Tensor<B, 4>,
+        request: &VisionRequest,
+    ) -> Result<VisionOutput<B>> {
         let [_, c, h, w] = pixel_values.dims();
         let expected_c = self.embeddings.patch_embedding.weight.dims()[1];
         if c != expected_c || h != self.image_size || w != self.image_size {
@@ -161,10 +169,17 @@ impl<B: Backend> ClipVisionModel<B> {
                 "cls attention layer {bad} is out of range (0-based, the tower has {n} layers)"
             )));
         }
-        let deepest_attention = request.cls_attention_layers.iter().map(|&l| l + 1).max().unwrap_or(0);
+        let deepest_attention = request
+            .cls_attention_layers
+            .iter()
+            .map(|&l| l + 1)
+            .max()
+            .unwrap_or(0);
         let run = select.max(deepest_attention);
 
-        let mut x = self.pre_layrnorm.forward(self.embeddings.forward(pixel_values));
+        let mut x = self
+            .pre_layrnorm
+            .forward(self.embeddings.forward(pixel_values));
         let mut hidden_states = Vec::new();
         let mut selected = None;
         let mut cls_attention = Vec::new();
@@ -191,7 +206,8 @@ impl<B: Backend> ClipVisionModel<B> {
             .iter()
             .filter_map(|l| cls_attention.iter().find(|(i, _)| i == l).cloned())
             .collect();
-        let selected = selected.ok_or_else(|| VisionError::Request("select layer was not reached".into()))?;
+        let selected =
+            selected.ok_or_else(|| VisionError::Request("select layer was not reached".into()))?;
         Ok(VisionOutput {
             selected,
             hidden_states,
@@ -204,8 +220,14 @@ impl<B: Backend> ClipVisionModel<B> {
     ///
     /// # Shapes
     /// `[B, C, S, S] -> [B, T, D]`
-    pub fn hidden_state(&self, pixel_values: Tensor<B, 4>, select_layer: i64) -> Result<Tensor<B, 3>> {
-        Ok(self.forward(pixel_values, &VisionRequest::select(select_layer))?.selected)
+    pub fn hidden_state(
+        &self,
+        pixel_values: Tensor<B, 4>,
+        select_layer: i64,
+    ) -> Result<Tensor<B, 3>> {
+        Ok(self
+            .forward(pixel_values, &VisionRequest::select(select_layer))?
+            .selected)
     }
 
     /// LLaVA's image features: `hidden_states[select_layer]`, CLS dropped for [`FeatureSelect::Patch`].
@@ -261,9 +283,15 @@ mod tests {
         let device = Default::default();
         let config = ClipVisionConfig::tiny();
         let model = config.init::<B>(&device);
-        let x: Tensor<B, 4> = Tensor::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+        let x: Tensor<B, 4> =
+            Tensor::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
         let out = model
-            .forward(x.clone(), &VisionRequest::select(-2).with_cls_attention(2).with_all_hidden_states())
+            .forward(
+                x.clone(),
+                &VisionRequest::select(-2)
+                    .with_cls_attention(2)
+                    .with_all_hidden_states(),
+            )
             .unwrap();
         assert_eq!(out.selected.dims(), [2, 65, 64]);
         assert_eq!(out.layers_run, 3, "hidden_states[-2] of 4 layers needs 3");
@@ -271,7 +299,12 @@ mod tests {
         let (layer, probs) = &out.cls_attention[0];
         assert_eq!(*layer, 2);
         assert_eq!(probs.dims(), [2, 4, 65]);
-        let sums = probs.clone().sum_dim(2).into_data().to_vec::<f32>().unwrap();
+        let sums = probs
+            .clone()
+            .sum_dim(2)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
         assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{sums:?}");
         // a CLS row past the select layer extends the run but not the selected state
         let out2 = model
@@ -281,8 +314,20 @@ mod tests {
         let h1 = model.hidden_state(x.clone(), 1).unwrap();
         let d: f32 = (out2.selected - h1).abs().max().into_scalar();
         assert_eq!(d, 0.0);
-        assert_eq!(model.features(x.clone(), -2, FeatureSelect::Patch).unwrap().dims(), [2, 64, 64]);
-        assert_eq!(model.features(x.clone(), -2, FeatureSelect::ClsPatch).unwrap().dims(), [2, 65, 64]);
+        assert_eq!(
+            model
+                .features(x.clone(), -2, FeatureSelect::Patch)
+                .unwrap()
+                .dims(),
+            [2, 64, 64]
+        );
+        assert_eq!(
+            model
+                .features(x.clone(), -2, FeatureSelect::ClsPatch)
+                .unwrap()
+                .dims(),
+            [2, 65, 64]
+        );
         assert_eq!(model.pooled(x).unwrap().dims(), [2, 64]);
     }
 
@@ -290,12 +335,20 @@ mod tests {
     fn runs_on_autodiff_and_frozen_tower_is_differentiable_wrt_input() {
         type A = Autodiff<Flex>;
         let device = Default::default();
-        let model = ClipVisionConfig::new(16, 8, 16, 32, 2, 2).init::<A>(&device).no_grad();
+        let model = ClipVisionConfig::new(16, 8, 16, 32, 2, 2)
+            .init::<A>(&device)
+            .no_grad();
         let x: Tensor<A, 4> =
             Tensor::random([1, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device).require_grad();
         let y = model.hidden_state(x.clone(), -1).unwrap().sum();
         let grads = y.backward();
         assert!(x.grad(&grads).is_some());
-        assert!(model.embeddings.patch_embedding.weight.val().grad(&grads).is_none());
+        assert!(model
+            .embeddings
+            .patch_embedding
+            .weight
+            .val()
+            .grad(&grads)
+            .is_none());
     }
 }

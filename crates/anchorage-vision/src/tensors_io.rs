@@ -42,7 +42,8 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, TensorData)]) -> Resul
     };
     let mut views = Vec::with_capacity(tensors.len());
     for (name, data) in tensors {
-        let dtype = to_st(data.dtype).ok_or_else(|| bad(format!("{name}: dtype {:?} not writable", data.dtype)))?;
+        let dtype = to_st(data.dtype)
+            .ok_or_else(|| bad(format!("{name}: dtype {:?} not writable", data.dtype)))?;
         let view = TensorView::new(dtype, data.shape.to_vec(), data.as_bytes())
             .map_err(|e| bad(format!("{name}: {e}")))?;
         views.push((name.clone(), view));
@@ -63,7 +64,8 @@ pub fn read_safetensors(path: &Path) -> Result<Vec<(String, TensorData)>> {
     let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
     let mut out = Vec::new();
     for (name, view) in file.tensors() {
-        let dtype = from_st(view.dtype()).ok_or_else(|| bad(format!("{name}: dtype {:?} not readable", view.dtype())))?;
+        let dtype = from_st(view.dtype())
+            .ok_or_else(|| bad(format!("{name}: dtype {:?} not readable", view.dtype())))?;
         out.push((
             name,
             TensorData::from_bytes_vec(view.data().to_vec(), view.shape().to_vec(), dtype),

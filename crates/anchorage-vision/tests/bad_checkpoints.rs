@@ -4,9 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anchorage_vision::{
-    load_clip_vision, read_safetensors, write_safetensors, VisionError,
-};
+use anchorage_vision::{load_clip_vision, read_safetensors, write_safetensors, VisionError};
 use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData};
 
@@ -43,10 +41,15 @@ fn load_err(dir: &Path) -> VisionError {
 #[test]
 fn missing_tensor_is_named() {
     let dir = copy_plain();
-    let file = rewrite(dir.path(), |t| t.retain(|(k, _)| k != "encoder.layers.1.mlp.fc2.bias"));
+    let file = rewrite(dir.path(), |t| {
+        t.retain(|(k, _)| k != "encoder.layers.1.mlp.fc2.bias")
+    });
     let err = load_err(dir.path());
     let msg = err.to_string();
-    assert!(matches!(err, VisionError::MissingTensors { ref keys, .. } if keys == &["encoder.layers.1.mlp.fc2.bias"]), "{msg}");
+    assert!(
+        matches!(err, VisionError::MissingTensors { ref keys, .. } if keys == &["encoder.layers.1.mlp.fc2.bias"]),
+        "{msg}"
+    );
     assert!(msg.contains("encoder.layers.1.mlp.fc2.bias"), "{msg}");
     assert!(msg.contains(&file.display().to_string()), "{msg}");
 }
@@ -75,7 +78,10 @@ fn config_with_more_layers_than_the_file_names_the_missing_layer() {
     )
     .unwrap();
     let msg = load_err(dir.path()).to_string();
-    assert!(msg.contains("encoder.layers.3.self_attn.q_proj.weight"), "{msg}");
+    assert!(
+        msg.contains("encoder.layers.3.self_attn.q_proj.weight"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -92,8 +98,14 @@ fn wrong_shape_names_key_expected_and_found() {
     let err = load_err(dir.path());
     let msg = err.to_string();
     assert!(matches!(err, VisionError::ShapeMismatch { .. }), "{msg}");
-    assert!(msg.contains("encoder.layers.0.self_attn.q_proj.weight"), "{msg}");
-    assert!(msg.contains("expected shape [32, 32], found [32, 31]"), "{msg}");
+    assert!(
+        msg.contains("encoder.layers.0.self_attn.q_proj.weight"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("expected shape [32, 32], found [32, 31]"),
+        "{msg}"
+    );
     assert!(msg.contains(&file.display().to_string()), "{msg}");
 }
 
@@ -108,7 +120,10 @@ fn unsupported_model_type_is_an_error() {
     .unwrap();
     let err = load_err(dir.path());
     let msg = err.to_string();
-    assert!(matches!(err, VisionError::UnsupportedModelType { .. }), "{msg}");
+    assert!(
+        matches!(err, VisionError::UnsupportedModelType { .. }),
+        "{msg}"
+    );
     assert!(msg.contains("siglip_vision_model"), "{msg}");
     assert!(msg.contains("config.json"), "{msg}");
 }
@@ -122,7 +137,10 @@ fn truncated_safetensors_names_the_file() {
         std::fs::write(&file, &bytes[..keep]).unwrap();
         let err = load_err(dir.path());
         let msg = err.to_string();
-        assert!(matches!(err, VisionError::Safetensors { .. }), "{keep}: {msg}");
+        assert!(
+            matches!(err, VisionError::Safetensors { .. }),
+            "{keep}: {msg}"
+        );
         assert!(msg.contains(&file.display().to_string()), "{msg}");
         assert!(msg.contains("truncated"), "{msg}");
     }
@@ -147,7 +165,10 @@ fn integer_weights_are_an_unsupported_dtype() {
         }
     });
     let msg = load_err(dir.path()).to_string();
-    assert!(msg.contains("pre_layrnorm.bias") && msg.contains("I64"), "{msg}");
+    assert!(
+        msg.contains("pre_layrnorm.bias") && msg.contains("I64"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -155,21 +176,34 @@ fn sharded_checkpoint_loads_like_the_single_file() {
     let dir = copy_plain();
     let tensors = read_safetensors(&dir.path().join("model.safetensors")).unwrap();
     std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
-    let (a, b): (Vec<_>, Vec<_>) = tensors.into_iter().partition(|(k, _)| k.contains("layers.0") || k.starts_with("embeddings"));
+    let (a, b): (Vec<_>, Vec<_>) = tensors
+        .into_iter()
+        .partition(|(k, _)| k.contains("layers.0") || k.starts_with("embeddings"));
     let mut map = serde_json::Map::new();
-    for (name, part) in [("model-00001-of-00002.safetensors", &a), ("model-00002-of-00002.safetensors", &b)] {
+    for (name, part) in [
+        ("model-00001-of-00002.safetensors", &a),
+        ("model-00002-of-00002.safetensors", &b),
+    ] {
         write_safetensors(&dir.path().join(name), part).unwrap();
         for (k, _) in part.iter() {
             map.insert(k.clone(), serde_json::Value::String(name.to_string()));
         }
     }
     let index = serde_json::json!({"metadata": {}, "weight_map": map});
-    std::fs::write(dir.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
 
     let device = Default::default();
     let (_, sharded) = load_clip_vision::<B>(dir.path(), &device).unwrap();
     let (_, single) = load_clip_vision::<B>(&plain(), &device).unwrap();
-    let pixels: Tensor<B, 4> = Tensor::random([1, 3, 32, 32], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let pixels: Tensor<B, 4> = Tensor::random(
+        [1, 3, 32, 32],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    );
     let x = sharded.hidden_state(pixels.clone(), -1).unwrap();
     let y = single.hidden_state(pixels, -1).unwrap();
     let diff: f32 = (x - y).abs().max().into_scalar();

@@ -14,7 +14,9 @@ use burn::tensor::{DType, Tensor, TensorData};
 type B = Flex;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/vision").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/vision")
+        .join(name)
 }
 
 fn reference(name: &str) -> BTreeMap<String, TensorData> {
@@ -34,7 +36,10 @@ fn max_diff(what: &str, ours: TensorData, theirs: &TensorData) -> f32 {
     let (sa, a) = f32s(ours);
     let (sb, b) = f32s(theirs.clone());
     assert_eq!(sa, sb, "{what}: shape");
-    a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn pixels(refs: &BTreeMap<String, TensorData>) -> Tensor<B, 4> {
@@ -43,7 +48,11 @@ fn pixels(refs: &BTreeMap<String, TensorData>) -> Tensor<B, 4> {
 
 /// Runs the full tower with every hidden state and every CLS row, returns the worst differences
 /// (hidden, attention, pooled) against `prefix`-named references.
-fn compare_all(model: &ClipVisionModel<B>, refs: &BTreeMap<String, TensorData>, prefix: &str) -> (f32, f32, f32) {
+fn compare_all(
+    model: &ClipVisionModel<B>,
+    refs: &BTreeMap<String, TensorData>,
+    prefix: &str,
+) -> (f32, f32, f32) {
     let n = model.num_layers();
     let mut request = VisionRequest::select(-1).with_all_hidden_states();
     request.cls_attention_layers = (0..n).collect();
@@ -52,13 +61,25 @@ fn compare_all(model: &ClipVisionModel<B>, refs: &BTreeMap<String, TensorData>, 
     assert_eq!(out.cls_attention.len(), n);
     let mut hidden = 0.0f32;
     for (i, h) in out.hidden_states.iter().enumerate() {
-        hidden = hidden.max(max_diff(&format!("hidden_states.{i}"), h.to_data(), &refs[&format!("{prefix}hidden_states.{i}")]));
+        hidden = hidden.max(max_diff(
+            &format!("hidden_states.{i}"),
+            h.to_data(),
+            &refs[&format!("{prefix}hidden_states.{i}")],
+        ));
     }
     let mut attn = 0.0f32;
     for (i, a) in &out.cls_attention {
-        attn = attn.max(max_diff(&format!("cls_attention.{i}"), a.to_data(), &refs[&format!("{prefix}cls_attention.{i}")]));
+        attn = attn.max(max_diff(
+            &format!("cls_attention.{i}"),
+            a.to_data(),
+            &refs[&format!("{prefix}cls_attention.{i}")],
+        ));
     }
-    let pooled = max_diff("pooled", model.pooled(pixels(refs)).unwrap().to_data(), &refs[&format!("{prefix}pooled")]);
+    let pooled = max_diff(
+        "pooled",
+        model.pooled(pixels(refs)).unwrap().to_data(),
+        &refs[&format!("{prefix}pooled")],
+    );
     (hidden, attn, pooled)
 }
 
@@ -68,7 +89,9 @@ fn check_f32(name: &str) {
     assert_eq!(model.num_layers(), config.num_hidden_layers);
     let refs = reference(name);
     let (hidden, attn, pooled) = compare_all(&model, &refs, "");
-    eprintln!("{name}: max |diff| hidden {hidden:.2e}, cls attention {attn:.2e}, pooled {pooled:.2e}");
+    eprintln!(
+        "{name}: max |diff| hidden {hidden:.2e}, cls attention {attn:.2e}, pooled {pooled:.2e}"
+    );
     assert!(hidden <= 1e-4, "{name}: hidden states differ by {hidden}");
     assert!(attn <= 1e-4, "{name}: cls attention differs by {attn}");
     assert!(pooled <= 1e-4, "{name}: pooled differs by {pooled}");
@@ -94,25 +117,55 @@ fn select_layer_runs_no_later_layer_and_matches_llava_features() {
     let (_, model) = load_clip_vision::<B>(&fixture("prefixed"), &Default::default()).unwrap();
     let refs = reference("prefixed");
     let n = model.num_layers(); // 4
-    let out = model.forward(pixels(&refs), &VisionRequest::select(-2)).unwrap();
+    let out = model
+        .forward(pixels(&refs), &VisionRequest::select(-2))
+        .unwrap();
     assert_eq!(out.layers_run, n - 1, "select -2 must stop after layer L-1");
     assert!(out.hidden_states.is_empty());
-    assert!(max_diff("selected", out.selected.to_data(), &refs[&format!("hidden_states.{}", n - 1)]) <= 1e-4);
+    assert!(
+        max_diff(
+            "selected",
+            out.selected.to_data(),
+            &refs[&format!("hidden_states.{}", n - 1)]
+        ) <= 1e-4
+    );
 
     // LLaVA's 'patch' features drop CLS; AcFormer's attention of the same layer is layer L-2.
-    let features = model.features(pixels(&refs), -2, FeatureSelect::Patch).unwrap();
+    let features = model
+        .features(pixels(&refs), -2, FeatureSelect::Patch)
+        .unwrap();
     let [b, t, d] = features.dims();
-    let theirs: Tensor<B, 3> = Tensor::from_data(refs[&format!("hidden_states.{}", n - 1)].clone(), &Default::default());
+    let theirs: Tensor<B, 3> = Tensor::from_data(
+        refs[&format!("hidden_states.{}", n - 1)].clone(),
+        &Default::default(),
+    );
     assert_eq!([b, t + 1, d], theirs.dims());
-    assert!(max_diff("features", features.to_data(), &theirs.slice([0..b, 1..t + 1, 0..d]).to_data()) <= 1e-4);
+    assert!(
+        max_diff(
+            "features",
+            features.to_data(),
+            &theirs.slice([0..b, 1..t + 1, 0..d]).to_data()
+        ) <= 1e-4
+    );
     let out = model
-        .forward(pixels(&refs), &VisionRequest::select(-2).with_cls_attention(n - 2))
+        .forward(
+            pixels(&refs),
+            &VisionRequest::select(-2).with_cls_attention(n - 2),
+        )
         .unwrap();
     assert_eq!(out.layers_run, n - 1);
-    assert!(max_diff("attn", out.cls_attention[0].1.to_data(), &refs[&format!("cls_attention.{}", n - 2)]) <= 1e-4);
+    assert!(
+        max_diff(
+            "attn",
+            out.cls_attention[0].1.to_data(),
+            &refs[&format!("cls_attention.{}", n - 2)]
+        ) <= 1e-4
+    );
 
     // hidden_states[0] is the pre_layrnorm output: no encoder layer runs.
-    let out = model.forward(pixels(&refs), &VisionRequest::select(0)).unwrap();
+    let out = model
+        .forward(pixels(&refs), &VisionRequest::select(0))
+        .unwrap();
     assert_eq!(out.layers_run, 0);
     assert!(max_diff("h0", out.selected.to_data(), &refs["hidden_states.0"]) <= 1e-4);
 }
@@ -121,16 +174,25 @@ fn select_layer_runs_no_later_layer_and_matches_llava_features() {
 fn out_of_range_requests_are_errors() {
     let (_, model) = load_clip_vision::<B>(&fixture("plain"), &Default::default()).unwrap();
     let refs = reference("plain");
-    let e = model.forward(pixels(&refs), &VisionRequest::select(4)).unwrap_err();
+    let e = model
+        .forward(pixels(&refs), &VisionRequest::select(4))
+        .unwrap_err();
     assert!(e.to_string().contains("select_layer 4"), "{e}");
-    let e = model.forward(pixels(&refs), &VisionRequest::select(-5)).unwrap_err();
+    let e = model
+        .forward(pixels(&refs), &VisionRequest::select(-5))
+        .unwrap_err();
     assert!(e.to_string().contains("out of range"), "{e}");
     let e = model
-        .forward(pixels(&refs), &VisionRequest::select(-1).with_cls_attention(3))
+        .forward(
+            pixels(&refs),
+            &VisionRequest::select(-1).with_cls_attention(3),
+        )
         .unwrap_err();
     assert!(e.to_string().contains("layer 3"), "{e}");
     let wrong: Tensor<B, 4> = Tensor::zeros([1, 3, 16, 16], &Default::default());
-    let e = model.forward(wrong, &VisionRequest::select(-1)).unwrap_err();
+    let e = model
+        .forward(wrong, &VisionRequest::select(-1))
+        .unwrap_err();
     assert!(e.to_string().contains("[B, 3, 32, 32]"), "{e}");
 }
 
@@ -151,23 +213,50 @@ fn check_low_precision(name: &str, dtype: DType, hidden_bound: f32, attn_bound: 
         let n = model.num_layers();
         let mut h = 0.0f32;
         for i in 0..=n {
-            h = h.max(max_diff("t", refs[&format!("lowp.hidden_states.{i}")].clone(), &refs[&format!("hidden_states.{i}")]));
+            h = h.max(max_diff(
+                "t",
+                refs[&format!("lowp.hidden_states.{i}")].clone(),
+                &refs[&format!("hidden_states.{i}")],
+            ));
         }
         let mut a = 0.0f32;
         for i in 0..n {
-            a = a.max(max_diff("t", refs[&format!("lowp.cls_attention.{i}")].clone(), &refs[&format!("cls_attention.{i}")]));
+            a = a.max(max_diff(
+                "t",
+                refs[&format!("lowp.cls_attention.{i}")].clone(),
+                &refs[&format!("cls_attention.{i}")],
+            ));
         }
-        (h, a, max_diff("t", refs["lowp.pooled"].clone(), &refs["pooled"]))
+        (
+            h,
+            a,
+            max_diff("t", refs["lowp.pooled"].clone(), &refs["pooled"]),
+        )
     };
     eprintln!(
         "{name}: ours vs f32 reference: hidden {hidden:.2e}, cls attention {attn:.2e}, pooled {pooled:.2e}; \
          transformers {name} vs f32: hidden {t_hidden:.2e}, cls attention {t_attn:.2e}, pooled {t_pooled:.2e}"
     );
-    assert!(hidden <= hidden_bound, "{name}: hidden states differ by {hidden} > {hidden_bound}");
-    assert!(hidden <= 2.0 * t_hidden, "{name}: hidden error {hidden} is over twice transformers' {t_hidden}");
-    assert!(attn <= 2.0 * t_attn, "{name}: attention error {attn} is over twice transformers' {t_attn}");
-    assert!(attn <= attn_bound, "{name}: cls attention differs by {attn} > {attn_bound}");
-    assert!(pooled <= hidden_bound, "{name}: pooled differs by {pooled} > {hidden_bound}");
+    assert!(
+        hidden <= hidden_bound,
+        "{name}: hidden states differ by {hidden} > {hidden_bound}"
+    );
+    assert!(
+        hidden <= 2.0 * t_hidden,
+        "{name}: hidden error {hidden} is over twice transformers' {t_hidden}"
+    );
+    assert!(
+        attn <= 2.0 * t_attn,
+        "{name}: attention error {attn} is over twice transformers' {t_attn}"
+    );
+    assert!(
+        attn <= attn_bound,
+        "{name}: cls attention differs by {attn} > {attn_bound}"
+    );
+    assert!(
+        pooled <= hidden_bound,
+        "{name}: pooled differs by {pooled} > {hidden_bound}"
+    );
 }
 
 #[test]
@@ -185,9 +274,15 @@ fn with_projection_position_ids_and_tanh_gelu_match_transformers() {
     // CLIPVisionModelWithProjection keys, the int64 position_ids buffer of older Hub files,
     // gelu_pytorch_tanh, a single layer.
     check_f32("with_projection");
-    let (_, model) = load_clip_vision::<B>(&fixture("with_projection"), &Default::default()).unwrap();
+    let (_, model) =
+        load_clip_vision::<B>(&fixture("with_projection"), &Default::default()).unwrap();
     let refs = reference("with_projection");
-    let out = model.forward(pixels(&refs), &VisionRequest::select(-2)).unwrap();
-    assert_eq!(out.layers_run, 0, "one layer: hidden_states[-2] is the pre_layrnorm output");
+    let out = model
+        .forward(pixels(&refs), &VisionRequest::select(-2))
+        .unwrap();
+    assert_eq!(
+        out.layers_run, 0,
+        "one layer: hidden_states[-2] is the pre_layrnorm output"
+    );
     assert!(max_diff("h0", out.selected.to_data(), &refs["hidden_states.0"]) <= 1e-4);
 }
