@@ -40,14 +40,14 @@ fn check_select_anchors([batch, heads, tokens]: [usize; 3], count: usize) -> Res
     Ok(())
 }
 
+/// Anchor indices `[B, N+1]` and the head that chose each `[B, N+1]` (`-1` for CLS).
+pub type AnchorsAndHeads<B> = (Tensor<B, 2, Int>, Tensor<B, 2, Int>);
+
 /// [`select_anchors`] that also returns, per anchor, the head that chose it (`-1` for CLS).
 ///
 /// # Shapes
 /// `cls_attention [B, H, T] -> (indices [B, count + 1], heads [B, count + 1])`
-pub fn select_anchors_with_heads<B: Backend>(
-    cls_attention: Tensor<B, 3>,
-    count: usize,
-) -> Result<(Tensor<B, 2, Int>, Tensor<B, 2, Int>), KernelError> {
+pub fn select_anchors_with_heads<B: Backend>(cls_attention: Tensor<B, 3>, count: usize) -> Result<AnchorsAndHeads<B>, KernelError> {
     reference::select_anchors_with_heads(cls_attention, count)
 }
 

@@ -23,10 +23,7 @@ pub fn select_anchors<B: Backend>(cls_attention: Tensor<B, 3>, count: usize) -> 
 ///
 /// # Shapes
 /// `cls_attention [B, H, T] -> (indices [B, count + 1], heads [B, count + 1])`
-pub fn select_anchors_with_heads<B: Backend>(
-    cls_attention: Tensor<B, 3>,
-    count: usize,
-) -> Result<(Tensor<B, 2, Int>, Tensor<B, 2, Int>), KernelError> {
+pub fn select_anchors_with_heads<B: Backend>(cls_attention: Tensor<B, 3>, count: usize) -> Result<super::AnchorsAndHeads<B>, KernelError> {
     let [batch, heads, tokens] = cls_attention.dims();
     let shape = vec![batch, heads, tokens];
     if heads == 0 || count % heads != 0 {
