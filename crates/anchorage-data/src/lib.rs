@@ -30,4 +30,7 @@ pub use manifest::{Manifest, ManifestSource, SampleCount, SampleCountSource};
 pub use options::{Aspect, Template};
 pub use paths::resolve_image_path;
 pub use rng::SplitMix64;
-pub use sampler::{epoch_order, length_grouped, rank_indices, split_to_even_chunks, SamplerKind};
+pub use sampler::{
+    epoch_order, length_grouped, length_grouped_from, modality_length_grouped_with, rank_indices, split_to_even_chunks,
+    SamplerKind,
+};

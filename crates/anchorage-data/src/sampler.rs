@@ -33,14 +33,14 @@ pub fn epoch_order(kind: SamplerKind, lengths: &[i64], batch_size: usize, world:
 /// `split_to_even_chunks`: deal indices (sorted longest first) to `k` chunks, each to the chunk
 /// with the smallest total so far (first on ties); a full chunk takes no more. When the count does
 /// not divide, deal round-robin instead.
-pub fn split_to_even_chunks(indices: &[usize], lengths: &[u64], k: usize) -> Vec<Vec<usize>> {
+pub fn split_to_even_chunks(indices: &[usize], lengths: &[i64], k: usize) -> Vec<Vec<usize>> {
     if indices.len() % k != 0 {
         return (0..k).map(|c| indices.iter().skip(c).step_by(k).copied().collect()).collect();
     }
     let per = indices.len() / k;
     let mut chunks = vec![Vec::with_capacity(per); k];
     // `None` is Python's float("inf"): a full chunk.
-    let mut totals: Vec<Option<u64>> = vec![Some(0); k];
+    let mut totals: Vec<Option<i64>> = vec![Some(0); k];
     for &i in indices {
         let mut best = 0;
         for c in 1..k {
@@ -64,8 +64,13 @@ pub fn split_to_even_chunks(indices: &[usize], lengths: &[u64], k: usize) -> Vec
 
 /// `get_length_grouped_indices`: shuffle, cut into megabatches of `world * batch_size`, sort
 /// each longest first (stable), split each into `world` even chunks, flatten.
-pub fn length_grouped(lengths: &[u64], batch_size: usize, world: usize, rng: &mut SplitMix64) -> Vec<usize> {
+pub fn length_grouped(lengths: &[i64], batch_size: usize, world: usize, rng: &mut SplitMix64) -> Vec<usize> {
     let perm = rng.permutation(lengths.len());
+    length_grouped_from(&perm, lengths, batch_size, world)
+}
+
+/// [`length_grouped`] with the shuffle given (`torch.randperm`'s result in LLaVA).
+pub fn length_grouped_from(perm: &[usize], lengths: &[i64], batch_size: usize, world: usize) -> Vec<usize> {
     let mega = world * batch_size;
     let mut out = Vec::with_capacity(lengths.len());
     for mb in perm.chunks(mega) {
@@ -78,24 +83,41 @@ pub fn length_grouped(lengths: &[u64], batch_size: usize, world: usize, rng: &mu
     out
 }
 
-/// `get_modality_length_grouped_indices`.
+/// `get_modality_length_grouped_indices`, with our seeded streams as its three `randperm` calls.
 fn modality_length_grouped(lengths: &[i64], batch_size: usize, world: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut calls = 0u64;
+    let mut perm = |n: usize| {
+        calls += 1;
+        SplitMix64::for_epoch(seed, epoch, calls).permutation(n)
+    };
+    modality_length_grouped_with(lengths, batch_size, world, &mut perm)
+}
+
+/// `get_modality_length_grouped_indices` with its permutations supplied by `perm(n)`, called in
+/// LLaVA's order: the image group's shuffle, the text group's, then the megabatch order (or once,
+/// when every sample has the same modality).
+pub fn modality_length_grouped_with(
+    lengths: &[i64],
+    batch_size: usize,
+    world: usize,
+    perm: &mut dyn FnMut(usize) -> Vec<usize>,
+) -> Vec<usize> {
     let all_pos = lengths.iter().all(|&l| l > 0);
     let all_neg = lengths.iter().all(|&l| l < 0);
     if all_pos || all_neg {
-        let abs: Vec<u64> = lengths.iter().map(|l| l.unsigned_abs()).collect();
-        return length_grouped(&abs, batch_size, world, &mut SplitMix64::for_epoch(seed, epoch, 1));
+        // As LLaVA does, the signed lengths: an all-text set sorts shortest first.
+        return length_grouped_from(&perm(lengths.len()), lengths, batch_size, world);
     }
     // LLaVA asserts non-zero lengths; a zero (an empty record) joins the image group here.
-    let (mm_idx, mm_len): (Vec<usize>, Vec<u64>) =
-        lengths.iter().enumerate().filter(|(_, &l)| l >= 0).map(|(i, &l)| (i, l as u64)).unzip();
-    let (lang_idx, lang_len): (Vec<usize>, Vec<u64>) =
-        lengths.iter().enumerate().filter(|(_, &l)| l < 0).map(|(i, &l)| (i, l.unsigned_abs())).unzip();
-    let mm: Vec<usize> = length_grouped(&mm_len, batch_size, world, &mut SplitMix64::for_epoch(seed, epoch, 2))
+    let (mm_idx, mm_len): (Vec<usize>, Vec<i64>) =
+        lengths.iter().enumerate().filter(|(_, &l)| l >= 0).map(|(i, &l)| (i, l)).unzip();
+    let (lang_idx, lang_len): (Vec<usize>, Vec<i64>) =
+        lengths.iter().enumerate().filter(|(_, &l)| l < 0).map(|(i, &l)| (i, -l)).unzip();
+    let mm: Vec<usize> = length_grouped_from(&perm(mm_len.len()), &mm_len, batch_size, world)
         .into_iter()
         .map(|i| mm_idx[i])
         .collect();
-    let lang: Vec<usize> = length_grouped(&lang_len, batch_size, world, &mut SplitMix64::for_epoch(seed, epoch, 3))
+    let lang: Vec<usize> = length_grouped_from(&perm(lang_len.len()), &lang_len, batch_size, world)
         .into_iter()
         .map(|i| lang_idx[i])
         .collect();
@@ -108,9 +130,9 @@ fn modality_length_grouped(lengths: &[i64], batch_size: usize, world: usize, see
     let mut megabatches: Vec<&[usize]> = Vec::new();
     megabatches.extend_from_slice(&mm_mb[..mm_mb.len().saturating_sub(1)]);
     megabatches.extend_from_slice(&lang_mb[..lang_mb.len().saturating_sub(1)]);
-    let perm = SplitMix64::for_epoch(seed, epoch, 4).permutation(megabatches.len());
+    let order = perm(megabatches.len());
     let mut out = Vec::with_capacity(lengths.len());
-    for p in perm {
+    for p in order {
         out.extend_from_slice(megabatches[p]);
     }
     additional.sort_unstable();
@@ -142,7 +164,7 @@ mod tests {
     #[test]
     fn even_chunks_follow_llava() {
         // Sorted longest first: 10, 9, 1, 1 into 2 chunks of 2.
-        let lens = [10u64, 9, 1, 1];
+        let lens = [10i64, 9, 1, 1];
         assert_eq!(split_to_even_chunks(&[0, 1, 2, 3], &lens, 2), vec![vec![0, 3], vec![1, 2]]);
         // Not divisible: round-robin.
         assert_eq!(split_to_even_chunks(&[0, 1, 2], &lens, 2), vec![vec![0, 2], vec![1]]);

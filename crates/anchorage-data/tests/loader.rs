@@ -122,3 +122,18 @@ fn strict_mode_stops_at_the_first_fault() {
     }
     assert!(saw_error);
 }
+
+#[test]
+fn tiny_manifests_count_exactly_their_expected_samples() {
+    use anchorage_data::{Manifest, SampleCountSource};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data-manifests/tiny");
+    for name in ["pretrain.toml", "ift.toml"] {
+        let path = dir.join(name);
+        let m = Manifest::load(&path).unwrap();
+        let root = m.data_root(&path, None).unwrap();
+        let c = m.sample_count(Some(&root)).unwrap();
+        assert!(matches!(c.source, SampleCountSource::Counted { .. }), "{name}");
+        assert_eq!(c.count, 32, "{name}");
+        assert_eq!(c.count, m.expected_samples, "{name}");
+    }
+}
