@@ -158,7 +158,9 @@ fn forward(file: &Path, name: &str) -> TensorData {
 #[test]
 fn export_writes_upstream_names_with_metadata_and_round_trips() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: Vec<(&str, ConnectorConfig, Vec<(&str, &[&str])>)> = vec![
+    // (fixture, config, [(format, keys the export must hold)])
+    type Case = (&'static str, ConnectorConfig, Vec<(&'static str, &'static [&'static str])>);
+    let cases: Vec<Case> = vec![
         (
             "mlp2x_gelu",
             ConnectorConfig::Mlp(MlpConfig::new(16, 24)),
