@@ -90,6 +90,7 @@ fn float_dtype(info: &TensorInfo, key: &str) -> Result<FloatDType> {
 /// Checks names, shapes and dtypes against the config; returns the checkpoint's prefix and the
 /// dtype of the patch embedding.
 fn verify(
+    files: &[PathBuf],
     dir: &Path,
     config: &ClipVisionConfig,
     index: &std::collections::BTreeMap<String, TensorInfo>,
@@ -121,11 +122,11 @@ fn verify(
         }
     }
     if !missing.is_empty() {
-        let path = index
-            .values()
-            .next()
-            .map(|i| i.file.clone())
-            .unwrap_or_else(|| dir.to_path_buf());
+        // One file: name it; shards: name the index that lists them.
+        let path = match files {
+            [single] => single.clone(),
+            _ => dir.join("model.safetensors.index.json"),
+        };
         return Err(VisionError::MissingTensors {
             path,
             keys: missing,
@@ -160,7 +161,7 @@ pub fn load_clip_vision_with<B: Backend>(
 ) -> Result<(ClipVisionConfig, ClipVisionModel<B>)> {
     let config = read_config(dir)?;
     let (files, index) = read_checkpoint_index(dir)?;
-    let (prefix, stored) = verify(dir, &config, &index)?;
+    let (prefix, stored) = verify(&files, dir, &config, &index)?;
     let expected = expected_tensors(&config);
     tracing::info!(
         dir = %dir.display(),

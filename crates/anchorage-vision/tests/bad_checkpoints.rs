@@ -209,3 +209,33 @@ fn sharded_checkpoint_loads_like_the_single_file() {
     let diff: f32 = (x - y).abs().max().into_scalar();
     assert_eq!(diff, 0.0);
 }
+
+#[test]
+fn missing_tensor_of_a_sharded_checkpoint_names_the_index() {
+    let dir = copy_plain();
+    let mut tensors = read_safetensors(&dir.path().join("model.safetensors")).unwrap();
+    std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
+    tensors.retain(|(k, _)| k != "pre_layrnorm.weight");
+    let (a, b): (Vec<_>, Vec<_>) = tensors
+        .into_iter()
+        .partition(|(k, _)| k.contains("layers.0"));
+    let mut map = serde_json::Map::new();
+    for (name, part) in [
+        ("model-00001-of-00002.safetensors", &a),
+        ("model-00002-of-00002.safetensors", &b),
+    ] {
+        write_safetensors(&dir.path().join(name), part).unwrap();
+        for (k, _) in part.iter() {
+            map.insert(k.clone(), serde_json::Value::String(name.to_string()));
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": map});
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    let msg = load_err(dir.path()).to_string();
+    assert!(msg.contains("model.safetensors.index.json"), "{msg}");
+    assert!(msg.contains("pre_layrnorm.weight"), "{msg}");
+}
