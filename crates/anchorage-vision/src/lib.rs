@@ -8,7 +8,7 @@
 //!   -> encoder.layers[i]: x + attn(ln1 x); x + mlp(ln2 x)            hidden_states[i + 1]
 //!   -> post_layernorm(CLS of the last)                               pooled [B, D]
 //! ```
-//! Build with [`ClipVisionConfig::init`] (random, seeded by the backend) or load a Hugging Face
+//! Build with [`ClipVisionConfig::init`] (random weights from the backend's seeded generator) or load a Hugging Face
 //! folder with [`load_clip_vision`]. Ask [`ClipVisionModel::forward`] for what you need through a
 //! [`VisionRequest`]: layers after the deepest one asked for are never run.
 
