@@ -94,6 +94,9 @@ pub fn rank_order(dataset: &LlavaDataset, cfg: &LoaderConfig, epoch: u64) -> Vec
     rank_indices(&order, cfg.batch_size, cfg.rank, cfg.world_size)
 }
 
+/// A sample, or its id and why it is unusable.
+type SampleResult = Result<Sample, (String, SampleFault)>;
+
 /// Iterates over one epoch's batches for this rank, from `start` (a [`Batch::next_position`]).
 pub struct Loader {
     rx: Receiver<Result<Batch, LoadError>>,
@@ -124,10 +127,10 @@ impl Loader {
             while pos < order.len() {
                 let want = cfg.batch_size.max(1) - pending.len();
                 let end = (pos + want).min(order.len());
-                let results: Vec<(usize, Result<Sample, (String, SampleFault)>)> =
-                    pool.install(|| order[pos..end].par_iter().map(|&i| (i, dataset.get(i))).collect());
+                let results: Vec<SampleResult> =
+                    pool.install(|| order[pos..end].par_iter().map(|&i| dataset.get(i)).collect());
                 pos = end;
-                for (_, r) in results {
+                for r in results {
                     match r {
                         Ok(s) => {
                             if s.mismatch {

@@ -66,3 +66,31 @@ fn plain_matches_llava_at_2048_and_128() {
         }
     }
 }
+
+/// ChatML has no LLaVA reference: check its structure. The supervised tokens are exactly each
+/// answer followed by `<|im_end|>` (tokenised on its own, no BOS), everything else is ignored, and
+/// the image placeholder sits in the user turn.
+#[test]
+fn chatml_supervises_answers_and_im_end_only() {
+    let tok = TextTokenizer::from_file(&root().join("data-manifests/tiny/data/tokenizer.json")).unwrap();
+    let rec: Record = serde_json::from_str(
+        r#"{"id": "c", "image": "x.png", "conversations": [
+            {"from": "gpt", "value": "dropped leading turn"},
+            {"from": "human", "value": "What is it?\n<image>"}, {"from": "gpt", "value": "A red car."},
+            {"from": "human", "value": "Where?"}, {"from": "gpt", "value": "On the street."}]}"#,
+    )
+    .unwrap();
+    let s = tokenize_record(&rec, Template::Chatml, &tok, 2048).unwrap();
+    assert_eq!(s.input_ids.len(), s.labels.len());
+    assert_eq!(s.image_count(), 1);
+    assert_ne!(s.input_ids[0], 1, "no BOS in ChatML");
+    let supervised: Vec<i64> = s.labels.iter().copied().filter(|&l| l != -100).collect();
+    let mut want = tok.encode("A red car.<|im_end|>", false).unwrap();
+    want.extend(tok.encode("On the street.<|im_end|>", false).unwrap());
+    assert_eq!(supervised, want);
+    for (i, l) in s.labels.iter().enumerate() {
+        if *l != -100 {
+            assert_eq!(*l, s.input_ids[i]);
+        }
+    }
+}

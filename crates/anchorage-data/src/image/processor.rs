@@ -404,6 +404,6 @@ mod tests {
         let v = p.normalize(&Rgb8Image::new(1, 1, vec![0, 128, 255]));
         assert_eq!(v.data[0], (0.0f32 - 0.48145466f32) / 0.26862954f32);
         let x = (128f64 / 255.0) as f32;
-        assert_eq!(v.data[1], (x - 0.4578275f32) / 0.26130258f32);
+        assert_eq!(v.data[1], (x - 0.4578275f64 as f32) / (0.26130258f64 as f32));
     }
 }
