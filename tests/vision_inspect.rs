@@ -48,34 +48,54 @@ fn max_diff(a: &TensorData, b: &TensorData) -> f32 {
         .fold(0.0, f32::max)
 }
 
-fn check_against_transformers(aspect: &str) {
+/// Runs the command on `model`'s fixture folder and checks every tensor against transformers.
+fn inspect_matches(model: &str, aspect: &str) -> BTreeMap<String, TensorData> {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("out.safetensors");
     let out = inspect(
-        &fixtures().join("plain"),
+        &fixtures().join(model),
         &fixtures().join("image.png"),
         aspect,
         &out_path,
     );
     assert!(out.status.success(), "{}", text(&out));
     let ours = read(&out_path);
-    let theirs = read(&fixtures().join(format!("plain/inspect_{aspect}.safetensors")));
+    let theirs = read(&fixtures().join(format!("{model}/inspect_{aspect}.safetensors")));
     assert_eq!(
         ours.keys().collect::<Vec<_>>(),
         theirs.keys().collect::<Vec<_>>(),
-        "same tensor names"
+        "{model} {aspect}: same tensor names"
     );
+    let pixels = max_diff(&ours["pixel_values"], &theirs["pixel_values"]);
+    assert!(
+        pixels <= 1e-5,
+        "{model} {aspect}: pixel_values differ by {pixels}"
+    );
+    for (name, t) in &theirs {
+        let d = max_diff(&ours[name], t);
+        assert!(d <= 1e-4, "{model} {aspect}: {name} differs by {d}");
+    }
+    ours
+}
+
+#[test]
+fn other_configs_without_preprocessor_config_match_transformers() {
+    // Hub-prefixed keys + gelu + 3 heads; a full CLIPModel; CLIPVisionModelWithProjection with
+    // position_ids and a single layer. None has a preprocessor_config.json.
+    for model in ["prefixed", "clip_full", "with_projection"] {
+        for aspect in ["square", "pad"] {
+            inspect_matches(model, aspect);
+        }
+    }
+}
+
+fn check_against_transformers(aspect: &str) {
+    let ours = inspect_matches("plain", aspect);
     // 3 layers: hidden_states.0..=3, cls_attention.0..=2
     assert!(ours.contains_key("hidden_states.3") && ours.contains_key("cls_attention.2"));
     assert_eq!(ours["pixel_values"].shape.to_vec(), vec![1, 3, 32, 32]);
     assert_eq!(ours["features"].shape.to_vec(), vec![1, 16, 32]);
     assert_eq!(ours["cls_attention.0"].shape.to_vec(), vec![1, 2, 17]);
-    let pixels = max_diff(&ours["pixel_values"], &theirs["pixel_values"]);
-    assert!(pixels <= 1e-5, "{aspect}: pixel_values differ by {pixels}");
-    for (name, t) in &theirs {
-        let d = max_diff(&ours[name], t);
-        assert!(d <= 1e-4, "{aspect}: {name} differs by {d}");
-    }
 }
 
 #[test]
