@@ -160,3 +160,20 @@ fn decoded_modes_match_pil_sizes() {
         assert_eq!(img.height as u64, entry["height"].as_u64().unwrap(), "{file}");
     }
 }
+
+/// Like Pillow (libjpeg warns, loads): extraneous bytes before a marker decode to the same pixels;
+/// a file cut short is an error, as Pillow's "image file is truncated".
+#[test]
+fn jpeg_leniency_and_truncation_follow_pillow() {
+    use anchorage_data::image::decode_rgb_bytes;
+    let path = fixtures().join("images/jpeg_420_80x60.jpg");
+    let bytes = std::fs::read(&path).unwrap();
+    let sos = bytes.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+    let mut junk = bytes[..sos].to_vec();
+    junk.extend_from_slice(&[0, 1, 2, 3, 4]);
+    junk.extend_from_slice(&bytes[sos..]);
+    assert_eq!(decode_rgb_bytes(&junk, &path).unwrap(), decode_rgb_bytes(&bytes, &path).unwrap());
+    let cut = &bytes[..bytes.len() * 6 / 10];
+    let err = decode_rgb_bytes(cut, &path).unwrap_err().to_string();
+    assert!(err.contains("truncated"), "{err}");
+}

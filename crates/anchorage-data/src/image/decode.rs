@@ -208,6 +208,13 @@ fn decode_jpeg(bytes: &[u8], path: &Path) -> Result<Rgb8Image, DataError> {
         path: path.to_path_buf(),
         message: e.to_string(),
     };
+    if !has_eoi_after_scan(bytes) {
+        // Pillow raises "image file is truncated" when libjpeg runs out of data before EOI.
+        return Err(DataError::ImageDecode {
+            path: path.to_path_buf(),
+            message: "truncated JPEG (no end-of-image marker after the scan data)".into(),
+        });
+    }
     let mut probe = JpegDecoder::new(ZCursor::new(bytes));
     probe.decode_headers().map_err(err)?;
     let input = probe.input_colorspace().unwrap_or(ColorSpace::YCbCr);
@@ -220,8 +227,9 @@ fn decode_jpeg(bytes: &[u8], path: &Path) -> Result<Rgb8Image, DataError> {
         .jpeg_set_out_colorspace(out_space)
         .set_max_width(1 << 16)
         .set_max_height(1 << 16)
-        // A truncated file is an error, as in Pillow (which raises "image file is truncated").
-        .set_strict_mode(true);
+        // Lenient like libjpeg, which only warns about extraneous bytes between markers (real
+        // data sets have such files and Pillow loads them); truncation is checked below.
+        .set_strict_mode(false);
     let mut dec = JpegDecoder::new_with_options(ZCursor::new(bytes), options);
     let pixels = dec.decode().map_err(err)?;
     let info = dec.info().ok_or_else(|| DataError::ImageDecode {
@@ -236,6 +244,14 @@ fn decode_jpeg(bytes: &[u8], path: &Path) -> Result<Rgb8Image, DataError> {
         _ => pixels[..n * 3].to_vec(),
     };
     Ok(Rgb8Image::new(w, h, rgb))
+}
+
+/// Whether an end-of-image marker (FF D9) follows the first start-of-scan marker (FF DA).
+fn has_eoi_after_scan(bytes: &[u8]) -> bool {
+    let Some(sos) = bytes.windows(2).position(|w| w == [0xFF, 0xDA]) else {
+        return false;
+    };
+    bytes[sos..].windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 /// Pillow's `cmyk2rgb` (src/libImaging/Convert.c): `out = clip(nk - nk * c / 255)` with
