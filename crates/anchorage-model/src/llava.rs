@@ -5,7 +5,7 @@
 use anchorage_connectors::Connector;
 use anchorage_llm::{LayerHooks, Llm, LlmInput};
 use anchorage_vision::{select_features, ClipVisionModel, FeatureSelect, VisionRequest};
-use burn::tensor::{backend::AutodiffBackend, Bool, Int, Tensor, TensorData};
+use burn::tensor::{backend::AutodiffBackend, Bool, FloatDType, Int, Tensor, TensorData};
 
 use crate::{causal_lm_loss, splice_embeddings, LossParts, ModelError, SpliceInput, SplicePlan};
 
@@ -55,8 +55,9 @@ pub fn encode_images<B: AutodiffBackend>(
         request = request.with_cls_attention(layer);
     }
     let out = vision.forward(pixels, &request)?;
-    let features = select_features(out.selected, select.feature);
-    let cls = out.cls_attention.into_iter().next().map(|(_, a)| Tensor::from_inner(a));
+    // The tower may compute in bf16/f16; the trainable connector keeps f32 weights and inputs.
+    let features = select_features(out.selected, select.feature).cast(FloatDType::F32);
+    let cls = out.cls_attention.into_iter().next().map(|(_, a)| Tensor::from_inner(a.cast(FloatDType::F32)));
     Ok((Tensor::from_inner(features), cls))
 }
 
@@ -93,7 +94,10 @@ pub fn forward_loss<B: AutodiffBackend>(
     let image_tokens = image_features.dims()[1];
     let plan = SplicePlan::new(&batch.samples, image_tokens, num_images, batch.max_len, batch.pad_id)?;
     let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(plan.text_ids.clone(), [plan.batch, plan.text_len]), &device);
-    let embeds = splice_embeddings(&plan, llm.embed(ids), image_features)?;
+    let text_embeds = llm.embed(ids);
+    // Image tokens enter the LLM in its own dtype (bf16 towers), as LLaVA casts them.
+    let image_features = image_features.cast(text_embeds.dtype());
+    let embeds = splice_embeddings(&plan, text_embeds, image_features)?;
     let input = LlmInput {
         embeds,
         attention_mask: Tensor::<B, 2, Bool>::from_data(TensorData::new(plan.attention_mask.clone(), [plan.batch, plan.len]), &device),

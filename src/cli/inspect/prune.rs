@@ -9,19 +9,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use anchorage_compress::rules::{head_mean, prune_positions, ScoreRule};
 use anchorage_llm::{read_tensors, write_tensors};
 use anyhow::{bail, Context};
 use burn::tensor::TensorData;
 use clap::{Args, ValueEnum};
-
-// The rules live in anchorage-compress; the root package does not depend on that crate yet (its
-// Cargo.toml is the lead's), so the std-only rules file is compiled in here directly. Once the
-// binary depends on anchorage-compress, replace this with `use anchorage_compress::rules`.
-#[path = "../../../crates/anchorage-compress/src/rules.rs"]
-#[allow(dead_code)]
-mod rules;
-
-use rules::{head_mean, prune_positions, ScoreRule};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum PruneRule {

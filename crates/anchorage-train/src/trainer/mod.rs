@@ -1,7 +1,8 @@
 //! The training loop: micro-batches → gradient accumulation up to the global batch → global-norm
 //! clipping → AdamW with the warmup schedule → metrics, atomic checkpoints and the final export.
 //!
-//! Determinism: the data order is a pure function of (seed, epoch) ([`order`]); step `s` reads the
+//! Determinism: the data order is a pure function of (seed, epoch) (anchorage-data's
+//! `epoch_order`: a uniform shuffle, or LLaVA's modality-length grouping); step `s` reads the
 //! samples at positions `[s·G, (s+1)·G)` of its epoch's order (G = global batch; bad samples are
 //! dropped from their micro-batch, never replaced), so the data position is implied by the step.
 //! On CPU a resumed run repeats an uninterrupted run's losses bit for bit.
@@ -12,14 +13,12 @@
 //! micro-batch means, and across devices DDP averages it again. `global_batch` divides the summed
 //! token losses of every micro-batch by the supervised tokens of the whole global batch.
 
-mod llava_source;
-pub mod order;
+mod dataset_source;
 mod setup;
 mod source;
 mod state;
 mod step;
 
-pub use llava_source::{LlavaSource, LlavaSourceConfig};
 pub use setup::run_stage;
 pub use source::{Sample, SampleSource, SkipLog, SkipReason};
 pub use state::TrainState;

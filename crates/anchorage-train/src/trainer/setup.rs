@@ -4,13 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use anchorage_connectors::format as connector_file;
-use anchorage_data::ClipImageProcessor;
+use anchorage_data::{ClipImageProcessor, DatasetConfig, LlavaDataset, OverLength};
 use anchorage_llm::{load_llm, LlamaConfig, Llm};
 use anchorage_model::VisionSelect;
 use anchorage_vision::{load_clip_vision_with, ClipVisionConfig, ClipVisionModel, FeatureSelect as VisionFeature, LoadOptions};
 use burn::tensor::{backend::AutodiffBackend, backend::Backend, DType, FloatDType};
 
-use super::llava_source::{LlavaSource, LlavaSourceConfig};
 use super::step::{materialize, train, HooksFactory, Towers, TrainOptions, TrainSummary};
 use anchorage_compress::CompressionPolicy;
 
@@ -50,15 +49,16 @@ pub fn run_stage<B: AutodiffBackend>(recipe: &Recipe, plan: &Plan, resume: bool,
     if !annotations.is_file() {
         return Err(invalid(recipe, "data.root", format!("{} does not exist (see the manifest {} for where to get it)", annotations.display(), recipe.data.manifest.display())));
     }
-    let source = LlavaSource::open(LlavaSourceConfig {
-        annotations: &annotations,
+    let source = LlavaDataset::open(DatasetConfig {
+        annotations,
         image_root: data_root.join(&plan.manifest.image_root),
-        tokenizer: &tokenizer,
+        tokenizer,
         template: plan.template,
         aspect: plan.aspect,
         processor,
         max_len: recipe.data.max_length,
         image_tokens: config.output_tokens(vision_tokens),
+        over_length: OverLength::Skip,
     })?;
     let init = match recipe.connector.init() {
         Some(path) if !path.is_file() => {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anchorage_connectors::format::{self as connector_file, ConnectorMeta, ExportFormat};
+use anchorage_data::{epoch_order, SamplerKind};
 use anchorage_connectors::{Connector, ConnectorConfig};
 use anchorage_llm::{LayerHooks, Llm, NoHooks};
 use anchorage_model::{encode_images, forward_loss, MicroBatch, SpliceInput, VisionSelect};
@@ -14,7 +15,6 @@ use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::{backend::AutodiffBackend, backend::Backend, ElementConversion, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::order::epoch_order;
 use super::source::{Sample, SampleSource, SkipLog};
 use super::state::TrainState;
 use crate::checkpoint::{write_atomic, Checkpoints};
@@ -190,6 +190,8 @@ pub fn train<B: AutodiffBackend>(
     let mut timer = Timer::default();
     // Every distinct skipped sample once, for <run>/skipped.jsonl.
     let mut skipped_detail = std::collections::BTreeMap::<(String, String), String>::new();
+    let sampler = if recipe.data.group_by_modality_length { SamplerKind::ModalityLengthGrouped } else { SamplerKind::Random };
+    let lengths = source.modality_lengths();
     let mut order_epoch = u32::MAX;
     let mut order = Vec::new();
 
@@ -197,7 +199,8 @@ pub fn train<B: AutodiffBackend>(
         let step = state.step;
         let epoch = (step / plan.steps_per_epoch) as u32;
         if epoch != order_epoch {
-            order = epoch_order(n, recipe.run.seed, epoch);
+            // LLaVA's sampler sees the per-device batch and devices × accumulation as its world.
+            order = epoch_order(sampler, &lengths, micro, (plan.world_size * plan.grad_accum) as usize, recipe.run.seed, u64::from(epoch));
             order_epoch = epoch;
         }
         let start = ((step % plan.steps_per_epoch) as usize) * global;
