@@ -1,19 +1,10 @@
 //! The `train` binary as a user meets it: help, dry runs and errors on bad recipes.
 
+mod common;
+
+use common::{text, train};
+
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn train(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_train"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run train")
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
 
 /// Writes a copy of `recipe` with `edit` applied into a temp dir and returns its path.
 fn edited(dir: &Path, recipe: &str, edit: impl Fn(String) -> String) -> String {

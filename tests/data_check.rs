@@ -3,22 +3,14 @@
 //! over-length sample): each is reported by id and reason, the check keeps going, and the exit
 //! status follows --max-bad-fraction.
 
+mod common;
+
+use common::{text, train};
+
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
-
-fn train(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_train"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run train")
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
 
 fn faults(report: &Value) -> BTreeMap<String, String> {
     report["faults"]

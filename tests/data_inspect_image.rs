@@ -1,22 +1,13 @@
 //! `train inspect image` against LLaVA + CLIPImageProcessor (PIL backend) goldens made by
 //! tests/fixtures/data/make_image_fixtures.py.
 
+mod common;
+
+use common::{text, train};
+
 use std::path::Path;
-use std::process::{Command, Output};
 
 use anchorage_data::image::read_f32_tensor;
-
-fn train(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_train"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run train")
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
 
 const GOLDEN: &str = "tests/fixtures/data/image_golden.safetensors";
 

@@ -2,21 +2,11 @@
 //! tests/fixtures/data/make_token_fixtures.py): two Llama-style tokenizers, `plain` and
 //! `vicuna_v1`, at max length 2048 and 128.
 
-use std::process::{Command, Output};
+mod common;
+
+use common::{text, train};
 
 use serde_json::Value;
-
-fn train(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_train"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run train")
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
 
 fn lines(path: &std::path::Path) -> Vec<Value> {
     std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
