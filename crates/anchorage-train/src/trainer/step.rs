@@ -359,7 +359,8 @@ fn load_parallel(source: &dyn SampleSource, indices: &[usize], workers: usize) -
             .chunks(chunk)
             .map(|part| scope.spawn(move || part.iter().map(|&i| source.get(i)).collect::<Vec<_>>()))
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        // A panicking loader thread is a bug, not a bad sample: re-raise it rather than lose samples.
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
     })
 }
 
