@@ -173,3 +173,15 @@ fn compression_methods_train_and_keep_all_equals_no_compression() {
     assert_eq!(act.len(), 4);
     assert_ne!(act, none);
 }
+
+#[test]
+fn progress_is_reported_without_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = train(&["pretrain", "recipes/tiny/pretrain.toml", "--set", &format!("run.output_dir=\"{}\"", dir.path().display()), "--set", "optim.epochs=1"]);
+    c.env("RUST_LOG", "info");
+    let text = run_ok(c);
+    for step in 1..=4 {
+        assert!(text.contains(&format!("step {step}/4  loss ")), "step {step} missing: {text}");
+    }
+    assert!(text.contains("samples/s") && text.contains("ETA"), "{text}");
+}

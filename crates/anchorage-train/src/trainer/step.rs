@@ -182,6 +182,8 @@ pub fn train<B: AutodiffBackend>(
     let last_step = options.stop_after.map_or(plan.total_steps, |s| s.min(plan.total_steps));
 
     let bar = if options.progress { ProgressBar::new(plan.total_steps) } else { ProgressBar::hidden() };
+    let progress_every = (plan.total_steps / 20).max(1);
+    let (first_step, run_start) = (state.step, Instant::now());
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  elapsed {elapsed_precise} ETA {eta_precise}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -306,6 +308,17 @@ pub fn train<B: AutodiffBackend>(
         }
         bar.set_position(next);
         bar.set_message(format!("loss {step_loss:.4}  lr {lr:.2e}  {:.1} samples/s  {:.0} tok/s", samples.len() as f64 / secs, tokens as f64 / secs));
+        if !options.progress && (next % progress_every == 0 || next == plan.total_steps) {
+            // No terminal for a bar (output captured or redirected): about twenty progress lines.
+            let done = (next - first_step) as f64;
+            let eta = run_start.elapsed().as_secs_f64() / done.max(1.0) * (plan.total_steps - next) as f64;
+            tracing::info!(
+                "step {next}/{}  loss {step_loss:.4}  lr {lr:.2e}  {:.1} samples/s  {:.0} tok/s  ETA {eta:.0} s",
+                plan.total_steps,
+                samples.len() as f64 / secs,
+                tokens as f64 / secs
+            );
+        }
         if next % recipe.checkpoint.every_steps == 0 || next == plan.total_steps {
             let trainable_bytes = recorder.record(trainable.clone().into_record(), ()).map_err(|e| record_err(&run_dir, e))?;
             let optim_bytes = recorder.record(optim.to_record(), ()).map_err(|e| record_err(&run_dir, e))?;
