@@ -3,6 +3,7 @@
 use anchorage_train::recipe::Backend;
 use anchorage_train::trainer::{run_stage as run_on, TrainSummary};
 use anchorage_train::{Plan, Recipe};
+use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::backend::Autodiff;
 
 /// Pure-Rust CPU backend (default, CI).
@@ -10,18 +11,25 @@ pub type Flex = burn::backend::Flex;
 
 /// Trains on the recipe's backend (checked with [`check`] first).
 pub fn run_stage(recipe: &Recipe, plan: &Plan, resume: bool) -> anyhow::Result<TrainSummary> {
-    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let summary = match recipe.devices.backend {
         #[cfg(feature = "cuda")]
-        Backend::Cuda => {
-            let device = burn::backend::cuda::CudaDevice::new(recipe.devices.ids[0]);
-            run_on::<Autodiff<burn::backend::Cuda>>(recipe, plan, resume, progress, &device)?
-        }
+        Backend::Cuda => run_with::<burn::backend::Cuda>(recipe, plan, resume, &burn::backend::cuda::CudaDevice::new(recipe.devices.ids[0]))?,
         #[cfg(feature = "wgpu")]
-        Backend::Wgpu => run_on::<Autodiff<burn::backend::Wgpu>>(recipe, plan, resume, progress, &Default::default())?,
-        _ => run_on::<Autodiff<Flex>>(recipe, plan, resume, progress, &Default::default())?,
+        Backend::Wgpu => run_with::<burn::backend::Wgpu>(recipe, plan, resume, &Default::default())?,
+        _ => run_with::<Flex>(recipe, plan, resume, &Default::default())?,
     };
     Ok(summary)
+}
+
+/// `llm.gradient_checkpointing` picks burn's balanced autodiff checkpointing: memory-bound ops
+/// are recomputed in the backward pass instead of keeping their outputs.
+fn run_with<B: burn::tensor::backend::Backend>(recipe: &Recipe, plan: &Plan, resume: bool, device: &B::Device) -> anyhow::Result<TrainSummary> {
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    Ok(if recipe.llm.gradient_checkpointing {
+        run_on::<Autodiff<B, BalancedCheckpointing>>(recipe, plan, resume, progress, device)?
+    } else {
+        run_on::<Autodiff<B>>(recipe, plan, resume, progress, device)?
+    })
 }
 
 /// Whether this binary can run `backend`; GPU backends are cargo features of the binary.

@@ -185,3 +185,24 @@ fn progress_is_reported_without_a_terminal() {
     }
     assert!(text.contains("samples/s") && text.contains("ETA"), "{text}");
 }
+
+#[test]
+fn gradient_checkpointing_recomputes_without_changing_the_losses() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, on: bool| {
+        run_ok(train(&[
+            "pretrain",
+            "recipes/tiny/pretrain.toml",
+            "--set",
+            &format!("run.output_dir=\"{}\"", dir.path().display()),
+            "--set",
+            &format!("run.name=\"{name}\""),
+            "--set",
+            "optim.epochs=1",
+            "--set",
+            &format!("llm.gradient_checkpointing={on}"),
+        ]));
+        losses(&dir.path().join(name))
+    };
+    assert_eq!(run("with", true), run("without", false));
+}

@@ -74,9 +74,6 @@ pub fn run_stage<B: AutodiffBackend>(recipe: &Recipe, plan: &Plan, resume: bool,
         CompressionPolicy::None => None,
         _ => Some(Box::new(move || Box::new(prototype.clone()))),
     };
-    if recipe.llm.gradient_checkpointing {
-        tracing::warn!("llm.gradient_checkpointing is not implemented yet: activations are kept for the backward pass");
-    }
     let towers = Towers { vision, llm, select };
     let options = TrainOptions { resume, progress, pad_id: source.pad_id(), connector_init: init, hooks, ..Default::default() };
     train(recipe, plan, towers, &config, &source, options, device)
