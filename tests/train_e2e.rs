@@ -206,3 +206,32 @@ fn gradient_checkpointing_recomputes_without_changing_the_losses() {
     };
     assert_eq!(run("with", true), run("without", false));
 }
+
+#[test]
+fn lora_trains_adapters_and_writes_a_peft_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = run_ok(train(&[
+        "ift",
+        "recipes/tiny/ift.toml",
+        "--set",
+        &format!("run.output_dir=\"{}\"", dir.path().display()),
+        "--set",
+        "optim.epochs=1",
+        "--set",
+        "llm.training=lora",
+        "--set",
+        r#"llm.lora={ rank = 4, alpha = 8.0, targets = ["q_proj", "v_proj"] }"#,
+    ]));
+    assert!(text.contains("steps:        4"), "{text}");
+    let run = dir.path().join("tiny-ift");
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(config["peft_type"], "LORA");
+    assert_eq!(config["r"], 4);
+    let tensors = anchorage_llm::read_tensors(&run.join("lora.safetensors")).unwrap();
+    // 2 layers × 2 targets × (A, B).
+    assert_eq!(tensors.len(), 8);
+    let b = &tensors["base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight"];
+    assert_eq!(b.shape.to_vec(), vec![32, 4]);
+    let values: Vec<f32> = b.clone().convert::<f32>().to_vec().unwrap();
+    assert!(values.iter().any(|v| *v != 0.0), "B starts at zero and must have trained");
+}

@@ -11,6 +11,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
 use crate::cache::LayerKv;
+use crate::lora::{project, LoraAdapter};
 use crate::rope::apply_rope;
 
 /// Configuration of an [`Attention`].
@@ -31,6 +32,11 @@ pub struct Attention<B: Backend> {
     pub k_proj: Linear<B>,
     pub v_proj: Linear<B>,
     pub o_proj: Linear<B>,
+    /// LoRA adapters (see `lora.rs`); `None` unless `Llm::with_lora` added them.
+    pub q_lora: Option<LoraAdapter<B>>,
+    pub k_lora: Option<LoraAdapter<B>>,
+    pub v_lora: Option<LoraAdapter<B>>,
+    pub o_lora: Option<LoraAdapter<B>>,
     pub num_heads: usize,
     pub num_kv_heads: usize,
     pub head_dim: usize,
@@ -46,6 +52,10 @@ impl AttentionConfig {
             k_proj: LinearConfig::new(self.hidden_size, kv).with_bias(self.qkv_bias).init(device),
             v_proj: LinearConfig::new(self.hidden_size, kv).with_bias(self.qkv_bias).init(device),
             o_proj: LinearConfig::new(q, self.hidden_size).with_bias(self.o_bias).init(device),
+            q_lora: None,
+            k_lora: None,
+            v_lora: None,
+            o_lora: None,
             num_heads: self.num_heads,
             num_kv_heads: self.num_kv_heads,
             head_dim: self.head_dim,
@@ -115,9 +125,9 @@ impl<B: Backend> Attention<B> {
         let [batch, len, _] = x.dims();
         let (h, hk, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let split = |t: Tensor<B, 3>, heads: usize| t.reshape([batch, len, heads, d]).swap_dims(1, 2);
-        let q = apply_rope(split(self.q_proj.forward(x.clone()), h), cos, sin);
-        let k = apply_rope(split(self.k_proj.forward(x.clone()), hk), cos, sin);
-        let v = split(self.v_proj.forward(x), hk);
+        let q = apply_rope(split(project(&self.q_proj, &self.q_lora, x.clone()), h), cos, sin);
+        let k = apply_rope(split(project(&self.k_proj, &self.k_lora, x.clone()), hk), cos, sin);
+        let v = split(project(&self.v_proj, &self.v_lora, x), hk);
 
         let rows = plan.rows.as_ref().map(|(index, mask)| self.head_mean_rows(&q, &k, index, mask));
 
@@ -165,7 +175,7 @@ impl<B: Backend> Attention<B> {
 
         let context = self.attend(q, k, v, &mask);
         let out = context.swap_dims(1, 2).reshape([batch, len, h * d]);
-        (self.o_proj.forward(out), rows)
+        (project(&self.o_proj, &self.o_lora, out), rows)
     }
 
     /// Repeats each key/value head for its group of query heads.

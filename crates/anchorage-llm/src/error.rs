@@ -4,6 +4,8 @@ use std::path::PathBuf;
 /// wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum LlmError {
+    #[error("LoRA: {0}")]
+    Lora(String),
     #[error("cannot read {path}: {source}")]
     Io {
         path: PathBuf,

@@ -4,6 +4,8 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::silu;
 
+use crate::lora::{project, LoraAdapter};
+
 /// Configuration of an [`Mlp`].
 #[derive(Config, Debug)]
 pub struct MlpConfig {
@@ -21,6 +23,10 @@ pub struct Mlp<B: Backend> {
     pub gate_proj: Linear<B>,
     pub up_proj: Linear<B>,
     pub down_proj: Linear<B>,
+    /// LoRA adapters (see `lora.rs`); `None` unless `Llm::with_lora` added them.
+    pub gate_lora: Option<LoraAdapter<B>>,
+    pub up_lora: Option<LoraAdapter<B>>,
+    pub down_lora: Option<LoraAdapter<B>>,
 }
 
 impl MlpConfig {
@@ -32,6 +38,9 @@ impl MlpConfig {
             gate_proj: up.init(device),
             up_proj: up.init(device),
             down_proj: down.init(device),
+            gate_lora: None,
+            up_lora: None,
+            down_lora: None,
         }
     }
 }
@@ -40,7 +49,7 @@ impl<B: Backend> Mlp<B> {
     /// # Shapes
     /// `[batch, len, hidden] -> [batch, len, hidden]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let gate = silu(project(&self.gate_proj, &self.gate_lora, x.clone()));
+        project(&self.down_proj, &self.down_lora, gate * project(&self.up_proj, &self.up_lora, x))
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anchorage_connectors::format::{self as connector_file, ConnectorMeta, ExportFormat};
 use anchorage_data::{epoch_order, SamplerKind};
 use anchorage_connectors::{Connector, ConnectorConfig};
-use anchorage_llm::{LayerHooks, Llm, NoHooks};
+use anchorage_llm::{LayerHooks, Llm, LoraSpec, NoHooks};
 use anchorage_model::{encode_images, forward_loss, MicroBatch, SpliceInput, VisionSelect};
 use anchorage_vision::ClipVisionModel;
 use burn::module::Module;
@@ -104,9 +104,6 @@ pub fn train<B: AutodiffBackend>(
     if plan.world_size != 1 {
         return Err(unsupported("devices (data parallel over several devices)"));
     }
-    if recipe.llm.training == LlmTraining::Lora {
-        return Err(unsupported("llm.training = \"lora\""));
-    }
     if source.is_empty() {
         return Err(TrainError::Invalid { path: recipe.data.manifest.clone(), key: "data".into(), message: "the data set has no records".into() });
     }
@@ -135,8 +132,18 @@ pub fn train<B: AutodiffBackend>(
             materialize(connector_config.init::<B>(device).map_err(model_err)?)
         }
     };
-    let (mut trainable, frozen_llm) = match recipe.llm.training {
-        LlmTraining::Full => (Trainable { connector, llm: Some(towers.llm) }, None),
+    let (mut trainable, frozen_llm) = match (&recipe.llm.training, &recipe.llm.lora) {
+        (LlmTraining::Full, _) => (Trainable { connector, llm: Some(towers.llm) }, None),
+        (LlmTraining::Lora, Some(lora)) => {
+            if lora.dropout > 0.0 {
+                return Err(unsupported("llm.lora.dropout > 0"));
+            }
+            let spec = LoraSpec { rank: lora.rank, alpha: lora.alpha, targets: lora.targets.clone() };
+            // Frozen base, trainable adapters; the adapters draw from their own seed at once.
+            B::seed(device, recipe.run.seed.wrapping_add(3));
+            let llm = materialize(towers.llm.no_grad().with_lora(&spec, device).map_err(model_err)?);
+            (Trainable { connector, llm: Some(llm) }, None)
+        }
         _ => (Trainable { connector, llm: None }, Some(towers.llm.no_grad())),
     };
     let o = &recipe.optim;
@@ -352,6 +359,9 @@ pub fn train<B: AutodiffBackend>(
         connector_file::save(&trainable.connector, connector_config, &meta, ExportFormat::Anchorage, &tmp).map_err(model_err)?;
         std::fs::rename(&tmp, &path).map_err(|e| TrainError::Io { path: path.clone(), source: e })?;
         exported = Some(path);
+        if let (Some(lora), Some(llm)) = (&recipe.llm.lora, trainable.llm.as_ref().filter(|_| recipe.llm.training == LlmTraining::Lora)) {
+            write_lora(&run_dir, recipe, lora, llm)?;
+        }
     }
     let breakdown = vec![
         ("data", timer.data.as_secs_f64()),
@@ -361,6 +371,29 @@ pub fn train<B: AutodiffBackend>(
         ("optimizer", timer.optimizer.as_secs_f64()),
     ];
     Ok(TrainSummary { run_dir, steps: state.step, losses: state.losses, skipped: skips, connector: exported, breakdown })
+}
+
+/// Writes the LoRA adapter as PEFT loads it: `lora.safetensors` under PEFT's names and an
+/// `adapter_config.json` beside it (atomically, like every other export).
+fn write_lora<B: Backend>(run_dir: &std::path::Path, recipe: &Recipe, lora: &crate::recipe::LoraSection, llm: &Llm<B>) -> Result<(), TrainError> {
+    let tensors: std::collections::BTreeMap<_, _> = llm.lora_tensors().into_iter().collect();
+    let path = run_dir.join("lora.safetensors");
+    let tmp = run_dir.join(".tmp-lora.safetensors");
+    anchorage_llm::write_tensors(&tmp, &tensors).map_err(model_err)?;
+    std::fs::rename(&tmp, &path).map_err(|e| TrainError::Io { path: path.clone(), source: e })?;
+    let config = serde_json::json!({
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": recipe.llm.model.describe(),
+        "r": lora.rank,
+        "lora_alpha": lora.alpha,
+        "lora_dropout": lora.dropout,
+        "target_modules": lora.targets,
+        "bias": "none",
+        "fan_in_fan_out": false,
+    });
+    let text = serde_json::to_string_pretty(&config).map_err(|e| TrainError::Io { path: path.clone(), source: e.into() })?;
+    write_atomic(&run_dir.join("adapter_config.json"), text.as_bytes())
 }
 
 /// Loads `indices` with up to `workers` threads, keeping their order.
