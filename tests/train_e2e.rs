@@ -32,6 +32,23 @@ fn run_ok(mut c: Command) -> String {
     text
 }
 
+/// One epoch of the tiny pretrain recipe as run `name` under `dir`, with one extra `--set`; its losses.
+fn tiny_epoch_losses(dir: &Path, name: &str, set: &str) -> Vec<String> {
+    run_ok(train(&[
+        "pretrain",
+        "recipes/tiny/pretrain.toml",
+        "--set",
+        &format!("run.output_dir=\"{}\"", dir.display()),
+        "--set",
+        &format!("run.name=\"{name}\""),
+        "--set",
+        "optim.epochs=1",
+        "--set",
+        set,
+    ]));
+    losses(&dir.join(name))
+}
+
 #[test]
 fn tiny_pretrain_then_ift_from_its_export() {
     let dir = tempfile::tempdir().unwrap();
@@ -148,21 +165,7 @@ fn an_existing_run_is_not_overwritten_without_resume() {
 #[test]
 fn compression_methods_train_and_keep_all_equals_no_compression() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |name: &str, compression: &str| {
-        run_ok(train(&[
-            "pretrain",
-            "recipes/tiny/pretrain.toml",
-            "--set",
-            &format!("run.output_dir=\"{}\"", dir.path().display()),
-            "--set",
-            &format!("run.name=\"{name}\""),
-            "--set",
-            "optim.epochs=1",
-            "--set",
-            &format!("compression={compression}"),
-        ]));
-        losses(&dir.path().join(name))
-    };
+    let run = |name: &str, compression: &str| tiny_epoch_losses(dir.path(), name, &format!("compression={compression}"));
     let none = run("none", r#"{ method = "none" }"#);
     let keep_all = run("keep-all", r#"{ method = "fastv", layer = 1, keep_ratio = 1.0 }"#);
     assert_eq!(keep_all, none, "FastV keeping every image token must equal no compression");
@@ -189,21 +192,7 @@ fn progress_is_reported_without_a_terminal() {
 #[test]
 fn gradient_checkpointing_recomputes_without_changing_the_losses() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |name: &str, on: bool| {
-        run_ok(train(&[
-            "pretrain",
-            "recipes/tiny/pretrain.toml",
-            "--set",
-            &format!("run.output_dir=\"{}\"", dir.path().display()),
-            "--set",
-            &format!("run.name=\"{name}\""),
-            "--set",
-            "optim.epochs=1",
-            "--set",
-            &format!("llm.gradient_checkpointing={on}"),
-        ]));
-        losses(&dir.path().join(name))
-    };
+    let run = |name: &str, on: bool| tiny_epoch_losses(dir.path(), name, &format!("llm.gradient_checkpointing={on}"));
     assert_eq!(run("with", true), run("without", false));
 }
 

@@ -10,7 +10,7 @@ use anchorage_model::VisionSelect;
 use anchorage_vision::{load_clip_vision_with, ClipVisionConfig, ClipVisionModel, FeatureSelect as VisionFeature, LoadOptions};
 use burn::tensor::{backend::AutodiffBackend, backend::Backend, DType, FloatDType};
 
-use super::step::{materialize, train, HooksFactory, Towers, TrainOptions, TrainSummary};
+use super::step::{materialize, model_err, train, HooksFactory, Towers, TrainOptions, TrainSummary};
 use anchorage_compress::CompressionPolicy;
 
 use crate::build::{compression_policy, connector_config, ConnectorDims};
@@ -123,8 +123,4 @@ fn model_dir(recipe: &Recipe, source: &ModelSource, key: &str) -> Result<PathBuf
 
 fn invalid(recipe: &Recipe, key: &str, message: String) -> TrainError {
     TrainError::Invalid { path: Path::new(&recipe.run.name).to_path_buf(), key: key.to_string(), message }
-}
-
-fn model_err(e: impl std::fmt::Display) -> TrainError {
-    TrainError::Model(e.to_string())
 }

@@ -450,7 +450,7 @@ pub(crate) fn materialize<B: Backend, M: Module<B>>(module: M) -> M {
     module
 }
 
-fn model_err(e: impl std::fmt::Display) -> TrainError {
+pub(crate) fn model_err(e: impl std::fmt::Display) -> TrainError {
     TrainError::Model(e.to_string())
 }
 
