@@ -74,6 +74,7 @@ impl<B: Backend> LayerHooks<B> for FastVHooks {
         LayerRequest {
             rows: Some(rows),
             kv_keep: None,
+            kv_pool: None,
         }
     }
 

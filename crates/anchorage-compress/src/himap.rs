@@ -84,6 +84,7 @@ impl<B: Backend> LayerHooks<B> for HimapHooks {
         LayerRequest {
             rows: Some(rows),
             kv_keep: None,
+            kv_pool: None,
         }
     }
 

@@ -1,6 +1,11 @@
 //! Self-attention of Llama/Qwen2 with grouped key/value heads, RoPE at explicit positions, burn's
-//! fused `attention` op, optional key/value restriction per sample, optional head-mean attention
-//! rows, and the KV cache. Upstream: huggingface/transformers
+//! fused `attention` op, optional key/value restriction or pooling per sample, optional head-mean
+//! attention rows, and the KV cache.
+//!
+//! A restricted layer projects keys/values of the kept rows only (their RoPE at their own
+//! positions), unless it reports head-mean rows, which need every key: it then projects all rows
+//! and gathers. A pooled layer projects all rows and multiplies keys and values by a pooling
+//! matrix, so gradients reach every pooled member. Upstream: huggingface/transformers
 //! `src/transformers/models/llama/modeling_llama.py` (`LlamaAttention`) and
 //! `models/qwen2/modeling_qwen2.py` (biases on q/k/v).
 
@@ -77,10 +82,16 @@ pub enum KeyMask<B: Backend> {
 /// Per-layer instructions the decoder loop prepares for [`Attention::forward`].
 #[derive(Debug, Clone)]
 pub struct AttnPlan<B: Backend> {
-    /// Mask over the attended keys (all current keys, or the gathered subset).
+    /// Mask over the attended keys (all current keys, the gathered subset, or the pooled slots).
     pub mask: KeyMask<B>,
     /// Gather these key/value slots `[batch, kept]` (per-sample restriction), if any.
     pub kv_index: Option<Tensor<B, 2, Int>>,
+    /// Pool keys/values with these weights `[batch, slots, len]` (row `s` averages the members
+    /// of slot `s`; all-zero rows are filler), if any. Exclusive with `kv_index`.
+    pub kv_pool: Option<Tensor<B, 3>>,
+    /// With `kv_index`: project every row and gather afterwards instead of gathering the rows
+    /// first (same result; set whenever `rows` is, kept public for parity tests and benchmarks).
+    pub project_all_kv: bool,
     /// Validity of the attended keys `[batch, len_k]` (stored in the cache).
     pub key_valid: Option<Tensor<B, 2, Bool>>,
     /// Rows to report: query indices `[batch, rows]` and their mask over all current keys
@@ -94,6 +105,8 @@ impl<B: Backend> AttnPlan<B> {
         Self {
             mask: KeyMask::Causal,
             kv_index: None,
+            kv_pool: None,
+            project_all_kv: false,
             key_valid: None,
             rows: None,
         }
@@ -122,22 +135,46 @@ impl<B: Backend> Attention<B> {
         plan: &AttnPlan<B>,
         cache: CacheMode<'_, B>,
     ) -> (Tensor<B, 3>, Option<Tensor<B, 3>>) {
-        let [batch, len, _] = x.dims();
+        let [batch, len, width] = x.dims();
         let (h, hk, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let split = |t: Tensor<B, 3>, heads: usize| t.reshape([batch, len, heads, d]).swap_dims(1, 2);
+        let split = |t: Tensor<B, 3>, heads: usize| {
+            let rows = t.dims()[1];
+            t.reshape([batch, rows, heads, d]).swap_dims(1, 2)
+        };
         let q = apply_rope(split(project(&self.q_proj, &self.q_lora, x.clone()), h), cos, sin);
-        let k = apply_rope(split(project(&self.k_proj, &self.k_lora, x.clone()), hk), cos, sin);
-        let v = split(project(&self.v_proj, &self.v_lora, x), hk);
 
-        let rows = plan.rows.as_ref().map(|(index, mask)| self.head_mean_rows(&q, &k, index, mask));
-
-        let (k, v) = match &plan.kv_index {
-            Some(index) => {
+        let gather_first = plan.rows.is_none() && !plan.project_all_kv;
+        let (k, v, rows) = match &plan.kv_index {
+            Some(index) if gather_first => {
+                // Only the kept rows are projected, each rotated at its own position.
                 let [b, m] = index.dims();
-                let gather_index = index.clone().reshape([b, 1, m, 1]).expand([b, hk, m, d]);
-                (k.gather(2, gather_index.clone()), v.gather(2, gather_index))
+                let x = x.gather(1, index.clone().reshape([b, m, 1]).expand([b, m, width]));
+                let at = index.clone().reshape([b, 1, m, 1]).expand([b, 1, m, d]);
+                let (cos, sin) = (cos.clone().gather(2, at.clone()), sin.clone().gather(2, at));
+                let k = apply_rope(split(project(&self.k_proj, &self.k_lora, x.clone()), hk), &cos, &sin);
+                let v = split(project(&self.v_proj, &self.v_lora, x), hk);
+                (k, v, None)
             }
-            None => (k, v),
+            _ => {
+                let k = apply_rope(split(project(&self.k_proj, &self.k_lora, x.clone()), hk), cos, sin);
+                let v = split(project(&self.v_proj, &self.v_lora, x), hk);
+                let rows = plan.rows.as_ref().map(|(index, mask)| self.head_mean_rows(&q, &k, index, mask));
+                let (k, v) = match (&plan.kv_index, &plan.kv_pool) {
+                    (Some(index), _) => {
+                        let [b, m] = index.dims();
+                        let gather_index = index.clone().reshape([b, 1, m, 1]).expand([b, hk, m, d]);
+                        (k.gather(2, gather_index.clone()), v.gather(2, gather_index))
+                    }
+                    (None, Some(pool)) => {
+                        let [b, slots, l] = pool.dims();
+                        let pool = if pool.dtype() == k.dtype() { pool.clone() } else { pool.clone().cast(k.dtype()) };
+                        let pool = pool.unsqueeze_dim::<4>(1).expand([b, hk, slots, l]);
+                        (pool.clone().matmul(k), pool.matmul(v))
+                    }
+                    (None, None) => (k, v),
+                };
+                (k, v, rows)
+            }
         };
 
         let (k, v, mask) = match cache {

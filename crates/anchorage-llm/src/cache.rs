@@ -1,6 +1,7 @@
 //! The KV cache for greedy generation: a plain struct passed `&mut`, one entry per decoder layer.
-//! A layer whose keys were restricted or whose positions were dropped in the prefill keeps only
-//! those keys; later decode steps attend to what is stored.
+//! A layer whose keys were restricted or pooled, or whose positions were dropped, in the prefill
+//! keeps only those keys (a pooled layer stores one slot per group); later decode steps attend to
+//! what is stored.
 
 use burn::prelude::*;
 

@@ -1,5 +1,5 @@
 //! The decoder loop over embeddings: right-padded batches, explicit positions, and the hook seam
-//! (attention rows, key/value restriction, dropping positions). With [`NoHooks`](crate::NoHooks)
+//! (attention rows, key/value restriction or pooling, dropping positions). With [`NoHooks`](crate::NoHooks)
 //! and no padding it is the plain causal forward through burn's fused attention.
 
 use std::ops::Range;
@@ -7,11 +7,12 @@ use std::ops::Range;
 use burn::prelude::*;
 use burn::tensor::TensorData;
 
-use crate::attention::{AttnPlan, CacheMode, KeyMask};
+use crate::attention::{AttnPlan, CacheMode};
 use crate::cache::KvCache;
 use crate::error::LlmError;
 use crate::hooks::{AttentionRows, LayerHooks, LayerRequest, SampleLayout, SeqLayout};
 use crate::model::Llm;
+use crate::plan::check_positions;
 
 /// Inputs of [`Llm::forward_embeds`].
 #[derive(Debug, Clone)]
@@ -133,9 +134,16 @@ impl<B: Backend> Llm<B> {
         let mut padded = lengths.iter().any(|&n| n < len);
         let (mut cos, mut sin) = self.rope.cos_sin(positions.clone(), dtype);
 
+        let mut reuse: Option<(LayerRequest, AttnPlan<B>)> = None;
         for (i, layer) in self.model.layers.iter().enumerate() {
             let request = if active { hooks.before_layer(i, &layout) } else { LayerRequest::default() };
-            let plan = self.plan(i, &layout, &request, &valid, padded, cache.is_some())?;
+            // A policy repeats the same request over a stage: reuse the plan (its host-built
+            // index, weights and masks) while neither the request nor the sequence changed.
+            let plan = match reuse.take().filter(|(r, _)| *r == request) {
+                Some((_, plan)) => plan,
+                None => self.plan(i, &layout, &request, &valid, padded, cache.is_some())?,
+            };
+            reuse = Some((request.clone(), plan.clone()));
             let mode = match cache.as_deref_mut() {
                 Some(c) => CacheMode::Fill(&mut c.layers[i]),
                 None => CacheMode::None,
@@ -149,6 +157,7 @@ impl<B: Backend> Llm<B> {
                 continue;
             }
             if let Some(keep) = hooks.after_layer(i, &layout, &hidden) {
+                reuse = None;
                 let device = hidden.device();
                 check_positions(i, &layout, &keep, "after_layer keep")?;
                 let new_len = keep.iter().map(Vec::len).max().unwrap_or(0).max(1);
@@ -179,77 +188,6 @@ impl<B: Backend> Llm<B> {
             position_ids: positions,
             layout,
         })
-    }
-
-    /// Builds one layer's attention plan from the hook's request.
-    fn plan(
-        &self,
-        layer: usize,
-        layout: &SeqLayout,
-        request: &LayerRequest,
-        valid: &Tensor<B, 2, Bool>,
-        padded: bool,
-        caching: bool,
-    ) -> Result<AttnPlan<B>, LlmError> {
-        let device = valid.device();
-        let batch = layout.samples.len();
-        let len = layout.padded_len;
-        let mut plan = AttnPlan::causal();
-        if padded {
-            plan.mask = KeyMask::CausalValid(valid.clone());
-        }
-        if caching {
-            plan.key_valid = Some(valid.clone());
-        }
-        if let Some(keep) = &request.kv_keep {
-            check_positions(layer, layout, keep, "kv_keep")?;
-            let kept_len = keep.iter().map(Vec::len).max().unwrap_or(0).max(1);
-            let mut gather = Vec::with_capacity(batch * kept_len);
-            let mut key_valid = Vec::with_capacity(batch * kept_len);
-            for kept in keep {
-                let filler = kept.last().copied().unwrap_or(0);
-                for m in 0..kept_len {
-                    gather.push(kept.get(m).copied().unwrap_or(filler) as i64);
-                    key_valid.push(m < kept.len());
-                }
-            }
-            let index: Tensor<B, 2, Int> = Tensor::from_data(TensorData::new(gather, [batch, kept_len]), &device);
-            let key_valid: Tensor<B, 2, Bool> = Tensor::from_data(TensorData::new(key_valid, [batch, kept_len]), &device);
-            // masked where the kept key comes after the query (causal by current index) or is filler;
-            // built on the device so long sequences cost no host work.
-            let shape = [batch, len, kept_len];
-            let key_at = index.clone().reshape([batch, 1, kept_len]).expand(shape);
-            let query_at = Tensor::<B, 1, Int>::arange(0..len as i64, &device).reshape([1, len, 1]).expand(shape);
-            let filler = key_valid.clone().bool_not().reshape([batch, 1, kept_len]).expand(shape);
-            plan.mask = KeyMask::Explicit(key_at.greater(query_at).bool_or(filler));
-            plan.kv_index = Some(index);
-            if caching {
-                plan.key_valid = Some(key_valid);
-            }
-        }
-        if let Some(rows) = &request.rows {
-            check_positions(layer, layout, rows, "rows")?;
-            let count = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
-            let mut index = Vec::with_capacity(batch * count);
-            let mut mask = Vec::with_capacity(batch * count * len);
-            for (b, wanted) in rows.iter().enumerate() {
-                let n = layout.samples[b].len();
-                let kept = request.kv_keep.as_ref().map(|k| &k[b]);
-                for r in 0..count {
-                    let q = wanted.get(r).or(wanted.last()).copied().unwrap_or(0);
-                    index.push(q as i64);
-                    for k in 0..len {
-                        let hidden_key = kept.is_some_and(|kept| kept.binary_search(&k).is_err());
-                        mask.push(k > q || k >= n || hidden_key);
-                    }
-                }
-            }
-            plan.rows = Some((
-                Tensor::from_data(TensorData::new(index, [batch, count]), &device),
-                Tensor::from_data(TensorData::new(mask, [batch, count, len]), &device),
-            ));
-        }
-        Ok(plan)
     }
 }
 
@@ -299,34 +237,4 @@ pub(crate) fn host_i64(data: TensorData, what: &str) -> Result<Vec<i64>, LlmErro
         what: what.into(),
         message: format!("{e:?}"),
     })
-}
-
-/// Hook-given positions must be sorted, unique and inside each sample's real tokens.
-fn check_positions(layer: usize, layout: &SeqLayout, lists: &[Vec<usize>], what: &str) -> Result<(), LlmError> {
-    if lists.len() != layout.samples.len() {
-        return Err(LlmError::Hook {
-            layer,
-            sample: lists.len(),
-            message: format!("{what}: {} lists for {} samples", lists.len(), layout.samples.len()),
-        });
-    }
-    for (b, (list, sample)) in lists.iter().zip(&layout.samples).enumerate() {
-        let sorted = list.windows(2).all(|w| w[0] < w[1]);
-        let inside = list.last().is_none_or(|&p| p < sample.len());
-        if !sorted || !inside {
-            return Err(LlmError::Hook {
-                layer,
-                sample: b,
-                message: format!("{what} must be sorted, unique and < {} (got {list:?})", sample.len()),
-            });
-        }
-        if what == "rows" && list.is_empty() {
-            return Err(LlmError::Hook {
-                layer,
-                sample: b,
-                message: "rows: empty request".into(),
-            });
-        }
-    }
-    Ok(())
 }

@@ -5,7 +5,8 @@
 //! - (a) read head-mean attention rows it asks for at a layer ([`LayerRequest::rows`] ->
 //!   [`LayerHooks::attention_rows`]);
 //! - (b) restrict a layer's keys/values to a subset of positions while every position stays a
-//!   query ([`LayerRequest::kv_keep`], ACT-IN-LLM);
+//!   query ([`LayerRequest::kv_keep`], ACT-IN-LLM), or replace them by pooled keys/values, each
+//!   the mean of a group of positions ([`LayerRequest::kv_pool`], ACT-IN-LLM's AvgPool-1D);
 //! - (c) drop positions from the hidden states after a layer ([`LayerHooks::after_layer`],
 //!   FastV/HiMAP), keeping original RoPE positions and a correct per-sample mask.
 //!
@@ -16,7 +17,8 @@
 //! attention probabilities and builds no host-side masks.
 //!
 //! Hooks run in the forward over embeddings and in the prefill of generation; decode steps reuse
-//! what the prefill left in the KV cache (pruned or restricted keys stay so) and call no hook.
+//! what the prefill left in the KV cache (pruned, restricted or pooled keys stay so) and call no
+//! hook.
 
 use std::ops::Range;
 
@@ -88,6 +90,14 @@ pub struct LayerRequest {
     /// Keys/values this layer may attend to (current indices per sample, sorted, unique). All
     /// positions stay queries; causality and padding still apply.
     pub kv_keep: Option<Vec<Vec<usize>>>,
+    /// Pooled keys/values this layer attends to instead of its own (exclusive with `kv_keep`):
+    /// per sample, a list of groups of current indices (each group non-empty, sorted, unique;
+    /// groups may overlap). A group's key is the mean of its members' keys after RoPE (each at
+    /// its own position), its value the mean of their values; a singleton group is that key as is,
+    /// and positions in no group are not attended to. All positions stay queries; a query sees a
+    /// group only when every member is at or before it (no future leakage), and padding still
+    /// applies. Gradients reach every member. Head-mean rows cannot be asked for at such a layer.
+    pub kv_pool: Option<Vec<Vec<Vec<usize>>>>,
 }
 
 /// Head-mean attention probabilities of the rows a hook asked for.

@@ -3,7 +3,8 @@
 //! KV cache and stop tokens.
 //!
 //! The compression seam is [`LayerHooks`]: a policy can read head-mean attention rows, restrict a
-//! layer's keys/values per sample, and drop positions after a layer (see `hooks.rs`).
+//! layer's keys/values per sample or replace them by pooled ones, and drop positions after a layer
+//! (see `hooks.rs`).
 //!
 //! ```no_run
 //! use anchorage_llm::{load_llm, GenerateOptions, KvCache, LlmInput, NoHooks};
@@ -39,6 +40,7 @@ mod lora;
 mod mlp;
 mod model;
 mod norm;
+mod plan;
 mod rope;
 mod safetensors;
 pub use safetensors::{read_tensors, write_tensors};

@@ -105,6 +105,7 @@ impl LayerHooks<B> for RestrictKv {
         LayerRequest {
             rows: None,
             kv_keep: Some(keep),
+            kv_pool: None,
         }
     }
 }
@@ -144,6 +145,7 @@ impl LayerHooks<B> for DropImage {
         LayerRequest {
             rows: (layer == 0).then(|| layout.last_rows()),
             kv_keep: None,
+            kv_pool: None,
         }
     }
     fn attention_rows(&mut self, _layer: usize, layout: &SeqLayout, rows: AttentionRows<B>) {
@@ -298,6 +300,7 @@ fn gradients_flow_through_kept_keys_only() {
             LayerRequest {
                 rows: None,
                 kv_keep: Some(vec![keep]),
+                kv_pool: None,
             }
         }
     }
