@@ -115,6 +115,11 @@ fn main() {
             CompressionPolicy::Act(ActConfig { selection: ActSelection::UniformWindows, ..ActConfig::default() }),
             CompressionPolicy::Act(ActConfig { selection: ActSelection::UniformWindows, ..ActConfig::default() }),
         ),
+        (
+            "act 70% layers, keep 0.6/0.4/0.2, avg-pool",
+            CompressionPolicy::Act(ActConfig { selection: ActSelection::AvgPool, ..ActConfig::default() }),
+            CompressionPolicy::Act(ActConfig { selection: ActSelection::AvgPool, ..ActConfig::default() }),
+        ),
     ];
 
     println!("prefill of 1 x {len} tokens ({BEFORE} + {IMAGE} image + {AFTER}), Llama {LAYERS} layers d=256 m=688 8 heads, Flex CPU, median of {runs}");

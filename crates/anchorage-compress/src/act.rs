@@ -13,8 +13,17 @@
 //! - The first layer cannot be compressed (no previous attention), so compression starts at layer 1
 //!   at the earliest.
 //!
-//! In generation the prefill fills each compressed layer's KV cache with only the kept keys/values,
-//! so decode steps attend to text + kept visual keys of that layer, as the paper's inference does.
+//! Selections ([`ActSelection`]): `Attention` (the paper's default, above); `AvgPool` (the paper's
+//! AvgPool-1D K/V variant): the stage's visual keys/values are replaced by `k` average-pooled ones,
+//! windows with `torch.nn.functional.adaptive_avg_pool1d`'s bounds over the image tokens, each the
+//! mean of its members' keys (after RoPE at their own positions) and values, through the seam's
+//! [`LayerRequest::kv_pool`]; a pooled key is visible to a query from its window's last token on
+//! (no future leakage); text keys/values stay as they are. `UniformWindows` keeps the centre token
+//! of each of those windows (a content-independent subset, not in the paper).
+//!
+//! In generation the prefill fills each compressed layer's KV cache with only the kept (or pooled)
+//! keys/values, so decode steps attend to text + the stage's visual keys of that layer, as the
+//! paper's inference does.
 
 use std::ops::Range;
 
@@ -59,16 +68,51 @@ pub fn act_stages(config: &ActConfig, num_layers: usize) -> Vec<ActStage> {
     out
 }
 
+/// What a stage's layers attend to, per sample (current indices).
+#[derive(Debug, Clone, PartialEq)]
+enum StageKeys {
+    /// A subset of the positions.
+    Keep(Vec<Vec<usize>>),
+    /// Groups of positions, each averaged into one key/value.
+    Pool(Vec<Vec<Vec<usize>>>),
+}
+
+impl StageKeys {
+    /// Keys/values each sample attends to.
+    fn counts(&self) -> Vec<usize> {
+        match self {
+            Self::Keep(keep) => keep.iter().map(Vec::len).collect(),
+            Self::Pool(pool) => pool.iter().map(Vec::len).collect(),
+        }
+    }
+
+    /// Whether this is every position as is (then the layer runs unrestricted, bit for bit).
+    fn is_everything(&self, layout: &SeqLayout) -> bool {
+        let all = |b: usize, n: usize| n == layout.samples[b].len();
+        match self {
+            Self::Keep(keep) => keep.iter().enumerate().all(|(b, k)| all(b, k.len())),
+            Self::Pool(pool) => pool.iter().enumerate().all(|(b, g)| all(b, g.len()) && g.iter().all(|g| g.len() == 1)),
+        }
+    }
+
+    fn request(&self, request: &mut LayerRequest) {
+        match self {
+            Self::Keep(keep) => request.kv_keep = Some(keep.clone()),
+            Self::Pool(pool) => request.kv_pool = Some(pool.clone()),
+        }
+    }
+}
+
 /// ACT-IN-LLM as a [`LayerHooks`] policy. State resets when layer 0 starts, so one value serves many forwards
 /// (check `error` after each).
 #[derive(Debug, Clone)]
 pub struct ActHooks {
     selection: ActSelection,
     stages: Vec<ActStage>,
-    /// Keys/values of the stage now running (current indices per sample).
-    active: Option<(usize, Vec<Vec<usize>>)>,
+    /// Keys/values of the stage now running.
+    active: Option<(usize, StageKeys)>,
     /// Selection made for the stage about to start.
-    next: Option<(usize, Vec<Vec<usize>>)>,
+    next: Option<(usize, StageKeys)>,
     /// What this forward did.
     pub trace: Trace,
     /// The first problem met (later layers then run uncompressed).
@@ -102,29 +146,54 @@ impl ActHooks {
         self.stages.iter().position(|s| s.layers.start == layer)
     }
 
-    fn record(&mut self, layer: usize, layout: &SeqLayout, stage: usize, keep: Vec<Vec<usize>>) {
+    /// Records a stage's keys/values; a pooled selection keeps every image token that is in a
+    /// window (all of them when `k` > 0).
+    fn record(&mut self, layer: usize, layout: &SeqLayout, stage: usize, keys: StageKeys) {
         let kept_images = layout
             .samples
             .iter()
-            .zip(&keep)
-            .map(|(s, k)| k.iter().filter(|&&c| s.is_image(c)).map(|&c| s.index[c]).collect())
+            .enumerate()
+            .map(|(b, s)| {
+                let mut kept: Vec<usize> = match &keys {
+                    StageKeys::Keep(keep) => keep[b].clone(),
+                    StageKeys::Pool(pool) => pool[b].iter().flatten().copied().collect(),
+                };
+                kept.sort_unstable();
+                kept.dedup();
+                kept.into_iter().filter(|&c| s.is_image(c)).map(|c| s.index[c]).collect()
+            })
             .collect();
         self.trace.selections.push(Selection { layer, kept_images });
-        self.next = Some((stage, keep));
+        self.next = Some((stage, keys));
     }
+}
+
+/// The `k` adaptive windows over `n` items (`adaptive_avg_pool1d`'s bounds
+/// `[floor(i·n/k), ceil((i+1)·n/k))`; they overlap when `k` does not divide `n`).
+fn adaptive_windows(n: usize, k: usize) -> Vec<std::ops::Range<usize>> {
+    (0..k).map(|i| i * n / k..((i + 1) * n).div_ceil(k)).collect()
+}
+
+/// AvgPool-1D groups of one sample: each text position alone, the image tokens in `k` adaptive
+/// windows where they are, in order.
+fn pooled_windows(sample: &SampleLayout, ratio: f64) -> Vec<Vec<usize>> {
+    let (image, k) = image_and_count(sample, ratio);
+    let mut windows = Some(adaptive_windows(image.len(), k).into_iter().map(|w| image[w].to_vec()));
+    let mut groups = Vec::with_capacity(sample.len() - image.len() + k);
+    for c in 0..sample.len() {
+        if !sample.is_image(c) {
+            groups.push(vec![c]);
+        } else if let Some(windows) = windows.take() {
+            groups.extend(windows);
+        }
+    }
+    groups
 }
 
 /// Uniform windows (adaptive-pool bounds) over a sample's image tokens, one centre kept per window.
 fn window_centres(sample: &SampleLayout, ratio: f64) -> Vec<usize> {
     let (image, k) = image_and_count(sample, ratio);
-    let n = image.len();
-    let chosen: Vec<usize> = (0..k)
-        .map(|i| {
-            let start = i * n / k;
-            let end = ((i + 1) * n).div_ceil(k);
-            image[(start + end - 1) / 2]
-        })
-        .collect();
+    let chosen: Vec<usize> = adaptive_windows(image.len(), k).into_iter().map(|w| image[(w.start + w.end - 1) / 2]).collect();
     crate::rules::merge_kept(sample.len(), &image, &chosen)
 }
 
@@ -141,17 +210,24 @@ impl<B: Backend> LayerHooks<B> for ActHooks {
         let usable = self.error.is_none() && layout.samples.iter().all(|s| !s.is_empty());
         if let (Some(stage), true) = (self.stage_of(layer), usable) {
             if self.stages[stage].layers.start == layer {
-                if self.selection == ActSelection::UniformWindows {
-                    let ratio = self.stages[stage].keep_ratio;
-                    let keep = layout.samples.iter().map(|s| window_centres(s, ratio)).collect();
-                    self.record(layer, layout, stage, keep);
+                let ratio = self.stages[stage].keep_ratio;
+                let samples = &layout.samples;
+                match self.selection {
+                    ActSelection::Attention => {}
+                    ActSelection::AvgPool => {
+                        let pool = samples.iter().map(|s| pooled_windows(s, ratio)).collect();
+                        self.record(layer, layout, stage, StageKeys::Pool(pool));
+                    }
+                    ActSelection::UniformWindows => {
+                        let keep = samples.iter().map(|s| window_centres(s, ratio)).collect();
+                        self.record(layer, layout, stage, StageKeys::Keep(keep));
+                    }
                 }
                 self.active = self.next.take().filter(|(s, _)| *s == stage);
             }
-            if let Some((s, keep)) = &self.active {
-                let all = keep.iter().zip(&layout.samples).all(|(k, sample)| k.len() == sample.len());
-                if *s == stage && !all {
-                    request.kv_keep = Some(keep.clone());
+            if let Some((s, keys)) = &self.active {
+                if *s == stage && !keys.is_everything(layout) {
+                    keys.request(&mut request);
                 }
             }
         } else {
@@ -160,13 +236,14 @@ impl<B: Backend> LayerHooks<B> for ActHooks {
         if usable && self.selection == ActSelection::Attention && self.stage_starting_at(layer + 1).is_some() {
             request.rows = Some(layout.last_rows());
         }
+        let counts = self.active.as_ref().filter(|_| request.kv_keep.is_some() || request.kv_pool.is_some()).map(|(_, k)| k.counts());
         let tokens = layout
             .samples
             .iter()
             .enumerate()
             .map(|(b, s)| LayerTokens {
                 queries: s.len(),
-                keys: request.kv_keep.as_ref().map_or(s.len(), |k| k[b].len()),
+                keys: counts.as_ref().map_or(s.len(), |c| c[b]),
             })
             .collect();
         self.trace.layer(layer, tokens);
@@ -189,7 +266,7 @@ impl<B: Backend> LayerHooks<B> for ActHooks {
                     .zip(&scores)
                     .map(|((s, (image, k)), sc)| keep_best(s, image, sc, *k))
                     .collect();
-                self.record(layer, layout, stage, keep);
+                self.record(layer, layout, stage, StageKeys::Keep(keep));
             }
             Err(e) => {
                 // Boxed hooks cannot be asked; say it here too.
@@ -225,5 +302,28 @@ mod tests {
         };
         // 8 image tokens, 4 windows of 2: centres are the first of each pair.
         assert_eq!(window_centres(&sample, 0.5), vec![0, 1, 2, 4, 6, 8, 10, 11]);
+    }
+
+    #[test]
+    fn pooled_windows_follow_adaptive_avg_pool1d() {
+        // torch: adaptive_avg_pool1d over 6 into 4 -> windows [0,2) [1,3) [3,5) [4,6) (overlapping).
+        assert_eq!(adaptive_windows(6, 4), vec![0..2, 1..3, 3..5, 4..6]);
+        assert_eq!(adaptive_windows(7, 3), vec![0..3, 2..5, 4..7]);
+        assert_eq!(adaptive_windows(8, 4), vec![0..2, 2..4, 4..6, 6..8]);
+        let sample = SampleLayout {
+            index: (0..10).collect(),
+            image: 2..8,
+        };
+        // 6 image tokens, round(0.6 * 6) = 4 windows; text positions stay single.
+        let groups = pooled_windows(&sample, 0.6);
+        let expected: Vec<Vec<usize>> =
+            vec![vec![0], vec![1], vec![2, 3], vec![3, 4], vec![5, 6], vec![6, 7], vec![8], vec![9]];
+        assert_eq!(groups, expected);
+        // keep everything: every image token alone
+        let all = pooled_windows(&sample, 1.0);
+        assert_eq!(all, (0..10).map(|c| vec![c]).collect::<Vec<_>>());
+        // no image: text only
+        let text = SampleLayout { index: (0..4).collect(), image: 0..0 };
+        assert_eq!(pooled_windows(&text, 0.5), (0..4).map(|c| vec![c]).collect::<Vec<_>>());
     }
 }

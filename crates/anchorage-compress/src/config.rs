@@ -12,10 +12,12 @@ use crate::error::CompressError;
 pub enum ActSelection {
     /// Top-k by the previous layer's last-row attention, averaged over heads.
     Attention,
-    /// Stand-in for the paper's AvgPool-1D K/V compression, which the LLM seam cannot express (it
-    /// restricts keys/values to existing positions; it cannot build pooled keys): the image tokens
-    /// are cut into `k` adaptive windows (`torch.nn.functional.adaptive_avg_pool1d`'s bounds) and
-    /// the centre token of each window is kept. Content-independent, like pooling.
+    /// The paper's AvgPool-1D K/V variant: the image tokens are cut into `k` adaptive windows
+    /// (`torch.nn.functional.adaptive_avg_pool1d`'s bounds) and each window's keys (after RoPE)
+    /// and values are averaged into one; text keys/values stay as they are.
+    AvgPool,
+    /// Not in the paper: the same `k` windows, keeping the centre token of each as is (a
+    /// content-independent subset of the existing keys/values, no averaging).
     UniformWindows,
 }
 

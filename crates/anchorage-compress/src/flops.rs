@@ -3,10 +3,9 @@
 //! `d` with an FFN of width `m` costs `4·n·d² + 2·n²·d + 2·n·d·m`.
 //!
 //! Extended the obvious way for key/value restriction (ACT-IN-LLM): with `q` query tokens and `k`
-//! attended keys, Q and O projections cost `2·q·d²`, K and V projections `2·k·d²` (an ideal
-//! implementation projects only the kept keys; ours projects all and gathers, see the crate docs),
-//! the two attention products `2·q·k·d`, the FFN `2·q·d·m`. With `q = k = n` this is the formula
-//! above. Grouped-query attention, RoPE, norms and the LM head are not counted, as in the model.
+//! attended keys, Q and O projections cost `2·q·d²`, K and V projections `2·k·d²` (only the kept
+//! keys are projected, as ours does except where the crate docs say), the two attention products
+//! `2·q·k·d`, the FFN `2·q·d·m`. With `q = k = n` this is the formula above. Grouped-query attention, RoPE, norms and the LM head are not counted, as in the model.
 
 use crate::trace::{LayerTokens, Trace};
 

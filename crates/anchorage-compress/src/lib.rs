@@ -9,10 +9,12 @@
 //! for [`FlopsReport::from_trace`]; [`CompressionPolicy::schedule`] predicts it from settings alone. Each sample of a batch is scored with its own
 //! attention and its own image span, and keeps `round(ratio * its image-token count)` tokens.
 //!
-//! Known limits of the current LLM seam: ACT-IN-LLM's K/V restriction gathers keys/values after
-//! projecting every token (the FLOPs model counts the ideal projection of kept keys only), and
-//! the paper's AvgPool-1D K/V variant cannot be expressed (the seam restricts to existing
-//! positions; [`ActSelection::UniformWindows`] is the stand-in).
+//! ACT-IN-LLM runs both of the paper's selections: attention-guided top-k (K/V restricted to the
+//! kept positions, projecting only their rows) and AvgPool-1D ([`ActSelection::AvgPool`]: pooled
+//! keys/values through the seam's `kv_pool`). Where the FLOPs model and the implementation differ:
+//! the layer before a stage starts reports attention rows and so projects every key/value even
+//! when it is itself restricted, and AvgPool projects every token then pools (the model counts the
+//! projection of the pooled keys only, and not the pooling product).
 
 mod act;
 mod config;

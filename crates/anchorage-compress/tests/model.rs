@@ -2,7 +2,9 @@
 //! keep-all equals no compression exactly (forward and greedy generation); the in-place
 //! implementation (dropped positions, gathered keys/values) equals a masked-attention reference
 //! that keeps every position and hides the same keys; forward+backward reaches the image
-//! embeddings; greedy generation runs on the pruned/restricted KV cache.
+//! embeddings; greedy generation runs on the pruned/restricted KV cache. ACT-IN-LLM's AvgPool-1D
+//! equals the seam's pooling asked for by hand with `adaptive_avg_pool1d`'s windows, and its cached
+//! greedy decoding equals recomputing the grown sequence.
 
 use anchorage_compress::{
     ActConfig, ActSelection, CompressionPolicy, Compressor, FastVConfig, FastVRule, FlopsReport, FlopsShape, HimapConfig,
@@ -47,6 +49,10 @@ fn act(ratios: Vec<f64>, selection: ActSelection) -> CompressionPolicy {
     CompressionPolicy::Act(ActConfig { coverage: 0.8, keep_ratios: ratios, selection })
 }
 
+fn is_avg_pool(policy: &CompressionPolicy) -> bool {
+    matches!(policy, CompressionPolicy::Act(ActConfig { selection: ActSelection::AvgPool, .. }))
+}
+
 fn fastv(ratio: f64, rule: FastVRule) -> CompressionPolicy {
     CompressionPolicy::FastV(FastVConfig { layer: 2, keep_ratio: ratio, rule })
 }
@@ -60,6 +66,7 @@ fn compressing() -> Vec<CompressionPolicy> {
     vec![
         act(vec![0.6, 0.3], ActSelection::Attention),
         act(vec![0.5, 0.25], ActSelection::UniformWindows),
+        act(vec![0.5, 0.3], ActSelection::AvgPool),
         fastv(0.5, FastVRule::LastToken),
         fastv(0.4, FastVRule::AverageReceived),
         himap(0.5, 0.25),
@@ -71,6 +78,7 @@ fn keep_all() -> Vec<CompressionPolicy> {
     vec![
         act(vec![1.0, 1.0], ActSelection::Attention),
         act(vec![1.0], ActSelection::UniformWindows),
+        act(vec![1.0, 1.0], ActSelection::AvgPool),
         fastv(1.0, FastVRule::LastToken),
         fastv(1.0, FastVRule::AverageReceived),
         himap(1.0, 1.0),
@@ -156,7 +164,8 @@ fn hidden_keys(policy: &CompressionPolicy, trace: &Trace, layer: usize, b: usize
 #[test]
 fn in_place_equals_masked_attention_reference() {
     let (llm, embeds) = setup::<B>();
-    for policy in compressing() {
+    // AvgPool builds new keys/values: `avg_pool_equals_the_seam_with_adaptive_windows` checks it.
+    for policy in compressing().into_iter().filter(|p| !is_avg_pool(p)) {
         let (out, hooks) = run(&llm, &embeds, &policy);
         let trace = hooks.trace().unwrap().clone();
         let expected_selections = match &policy {
@@ -310,4 +319,101 @@ fn hooks_are_reusable_across_forwards() {
         assert_eq!(values(again.hidden), values(first.hidden), "{policy:?}");
         assert_eq!(hooks.trace(), fresh.trace(), "{policy:?}");
     }
+}
+
+/// ACT-IN-LLM's AvgPool-1D as the seam request a test writes by hand: on each stage's layers,
+/// text positions alone and the image tokens in `adaptive_avg_pool1d`'s windows
+/// (`[floor(i·n/k), ceil((i+1)·n/k))`, `k = round(ratio · n)`).
+struct HandPooled {
+    stages: Vec<(std::ops::Range<usize>, f64)>,
+}
+impl anchorage_llm::LayerHooks<B> for HandPooled {
+    fn before_layer(&mut self, layer: usize, layout: &anchorage_llm::SeqLayout) -> anchorage_llm::LayerRequest {
+        let Some((_, ratio)) = self.stages.iter().find(|(l, _)| l.contains(&layer)) else {
+            return anchorage_llm::LayerRequest::default();
+        };
+        let pool = layout
+            .samples
+            .iter()
+            .map(|s| {
+                let (start, n) = (s.image.start, s.image.len());
+                let k = anchorage_compress::keep_count(*ratio, n);
+                let mut groups: Vec<Vec<usize>> = (0..start).map(|c| vec![c]).collect();
+                groups.extend((0..k).map(|i| (start + i * n / k..start + ((i + 1) * n).div_ceil(k)).collect()));
+                groups.extend((s.image.end..s.len()).map(|c| vec![c]));
+                groups
+            })
+            .collect();
+        anchorage_llm::LayerRequest { kv_pool: Some(pool), ..Default::default() }
+    }
+}
+
+#[test]
+fn avg_pool_equals_the_seam_with_adaptive_windows() {
+    let (llm, embeds) = setup::<B>();
+    let policy = act(vec![0.5, 0.3], ActSelection::AvgPool);
+    let (out, hooks) = run(&llm, &embeds, &policy);
+    let CompressionPolicy::Act(config) = &policy else { unreachable!() };
+    let stages: Vec<_> = anchorage_compress::act_stages(config, LAYERS).into_iter().map(|s| (s.layers, s.keep_ratio)).collect();
+    assert_eq!(stages, vec![(1..3, 0.5), (3..5, 0.3)]);
+    let by_hand = llm.forward_embeds(input(&embeds), &mut HandPooled { stages }).unwrap();
+    assert_eq!(values(out.hidden.clone()), values(by_hand.hidden));
+    // keys per layer: all, then text + round(0.5 n), then text + round(0.3 n) (n = 10 and 8)
+    let trace = hooks.trace().unwrap();
+    let keys: Vec<Vec<usize>> = trace.layers.iter().map(|l| l.iter().map(|t| t.keys).collect()).collect();
+    assert_eq!(keys, vec![vec![18, 15], vec![13, 11], vec![13, 11], vec![11, 9], vec![11, 9]]);
+    // every image token feeds some pooled key
+    assert_eq!(trace.selections[0].kept_images, vec![SPANS[0].clone().collect::<Vec<_>>(), SPANS[1].clone().collect()]);
+    let plain = values(llm.forward_embeds(input(&embeds), &mut NoHooks).unwrap().hidden);
+    assert!(values(out.hidden).iter().zip(&plain).any(|(a, b)| (a - b).abs() > 1e-3), "pooling changes the output");
+}
+
+/// Greedy decoding on the AvgPool KV cache: each step's logits equal a from-scratch forward of the
+/// grown sequence under the same policy (no cache), one sample at a time; tokens are identical.
+#[test]
+fn avg_pool_generation_with_cache_equals_recomputation() {
+    let (llm, embeds) = setup::<B>();
+    let device = Default::default();
+    let policy = act(vec![0.5, 0.3], ActSelection::AvgPool);
+    let steps = 5;
+    let options = GenerateOptions { max_new_tokens: steps, stop_tokens: vec![] };
+    let mut hooks = policy.hooks(LAYERS).unwrap();
+    let generated = llm.generate(input(&embeds), &mut hooks, &mut KvCache::new(LAYERS), &options).unwrap();
+    assert!(hooks.take_error().is_none());
+
+    let recompute = |grown: &Tensor<B, 3>, b: usize| {
+        let len = grown.dims()[1];
+        let mut hooks = policy.hooks(LAYERS).unwrap();
+        let out = llm.forward_embeds(LlmInput::padded(grown.clone(), &[len], vec![SPANS[b].clone()]), &mut hooks).unwrap();
+        assert!(hooks.take_error().is_none());
+        values(llm.logits(out.hidden.slice([0..1, len - 1..len, 0..64])))
+    };
+    let argmax = |row: &[f32]| (0..row.len()).max_by(|&i, &j| row[i].total_cmp(&row[j])).unwrap() as u32;
+    let mut cache = KvCache::new(LAYERS);
+    let first = GenerateOptions { max_new_tokens: 1, stop_tokens: vec![] };
+    let mut next: Vec<u32> = llm.generate(input(&embeds), &mut policy.hooks(LAYERS).unwrap(), &mut cache, &first).unwrap().concat();
+    assert_eq!(cache.lengths(), vec![LEN, 13, 13, 11, 11], "text 8 + 5 windows, then + 3");
+    let mut grown: Vec<Tensor<B, 3>> = (0..2).map(|b| embeds.clone().slice([b..b + 1, 0..LENGTHS[b], 0..64])).collect();
+    let mut tokens = vec![Vec::new(); 2];
+    for step in 0..steps {
+        for b in 0..2 {
+            assert_eq!(argmax(&recompute(&grown[b], b)), next[b], "sample {b} step {step}");
+            tokens[b].push(next[b]);
+            let id = Tensor::<B, 2, Int>::from_data(TensorData::new(vec![next[b] as i64], [1, 1]), &device);
+            grown[b] = Tensor::cat(vec![grown[b].clone(), llm.embed(id)], 1);
+        }
+        if step + 1 == steps {
+            break;
+        }
+        let logits = values(llm.decode_step(&next, &mut cache, &device).unwrap());
+        let vocab = logits.len() / 2;
+        for b in 0..2 {
+            let cached = &logits[b * vocab..(b + 1) * vocab];
+            let theirs = recompute(&grown[b], b);
+            let d = cached.iter().zip(&theirs).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+            assert!(d <= 1e-4, "sample {b} step {step}: cached vs recomputed logits differ by {d}");
+            next[b] = argmax(cached);
+        }
+    }
+    assert_eq!(generated, tokens);
 }
