@@ -1,8 +1,4 @@
 //! `[compression]` (a [`CompressionSection`]) → [`CompressionPolicy`] of anchorage-compress.
-//!
-//! The recipe's `avg_pool` ACT selection maps to [`Sel::UniformWindows`], the stand-in for the
-//! paper's AvgPool-1D key/value compression until the LLM seam can pool keys/values (see
-//! anchorage-compress's crate docs).
 
 use anchorage_compress::{
     ActConfig, ActSelection as Sel, CompressionPolicy, FastVConfig, FastVRule as Rule, HimapConfig,
@@ -21,7 +17,8 @@ pub fn compression_policy(section: &CompressionSection) -> CompressionPolicy {
             keep_ratios: keep_ratios.clone(),
             selection: match selection {
                 ActSelection::Attention => Sel::Attention,
-                ActSelection::AvgPool => Sel::UniformWindows,
+                ActSelection::AvgPool => Sel::AvgPool,
+                ActSelection::UniformWindows => Sel::UniformWindows,
             },
         }),
         CompressionSection::Fastv { layer, keep_ratio, rule } => CompressionPolicy::FastV(FastVConfig {
@@ -48,12 +45,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn act_selection_strings() {
+        #[derive(serde::Deserialize)]
+        struct Wrap {
+            selection: ActSelection,
+        }
+        for (text, want) in [("attention", ActSelection::Attention), ("avg_pool", ActSelection::AvgPool), ("uniform_windows", ActSelection::UniformWindows)] {
+            let parsed: Wrap = toml::from_str(&format!("selection = \"{text}\"")).unwrap();
+            assert_eq!(parsed.selection, want);
+        }
+        let err = toml::from_str::<Wrap>("selection = \"avgpool\"").err().unwrap().to_string();
+        assert!(err.contains("attention") && err.contains("avg_pool") && err.contains("uniform_windows"), "{err}");
+    }
+
+    #[test]
     fn every_method_converts() {
         assert_eq!(compression_policy(&CompressionSection::None), CompressionPolicy::None);
         let act = CompressionSection::Act { coverage: 0.7, keep_ratios: vec![0.6, 0.4, 0.2], selection: ActSelection::AvgPool };
         assert_eq!(
             compression_policy(&act),
-            CompressionPolicy::Act(ActConfig { coverage: 0.7, keep_ratios: vec![0.6, 0.4, 0.2], selection: Sel::UniformWindows })
+            CompressionPolicy::Act(ActConfig { coverage: 0.7, keep_ratios: vec![0.6, 0.4, 0.2], selection: Sel::AvgPool })
+        );
+        let windows = CompressionSection::Act { coverage: 0.7, keep_ratios: vec![0.5], selection: ActSelection::UniformWindows };
+        assert_eq!(
+            compression_policy(&windows),
+            CompressionPolicy::Act(ActConfig { coverage: 0.7, keep_ratios: vec![0.5], selection: Sel::UniformWindows })
         );
         let fastv = CompressionSection::Fastv { layer: 2, keep_ratio: 0.5, rule: FastVRule::AverageReceived };
         assert_eq!(
@@ -63,7 +79,7 @@ mod tests {
         let himap = CompressionSection::Himap { shallow_layer: 2, shallow_keep_ratio: 0.5, deep_layer: 8, deep_keep_ratio: 0.125 };
         assert_eq!(compression_policy(&himap), CompressionPolicy::Himap(HimapConfig::default()));
         // The recipe's defaults build valid hooks on a 32-layer LLM.
-        for section in [act, fastv, himap] {
+        for section in [act, windows, fastv, himap] {
             assert!(compression_policy(&section).hooks(32).is_ok());
         }
     }

@@ -55,8 +55,11 @@ pub enum CompressionSection {
 pub enum ActSelection {
     /// Top-k by the previous layer's last-row attention, averaged over heads.
     Attention,
-    /// The paper's AvgPool-1D variant: average-pool the visual keys/values.
+    /// The paper's AvgPool-1D variant: average-pool the visual keys/values (after RoPE) in
+    /// `adaptive_avg_pool1d` windows; text keys/values stay as they are.
     AvgPool,
+    /// Not in the paper: keep the centre visual token of each of those windows as is.
+    UniformWindows,
 }
 
 /// FastV's scoring rule.
