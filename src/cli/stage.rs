@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use anchorage_train::trainer::{NodeRole, World};
 use anchorage_train::{recipe::load_recipe, Plan, Stage};
 use anyhow::{bail, Context};
 use clap::Args;
@@ -21,6 +22,32 @@ pub struct StageArgs {
     /// Continue the run in RUN_DIR from its last checkpoint.
     #[arg(long, value_name = "RUN_DIR")]
     pub resume: Option<PathBuf>,
+    /// Multi-node runs (`devices.nodes` > 1): this node's index, 0-based. Node 0 writes the run
+    /// folder; every node needs the same recipe, data and (to resume) checkpoints.
+    #[arg(long, value_name = "N", requires = "master")]
+    pub node_rank: Option<u32>,
+    /// Multi-node runs: HOST:PORT of node 0, where it listens for the other nodes (node 0 binds
+    /// the port on every interface), e.g. 10.0.0.1:29500.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub master: Option<String>,
+}
+
+/// The data-parallel world from the recipe's `[devices]` and the node flags.
+fn world(recipe: &anchorage_train::Recipe, args: &StageArgs) -> anyhow::Result<World> {
+    let nodes = recipe.devices.nodes;
+    let node = match (&args.node_rank, nodes) {
+        (None, 1) => None,
+        (None, n) => bail!("devices.nodes = {n}: start one process per node with --node-rank N and --master HOST:PORT (node 0's address; see the README)"),
+        (Some(rank), n) if *rank >= n => bail!("--node-rank {rank}: devices.nodes = {n}, so the rank must be below {n}"),
+        (Some(rank), _) => {
+            let master = args.master.clone().unwrap_or_default();
+            if master.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+                bail!("--master {master}: give HOST:PORT, e.g. 10.0.0.1:29500");
+            }
+            Some(NodeRole { rank: *rank, master })
+        }
+    };
+    Ok(World { local: recipe.devices.ids.len(), nodes, node })
 }
 
 pub fn run(stage: Stage, args: StageArgs) -> anyhow::Result<()> {
@@ -55,8 +82,9 @@ pub fn run(stage: Stage, args: StageArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     crate::backend::check(recipe.devices.backend).map_err(anyhow::Error::msg)?;
+    let world = world(&recipe, &args)?;
     let started = std::time::Instant::now();
-    let summary = crate::backend::run_stage(&recipe, &plan, args.resume.is_some())?;
+    let summary = crate::backend::run_stage(&recipe, &plan, args.resume.is_some(), world)?;
     let last = summary.losses.last().copied().unwrap_or(f64::NAN);
     let first = summary.losses.first().copied().unwrap_or(f64::NAN);
     println!("run folder:   {}", summary.run_dir.display());

@@ -10,6 +10,7 @@ use anchorage_model::VisionSelect;
 use anchorage_vision::{load_clip_vision_with, ClipVisionConfig, ClipVisionModel, FeatureSelect as VisionFeature, LoadOptions};
 use burn::tensor::{backend::AutodiffBackend, backend::Backend, DType, FloatDType};
 
+use super::parallel::World;
 use super::step::{materialize, model_err, train, HooksFactory, Towers, TrainOptions, TrainSummary};
 use anchorage_compress::CompressionPolicy;
 
@@ -18,8 +19,17 @@ use crate::hub::{resolve_hub_model, HubAccess};
 use crate::recipe::{BuiltinModel, Dtype, FeatureSelect, ModelSource};
 use crate::{Plan, Recipe, TrainError};
 
-/// Runs the recipe's stage on `device`; `resume` continues the run folder's newest checkpoint.
-pub fn run_stage<B: AutodiffBackend>(recipe: &Recipe, plan: &Plan, resume: bool, progress: bool, device: &B::Device) -> Result<TrainSummary, TrainError> {
+/// Runs the recipe's stage on `devices` (one data-parallel replica each; the first also loads the
+/// towers) as part of `world`; `resume` continues the run folder's newest checkpoint.
+pub fn run_stage<B: AutodiffBackend>(
+    recipe: &Recipe,
+    plan: &Plan,
+    resume: bool,
+    progress: bool,
+    devices: &[B::Device],
+    world: World,
+) -> Result<TrainSummary, TrainError> {
+    let device = devices.first().ok_or_else(|| invalid(recipe, "devices.ids", "no device".into()))?;
     // Each built-in tower has its own seed and draws its weights at once (see `materialize`).
     B::seed(device, recipe.run.seed);
     let (vision_config, vision, processor) = vision_tower::<B::InnerBackend>(recipe, device)?;
@@ -72,10 +82,10 @@ pub fn run_stage<B: AutodiffBackend>(recipe: &Recipe, plan: &Plan, resume: bool,
     let prototype = policy.hooks(layers).map_err(|e| invalid(recipe, "compression", e.to_string()))?;
     let hooks: Option<HooksFactory<B>> = match policy {
         CompressionPolicy::None => None,
-        _ => Some(Box::new(move || Box::new(prototype.clone()))),
+        _ => Some(std::sync::Arc::new(move || Box::new(prototype.clone()))),
     };
     let towers = Towers { vision, llm, select };
-    let options = TrainOptions { resume, progress, pad_id: source.pad_id(), connector_init: init, hooks, ..Default::default() };
+    let options = TrainOptions { resume, progress, pad_id: source.pad_id(), connector_init: init, hooks, devices: devices.to_vec(), world, ..Default::default() };
     train(recipe, plan, towers, &config, &source, options, device)
 }
 

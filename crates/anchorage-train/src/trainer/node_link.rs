@@ -1,0 +1,193 @@
+//! The link between the nodes of a multi-node run: node 0 listens on the `--master` address, every
+//! other node connects to it, and a sum of f32 buffers is node 0 adding every node's buffer in
+//! node order and sending the total back (a star; deterministic, so every node gets the same bits).
+//!
+//! Why not burn-collective's global all-reduce: in burn-collective 0.21 every global strategy ends
+//! with `SyncService::sync`, which clears a *copy* of its list of synced peers instead of the list
+//! itself, so the second global all-reduce of a process waits for ever (seen here with two nodes on
+//! one machine: the first all-reduce completes, the second hangs). burn-collective still does the
+//! all-reduce between the devices of one node; this link only carries each node's sum.
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::TrainError;
+
+/// First bytes of every connection: protocol name and version.
+const MAGIC: &[u8; 8] = b"ANCHDP01";
+
+/// How long node 0 waits for the other nodes, and they for node 0.
+const RENDEZVOUS: Duration = Duration::from_secs(600);
+
+/// One node's end of the link.
+pub struct NodeLink {
+    rank: u32,
+    /// Node 0: one connection per other node, in node order. Others: the connection to node 0.
+    peers: Vec<(BufReader<TcpStream>, BufWriter<TcpStream>)>,
+}
+
+impl NodeLink {
+    /// Joins the run: node 0 accepts `nodes - 1` connections on `master` (`HOST:PORT`, bound on
+    /// every interface), the others connect to it (retrying until node 0 is up). `fingerprint`
+    /// (recipe and plan) must match on every node.
+    pub fn join(rank: u32, nodes: u32, master: &str, fingerprint: u64) -> Result<Self, TrainError> {
+        let err = |what: String| TrainError::Model(format!("multi-node link ({master}): {what}"));
+        let deadline = Instant::now() + RENDEZVOUS;
+        if rank == 0 {
+            let port = master.rsplit(':').next().unwrap_or_default();
+            let listener = TcpListener::bind(format!("0.0.0.0:{port}")).map_err(|e| err(format!("cannot listen on port {port}: {e}")))?;
+            listener.set_nonblocking(true).map_err(|e| err(e.to_string()))?;
+            let mut joined: Vec<Option<(BufReader<TcpStream>, BufWriter<TcpStream>)>> = (1..nodes).map(|_| None).collect();
+            while joined.iter().any(Option::is_none) {
+                match listener.accept() {
+                    Ok((stream, from)) => {
+                        stream.set_nonblocking(false).map_err(|e| err(e.to_string()))?;
+                        stream.set_nodelay(true).ok();
+                        let mut reader = BufReader::new(stream.try_clone().map_err(|e| err(e.to_string()))?);
+                        let mut hello = [0u8; 20];
+                        reader.read_exact(&mut hello).map_err(|e| err(format!("handshake from {from}: {e}")))?;
+                        if &hello[..8] != MAGIC {
+                            return Err(err(format!("{from} is not an anchorage node")));
+                        }
+                        let peer_rank = u32::from_le_bytes(hello[8..12].try_into().unwrap_or_default());
+                        let peer_print = u64::from_le_bytes(hello[12..20].try_into().unwrap_or_default());
+                        if peer_rank == 0 || peer_rank >= nodes || joined[peer_rank as usize - 1].is_some() {
+                            return Err(err(format!("{from} claims node rank {peer_rank}, which is out of range or taken (nodes = {nodes})")));
+                        }
+                        if peer_print != fingerprint {
+                            return Err(err(format!("node {peer_rank} ({from}) runs a different recipe or plan than node 0")));
+                        }
+                        tracing::info!(node = peer_rank, %from, "node joined");
+                        joined[peer_rank as usize - 1] = Some((reader, BufWriter::new(stream)));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if Instant::now() > deadline {
+                            let missing: Vec<usize> = joined.iter().enumerate().filter(|(_, j)| j.is_none()).map(|(i, _)| i + 1).collect();
+                            return Err(err(format!("nodes {missing:?} did not join within {} s", RENDEZVOUS.as_secs())));
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(e) => return Err(err(e.to_string())),
+                }
+            }
+            Ok(Self { rank, peers: joined.into_iter().flatten().collect() })
+        } else {
+            let stream = loop {
+                match TcpStream::connect(master) {
+                    Ok(s) => break s,
+                    Err(e) if Instant::now() > deadline => return Err(err(format!("cannot reach node 0 within {} s: {e}", RENDEZVOUS.as_secs()))),
+                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                }
+            };
+            stream.set_nodelay(true).ok();
+            let mut writer = BufWriter::new(stream.try_clone().map_err(|e| err(e.to_string()))?);
+            let mut hello = Vec::with_capacity(20);
+            hello.extend_from_slice(MAGIC);
+            hello.extend_from_slice(&rank.to_le_bytes());
+            hello.extend_from_slice(&fingerprint.to_le_bytes());
+            writer.write_all(&hello).and_then(|_| writer.flush()).map_err(|e| err(e.to_string()))?;
+            Ok(Self { rank, peers: vec![(BufReader::new(stream), writer)] })
+        }
+    }
+
+    /// Sums `values` over every node; every node gets the same result. Every node must call this
+    /// the same number of times with buffers of the same length.
+    pub fn sum(&mut self, values: &mut [f32]) -> Result<(), TrainError> {
+        let err = |what: String| TrainError::Model(format!("multi-node link: {what}"));
+        if self.rank == 0 {
+            let mut other = vec![0f32; values.len()];
+            for (node, (reader, _)) in self.peers.iter_mut().enumerate() {
+                let len = read_u64(reader).map_err(|e| err(format!("node {}: {e}", node + 1)))?;
+                if len != values.len() as u64 {
+                    return Err(err(format!("node {} sent {len} values where node 0 has {}: the nodes are out of step", node + 1, values.len())));
+                }
+                read_f32s(reader, &mut other).map_err(|e| err(format!("node {}: {e}", node + 1)))?;
+                for (v, o) in values.iter_mut().zip(&other) {
+                    *v += o;
+                }
+            }
+            for (node, (_, writer)) in self.peers.iter_mut().enumerate() {
+                write_f32s(writer, values).map_err(|e| err(format!("node {}: {e}", node + 1)))?;
+            }
+        } else {
+            let (reader, writer) = &mut self.peers[0];
+            write_f32s(writer, values).map_err(|e| err(format!("node 0: {e}")))?;
+            let len = read_u64(reader).map_err(|e| err(format!("node 0: {e}")))?;
+            if len != values.len() as u64 {
+                return Err(err(format!("node 0 sent {len} values, expected {}", values.len())));
+            }
+            read_f32s(reader, values).map_err(|e| err(format!("node 0: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+fn read_u64(r: &mut impl Read) -> std::io::Result<u64> {
+    let mut b = [0u8; 8];
+    r.read_exact(&mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+fn read_f32s(r: &mut impl Read, out: &mut [f32]) -> std::io::Result<()> {
+    let mut bytes = vec![0u8; out.len() * 4];
+    r.read_exact(&mut bytes)?;
+    for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+        *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    }
+    Ok(())
+}
+
+fn write_f32s(w: &mut impl Write, values: &[f32]) -> std::io::Result<()> {
+    w.write_all(&(values.len() as u64).to_le_bytes())?;
+    let mut bytes = Vec::with_capacity(values.len() * 4);
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    w.write_all(&bytes)?;
+    w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn three_nodes_sum_in_node_order_and_agree() {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let master = format!("127.0.0.1:{port}");
+        let handles: Vec<_> = (0..3u32)
+            .map(|rank| {
+                let master = master.clone();
+                std::thread::spawn(move || {
+                    let mut link = NodeLink::join(rank, 3, &master, 7).unwrap();
+                    let mut out = Vec::new();
+                    for round in 0..3 {
+                        let mut v: Vec<f32> = (0..5).map(|i| (rank * 10 + i + round) as f32 + 0.25).collect();
+                        link.sum(&mut v).unwrap();
+                        out.push(v);
+                    }
+                    out
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        for round in 0..3u32 {
+            let expected: Vec<f32> = (0..5).map(|i| (0..3).map(|r| (r * 10 + i + round) as f32 + 0.25).sum()).collect();
+            for r in &results {
+                assert_eq!(r[round as usize], expected);
+            }
+        }
+    }
+
+    #[test]
+    fn a_node_with_another_recipe_is_refused() {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let master = format!("127.0.0.1:{port}");
+        let m = master.clone();
+        let other = std::thread::spawn(move || NodeLink::join(1, 2, &m, 99));
+        let err = NodeLink::join(0, 2, &master, 7).err().expect("fingerprints differ");
+        assert!(err.to_string().contains("different recipe"), "{err}");
+        let _ = other.join();
+    }
+}

@@ -1,0 +1,223 @@
+//! Data parallel over devices and nodes through burn-collective: one replica per device, each
+//! replica computes the gradients of its share of the global batch, the gradients are summed
+//! across every replica (all-reduce), and every replica then takes the same optimizer step, so the
+//! replicas never drift apart (DDP's scheme).
+//!
+//! Who gets which samples: a step's global batch is cut into micro-batch slices of `micro_batch`
+//! data positions, slice `j` goes to global rank `j mod world` (accelerate's batch-sampler
+//! sharding, which LLaVA's trainer uses), and global rank `g` lives on node `g / devices` as local
+//! device `g mod devices`. The loss of a micro-batch is divided by the number of micro-batches of
+//! the whole step (`world × accumulation`), so the summed gradient is the mean of micro-batch
+//! means: the same as one device accumulating every slice (tested, up to summation order).
+//!
+//! Several nodes: one process per node, each with the same recipe and data. Within a node
+//! burn-collective sums across the devices; between nodes the local sums travel over
+//! [`NodeLink`](super::node_link::NodeLink) (node 0 listens on `--master`), and the total is
+//! broadcast back to the node's devices. See the README for the launch.
+
+use burn::module::{AutodiffModule, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+use burn_collective::{all_reduce, broadcast, finish_collective, register, CollectiveConfig, PeerId, ReduceOperation};
+use std::sync::{Arc, Mutex};
+
+use super::node_link::NodeLink;
+use crate::TrainError;
+
+/// Where this process sits in a multi-node run (one process per node).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeRole {
+    /// This node's index, 0-based; node 0 writes the run folder and hosts the link.
+    pub rank: u32,
+    /// `HOST:PORT` of node 0's link: node 0 listens on the port, the others connect.
+    pub master: String,
+}
+
+/// The data-parallel layout of a run: how many devices here, how many nodes, and which node this is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct World {
+    /// Devices (replicas) in this process.
+    pub local: usize,
+    /// Number of nodes.
+    pub nodes: u32,
+    /// This node's role; `None` on a single node.
+    pub node: Option<NodeRole>,
+}
+
+impl World {
+    /// One device, one node.
+    pub fn single() -> Self {
+        Self { local: 1, nodes: 1, node: None }
+    }
+
+    /// Replicas in the whole run.
+    pub fn size(&self) -> usize {
+        self.local * self.nodes as usize
+    }
+
+    /// This node's index.
+    pub fn node_rank(&self) -> usize {
+        self.node.as_ref().map_or(0, |n| n.rank as usize)
+    }
+
+    /// Global rank of local device `local`.
+    pub fn global_rank(&self, local: usize) -> usize {
+        self.node_rank() * self.local + local
+    }
+
+    /// Whether this process writes the run folder (metrics, checkpoints, exports).
+    pub fn is_leader(&self) -> bool {
+        self.node_rank() == 0
+    }
+
+    /// Joins the other nodes (several nodes only): the link the first local replica sums over.
+    pub fn link(&self, fingerprint: u64) -> Result<Option<Arc<Mutex<NodeLink>>>, TrainError> {
+        match &self.node {
+            Some(node) if self.nodes > 1 => Ok(Some(Arc::new(Mutex::new(NodeLink::join(node.rank, self.nodes, &node.master, fingerprint)?)))),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// One replica's handle on the sums across replicas.
+#[derive(Clone)]
+pub struct Peer {
+    /// Local device index (burn-collective's peer id within this node).
+    pub id: PeerId,
+    /// Devices on this node.
+    local: usize,
+    /// The link to the other nodes; only the node's first replica holds it.
+    link: Option<Arc<Mutex<NodeLink>>>,
+    /// Several nodes: the other local replicas receive the total by broadcast.
+    nodes: bool,
+}
+
+impl Peer {
+    /// Registers local device `local` (blocks until every local replica registered); the first
+    /// replica of a node also gets the node `link`.
+    pub fn register<B: Backend>(world: &World, local: usize, device: &B::Device, link: Option<Arc<Mutex<NodeLink>>>) -> Result<Self, TrainError> {
+        let id = PeerId::from(local);
+        if world.local > 1 {
+            let config = CollectiveConfig::default().with_num_devices(world.local);
+            register::<B>(id, device.clone(), config).map_err(|e| collective_err("register", e))?;
+        }
+        Ok(Self { id, local: world.local, link, nodes: world.nodes > 1 })
+    }
+
+    /// Sums a flat tensor over every replica of the run: burn-collective across this node's
+    /// devices, then the node link across nodes, then a broadcast of the total to this node's
+    /// devices.
+    fn sum<B: Backend>(&self, tensor: Tensor<B, 1>) -> Result<Tensor<B, 1>, TrainError> {
+        let mut tensor = tensor;
+        if self.local > 1 {
+            let sum = all_reduce::<B>(self.id, tensor.into_primitive().tensor(), ReduceOperation::Sum).map_err(|e| collective_err("all-reduce", e))?;
+            tensor = Tensor::from_primitive(TensorPrimitive::Float(sum));
+        }
+        if !self.nodes {
+            return Ok(tensor);
+        }
+        let total = match &self.link {
+            Some(link) => {
+                let device = tensor.device();
+                let mut values = tensor.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| TrainError::Model(format!("{e:?}")))?;
+                link.lock().map_err(|_| TrainError::Model("multi-node link poisoned".into()))?.sum(&mut values)?;
+                let n = values.len();
+                Some(Tensor::<B, 1>::from_data(TensorData::new(values, [n]), &device))
+            }
+            None => None,
+        };
+        if self.local == 1 {
+            return total.ok_or_else(|| TrainError::Model("multi-node run without a link".into()));
+        }
+        let total = broadcast::<B>(self.id, total.map(|t| t.into_primitive().tensor())).map_err(|e| collective_err("broadcast", e))?;
+        Ok(Tensor::from_primitive(TensorPrimitive::Float(total)))
+    }
+
+    /// Sums every trainable parameter's gradient across the replicas. Gradients are taken in the
+    /// module's visiting order (the same on every replica and every node, unlike parameter ids,
+    /// which are random per process), flattened into buckets of at most [`BUCKET_ELEMENTS`] and
+    /// reduced one bucket at a time, as DDP does: a few large transfers instead of one per
+    /// parameter. A parameter without a gradient here (a replica with no sample this step)
+    /// contributes zeros.
+    pub fn sum_gradients<B: AutodiffBackend, M: AutodiffModule<B>>(&self, module: &M, grads: GradientsParams) -> Result<GradientsParams, TrainError> {
+        /// Each trainable parameter's id, shape and flattened gradient, in visiting order.
+        struct Take<'a, B: AutodiffBackend> {
+            grads: &'a mut GradientsParams,
+            taken: Vec<(ParamId, Vec<usize>, Tensor<B::InnerBackend, 1>)>,
+        }
+        impl<B: AutodiffBackend> ModuleVisitor<B> for Take<'_, B> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                let value = param.val();
+                if !value.is_require_grad() {
+                    return;
+                }
+                let dims = value.dims().to_vec();
+                let grad = self.grads.remove::<B::InnerBackend, D>(param.id).unwrap_or_else(|| Tensor::zeros(value.shape(), &value.device()));
+                let n = grad.shape().num_elements();
+                self.taken.push((param.id, dims, grad.reshape([n])));
+            }
+        }
+        let mut grads = grads;
+        let mut take = Take::<B> { grads: &mut grads, taken: Vec::new() };
+        module.visit(&mut take);
+        let taken = take.taken;
+
+        let mut out = GradientsParams::new();
+        let mut start = 0;
+        while start < taken.len() {
+            let mut end = start + 1;
+            let mut size = taken[start].2.dims()[0];
+            while end < taken.len() && size + taken[end].2.dims()[0] <= BUCKET_ELEMENTS {
+                size += taken[end].2.dims()[0];
+                end += 1;
+            }
+            let bucket = Tensor::cat(taken[start..end].iter().map(|(_, _, g)| g.clone()).collect(), 0);
+            let sum = self.sum(bucket)?;
+            let mut offset = 0;
+            for (id, dims, g) in &taken[start..end] {
+                let n = g.dims()[0];
+                register_grad::<B::InnerBackend>(&mut out, *id, sum.clone().slice(offset..offset + n), dims);
+                offset += n;
+            }
+            start = end;
+        }
+        Ok(out)
+    }
+
+    /// Sums a few numbers (losses, counts) across the replicas, in f32.
+    pub fn sum_values<B: Backend>(&self, values: &[f64], device: &B::Device) -> Result<Vec<f64>, TrainError> {
+        let data = TensorData::new(values.iter().map(|&v| v as f32).collect::<Vec<_>>(), [values.len()]);
+        let sum = self.sum(Tensor::<B, 1>::from_data(data, device))?.into_data();
+        let sum = sum.convert::<f32>().to_vec::<f32>().map_err(|e| TrainError::Model(format!("{e:?}")))?;
+        Ok(sum.into_iter().map(f64::from).collect())
+    }
+
+    /// Leaves the collective.
+    pub fn finish<B: Backend>(&self) {
+        if self.local > 1 {
+            if let Err(e) = finish_collective::<B>(self.id) {
+                tracing::warn!(peer = %self.id, error = ?e, "leaving the collective");
+            }
+        }
+    }
+}
+
+/// Largest gradient bucket reduced in one transfer (elements; 128 MiB of f32).
+pub const BUCKET_ELEMENTS: usize = 1 << 25;
+
+/// Registers a flat gradient under `id` with the parameter's rank and shape.
+fn register_grad<B: Backend>(grads: &mut GradientsParams, id: ParamId, flat: Tensor<B, 1>, dims: &[usize]) {
+    match dims.len() {
+        1 => grads.register::<B, 1>(id, flat),
+        2 => grads.register::<B, 2>(id, flat.reshape([dims[0], dims[1]])),
+        3 => grads.register::<B, 3>(id, flat.reshape([dims[0], dims[1], dims[2]])),
+        4 => grads.register::<B, 4>(id, flat.reshape([dims[0], dims[1], dims[2], dims[3]])),
+        5 => grads.register::<B, 5>(id, flat.reshape([dims[0], dims[1], dims[2], dims[3], dims[4]])),
+        rank => panic!("parameter of rank {rank}: gradients of rank 1 to 5 are supported"),
+    }
+}
+
+fn collective_err(what: &str, e: burn_collective::CollectiveError) -> TrainError {
+    TrainError::Model(format!("data parallel: {what} failed: {e:?}"))
+}
