@@ -163,6 +163,50 @@ fn an_existing_run_is_not_overwritten_without_resume() {
 }
 
 #[test]
+fn a_step_checkpoint_exports_the_connector_of_its_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = format!("run.output_dir=\"{}\"", dir.path().display());
+    // 4 steps, checkpoints at 2 and 4.
+    run_ok(train(&["pretrain", "recipes/tiny/pretrain.toml", "--set", &set, "--set", "optim.epochs=1", "--set", "checkpoint.every_steps=2"]));
+    let run = dir.path().join("tiny-pretrain");
+    let out = dir.path().join("step2.safetensors");
+    run_ok(train(&["export", run.join("step-00000002").to_str().unwrap(), "--format", "llava", "--out", out.to_str().unwrap()]));
+    let device = Default::default();
+    let load = |p: &Path| anchorage_connectors::format::load::<burn::backend::Flex>(p, &device).unwrap();
+    let (mid, _, mid_meta) = load(&out);
+    let (end, _, end_meta) = load(&run.join("connector.safetensors"));
+    assert_eq!((mid_meta.step, end_meta.step), (2, 4));
+    // The step-4 checkpoint holds the final connector; step 2's differs from it.
+    let (last, _, _) = load(&run.join("step-00000004/connector.safetensors"));
+    use burn::module::Module;
+    let flat = |c: &anchorage_connectors::Connector<burn::backend::Flex>| -> Vec<f32> {
+        struct Collect(Vec<f32>);
+        impl burn::module::ModuleVisitor<burn::backend::Flex> for Collect {
+            fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<burn::tensor::Tensor<burn::backend::Flex, D>>) {
+                self.0.extend(p.val().into_data().convert::<f32>().to_vec::<f32>().unwrap());
+            }
+        }
+        let mut v = Collect(Vec::new());
+        c.visit(&mut v);
+        v.0
+    };
+    assert_eq!(flat(&end), flat(&last));
+    assert_ne!(flat(&mid), flat(&end));
+}
+
+#[test]
+fn an_unfinished_run_points_at_its_newest_step_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("r");
+    std::fs::create_dir_all(run.join("step-00000003")).unwrap();
+    std::fs::write(run.join("step-00000003/connector.safetensors"), b"x").unwrap();
+    let out = train(&["export", run.to_str().unwrap(), "--format", "llava", "--out", "o.safetensors"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("has not finished") && text.contains("step-00000003"), "{text}");
+}
+
+#[test]
 fn compression_methods_train_and_keep_all_equals_no_compression() {
     let dir = tempfile::tempdir().unwrap();
     let run = |name: &str, compression: &str| tiny_epoch_losses(dir.path(), name, &format!("compression={compression}"));

@@ -22,7 +22,8 @@ pub enum FormatArg {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Run folder (holds connector.safetensors and recipe.toml).
+    /// Run folder (holds connector.safetensors and recipe.toml), or one of its step checkpoints
+    /// (`RUN_DIR/step-00000500`, which hold the connector as of that step).
     pub run_dir: PathBuf,
     #[arg(long, value_enum)]
     pub format: FormatArg,
@@ -64,7 +65,22 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     let device = Default::default();
     let src = args.run_dir.join("connector.safetensors");
     if !src.is_file() {
-        return Err(anyhow!("{}: no connector.safetensors in the run folder (layout: checkpoints/README.md)", args.run_dir.display()));
+        // A run that has not finished: point at its newest step checkpoint.
+        let newest = std::fs::read_dir(&args.run_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-")) && p.join("connector.safetensors").is_file())
+            .max();
+        return Err(match newest {
+            Some(step) => anyhow!(
+                "{}: no connector.safetensors yet (the run has not finished); export a step checkpoint instead, e.g. `train export {} ...`",
+                args.run_dir.display(),
+                step.display()
+            ),
+            None => anyhow!("{}: no connector.safetensors in the run folder or its step checkpoints (layout: checkpoints/README.md)", args.run_dir.display()),
+        });
     }
     let (connector, config, mut meta) = format::load::<Flex>(&src, &device)?;
     fill_from_recipe(&mut meta, &args.run_dir)?;

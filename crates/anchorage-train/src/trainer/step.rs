@@ -357,9 +357,20 @@ pub fn train<B: AutodiffBackend>(
                 let trainable_bytes = recorder.record(replica.trainable.clone().into_record(), ()).map_err(|e| record_err(&run_dir, e))?;
                 let optim_bytes = recorder.record(optim.to_record(), ()).map_err(|e| record_err(&run_dir, e))?;
                 let state_json = serde_json::to_vec_pretty(&state).map_err(|e| TrainError::Io { path: run_dir.clone(), source: e.into() })?;
+                // The connector as of this step, so `train export RUN/step-N` works mid-run.
+                let tmp = run_dir.join(".tmp-step-connector.safetensors");
+                connector_file::save(&replica.trainable.connector, connector_config, &connector_meta(recipe, &recipe_text, next), ExportFormat::Anchorage, &tmp).map_err(model_err)?;
+                let connector_bytes = std::fs::read(&tmp).map_err(|e| TrainError::Io { path: tmp.clone(), source: e })?;
+                std::fs::remove_file(&tmp).map_err(|e| TrainError::Io { path: tmp.clone(), source: e })?;
                 let dir = checkpoints.save(
                     next,
-                    &[("trainable.bin", &trainable_bytes), ("optimizer.bin", &optim_bytes), ("state.json", &state_json), ("recipe.toml", recipe_text.as_bytes())],
+                    &[
+                        ("trainable.bin", &trainable_bytes),
+                        ("optimizer.bin", &optim_bytes),
+                        ("state.json", &state_json),
+                        ("recipe.toml", recipe_text.as_bytes()),
+                        ("connector.safetensors", &connector_bytes),
+                    ],
                 )?;
                 tracing::debug!(dir = %dir.display(), "checkpoint written");
             }
@@ -386,14 +397,7 @@ pub fn train<B: AutodiffBackend>(
     if leader && state.step == plan.total_steps {
         let path = run_dir.join("connector.safetensors");
         let tmp = run_dir.join(".tmp-connector.safetensors");
-        let meta = ConnectorMeta {
-            vision_id: recipe.vision.model.describe(),
-            llm_id: recipe.llm.model.describe(),
-            select_layer: recipe.vision.select_layer,
-            recipe_hash: connector_file::recipe_hash(&recipe_text),
-            step: state.step,
-        };
-        connector_file::save(&trainable.connector, connector_config, &meta, ExportFormat::Anchorage, &tmp).map_err(model_err)?;
+        connector_file::save(&trainable.connector, connector_config, &connector_meta(recipe, &recipe_text, state.step), ExportFormat::Anchorage, &tmp).map_err(model_err)?;
         std::fs::rename(&tmp, &path).map_err(|e| TrainError::Io { path: path.clone(), source: e })?;
         exported = Some(path);
         if let (Some(lora), Some(llm)) = (&recipe.llm.lora, trainable.llm.as_ref().filter(|_| recipe.llm.training == LlmTraining::Lora)) {
@@ -409,6 +413,17 @@ pub fn train<B: AutodiffBackend>(
         ("optimizer", timer.optimizer.as_secs_f64()),
     ];
     Ok(TrainSummary { run_dir, steps: state.step, losses: state.losses, skipped: skips, connector: exported, breakdown })
+}
+
+/// Provenance written into every connector export of the run.
+fn connector_meta(recipe: &Recipe, recipe_text: &str, step: u64) -> ConnectorMeta {
+    ConnectorMeta {
+        vision_id: recipe.vision.model.describe(),
+        llm_id: recipe.llm.model.describe(),
+        select_layer: recipe.vision.select_layer,
+        recipe_hash: connector_file::recipe_hash(recipe_text),
+        step,
+    }
 }
 
 /// Skip reasons whose counts are summed across nodes (anchorage-data's fault names); a reason
