@@ -20,6 +20,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Inspect(cmd) => cli::inspect::run(cmd),
         cli::Command::Data(cmd) => cli::data::run(cmd),
         cli::Command::Export(args) => cli::export::run(args),
+        cli::Command::Bench(cmd) => cli::bench::run(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

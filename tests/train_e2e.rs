@@ -268,3 +268,19 @@ fn lora_trains_adapters_and_writes_a_peft_adapter() {
     let values: Vec<f32> = b.clone().convert::<f32>().to_vec().unwrap();
     assert!(values.iter().any(|v| *v != 0.0), "B starts at zero and must have trained");
 }
+
+#[test]
+fn bench_step_times_the_step_under_the_reference_flops_model() {
+    let out = run_ok(train(&["bench", "step", "recipes/bench/tiny_mlp2x_gelu.toml", "--text-len", "32", "--steps", "3", "--warmup", "1", "--peak-tflops", "1"]));
+    let line = out.lines().find(|l| l.starts_with('{')).expect("a JSON line");
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    // `python benches/llava_train_step.py --preset tiny --micro-batch 4 --text-len 32` prints the
+    // same FLOPs for transformers' step on the same shapes (1 + 64 patches + 32 tokens).
+    assert_eq!(v["flops_per_step"].as_f64(), Some(383335424.0), "{v}");
+    assert_eq!(v["seq_len"].as_u64(), Some(97));
+    assert_eq!(v["steps_timed"].as_u64(), Some(2));
+    let step = v["step_s"].as_f64().unwrap();
+    assert!(step > 0.0 && (v["samples_per_s"].as_f64().unwrap() - 4.0 / step).abs() < 1e-6 * (4.0 / step));
+    assert!((v["mfu"].as_f64().unwrap() - 383335424.0 / step / 1e12).abs() < 1e-12);
+    assert!(v["loss"].as_f64().unwrap().is_finite());
+}

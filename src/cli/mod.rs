@@ -1,5 +1,6 @@
 //! Command-line definitions: one module per subcommand; `main` is one `match`.
 
+pub mod bench;
 pub mod export;
 pub mod data;
 pub mod inspect;
@@ -33,4 +34,7 @@ pub enum Command {
     Data(data::DataCommand),
     /// Write a run's connector under upstream key names (LLaVA, transformers Llava, anchorage).
     Export(export::ExportArgs),
+    /// Speed: `train bench step RECIPE` times the training step on synthetic samples.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }

@@ -84,7 +84,7 @@ pub fn run(stage: Stage, args: StageArgs) -> anyhow::Result<()> {
     crate::backend::check(recipe.devices.backend).map_err(anyhow::Error::msg)?;
     let world = world(&recipe, &args)?;
     let started = std::time::Instant::now();
-    let summary = crate::backend::run_stage(&recipe, &plan, args.resume.is_some(), world)?;
+    let summary = crate::backend::run_stage(&recipe, &plan, args.resume.is_some(), world, anchorage_train::trainer::StageData::Manifest)?;
     let last = summary.losses.last().copied().unwrap_or(f64::NAN);
     let first = summary.losses.first().copied().unwrap_or(f64::NAN);
     println!("run folder:   {}", summary.run_dir.display());

@@ -100,6 +100,23 @@ impl LlamaConfig {
         }
     }
 
+    /// Llama-2-7B's (and Vicuna-7B v1.5's) architecture: vocabulary 32000, width 4096, 32 layers
+    /// of 32 heads of 128 (no GQA), MLP 11008, RMSNorm eps 1e-5, RoPE theta 10000, 4096 positions.
+    /// With random weights it is the LLM of `train bench step` at LLaVA-1.5-7B size.
+    pub fn llama2_7b() -> Self {
+        Self {
+            vocab_size: 32000,
+            hidden_size: 4096,
+            intermediate_size: 11008,
+            num_hidden_layers: 32,
+            num_attention_heads: 32,
+            num_key_value_heads: 32,
+            head_dim: 128,
+            max_position_embeddings: 4096,
+            ..Self::tiny()
+        }
+    }
+
     /// The embedded default's LLM: a Llama with vocabulary 1024 (the tiny tokenizer in
     /// `data-manifests/tiny/data/tokenizer.json`: pad 0, BOS 1, EOS 2), width 64, 2 layers,
     /// 4 query heads sharing 2 key/value heads (so GQA is exercised), head width 16.

@@ -4,6 +4,7 @@
 pub mod build;
 pub mod checkpoint;
 mod error;
+pub mod flops;
 pub mod grad_norm;
 pub mod hub;
 pub mod metrics;

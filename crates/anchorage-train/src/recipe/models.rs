@@ -23,11 +23,29 @@ pub struct ModelSource {
     pub builtin: Option<BuiltinModel>,
 }
 
-/// Models built into the binary, for the embedded default and tests.
+/// Models built into the binary with seeded random weights: the tiny pair of the embedded default
+/// and tests, and the real-size architectures for speed and memory benchmarks (`train bench step`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BuiltinModel {
     Tiny,
+    /// CLIP ViT-L/14-336's vision tower (vision only).
+    #[serde(rename = "clip_vit_l14_336")]
+    ClipVitL14At336,
+    /// Llama-2-7B / Vicuna-7B's architecture (LLM only).
+    #[serde(rename = "llama2_7b")]
+    Llama2At7b,
+}
+
+impl BuiltinModel {
+    /// The name a recipe uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            BuiltinModel::Tiny => "tiny",
+            BuiltinModel::ClipVitL14At336 => "clip_vit_l14_336",
+            BuiltinModel::Llama2At7b => "llama2_7b",
+        }
+    }
 }
 
 impl ModelSource {
@@ -59,7 +77,7 @@ impl ModelSource {
                 Some(r) => format!("{h}@{r}"),
                 None => h.clone(),
             },
-            (_, _, Some(BuiltinModel::Tiny)) => "builtin:tiny".into(),
+            (_, _, Some(b)) => format!("builtin:{}", b.name()),
             _ => "<unset>".into(),
         }
     }

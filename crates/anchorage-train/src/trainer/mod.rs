@@ -24,9 +24,11 @@ mod setup;
 mod source;
 mod state;
 mod step;
+mod synthetic;
 
 pub use parallel::{NodeRole, World};
-pub use setup::run_stage;
+pub use setup::{run_stage, StageData};
+pub use synthetic::SyntheticSource;
 pub use source::{Sample, SampleSource, SkipLog, SkipReason};
 pub use state::TrainState;
 pub use step::{train, HooksFactory, TrainOptions, TrainSummary, Trainable, Towers};

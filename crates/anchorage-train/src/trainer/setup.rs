@@ -8,16 +8,30 @@ use anchorage_data::{ClipImageProcessor, DatasetConfig, LlavaDataset, OverLength
 use anchorage_llm::{load_llm, LlamaConfig, Llm};
 use anchorage_model::VisionSelect;
 use anchorage_vision::{load_clip_vision_with, ClipVisionConfig, ClipVisionModel, FeatureSelect as VisionFeature, LoadOptions};
-use burn::tensor::{backend::AutodiffBackend, backend::Backend, DType, FloatDType};
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::{backend::AutodiffBackend, backend::Backend, DType, FloatDType, Tensor};
 
 use super::parallel::World;
+use super::source::SampleSource;
+use super::synthetic::SyntheticSource;
 use super::step::{materialize, model_err, train, HooksFactory, Towers, TrainOptions, TrainSummary};
 use anchorage_compress::CompressionPolicy;
 
 use crate::build::{compression_policy, connector_config, ConnectorDims};
 use crate::hub::{resolve_hub_model, HubAccess};
 use crate::recipe::{BuiltinModel, Dtype, FeatureSelect, ModelSource};
+use crate::flops::StepShape;
 use crate::{Plan, Recipe, TrainError};
+
+/// What a stage trains on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageData {
+    /// The recipe's data manifest and `data.root` (the normal case).
+    Manifest,
+    /// `samples` synthetic caption samples with `text_len` caption tokens each, for benchmarks
+    /// (`train bench step`): no files, no tokenizer.
+    Synthetic { samples: usize, text_len: usize },
+}
 
 /// Runs the recipe's stage on `devices` (one data-parallel replica each; the first also loads the
 /// towers) as part of `world`; `resume` continues the run folder's newest checkpoint.
@@ -28,6 +42,7 @@ pub fn run_stage<B: AutodiffBackend>(
     progress: bool,
     devices: &[B::Device],
     world: World,
+    data: StageData,
 ) -> Result<TrainSummary, TrainError> {
     let device = devices.first().ok_or_else(|| invalid(recipe, "devices.ids", "no device".into()))?;
     // Each built-in tower has its own seed and draws its weights at once (see `materialize`).
@@ -37,11 +52,6 @@ pub fn run_stage<B: AutodiffBackend>(
     B::seed(device, recipe.run.seed.wrapping_add(1));
     let (llm, llm_dir) = language_model::<B>(recipe, device)?;
     let llm = materialize(llm);
-    let tokenizer = match (&recipe.llm.tokenizer, &llm_dir) {
-        (Some(t), _) => t.clone(),
-        (None, Some(dir)) => dir.join("tokenizer.json"),
-        (None, None) => return Err(invalid(recipe, "llm.tokenizer", "a built-in LLM needs `llm.tokenizer` (recipes/tiny uses data-manifests/tiny/data/tokenizer.json)".into())),
-    };
     let feature = match recipe.vision.feature_select {
         FeatureSelect::Patch => VisionFeature::Patch,
         FeatureSelect::ClsPatch => VisionFeature::ClsPatch,
@@ -54,22 +64,38 @@ pub fn run_stage<B: AutodiffBackend>(
     let config = connector_config(&recipe.connector, dims);
     let select = VisionSelect::new(&vision, i64::from(recipe.vision.select_layer), feature, config.needs_cls_attention()).map_err(model_err)?;
 
-    let data_root = plan.data_root.clone().ok_or_else(|| invalid(recipe, "data.root", "give the folder that holds the data set's files".into()))?;
-    let annotations = data_root.join(&plan.manifest.annotations);
-    if !annotations.is_file() {
-        return Err(invalid(recipe, "data.root", format!("{} does not exist (see the manifest {} for where to get it)", annotations.display(), recipe.data.manifest.display())));
-    }
-    let source = LlavaDataset::open(DatasetConfig {
-        annotations,
-        image_root: data_root.join(&plan.manifest.image_root),
-        tokenizer,
-        template: plan.template,
-        aspect: plan.aspect,
-        processor,
-        max_len: recipe.data.max_length,
-        image_tokens: config.output_tokens(vision_tokens),
-        over_length: OverLength::Skip,
-    })?;
+    let (dataset, synthetic);
+    let (source, pad_id): (&dyn SampleSource, i64) = match data {
+        StageData::Synthetic { samples, text_len } => {
+            synthetic = SyntheticSource { len: samples, text_len, vocab: llm.config.vocab_size, image_size: vision_config.image_size };
+            (&synthetic, 0)
+        }
+        StageData::Manifest => {
+            let tokenizer = match (&recipe.llm.tokenizer, &llm_dir) {
+                (Some(t), _) => t.clone(),
+                (None, Some(dir)) => dir.join("tokenizer.json"),
+                (None, None) => return Err(invalid(recipe, "llm.tokenizer", "a built-in LLM needs `llm.tokenizer` (recipes/tiny uses data-manifests/tiny/data/tokenizer.json)".into())),
+            };
+            let data_root = plan.data_root.clone().ok_or_else(|| invalid(recipe, "data.root", "give the folder that holds the data set's files".into()))?;
+            let annotations = data_root.join(&plan.manifest.annotations);
+            if !annotations.is_file() {
+                return Err(invalid(recipe, "data.root", format!("{} does not exist (see the manifest {} for where to get it)", annotations.display(), recipe.data.manifest.display())));
+            }
+            let opened = LlavaDataset::open(DatasetConfig {
+                annotations,
+                image_root: data_root.join(&plan.manifest.image_root),
+                tokenizer,
+                template: plan.template,
+                aspect: plan.aspect,
+                processor,
+                max_len: recipe.data.max_length,
+                image_tokens: config.output_tokens(vision_tokens),
+                over_length: OverLength::Skip,
+            })?;
+            dataset = opened;
+            (&dataset, dataset.pad_id())
+        }
+    };
     let init = match recipe.connector.init() {
         Some(path) if !path.is_file() => {
             return Err(invalid(recipe, "connector.init", format!("file {} does not exist (run stage 1 first, or drop the key)", path.display())))
@@ -84,16 +110,44 @@ pub fn run_stage<B: AutodiffBackend>(
         CompressionPolicy::None => None,
         _ => Some(std::sync::Arc::new(move || Box::new(prototype.clone()))),
     };
+    let llm_config = llm.config.clone();
     let towers = Towers { vision, llm, select };
-    let options = TrainOptions { resume, progress, pad_id: source.pad_id(), connector_init: init, hooks, devices: devices.to_vec(), world, ..Default::default() };
-    train(recipe, plan, towers, &config, &source, options, device)
+    let shape = match data {
+        StageData::Synthetic { text_len, .. } => {
+            let layers = vision_config.num_hidden_layers as i64;
+            let select = i64::from(recipe.vision.select_layer);
+            Some(StepShape {
+                vision_tokens: vision_config.num_tokens(),
+                vision_width: vision_config.hidden_size,
+                vision_mlp: vision_config.intermediate_size,
+                vision_layers: (if select < 0 { layers + 1 + select } else { select }) as usize,
+                connector_params: config.init::<B::InnerBackend>(device).map_err(model_err)?.parameter_count(),
+                connector_tokens: vision_tokens,
+                llm_width: llm_config.hidden_size,
+                llm_kv_width: llm_config.num_key_value_heads * llm_config.head_dim,
+                llm_mlp: llm_config.intermediate_size,
+                llm_layers: llm_config.num_hidden_layers,
+                vocab: llm_config.vocab_size,
+                seq_len: 1 + config.output_tokens(vision_tokens) + text_len,
+            })
+        }
+        StageData::Manifest => None,
+    };
+    let options = TrainOptions { resume, progress, pad_id, connector_init: init, hooks, devices: devices.to_vec(), world, ..Default::default() };
+    let mut summary = train(recipe, plan, towers, &config, source, options, device)?;
+    summary.step_shape = shape;
+    Ok(summary)
 }
 
 fn vision_tower<B: Backend>(recipe: &Recipe, device: &B::Device) -> Result<(ClipVisionConfig, ClipVisionModel<B>, ClipImageProcessor), TrainError> {
     let source = &recipe.vision.model;
-    if source.builtin == Some(BuiltinModel::Tiny) {
-        let config = ClipVisionConfig::tiny();
-        let model = config.init::<B>(device);
+    if let Some(builtin) = source.builtin {
+        let config = match builtin {
+            BuiltinModel::Tiny => ClipVisionConfig::tiny(),
+            BuiltinModel::ClipVitL14At336 => ClipVisionConfig::vit_l14_336(),
+            BuiltinModel::Llama2At7b => return Err(invalid(recipe, "vision.model.builtin", "\"llama2_7b\" is an LLM; use \"tiny\" or \"clip_vit_l14_336\"".into())),
+        };
+        let model = cast_float(config.init::<B>(device), recipe.vision.dtype);
         let processor = ClipImageProcessor::with_size(config.image_size as u32);
         return Ok((config, model, processor));
     }
@@ -111,8 +165,13 @@ fn vision_tower<B: Backend>(recipe: &Recipe, device: &B::Device) -> Result<(Clip
 
 fn language_model<B: Backend>(recipe: &Recipe, device: &B::Device) -> Result<(Llm<B>, Option<PathBuf>), TrainError> {
     let source = &recipe.llm.model;
-    if source.builtin == Some(BuiltinModel::Tiny) {
-        return Ok((LlamaConfig::tiny().init::<B>(device), None));
+    if let Some(builtin) = source.builtin {
+        let config = match builtin {
+            BuiltinModel::Tiny => LlamaConfig::tiny(),
+            BuiltinModel::Llama2At7b => LlamaConfig::llama2_7b(),
+            BuiltinModel::ClipVitL14At336 => return Err(invalid(recipe, "llm.model.builtin", "\"clip_vit_l14_336\" is a vision tower; use \"tiny\" or \"llama2_7b\"".into())),
+        };
+        return Ok((cast_float(config.init::<B>(device), recipe.llm.dtype), None));
     }
     let dir = model_dir(recipe, source, "llm.model")?;
     let dtype = match recipe.llm.dtype {
@@ -121,6 +180,22 @@ fn language_model<B: Backend>(recipe: &Recipe, device: &B::Device) -> Result<(Ll
         Dtype::F16 => DType::F16,
     };
     Ok((load_llm::<B>(&dir, dtype, device).map_err(model_err)?, Some(dir)))
+}
+
+/// A built-in tower in the recipe's dtype (its weights are drawn in f32, then cast).
+fn cast_float<B: Backend, M: Module<B>>(module: M, dtype: Dtype) -> M {
+    struct Cast(FloatDType);
+    impl<B: Backend> ModuleMapper<B> for Cast {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let dtype = self.0;
+            param.map(|t| t.cast(dtype))
+        }
+    }
+    match dtype {
+        Dtype::F32 => module,
+        Dtype::Bf16 => module.map(&mut Cast(FloatDType::BF16)),
+        Dtype::F16 => module.map(&mut Cast(FloatDType::F16)),
+    }
 }
 
 fn model_dir(recipe: &Recipe, source: &ModelSource, key: &str) -> Result<PathBuf, TrainError> {

@@ -82,6 +82,11 @@ pub struct TrainSummary {
     pub connector: Option<PathBuf>,
     /// Seconds spent per phase: data, vision, forward, backward, optimizer.
     pub breakdown: Vec<(&'static str, f64)>,
+    /// Wall time of each step run by this process (after its samples arrived), in order.
+    pub step_seconds: Vec<f64>,
+    /// The shape of every sample's step when they all have one (synthetic data): sequence length
+    /// and the FLOPs model's cost (see `flops.rs`).
+    pub step_shape: Option<crate::flops::StepShape>,
 }
 
 #[derive(Default)]
@@ -222,6 +227,7 @@ pub fn train<B: AutodiffBackend>(
     );
     bar.set_position(state.step);
     let mut timer = Timer::default();
+    let mut step_seconds = Vec::new();
     // Every distinct skipped sample once, for <run>/skipped.jsonl.
     let mut skipped_detail = std::collections::BTreeMap::<(String, String), String>::new();
     let ctx = StepContext {
@@ -329,6 +335,7 @@ pub fn train<B: AutodiffBackend>(
             state.epoch = (next / plan.steps_per_epoch) as u32;
             state.position = (next % plan.steps_per_epoch) * plan.global_batch;
             let secs = step_start.elapsed().as_secs_f64().max(1e-9);
+            step_seconds.push(secs);
             let (samples_per_s, tokens_per_s) = (outcome.samples as f64 / secs, outcome.tokens as f64 / secs);
             if let Some(metrics) = metrics.as_mut().filter(|_| next % recipe.log.every_steps == 0 || next == plan.total_steps) {
                 metrics.log(&StepMetrics {
@@ -412,7 +419,7 @@ pub fn train<B: AutodiffBackend>(
         ("all-reduce", timer.reduce.as_secs_f64()),
         ("optimizer", timer.optimizer.as_secs_f64()),
     ];
-    Ok(TrainSummary { run_dir, steps: state.step, losses: state.losses, skipped: skips, connector: exported, breakdown })
+    Ok(TrainSummary { run_dir, steps: state.step, losses: state.losses, skipped: skips, connector: exported, breakdown, step_seconds, step_shape: None })
 }
 
 /// Provenance written into every connector export of the run.
