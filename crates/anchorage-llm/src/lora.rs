@@ -92,6 +92,33 @@ impl<B: Backend> Llm<B> {
         Ok(self)
     }
 
+    /// Every adapter slot in a fixed order (per layer: q, k, v, o, gate, up, down), `None` where a
+    /// projection has no adapter: what a LoRA step checkpoint saves instead of the whole LLM.
+    pub fn lora_adapters(&self) -> Vec<Option<LoraAdapter<B>>> {
+        let mut out = Vec::with_capacity(self.model.layers.len() * LORA_TARGETS.len());
+        for layer in &self.model.layers {
+            let (a, m) = (&layer.self_attn, &layer.mlp);
+            out.extend([&a.q_lora, &a.k_lora, &a.v_lora, &a.o_lora, &m.gate_lora, &m.up_lora, &m.down_lora].map(Clone::clone));
+        }
+        out
+    }
+
+    /// Puts back adapters taken with [`Llm::lora_adapters`] (same order and count).
+    pub fn with_lora_adapters(mut self, adapters: Vec<Option<LoraAdapter<B>>>) -> Result<Self, LlmError> {
+        let expected = self.model.layers.len() * LORA_TARGETS.len();
+        if adapters.len() != expected {
+            return Err(LlmError::Lora(format!("{} adapter slots given, the model has {expected}", adapters.len())));
+        }
+        let mut it = adapters.into_iter();
+        for layer in &mut self.model.layers {
+            let (a, m) = (&mut layer.self_attn, &mut layer.mlp);
+            for slot in [&mut a.q_lora, &mut a.k_lora, &mut a.v_lora, &mut a.o_lora, &mut m.gate_lora, &mut m.up_lora, &mut m.down_lora] {
+                *slot = it.next().flatten();
+            }
+        }
+        Ok(self)
+    }
+
     /// The adapters under PEFT's names for a `LlamaForCausalLM` base
     /// (`base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight` `[r, in]`,
     /// `...lora_B.weight` `[out, r]`, PyTorch layout), as f32.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anchorage_connectors::format::{self as connector_file, ConnectorMeta, ExportFormat};
 use anchorage_data::{epoch_order, SamplerKind};
 use anchorage_connectors::{Connector, ConnectorConfig};
-use anchorage_llm::{LayerHooks, Llm, LoraSpec, NoHooks};
+use anchorage_llm::{LayerHooks, Llm, LoraAdapter, LoraSpec, NoHooks};
 use anchorage_model::{encode_images, forward_loss, MicroBatch, SpliceInput, VisionSelect};
 use anchorage_vision::ClipVisionModel;
 use burn::module::Module;
@@ -31,6 +31,33 @@ use crate::{Plan, Recipe, TrainError};
 pub struct Trainable<B: Backend> {
     pub connector: Connector<B>,
     pub llm: Option<Llm<B>>,
+}
+
+/// What a step checkpoint's `trainable.bin` holds: the connector, the LLM when it trains in full,
+/// and under LoRA only the adapters (the frozen base is rebuilt from the recipe on resume, so a 7B
+/// base costs nothing per checkpoint).
+#[derive(Module, Debug)]
+struct CheckpointWeights<B: Backend> {
+    connector: Connector<B>,
+    llm: Option<Llm<B>>,
+    adapters: Vec<Option<LoraAdapter<B>>>,
+}
+
+impl<B: Backend> CheckpointWeights<B> {
+    fn of(trainable: &Trainable<B>, lora: bool) -> Self {
+        match (&trainable.llm, lora) {
+            (Some(llm), true) => Self { connector: trainable.connector.clone(), llm: None, adapters: llm.lora_adapters() },
+            (llm, _) => Self { connector: trainable.connector.clone(), llm: llm.clone(), adapters: Vec::new() },
+        }
+    }
+
+    /// `trainable` with these weights (its own frozen base kept under LoRA).
+    fn restore(self, trainable: Trainable<B>, lora: bool) -> Result<Trainable<B>, TrainError> {
+        Ok(match (trainable.llm, lora) {
+            (Some(llm), true) => Trainable { connector: self.connector, llm: Some(llm.with_lora_adapters(self.adapters).map_err(model_err)?) },
+            _ => Trainable { connector: self.connector, llm: self.llm },
+        })
+    }
 }
 
 /// The frozen towers and how features are taken from the vision tower.
@@ -180,6 +207,7 @@ pub fn train<B: AutodiffBackend>(
     if trainable.llm.is_none() && frozen_llm.is_none() {
         return Err(unsupported("llm"));
     }
+    let lora = recipe.llm.training == LlmTraining::Lora;
     let o = &recipe.optim;
     let mut optim = new_optimizer::<B>(o);
     let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
@@ -197,7 +225,7 @@ pub fn train<B: AutodiffBackend>(
                     message: e.to_string(),
                 })?;
                 let record = recorder.load(read("trainable.bin")?, device).map_err(|e| record_err(&dir, e))?;
-                trainable = trainable.load_record(record);
+                trainable = CheckpointWeights::of(&trainable, lora).load_record(record).restore(trainable, lora)?;
                 let bytes = read("optimizer.bin")?;
                 let record = recorder.load(bytes.clone(), device).map_err(|e| record_err(&dir, e))?;
                 optim = optim.load_record(record);
@@ -361,7 +389,7 @@ pub fn train<B: AutodiffBackend>(
                 );
             }
             if leader && (next % recipe.checkpoint.every_steps == 0 || next == plan.total_steps) {
-                let trainable_bytes = recorder.record(replica.trainable.clone().into_record(), ()).map_err(|e| record_err(&run_dir, e))?;
+                let trainable_bytes = recorder.record(CheckpointWeights::of(&replica.trainable, lora).into_record(), ()).map_err(|e| record_err(&run_dir, e))?;
                 let optim_bytes = recorder.record(optim.to_record(), ()).map_err(|e| record_err(&run_dir, e))?;
                 let state_json = serde_json::to_vec_pretty(&state).map_err(|e| TrainError::Io { path: run_dir.clone(), source: e.into() })?;
                 // The connector as of this step, so `train export RUN/step-N` works mid-run.
