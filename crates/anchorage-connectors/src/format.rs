@@ -107,6 +107,34 @@ pub fn save<B: Backend>(
     format: ExportFormat,
     path: &Path,
 ) -> Result<()> {
+    let (tensors, metadata) = export_parts(connector, config, meta, format)?;
+    tracing::info!(path = %path.display(), format = format.name(), kind = config.kind(), tensors = tensors.len(), "writing connector");
+    TensorFile::write(path, &tensors, &metadata)
+}
+
+/// The bytes [`save`] would write, for callers that place them themselves (step checkpoints,
+/// atomic writes); `label` names them in errors.
+pub fn to_bytes<B: Backend>(
+    connector: &Connector<B>,
+    config: &ConnectorConfig,
+    meta: &ConnectorMeta,
+    format: ExportFormat,
+    label: &Path,
+) -> Result<Vec<u8>> {
+    let (tensors, metadata) = export_parts(connector, config, meta, format)?;
+    TensorFile::to_bytes(label, &tensors, &metadata)
+}
+
+/// Named tensors and the file metadata of an export.
+type ExportParts = (Vec<(String, burn::tensor::TensorData)>, HashMap<String, String>);
+
+/// The tensors under `format`'s names and the metadata every export carries.
+fn export_parts<B: Backend>(
+    connector: &Connector<B>,
+    config: &ConnectorConfig,
+    meta: &ConnectorMeta,
+    format: ExportFormat,
+) -> Result<ExportParts> {
     let naming = format.naming(config)?;
     let tensors = connector.export(naming)?;
     let (d_vision, d_llm) = config.dims();
@@ -128,8 +156,7 @@ pub fn save<B: Backend>(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    tracing::info!(path = %path.display(), format = format.name(), kind = config.kind(), tensors = tensors.len(), "writing connector");
-    TensorFile::write(path, &tensors, &metadata)
+    Ok((tensors, metadata))
 }
 
 fn meta_field<'a>(file: &'a TensorFile, key: &str) -> Result<&'a str> {

@@ -88,6 +88,16 @@ impl TensorFile {
 
     /// Writes the tensors (f32 floats, i64 integers) and metadata as safetensors.
     pub fn write(path: &Path, tensors: &[(String, TensorData)], metadata: &HashMap<String, String>) -> Result<()> {
+        let bytes = Self::to_bytes(path, tensors, metadata)?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| file_err(parent, format!("cannot create folder: {e}")))?;
+        }
+        std::fs::write(path, bytes).map_err(|e| file_err(path, format!("cannot write: {e}")))
+    }
+
+    /// The safetensors bytes [`TensorFile::write`] writes; `label` names them in errors (the file
+    /// they are meant for).
+    pub fn to_bytes(label: &Path, tensors: &[(String, TensorData)], metadata: &HashMap<String, String>) -> Result<Vec<u8>> {
         let mut owned = Vec::with_capacity(tensors.len());
         for (name, data) in tensors {
             let (dtype, data) = match data.dtype {
@@ -100,14 +110,11 @@ impl TensorFile {
         }
         let mut views = Vec::with_capacity(owned.len());
         for (name, dtype, shape, bytes) in &owned {
-            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes).map_err(|e| file_err(path, format!("tensor `{name}`: {e}")))?;
+            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes).map_err(|e| file_err(label, format!("tensor `{name}`: {e}")))?;
             views.push((name.clone(), view));
         }
         let meta = if metadata.is_empty() { None } else { Some(metadata.clone()) };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| file_err(parent, format!("cannot create folder: {e}")))?;
-        }
-        safetensors::serialize_to_file(views, meta, path).map_err(|e| file_err(path, format!("cannot write: {e}")))
+        safetensors::serialize(views, meta).map_err(|e| file_err(label, format!("cannot serialise: {e}")))
     }
 }
 

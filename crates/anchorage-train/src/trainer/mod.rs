@@ -17,9 +17,12 @@
 //! micro-batch means, and across devices DDP averages it again. `global_batch` divides the summed
 //! token losses of every micro-batch by the supervised tokens of the whole global batch.
 
+mod checkpoint_weights;
 mod dataset_source;
 mod node_link;
 mod parallel;
+mod prefetch;
+mod replica;
 mod setup;
 mod source;
 mod state;

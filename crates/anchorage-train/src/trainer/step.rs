@@ -1,63 +1,37 @@
 //! The loop itself. See the module docs in `mod.rs` for the determinism and loss-mean contracts.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anchorage_connectors::format::{self as connector_file, ConnectorMeta, ExportFormat};
-use anchorage_data::{epoch_order, SamplerKind};
 use anchorage_connectors::{Connector, ConnectorConfig};
-use anchorage_llm::{LayerHooks, Llm, LoraAdapter, LoraSpec, NoHooks};
-use anchorage_model::{encode_images, forward_loss, MicroBatch, SpliceInput, VisionSelect};
+use anchorage_llm::{LayerHooks, Llm, LoraSpec};
+use anchorage_model::VisionSelect;
 use anchorage_vision::ClipVisionModel;
 use burn::module::Module;
-use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::optim::Optimizer;
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
-use burn::tensor::{backend::AutodiffBackend, backend::Backend, ElementConversion, Tensor, TensorData};
+use burn::tensor::{backend::AutodiffBackend, backend::Backend, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::checkpoint_weights::CheckpointWeights;
 use super::parallel::{Peer, World};
-use super::source::{Sample, SampleSource, SkipLog, SkipReason};
+use super::prefetch::{prefetch, LoadedStep};
+use super::replica::{new_optimizer, run_worker, Replica, StepContext, Timer, Work, KNOWN_SKIP_REASONS};
+use super::source::{Sample, SampleSource, SkipLog};
 use super::state::TrainState;
 use crate::checkpoint::{write_atomic, Checkpoints};
-use crate::grad_norm::clip_global_norm;
 use crate::metrics::{MetricsLog, StepMetrics};
-use crate::recipe::{LlmTraining, LossMean};
+use crate::recipe::LlmTraining;
 use crate::schedule::LrSchedule;
 use crate::{Plan, Recipe, TrainError};
 
-/// Everything the optimizer updates: the connector, and the LLM when it trains in full.
+/// Everything the optimizer updates: the connector, and the LLM when it trains (in full, or its
+/// LoRA adapters on a frozen base).
 #[derive(Module, Debug)]
 pub struct Trainable<B: Backend> {
     pub connector: Connector<B>,
     pub llm: Option<Llm<B>>,
-}
-
-/// What a step checkpoint's `trainable.bin` holds: the connector, the LLM when it trains in full,
-/// and under LoRA only the adapters (the frozen base is rebuilt from the recipe on resume, so a 7B
-/// base costs nothing per checkpoint).
-#[derive(Module, Debug)]
-struct CheckpointWeights<B: Backend> {
-    connector: Connector<B>,
-    llm: Option<Llm<B>>,
-    adapters: Vec<Option<LoraAdapter<B>>>,
-}
-
-impl<B: Backend> CheckpointWeights<B> {
-    fn of(trainable: &Trainable<B>, lora: bool) -> Self {
-        match (&trainable.llm, lora) {
-            (Some(llm), true) => Self { connector: trainable.connector.clone(), llm: None, adapters: llm.lora_adapters() },
-            (llm, _) => Self { connector: trainable.connector.clone(), llm: llm.clone(), adapters: Vec::new() },
-        }
-    }
-
-    /// `trainable` with these weights (its own frozen base kept under LoRA).
-    fn restore(self, trainable: Trainable<B>, lora: bool) -> Result<Trainable<B>, TrainError> {
-        Ok(match (trainable.llm, lora) {
-            (Some(llm), true) => Trainable { connector: self.connector, llm: Some(llm.with_lora_adapters(self.adapters).map_err(model_err)?) },
-            _ => Trainable { connector: self.connector, llm: self.llm },
-        })
-    }
 }
 
 /// The frozen towers and how features are taken from the vision tower.
@@ -114,16 +88,6 @@ pub struct TrainSummary {
     /// The shape of every sample's step when they all have one (synthetic data): sequence length
     /// and the FLOPs model's cost (see `flops.rs`).
     pub step_shape: Option<crate::flops::StepShape>,
-}
-
-#[derive(Default)]
-struct Timer {
-    data: Duration,
-    vision: Duration,
-    forward: Duration,
-    backward: Duration,
-    reduce: Duration,
-    optimizer: Duration,
 }
 
 /// Trains `connector_config` (and the LLM when the recipe says `full` or `lora`) on `source`.
@@ -393,10 +357,9 @@ pub fn train<B: AutodiffBackend>(
                 let optim_bytes = recorder.record(optim.to_record(), ()).map_err(|e| record_err(&run_dir, e))?;
                 let state_json = serde_json::to_vec_pretty(&state).map_err(|e| TrainError::Io { path: run_dir.clone(), source: e.into() })?;
                 // The connector as of this step, so `train export RUN/step-N` works mid-run.
-                let tmp = run_dir.join(".tmp-step-connector.safetensors");
-                connector_file::save(&replica.trainable.connector, connector_config, &connector_meta(recipe, &recipe_text, next), ExportFormat::Anchorage, &tmp).map_err(model_err)?;
-                let connector_bytes = std::fs::read(&tmp).map_err(|e| TrainError::Io { path: tmp.clone(), source: e })?;
-                std::fs::remove_file(&tmp).map_err(|e| TrainError::Io { path: tmp.clone(), source: e })?;
+                let meta = connector_meta(recipe, &recipe_text, next);
+                let label = checkpoints.step_dir(next).join("connector.safetensors");
+                let connector_bytes = connector_file::to_bytes(&replica.trainable.connector, connector_config, &meta, ExportFormat::Anchorage, &label).map_err(model_err)?;
                 let dir = checkpoints.save(
                     next,
                     &[
@@ -431,9 +394,8 @@ pub fn train<B: AutodiffBackend>(
     let mut exported = None;
     if leader && state.step == plan.total_steps {
         let path = run_dir.join("connector.safetensors");
-        let tmp = run_dir.join(".tmp-connector.safetensors");
-        connector_file::save(&trainable.connector, connector_config, &connector_meta(recipe, &recipe_text, state.step), ExportFormat::Anchorage, &tmp).map_err(model_err)?;
-        std::fs::rename(&tmp, &path).map_err(|e| TrainError::Io { path: path.clone(), source: e })?;
+        let meta = connector_meta(recipe, &recipe_text, state.step);
+        write_atomic(&path, &connector_file::to_bytes(&trainable.connector, connector_config, &meta, ExportFormat::Anchorage, &path).map_err(model_err)?)?;
         exported = Some(path);
         if let (Some(lora), Some(llm)) = (&recipe.llm.lora, trainable.llm.as_ref().filter(|_| recipe.llm.training == LlmTraining::Lora)) {
             write_lora(&run_dir, recipe, lora, llm)?;
@@ -461,239 +423,6 @@ fn connector_meta(recipe: &Recipe, recipe_text: &str, step: u64) -> ConnectorMet
     }
 }
 
-/// Skip reasons whose counts are summed across nodes (anchorage-data's fault names); a reason
-/// outside this list is counted on its own node only.
-const KNOWN_SKIP_REASONS: [&str; 6] = ["missing_image", "corrupt_image", "bad_image_path", "malformed", "over_length", "tokenization_mismatch"];
-
-type AdamWOptimizer<B> = OptimizerAdaptor<AdamW, Trainable<B>, B>;
-
-/// AdamW with the recipe's betas, epsilon and weight decay (burn's defaults differ).
-fn new_optimizer<B: AutodiffBackend>(o: &crate::recipe::OptimSection) -> AdamWOptimizer<B> {
-    AdamWConfig::new()
-        .with_beta_1(o.betas[0] as f32)
-        .with_beta_2(o.betas[1] as f32)
-        .with_epsilon(o.eps as f32)
-        .with_weight_decay(o.weight_decay as f32)
-        .init::<B, Trainable<B>>()
-}
-
-/// What every replica needs to run a step, shared read-only.
-struct StepContext<'a, B: AutodiffBackend> {
-    recipe: &'a Recipe,
-    plan: &'a Plan,
-    pad_id: i64,
-    hooks: Option<HooksFactory<B>>,
-    select: VisionSelect,
-    image_size: usize,
-    /// Several replicas: gradients and the step's numbers are summed across them.
-    parallel: bool,
-}
-
-/// One data-parallel replica: its copy of the trainable weights and of the frozen towers.
-struct Replica<B: AutodiffBackend> {
-    trainable: Trainable<B>,
-    frozen_llm: Option<Llm<B>>,
-    vision: ClipVisionModel<B::InnerBackend>,
-    device: B::Device,
-    peer: Option<Peer>,
-}
-
-/// One step's share of a replica: its micro-batches (bad samples already dropped) and the lr.
-struct Work {
-    slices: Vec<Vec<Sample>>,
-    lr: f64,
-}
-
-/// A step's numbers, summed over every replica.
-struct StepOutcome {
-    /// As transformers reports it: the mean of the micro-batch losses (or the global-batch mean).
-    loss: f64,
-    grad_norm: f64,
-    samples: usize,
-    tokens: usize,
-    /// The caller's extra numbers, summed.
-    extra: Vec<f64>,
-}
-
-impl<B: AutodiffBackend> Replica<B> {
-    /// Forward and backward over this replica's micro-batches, gradients summed across replicas,
-    /// clipping and the optimizer step. `extra` numbers are summed across replicas alongside.
-    fn step(
-        mut self,
-        ctx: &StepContext<'_, B>,
-        slices: Vec<Vec<Sample>>,
-        lr: f64,
-        extra: &[f64],
-        optim: &mut AdamWOptimizer<B>,
-        timer: &mut Timer,
-    ) -> Result<(Self, StepOutcome), TrainError> {
-        let (recipe, plan, o) = (ctx.recipe, ctx.plan, &ctx.recipe.optim);
-        // Micro-batches of the whole step across replicas: LLaVA divides each micro-batch mean by
-        // the accumulation steps and DDP averages over devices; dividing by their product is both.
-        let micro_total = (plan.world_size * plan.grad_accum) as f32;
-        let supervised = |s: &Sample| s.labels.iter().filter(|&&l| l != anchorage_model::IGNORE_INDEX).count();
-        let global_tokens = match o.loss_mean {
-            LossMean::GlobalBatch => {
-                let own = slices.iter().flatten().map(supervised).sum::<usize>() as f64;
-                match &self.peer {
-                    Some(peer) => peer.sum_values::<B::InnerBackend>(&[own], &self.device)?[0],
-                    None => own,
-                }
-            }
-            LossMean::MicroBatch => 0.0,
-        };
-        let mut accumulator = GradientsAccumulator::<Trainable<B>>::new();
-        let (mut loss_sum, mut micro_batches, mut tokens, mut samples) = (0.0, 0usize, 0usize, 0usize);
-        for chunk in slices.iter().filter(|c| !c.is_empty()) {
-            let t = Instant::now();
-            let (pixels, image_of) = stack_images::<B>(chunk, ctx.image_size, &self.device);
-            let (features, cls) = encode_images::<B>(&self.vision, &ctx.select, pixels).map_err(model_err)?;
-            timer.vision += t.elapsed();
-            let t = Instant::now();
-            let batch = MicroBatch {
-                samples: chunk
-                    .iter()
-                    .zip(&image_of)
-                    .map(|(s, img)| SpliceInput { input_ids: &s.input_ids, labels: &s.labels, images: img.as_slice() })
-                    .collect(),
-                max_len: recipe.data.max_length,
-                pad_id: ctx.pad_id,
-            };
-            let llm = self.trainable.llm.as_ref().or(self.frozen_llm.as_ref()).ok_or_else(|| TrainError::Model("no LLM".into()))?;
-            let mut no_hooks = NoHooks;
-            let mut made;
-            let hooks: &mut dyn LayerHooks<B> = match &ctx.hooks {
-                Some(factory) => {
-                    made = factory();
-                    made.as_mut()
-                }
-                None => &mut no_hooks,
-            };
-            let out = forward_loss(&self.trainable.connector, llm, &batch, features, cls, hooks).map_err(model_err)?;
-            tokens += out.tokens;
-            samples += chunk.len();
-            micro_batches += 1;
-            let loss = match o.loss_mean {
-                LossMean::MicroBatch => out.loss.mean() / micro_total,
-                LossMean::GlobalBatch => out.loss.sum / (global_tokens.max(1.0) as f32),
-            };
-            let value: f64 = loss.clone().into_scalar().elem();
-            loss_sum += value;
-            timer.forward += t.elapsed();
-            let t = Instant::now();
-            let grads = GradientsParams::from_grads(loss.backward(), &self.trainable);
-            accumulator.accumulate(&self.trainable, grads);
-            timer.backward += t.elapsed();
-        }
-
-        let mut grads = accumulator.grads();
-        let mut numbers = vec![loss_sum, micro_batches as f64, tokens as f64, samples as f64];
-        numbers.extend_from_slice(extra);
-        if let Some(peer) = &self.peer {
-            let t = Instant::now();
-            grads = peer.sum_gradients(&self.trainable, grads)?;
-            numbers = peer.sum_values::<B::InnerBackend>(&numbers, &self.device)?;
-            timer.reduce += t.elapsed();
-        }
-        let t = Instant::now();
-        let grad_norm = clip_global_norm(&self.trainable, &mut grads, o.grad_clip);
-        self.trainable = optim.step(lr, self.trainable, grads);
-        timer.optimizer += t.elapsed();
-
-        // Reported like transformers: the mean of the micro-batch losses of the step.
-        let loss = match o.loss_mean {
-            LossMean::MicroBatch => numbers[0] * f64::from(micro_total) / numbers[1].max(1.0),
-            LossMean::GlobalBatch => numbers[0],
-        };
-        let outcome = StepOutcome { loss, grad_norm, samples: numbers[3] as usize, tokens: numbers[2] as usize, extra: numbers[4..].to_vec() };
-        Ok((self, outcome))
-    }
-}
-
-/// A local replica other than the first: registers, then runs the step of every `Work` it is fed
-/// until the feed closes. A failure here would leave the other replicas waiting in an all-reduce
-/// for ever, so it ends the process with the reason instead.
-fn run_worker<B: AutodiffBackend>(
-    mut replica: Replica<B>,
-    ctx: &StepContext<'_, B>,
-    world: &World,
-    local: usize,
-    optim_bytes: Option<Vec<u8>>,
-    feed: std::sync::mpsc::Receiver<Work>,
-) {
-    let fail = |e: TrainError| -> ! {
-        tracing::error!(replica = local, error = %e, "data-parallel replica failed");
-        eprintln!("error: data-parallel replica {local} failed: {e}");
-        std::process::exit(1);
-    };
-    let mut optim = new_optimizer::<B>(&ctx.recipe.optim);
-    if let Some(bytes) = optim_bytes {
-        let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
-        match recorder.load(bytes, &replica.device) {
-            Ok(record) => optim = optim.load_record(record),
-            Err(e) => fail(record_err(std::path::Path::new("optimizer.bin"), e)),
-        }
-    }
-    replica.peer = Some(Peer::register::<B::InnerBackend>(world, local, &replica.device, None).unwrap_or_else(|e| fail(e)));
-    let mut timer = Timer::default();
-    let extra = if world.nodes > 1 { vec![0.0; KNOWN_SKIP_REASONS.len()] } else { Vec::new() };
-    while let Ok(work) = feed.recv() {
-        replica = match replica.step(ctx, work.slices, work.lr, &extra, &mut optim, &mut timer) {
-            Ok((next, _)) => next,
-            Err(e) => fail(e),
-        };
-    }
-    if let Some(peer) = &replica.peer {
-        peer.finish::<B::InnerBackend>();
-    }
-}
-
-/// One step's samples for this process, by local replica and micro-batch slice.
-struct LoadedStep {
-    step: u64,
-    per_rank: Vec<Vec<Vec<Result<Sample, (String, SkipReason)>>>>,
-}
-
-/// Loads the samples of steps `first..last` for this process in order, one step ahead of the
-/// trainer (the channel holds one). Step `s` reads positions `[s·G, (s+1)·G)` of its epoch's
-/// order, cut into `micro_batch` slices; slice `j` belongs to global rank `j mod world`.
-fn prefetch(recipe: &Recipe, plan: &Plan, source: &dyn SampleSource, world: &World, first: u64, last: u64, out: &std::sync::mpsc::SyncSender<LoadedStep>) {
-    let sampler = if recipe.data.group_by_modality_length { SamplerKind::ModalityLengthGrouped } else { SamplerKind::Random };
-    let lengths = source.modality_lengths();
-    let (n, global, micro) = (source.len(), plan.global_batch as usize, plan.micro_batch as usize);
-    let (size, first_rank) = (world.size(), world.global_rank(0));
-    let mut order_epoch = u32::MAX;
-    let mut order = Vec::new();
-    for step in first..last {
-        let epoch = (step / plan.steps_per_epoch) as u32;
-        if epoch != order_epoch {
-            // LLaVA's sampler sees the per-device batch and devices × accumulation as its world.
-            order = epoch_order(sampler, &lengths, micro, (plan.world_size * plan.grad_accum) as usize, recipe.run.seed, u64::from(epoch));
-            order_epoch = epoch;
-        }
-        let start = ((step % plan.steps_per_epoch) as usize) * global;
-        let indices = &order[start.min(n)..(start + global).min(n)];
-        // This process's slices, as (local replica, indices).
-        let mine: Vec<(usize, &[usize])> = indices
-            .chunks(micro)
-            .enumerate()
-            .filter_map(|(j, slice)| {
-                let rank = j % size;
-                (first_rank..first_rank + world.local).contains(&rank).then(|| (rank - first_rank, slice))
-            })
-            .collect();
-        let flat: Vec<usize> = mine.iter().flat_map(|(_, s)| s.iter().copied()).collect();
-        let mut loaded = load_parallel(source, &flat, recipe.data.workers).into_iter();
-        let mut per_rank: Vec<Vec<Vec<_>>> = (0..world.local).map(|_| Vec::new()).collect();
-        for (local, slice) in mine {
-            per_rank[local].push(loaded.by_ref().take(slice.len()).collect());
-        }
-        if out.send(LoadedStep { step, per_rank }).is_err() {
-            return; // the trainer stopped (error or `stop_after`)
-        }
-    }
-}
-
 /// Writes the LoRA adapter as PEFT loads it: `lora.safetensors` under PEFT's names and an
 /// `adapter_config.json` beside it (atomically, like every other export).
 fn write_lora<B: Backend>(run_dir: &std::path::Path, recipe: &Recipe, lora: &crate::recipe::LoraSection, llm: &Llm<B>) -> Result<(), TrainError> {
@@ -717,48 +446,6 @@ fn write_lora<B: Backend>(run_dir: &std::path::Path, recipe: &Recipe, lora: &cra
     write_atomic(&run_dir.join("adapter_config.json"), text.as_bytes())
 }
 
-/// Loads `indices` with up to `workers` threads, keeping their order.
-fn load_parallel(source: &dyn SampleSource, indices: &[usize], workers: usize) -> Vec<Result<Sample, (String, SkipReason)>> {
-    let workers = workers.clamp(1, indices.len().max(1));
-    let chunk = indices.len().div_ceil(workers).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = indices
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|&i| source.get(i)).collect::<Vec<_>>()))
-            .collect();
-        // A panicking loader thread is a bug, not a bad sample: re-raise it rather than lose samples.
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
-    })
-}
-
-/// Stacks the micro-batch's images `[images, 3, S, S]` and says which image each sample uses. A
-/// micro-batch without any image gets one zero image, as LLaVA feeds text-only samples, so the
-/// connector stays in the graph (its gradient is then zero).
-fn stack_images<B: AutodiffBackend>(
-    chunk: &[Sample],
-    size: usize,
-    device: &B::Device,
-) -> (Tensor<B::InnerBackend, 4>, Vec<Vec<usize>>) {
-    let mut flat = Vec::new();
-    let mut image_of = Vec::with_capacity(chunk.len());
-    let mut count = 0;
-    for s in chunk {
-        match &s.pixels {
-            Some(p) if s.input_ids.contains(&anchorage_model::IMAGE_TOKEN_INDEX) => {
-                flat.extend_from_slice(p);
-                image_of.push(vec![count]);
-                count += 1;
-            }
-            _ => image_of.push(Vec::new()),
-        }
-    }
-    if count == 0 {
-        flat = vec![0.0; 3 * size * size];
-        count = 1;
-    }
-    (Tensor::from_data(TensorData::new(flat, [count, 3, size, size]), device), image_of)
-}
-
 /// Forces burn's lazily initialised parameters to draw their values now.
 pub(crate) fn materialize<B: Backend, M: Module<B>>(module: M) -> M {
     struct Touch;
@@ -775,6 +462,6 @@ pub(crate) fn model_err(e: impl std::fmt::Display) -> TrainError {
     TrainError::Model(e.to_string())
 }
 
-fn record_err(path: &std::path::Path, e: impl std::fmt::Display) -> TrainError {
+pub(super) fn record_err(path: &std::path::Path, e: impl std::fmt::Display) -> TrainError {
     TrainError::Invalid { path: path.to_path_buf(), key: "checkpoint".into(), message: e.to_string() }
 }
