@@ -1,7 +1,7 @@
 //! The one place that picks a compute backend: library crates are generic over burn's `Backend`.
 
 use anchorage_train::recipe::Backend;
-use anchorage_train::trainer::{run_stage as run_on, StageData, TrainSummary, World};
+use anchorage_train::trainer::{run_stage as run_on, StageData, TrainOptions, TrainSummary, World};
 use anchorage_train::{Plan, Recipe};
 use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::backend::Autodiff;
@@ -12,32 +12,33 @@ pub type Flex = burn::backend::Flex;
 /// Trains on the recipe's backend (checked with [`check`] first), one data-parallel replica per
 /// entry of `devices.ids` (on flex every replica shares the CPU: useful to test the parallel path).
 pub fn run_stage(recipe: &Recipe, plan: &Plan, resume: bool, world: World, data: StageData) -> anyhow::Result<TrainSummary> {
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let options = TrainOptions { resume, stop_after: None, progress: true, bar };
     let ids = &recipe.devices.ids;
     let summary = match recipe.devices.backend {
         #[cfg(feature = "cuda")]
         Backend::Cuda => {
             let devices: Vec<_> = ids.iter().map(|&i| burn::backend::cuda::CudaDevice::new(i)).collect();
-            run_with::<burn::backend::Cuda>(recipe, plan, resume, &devices, world, data)?
+            run_with::<burn::backend::Cuda>(recipe, plan, &options, &devices, world, data)?
         }
         #[cfg(feature = "wgpu")]
         Backend::Wgpu => {
             let devices: Vec<_> = ids.iter().map(|&i| burn::backend::wgpu::WgpuDevice::DiscreteGpu(i)).collect();
             let devices = if devices.len() == 1 { vec![Default::default()] } else { devices };
-            run_with::<burn::backend::Wgpu>(recipe, plan, resume, &devices, world, data)?
+            run_with::<burn::backend::Wgpu>(recipe, plan, &options, &devices, world, data)?
         }
-        _ => run_with::<Flex>(recipe, plan, resume, &vec![Default::default(); ids.len()], world, data)?,
+        _ => run_with::<Flex>(recipe, plan, &options, &vec![Default::default(); ids.len()], world, data)?,
     };
     Ok(summary)
 }
 
 /// `llm.gradient_checkpointing` picks burn's balanced autodiff checkpointing: memory-bound ops
 /// are recomputed in the backward pass instead of keeping their outputs.
-fn run_with<B: burn::tensor::backend::Backend>(recipe: &Recipe, plan: &Plan, resume: bool, devices: &[B::Device], world: World, data: StageData) -> anyhow::Result<TrainSummary> {
-    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+fn run_with<B: burn::tensor::backend::Backend>(recipe: &Recipe, plan: &Plan, options: &TrainOptions, devices: &[B::Device], world: World, data: StageData) -> anyhow::Result<TrainSummary> {
     Ok(if recipe.llm.gradient_checkpointing {
-        run_on::<Autodiff<B, BalancedCheckpointing>>(recipe, plan, resume, progress, devices, world, data)?
+        run_on::<Autodiff<B, BalancedCheckpointing>>(recipe, plan, options, devices, world, data)?
     } else {
-        run_on::<Autodiff<B>>(recipe, plan, resume, progress, devices, world, data)?
+        run_on::<Autodiff<B>>(recipe, plan, options, devices, world, data)?
     })
 }
 

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use anchorage_connectors::format::{self, recipe_hash, ExportFormat};
+use anchorage_connectors::format::{self, ExportFormat};
+use anchorage_train::{connector_meta, Recipe};
 use anyhow::{anyhow, Context};
 use clap::{Args, ValueEnum};
 
@@ -32,31 +33,27 @@ pub struct ExportArgs {
     pub out: PathBuf,
 }
 
-/// Fills provenance the connector file lacks from the run's recipe.toml.
+/// Fills provenance the connector file lacks from the run's saved recipe (typed, as the trainer
+/// wrote it).
 fn fill_from_recipe(meta: &mut format::ConnectorMeta, run_dir: &Path) -> anyhow::Result<()> {
     let path = run_dir.join("recipe.toml");
-    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
-    if meta.recipe_hash.is_empty() {
-        meta.recipe_hash = recipe_hash(&text);
+    if !path.is_file() {
+        return Ok(());
     }
-    let value: toml::Value = text.parse().with_context(|| format!("{}: not TOML", path.display()))?;
-    let model_id = |section: &str| -> String {
-        let m = value.get(section).and_then(|s| s.get("model"));
-        ["hub", "path", "builtin"]
-            .iter()
-            .find_map(|k| m.and_then(|m| m.get(*k)).and_then(|v| v.as_str()).map(|s| if *k == "builtin" { format!("builtin:{s}") } else { s.to_string() }))
-            .unwrap_or_default()
-    };
+    let recipe = Recipe::from_saved(&path)?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let from_recipe = connector_meta(&recipe.vision.model.describe(), &recipe.llm.model.describe(), recipe.vision.select_layer, &text, meta.step);
+    if meta.recipe_hash.is_empty() {
+        meta.recipe_hash = from_recipe.recipe_hash;
+    }
     if meta.vision_id.is_empty() {
-        meta.vision_id = model_id("vision");
+        meta.vision_id = from_recipe.vision_id;
     }
     if meta.llm_id.is_empty() {
-        meta.llm_id = model_id("llm");
+        meta.llm_id = from_recipe.llm_id;
     }
     if meta.select_layer == 0 {
-        if let Some(l) = value.get("vision").and_then(|v| v.get("select_layer")).and_then(|v| v.as_integer()) {
-            meta.select_layer = l as i32;
-        }
+        meta.select_layer = from_recipe.select_layer;
     }
     Ok(())
 }

@@ -94,7 +94,8 @@ pub fn run(stage: Stage, args: StageArgs) -> anyhow::Result<()> {
     } else {
         for (reason, n) in &summary.skipped.counts {
             let ids = summary.skipped.first_ids.get(reason).map(|v| v.join(", ")).unwrap_or_default();
-            println!("skipped:      {n} {reason} (first: {ids})");
+            let distinct = summary.skipped.distinct.keys().filter(|(r, _)| r == reason).count();
+            println!("skipped:      {n} occurrences of {} ({distinct} distinct samples; first: {ids})", reason.name());
         }
     }
     if let Some(path) = &summary.connector {

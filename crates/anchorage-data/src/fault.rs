@@ -1,10 +1,10 @@
 //! Why a sample cannot be used. Training skips such samples (counting them by reason and logging
 //! the first ids) unless the recipe asks for strict mode; `train data check` lists them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The reasons a sample is skipped, in report order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultReason {
     /// The referenced image file does not exist.

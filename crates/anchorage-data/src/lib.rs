@@ -1,35 +1,37 @@
 //! LLaVA data for anchorage: data-set manifests, records, conversation templates, tokens and labels,
-//! images, batches and the sampler.
+//! images, the sampler and the one step loader.
 //!
 //! This crate knows nothing of models: it turns files on disk into ids, label masks and pixels.
 
-mod batch;
 mod check;
 mod count;
 mod dataset;
 mod error;
 mod fault;
 pub mod image;
-mod loader;
 mod manifest;
 mod options;
 mod paths;
 mod rng;
 mod sampler;
+mod source;
+mod step_loader;
+mod synthetic;
 pub mod text;
 
-pub use batch::{collate, Batch};
 pub use check::{check_dataset, check_image, CheckOptions, CheckReport, FaultEntry};
 pub use count::count_json_array;
 pub use dataset::{DatasetConfig, LlavaDataset, OverLength, Sample};
 pub use error::DataError;
 pub use fault::{FaultReason, SampleFault};
 pub use image::{load_pixel_values, ClipImageProcessor, PixelValues};
-pub use loader::{rank_order, FaultLog, LoadError, Loader, LoaderConfig};
 pub use manifest::{Manifest, ManifestSource, SampleCount, SampleCountSource};
 pub use options::{Aspect, Template};
 pub use paths::resolve_image_path;
 pub use rng::SplitMix64;
+pub use source::{SampleResult, SampleSource, Skipped};
+pub use step_loader::{load_parallel, LoadedStep, StepLayout};
+pub use synthetic::SyntheticSource;
 pub use sampler::{
     epoch_order, length_grouped, length_grouped_from, modality_length_grouped_with, rank_indices, split_to_even_chunks,
     SamplerKind,

@@ -1,13 +1,31 @@
-//! The composed model: vision tower → connector → splice → LLM (+ compression) → masked causal-LM
-//! loss. This crate holds the pieces between the towers: the splice of image features into the
-//! text embeddings with LLaVA's semantics, and the loss.
+//! The composed LLaVA model (`Llava`): vision tower → connector → splice → LLM (+ compression) →
+//! masked causal-LM loss, or batched greedy generation. Built from a [`LlavaSpec`] (the recipe's
+//! model sections) on a device, from tower folders, built-ins or Hub ids, and a connector export.
+//!
+//! Training and evaluation use this one model; neither reaches into the tower, connector or
+//! compression crates themselves.
 
+mod batch;
+mod build;
+mod checkpoint_weights;
 mod error;
+pub mod export;
+mod generate;
+pub mod hub;
 mod llava;
 mod loss;
+pub mod spec;
 mod splice;
+mod towers;
 
+pub use batch::{stack_images, ImageInput};
+pub use build::Built;
+pub use checkpoint_weights::CheckpointWeights;
 pub use error::ModelError;
-pub use llava::{encode_images, forward_loss, ForwardOutput, MicroBatch, VisionSelect};
+pub use generate::{Generation, Prompt};
+pub use hub::{resolve_hub_model, HubAccess, HubError};
+pub use llava::{ForwardOutput, Llava, Trainable, VisionSelect};
 pub use loss::{causal_lm_loss, LossParts};
+pub use spec::LlavaSpec;
 pub use splice::{splice_embeddings, ImageSpan, SpliceInput, SplicePlan, IGNORE_INDEX, IMAGE_TOKEN_INDEX};
+pub use towers::materialize;

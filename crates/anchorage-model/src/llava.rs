@@ -1,12 +1,21 @@
-//! One training forward of the LLaVA-style model: the frozen vision tower (no autodiff, only up to
-//! the select layer) → the connector → the splice into the text embeddings → the LLM with the
-//! recipe's compression hooks → the masked causal-LM loss.
+//! The composed model: the frozen vision tower (no autodiff, only up to the select layer) → the
+//! connector → LLaVA's splice into the text embeddings → the LLM with the spec's compression
+//! hooks → the masked causal-LM loss, or greedy generation (`generate.rs`).
+//!
+//! `Llava<B, V>` computes the connector and the LLM on `B` and the vision tower on `V`: for
+//! training `B` is an autodiff backend and `V` its inner backend (the tower never enters the
+//! graph); for evaluation both are the same plain backend ([`Llava::into_inference`]).
 
-use anchorage_connectors::Connector;
-use anchorage_llm::{LayerHooks, Llm, LlmInput};
+use anchorage_compress::{CompressionPolicy, Compressor};
+use anchorage_connectors::{Connector, ConnectorConfig};
+use anchorage_data::Sample;
+use anchorage_llm::{Llm, LlmInput};
 use anchorage_vision::{select_features, ClipVisionModel, FeatureSelect, VisionRequest};
-use burn::tensor::{backend::AutodiffBackend, Bool, FloatDType, Int, Tensor, TensorData};
+use burn::module::{AutodiffModule, Module};
+use burn::tensor::{backend::AutodiffBackend, backend::Backend, Bool, FloatDType, Int, Tensor, TensorData};
 
+use crate::batch::{stack_images, ImageInput};
+use crate::spec::LlmTraining;
 use crate::{causal_lm_loss, splice_embeddings, LossParts, ModelError, SpliceInput, SplicePlan};
 
 /// How image features are taken from the vision tower (LLaVA's `mm_vision_select_*`).
@@ -23,104 +32,173 @@ pub struct VisionSelect {
 impl VisionSelect {
     /// LLaVA/AcFormer conventions: the CLS attention comes from the layer whose output is the
     /// selected hidden state (`hidden_states[i]` is the output of 0-based layer `i - 1`).
-    pub fn new<B: burn::tensor::backend::Backend>(
-        vision: &ClipVisionModel<B>,
-        layer: i64,
-        feature: FeatureSelect,
-        needs_cls_attention: bool,
-    ) -> Result<Self, ModelError> {
+    pub fn new<B: Backend>(vision: &ClipVisionModel<B>, layer: i64, feature: FeatureSelect, needs_cls_attention: bool) -> Result<Self, ModelError> {
         let hidden_index = vision.resolve_select_layer(layer)?;
         let cls_attention_layer = match (needs_cls_attention, hidden_index) {
             (false, _) => None,
-            (true, 0) => {
-                return Err(ModelError::Shape { what: "select layer with CLS attention (must be ≥ 1)", expected: vec![1], found: vec![0] })
-            }
+            (true, 0) => return Err(ModelError::Spec { key: "vision.select_layer".into(), message: "must select hidden state 1 or later when the connector needs the CLS attention".into() }),
             (true, i) => Some(i - 1),
         };
         Ok(Self { layer, feature, cls_attention_layer })
     }
 }
 
-/// Image features for the connector, computed without autodiff and lifted into the training graph.
-///
-/// # Shapes
-/// `pixels [images, 3, S, S]` → `features [images, T or T-1, d_vision]`, `cls_attention Option<[images, heads, T]>`
-pub fn encode_images<B: AutodiffBackend>(
-    vision: &ClipVisionModel<B::InnerBackend>,
-    select: &VisionSelect,
-    pixels: Tensor<B::InnerBackend, 4>,
-) -> Result<(Tensor<B, 3>, Option<Tensor<B, 3>>), ModelError> {
-    let mut request = VisionRequest::select(select.layer);
-    if let Some(layer) = select.cls_attention_layer {
-        request = request.with_cls_attention(layer);
-    }
-    let out = vision.forward(pixels, &request)?;
-    // The tower may compute in bf16/f16; the trainable connector keeps f32 weights and inputs.
-    let features = select_features(out.selected, select.feature).cast(FloatDType::F32);
-    let cls = out.cls_attention.into_iter().next().map(|(_, a)| Tensor::from_inner(a.cast(FloatDType::F32)));
-    Ok((Tensor::from_inner(features), cls))
+/// Everything the optimizer sees: the connector, and the LLM (whose parameters get gradients only
+/// when it trains: in full, or its LoRA adapters on a frozen base; frozen otherwise).
+#[derive(Module, Debug)]
+pub struct Trainable<B: Backend> {
+    pub connector: Connector<B>,
+    pub llm: Llm<B>,
 }
 
-/// A micro-batch as the model sees it: token ids with placeholders and labels per sample, which
-/// image each placeholder uses, and the images.
+/// The LLaVA model. Build it with [`LlavaSpec::build`](crate::LlavaSpec::build).
 #[derive(Debug, Clone)]
-pub struct MicroBatch<'a> {
-    pub samples: Vec<SpliceInput<'a>>,
-    /// Maximum length after splicing.
-    pub max_len: usize,
-    /// Id used for padding and placeholder slots before embedding.
-    pub pad_id: i64,
+pub struct Llava<B: Backend, V: Backend = B> {
+    /// The frozen vision tower.
+    pub vision: ClipVisionModel<V>,
+    pub trainable: Trainable<B>,
+    /// How the LLM trains; decides what a checkpoint holds ([`crate::CheckpointWeights`]).
+    pub training: LlmTraining,
+    pub select: VisionSelect,
+    pub compression: CompressionPolicy,
+    pub connector_config: ConnectorConfig,
+    /// Side of the square images the tower takes.
+    pub image_size: usize,
+    /// Visual tokens one image becomes after the connector.
+    pub image_tokens: usize,
+    /// Where the model lives.
+    pub device: B::Device,
 }
 
-/// The result of one forward: the loss parts and the batch's token counts for throughput.
-pub struct ForwardOutput<B: AutodiffBackend> {
+/// The result of one training forward: the loss parts and the batch's token count.
+pub struct ForwardOutput<B: Backend> {
     pub loss: LossParts<B>,
     /// Real tokens after splicing (sum over samples).
     pub tokens: usize,
+    /// Time spent in the vision tower.
+    pub vision_time: std::time::Duration,
 }
 
-/// Connector → splice → LLM → loss for one micro-batch whose image features are already encoded.
-pub fn forward_loss<B: AutodiffBackend>(
-    connector: &Connector<B>,
-    llm: &Llm<B>,
-    batch: &MicroBatch<'_>,
-    features: Tensor<B, 3>,
-    cls_attention: Option<Tensor<B, 3>>,
-    hooks: &mut dyn LayerHooks<B>,
-) -> Result<ForwardOutput<B>, ModelError> {
-    let device = features.device();
-    let num_images = features.dims()[0];
-    let image_features = connector.forward(features, cls_attention)?;
-    let image_tokens = image_features.dims()[1];
-    let plan = SplicePlan::new(&batch.samples, image_tokens, num_images, batch.max_len, batch.pad_id)?;
-    let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(plan.text_ids.clone(), [plan.batch, plan.text_len]), &device);
-    let text_embeds = llm.embed(ids);
-    // Image tokens enter the LLM in its own dtype (bf16 towers), as LLaVA casts them.
-    let image_features = image_features.cast(text_embeds.dtype());
-    let embeds = splice_embeddings(&plan, text_embeds, image_features)?;
-    let input = LlmInput {
-        embeds,
-        attention_mask: Tensor::<B, 2, Bool>::from_data(TensorData::new(plan.attention_mask.clone(), [plan.batch, plan.len]), &device),
-        position_ids: Tensor::<B, 2, Int>::from_data(TensorData::new(plan.position_ids.clone(), [plan.batch, plan.len]), &device),
-        // The LLM sees one image span per sample (LLaVA-1.5 has at most one image per sample).
-        image_spans: plan.image_spans.iter().map(|s| s.first().map_or(0..0, |s| s.start..s.start + s.len)).collect(),
-    };
-    let out = llm.forward_embeds(input, hooks)?;
-    let logits = llm.logits(out.hidden);
-    let [b, kept_len, _] = logits.dims();
-    // A hook may have dropped positions: realign labels with the surviving original indices.
-    let (labels, mask) = if kept_len == plan.len {
-        (plan.labels.clone(), plan.label_mask())
-    } else {
-        let mut labels = vec![crate::IGNORE_INDEX; b * kept_len];
-        for (s, layout) in out.layout.samples.iter().enumerate() {
-            for (cur, &orig) in layout.index.iter().enumerate() {
-                labels[s * kept_len + cur] = plan.labels[s * plan.len + orig];
-            }
+/// A batch as the LLM sees it after splicing, and how it was laid out.
+pub(crate) struct Spliced<B: Backend> {
+    pub(crate) input: LlmInput<B>,
+    pub(crate) plan: SplicePlan,
+}
+
+impl<B: Backend, V: Backend<Device = B::Device>> Llava<B, V> {
+    pub fn llm(&self) -> &Llm<B> {
+        &self.trainable.llm
+    }
+
+    pub fn connector(&self) -> &Connector<B> {
+        &self.trainable.connector
+    }
+
+    /// A copy on another device (a data-parallel replica).
+    pub fn fork(&self, device: &B::Device) -> Self {
+        Self { vision: self.vision.clone().fork(device), trainable: self.trainable.clone().fork(device), device: device.clone(), ..self.clone() }
+    }
+
+    /// Fresh compression hooks for one forward or one generation.
+    pub(crate) fn hooks(&self) -> Result<Compressor, ModelError> {
+        Ok(self.compression.hooks(self.llm().config.num_hidden_layers)?)
+    }
+
+    /// The tower's features for the connector, in f32 (the tower may compute in bf16/f16; the
+    /// trainable connector keeps f32 weights and inputs).
+    ///
+    /// # Shapes
+    /// `pixels [images, 3, S, S]` → `features [images, T or T-1, d_vision]`, `cls_attention Option<[images, heads, T]>`
+    pub fn encode_images(&self, pixels: Tensor<V, 4>) -> Result<(Tensor<V, 3>, Option<Tensor<V, 3>>), ModelError> {
+        let mut request = VisionRequest::select(self.select.layer);
+        if let Some(layer) = self.select.cls_attention_layer {
+            request = request.with_cls_attention(layer);
         }
-        let mask = labels.iter().map(|&l| l != crate::IGNORE_INDEX).collect();
-        (labels, mask)
-    };
-    let loss = causal_lm_loss(logits, &labels, &mask)?;
-    Ok(ForwardOutput { loss, tokens: plan.lengths.iter().sum() })
+        let out = self.vision.forward(pixels, &request)?;
+        let features = select_features(out.selected, self.select.feature).cast(FloatDType::F32);
+        let cls = out.cls_attention.into_iter().next().map(|(_, a)| a.cast(FloatDType::F32));
+        Ok((features, cls))
+    }
+
+    /// Connector → splice: the LLM's input for `samples` whose images are already encoded.
+    pub(crate) fn splice(&self, samples: &[SpliceInput<'_>], features: Tensor<B, 3>, cls: Option<Tensor<B, 3>>, max_len: usize, pad_id: i64) -> Result<Spliced<B>, ModelError> {
+        let device = features.device();
+        let num_images = features.dims()[0];
+        let image_features = self.connector().forward(features, cls)?;
+        let image_tokens = image_features.dims()[1];
+        let plan = SplicePlan::new(samples, image_tokens, num_images, max_len, pad_id)?;
+        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(plan.text_ids.clone(), [plan.batch, plan.text_len]), &device);
+        let text_embeds = self.llm().embed(ids);
+        // Image tokens enter the LLM in its own dtype (bf16 towers), as LLaVA casts them.
+        let image_features = image_features.cast(text_embeds.dtype());
+        let embeds = splice_embeddings(&plan, text_embeds, image_features)?;
+        let input = LlmInput {
+            embeds,
+            attention_mask: Tensor::<B, 2, Bool>::from_data(TensorData::new(plan.attention_mask.clone(), [plan.batch, plan.len]), &device),
+            position_ids: Tensor::<B, 2, Int>::from_data(TensorData::new(plan.position_ids.clone(), [plan.batch, plan.len]), &device),
+            // The LLM sees one image span per sample (LLaVA-1.5 has at most one image per sample).
+            image_spans: plan.image_spans.iter().map(|s| s.first().map_or(0..0, |s| s.start..s.start + s.len)).collect(),
+        };
+        Ok(Spliced { input, plan })
+    }
+
+    /// The LLM with the spec's compression, then the loss over the supervised tokens.
+    fn loss(&self, spliced: Spliced<B>) -> Result<(LossParts<B>, usize), ModelError> {
+        let Spliced { input, plan } = spliced;
+        let mut hooks = self.hooks()?;
+        let out = self.llm().forward_embeds(input, &mut hooks);
+        // A hook that failed must fail the forward, never leave an uncompressed result behind.
+        if let Some(e) = hooks.take_error() {
+            return Err(e.into());
+        }
+        let out = out?;
+        let logits = self.llm().logits(out.hidden);
+        let [b, kept_len, _] = logits.dims();
+        // A hook may have dropped positions: realign labels with the surviving original indices.
+        let (labels, mask) = if kept_len == plan.len {
+            (plan.labels.clone(), plan.label_mask())
+        } else {
+            let mut labels = vec![crate::IGNORE_INDEX; b * kept_len];
+            for (s, layout) in out.layout.samples.iter().enumerate() {
+                for (cur, &orig) in layout.index.iter().enumerate() {
+                    labels[s * kept_len + cur] = plan.labels[s * plan.len + orig];
+                }
+            }
+            let mask = labels.iter().map(|&l| l != crate::IGNORE_INDEX).collect();
+            (labels, mask)
+        };
+        Ok((causal_lm_loss(logits, &labels, &mask)?, plan.lengths.iter().sum()))
+    }
+}
+
+impl<B: AutodiffBackend> Llava<B, B::InnerBackend> {
+    /// One training forward over a micro-batch of samples: images encoded without autodiff and
+    /// lifted into the graph, then connector → splice (truncated to `max_len`) → LLM → loss.
+    pub fn forward_loss(&self, samples: &[Sample], max_len: usize, pad_id: i64) -> Result<ForwardOutput<B>, ModelError> {
+        let started = std::time::Instant::now();
+        let inputs: Vec<ImageInput<'_>> = samples.iter().map(|s| ImageInput { input_ids: &s.input_ids, pixels: s.pixels.as_ref() }).collect();
+        let (pixels, image_of) = stack_images::<B::InnerBackend>(&inputs, self.image_size, &self.device)?;
+        let (features, cls) = self.encode_images(pixels)?;
+        let vision_time = started.elapsed();
+        let batch: Vec<SpliceInput<'_>> =
+            samples.iter().zip(&image_of).map(|(s, img)| SpliceInput { input_ids: &s.input_ids, labels: &s.labels, images: img.as_slice() }).collect();
+        let spliced = self.splice(&batch, Tensor::from_inner(features), cls.map(Tensor::from_inner), max_len, pad_id)?;
+        let (loss, tokens) = self.loss(spliced)?;
+        Ok(ForwardOutput { loss, tokens, vision_time })
+    }
+
+    /// The same model without autodiff, for evaluation and generation.
+    pub fn into_inference(self) -> Llava<B::InnerBackend> {
+        Llava {
+            vision: self.vision,
+            trainable: self.trainable.valid(),
+            training: self.training,
+            select: self.select,
+            compression: self.compression,
+            connector_config: self.connector_config,
+            image_size: self.image_size,
+            image_tokens: self.image_tokens,
+            device: self.device,
+        }
+    }
 }

@@ -6,6 +6,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use anchorage_data::FaultReason;
 use serde::{Deserialize, Serialize};
 use tensorboard_rs::summary_writer::SummaryWriter;
 
@@ -26,7 +27,7 @@ pub struct StepMetrics {
     pub samples_per_s: f64,
     pub tokens_per_s: f64,
     /// Samples skipped so far, by reason.
-    pub skipped: BTreeMap<String, u64>,
+    pub skipped: BTreeMap<FaultReason, u64>,
 }
 
 /// Writes metrics.jsonl and, when enabled, TensorBoard events.
@@ -75,7 +76,7 @@ impl MetricsLog {
             tb.add_scalar("throughput/samples_per_s", m.samples_per_s as f32, step);
             tb.add_scalar("throughput/tokens_per_s", m.tokens_per_s as f32, step);
             for (reason, count) in &m.skipped {
-                tb.add_scalar(&format!("data/skipped/{reason}"), *count as f32, step);
+                tb.add_scalar(&format!("data/skipped/{}", reason.name()), *count as f32, step);
             }
             tb.flush();
         }
@@ -129,7 +130,7 @@ mod tests {
             grad_norm: 0.5,
             samples_per_s: 10.0,
             tokens_per_s: 100.0,
-            skipped: BTreeMap::from([("missing_image".to_string(), 2)]),
+            skipped: BTreeMap::from([(FaultReason::MissingImage, 2)]),
         }
     }
 

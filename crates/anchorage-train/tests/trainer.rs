@@ -4,16 +4,13 @@
 
 use std::path::Path;
 
-use anchorage_connectors::format as connector_file;
+use anchorage_data::{FaultReason, PixelValues, Sample, SampleFault, SampleResult, SampleSource, Skipped};
 use anchorage_llm::LlamaConfig;
-use anchorage_model::VisionSelect;
-use anchorage_train::build::{connector_config, ConnectorDims};
+use anchorage_connectors::format as connector_file;
 use anchorage_train::recipe::parse_recipe;
-use anchorage_train::trainer::{train, Sample, SampleSource, SkipReason, Towers, TrainOptions};
-use anchorage_train::Plan;
-use anchorage_vision::{ClipVisionConfig, FeatureSelect};
+use anchorage_train::trainer::{TrainOptions, TrainSummary, Trainer, World};
+use anchorage_train::{Plan, Settings};
 use burn::backend::{Autodiff, Flex};
-use burn::tensor::backend::Backend;
 
 type AD = Autodiff<Flex>;
 
@@ -24,9 +21,9 @@ impl SampleSource for Synthetic {
     fn len(&self) -> usize {
         16
     }
-    fn get(&self, i: usize) -> Result<Sample, (String, SkipReason)> {
+    fn load(&self, i: usize) -> SampleResult {
         if i == 5 {
-            return Err((format!("s{i}"), SkipReason { reason: "corrupt_image".into(), detail: "test".into() }));
+            return Err(Skipped { id: format!("s{i}"), fault: SampleFault::new(FaultReason::CorruptImage, "test") });
         }
         let k = (i % 4) as i64;
         let caption: Vec<i64> = (0..6).map(|j| 10 + k * 7 + j).collect();
@@ -34,14 +31,17 @@ impl SampleSource for Synthetic {
         input_ids.extend(&caption);
         let mut labels = vec![-100, -100];
         labels.extend(&caption);
-        let pixels = (0..3 * 32 * 32).map(|p| ((p as i64 * (k + 1)) % 17) as f32 / 17.0 - 0.5).collect();
-        Ok(Sample { id: format!("s{i}"), input_ids, labels, pixels: Some(pixels) })
+        let data = (0..3 * 32 * 32).map(|p| ((p as i64 * (k + 1)) % 17) as f32 / 17.0 - 0.5).collect();
+        Ok(Sample { id: format!("s{i}"), input_ids, labels, pixels: Some(PixelValues { size: 32, data }), mismatch: false })
     }
     fn modality_lengths(&self) -> Vec<i64> {
         vec![6; 16]
     }
     fn image_size(&self) -> usize {
         32
+    }
+    fn pad_id(&self) -> i64 {
+        0
     }
 }
 
@@ -91,7 +91,7 @@ tensorboard = true
     )
 }
 
-fn run(run_dir: &Path, steps: u64, resume: bool, stop_after: Option<u64>) -> anchorage_train::trainer::TrainSummary {
+fn run(run_dir: &Path, steps: u64, resume: bool, stop_after: Option<u64>) -> TrainSummary {
     run_with(run_dir, steps, resume, stop_after, "")
 }
 
@@ -99,21 +99,17 @@ fn run(run_dir: &Path, steps: u64, resume: bool, stop_after: Option<u64>) -> anc
 /// must not interleave.
 static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn run_with(run_dir: &Path, steps: u64, resume: bool, stop_after: Option<u64>, llm_extra: &str) -> anchorage_train::trainer::TrainSummary {
+fn run_with(run_dir: &Path, steps: u64, resume: bool, stop_after: Option<u64>, llm_extra: &str) -> TrainSummary {
     let _one_at_a_time = SEEDED.lock().unwrap_or_else(|p| p.into_inner());
     let recipe = parse_recipe(&recipe_text(run_dir, steps, llm_extra), Path::new("test.toml"), &[]).unwrap();
     let plan = Plan::new(&recipe).unwrap();
     let device = Default::default();
-    <AD as Backend>::seed(&device, recipe.run.seed);
-    let vision_config = ClipVisionConfig::tiny();
-    let vision = vision_config.init::<Flex>(&device);
-    let llm = LlamaConfig::tiny().init::<AD>(&device);
-    let dims = ConnectorDims { d_vision: 64, d_llm: 64, vision_tokens: vision_config.num_tokens() };
-    let config = connector_config(&recipe.connector, dims);
-    let select = VisionSelect::new(&vision, -2, FeatureSelect::ClsPatch, true).unwrap();
-    let towers = Towers { vision, llm, select };
-    let options = TrainOptions { resume, stop_after, progress: false, ..Default::default() };
-    train(&recipe, &plan, towers, &config, &Synthetic, options, &device).unwrap()
+    // The composed model from the recipe's model sections (built-in tiny towers, 32 px images).
+    let built = recipe.model_spec().build::<AD, Flex>(&device, None).unwrap();
+    assert_eq!(built.model.image_size, 32);
+    let settings = Settings::new(&recipe, &plan, World::single(), Synthetic.len(), 0);
+    let options = TrainOptions { resume, stop_after, progress: false, bar: false };
+    Trainer::new(&settings, built.model, &[device], &Synthetic, &options).unwrap().run().unwrap()
 }
 
 #[test]
@@ -129,7 +125,8 @@ fn trains_checkpoints_exports_and_resumes_exactly() {
     assert!(last < first - 0.25, "loss should fall: {:?}", full.losses);
 
     // Sample 5 is visited once per epoch (16 samples, 2 steps of 8 per epoch, 4 epochs).
-    assert_eq!(full.skipped.counts.get("corrupt_image"), Some(&4));
+    assert_eq!(full.skipped.counts.get(&FaultReason::CorruptImage), Some(&4));
+    assert_eq!(full.skipped.distinct.len(), 1, "one distinct sample, met once per epoch");
     let metrics = std::fs::read_to_string(full_dir.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 8);
     assert!(metrics.contains("\"corrupt_image\":4"));

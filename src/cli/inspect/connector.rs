@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anchorage_connectors::{ConnectorConfig, TensorFile};
-use anchorage_train::build::{connector_config, ConnectorDims};
-use anchorage_train::recipe::ConnectorSection;
+use anchorage_model::spec::{connector_config, ConnectorDims};
+use anchorage_model::spec::ConnectorSection;
 use anyhow::{anyhow, bail, Context};
 use burn::tensor::Tensor;
 use clap::Args;

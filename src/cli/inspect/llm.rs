@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anchorage_llm::{load_llm, write_tensors, GenerateOptions, HiddenRecorder, KvCache, LlmInput, NoHooks};
-use anchorage_train::recipe::ModelSource;
-use anchorage_train::{resolve_hub_model, HubAccess};
+use anchorage_model::spec::ModelSource;
+use anchorage_model::{resolve_hub_model, HubAccess};
 use anyhow::Context;
 use burn::prelude::*;
 use burn::tensor::{DType, FloatDType, TensorData};

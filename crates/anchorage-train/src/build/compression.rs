@@ -1,6 +1,6 @@
 //! `[compression]` (a [`CompressionSection`]) → [`CompressionPolicy`] of anchorage-compress.
 
-use anchorage_compress::{
+use anchorage_model::spec::{
     ActConfig, ActSelection as Sel, CompressionPolicy, FastVConfig, FastVRule as Rule, HimapConfig,
 };
 

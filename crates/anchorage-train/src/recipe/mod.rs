@@ -1,23 +1,23 @@
 //! The recipe: one TOML file that says everything about a training run.
 //!
-//! Recipes are a wire format (plain serde structs with `deny_unknown_fields`), converted explicitly
-//! into model configs by the crates that build models. Each section lives in its own file.
+//! Recipes are a wire format (plain serde structs with `deny_unknown_fields`). The model sections
+//! (`[vision]`, `[llm]`, `[connector]`) are anchorage-model's spec types, used as they are; the
+//! training sections live here, each in its own file.
 
 mod compression;
-mod connector;
 mod data;
 mod load;
-mod models;
 mod optim;
 mod overrides;
 mod run;
 mod validate;
 
 pub use compression::{ActSelection, CompressionSection, FastVRule};
-pub use connector::{ConnectorSection, ResamplerVariant};
 pub use data::DataSection;
 pub use load::{load_recipe, parse_recipe};
-pub use models::{BuiltinModel, Dtype, FeatureSelect, LlmSection, LlmTraining, LoraSection, ModelSource, VisionSection};
+pub use anchorage_model::spec::{
+    BuiltinModel, ConnectorSection, Dtype, FeatureSelect, LlmSection, LlmTraining, LoraSection, ModelSource, ResamplerVariant, VisionSection,
+};
 pub use optim::{LossMean, OptimSection, Schedule};
 pub use overrides::apply_override;
 pub use run::{Backend, CheckpointSection, DevicesSection, LogSection, RunSection};
@@ -45,6 +45,24 @@ pub struct Recipe {
 }
 
 impl Recipe {
+    /// The model this recipe trains, as anchorage-model builds it.
+    pub fn model_spec(&self) -> anchorage_model::LlavaSpec {
+        anchorage_model::LlavaSpec {
+            vision: self.vision.clone(),
+            llm: self.llm.clone(),
+            connector: self.connector.clone(),
+            compression: crate::build::compression_policy(&self.compression),
+            seed: self.run.seed,
+        }
+    }
+
+    /// A recipe as a run folder saved it (`recipe.toml`): typed, but not validated against this
+    /// machine (its data and model folders may live elsewhere).
+    pub fn from_saved(path: &std::path::Path) -> Result<Self, crate::TrainError> {
+        let text = std::fs::read_to_string(path).map_err(|source| crate::TrainError::ReadRecipe { path: path.to_path_buf(), source })?;
+        toml::from_str(&text).map_err(|e| crate::TrainError::Syntax { path: path.to_path_buf(), message: e.to_string() })
+    }
+
     /// The recipe as TOML, as saved into the run folder and printed by `--dry-run`.
     pub fn to_toml(&self) -> String {
         // Serialising plain data structs to TOML cannot fail: no maps with non-string keys.

@@ -3,8 +3,7 @@ use std::path::Path;
 
 use anchorage_data::Manifest;
 
-use super::models::LORA_TARGETS;
-use super::{LlmTraining, ModelSource, Recipe};
+use super::Recipe;
 use crate::TrainError;
 
 /// Checks what serde cannot: one model source each, existing local files, ranges and batch
@@ -18,44 +17,7 @@ pub(super) fn validate(recipe: &Recipe, origin: &Path) -> Result<(), TrainError>
         message,
     };
 
-    check_source(&recipe.vision.model, "vision.model").map_err(|(k, m)| invalid(&k, m))?;
-    check_source(&recipe.llm.model, "llm.model").map_err(|(k, m)| invalid(&k, m))?;
-    if let Some(tok) = &recipe.llm.tokenizer {
-        if !tok.is_file() {
-            return Err(invalid("llm.tokenizer", format!("file {} does not exist", tok.display())));
-        }
-    }
-
-    match (&recipe.llm.training, &recipe.llm.lora) {
-        (LlmTraining::Lora, None) => {
-            return Err(invalid("llm.lora", "`training = \"lora\"` needs an [llm.lora] table with rank, alpha and targets".into()))
-        }
-        (LlmTraining::Lora, Some(lora)) => {
-            if lora.rank == 0 {
-                return Err(invalid("llm.lora.rank", "must be at least 1".into()));
-            }
-            if !(0.0..1.0).contains(&lora.dropout) {
-                return Err(invalid("llm.lora.dropout", format!("{} must be in [0, 1)", lora.dropout)));
-            }
-            if lora.targets.is_empty() {
-                return Err(invalid("llm.lora.targets", format!("give at least one of {}", LORA_TARGETS.join(", "))));
-            }
-            for t in &lora.targets {
-                if !LORA_TARGETS.contains(&t.as_str()) {
-                    return Err(invalid("llm.lora.targets", format!("unknown module `{t}`; allowed: {}", LORA_TARGETS.join(", "))));
-                }
-            }
-        }
-        (_, Some(_)) => {
-            return Err(invalid("llm.lora", "an [llm.lora] table is given but `llm.training` is not \"lora\"".into()))
-        }
-        (_, None) => {}
-    }
-
-    recipe
-        .connector
-        .check()
-        .map_err(|(k, m)| invalid(&format!("connector.{k}"), m))?;
+    recipe.model_spec().check().map_err(|(k, m)| invalid(&k, m))?;
     recipe
         .compression
         .check()
@@ -138,19 +100,6 @@ pub(super) fn validate(recipe: &Recipe, origin: &Path) -> Result<(), TrainError>
     }
     if recipe.run.name.is_empty() || recipe.run.name.contains(['/', '\\']) {
         return Err(invalid("run.name", format!("`{}` must be a non-empty folder name without slashes", recipe.run.name)));
-    }
-    Ok(())
-}
-
-fn check_source(source: &ModelSource, key: &str) -> Result<(), (String, String)> {
-    source.check().map_err(|m| (key.to_string(), m))?;
-    if let Some(path) = &source.path {
-        if !path.is_dir() {
-            return Err((
-                format!("{key}.path"),
-                format!("folder {} does not exist (a Hugging Face model folder with config.json and safetensors)", path.display()),
-            ));
-        }
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use super::parallel::ParallelError;
 use crate::TrainError;
 
 /// First bytes of every connection: protocol name and version.
@@ -32,7 +33,7 @@ impl NodeLink {
     /// every interface), the others connect to it (retrying until node 0 is up). `fingerprint`
     /// (recipe and plan) must match on every node.
     pub fn join(rank: u32, nodes: u32, master: &str, fingerprint: u64) -> Result<Self, TrainError> {
-        let err = |what: String| TrainError::Model(format!("multi-node link ({master}): {what}"));
+        let err = |what: String| -> TrainError { ParallelError::Link { message: format!("({master}) {what}") }.into() };
         let deadline = Instant::now() + RENDEZVOUS;
         if rank == 0 {
             let port = master.rsplit(':').next().unwrap_or_default();
@@ -94,7 +95,7 @@ impl NodeLink {
     /// Sums `values` over every node; every node gets the same result. Every node must call this
     /// the same number of times with buffers of the same length.
     pub fn sum(&mut self, values: &mut [f32]) -> Result<(), TrainError> {
-        let err = |what: String| TrainError::Model(format!("multi-node link: {what}"));
+        let err = |what: String| -> TrainError { ParallelError::Link { message: what }.into() };
         if self.rank == 0 {
             let mut other = vec![0f32; values.len()];
             for (node, (reader, _)) in self.peers.iter_mut().enumerate() {

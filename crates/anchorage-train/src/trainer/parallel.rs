@@ -25,6 +25,20 @@ use std::sync::{Arc, Mutex};
 use super::node_link::NodeLink;
 use crate::TrainError;
 
+/// What can go wrong between replicas.
+#[derive(Debug, thiserror::Error)]
+pub enum ParallelError {
+    /// The TCP link between nodes (rendezvous, handshake, a sum).
+    #[error("multi-node link: {message}")]
+    Link { message: String },
+    /// burn-collective's registration, all-reduce or broadcast (its error has no Display).
+    #[error("data parallel: {what} failed: {message}")]
+    Collective { what: &'static str, message: String },
+    /// A summed buffer could not be read back from the device.
+    #[error("data parallel: reading a summed buffer: {message}")]
+    Tensor { message: String },
+}
+
 /// Where this process sits in a multi-node run (one process per node).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeRole {
@@ -120,15 +134,15 @@ impl Peer {
         let total = match &self.link {
             Some(link) => {
                 let device = tensor.device();
-                let mut values = tensor.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| TrainError::Model(format!("{e:?}")))?;
-                link.lock().map_err(|_| TrainError::Model("multi-node link poisoned".into()))?.sum(&mut values)?;
+                let mut values = tensor.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| ParallelError::Tensor { message: format!("{e:?}") })?;
+                link.lock().map_err(|_| ParallelError::Link { message: "poisoned by a panicked thread".into() })?.sum(&mut values)?;
                 let n = values.len();
                 Some(Tensor::<B, 1>::from_data(TensorData::new(values, [n]), &device))
             }
             None => None,
         };
         if self.local == 1 {
-            return total.ok_or_else(|| TrainError::Model("multi-node run without a link".into()));
+            return total.ok_or_else(|| ParallelError::Link { message: "a multi-node run without a link".into() }.into());
         }
         let total = broadcast::<B>(self.id, total.map(|t| t.into_primitive().tensor())).map_err(|e| collective_err("broadcast", e))?;
         Ok(Tensor::from_primitive(TensorPrimitive::Float(total)))
@@ -189,7 +203,7 @@ impl Peer {
     pub fn sum_values<B: Backend>(&self, values: &[f64], device: &B::Device) -> Result<Vec<f64>, TrainError> {
         let data = TensorData::new(values.iter().map(|&v| v as f32).collect::<Vec<_>>(), [values.len()]);
         let sum = self.sum(Tensor::<B, 1>::from_data(data, device))?.into_data();
-        let sum = sum.convert::<f32>().to_vec::<f32>().map_err(|e| TrainError::Model(format!("{e:?}")))?;
+        let sum = sum.convert::<f32>().to_vec::<f32>().map_err(|e| ParallelError::Tensor { message: format!("{e:?}") })?;
         Ok(sum.into_iter().map(f64::from).collect())
     }
 
@@ -218,6 +232,6 @@ fn register_grad<B: Backend>(grads: &mut GradientsParams, id: ParamId, flat: Ten
     }
 }
 
-fn collective_err(what: &str, e: burn_collective::CollectiveError) -> TrainError {
-    TrainError::Model(format!("data parallel: {what} failed: {e:?}"))
+fn collective_err(what: &'static str, e: burn_collective::CollectiveError) -> TrainError {
+    ParallelError::Collective { what, message: format!("{e:?}") }.into()
 }

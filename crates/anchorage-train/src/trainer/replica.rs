@@ -1,42 +1,52 @@
-//! One data-parallel replica: its copy of the weights, and one optimizer step over its share of
-//! a global batch (forward and backward per micro-batch, gradients summed across replicas,
-//! clipping, AdamW). The first replica runs on the trainer's thread, the others on their own.
+//! One data-parallel replica: its copy of the model, and one optimizer step over its share of a
+//! global batch (forward and backward per micro-batch, gradients summed across replicas, clipping,
+//! AdamW). The first replica runs on the trainer's thread, the others on their own (`workers.rs`).
+//!
+//! A replica whose forward fails still takes part in the step's sums, so the other replicas never
+//! wait for it in an all-reduce; it then reports the error instead of stepping.
 
 use std::time::{Duration, Instant};
 
-use anchorage_llm::{LayerHooks, Llm, NoHooks};
-use anchorage_model::{encode_images, forward_loss, MicroBatch, SpliceInput, VisionSelect};
-use anchorage_vision::ClipVisionModel;
+use anchorage_data::Sample;
+use anchorage_model::{Llava, Trainable, IGNORE_INDEX};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
-use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
-use burn::tensor::{backend::AutodiffBackend, ElementConversion, Tensor, TensorData};
+use burn::tensor::{backend::AutodiffBackend, ElementConversion};
 
-use super::parallel::{Peer, World};
-use super::source::Sample;
-use super::step::{model_err, record_err, HooksFactory, Trainable};
+use super::parallel::Peer;
 use crate::grad_norm::clip_global_norm;
-use crate::recipe::LossMean;
-use crate::{Plan, Recipe, TrainError};
+use crate::recipe::{LossMean, OptimSection};
+use crate::{Settings, TrainError};
 
-#[derive(Default)]
-pub(super) struct Timer {
-    pub(super) data: Duration,
-    pub(super) vision: Duration,
-    pub(super) forward: Duration,
-    pub(super) backward: Duration,
-    pub(super) reduce: Duration,
-    pub(super) optimizer: Duration,
+/// Where a step's time went, summed over the run.
+#[derive(Debug, Default, Clone)]
+pub struct Timer {
+    pub data: Duration,
+    pub vision: Duration,
+    pub forward: Duration,
+    pub backward: Duration,
+    pub reduce: Duration,
+    pub optimizer: Duration,
 }
 
-/// Skip reasons whose counts are summed across nodes (anchorage-data's fault names); a reason
-/// outside this list is counted on its own node only.
-pub(super) const KNOWN_SKIP_REASONS: [&str; 6] = ["missing_image", "corrupt_image", "bad_image_path", "malformed", "over_length", "tokenization_mismatch"];
+impl Timer {
+    /// Seconds per phase, in the order the log prints them.
+    pub fn breakdown(&self) -> Vec<(&'static str, f64)> {
+        vec![
+            ("data wait", self.data.as_secs_f64()),
+            ("vision", self.vision.as_secs_f64()),
+            ("connector + llm forward", self.forward.as_secs_f64()),
+            ("backward", self.backward.as_secs_f64()),
+            ("all-reduce", self.reduce.as_secs_f64()),
+            ("optimizer", self.optimizer.as_secs_f64()),
+        ]
+    }
+}
 
-pub(super) type AdamWOptimizer<B> = OptimizerAdaptor<AdamW, Trainable<B>, B>;
+pub(crate) type AdamWOptimizer<B> = OptimizerAdaptor<AdamW, Trainable<B>, B>;
 
 /// AdamW with the recipe's betas, epsilon and weight decay (burn's defaults differ).
-pub(super) fn new_optimizer<B: AutodiffBackend>(o: &crate::recipe::OptimSection) -> AdamWOptimizer<B> {
+pub(crate) fn new_optimizer<B: AutodiffBackend>(o: &OptimSection) -> AdamWOptimizer<B> {
     AdamWConfig::new()
         .with_beta_1(o.betas[0] as f32)
         .with_beta_2(o.betas[1] as f32)
@@ -45,201 +55,125 @@ pub(super) fn new_optimizer<B: AutodiffBackend>(o: &crate::recipe::OptimSection)
         .init::<B, Trainable<B>>()
 }
 
-/// What every replica needs to run a step, shared read-only.
-pub(super) struct StepContext<'a, B: AutodiffBackend> {
-    pub(super) recipe: &'a Recipe,
-    pub(super) plan: &'a Plan,
-    pub(super) pad_id: i64,
-    pub(super) hooks: Option<HooksFactory<B>>,
-    pub(super) select: VisionSelect,
-    pub(super) image_size: usize,
-    /// Several replicas: gradients and the step's numbers are summed across them.
-    pub(super) parallel: bool,
-}
-
-/// One data-parallel replica: its copy of the trainable weights and of the frozen towers.
-pub(super) struct Replica<B: AutodiffBackend> {
-    pub(super) trainable: Trainable<B>,
-    pub(super) frozen_llm: Option<Llm<B>>,
-    pub(super) vision: ClipVisionModel<B::InnerBackend>,
-    pub(super) device: B::Device,
-    pub(super) peer: Option<Peer>,
-}
-
-/// One step's share of a replica: its micro-batches (bad samples already dropped) and the lr.
-pub(super) struct Work {
-    pub(super) slices: Vec<Vec<Sample>>,
-    pub(super) lr: f64,
+/// One data-parallel replica.
+pub(crate) struct Replica<B: AutodiffBackend> {
+    pub(crate) model: Llava<B, B::InnerBackend>,
+    /// The other replicas, when there are any.
+    pub(crate) peer: Option<Peer>,
 }
 
 /// A step's numbers, summed over every replica.
-pub(super) struct StepOutcome {
+pub(crate) struct StepOutcome {
     /// As transformers reports it: the mean of the micro-batch losses (or the global-batch mean).
-    pub(super) loss: f64,
-    pub(super) grad_norm: f64,
-    pub(super) samples: usize,
-    pub(super) tokens: usize,
+    pub(crate) loss: f64,
+    pub(crate) grad_norm: f64,
+    pub(crate) samples: usize,
+    pub(crate) tokens: usize,
     /// The caller's extra numbers, summed.
-    pub(super) extra: Vec<f64>,
+    pub(crate) extra: Vec<f64>,
+}
+
+/// What this replica's micro-batches produced before the sums.
+struct Local {
+    grads: GradientsParams,
+    /// loss sum, micro-batches, tokens, samples, then the caller's extra numbers.
+    numbers: Vec<f64>,
+    /// The first forward that failed (the rest of the replica's slices are not run).
+    error: Option<TrainError>,
 }
 
 impl<B: AutodiffBackend> Replica<B> {
     /// Forward and backward over this replica's micro-batches, gradients summed across replicas,
     /// clipping and the optimizer step. `extra` numbers are summed across replicas alongside.
-    pub(super) fn step(
+    pub(crate) fn step(
         mut self,
-        ctx: &StepContext<'_, B>,
-        slices: Vec<Vec<Sample>>,
+        settings: &Settings,
+        slices: &[Vec<Sample>],
         lr: f64,
         extra: &[f64],
         optim: &mut AdamWOptimizer<B>,
         timer: &mut Timer,
-    ) -> Result<(Self, StepOutcome), TrainError> {
-        let (recipe, plan, o) = (ctx.recipe, ctx.plan, &ctx.recipe.optim);
+    ) -> (Self, Result<StepOutcome, TrainError>) {
+        let result = self.try_step(settings, slices, lr, extra, optim, timer);
+        (self, result)
+    }
+
+    fn try_step(&mut self, settings: &Settings, slices: &[Vec<Sample>], lr: f64, extra: &[f64], optim: &mut AdamWOptimizer<B>, timer: &mut Timer) -> Result<StepOutcome, TrainError> {
+        let o = &settings.optim;
         // Micro-batches of the whole step across replicas: LLaVA divides each micro-batch mean by
         // the accumulation steps and DDP averages over devices; dividing by their product is both.
-        let micro_total = (plan.world_size * plan.grad_accum) as f32;
-        let supervised = |s: &Sample| s.labels.iter().filter(|&&l| l != anchorage_model::IGNORE_INDEX).count();
-        let global_tokens = match o.loss_mean {
-            LossMean::GlobalBatch => {
-                let own = slices.iter().flatten().map(supervised).sum::<usize>() as f64;
-                match &self.peer {
-                    Some(peer) => peer.sum_values::<B::InnerBackend>(&[own], &self.device)?[0],
-                    None => own,
-                }
+        let micro_total = (settings.plan.world_size * settings.plan.grad_accum) as f32;
+        let global_tokens = self.global_tokens(o.loss_mean, slices)?;
+        let mut local = self.accumulate(settings, slices, micro_total, global_tokens, timer);
+        local.numbers.extend_from_slice(extra);
+        let (mut grads, numbers) = match &self.peer {
+            Some(peer) => {
+                let t = Instant::now();
+                let grads = peer.sum_gradients(&self.model.trainable, local.grads)?;
+                let numbers = peer.sum_values::<B::InnerBackend>(&local.numbers, &self.model.device)?;
+                timer.reduce += t.elapsed();
+                (grads, numbers)
             }
-            LossMean::MicroBatch => 0.0,
+            None => (local.grads, local.numbers),
         };
-        let mut accumulator = GradientsAccumulator::<Trainable<B>>::new();
-        let (mut loss_sum, mut micro_batches, mut tokens, mut samples) = (0.0, 0usize, 0usize, 0usize);
-        for chunk in slices.iter().filter(|c| !c.is_empty()) {
-            let t = Instant::now();
-            let (pixels, image_of) = stack_images::<B>(chunk, ctx.image_size, &self.device);
-            let (features, cls) = encode_images::<B>(&self.vision, &ctx.select, pixels).map_err(model_err)?;
-            timer.vision += t.elapsed();
-            let t = Instant::now();
-            let batch = MicroBatch {
-                samples: chunk
-                    .iter()
-                    .zip(&image_of)
-                    .map(|(s, img)| SpliceInput { input_ids: &s.input_ids, labels: &s.labels, images: img.as_slice() })
-                    .collect(),
-                max_len: recipe.data.max_length,
-                pad_id: ctx.pad_id,
-            };
-            let llm = self.trainable.llm.as_ref().or(self.frozen_llm.as_ref()).ok_or_else(|| TrainError::Model("no LLM".into()))?;
-            let mut no_hooks = NoHooks;
-            let mut made;
-            let hooks: &mut dyn LayerHooks<B> = match &ctx.hooks {
-                Some(factory) => {
-                    made = factory();
-                    made.as_mut()
-                }
-                None => &mut no_hooks,
-            };
-            let out = forward_loss(&self.trainable.connector, llm, &batch, features, cls, hooks).map_err(model_err)?;
-            tokens += out.tokens;
-            samples += chunk.len();
-            micro_batches += 1;
-            let loss = match o.loss_mean {
-                LossMean::MicroBatch => out.loss.mean() / micro_total,
-                LossMean::GlobalBatch => out.loss.sum / (global_tokens.max(1.0) as f32),
-            };
-            let value: f64 = loss.clone().into_scalar().elem();
-            loss_sum += value;
-            timer.forward += t.elapsed();
-            let t = Instant::now();
-            let grads = GradientsParams::from_grads(loss.backward(), &self.trainable);
-            accumulator.accumulate(&self.trainable, grads);
-            timer.backward += t.elapsed();
-        }
-
-        let mut grads = accumulator.grads();
-        let mut numbers = vec![loss_sum, micro_batches as f64, tokens as f64, samples as f64];
-        numbers.extend_from_slice(extra);
-        if let Some(peer) = &self.peer {
-            let t = Instant::now();
-            grads = peer.sum_gradients(&self.trainable, grads)?;
-            numbers = peer.sum_values::<B::InnerBackend>(&numbers, &self.device)?;
-            timer.reduce += t.elapsed();
+        if let Some(e) = local.error {
+            return Err(e);
         }
         let t = Instant::now();
-        let grad_norm = clip_global_norm(&self.trainable, &mut grads, o.grad_clip);
-        self.trainable = optim.step(lr, self.trainable, grads);
+        let grad_norm = clip_global_norm(&self.model.trainable, &mut grads, o.grad_clip);
+        let trainable = self.model.trainable.clone();
+        self.model.trainable = optim.step(lr, trainable, grads);
         timer.optimizer += t.elapsed();
-
         // Reported like transformers: the mean of the micro-batch losses of the step.
         let loss = match o.loss_mean {
             LossMean::MicroBatch => numbers[0] * f64::from(micro_total) / numbers[1].max(1.0),
             LossMean::GlobalBatch => numbers[0],
         };
-        let outcome = StepOutcome { loss, grad_norm, samples: numbers[3] as usize, tokens: numbers[2] as usize, extra: numbers[4..].to_vec() };
-        Ok((self, outcome))
+        Ok(StepOutcome { loss, grad_norm, samples: numbers[3] as usize, tokens: numbers[2] as usize, extra: numbers[4..].to_vec() })
     }
-}
 
-/// A local replica other than the first: registers, then runs the step of every `Work` it is fed
-/// until the feed closes. A failure here would leave the other replicas waiting in an all-reduce
-/// for ever, so it ends the process with the reason instead.
-pub(super) fn run_worker<B: AutodiffBackend>(
-    mut replica: Replica<B>,
-    ctx: &StepContext<'_, B>,
-    world: &World,
-    local: usize,
-    optim_bytes: Option<Vec<u8>>,
-    feed: std::sync::mpsc::Receiver<Work>,
-) {
-    let fail = |e: TrainError| -> ! {
-        tracing::error!(replica = local, error = %e, "data-parallel replica failed");
-        eprintln!("error: data-parallel replica {local} failed: {e}");
-        std::process::exit(1);
-    };
-    let mut optim = new_optimizer::<B>(&ctx.recipe.optim);
-    if let Some(bytes) = optim_bytes {
-        let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
-        match recorder.load(bytes, &replica.device) {
-            Ok(record) => optim = optim.load_record(record),
-            Err(e) => fail(record_err(std::path::Path::new("optimizer.bin"), e)),
+    /// Supervised tokens of the whole step across replicas (only for the global-batch mean).
+    fn global_tokens(&self, mean: LossMean, slices: &[Vec<Sample>]) -> Result<f64, TrainError> {
+        if mean == LossMean::MicroBatch {
+            return Ok(0.0);
         }
+        let own = slices.iter().flatten().map(|s| s.labels.iter().filter(|&&l| l != IGNORE_INDEX).count()).sum::<usize>() as f64;
+        Ok(match &self.peer {
+            Some(peer) => peer.sum_values::<B::InnerBackend>(&[own], &self.model.device)?[0],
+            None => own,
+        })
     }
-    replica.peer = Some(Peer::register::<B::InnerBackend>(world, local, &replica.device, None).unwrap_or_else(|e| fail(e)));
-    let mut timer = Timer::default();
-    let extra = if world.nodes > 1 { vec![0.0; KNOWN_SKIP_REASONS.len()] } else { Vec::new() };
-    while let Ok(work) = feed.recv() {
-        replica = match replica.step(ctx, work.slices, work.lr, &extra, &mut optim, &mut timer) {
-            Ok((next, _)) => next,
-            Err(e) => fail(e),
-        };
-    }
-    if let Some(peer) = &replica.peer {
-        peer.finish::<B::InnerBackend>();
-    }
-}
 
-/// Stacks the micro-batch's images `[images, 3, S, S]` and says which image each sample uses. A
-/// micro-batch without any image gets one zero image, as LLaVA feeds text-only samples, so the
-/// connector stays in the graph (its gradient is then zero).
-fn stack_images<B: AutodiffBackend>(
-    chunk: &[Sample],
-    size: usize,
-    device: &B::Device,
-) -> (Tensor<B::InnerBackend, 4>, Vec<Vec<usize>>) {
-    let mut flat = Vec::new();
-    let mut image_of = Vec::with_capacity(chunk.len());
-    let mut count = 0;
-    for s in chunk {
-        match &s.pixels {
-            Some(p) if s.input_ids.contains(&anchorage_model::IMAGE_TOKEN_INDEX) => {
-                flat.extend_from_slice(p);
-                image_of.push(vec![count]);
-                count += 1;
-            }
-            _ => image_of.push(Vec::new()),
+    /// Forward and backward of each non-empty micro-batch, gradients accumulated.
+    fn accumulate(&self, settings: &Settings, slices: &[Vec<Sample>], micro_total: f32, global_tokens: f64, timer: &mut Timer) -> Local {
+        let mut accumulator = GradientsAccumulator::<Trainable<B>>::new();
+        let (mut loss_sum, mut micro_batches, mut tokens, mut samples) = (0.0, 0usize, 0usize, 0usize);
+        let mut error = None;
+        for chunk in slices.iter().filter(|c| !c.is_empty()) {
+            let t = Instant::now();
+            let out = match self.model.forward_loss(chunk, settings.max_len, settings.pad_id) {
+                Ok(out) => out,
+                Err(e) => {
+                    error = Some(e.into());
+                    break;
+                }
+            };
+            timer.vision += out.vision_time;
+            tokens += out.tokens;
+            samples += chunk.len();
+            micro_batches += 1;
+            let loss = match settings.optim.loss_mean {
+                LossMean::MicroBatch => out.loss.mean() / micro_total,
+                LossMean::GlobalBatch => out.loss.sum / (global_tokens.max(1.0) as f32),
+            };
+            let value: f64 = loss.clone().into_scalar().elem();
+            loss_sum += value;
+            timer.forward += t.elapsed().saturating_sub(out.vision_time);
+            let t = Instant::now();
+            let grads = GradientsParams::from_grads(loss.backward(), &self.model.trainable);
+            accumulator.accumulate(&self.model.trainable, grads);
+            timer.backward += t.elapsed();
         }
+        Local { grads: accumulator.grads(), numbers: vec![loss_sum, micro_batches as f64, tokens as f64, samples as f64], error }
     }
-    if count == 0 {
-        flat = vec![0.0; 3 * size * size];
-        count = 1;
-    }
-    (Tensor::from_data(TensorData::new(flat, [count, 3, size, size]), device), image_of)
 }

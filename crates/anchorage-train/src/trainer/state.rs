@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use anchorage_data::FaultReason;
 use serde::{Deserialize, Serialize};
 
 /// `state.json` of a step checkpoint.
@@ -14,8 +15,8 @@ pub struct TrainState {
     pub position: u64,
     /// The seed the data order and initial weights come from (the order has no other RNG state).
     pub seed: u64,
-    /// Skipped samples so far, by reason.
-    pub skipped: BTreeMap<String, u64>,
+    /// Skipped samples so far, by reason (occurrences).
+    pub skipped: BTreeMap<FaultReason, u64>,
     /// Loss of every step so far, for comparisons across resumes.
     pub losses: Vec<f64>,
 }

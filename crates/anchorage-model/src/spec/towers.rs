@@ -1,5 +1,8 @@
+//! `[vision]` and `[llm]`: the frozen towers, where their weights come from, and how the LLM trains.
+
 use std::path::PathBuf;
 
+use anchorage_vision::FeatureSelect;
 use serde::{Deserialize, Serialize};
 
 /// Where a frozen tower's weights come from: exactly one of `path`, `hub` or `builtin`.
@@ -92,16 +95,6 @@ pub enum Dtype {
     F16,
 }
 
-/// Which tokens of the select layer reach the connector (LLaVA `mm_vision_select_feature`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FeatureSelect {
-    /// Patch tokens only (CLS dropped): 576 for ViT-L/14-336.
-    Patch,
-    /// CLS followed by the patch tokens: 577.
-    ClsPatch,
-}
-
 /// `[vision]`: the frozen CLIP vision tower.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -153,9 +146,6 @@ pub struct LoraSection {
     pub targets: Vec<String>,
 }
 
-/// Module names LoRA may target in Llama and Qwen2 decoder layers.
-pub const LORA_TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
-
 /// `[llm]`: the decoder LLM.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -180,4 +170,73 @@ fn default_training() -> LlmTraining {
 }
 fn default_checkpointing() -> bool {
     true
+}
+
+impl VisionSection {
+    /// Checks what serde cannot; returns (key under `[vision]`, message) for the first problem.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        self.model.check_as("model")
+    }
+}
+
+impl LlmSection {
+    /// Checks what serde cannot; returns (key under `[llm]`, message) for the first problem.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        self.model.check_as("model")?;
+        if let Some(tok) = &self.tokenizer {
+            if !tok.is_file() {
+                return Err(("tokenizer".into(), format!("file {} does not exist", tok.display())));
+            }
+        }
+        match (&self.training, &self.lora) {
+            (LlmTraining::Lora, None) => Err(("lora".into(), "`training = \"lora\"` needs an [llm.lora] table with rank, alpha and targets".into())),
+            (LlmTraining::Lora, Some(lora)) => lora.check(),
+            (_, Some(_)) => Err(("lora".into(), "an [llm.lora] table is given but `llm.training` is not \"lora\"".into())),
+            (_, None) => Ok(()),
+        }
+    }
+
+    /// The LoRA adapters to add, when the LLM trains through them.
+    pub fn lora_spec(&self) -> Option<anchorage_llm::LoraSpec> {
+        match (&self.training, &self.lora) {
+            (LlmTraining::Lora, Some(l)) => Some(anchorage_llm::LoraSpec { rank: l.rank, alpha: l.alpha, targets: l.targets.clone() }),
+            _ => None,
+        }
+    }
+}
+
+impl LoraSection {
+    fn check(&self) -> Result<(), (String, String)> {
+        use anchorage_llm::LORA_TARGETS;
+        if self.rank == 0 {
+            return Err(("lora.rank".into(), "must be at least 1".into()));
+        }
+        if self.dropout != 0.0 {
+            // Not implemented yet: refused before anything is built rather than ignored.
+            return Err(("lora.dropout".into(), format!("{} is not supported yet (only 0)", self.dropout)));
+        }
+        if self.targets.is_empty() {
+            return Err(("lora.targets".into(), format!("give at least one of {}", LORA_TARGETS.join(", "))));
+        }
+        match self.targets.iter().find(|t| !LORA_TARGETS.contains(&t.as_str())) {
+            Some(t) => Err(("lora.targets".into(), format!("unknown module `{t}`; allowed: {}", LORA_TARGETS.join(", ")))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl ModelSource {
+    /// [`ModelSource::check`], plus that a local folder exists; errors name `key` (or `key.path`).
+    pub fn check_as(&self, key: &str) -> Result<(), (String, String)> {
+        self.check().map_err(|m| (key.to_string(), m))?;
+        if let Some(path) = &self.path {
+            if !path.is_dir() {
+                return Err((
+                    format!("{key}.path"),
+                    format!("folder {} does not exist (a Hugging Face model folder with config.json and safetensors)", path.display()),
+                ));
+            }
+        }
+        Ok(())
+    }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use hf_hub::{Cache, Repo, RepoType};
 
-use crate::recipe::ModelSource;
+use crate::spec::ModelSource;
 
 /// Errors of hub resolution; each names the hub id and, where known, the file.
 #[derive(Debug, thiserror::Error)]

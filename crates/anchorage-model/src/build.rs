@@ -1,0 +1,88 @@
+//! From a [`LlavaSpec`] to a [`Llava`] on a device: towers (built-in, local folder or Hub id), the
+//! connector sized from them (fresh, or from an export), and the LLM in its training mode.
+
+use std::path::{Path, PathBuf};
+
+use anchorage_connectors::{format as connector_file, Connector, ConnectorConfig};
+use anchorage_data::ClipImageProcessor;
+use anchorage_llm::{LlamaConfig, Llm};
+use anchorage_vision::{ClipVisionConfig, FeatureSelect};
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+
+use crate::spec::{connector_config, ConnectorDims, LlmTraining, LlavaSpec};
+use crate::towers::{language_model, materialize, vision_tower, VisionTower};
+use crate::{Llava, ModelError, Trainable, VisionSelect};
+
+/// A built model and what goes with it: the image processor, the tokenizer file and the configs.
+pub struct Built<B: Backend, V: Backend = B> {
+    pub model: Llava<B, V>,
+    pub processor: ClipImageProcessor,
+    /// `llm.tokenizer`, or `tokenizer.json` in the LLM's folder (`None` for a built-in LLM
+    /// without `llm.tokenizer`).
+    pub tokenizer: Option<PathBuf>,
+    pub vision_config: ClipVisionConfig,
+    pub llm_config: LlamaConfig,
+}
+
+impl LlavaSpec {
+    /// Builds the model on `device`. `connector` is an export to start from (`connector.init`);
+    /// `None` draws a fresh connector. Every random draw has its own seed derived from
+    /// `self.seed` and happens at once, so a resumed process draws the same weights.
+    pub fn build<B: Backend, V: Backend<Device = B::Device>>(&self, device: &B::Device, connector: Option<&Path>) -> Result<Built<B, V>, ModelError> {
+        V::seed(device, self.seed);
+        let VisionTower { config: vision_config, model: vision, processor } = vision_tower::<V>(&self.vision, device)?;
+        B::seed(device, self.seed.wrapping_add(1));
+        let (llm, llm_dir) = language_model::<B>(&self.llm, device)?;
+        let vision_tokens = match self.vision.feature_select {
+            FeatureSelect::Patch => vision_config.num_patches(),
+            FeatureSelect::ClsPatch => vision_config.num_tokens(),
+        };
+        let dims = ConnectorDims { d_vision: vision_config.hidden_size, d_llm: llm.config.hidden_size, vision_tokens };
+        let config = connector_config(&self.connector, dims);
+        let select = VisionSelect::new(&vision, i64::from(self.vision.select_layer), self.vision.feature_select, config.needs_cls_attention())?;
+        let connector = match connector {
+            Some(path) => import_connector::<B>(path, &config, device)?,
+            None => {
+                B::seed(device, self.seed.wrapping_add(2));
+                materialize(config.init::<B>(device)?)
+            }
+        };
+        let llm = self.llm_in_mode(llm, device)?;
+        let llm_config = llm.config.clone();
+        let model = Llava {
+            vision,
+            trainable: Trainable { connector, llm },
+            training: self.llm.training,
+            select,
+            compression: self.compression.clone(),
+            image_size: vision_config.image_size,
+            image_tokens: config.output_tokens(vision_tokens),
+            connector_config: config,
+            device: device.clone(),
+        };
+        Ok(Built { model, processor, tokenizer: self.tokenizer(llm_dir.as_deref()), vision_config, llm_config })
+    }
+
+    /// Frozen: no parameter takes a gradient; full: every one does; LoRA: fresh adapters (drawn
+    /// at once from their own seed) on a frozen base.
+    fn llm_in_mode<B: Backend>(&self, llm: Llm<B>, device: &B::Device) -> Result<Llm<B>, ModelError> {
+        Ok(match (self.llm.training, self.llm.lora_spec()) {
+            (LlmTraining::Full, _) => llm,
+            (LlmTraining::Lora, Some(spec)) => {
+                B::seed(device, self.seed.wrapping_add(3));
+                materialize(llm.no_grad().with_lora(&spec, device)?)
+            }
+            (LlmTraining::Lora, None) => return Err(ModelError::Spec { key: "llm.lora".into(), message: "`training = \"lora\"` needs an [llm.lora] table".into() }),
+            (LlmTraining::Frozen, _) => llm.no_grad(),
+        })
+    }
+}
+
+/// A connector export (`connector.init`), checked against the spec before its weights are read.
+fn import_connector<B: Backend>(path: &Path, config: &ConnectorConfig, device: &B::Device) -> Result<Connector<B>, ModelError> {
+    if !path.is_file() {
+        return Err(ModelError::ConnectorFile { path: path.to_path_buf(), message: "does not exist (run stage 1 first, or drop `connector.init`)".into() });
+    }
+    Ok(connector_file::import::<B>(path, config, device)?)
+}

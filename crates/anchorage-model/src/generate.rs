@@ -1,0 +1,75 @@
+//! Batched greedy generation through the same composed model as training: images encoded, the
+//! connector, the splice (right padding, positions per sample), then the LLM's prefill with the
+//! spec's compression hooks and greedy decoding with the KV cache.
+
+use std::time::{Duration, Instant};
+
+use anchorage_data::PixelValues;
+use anchorage_llm::{GenerateOptions, KvCache};
+use burn::tensor::backend::Backend;
+
+use crate::batch::{stack_images, ImageInput};
+use crate::{Llava, ModelError, SpliceInput};
+
+/// One prompt: token ids with LLaVA's `-200` placeholder where the image goes, and its image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prompt {
+    pub input_ids: Vec<i64>,
+    pub pixels: Option<PixelValues>,
+}
+
+/// What a generation produced and what it cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// New tokens of each prompt, a stop token included when one was produced.
+    pub tokens: Vec<Vec<u32>>,
+    /// Visual tokens that entered the LLM for each prompt (0 for a text-only prompt).
+    pub visual_tokens: Vec<usize>,
+    /// Length of each prompt after splicing.
+    pub prompt_tokens: Vec<usize>,
+    /// Keys/values (text and image) each decoder layer attended to for prompt 0 under
+    /// compression (`None` without compression).
+    pub kept_kv: Option<Vec<usize>>,
+    /// Wall time of the image encoding + connector + splice, and of the LLM (prefill and decode).
+    pub encode_time: Duration,
+    pub llm_time: Duration,
+}
+
+impl<B: Backend> Llava<B> {
+    /// Greedy answers for a batch of prompts: at most `max_new_tokens` each, stopping after any of
+    /// `stop_tokens`. Prompts are right padded; each sample keeps its own positions, so a prompt's
+    /// answer does not depend on the others in its batch.
+    pub fn generate(&self, prompts: &[Prompt], max_new_tokens: usize, stop_tokens: &[u32], pad_id: i64) -> Result<Generation, ModelError> {
+        if prompts.is_empty() {
+            return Err(ModelError::EmptyBatch);
+        }
+        let started = Instant::now();
+        let inputs: Vec<ImageInput<'_>> = prompts.iter().map(|p| ImageInput { input_ids: &p.input_ids, pixels: p.pixels.as_ref() }).collect();
+        let (pixels, image_of) = stack_images::<B>(&inputs, self.image_size, &self.device)?;
+        let (features, cls) = self.encode_images(pixels)?;
+        let labels: Vec<Vec<i64>> = prompts.iter().map(|p| vec![crate::IGNORE_INDEX; p.input_ids.len()]).collect();
+        let batch: Vec<SpliceInput<'_>> = prompts
+            .iter()
+            .zip(&labels)
+            .zip(&image_of)
+            .map(|((p, l), img)| SpliceInput { input_ids: &p.input_ids, labels: l, images: img.as_slice() })
+            .collect();
+        // No truncation: the longest prompt after splicing fits as is.
+        let spliced = self.splice(&batch, features, cls, usize::MAX, pad_id)?;
+        let visual_tokens = spliced.plan.image_spans.iter().map(|s| s.iter().map(|s| s.len).sum()).collect();
+        let prompt_tokens = spliced.plan.lengths.clone();
+        let encode_time = started.elapsed();
+
+        let started = Instant::now();
+        let mut hooks = self.hooks()?;
+        let mut cache = KvCache::new(self.llm().num_layers());
+        let options = GenerateOptions { max_new_tokens, stop_tokens: stop_tokens.to_vec() };
+        let tokens = self.llm().generate(spliced.input, &mut hooks, &mut cache, &options);
+        if let Some(e) = hooks.take_error() {
+            return Err(e.into());
+        }
+        let tokens = tokens?;
+        let kept_kv = hooks.trace().map(|t| t.layers.iter().map(|l| l.first().map_or(0, |x| x.keys)).collect());
+        Ok(Generation { tokens, visual_tokens, prompt_tokens, kept_kv, encode_time, llm_time: started.elapsed() })
+    }
+}

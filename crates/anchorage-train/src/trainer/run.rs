@@ -1,0 +1,349 @@
+//! The trainer: [`Trainer::new`] (the run folder, resume included) → [`Trainer::run`], which loops
+//! `step` (one optimizer step over every replica) → `after_step` (metrics, progress, checkpoints)
+//! and ends in `finish` (skipped.jsonl and the exports).
+
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::time::Instant;
+
+use anchorage_data::{FaultReason, LoadedStep, Sample, SampleSource};
+use anchorage_model::export::ExportFormat;
+use anchorage_model::{CheckpointWeights, Llava};
+use burn::optim::Optimizer;
+use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::backend::AutodiffBackend;
+
+use super::parallel::Peer;
+use super::progress::Progress;
+use super::replica::{new_optimizer, AdamWOptimizer, Replica, StepOutcome, Timer};
+use super::skips::SkipLog;
+use super::state::TrainState;
+use super::workers::Workers;
+use crate::checkpoint::{write_atomic, Checkpoints};
+use crate::metrics::{MetricsLog, StepMetrics};
+use crate::{Settings, TrainError};
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Continue from the newest complete checkpoint in the run folder.
+    pub resume: bool,
+    /// Stop (without a final checkpoint or export) after this many steps in total: how tests
+    /// imitate a run that is killed.
+    pub stop_after: Option<u64>,
+    /// Show progress (a bar on a terminal, log lines otherwise).
+    pub progress: bool,
+    /// Draw a bar rather than log lines.
+    pub bar: bool,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self { resume: false, stop_after: None, progress: true, bar: false }
+    }
+}
+
+/// What a finished (or stopped) run reports.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    pub run_dir: PathBuf,
+    /// Steps done in total (including before a resume).
+    pub steps: u64,
+    /// Loss of every step from the first.
+    pub losses: Vec<f64>,
+    pub skipped: SkipLog,
+    /// The exported connector, when the run reached its end.
+    pub connector: Option<PathBuf>,
+    /// Seconds spent per phase: data, vision, forward, backward, all-reduce, optimizer.
+    pub breakdown: Vec<(&'static str, f64)>,
+    /// Wall time of each step run by this process (after its samples arrived), in order.
+    pub step_seconds: Vec<f64>,
+    /// The shape of every sample's step when they all have one (synthetic data): sequence length
+    /// and the FLOPs model's cost (see `flops.rs`).
+    pub step_shape: Option<crate::flops::StepShape>,
+}
+
+/// A training run in progress.
+pub struct Trainer<'a, B: AutodiffBackend> {
+    settings: &'a Settings,
+    source: &'a dyn SampleSource,
+    /// The first local replica (runs on this thread; `None` only while it steps).
+    replica: Option<Replica<B>>,
+    /// The other local replicas, until `run` hands them to their threads.
+    others: Vec<Replica<B>>,
+    optim: AdamWOptimizer<B>,
+    /// The optimizer state resumed from, for the other replicas.
+    optim_bytes: Option<Vec<u8>>,
+    state: TrainState,
+    checkpoints: Checkpoints,
+    metrics: Option<MetricsLog>,
+    skips: SkipLog,
+    progress: Progress,
+    timer: Timer,
+    step_seconds: Vec<f64>,
+    /// Steps to reach before stopping (the plan's total, or `stop_after`).
+    last_step: u64,
+}
+
+impl<'a, B: AutodiffBackend> Trainer<'a, B> {
+    /// Prepares the run folder and the replicas: `model` runs on the first of `devices`, a copy on
+    /// each other one. A refused start (a run folder with checkpoints and no `--resume`) changes
+    /// nothing on disk.
+    pub fn new(settings: &'a Settings, model: Llava<B, B::InnerBackend>, devices: &[B::Device], source: &'a dyn SampleSource, options: &TrainOptions) -> Result<Self, TrainError> {
+        let world = &settings.world;
+        let invalid = |key: &str, message: String| TrainError::Invalid { path: settings.run_dir.join("recipe.toml"), key: key.into(), message };
+        if devices.len() != world.local || world.size() as u64 != settings.plan.world_size {
+            let message = format!("the plan has {} data-parallel replicas, but this process drives {} device(s) of {} node(s)", settings.plan.world_size, devices.len(), world.nodes);
+            return Err(invalid("devices", message));
+        }
+        if source.is_empty() {
+            return Err(invalid("data", "the data set has no records".into()));
+        }
+        let checkpoints = Checkpoints::new(&settings.run_dir, settings.checkpoint.keep_last);
+        let latest = checkpoints.latest()?;
+        if !options.resume && latest.is_some() {
+            return Err(invalid("run.name", "the run folder already has checkpoints: pass --resume to continue it, or choose another run.name".into()));
+        }
+        if world.is_leader() {
+            checkpoints.remove_partial()?;
+            write_atomic(&settings.run_dir.join("recipe.toml"), settings.recipe_text.as_bytes())?;
+            write_atomic(&settings.run_dir.join("plan.txt"), format!("{}\n", settings.plan).as_bytes())?;
+        }
+        let mut trainer = Self::fresh(settings, model, source, checkpoints, options);
+        match latest.filter(|_| options.resume) {
+            Some((step, dir)) => trainer.resume_from(step, &dir)?,
+            None if options.resume => tracing::warn!(run = %settings.run_dir.display(), "--resume: no complete checkpoint yet; starting from step 0"),
+            None => {}
+        }
+        if world.is_leader() {
+            trainer.metrics = Some(MetricsLog::open(&settings.run_dir, settings.log.tensorboard, options.resume.then_some(trainer.state.step))?);
+        }
+        trainer.progress = Progress::new(options.progress && world.is_leader(), options.bar, trainer.state.step, settings.plan.total_steps);
+        // The other replicas start from the (possibly resumed) weights.
+        if let Some(first) = &trainer.replica {
+            trainer.others = devices[1..].iter().map(|d| Replica { model: first.model.fork(d), peer: None }).collect();
+        }
+        Ok(trainer)
+    }
+
+    fn fresh(settings: &'a Settings, model: Llava<B, B::InnerBackend>, source: &'a dyn SampleSource, checkpoints: Checkpoints, options: &TrainOptions) -> Self {
+        let plan = &settings.plan;
+        Self {
+            settings,
+            source,
+            replica: Some(Replica { model, peer: None }),
+            others: Vec::new(),
+            optim: new_optimizer::<B>(&settings.optim),
+            optim_bytes: None,
+            state: TrainState { step: 0, epoch: 0, position: 0, seed: settings.layout.seed, skipped: Default::default(), losses: Vec::new() },
+            checkpoints,
+            metrics: None,
+            skips: SkipLog::default(),
+            progress: Progress::new(false, false, 0, plan.total_steps),
+            timer: Timer::default(),
+            step_seconds: Vec::new(),
+            last_step: options.stop_after.map_or(plan.total_steps, |s| s.min(plan.total_steps)),
+        }
+    }
+
+    /// Loads the state, weights and optimizer of the checkpoint of `step` in `dir`.
+    fn resume_from(&mut self, step: u64, dir: &std::path::Path) -> Result<(), TrainError> {
+        let read = |name: &str| std::fs::read(dir.join(name)).map_err(|source| TrainError::Io { path: dir.join(name), source });
+        self.state = serde_json::from_slice(&read("state.json")?).map_err(|source| TrainError::Json { path: dir.join("state.json"), source })?;
+        self.skips = SkipLog::resumed(self.state.skipped.clone());
+        if let Some(replica) = self.replica.as_mut() {
+            let model = &mut replica.model;
+            let trainable = model.trainable.clone();
+            model.trainable = CheckpointWeights::load_bytes(trainable, model.training, read("trainable.bin")?, &dir.join("trainable.bin"), &model.device)?;
+            let bytes = read("optimizer.bin")?;
+            let record = BinBytesRecorder::<FullPrecisionSettings>::default()
+                .load(bytes.clone(), &model.device)
+                .map_err(|source| TrainError::Record { path: dir.join("optimizer.bin"), source })?;
+            self.optim = std::mem::replace(&mut self.optim, new_optimizer::<B>(&self.settings.optim)).load_record(record);
+            self.optim_bytes = Some(bytes);
+        }
+        tracing::info!(step, dir = %dir.display(), "resuming");
+        Ok(())
+    }
+
+    /// Trains up to the last step, then writes skipped.jsonl and (at the plan's end) the exports.
+    pub fn run(mut self) -> Result<TrainSummary, TrainError> {
+        let (settings, source) = (self.settings, self.source);
+        let (first, last) = (self.state.step, self.last_step);
+        let others = std::mem::take(&mut self.others);
+        std::thread::scope(|scope| -> Result<(), TrainError> {
+            // Data: a background thread loads the next step's samples while this one trains.
+            let (data_tx, data_rx) = sync_channel::<LoadedStep>(1);
+            scope.spawn(move || settings.layout.run(source, first, last, &data_tx));
+            let workers = Workers::spawn(scope, others, settings, self.optim_bytes.clone());
+            let trained = self.connect().and_then(|()| self.train_steps(&data_rx, &workers));
+            drop(data_rx);
+            workers.close();
+            if let Some(peer) = self.replica.as_ref().and_then(|r| r.peer.as_ref()) {
+                peer.finish::<B::InnerBackend>();
+            }
+            trained
+        })?;
+        self.finish()
+    }
+
+    /// Registers the first replica with the others (and the other nodes) when there are any.
+    fn connect(&mut self) -> Result<(), TrainError> {
+        let world = &self.settings.world;
+        let Some(replica) = self.replica.as_mut().filter(|_| world.size() > 1) else { return Ok(()) };
+        use std::hash::{Hash, Hasher};
+        let mut fingerprint = std::collections::hash_map::DefaultHasher::new();
+        (self.settings.recipe_text.as_str(), format!("{}", self.settings.plan), self.state.step).hash(&mut fingerprint);
+        let link = world.link(fingerprint.finish())?;
+        replica.peer = Some(Peer::register::<B::InnerBackend>(world, 0, &replica.model.device, link)?);
+        Ok(())
+    }
+
+    fn train_steps(&mut self, data: &Receiver<LoadedStep>, workers: &Workers<'_>) -> Result<(), TrainError> {
+        while self.state.step < self.last_step {
+            let step = self.state.step;
+            let t0 = Instant::now();
+            let loaded = data.recv().map_err(|_| TrainError::Stopped { what: "the data loader", step })?;
+            let (per_rank, new_skips) = self.drop_skipped(loaded)?;
+            self.timer.data += t0.elapsed();
+            let started = Instant::now();
+            let lr = self.settings.schedule.lr(step);
+            let outcome = self.step(per_rank, &new_skips, lr, workers)?;
+            self.after_step(outcome, lr, started.elapsed().as_secs_f64().max(1e-9))?;
+        }
+        Ok(())
+    }
+
+    /// Takes the bad samples out of a loaded step: counted and logged (or fatal in strict mode).
+    /// Returns the samples by replica and slice, and this node's new skips by reason.
+    fn drop_skipped(&mut self, loaded: LoadedStep) -> Result<(Vec<Vec<Vec<Sample>>>, Vec<f64>), TrainError> {
+        let mut new_skips = vec![0.0; FaultReason::ALL.len()];
+        let mut per_rank = Vec::with_capacity(loaded.per_rank.len());
+        for slices in loaded.per_rank {
+            let mut kept_slices = Vec::with_capacity(slices.len());
+            for slice in slices {
+                let mut kept = Vec::with_capacity(slice.len());
+                for result in slice {
+                    match result {
+                        Ok(sample) => kept.push(sample),
+                        Err(skip) if self.settings.strict => return Err(TrainError::Strict(skip)),
+                        Err(skip) => {
+                            if self.skips.add(&skip, self.settings.log_skipped) {
+                                tracing::warn!(sample = %skip.id, reason = skip.fault.reason.name(), detail = %skip.fault.detail, "skipping sample");
+                            }
+                            if let Some(k) = FaultReason::ALL.iter().position(|&r| r == skip.fault.reason) {
+                                new_skips[k] += 1.0;
+                            }
+                        }
+                    }
+                }
+                kept_slices.push(kept);
+            }
+            per_rank.push(kept_slices);
+        }
+        Ok((per_rank, new_skips))
+    }
+
+    /// One optimizer step on every local replica; with several nodes, the other nodes' skips
+    /// travel with the step's numbers so the leader's counts cover the whole run.
+    fn step(&mut self, per_rank: Vec<Vec<Vec<Sample>>>, new_skips: &[f64], lr: f64, workers: &Workers<'_>) -> Result<StepOutcome, TrainError> {
+        let step = self.state.step;
+        let mut per_rank = per_rank.into_iter();
+        let own = per_rank.next().unwrap_or_default();
+        workers.send(per_rank, lr, step)?;
+        let extra = if self.settings.world.nodes > 1 { new_skips.to_vec() } else { Vec::new() };
+        let replica = self.replica.take().ok_or(TrainError::Stopped { what: "the first replica", step })?;
+        let (replica, outcome) = replica.step(self.settings, &own, lr, &extra, &mut self.optim, &mut self.timer);
+        self.replica = Some(replica);
+        let others = workers.results(step);
+        let outcome = outcome?;
+        others?;
+        if self.settings.world.nodes > 1 {
+            for ((reason, total), own) in FaultReason::ALL.iter().zip(&outcome.extra).zip(new_skips) {
+                let others = (total - own).round() as u64;
+                if others > 0 {
+                    *self.skips.counts.entry(*reason).or_default() += others;
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// The state after a step, its metrics and progress, and a checkpoint when one is due.
+    fn after_step(&mut self, outcome: StepOutcome, lr: f64, secs: f64) -> Result<(), TrainError> {
+        let (plan, step) = (&self.settings.plan, self.state.step);
+        let next = step + 1;
+        self.state.step = next;
+        self.state.losses.push(outcome.loss);
+        self.state.skipped = self.skips.counts.clone();
+        self.state.epoch = (next / plan.steps_per_epoch) as u32;
+        self.state.position = (next % plan.steps_per_epoch) * plan.global_batch;
+        self.step_seconds.push(secs);
+        let (samples_per_s, tokens_per_s) = (outcome.samples as f64 / secs, outcome.tokens as f64 / secs);
+        let last = next == plan.total_steps;
+        if let Some(metrics) = self.metrics.as_mut().filter(|_| next % self.settings.log.every_steps == 0 || last) {
+            let epoch = (step / plan.steps_per_epoch) as u32;
+            let m = StepMetrics { step: next, epoch, loss: outcome.loss, lr, grad_norm: outcome.grad_norm, samples_per_s, tokens_per_s, skipped: self.skips.counts.clone() };
+            metrics.log(&m)?;
+        }
+        self.progress.update(next, outcome.loss, lr, samples_per_s, tokens_per_s);
+        if self.settings.world.is_leader() && (next % self.settings.checkpoint.every_steps == 0 || last) {
+            self.save_checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the step checkpoint: weights, optimizer, state, recipe, and the step's connector
+    /// (so `train export RUN/step-N` works mid-run).
+    fn save_checkpoint(&self) -> Result<(), TrainError> {
+        let (step, run_dir) = (self.state.step, &self.settings.run_dir);
+        let Some(model) = self.replica.as_ref().map(|r| &r.model) else { return Ok(()) };
+        let weights = CheckpointWeights::to_bytes(&model.trainable, model.training)?;
+        let optim = BinBytesRecorder::<FullPrecisionSettings>::default()
+            .record(self.optim.to_record(), ())
+            .map_err(|source| TrainError::Record { path: run_dir.join("optimizer.bin"), source })?;
+        let state = serde_json::to_vec_pretty(&self.state).map_err(|source| TrainError::Json { path: run_dir.join("state.json"), source })?;
+        let label = self.checkpoints.step_dir(step).join("connector.safetensors");
+        let connector = model.connector_bytes(&self.settings.connector_meta(step), ExportFormat::Anchorage, &label)?;
+        let files: [(&str, &[u8]); 5] = [
+            ("trainable.bin", &weights),
+            ("optimizer.bin", &optim),
+            ("state.json", &state),
+            ("recipe.toml", self.settings.recipe_text.as_bytes()),
+            ("connector.safetensors", &connector),
+        ];
+        let dir = self.checkpoints.save(step, &files)?;
+        tracing::debug!(dir = %dir.display(), "checkpoint written");
+        Ok(())
+    }
+
+    /// skipped.jsonl, and at the plan's end the connector (and LoRA adapters) in the run folder.
+    fn finish(self) -> Result<TrainSummary, TrainError> {
+        self.progress.finish();
+        let settings = self.settings;
+        let run_dir = settings.run_dir.clone();
+        let leader = settings.world.is_leader();
+        if leader {
+            write_atomic(&run_dir.join("skipped.jsonl"), self.skips.jsonl().as_bytes())?;
+        }
+        let mut exported = None;
+        if let Some(model) = self.replica.as_ref().map(|r| &r.model).filter(|_| leader && self.state.step == settings.plan.total_steps) {
+            let path = run_dir.join("connector.safetensors");
+            write_atomic(&path, &model.connector_bytes(&settings.connector_meta(self.state.step), ExportFormat::Anchorage, &path)?)?;
+            exported = Some(path);
+            if let Some(lora) = &settings.lora {
+                super::export::write_lora(&run_dir, settings, lora, model)?;
+            }
+        }
+        Ok(TrainSummary {
+            run_dir,
+            steps: self.state.step,
+            losses: self.state.losses,
+            skipped: self.skips,
+            connector: exported,
+            breakdown: self.timer.breakdown(),
+            step_seconds: self.step_seconds,
+            step_shape: None,
+        })
+    }
+}
