@@ -20,6 +20,9 @@ pub enum ModelError {
     /// A connector file (`connector.init`, an export) does not fit the spec.
     #[error("{path}: {message}")]
     ConnectorFile { path: std::path::PathBuf, message: String },
+    /// A run or step folder is not what generation and evaluation can load.
+    #[error("{path}: {message}")]
+    RunFolder { path: std::path::PathBuf, message: String },
     /// A burn record (step checkpoint weights) could not be read or written.
     #[error("{path}: checkpoint weights: {message}")]
     Record { path: std::path::PathBuf, message: String },

@@ -221,7 +221,7 @@ fn vicuna_v1(
     })
 }
 
-const CHATML_SYSTEM: &str = "You are a helpful assistant.";
+pub(crate) const CHATML_SYSTEM: &str = "You are a helpful assistant.";
 
 /// ChatML for Qwen2 (no BOS): `<|im_start|>system\n…<|im_end|>\n`, then per turn
 /// `<|im_start|>user\n…<|im_end|>\n` or `<|im_start|>assistant\n…<|im_end|>\n`. Built segment by

@@ -73,6 +73,16 @@ impl TextTokenizer {
         Ok(enc.get_ids().iter().map(|&i| i as i64).collect())
     }
 
+    /// `tokenizer.decode(ids, skip_special_tokens)`: generated ids back to text.
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String, DataError> {
+        self.inner.decode(ids, skip_special).map_err(|e| DataError::Tokenizer { path: self.path.clone(), message: e.to_string() })
+    }
+
+    /// The id of `token` in the vocabulary (special tokens included), if it has one.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
     /// `tokenizer_image_token(prompt)`: each chunk between `<image>` tags is tokenised on its own
     /// (with special tokens); if the first chunk starts with BOS, one BOS leads the result and
     /// each chunk's first token is dropped; the chunks are joined with -200.

@@ -21,6 +21,7 @@
 mod export;
 mod node_link;
 mod parallel;
+mod parallel_error;
 mod progress;
 mod replica;
 mod run;

@@ -12,7 +12,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use super::parallel::ParallelError;
+use super::parallel_error::ParallelError;
 use crate::TrainError;
 
 /// First bytes of every connection: protocol name and version.

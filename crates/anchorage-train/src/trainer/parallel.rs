@@ -23,21 +23,9 @@ use burn_collective::{all_reduce, broadcast, finish_collective, register, Collec
 use std::sync::{Arc, Mutex};
 
 use super::node_link::NodeLink;
+pub use super::parallel_error::ParallelError;
 use crate::TrainError;
 
-/// What can go wrong between replicas.
-#[derive(Debug, thiserror::Error)]
-pub enum ParallelError {
-    /// The TCP link between nodes (rendezvous, handshake, a sum).
-    #[error("multi-node link: {message}")]
-    Link { message: String },
-    /// burn-collective's registration, all-reduce or broadcast (its error has no Display).
-    #[error("data parallel: {what} failed: {message}")]
-    Collective { what: &'static str, message: String },
-    /// A summed buffer could not be read back from the device.
-    #[error("data parallel: reading a summed buffer: {message}")]
-    Tensor { message: String },
-}
 
 /// Where this process sits in a multi-node run (one process per node).
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,91 @@
+//! A trained model as a run folder holds it: `model.toml` (the model's spec and how its inputs are
+//! prepared, written by the trainer) and the weights of a step checkpoint (`step-N/trainable.bin`:
+//! the connector, and the LLM or its LoRA adapters when they trained). Generation and evaluation
+//! load a run folder or one of its step folders through here.
+
+use std::path::{Path, PathBuf};
+
+use anchorage_data::{Aspect, Template};
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{CompressionPolicy, LlmTraining};
+use crate::{Built, CheckpointWeights, LlavaSpec, ModelError};
+
+/// `model.toml`: what it takes to rebuild a run's model and prepare its inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelCard {
+    /// The conversation template the run trained with.
+    pub template: Template,
+    /// How images were fitted to the square input (`pad` for LLaVA-1.5).
+    pub aspect: Aspect,
+    /// Maximum sequence length the run trained with.
+    pub max_length: usize,
+    pub model: LlavaSpec,
+}
+
+impl ModelCard {
+    pub const FILE: &'static str = "model.toml";
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render the model card: {e}\n"))
+    }
+
+    /// Reads `model.toml` in `dir`.
+    pub fn read(dir: &Path) -> Result<Self, ModelError> {
+        let path = dir.join(Self::FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io { path: path.clone(), source })?;
+        toml::from_str(&text).map_err(|e| ModelError::RunFolder { path, message: e.to_string() })
+    }
+}
+
+/// A run's model, rebuilt and loaded.
+pub struct RunModel<B: burn::tensor::backend::Backend> {
+    pub built: Built<B>,
+    pub card: ModelCard,
+    /// The run folder and the step checkpoint the weights came from.
+    pub run_dir: PathBuf,
+    pub checkpoint: PathBuf,
+}
+
+/// Loads the model of `dir`, a run folder (its newest step checkpoint) or one of its step folders,
+/// with `compression` in place of the run's own when given (training-free methods switched on at
+/// evaluation time).
+pub fn load_run<B: burn::tensor::backend::Backend>(dir: &Path, device: &B::Device, compression: Option<CompressionPolicy>) -> Result<RunModel<B>, ModelError> {
+    let (run_dir, checkpoint) = locate(dir)?;
+    let card = ModelCard::read(&run_dir)?;
+    let mut spec = card.model.clone();
+    if let Some(policy) = compression {
+        spec.compression = policy;
+    }
+    let mut built = spec.build::<B, B>(device, None)?;
+    let weights = checkpoint.join("trainable.bin");
+    let bytes = std::fs::read(&weights).map_err(|source| ModelError::Io { path: weights.clone(), source })?;
+    let model = &mut built.model;
+    let trainable = model.trainable.clone();
+    model.trainable = CheckpointWeights::load_bytes(trainable, model.training, bytes, &weights, device)?;
+    if model.training == LlmTraining::Frozen {
+        tracing::debug!(checkpoint = %checkpoint.display(), "loaded the connector (the LLM is the frozen base)");
+    }
+    Ok(RunModel { built, card, run_dir, checkpoint })
+}
+
+/// The run folder and the step checkpoint of `dir`.
+fn locate(dir: &Path) -> Result<(PathBuf, PathBuf), ModelError> {
+    let not_run = |message: String| ModelError::RunFolder { path: dir.to_path_buf(), message };
+    if dir.join("trainable.bin").is_file() {
+        let run = dir.parent().filter(|p| p.join(ModelCard::FILE).is_file()).ok_or_else(|| not_run(format!("a step folder whose parent has no {}", ModelCard::FILE)))?;
+        return Ok((run.to_path_buf(), dir.to_path_buf()));
+    }
+    if !dir.join(ModelCard::FILE).is_file() {
+        return Err(not_run(format!("no {} (not a run folder written by `train pretrain|ift`, or one from before model cards)", ModelCard::FILE)));
+    }
+    let newest = std::fs::read_dir(dir)
+        .map_err(|source| ModelError::Io { path: dir.to_path_buf(), source })?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-")) && p.join("trainable.bin").is_file())
+        .max()
+        .ok_or_else(|| not_run("no step checkpoint with trainable.bin yet".into()))?;
+    Ok((dir.to_path_buf(), newest))
+}
