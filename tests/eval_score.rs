@@ -115,7 +115,8 @@ fn check_bench(bench: &str, printed: Printed) {
     let mut checked = 0;
     for case in cases(bench) {
         let name = format!("{bench}/{}", case.file_name().unwrap().to_string_lossy());
-        let expected: Value = serde_json::from_str(&std::fs::read_to_string(case.join("expected.json")).unwrap()).unwrap();
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(case.join("expected.json")).unwrap()).unwrap();
         let scratch = tempfile::tempdir().unwrap();
         let (out, upload) = run_case(&expected, scratch.path());
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
@@ -135,7 +136,10 @@ fn check_bench(bench: &str, printed: Printed) {
                     diffs.push(format!("failed where the reference gives numbers: {stderr}"));
                 } else {
                     let ours: Value = serde_json::from_slice(&out.stdout).expect("stdout is the scores JSON");
-                    let written: Value = serde_json::from_str(&std::fs::read_to_string(scratch.path().join("scores.json")).unwrap()).unwrap();
+                    let written: Value = serde_json::from_str(
+                        &std::fs::read_to_string(scratch.path().join("scores.json")).unwrap(),
+                    )
+                    .unwrap();
                     if ours != written {
                         diffs.push("--out differs from stdout".into());
                     }
@@ -146,7 +150,8 @@ fn check_bench(bench: &str, printed: Printed) {
                     if let Some(reference_upload) = expected["upload"].as_str() {
                         let want = std::fs::read(fixtures().join(reference_upload)).unwrap();
                         if std::fs::read(&upload).ok() != Some(want) {
-                            diffs.push(format!("upload file differs from the reference's {reference_upload}"));
+                            diffs
+                                .push(format!("upload file differs from the reference's {reference_upload}"));
                         }
                     }
                 }
@@ -172,7 +177,12 @@ fn check_bench(bench: &str, printed: Printed) {
             failures.push(format!("{name}:\n  {}", diffs.join("\n  ")));
         }
     }
-    assert!(failures.is_empty(), "{} of {checked} cases differ from the reference:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} cases differ from the reference:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -212,7 +222,8 @@ fn vqav2_equals_convert_vqav2_for_submission() {
 
 #[test]
 fn flags_that_a_bench_does_not_take_are_refused() {
-    let out = common::train(&["eval", "score", "--bench", "pope", "--result-file", "x.jsonl", "--base-dir", "."]);
+    let out =
+        common::train(&["eval", "score", "--bench", "pope", "--result-file", "x.jsonl", "--base-dir", "."]);
     let text = common::text(&out);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("takes no --base-dir"), "{text}");
@@ -223,7 +234,13 @@ fn flags_that_a_bench_does_not_take_are_refused() {
 #[test]
 fn a_missing_result_file_is_named() {
     let out = common::train(&[
-        "eval", "score", "--bench", "textvqa", "--result-file", "no/such.jsonl", "--annotation-file",
+        "eval",
+        "score",
+        "--bench",
+        "textvqa",
+        "--result-file",
+        "no/such.jsonl",
+        "--annotation-file",
         "tests/fixtures/eval/textvqa/TextVQA_0.5.1_val.json",
     ]);
     let text = common::text(&out);

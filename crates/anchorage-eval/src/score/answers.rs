@@ -19,8 +19,7 @@ pub fn read_text(path: &Path) -> Result<String, EvalError> {
 /// A whole-file JSON document (`json.load(open(path))`).
 pub fn read_json(path: &Path) -> Result<Value, EvalError> {
     let text = read_text(path)?;
-    serde_json::from_str(&text)
-        .map_err(|source| EvalError::JsonFile { path: path.to_path_buf(), source })
+    serde_json::from_str(&text).map_err(|source| EvalError::JsonFile { path: path.to_path_buf(), source })
 }
 
 /// One record of a JSON-lines file, with its 1-based line number.
@@ -57,18 +56,19 @@ impl Record {
     /// `record[key]`: missing key or a record that is not an object is an error (`KeyError` /
     /// `TypeError` in the reference).
     pub fn get(&self, key: &str) -> Result<&Value, EvalError> {
-        let object = self.value.as_object().ok_or_else(|| {
-            EvalError::field(&self.path, self.at(), "is not a JSON object")
-        })?;
-        object.get(key).ok_or_else(|| {
-            EvalError::field(&self.path, self.at(), format!("has no `{key}` field"))
-        })
+        let object = self
+            .value
+            .as_object()
+            .ok_or_else(|| EvalError::field(&self.path, self.at(), "is not a JSON object"))?;
+        object
+            .get(key)
+            .ok_or_else(|| EvalError::field(&self.path, self.at(), format!("has no `{key}` field")))
     }
 
     pub fn str_field(&self, key: &str) -> Result<&str, EvalError> {
-        self.get(key)?.as_str().ok_or_else(|| {
-            EvalError::field(&self.path, self.at(), format!("`{key}` is not a string"))
-        })
+        self.get(key)?
+            .as_str()
+            .ok_or_else(|| EvalError::field(&self.path, self.at(), format!("`{key}` is not a string")))
     }
 
     /// `record[key]` used as a dict key.

@@ -37,14 +37,21 @@ pub fn score_gqa(result_file: &Path, annotation_file: &Path) -> Result<GqaScore,
     let questions = root.as_object().ok_or_else(|| {
         EvalError::field(annotation_file, "top level", "is not an object of questions by id")
     })?;
-    let unknown = predictions.keys().filter(|k| !matches!(k, PyKey::Str(s) if questions.contains_key(s))).count();
+    let unknown =
+        predictions.keys().filter(|k| !matches!(k, PyKey::Str(s) if questions.contains_key(s))).count();
     if unknown > 0 {
-        tracing::warn!("GQA: {unknown} predictions in {} name no question of {}; eval.py ignores them", result_file.display(), annotation_file.display());
+        tracing::warn!(
+            "GQA: {unknown} predictions in {} name no question of {}; eval.py ignores them",
+            result_file.display(),
+            annotation_file.display()
+        );
     }
-    let field = |qid: &str, message: &str| EvalError::field(annotation_file, format!("question {qid}"), message);
+    let field =
+        |qid: &str, message: &str| EvalError::field(annotation_file, format!("question {qid}"), message);
     let mut balanced = Vec::new();
     for (qid, question) in questions {
-        let is_balanced = question.get("isBalanced").ok_or_else(|| field(qid.as_str(), "has no `isBalanced`"))?;
+        let is_balanced =
+            question.get("isBalanced").ok_or_else(|| field(qid.as_str(), "has no `isBalanced`"))?;
         if !py_truthy(is_balanced) {
             continue;
         }
@@ -64,11 +71,17 @@ pub fn score_gqa(result_file: &Path, annotation_file: &Path) -> Result<GqaScore,
     for (qid, question, predicted) in balanced {
         let gold = question.get("answer").ok_or_else(|| field(qid, "has no `answer`"))?;
         check_read_fields(question).map_err(|m| field(qid, &m))?;
-        let structural = question.pointer("/types/structural").ok_or_else(|| field(qid, "has no `types.structural`"))?;
-        let global = question.pointer("/groups/global").ok_or_else(|| field(qid, "has no `groups.global`"))?;
+        let structural =
+            question.pointer("/types/structural").ok_or_else(|| field(qid, "has no `types.structural`"))?;
+        let global =
+            question.pointer("/groups/global").ok_or_else(|| field(qid, "has no `groups.global`"))?;
         let correct = py_eq(&Value::String(predicted.clone()), gold);
         all.add(correct);
-        if structural == "query" { open.add(correct) } else { binary.add(correct) }
+        if structural == "query" {
+            open.add(correct)
+        } else {
+            binary.add(correct)
+        }
         global_groups += usize::from(!global.is_null());
     }
     if global_groups == 0 {

@@ -27,9 +27,20 @@ use super::pykey::PyKey;
 use super::pytext::{py_lines, py_lower, py_prefix, py_strip};
 use crate::EvalError;
 
-const PERCEPTION: [&str; 10] =
-    ["existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR"];
-const COGNITION: [&str; 4] = ["commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning"];
+const PERCEPTION: [&str; 10] = [
+    "existence",
+    "count",
+    "position",
+    "color",
+    "posters",
+    "celebrity",
+    "scene",
+    "landmark",
+    "artwork",
+    "OCR",
+];
+const COGNITION: [&str; 4] =
+    ["commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning"];
 const SHORT_ANSWER: &str = "Answer the question using a single word or phrase.";
 const YES_NO: &str = " Please answer yes or no.";
 
@@ -54,15 +65,22 @@ pub fn score_mme(result_file: &Path, annotation_dir: &Path) -> Result<MmeScore, 
     for (sum, names) in sums.iter_mut().zip([&PERCEPTION[..], &COGNITION[..]]) {
         for &task in names {
             let text = files.get(task).ok_or_else(|| {
-                EvalError::reference(result_file, format!("MME task `{task}` has no answers: calculation.py cannot open {task}.txt"))
+                EvalError::reference(
+                    result_file,
+                    format!("MME task `{task}` has no answers: calculation.py cannot open {task}.txt"),
+                )
             })?;
             let score = task_score(result_file, task, text)?;
             *sum += score;
             tasks.insert(task.to_string(), score);
         }
     }
-    for category in files.keys().filter(|c| !PERCEPTION.contains(&c.as_str()) && !COGNITION.contains(&c.as_str())) {
-        tracing::warn!("MME: answers of category `{category}` are not one of the 14 tasks; calculation.py ignores them");
+    for category in
+        files.keys().filter(|c| !PERCEPTION.contains(&c.as_str()) && !COGNITION.contains(&c.as_str()))
+    {
+        tracing::warn!(
+            "MME: answers of category `{category}` are not one of the 14 tasks; calculation.py ignores them"
+        );
     }
     Ok(MmeScore { perception: sums[0], cognition: sums[1], tasks })
 }
@@ -78,7 +96,10 @@ fn load_ground_truth(dir: &Path) -> Result<HashMap<GtKey, String>, EvalError> {
         }
         let qa_dir = if category_dir.join("images").exists() {
             if !category_dir.join("images").is_dir() {
-                return Err(EvalError::reference(&category_dir, "`images` is not a folder (the converter asserts it is)"));
+                return Err(EvalError::reference(
+                    &category_dir,
+                    "`images` is not a folder (the converter asserts it is)",
+                ));
             }
             category_dir.join("questions_answers_YN")
         } else {
@@ -89,7 +110,11 @@ fn load_ground_truth(dir: &Path) -> Result<HashMap<GtKey, String>, EvalError> {
             for (i, line) in py_lines(&read_text(&path)?).iter().enumerate() {
                 let fields: Vec<&str> = py_strip(line).split('\t').collect();
                 let [question, answer] = fields[..] else {
-                    return Err(EvalError::field(&path, format!("line {}", i + 1), format!("has {} tab-separated fields; the converter unpacks 2", fields.len())));
+                    return Err(EvalError::field(
+                        &path,
+                        format!("line {}", i + 1),
+                        format!("has {} tab-separated fields; the converter unpacks 2", fields.len()),
+                    ));
                 };
                 gt.insert((category.clone(), file.clone(), question.to_string()), answer.to_string());
             }
@@ -126,7 +151,8 @@ fn convert(
         let category = id.split('/').next().unwrap_or(id).to_string();
         let last = id.rsplit('/').next().unwrap_or(id);
         let file = format!("{}.txt", last.split('.').next().unwrap_or(last));
-        let question = gt_question(prompt, |q| gt.contains_key(&(category.clone(), file.clone(), q.to_string())));
+        let question =
+            gt_question(prompt, |q| gt.contains_key(&(category.clone(), file.clone(), q.to_string())));
         let key = (category.clone(), file.clone(), question);
         let gt_answer = gt.get(&key).ok_or_else(|| EvalError::NotAnnotated {
             results: result_file.to_path_buf(),
@@ -170,14 +196,21 @@ fn task_score(result_file: &Path, task: &str, text: &str) -> Result<f64, EvalErr
     let (mut right, mut pairs_right, mut others, mut mixed) = (0usize, 0usize, 0usize, 0usize);
     for (p, pair) in lines.chunks(2).enumerate() {
         if pair.len() != 2 {
-            return Err(fail(format!("{} lines, an odd number: calculation.py asserts each image has two", lines.len())));
+            return Err(fail(format!(
+                "{} lines, an odd number: calculation.py asserts each image has two",
+                lines.len()
+            )));
         }
         let mut both = true;
         let mut images = Vec::new();
         for line in pair {
             let fields: Vec<&str> = line.split('\t').collect();
             let [image, _, gt, pred] = fields[..] else {
-                return Err(fail(format!("line {} has {} tab-separated fields; calculation.py unpacks 4", 2 * p + images.len() + 1, fields.len())));
+                return Err(fail(format!(
+                    "line {} has {} tab-separated fields; calculation.py unpacks 4",
+                    2 * p + images.len() + 1,
+                    fields.len()
+                )));
             };
             images.push(image);
             let gt = py_lower(gt);
@@ -197,7 +230,10 @@ fn task_score(result_file: &Path, task: &str, text: &str) -> Result<f64, EvalErr
         tracing::warn!("MME pairs consecutive lines: task `{task}` has {mixed} pairs whose two lines are about different images; calculation.py scores acc+ on them as pairs anyway");
     }
     if others == lines.len() {
-        return Err(fail("every answer reads as 'other': scikit-learn's confusion_matrix refuses the empty yes/no set".into()));
+        return Err(fail(
+            "every answer reads as 'other': scikit-learn's confusion_matrix refuses the empty yes/no set"
+                .into(),
+        ));
     }
     let acc = right as f64 / lines.len() as f64;
     let acc_plus = pairs_right as f64 / (lines.len() / 2) as f64;

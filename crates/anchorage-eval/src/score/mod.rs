@@ -12,8 +12,8 @@ mod pyjson;
 mod pykey;
 mod pytext;
 mod request;
-mod sqa;
 mod seed;
+mod sqa;
 mod textvqa;
 mod vqav2;
 

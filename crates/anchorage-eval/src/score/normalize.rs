@@ -11,8 +11,7 @@
 use super::pytext::{py_decimal, py_lower, py_split_ws, py_strip};
 
 const PUNCTUATIONS: [char; 21] = [
-    ';', '/', '[', ']', '"', '{', '}', '(', ')', '=', '+', '\\', '_', '-', '>', '<', '@', '`', ',',
-    '?', '!',
+    ';', '/', '[', ']', '"', '{', '}', '(', ')', '=', '+', '\\', '_', '-', '>', '<', '@', '`', ',', '?', '!',
 ];
 const ARTICLES: [&str; 3] = ["a", "an", "the"];
 const MAX_PERIODS: usize = 32;
@@ -37,11 +36,7 @@ fn process_punctuation(in_text: &str) -> String {
     let mut out = in_text.to_string();
     for p in PUNCTUATIONS {
         let touches_space = in_text.contains(&format!("{p} ")) || in_text.contains(&format!(" {p}"));
-        out = if touches_space || comma_between_digits {
-            out.replace(p, "")
-        } else {
-            out.replace(p, " ")
-        };
+        out = if touches_space || comma_between_digits { out.replace(p, "") } else { out.replace(p, " ") };
     }
     strip_periods(&out)
 }
@@ -107,6 +102,7 @@ fn contraction(word: &str) -> Option<&'static str> {
 }
 
 /// `EvalAIAnswerProcessor.CONTRACTIONS`, in its order.
+#[rustfmt::skip]
 pub const CONTRACTIONS: [(&str, &str); 120] = [
     ("aint", "ain't"), ("arent", "aren't"), ("cant", "can't"), ("couldve", "could've"),
     ("couldnt", "couldn't"), ("couldn'tve", "couldn't've"), ("couldnt've", "couldn't've"),
@@ -216,8 +212,10 @@ mod tests {
     #[test]
     fn tables_equal_the_reference() {
         let table = reference_table();
-        let contractions: Vec<(String, String)> = serde_json::from_value(table["contractions"].clone()).unwrap();
-        let ours: Vec<(String, String)> = CONTRACTIONS.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let contractions: Vec<(String, String)> =
+            serde_json::from_value(table["contractions"].clone()).unwrap();
+        let ours: Vec<(String, String)> =
+            CONTRACTIONS.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
         assert_eq!(ours, contractions);
         for (word, digit) in table["number_map"].as_object().unwrap() {
             assert_eq!(number_word(word), digit.as_str().unwrap());

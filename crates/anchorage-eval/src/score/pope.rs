@@ -98,8 +98,12 @@ fn score_category(
     result_file: &Path,
     label_file: &Path,
 ) -> Result<PopeCategory, EvalError> {
-    let preds: Vec<bool> = answers.iter().map(|a| Ok(reads_yes(a.str_field("text")?))).collect::<Result<_, EvalError>>()?;
-    let gold: Vec<bool> = labels.iter().map(|l| Ok(l.get("label")? != &Value::String("no".into()))).collect::<Result<_, EvalError>>()?;
+    let preds: Vec<bool> =
+        answers.iter().map(|a| Ok(reads_yes(a.str_field("text")?))).collect::<Result<_, EvalError>>()?;
+    let gold: Vec<bool> = labels
+        .iter()
+        .map(|l| Ok(l.get("label")? != &Value::String("no".into())))
+        .collect::<Result<_, EvalError>>()?;
     warn_positions(category, answers, labels, label_file);
     if preds.is_empty() {
         return Err(EvalError::reference(

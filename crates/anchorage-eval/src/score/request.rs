@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{
-    score_gqa, score_mme, score_pope, score_seed, score_sqa, score_textvqa, score_vqav2, GqaScore,
-    MmeScore, PopeScore, SeedScore, SqaScore, TextVqaScore, Vqav2Score,
+    score_gqa, score_mme, score_pope, score_seed, score_sqa, score_textvqa, score_vqav2, GqaScore, MmeScore,
+    PopeScore, SeedScore, SqaScore, TextVqaScore, Vqav2Score,
 };
 use crate::EvalError;
 

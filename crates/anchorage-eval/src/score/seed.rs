@@ -59,7 +59,11 @@ pub fn score_seed(
     let (per_id, accuracy) = accuracy(annotation_file, &questions, &results, None)?;
     for (type_id, percent) in per_id {
         let name = type_names.get(&type_id).ok_or_else(|| {
-            EvalError::field(annotation_file, "question_type", format!("names no type {type_id} (the converter raises KeyError printing it)"))
+            EvalError::field(
+                annotation_file,
+                "question_type",
+                format!("names no type {type_id} (the converter raises KeyError printing it)"),
+            )
         })?;
         per_type.insert(name.clone(), percent);
     }
@@ -119,27 +123,32 @@ fn accuracy(
     }
     if total == 0 {
         let what = only.map_or("any".to_string(), |t| format!("`{t}`"));
-        return Err(EvalError::reference(path, format!("no {what} questions: the converter divides by zero")));
+        return Err(EvalError::reference(
+            path,
+            format!("no {what} questions: the converter divides by zero"),
+        ));
     }
     Ok((per_type, right as f64 / total as f64 * 100.0))
 }
 
 fn read_questions<'a>(path: &Path, data: &'a Value) -> Result<Vec<Question<'a>>, EvalError> {
-    let list = data.get("questions").and_then(Value::as_array).ok_or_else(|| {
-        EvalError::field(path, "top level", "has no `questions` list")
-    })?;
+    let list = data
+        .get("questions")
+        .and_then(Value::as_array)
+        .ok_or_else(|| EvalError::field(path, "top level", "has no `questions` list"))?;
     list.iter()
         .enumerate()
         .map(|(index, q)| {
             let at = format!("questions[{index}]");
-            let get = |key: &str| q.get(key).ok_or_else(|| EvalError::field(path, &at, format!("has no `{key}`")));
+            let get =
+                |key: &str| q.get(key).ok_or_else(|| EvalError::field(path, &at, format!("has no `{key}`")));
             let raw_id = get("question_id")?;
-            let id = PyKey::python_int(raw_id).or_else(|| PyKey::from_json(raw_id)).ok_or_else(|| {
-                EvalError::field(path, &at, "`question_id` is a list or object")
-            })?;
-            let type_id = get("question_type_id")?.as_i64().ok_or_else(|| {
-                EvalError::field(path, &at, "`question_type_id` is not an integer")
-            })?;
+            let id = PyKey::python_int(raw_id)
+                .or_else(|| PyKey::from_json(raw_id))
+                .ok_or_else(|| EvalError::field(path, &at, "`question_id` is a list or object"))?;
+            let type_id = get("question_type_id")?
+                .as_i64()
+                .ok_or_else(|| EvalError::field(path, &at, "`question_type_id` is not an integer"))?;
             Ok(Question { index, raw_id, id, type_id, data_type: get("data_type")?, answer: get("answer")? })
         })
         .collect()
@@ -147,9 +156,10 @@ fn read_questions<'a>(path: &Path, data: &'a Value) -> Result<Vec<Question<'a>>,
 
 /// `{id: name for name, id in data['question_type'].items()}`.
 fn read_type_names(path: &Path, data: &Value) -> Result<HashMap<i64, String>, EvalError> {
-    let types = data.get("question_type").and_then(Value::as_object).ok_or_else(|| {
-        EvalError::field(path, "top level", "has no `question_type` object")
-    })?;
+    let types = data
+        .get("question_type")
+        .and_then(Value::as_object)
+        .ok_or_else(|| EvalError::field(path, "top level", "has no `question_type` object"))?;
     types
         .iter()
         .map(|(name, id)| {
@@ -163,7 +173,8 @@ fn read_type_names(path: &Path, data: &Value) -> Result<HashMap<i64, String>, Ev
 fn warn_unmatched(result_file: &Path, questions: &[Question], results: &HashMap<&PyKey, &Record>) {
     let missing: Vec<&Question> = questions.iter().filter(|q| !results.contains_key(&q.id)).collect();
     let Some(first) = missing.first() else { return };
-    let typed = missing.iter().filter(|q| q.id.other_type().is_some_and(|k| results.contains_key(&k))).count();
+    let typed =
+        missing.iter().filter(|q| q.id.other_type().is_some_and(|k| results.contains_key(&k))).count();
     tracing::warn!(
         "SEED: {} questions have no prediction in {} (first: {}); the converter counts them wrong{}",
         missing.len(),
@@ -188,9 +199,10 @@ fn write_upload(
     let mut text = String::new();
     for q in questions {
         let raw = PyKey::from_json(q.raw_id);
-        let row = raw.as_ref().and_then(|k| results.get(k)).or_else(|| {
-            PyKey::python_int(q.raw_id).and_then(|k| results.get(&k))
-        });
+        let row = raw
+            .as_ref()
+            .and_then(|k| results.get(k))
+            .or_else(|| PyKey::python_int(q.raw_id).and_then(|k| results.get(&k)));
         let Some(row) = row else {
             return Err(EvalError::MissingPrediction {
                 annotations: annotation_file.to_path_buf(),

@@ -59,7 +59,11 @@ pub fn score_sqa(result_file: &Path, base_dir: &Path, split: &str) -> Result<Sqa
             continue;
         }
         let problem = problems.get(pid_text).ok_or_else(|| {
-            EvalError::field(&problems_path, "top level", format!("has no problem `{pid_text}` (listed in the `{split}` split)"))
+            EvalError::field(
+                &problems_path,
+                "top level",
+                format!("has no problem `{pid_text}` (listed in the `{split}` split)"),
+            )
         })?;
         let (n_choices, answer) = problem_choices(&problems_path, pid_text, problem)?;
         let key = PyKey::Str(pid_text.to_string());
@@ -84,7 +88,10 @@ pub fn score_sqa(result_file: &Path, base_dir: &Path, split: &str) -> Result<Sqa
     }
     if total == 0 || img_total == 0 {
         let what = if total == 0 { "no problems" } else { "no image problems" };
-        return Err(EvalError::reference(result_file, format!("ScienceQA `{split}` split: {what}, eval_science_qa.py divides by zero")));
+        return Err(EvalError::reference(
+            result_file,
+            format!("ScienceQA `{split}` split: {what}, eval_science_qa.py divides by zero"),
+        ));
     }
     Ok(SqaScore {
         total,
@@ -102,7 +109,9 @@ fn problem_choices(path: &Path, pid: &str, problem: &Value) -> Result<(usize, i6
     let answer = problem.get("answer").and_then(Value::as_i64);
     match (choices, answer) {
         (Some(c), Some(a)) if (-5..5).contains(&a) => Ok((c.len(), a)),
-        (Some(_), Some(a)) => Err(EvalError::field(path, pid, format!("answer {a} is outside the five options A..E"))),
+        (Some(_), Some(a)) => {
+            Err(EvalError::field(path, pid, format!("answer {a} is outside the five options A..E")))
+        }
         _ => Err(EvalError::field(path, pid, "needs a `choices` list and an integer `answer`")),
     }
 }

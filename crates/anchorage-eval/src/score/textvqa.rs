@@ -65,9 +65,10 @@ pub fn score_textvqa(result_file: &Path, annotation_file: &Path) -> Result<TextV
 /// reference asserts ten of them, but only when a result uses the annotation).
 fn load_annotations(path: &Path) -> Result<HashMap<Key, Result<Vec<String>, String>>, EvalError> {
     let root = read_json(path)?;
-    let data = root.get("data").and_then(|d| d.as_array()).ok_or_else(|| {
-        EvalError::field(path, "top level", "has no `data` list")
-    })?;
+    let data = root
+        .get("data")
+        .and_then(|d| d.as_array())
+        .ok_or_else(|| EvalError::field(path, "top level", "has no `data` list"))?;
     let mut map = HashMap::new();
     for (i, entry) in data.iter().enumerate() {
         let at = format!("data[{i}]");
@@ -76,9 +77,10 @@ fn load_annotations(path: &Path) -> Result<HashMap<Key, Result<Vec<String>, Stri
         let (Some(image), Some(question)) = (image, question) else {
             return Err(EvalError::field(path, at, "needs `image_id` and a string `question`"));
         };
-        let answers = entry.get("answers").and_then(|a| a.as_array()).map(|a| {
-            a.iter().map(|x| x.as_str().map(normalize_answer)).collect::<Option<Vec<_>>>()
-        });
+        let answers = entry
+            .get("answers")
+            .and_then(|a| a.as_array())
+            .map(|a| a.iter().map(|x| x.as_str().map(normalize_answer)).collect::<Option<Vec<_>>>());
         let answers = match answers {
             Some(Some(a)) if a.len() == 10 => Ok(a),
             Some(Some(a)) => Err(format!("has {} answers; the evaluator asserts 10", a.len())),
@@ -94,16 +96,26 @@ pub fn prompt_question(path: &Path, at: &str, prompt: &str) -> Result<String, Ev
     let lines: Vec<&str> = prompt.split('\n').collect();
     let question = if prompt.starts_with("OCR tokens: ") {
         ocr_prompt_question(prompt).ok_or_else(|| {
-            EvalError::reference(path, format!("{at}: prompt starts with 'OCR tokens: ' but has no 'Question: ... Short answer:'"))
+            EvalError::reference(
+                path,
+                format!("{at}: prompt starts with 'OCR tokens: ' but has no 'Question: ... Short answer:'"),
+            )
         })?
     } else if prompt.contains("Reference OCR token: ") && lines.len() == 3 {
-        if prompt.starts_with("Reference OCR token:") { lines[1] } else { lines[0] }
+        if prompt.starts_with("Reference OCR token:") {
+            lines[1]
+        } else {
+            lines[0]
+        }
     } else if lines.len() == 2 {
         lines[0]
     } else {
         return Err(EvalError::reference(
             path,
-            format!("{at}: prompt has {} lines and fits none of prompt_processor's layouts (it asserts)", lines.len()),
+            format!(
+                "{at}: prompt has {} lines and fits none of prompt_processor's layouts (it asserts)",
+                lines.len()
+            ),
         ));
     };
     Ok(py_lower(question))
@@ -150,7 +162,10 @@ mod tests {
     fn questions_come_out_of_the_three_prompt_layouts() {
         let p = Path::new("r.jsonl");
         let q = |s| prompt_question(p, "line 1", s).unwrap();
-        assert_eq!(q("What Brand?\nReference OCR token: A, B\nAnswer the question using a single word or phrase."), "what brand?");
+        assert_eq!(
+            q("What Brand?\nReference OCR token: A, B\nAnswer the question using a single word or phrase."),
+            "what brand?"
+        );
         assert_eq!(q("Reference OCR token: A\nWhat?\nAnswer."), "what?");
         assert_eq!(q("Is It?\nAnswer the question using a single word or phrase."), "is it?");
         assert_eq!(q("OCR tokens: x y Question: Which One? Short answer: z"), "which one?");

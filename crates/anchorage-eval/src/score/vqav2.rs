@@ -52,11 +52,16 @@ pub fn score_vqav2(
         entries.push(dumps_object(&[("question_id", raw_id), ("answer", &Value::String(answer))]));
     }
     if unanswered > 0 {
-        tracing::warn!("VQAv2: {unanswered} questions of {} have no answer in {}; the converter uploads \"\" for them", question_file.display(), result_file.display());
+        tracing::warn!(
+            "VQAv2: {unanswered} questions of {} have no answer in {}; the converter uploads \"\" for them",
+            question_file.display(),
+            result_file.display()
+        );
     }
     if let Some(upload) = upload_file {
         let text = format!("[{}]", entries.join(", "));
-        std::fs::write(upload, text).map_err(|source| EvalError::Write { path: upload.to_path_buf(), source })?;
+        std::fs::write(upload, text)
+            .map_err(|source| EvalError::Write { path: upload.to_path_buf(), source })?;
     }
     Ok(Vqav2Score { results: results.len(), split: questions.len(), errors })
 }
