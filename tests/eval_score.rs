@@ -58,7 +58,35 @@ fn run_case(expected: &Value, scratch: &Path) -> (Output, PathBuf) {
     (out, upload)
 }
 
-/// Compares our JSON with the reference's printed numbers, collecting differences.
+/// The JSON text with every number token quoted, so that numbers reach the comparison as the exact
+/// text the binary printed (serde_json's default float parser may land one ulp off the shortest
+/// round-trip text that it and Python both print).
+fn quote_numbers(json: &str) -> String {
+    let mut out = String::with_capacity(json.len() + 64);
+    let (mut in_string, mut escaped, mut in_number) = (false, false, false);
+    for c in json.chars() {
+        if in_string {
+            in_string = escaped || c != '"';
+            escaped = !escaped && c == '\\';
+        } else if c == '"' {
+            in_string = true;
+        }
+        let numeric = !in_string
+            && c != '"'
+            && (c.is_ascii_digit() || c == '-' || (in_number && ".eE+".contains(c)));
+        if numeric != in_number {
+            out.push('"');
+            in_number = numeric;
+        }
+        out.push(c);
+    }
+    if in_number {
+        out.push('"');
+    }
+    out
+}
+
+/// Compares our JSON (numbers as their printed text) with the reference's printed numbers.
 fn compare(path: &str, ours: &Value, reference: &Value, printed: Printed, diffs: &mut Vec<String>) {
     match reference {
         Value::Object(fields) => {
@@ -78,12 +106,12 @@ fn compare(path: &str, ours: &Value, reference: &Value, printed: Printed, diffs:
             }
         }
         Value::Number(n) => {
-            if ours.as_u64() != n.as_u64() {
+            if ours.as_str().and_then(|t| t.parse::<u64>().ok()) != n.as_u64() {
                 diffs.push(format!("{path}: {ours}, the reference counts {n}"));
             }
         }
         Value::String(text) => {
-            let Some(value) = ours.as_f64() else {
+            let Some(value) = ours.as_str().and_then(|t| t.parse::<f64>().ok()) else {
                 diffs.push(format!("{path}: {ours} is not a number (reference {text})"));
                 return;
             };
@@ -135,12 +163,10 @@ fn check_bench(bench: &str, printed: Printed) {
                 if !out.status.success() {
                     diffs.push(format!("failed where the reference gives numbers: {stderr}"));
                 } else {
-                    let ours: Value = serde_json::from_slice(&out.stdout).expect("stdout is the scores JSON");
-                    let written: Value = serde_json::from_str(
-                        &std::fs::read_to_string(scratch.path().join("scores.json")).unwrap(),
-                    )
-                    .unwrap();
-                    if ours != written {
+                    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+                    let ours: Value = serde_json::from_str(&quote_numbers(&stdout)).expect("stdout is JSON");
+                    let written = std::fs::read_to_string(scratch.path().join("scores.json")).unwrap();
+                    if written != stdout {
                         diffs.push("--out differs from stdout".into());
                     }
                     compare("scores", &ours, &expected["scores"], printed, &mut diffs);
@@ -218,6 +244,12 @@ fn mme_equals_convert_answer_to_mme_and_calculation() {
 #[test]
 fn vqav2_equals_convert_vqav2_for_submission() {
     check_bench("vqav2", Printed::Fixed2);
+}
+
+#[test]
+fn numbers_are_quoted_as_printed() {
+    let json = quote_numbers("{\"a\": 99.99999999999999, \"b\": [1, -2e-05, true], \"c\": \"x1 \\\" 2\"}");
+    assert_eq!(json, "{\"a\": \"99.99999999999999\", \"b\": [\"1\", \"-2e-05\", true], \"c\": \"x1 \\\" 2\"}");
 }
 
 #[test]

@@ -59,13 +59,17 @@ pub struct ScoreArgs {
 pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     let bench = bench(&args)?;
     let scores = score(&bench, &args.result_file)
-        .with_context(|| format!("scoring {} on {:?}", args.result_file.display(), args.bench))?;
+        .with_context(|| format!("scoring {} (--bench {})", args.result_file.display(), name(args.bench)))?;
     let json = serde_json::to_string_pretty(&scores)?;
     println!("{json}");
     if let Some(out) = &args.out {
         std::fs::write(out, format!("{json}\n")).with_context(|| format!("writing {}", out.display()))?;
     }
     Ok(())
+}
+
+fn name(bench: BenchName) -> String {
+    format!("{bench:?}").to_lowercase()
 }
 
 /// The benchmark's inputs from the flags: each one it needs present, none it would ignore.
@@ -81,11 +85,11 @@ fn bench(args: &ScoreArgs) -> anyhow::Result<Bench> {
     ];
     for (flag, present, takers) in given {
         if present && !takers.contains(&args.bench) {
-            bail!("--bench {:?} takes no {flag}", args.bench);
+            bail!("--bench {} takes no {flag}", name(args.bench));
         }
     }
     let need = |value: &Option<PathBuf>, flag: &str| {
-        value.clone().with_context(|| format!("--bench {:?} needs {flag}", args.bench))
+        value.clone().with_context(|| format!("--bench {} needs {flag}", name(args.bench)))
     };
     Ok(match args.bench {
         Textvqa => Bench::TextVqa { annotation_file: need(&args.annotation_file, "--annotation-file")? },

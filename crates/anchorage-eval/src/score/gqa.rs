@@ -59,7 +59,7 @@ pub fn score_gqa(result_file: &Path, annotation_file: &Path) -> Result<GqaScore,
         let Some(predicted) = predictions.get(&key) else {
             return Err(EvalError::MissingPrediction {
                 annotations: annotation_file.to_path_buf(),
-                id: qid.clone(),
+                id: key.to_string(),
                 results: result_file.to_path_buf(),
                 hint: type_hint(&key, |k| predictions.contains_key(k)),
             });

@@ -180,8 +180,10 @@ fn warn_positions(category: &str, answers: &[&Record], labels: &[Record], label_
         .collect();
     if let Some(first) = mismatched.first() {
         tracing::warn!(
-            "POPE label-by-position: in category `{category}`, {} answers sit at a label position whose question differs (first: answer {} vs line {} of {}); the reference scores them against those labels anyway",
+            "POPE label-by-position: in category `{category}`, {} answers sit at a label position whose question differs (first: {} {} is the category's answer {} but not the question of line {} of {}); the reference scores them against those labels anyway",
             mismatched.len(),
+            answers[*first].path.display(),
+            answers[*first].at(),
             first + 1,
             first + 1,
             label_file.display()
