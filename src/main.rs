@@ -21,6 +21,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Data(cmd) => cli::data::run(cmd),
         cli::Command::Export(args) => cli::export::run(args),
         cli::Command::Bench(cmd) => cli::bench::run(cmd),
+        cli::Command::Eval(cmd) => cli::eval::run(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod export;
 pub mod data;
+pub mod eval;
 pub mod inspect;
 pub mod stage;
 
@@ -37,4 +38,7 @@ pub enum Command {
     /// Speed: `train bench step RECIPE` times the training step on synthetic samples.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Benchmarks: `train eval score --bench B --result-file A.jsonl ...` gives the reference numbers.
+    #[command(subcommand)]
+    Eval(eval::EvalCommand),
 }
