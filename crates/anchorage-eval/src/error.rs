@@ -30,6 +30,16 @@ pub enum EvalError {
     #[error("{annotations}: question {id} has no prediction in {results}{hint}")]
     MissingPrediction { annotations: PathBuf, id: String, results: PathBuf, hint: String },
 
+    /// A question could not be prepared (its image, its prompt).
+    #[error("question {id} (line {line}): {source}")]
+    Question { id: String, line: usize, source: Box<EvalError> },
+
+    #[error(transparent)]
+    Model(#[from] anchorage_model::ModelError),
+
+    #[error(transparent)]
+    Data(#[from] anchorage_data::DataError),
+
     /// The reference fails on this input (a division by zero, an assertion, a lookup): the message
     /// says where and why.
     #[error("{path}: {message}")]

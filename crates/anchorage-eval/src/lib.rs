@@ -1,4 +1,5 @@
-//! Evaluation for anchorage: benchmark scorers that give exactly the numbers of the reference scripts
+//! Evaluation for anchorage: answering LLaVA question files with a trained model through the same
+//! composed model as training ([`run`]), and benchmark scorers that give exactly the numbers of the reference scripts
 //! LLaVA-1.5's published results come from (TextVQA, POPE, ScienceQA, GQA, SEED-Bench, MME, VQAv2).
 //!
 //! The scorers read LLaVA answer files (one JSON object a line: `question_id`, `prompt`, `text`, ...)
@@ -7,6 +8,7 @@
 //! where the reference crashes the scorer returns an [`EvalError`] naming the file and the id.
 
 mod error;
+pub mod run;
 pub mod score;
 
 pub use error::EvalError;

@@ -33,6 +33,8 @@ pub struct Generation {
     /// Wall time of the image encoding + connector + splice, and of the LLM (prefill and decode).
     pub encode_time: Duration,
     pub llm_time: Duration,
+    /// The part of `llm_time` spent in the prefill (the rest is decoding).
+    pub prefill_time: Duration,
 }
 
 impl<B: Backend> Llava<B> {
@@ -70,6 +72,6 @@ impl<B: Backend> Llava<B> {
         }
         let tokens = tokens?;
         let kept_kv = hooks.trace().map(|t| t.layers.iter().map(|l| l.first().map_or(0, |x| x.keys)).collect());
-        Ok(Generation { tokens, visual_tokens, prompt_tokens, kept_kv, encode_time, llm_time: started.elapsed() })
+        Ok(Generation { tokens, visual_tokens, prompt_tokens, kept_kv, encode_time, llm_time: started.elapsed(), prefill_time: Duration::ZERO /* FIXME(prefill split after the hooks merge) */ })
     }
 }

@@ -8,7 +8,7 @@ mod gqa;
 mod mme;
 pub mod normalize;
 mod pope;
-mod pyjson;
+pub(crate) mod pyjson;
 mod pykey;
 mod pytext;
 mod request;
