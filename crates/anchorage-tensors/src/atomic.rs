@@ -61,7 +61,9 @@ fn write_synced(
     let file = File::create(tmp).map_err(io_err(tmp))?;
     let mut writer = BufWriter::new(file);
     fill(&mut writer).map_err(io_err(tmp))?;
-    let file = writer.into_inner().map_err(|e| io_err(tmp)(e.into_error()))?;
+    let file = writer
+        .into_inner()
+        .map_err(|e| io_err(tmp)(e.into_error()))?;
     file.sync_all().map_err(io_err(tmp))
 }
 

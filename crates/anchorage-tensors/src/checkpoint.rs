@@ -59,8 +59,16 @@ impl Source {
     /// Key, dtype and shape of every tensor.
     fn entries(&self) -> Vec<(&String, Dtype, &Vec<usize>)> {
         match self {
-            Source::Safetensors(f) => f.tensors().iter().map(|(k, t)| (k, t.dtype, &t.shape)).collect(),
-            Source::Pytorch(f) => f.tensors().iter().map(|(k, t)| (k, t.dtype, &t.shape)).collect(),
+            Source::Safetensors(f) => f
+                .tensors()
+                .iter()
+                .map(|(k, t)| (k, t.dtype, &t.shape))
+                .collect(),
+            Source::Pytorch(f) => f
+                .tensors()
+                .iter()
+                .map(|(k, t)| (k, t.dtype, &t.shape))
+                .collect(),
         }
     }
 
@@ -179,7 +187,8 @@ impl Checkpoint {
 
     /// The path that stands for the whole checkpoint in messages: its index, else its one file.
     pub fn label(&self) -> Option<&Path> {
-        self.index().or_else(|| self.files.first().map(Source::path))
+        self.index()
+            .or_else(|| self.files.first().map(Source::path))
     }
 
     /// A copy of `key` in its stored dtype.

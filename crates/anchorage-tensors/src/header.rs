@@ -96,7 +96,13 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
 }
 
 /// Checks one tensor's entry against the data section (`data_len` bytes from `data_start`).
-fn entry(path: &Path, key: &str, value: Value, data_start: usize, data_len: usize) -> Result<TensorInfo> {
+fn entry(
+    path: &Path,
+    key: &str,
+    value: Value,
+    data_start: usize,
+    data_len: usize,
+) -> Result<TensorInfo> {
     let bad = |message: String| TensorsError::Entry {
         path: path.to_path_buf(),
         key: key.to_string(),

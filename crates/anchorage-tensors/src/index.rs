@@ -31,11 +31,16 @@ impl ShardIndex {
         })?;
         for (key, file) in &raw.weight_map {
             let mut parts = Path::new(file).components();
-            let plain = matches!((parts.next(), parts.next()), (Some(Component::Normal(_)), None));
+            let plain = matches!(
+                (parts.next(), parts.next()),
+                (Some(Component::Normal(_)), None)
+            );
             if !plain {
                 return Err(TensorsError::Index {
                     path: path.to_path_buf(),
-                    message: format!("`{key}` is in `{file}`, which is not a file name in the index's folder"),
+                    message: format!(
+                        "`{key}` is in `{file}`, which is not a file name in the index's folder"
+                    ),
                 });
             }
         }

@@ -82,11 +82,13 @@ impl PytorchFile {
             .get(key)
             .zip(self.tensors.get(key))
             .ok_or_else(missing)?;
-        let data = snapshot.to_data().map_err(|source| TensorsError::PytorchData {
-            path: self.path.clone(),
-            key: key.to_string(),
-            source,
-        })?;
+        let data = snapshot
+            .to_data()
+            .map_err(|source| TensorsError::PytorchData {
+                path: self.path.clone(),
+                key: key.to_string(),
+                source,
+            })?;
         if data.shape.to_vec() != tensor.shape || data.dtype != tensor.dtype.to_burn() {
             return Err(TensorsError::Entry {
                 path: self.path.clone(),
@@ -113,7 +115,12 @@ impl PytorchFile {
 }
 
 /// The dtype and shape of one snapshot, if its bytes can be in a file of `file_len` bytes.
-fn checked(path: &Path, key: &str, snapshot: &TensorSnapshot, file_len: u64) -> Result<PytorchTensor> {
+fn checked(
+    path: &Path,
+    key: &str,
+    snapshot: &TensorSnapshot,
+    file_len: u64,
+) -> Result<PytorchTensor> {
     let dtype = Dtype::from_burn(snapshot.dtype).ok_or_else(|| TensorsError::Dtype {
         path: path.to_path_buf(),
         key: key.to_string(),

@@ -92,10 +92,13 @@ impl SafetensorsFile {
 
     /// The entry of `key`, or an error naming the file and key.
     pub fn info(&self, key: &str) -> Result<&TensorInfo> {
-        self.header.tensors.get(key).ok_or_else(|| TensorsError::Missing {
-            path: self.path.clone(),
-            key: key.to_string(),
-        })
+        self.header
+            .tensors
+            .get(key)
+            .ok_or_else(|| TensorsError::Missing {
+                path: self.path.clone(),
+                key: key.to_string(),
+            })
     }
 
     /// The raw little-endian bytes of `key`.

@@ -10,9 +10,15 @@ use crate::*;
 
 fn sample() -> Vec<(String, TensorData)> {
     vec![
-        ("w".into(), TensorData::new(vec![1.0f32, -2.0, 3.5, 0.25, 5.0, 6.0], [2, 3])),
+        (
+            "w".into(),
+            TensorData::new(vec![1.0f32, -2.0, 3.5, 0.25, 5.0, 6.0], [2, 3]),
+        ),
         ("ids".into(), TensorData::new(vec![7i64, -1, 3], [3])),
-        ("half".into(), TensorData::new(vec![1.0f32, 2.0], [2]).convert_dtype(DType::BF16)),
+        (
+            "half".into(),
+            TensorData::new(vec![1.0f32, 2.0], [2]).convert_dtype(DType::BF16),
+        ),
         ("scalar".into(), TensorData::new(vec![4.0f64], [1])),
         ("mask".into(), TensorData::new(vec![1u8, 0, 1], [3])),
     ]
@@ -38,7 +44,10 @@ fn parse_err(header: &str, data_len: usize) -> TensorsError {
 fn round_trip_keeps_tensors_dtypes_and_metadata() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sub/t.safetensors");
-    let meta = Metadata::from([("format".to_string(), "anchorage".to_string()), ("step".into(), "7".into())]);
+    let meta = Metadata::from([
+        ("format".to_string(), "anchorage".to_string()),
+        ("step".into(), "7".into()),
+    ]);
     let tensors = sample();
     write_file(&path, pairs(&tensors), &meta).unwrap();
     let file = SafetensorsFile::open(&path).unwrap();
@@ -51,8 +60,14 @@ fn round_trip_keeps_tensors_dtypes_and_metadata() {
     }
     assert_eq!(file.tensors()["half"].dtype, Dtype::BF16);
     // Bytes and file agree, and no temp file is left behind.
-    assert_eq!(to_bytes(&path, pairs(&tensors), &meta).unwrap(), std::fs::read(&path).unwrap());
-    assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+    assert_eq!(
+        to_bytes(&path, pairs(&tensors), &meta).unwrap(),
+        std::fs::read(&path).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+        1
+    );
     let from_bytes = SafetensorsFile::from_bytes(&path, std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(from_bytes.read_all().unwrap(), file.read_all().unwrap());
 }
@@ -60,23 +75,42 @@ fn round_trip_keeps_tensors_dtypes_and_metadata() {
 #[test]
 fn writing_refuses_duplicates_and_inconsistent_data() {
     let t = TensorData::new(vec![1.0f32], [1]);
-    let err = to_bytes(Path::new("o.safetensors"), [("a", &t), ("a", &t)], &Metadata::new()).unwrap_err();
-    assert!(matches!(err, TensorsError::Duplicate { ref key, .. } if key == "a"), "{err}");
+    let err = to_bytes(
+        Path::new("o.safetensors"),
+        [("a", &t), ("a", &t)],
+        &Metadata::new(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, TensorsError::Duplicate { ref key, .. } if key == "a"),
+        "{err}"
+    );
     // Booleans stored as u32 have no safetensors dtype.
     let q = TensorData::from_bytes_vec(vec![0; 4], [1], DType::Bool(burn::tensor::BoolStore::U32));
     let err = to_bytes(Path::new("o.safetensors"), [("q", &q)], &Metadata::new()).unwrap_err();
     assert!(matches!(err, TensorsError::Dtype { .. }), "{err}");
     // Bytes that do not make the shape.
     let bad = TensorData::from_bytes_vec(vec![0; 6], [2], DType::F32);
-    let err = to_bytes(Path::new("o.safetensors"), [("bad", &bad)], &Metadata::new()).unwrap_err();
-    assert!(matches!(err, TensorsError::Entry { ref key, .. } if key == "bad"), "{err}");
+    let err = to_bytes(
+        Path::new("o.safetensors"),
+        [("bad", &bad)],
+        &Metadata::new(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, TensorsError::Entry { ref key, .. } if key == "bad"),
+        "{err}"
+    );
 }
 
 fn write_shards(dir: &Path) -> Vec<(String, TensorData)> {
     let tensors = sample();
     let (a, b) = tensors.split_at(2);
     let mut map = serde_json::Map::new();
-    for (name, part) in [("model-00001-of-00002.safetensors", a), ("model-00002-of-00002.safetensors", b)] {
+    for (name, part) in [
+        ("model-00001-of-00002.safetensors", a),
+        ("model-00002-of-00002.safetensors", b),
+    ] {
         write_file(&dir.join(name), pairs(part), &Metadata::new()).unwrap();
         for (k, _) in part {
             map.insert(k.clone(), name.into());
@@ -93,13 +127,21 @@ fn sharded_checkpoint_reads_through_its_index() {
     let tensors = write_shards(dir.path());
     let ck = Checkpoint::open_dir(dir.path()).unwrap();
     assert_eq!(ck.files().len(), 2);
-    assert_eq!(ck.index(), Some(dir.path().join("model.safetensors.index.json").as_path()));
+    assert_eq!(
+        ck.index(),
+        Some(dir.path().join("model.safetensors.index.json").as_path())
+    );
     for (key, want) in &tensors {
         assert_eq!(&ck.data(key).unwrap(), want, "{key}");
     }
     let scalar = ck.get("scalar").unwrap();
-    assert!(ck.path_of(scalar).ends_with("model-00002-of-00002.safetensors"));
-    assert!(matches!(ck.data("nope").unwrap_err(), TensorsError::Missing { .. }));
+    assert!(ck
+        .path_of(scalar)
+        .ends_with("model-00002-of-00002.safetensors"));
+    assert!(matches!(
+        ck.data("nope").unwrap_err(),
+        TensorsError::Missing { .. }
+    ));
 }
 
 #[test]
@@ -108,12 +150,23 @@ fn index_naming_the_wrong_shard_or_a_path_outside_is_refused() {
     write_shards(dir.path());
     let index = dir.path().join("model.safetensors.index.json");
     let text = std::fs::read_to_string(&index).unwrap();
-    let wrong = text.replacen("\"w\":\"model-00001-of-00002", "\"w\":\"model-00002-of-00002", 1);
+    let wrong = text.replacen(
+        "\"w\":\"model-00001-of-00002",
+        "\"w\":\"model-00002-of-00002",
+        1,
+    );
     assert_ne!(wrong, text);
     std::fs::write(&index, &wrong).unwrap();
     let err = Checkpoint::open_dir(dir.path()).unwrap_err().to_string();
-    assert!(err.contains("model.safetensors.index.json") && err.contains("`w`"), "{err}");
-    let outside = text.replacen("\"w\":\"model-00001-of-00002", "\"w\":\"../model-00001-of-00002", 1);
+    assert!(
+        err.contains("model.safetensors.index.json") && err.contains("`w`"),
+        "{err}"
+    );
+    let outside = text.replacen(
+        "\"w\":\"model-00001-of-00002",
+        "\"w\":\"../model-00001-of-00002",
+        1,
+    );
     std::fs::write(&index, outside).unwrap();
     let err = Checkpoint::open_dir(dir.path()).unwrap_err();
     assert!(matches!(err, TensorsError::Index { .. }), "{err}");
@@ -159,8 +212,14 @@ fn truncated_file_names_the_file_and_key() {
 
 #[test]
 fn header_offsets_beyond_the_file_are_refused() {
-    let err = parse_err(r#"{"a":{"dtype":"F32","shape":[250],"data_offsets":[0,1000]}}"#, 16);
-    assert!(matches!(err, TensorsError::Entry { ref key, .. } if key == "a"), "{err}");
+    let err = parse_err(
+        r#"{"a":{"dtype":"F32","shape":[250],"data_offsets":[0,1000]}}"#,
+        16,
+    );
+    assert!(
+        matches!(err, TensorsError::Entry { ref key, .. } if key == "a"),
+        "{err}"
+    );
     assert!(err.to_string().contains("x.safetensors"), "{err}");
     // A header length past the end of the file, and an absurd one.
     let mut bytes = raw_file("{}", 0);
@@ -174,14 +233,29 @@ fn header_offsets_beyond_the_file_are_refused() {
 
 #[test]
 fn shape_and_dtype_that_disagree_with_the_byte_length_are_refused() {
-    let err = parse_err(r#"{"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,20]}}"#, 24);
+    let err = parse_err(
+        r#"{"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,20]}}"#,
+        24,
+    );
     let msg = err.to_string();
     assert!(matches!(err, TensorsError::Entry { .. }), "{msg}");
-    assert!(msg.contains("`a`") && msg.contains("[2, 3]") && msg.contains("24"), "{msg}");
-    let err = parse_err(r#"{"a":{"dtype":"F16","shape":[4294967296,4294967296],"data_offsets":[0,8]}}"#, 8);
+    assert!(
+        msg.contains("`a`") && msg.contains("[2, 3]") && msg.contains("24"),
+        "{msg}"
+    );
+    let err = parse_err(
+        r#"{"a":{"dtype":"F16","shape":[4294967296,4294967296],"data_offsets":[0,8]}}"#,
+        8,
+    );
     assert!(err.to_string().contains("overflows"), "{err}");
-    let err = parse_err(r#"{"a":{"dtype":"F8_E4M3","shape":[8],"data_offsets":[0,8]}}"#, 8);
-    assert!(matches!(err, TensorsError::Dtype { ref dtype, .. } if dtype == "F8_E4M3"), "{err}");
+    let err = parse_err(
+        r#"{"a":{"dtype":"F8_E4M3","shape":[8],"data_offsets":[0,8]}}"#,
+        8,
+    );
+    assert!(
+        matches!(err, TensorsError::Dtype { ref dtype, .. } if dtype == "F8_E4M3"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -193,7 +267,11 @@ fn overlapping_tensors_and_bad_metadata_are_refused() {
     assert!(err.to_string().contains("overlap"), "{err}");
     let err = parse_err(r#"{"__metadata__":{"step":3}}"#, 0);
     assert!(matches!(err, TensorsError::Header { .. }), "{err}");
-    let header = parse_header(Path::new("x"), &raw_file(r#"{"__metadata__":{"k":"v"}}"#, 0)).unwrap();
+    let header = parse_header(
+        Path::new("x"),
+        &raw_file(r#"{"__metadata__":{"k":"v"}}"#, 0),
+    )
+    .unwrap();
     assert_eq!(header.metadata["k"], "v");
 }
 
@@ -269,10 +347,15 @@ fn state_dict_pickle(key: &str, shape: &[u64], numel: u64) -> Vec<u8> {
 /// A PyTorch zip archive (what `torch.save` writes since 1.6) holding one float storage.
 fn pytorch_zip(path: &Path, pickle: &[u8], storage: &[f32]) {
     let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
-    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     let bytes: Vec<u8> = storage.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let entries: [(&str, &[u8]); 4] =
-        [("archive/data.pkl", pickle), ("archive/byteorder", b"little"), ("archive/data/0", &bytes), ("archive/version", b"3\n")];
+    let entries: [(&str, &[u8]); 4] = [
+        ("archive/data.pkl", pickle),
+        ("archive/byteorder", b"little"),
+        ("archive/data/0", &bytes),
+        ("archive/version", b"3\n"),
+    ];
     for (name, data) in entries {
         zip.start_file(name, opts).unwrap();
         zip.write_all(data).unwrap();
@@ -284,7 +367,11 @@ fn pytorch_zip(path: &Path, pickle: &[u8], storage: &[f32]) {
 fn pytorch_state_dict_reads_like_torch_wrote_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mm_projector.bin");
-    pytorch_zip(&path, &state_dict_pickle("proj.weight", &[2, 2], 4), &[1.0, 2.0, 3.0, 4.0]);
+    pytorch_zip(
+        &path,
+        &state_dict_pickle("proj.weight", &[2, 2], 4),
+        &[1.0, 2.0, 3.0, 4.0],
+    );
     let ck = Checkpoint::open_files(&[path]).unwrap();
     let got = ck.data("proj.weight").unwrap();
     assert_eq!(got, TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2]));
@@ -302,14 +389,22 @@ fn pytorch_crafted_huge_shape_is_an_error_not_an_allocation() {
             Ok(_) => panic!("{shape:?} should be refused"),
             Err(e) => e,
         };
-        assert!(matches!(err, TensorsError::Entry { ref key, .. } if key == "w"), "{err}");
+        assert!(
+            matches!(err, TensorsError::Entry { ref key, .. } if key == "w"),
+            "{err}"
+        );
         assert!(err.to_string().contains("evil.bin"), "{err}");
     }
 }
 
 #[test]
 fn llava_mm_projector_bin_fixture_reads() {
-    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "../../tests/fixtures/connectors/mm_projector.bin"].iter().collect();
+    let path: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "../../tests/fixtures/connectors/mm_projector.bin",
+    ]
+    .iter()
+    .collect();
     let ck = Checkpoint::open_files(&[path]).unwrap();
     assert!(matches!(ck.files()[0], Source::Pytorch(_)));
     let all = ck.read_all().unwrap();
