@@ -12,8 +12,6 @@ pub enum ConnectorError {
     WrongShape { file: PathBuf, key: String, expected: Vec<usize>, found: Vec<usize> },
     #[error("{file}: unexpected keys for this connector: {keys:?}")]
     UnexpectedKeys { file: PathBuf, keys: Vec<String> },
-    #[error("{file}: key `{key}` has dtype {dtype}, expected a float tensor")]
-    WrongDtype { file: PathBuf, key: String, dtype: String },
     #[error("{file}: {message}")]
     File { file: PathBuf, message: String },
     #[error("{file}: metadata `{key}`: {message}")]
@@ -26,6 +24,9 @@ pub enum ConnectorError {
     Format { format: String, kind: String, reason: String },
     #[error(transparent)]
     Kernel(#[from] anchorage_kernels::KernelError),
+    /// Reading or writing a tensor file failed (anchorage-tensors names the file and key).
+    #[error(transparent)]
+    Tensors(#[from] anchorage_tensors::TensorsError),
 }
 
 pub type Result<T> = std::result::Result<T, ConnectorError>;

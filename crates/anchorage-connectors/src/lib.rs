@@ -29,5 +29,7 @@ pub use mlp::{Mlp, MlpActivation, MlpConfig};
 pub use perceiver::{Perceiver, PerceiverConfig};
 pub use resampler::{Resampler, ResamplerConfig};
 pub use tensor_file::TensorFile;
+/// The tensor-file layer's error, which [`ConnectorError::Tensors`] wraps.
+pub use anchorage_tensors::TensorsError;
 /// The anchor and gather ops (anchorage-kernels), re-exported for the binary.
 pub use anchorage_kernels as kernels;

@@ -27,11 +27,10 @@ pub enum LlmError {
     },
     #[error("{path}: unsupported model_type `{found}` (supported: llama, qwen2)")]
     UnsupportedModelType { path: PathBuf, found: String },
-    #[error("{dir}: no model.safetensors or model.safetensors.index.json")]
-    NoWeights { dir: PathBuf },
-    /// The file is shorter than its header says, or its header is malformed.
-    #[error("{path}: truncated or corrupt safetensors file: {message}")]
-    Safetensors { path: PathBuf, message: String },
+    /// Reading a checkpoint or tensor file failed: no weights in the folder, a truncated or
+    /// corrupt file, a shard missing (anchorage-tensors names the file and key).
+    #[error(transparent)]
+    Tensors(#[from] anchorage_tensors::TensorsError),
     #[error("{dir}: {count} tensor(s) missing from the checkpoint: {keys}")]
     MissingKeys {
         dir: PathBuf,

@@ -44,6 +44,8 @@ mod plan;
 mod rope;
 mod safetensors;
 pub use safetensors::{read_tensors, write_tensors};
+/// The tensor-file layer's error, which [`LlmError::Tensors`] wraps.
+pub use anchorage_tensors::TensorsError;
 mod wire;
 
 pub use attention::{Attention, AttentionConfig, AttnPlan, CacheMode, KeyMask};

@@ -1,4 +1,5 @@
-//! Loading a Hugging Face folder (config.json + safetensors, sharded or not) into an [`Llm`].
+//! Loading a Hugging Face folder (config.json + safetensors, sharded or not, or PyTorch
+//! `pytorch_model*.bin`; read by anchorage-tensors) into an [`Llm`].
 //! Module field names mirror checkpoint keys, so no remap table is needed: the key of every burn
 //! parameter is its module path. Linear weights are stored `[out, in]` by PyTorch and transposed
 //! by burn-store's `PyTorchToBurnAdapter`. Loading is verified: every parameter must be found
@@ -7,6 +8,7 @@
 use std::path::Path;
 use std::rc::Rc;
 
+use anchorage_tensors::Checkpoint;
 use burn::prelude::*;
 use burn::tensor::DType;
 use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, TensorSnapshot};
@@ -14,7 +16,6 @@ use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, TensorSnapshot};
 use crate::config::LlamaConfig;
 use crate::error::LlmError;
 use crate::model::Llm;
-use crate::safetensors::Checkpoint;
 use crate::wire::HfLlmConfig;
 
 /// Where the decoder sits inside the checkpoint's key space. Our module paths are those of
@@ -34,7 +35,7 @@ impl Prefixes {
     /// The first layout under which the checkpoint has `embed_tokens.weight` (resp.
     /// `lm_head.weight`); the standard one when none matches (missing keys are then reported).
     fn detect(checkpoint: &Checkpoint) -> Self {
-        let has = |k: String| checkpoint.tensors.contains_key(&k);
+        let has = |k: String| checkpoint.contains_key(&k);
         let decoder = DECODER_PREFIXES
             .into_iter()
             .find(|p| has(format!("{p}embed_tokens.weight")))
@@ -72,10 +73,17 @@ pub fn load_llm<B: Backend>(dir: &Path, dtype: DType, device: &B::Device) -> Res
     let mut snapshots = Vec::with_capacity(expected.len());
     for want in &expected {
         let key = prefixes.checkpoint_key(&want.full_path());
-        let Some(entry) = checkpoint.tensors.get(&key) else {
+        let Some(entry) = checkpoint.get(&key) else {
             missing.push(key);
             continue;
         };
+        if !entry.dtype.is_float() {
+            return Err(LlmError::Dtype {
+                path: checkpoint.path_of(entry).to_path_buf(),
+                key,
+                dtype: entry.dtype.name().to_string(),
+            });
+        }
         let is_linear_weight = want.module_type().as_deref() == Some("Struct:Linear") && key.ends_with(".weight");
         let mut want_shape = want.shape.to_vec();
         if is_linear_weight {
@@ -91,10 +99,11 @@ pub fn load_llm<B: Backend>(dir: &Path, dtype: DType, device: &B::Device) -> Res
         }
         let source = Rc::clone(&checkpoint);
         let shape = entry.shape.clone();
-        let (file_dtype, entry) = (entry.dtype, entry.clone());
+        let file_dtype = entry.dtype.to_burn();
         let data_fn = Rc::new(move || {
+            // burn-store's closure error is a string; the message names the file and key.
             let data = source
-                .data(&key, &entry)
+                .data(&key)
                 .map_err(|e| burn_store::TensorSnapshotError::DataError(e.to_string()))?;
             Ok(if file_dtype == dtype { data } else { data.convert_dtype(dtype) })
         });
@@ -132,7 +141,7 @@ pub fn load_llm<B: Backend>(dir: &Path, dtype: DType, device: &B::Device) -> Res
     }
     let used: std::collections::BTreeSet<String> =
         expected.iter().map(|e| prefixes.checkpoint_key(&e.full_path())).collect();
-    let unused: Vec<&String> = checkpoint.tensors.keys().filter(|k| !used.contains(*k)).collect();
+    let unused: Vec<&String> = checkpoint.tensors().keys().filter(|k| !used.contains(*k)).collect();
     if !unused.is_empty() {
         tracing::debug!(count = unused.len(), first = ?unused.first(), "checkpoint tensors not used by the model");
     }

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anchorage_llm::{load_llm, read_tensors, write_tensors, LlmError};
+use anchorage_llm::{load_llm, read_tensors, write_tensors, LlmError, TensorsError};
 use burn::tensor::{DType, TensorData};
 
 type B = burn::backend::Flex;
@@ -55,7 +55,7 @@ fn truncated_file_is_named() {
     let bytes = std::fs::read(&shard).unwrap();
     std::fs::write(&shard, &bytes[..bytes.len() - 100]).unwrap();
     let err = load(dir.path()).unwrap_err();
-    assert!(matches!(err, LlmError::Safetensors { .. }), "{err}");
+    assert!(matches!(err, LlmError::Tensors(TensorsError::Entry { .. })), "{err}");
     assert!(err.to_string().contains("model-00002-of-00004.safetensors"), "{err}");
     assert!(err.to_string().contains("truncated"), "{err}");
     // a header cut short
@@ -83,7 +83,7 @@ fn missing_shard_and_missing_weights_are_named() {
     let empty = tempfile::tempdir().unwrap();
     std::fs::copy(dir.path().join("config.json"), empty.path().join("config.json")).unwrap();
     let err = load(empty.path()).unwrap_err();
-    assert!(matches!(err, LlmError::NoWeights { .. }), "{err}");
+    assert!(matches!(err, LlmError::Tensors(TensorsError::NoWeights { .. })), "{err}");
 }
 
 #[test]

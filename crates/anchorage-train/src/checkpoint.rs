@@ -9,10 +9,11 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use anchorage_tensors::{TensorsError, TMP_PREFIX};
+
 use crate::TrainError;
 
 const PREFIX: &str = "step-";
-const TMP_PREFIX: &str = ".tmp-";
 
 /// The step checkpoints of one run folder.
 #[derive(Debug, Clone)]
@@ -109,27 +110,23 @@ impl Checkpoints {
     }
 }
 
-/// Writes one file atomically: a temporary file beside it, synced, then renamed over it.
+/// Writes one file atomically (anchorage-tensors' `write_atomic`): `.tmp-<name>` beside it,
+/// synced, renamed over it, then the folder synced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = parent.join(format!("{TMP_PREFIX}{name}"));
-    {
-        let mut f = File::create(&tmp).map_err(|e| io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| io(&tmp, e))?;
-        f.sync_all().map_err(|e| io(&tmp, e))?;
-    }
-    fs::rename(&tmp, path).map_err(|e| io(path, e))?;
-    sync_dir(parent)
+    anchorage_tensors::write_atomic(path, bytes).map_err(|e| tensors_err(path, e))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), TrainError> {
-    // Directory fsync makes the rename durable on Linux; other platforms may refuse to open a dir.
-    if let Ok(f) = File::open(dir) {
-        f.sync_all().map_err(|e| io(dir, e))?;
+    anchorage_tensors::sync_dir(dir).map_err(|e| tensors_err(dir, e))
+}
+
+/// An I/O failure of the tensor layer as this crate's `Io` error, keeping its path and source.
+fn tensors_err(path: &Path, e: TensorsError) -> TrainError {
+    match e {
+        TensorsError::Io { path, source } => TrainError::Io { path, source },
+        // Atomic writes fail only with I/O errors; anything else keeps its full chain as the source.
+        other => TrainError::Io { path: path.to_path_buf(), source: std::io::Error::other(other) },
     }
-    Ok(())
 }
 
 fn io(path: &Path, source: std::io::Error) -> TrainError {

@@ -1,10 +1,9 @@
-//! [`ClipVisionConfig`]: the architecture of a CLIP vision tower, with named presets.
+//! [`ClipVisionConfig`]: the architecture of a CLIP vision tower, with named presets. The tower
+//! is built by `ClipVisionConfig::init`, which lives beside the model (model.rs) so that the
+//! config knows nothing of the module.
 
 use burn::config::Config;
-use burn::prelude::Backend;
 use serde::{Deserialize, Serialize};
-
-use crate::model::ClipVisionModel;
 
 /// The MLP activation of the encoder layers (`hidden_act` in `config.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,15 +98,6 @@ impl ClipVisionConfig {
             return Err("num_hidden_layers must be at least 1".to_string());
         }
         Ok(())
-    }
-
-    /// Builds a tower with random weights (use [`crate::load_clip_vision`] for a checkpoint).
-    ///
-    /// Weights are drawn lazily from the backend's generator (call `B::seed(device, seed)` first
-    /// for reproducible built-in towers) and are trainable: call `.no_grad()` for a frozen tower,
-    /// as the loader does, or run it on the inner (non-autodiff) backend.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> ClipVisionModel<B> {
-        ClipVisionModel::new(self, device)
     }
 }
 

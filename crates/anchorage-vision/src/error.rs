@@ -28,12 +28,10 @@ pub enum VisionError {
         value: String,
         reason: &'static str,
     },
-    /// The model folder has no safetensors weights.
-    #[error("{dir}: no model.safetensors (or model.safetensors.index.json) in the model folder")]
-    NoWeights { dir: PathBuf },
-    /// A safetensors file whose header or data is cut short or malformed.
-    #[error("{path}: truncated or malformed safetensors file: {reason}")]
-    Safetensors { path: PathBuf, reason: String },
+    /// Reading the weights failed: no weight file in the folder, a truncated or malformed file,
+    /// a missing shard (anchorage-tensors names the file and key).
+    #[error(transparent)]
+    Tensors(#[from] anchorage_tensors::TensorsError),
     /// Tensors the tower needs that the checkpoint does not hold (Hugging Face key names).
     #[error("{path}: missing {} tensor(s): {}", keys.len(), keys.join(", "))]
     MissingTensors { path: PathBuf, keys: Vec<String> },

@@ -13,7 +13,6 @@
 //! [`VisionRequest`]: layers after the deepest one asked for are never run.
 
 mod attention;
-mod checkpoint;
 mod config;
 mod embeddings;
 mod error;
@@ -24,16 +23,16 @@ mod model;
 mod tensors_io;
 mod wire;
 
+/// The tensor-file layer's error, which [`VisionError::Tensors`] wraps.
+pub use anchorage_tensors::TensorsError;
 pub use attention::ClipAttention;
-pub use checkpoint::{read_checkpoint_index, read_header, weight_files, TensorInfo};
 pub use config::{ClipVisionConfig, HiddenAct};
 pub use embeddings::ClipVisionEmbeddings;
 pub use error::{Result, VisionError};
 pub use inspect::{inspect_tensors, LLAVA_SELECT_LAYER};
 pub use layer::{ClipEncoderLayer, ClipMlp};
 pub use load::{
-    expected_tensors, load_clip_vision, load_clip_vision_with, LoadOptions, KEY_RULES,
-    VISION_PREFIX,
+    expected_tensors, load_clip_vision, load_clip_vision_with, LoadOptions, VISION_PREFIX,
 };
 pub use model::{
     select_features, ClipEncoder, ClipVisionModel, FeatureSelect, VisionOutput, VisionRequest,

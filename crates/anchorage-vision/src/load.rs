@@ -1,28 +1,26 @@
-//! Loading a Hugging Face CLIP vision checkpoint: `config.json` + safetensors, keys with or without
+//! Loading a Hugging Face CLIP vision checkpoint: `config.json` + weights (safetensors, sharded or
+//! not, or `pytorch_model.bin`, read by anchorage-tensors), keys with or without
 //! the `vision_model.` prefix, `CLIPVisionModel` or full `CLIPModel` files (the text tower is left
 //! unread), f32 / bf16 / f16 kept in their stored dtype.
 //!
 //! The header is checked first, in Hugging Face names and layouts, so a bad checkpoint is reported
 //! as the key that is missing or mis-shaped (never a burn path or a transposed shape); then
-//! burn-store applies the tensors with the PyTorch adapter (Linear `[out, in]` transposed,
-//! LayerNorm `weight`/`bias` as `gamma`/`beta`).
+//! burn-store applies lazy snapshots of the checkpoint's tensors with the PyTorch adapter (Linear
+//! `[out, in]` transposed; LayerNorm `gamma`/`beta` read from `weight`/`bias`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::rc::Rc;
 
+use anchorage_tensors::{Checkpoint, Dtype, Entry};
 use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
-use burn::tensor::FloatDType;
-use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::tensor::{DType, FloatDType};
+use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, TensorSnapshot};
 
-use crate::checkpoint::{read_checkpoint_index, TensorInfo};
 use crate::config::ClipVisionConfig;
 use crate::error::{Result, VisionError};
 use crate::model::ClipVisionModel;
 use crate::wire::read_config;
-
-/// Checkpoint key rewrites (regex, replacement) applied before matching module paths. Module
-/// fields carry the Hugging Face names, so the only rule strips the Hub's prefix.
-pub const KEY_RULES: &[(&str, &str)] = &[(r"^vision_model\.", "")];
 
 /// The prefix Hub checkpoints (and full `CLIPModel` files) put before the tower's keys.
 pub const VISION_PREFIX: &str = "vision_model.";
@@ -74,15 +72,15 @@ pub fn expected_tensors(config: &ClipVisionConfig) -> Vec<(String, Vec<usize>)> 
     out
 }
 
-fn float_dtype(info: &TensorInfo, key: &str) -> Result<FloatDType> {
-    match info.dtype.as_str() {
-        "F32" => Ok(FloatDType::F32),
-        "BF16" => Ok(FloatDType::BF16),
-        "F16" => Ok(FloatDType::F16),
+fn float_dtype(checkpoint: &Checkpoint, entry: &Entry, key: &str) -> Result<FloatDType> {
+    match entry.dtype {
+        Dtype::F32 => Ok(FloatDType::F32),
+        Dtype::BF16 => Ok(FloatDType::BF16),
+        Dtype::F16 => Ok(FloatDType::F16),
         other => Err(VisionError::UnsupportedDtype {
-            path: info.file.clone(),
+            path: checkpoint.path_of(entry).to_path_buf(),
             key: key.to_string(),
-            dtype: other.to_string(),
+            dtype: other.name().to_string(),
         }),
     }
 }
@@ -90,12 +88,15 @@ fn float_dtype(info: &TensorInfo, key: &str) -> Result<FloatDType> {
 /// Checks names, shapes and dtypes against the config; returns the checkpoint's prefix and the
 /// dtype of the patch embedding.
 fn verify(
-    files: &[PathBuf],
     dir: &Path,
     config: &ClipVisionConfig,
-    index: &std::collections::BTreeMap<String, TensorInfo>,
+    checkpoint: &Checkpoint,
 ) -> Result<(&'static str, FloatDType)> {
-    let prefix = if index.keys().any(|k| k.starts_with(VISION_PREFIX)) {
+    let prefix = if checkpoint
+        .tensors()
+        .keys()
+        .any(|k| k.starts_with(VISION_PREFIX))
+    {
         VISION_PREFIX
     } else {
         ""
@@ -104,35 +105,85 @@ fn verify(
     let mut patch_dtype = FloatDType::F32;
     for (name, shape) in expected_tensors(config) {
         let key = format!("{prefix}{name}");
-        let Some(info) = index.get(&key) else {
+        let Some(entry) = checkpoint.get(&key) else {
             missing.push(key);
             continue;
         };
-        if info.shape != shape {
+        if entry.shape != shape {
             return Err(VisionError::ShapeMismatch {
-                path: info.file.clone(),
+                path: checkpoint.path_of(entry).to_path_buf(),
                 key,
                 expected: shape,
-                found: info.shape.clone(),
+                found: entry.shape.clone(),
             });
         }
-        let dtype = float_dtype(info, &key)?;
+        let dtype = float_dtype(checkpoint, entry, &key)?;
         if name == "embeddings.patch_embedding.weight" {
             patch_dtype = dtype;
         }
     }
     if !missing.is_empty() {
         // One file: name it; shards: name the index that lists them.
-        let path = match files {
-            [single] => single.clone(),
-            _ => dir.join("model.safetensors.index.json"),
-        };
+        let path = checkpoint.label().unwrap_or(dir).to_path_buf();
         return Err(VisionError::MissingTensors {
             path,
             keys: missing,
         });
     }
     Ok((prefix, patch_dtype))
+}
+
+/// The checkpoint key of a module parameter: LayerNorm's `gamma`/`beta` are PyTorch's
+/// `weight`/`bias`; every other field already carries the Hugging Face name.
+fn checkpoint_key(prefix: &str, snapshot: &TensorSnapshot) -> String {
+    let path = snapshot.full_path();
+    let is_norm = snapshot.module_type().as_deref() == Some("Struct:LayerNorm");
+    let path = match (is_norm, path.rsplit_once('.')) {
+        (true, Some((module, "gamma"))) => format!("{module}.weight"),
+        (true, Some((module, "beta"))) => format!("{module}.bias"),
+        _ => path,
+    };
+    format!("{prefix}{path}")
+}
+
+/// One lazy snapshot per module parameter, reading its checkpoint tensor in `dtype` on demand.
+fn snapshots<B: Backend>(
+    model: &ClipVisionModel<B>,
+    checkpoint: &Rc<Checkpoint>,
+    prefix: &str,
+    dtype: DType,
+) -> Vec<TensorSnapshot> {
+    model
+        .collect(None, None, false)
+        .into_iter()
+        .map(|want| {
+            let key = checkpoint_key(prefix, &want);
+            let shape = checkpoint
+                .get(&key)
+                .map(|e| e.shape.clone())
+                .unwrap_or_else(|| want.shape.to_vec());
+            let source = Rc::clone(checkpoint);
+            let data_fn = Rc::new(move || {
+                // burn-store's closure error is a string; the message names the file and key.
+                let data = source
+                    .data(&key)
+                    .map_err(|e| burn_store::TensorSnapshotError::DataError(e.to_string()))?;
+                Ok(if data.dtype == dtype {
+                    data
+                } else {
+                    data.convert_dtype(dtype)
+                })
+            });
+            TensorSnapshot::from_closure(
+                data_fn,
+                dtype,
+                shape.into(),
+                want.path_stack.clone().unwrap_or_default(),
+                want.container_stack.clone().unwrap_or_default(),
+                want.tensor_id.unwrap_or_default(),
+            )
+        })
+        .collect()
 }
 
 /// Casts every float parameter to one dtype.
@@ -160,44 +211,37 @@ pub fn load_clip_vision_with<B: Backend>(
     options: LoadOptions,
 ) -> Result<(ClipVisionConfig, ClipVisionModel<B>)> {
     let config = read_config(dir)?;
-    let (files, index) = read_checkpoint_index(dir)?;
-    let (prefix, stored) = verify(&files, dir, &config, &index)?;
+    let checkpoint = Rc::new(Checkpoint::open_dir(dir)?);
+    let (prefix, stored) = verify(dir, &config, &checkpoint)?;
     let expected = expected_tensors(&config);
+    let target = options.dtype.unwrap_or(stored);
     tracing::info!(
         dir = %dir.display(),
         tensors = expected.len(),
         prefix,
-        dtype = ?stored,
+        dtype = ?target,
         "loading CLIP vision tower"
     );
 
     let mut model = config.init::<B>(device);
-    let mut applied = 0usize;
-    for file in &files {
-        let mut store = SafetensorsStore::from_file(file.clone())
-            .with_from_adapter(PyTorchToBurnAdapter)
-            .validate(false)
-            .allow_partial(true);
-        for (from, to) in KEY_RULES {
-            store = store.with_key_remapping(*from, *to);
-        }
-        let result = model
-            .load_from(&mut store)
-            .map_err(|e| apply_error(file, e.to_string()))?;
-        if let Some(err) = result.errors.first() {
-            return Err(apply_error(file, err.to_string()));
-        }
-        applied += result.applied.len();
+    let snapshots = snapshots(&model, &checkpoint, prefix, target.into());
+    let label = checkpoint.label().unwrap_or(dir).to_path_buf();
+    let result = model.apply(snapshots, None, Some(Box::new(PyTorchToBurnAdapter)), false);
+    if let Some(err) = result.errors.first() {
+        return Err(apply_error(&label, err.to_string()));
     }
-    if applied != expected.len() {
+    if result.applied.len() != expected.len() {
         // verify() saw every key, so this means the module and the key table disagree.
         return Err(apply_error(
-            files.first().map(PathBuf::as_path).unwrap_or(dir),
-            format!("applied {applied} tensors, expected {}", expected.len()),
+            &label,
+            format!(
+                "applied {} tensors, expected {}",
+                result.applied.len(),
+                expected.len()
+            ),
         ));
     }
-
-    let target = options.dtype.unwrap_or(stored);
+    // Parameters are already in `target`; the cast is for any the snapshots did not cover.
     let model = model.map(&mut CastParams(target)).no_grad();
     Ok((config, model))
 }

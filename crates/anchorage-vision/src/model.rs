@@ -92,6 +92,17 @@ pub struct VisionOutput<B: Backend> {
     pub layers_run: usize,
 }
 
+impl ClipVisionConfig {
+    /// Builds a tower with random weights (use [`crate::load_clip_vision`] for a checkpoint).
+    ///
+    /// Weights are drawn lazily from the backend's generator (call `B::seed(device, seed)` first
+    /// for reproducible built-in towers) and are trainable: call `.no_grad()` for a frozen tower,
+    /// as the loader does, or run it on the inner (non-autodiff) backend.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> ClipVisionModel<B> {
+        ClipVisionModel::new(self, device)
+    }
+}
+
 impl<B: Backend> ClipVisionModel<B> {
     pub(crate) fn new(config: &ClipVisionConfig, device: &B::Device) -> Self {
         let ln = || {

@@ -138,7 +138,7 @@ fn truncated_safetensors_names_the_file() {
         let err = load_err(dir.path());
         let msg = err.to_string();
         assert!(
-            matches!(err, VisionError::Safetensors { .. }),
+            matches!(err, VisionError::Tensors(_)),
             "{keep}: {msg}"
         );
         assert!(msg.contains(&file.display().to_string()), "{msg}");
