@@ -18,13 +18,9 @@ impl<B: Backend, V: Backend<Device = B::Device>> Llava<B, V> {
     }
 
     /// Writes the LoRA adapters as PEFT names them (`base_model.model.model.layers.{i}...
-    /// lora_A/B.weight`) to `path`, through a temporary file renamed into place.
+    /// lora_A/B.weight`) to `path` (atomically: anchorage-tensors writes through a renamed temporary).
     pub fn write_lora(&self, path: &Path) -> Result<(), ModelError> {
         let tensors: std::collections::BTreeMap<_, _> = self.llm().lora_tensors().into_iter().collect();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("lora.safetensors");
-        let tmp = path.with_file_name(format!(".tmp-{name}"));
-        anchorage_llm::write_tensors(&tmp, &tensors)?;
-        std::fs::rename(&tmp, path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
-        Ok(())
+        Ok(anchorage_llm::write_tensors(path, &tensors)?)
     }
 }

@@ -119,7 +119,7 @@ impl Checkpoint {
     pub fn open_index(index_path: &Path) -> Result<Self> {
         let index = ShardIndex::read(index_path)?;
         let mut checkpoint = Self::open_files(&index.files())?;
-        index.check(&checkpoint)?;
+        index.check(|key| checkpoint.get(key).map(|e| checkpoint.path_of(e)))?;
         checkpoint.index = Some(index_path.to_path_buf());
         Ok(checkpoint)
     }

@@ -6,7 +6,6 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::checkpoint::Checkpoint;
 use crate::error::{io_err, Result, TensorsError};
 
 #[derive(Deserialize)]
@@ -58,11 +57,11 @@ impl ShardIndex {
         names.into_iter().map(|n| self.dir.join(n)).collect()
     }
 
-    /// Every key the index lists is in the shard it names.
-    pub(crate) fn check(&self, checkpoint: &Checkpoint) -> Result<()> {
+    /// Every key the index lists is in the shard it names; `file_of` says which opened file holds
+    /// a key.
+    pub(crate) fn check<'a>(&self, file_of: impl Fn(&str) -> Option<&'a Path>) -> Result<()> {
         for (key, file) in &self.weight_map {
-            let found = checkpoint.get(key).map(|e| checkpoint.path_of(e));
-            if found != Some(self.dir.join(file).as_path()) {
+            if file_of(key) != Some(self.dir.join(file).as_path()) {
                 return Err(TensorsError::Index {
                     path: self.path.clone(),
                     message: format!("lists `{key}` in {file}, which does not hold it"),

@@ -120,12 +120,12 @@ fn sync_dir(dir: &Path) -> Result<(), TrainError> {
     anchorage_tensors::sync_dir(dir).map_err(|e| tensors_err(dir, e))
 }
 
-/// An I/O failure of the tensor layer as this crate's `Io` error, keeping its path and source.
-fn tensors_err(path: &Path, e: TensorsError) -> TrainError {
+/// An I/O failure of the tensor layer as this crate's `Io` error (same path and source); any
+/// other tensor-layer error stays typed.
+fn tensors_err(_path: &Path, e: TensorsError) -> TrainError {
     match e {
         TensorsError::Io { path, source } => TrainError::Io { path, source },
-        // Atomic writes fail only with I/O errors; anything else keeps its full chain as the source.
-        other => TrainError::Io { path: path.to_path_buf(), source: std::io::Error::other(other) },
+        other => TrainError::Tensors(other),
     }
 }
 

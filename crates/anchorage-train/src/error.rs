@@ -61,5 +61,7 @@ pub enum TrainError {
     #[error(transparent)]
     Data(#[from] anchorage_data::DataError),
     #[error(transparent)]
+    Tensors(#[from] anchorage_tensors::TensorsError),
+    #[error(transparent)]
     Parallel(#[from] crate::trainer::ParallelError),
 }
