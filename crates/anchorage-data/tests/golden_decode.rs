@@ -104,3 +104,16 @@ fn corrupt_headers_are_errors_naming_the_file() {
     bad.extend(std::iter::repeat_n(0xAB, 200));
     assert!(decode_rgb_bytes(&bad, &path).is_err());
 }
+
+/// A header announcing more than Pillow's decompression-bomb limit is refused before any pixel
+/// buffer is allocated (Pillow's `Image.open` raises `DecompressionBombError`).
+#[test]
+fn decompression_bombs_are_refused_before_allocating() {
+    let path = fixtures().join("decode/pil_444_base_15x17.jpg");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let sof = bytes.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    // height, width: 65000 x 65000 = 4.2e9 pixels.
+    bytes[sof + 5..sof + 9].copy_from_slice(&[0xFD, 0xE8, 0xFD, 0xE8]);
+    let err = decode_rgb_bytes(&bytes, &path).unwrap_err().to_string();
+    assert!(err.contains("decompression-bomb"), "{err}");
+}
