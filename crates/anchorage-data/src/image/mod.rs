@@ -2,11 +2,13 @@
 //! and CLIPImageProcessor's crop, rescale and normalisation.
 
 mod decode;
+mod jpeg;
 mod processor;
 mod resample;
 mod write;
 
 pub use decode::{cmyk_to_rgb, decode_rgb, decode_rgb_bytes, dynamic_to_rgb, ImageFormat, Rgb8Image};
+pub use jpeg::{decode_jpeg, MAX_PIXELS};
 pub use processor::{
     center_crop, expand2square, load_pixel_values, preprocess_rgb, resize_output_size,
     ClipImageProcessor, PixelValues, CLIP_MEAN, CLIP_STD,

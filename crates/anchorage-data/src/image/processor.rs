@@ -7,6 +7,11 @@
 //! `src/transformers/image_transforms.py` (`get_resize_output_image_size`, `center_crop`, `rescale`,
 //! `normalize`) and `image_processing_backends.py` (`PilBackend`). The float steps are reproduced
 //! bit for bit: rescale multiplies in f64 and rounds to f32, normalise works in f32.
+//!
+//! The processor's own `convert_to_rgb` changes nothing here: in the transformers LLaVA pins
+//! (4.36.2, llava-torch's requirement) it is a plain `convert("RGB")` of an image that already is
+//! RGB. transformers 5 instead composites an image still carrying `info["transparency"]` (a PNG
+//! palette's transparent colour) onto white; anchorage follows LLaVA and keeps the colour.
 
 use std::path::Path;
 
@@ -198,14 +203,6 @@ impl ClipImageProcessor {
     /// # Shapes
     /// `[H, W, 3]` u8 -> `[3, crop, crop]` f32
     pub fn preprocess(&self, img: &Rgb8Image) -> PixelValues {
-        let whitened;
-        let img = match img.transparency {
-            Some(t) => {
-                whitened = composite_transparent_on_white(img, t);
-                &whitened
-            }
-            None => img,
-        };
         let (w, h) = resize_output_size(img.width, img.height, self.shortest_edge as usize);
         let crop = self.crop as usize;
         let cropped = if w >= crop && h >= crop {
@@ -251,20 +248,6 @@ impl ClipImageProcessor {
         }
         lut
     }
-}
-
-/// transformers' `convert_to_rgb` on a PIL image that still carries `info["transparency"]`:
-/// `convert("RGBA")` makes exactly the pixels of that colour transparent, and `alpha_composite`
-/// onto opaque white turns them white and leaves the others unchanged.
-fn composite_transparent_on_white(img: &Rgb8Image, t: [u16; 3]) -> Rgb8Image {
-    let mut out = img.clone();
-    out.transparency = None;
-    for p in out.data.chunks_exact_mut(3) {
-        if p[0] as u16 == t[0] && p[1] as u16 == t[1] && p[2] as u16 == t[2] {
-            p.copy_from_slice(&[255, 255, 255]);
-        }
-    }
-    out
 }
 
 /// transformers' `get_resize_output_image_size(default_to_square=False)`: the short side becomes
