@@ -18,6 +18,9 @@ pub struct Settings {
     pub run_dir: PathBuf,
     /// The resolved recipe as saved into the run folder and every checkpoint.
     pub recipe_text: String,
+    /// `model.toml`: the model sections, template, aspect and maximum length, for generation and
+    /// evaluation (anchorage-model's `ModelCard`).
+    pub model_card: String,
     /// The derived numbers, planned from the records the data set really has.
     pub plan: Plan,
     /// Which data positions each step reads, and this process's share.
@@ -71,6 +74,7 @@ impl Settings {
         Self {
             run_dir: plan.run_dir.clone(),
             recipe_text: recipe.to_toml(),
+            model_card: model_card(recipe, &plan),
             layout,
             max_len: recipe.data.max_length,
             pad_id,
@@ -98,6 +102,25 @@ impl Settings {
     pub fn connector_meta(&self, step: u64) -> ConnectorMeta {
         connector_meta(&self.vision_id, &self.llm_id, self.select_layer, &self.recipe_text, step)
     }
+}
+
+/// The model card of a run: the recipe's model tables as they are, plus how inputs are prepared.
+fn model_card(recipe: &Recipe, plan: &Plan) -> String {
+    let mut card = toml::Table::new();
+    let mut put = |key: &str, value: Result<toml::Value, toml::ser::Error>| {
+        if let Ok(v) = value {
+            card.insert(key.to_string(), v);
+        }
+    };
+    put("template", toml::Value::try_from(plan.template));
+    put("aspect", toml::Value::try_from(plan.aspect));
+    put("max_length", Ok(toml::Value::Integer(recipe.data.max_length as i64)));
+    put("seed", toml::Value::try_from(recipe.run.seed));
+    put("vision", toml::Value::try_from(&recipe.vision));
+    put("llm", toml::Value::try_from(&recipe.llm));
+    put("connector", toml::Value::try_from(&recipe.connector));
+    put("compression", toml::Value::try_from(&recipe.compression));
+    toml::to_string_pretty(&card).unwrap_or_default()
 }
 
 /// Provenance of a connector trained by `recipe` (saved as `recipe_text`) up to `step`.

@@ -36,9 +36,19 @@ pub fn apply_override(table: &mut Table, item: &str) -> Result<(), TrainError> {
             }
         };
     }
+    if TAGS.contains(last) && current.get(*last).is_some_and(|old| *old != value) {
+        // Another variant of a tagged table (`connector.kind`, `compression.method`): the old
+        // variant's keys do not apply to the new one, so they go (the connector's `init` stays).
+        current.retain(|k, _| KEPT_ACROSS_VARIANTS.contains(&k));
+    }
     current.insert(last.to_string(), value);
     Ok(())
 }
+
+/// The keys that choose a table's variant.
+const TAGS: [&str; 2] = ["kind", "method"];
+/// Keys every variant of a tagged table has.
+const KEPT_ACROSS_VARIANTS: [&str; 1] = ["init"];
 
 fn parse_value(raw: &str) -> Value {
     match format!("v = {raw}").parse::<Table>() {
@@ -60,6 +70,19 @@ mod tests {
         assert_eq!(t["optim"]["lr"].as_float(), Some(2e-5));
         assert_eq!(t["connector"]["kind"].as_str(), Some("mlp"));
         assert_eq!(t["devices"]["ids"].as_array().map(|a| a.len()), Some(2));
+    }
+
+    #[test]
+    fn switching_a_variant_drops_the_old_variants_keys() {
+        let mut t: Table = "[connector]\nkind = \"anchor_former\"\nanchors = 9\ninit = \"c.safetensors\"\n[compression]\nmethod = \"act\"\ncoverage = 0.5\n".parse().unwrap();
+        apply_override(&mut t, "connector.kind=mlp").unwrap();
+        assert_eq!(t["connector"].as_table().unwrap().keys().collect::<Vec<_>>(), vec!["init", "kind"]);
+        apply_override(&mut t, "compression.method=fastv").unwrap();
+        apply_override(&mut t, "compression.layer=3").unwrap();
+        assert_eq!(t["compression"].as_table().unwrap().keys().collect::<Vec<_>>(), vec!["layer", "method"]);
+        // Setting the same variant again keeps its keys.
+        apply_override(&mut t, "compression.method=fastv").unwrap();
+        assert_eq!(t["compression"]["layer"].as_integer(), Some(3));
     }
 
     #[test]

@@ -108,6 +108,7 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
             checkpoints.remove_partial()?;
             write_atomic(&settings.run_dir.join("recipe.toml"), settings.recipe_text.as_bytes())?;
             write_atomic(&settings.run_dir.join("plan.txt"), format!("{}\n", settings.plan).as_bytes())?;
+            write_atomic(&settings.run_dir.join("model.toml"), settings.model_card.as_bytes())?;
         }
         let mut trainer = Self::fresh(settings, model, source, checkpoints, options);
         match latest.filter(|_| options.resume) {
@@ -135,7 +136,7 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
             others: Vec::new(),
             optim: new_optimizer::<B>(&settings.optim),
             optim_bytes: None,
-            state: TrainState { step: 0, epoch: 0, position: 0, seed: settings.layout.seed, skipped: Default::default(), losses: Vec::new() },
+            state: TrainState { step: 0, epoch: 0, position: 0, seed: settings.layout.seed, skipped: Default::default(), losses: Vec::new(), seconds: 0.0 },
             checkpoints,
             metrics: None,
             skips: SkipLog::default(),
@@ -279,6 +280,7 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
         self.state.epoch = (next / plan.steps_per_epoch) as u32;
         self.state.position = (next % plan.steps_per_epoch) * plan.global_batch;
         self.step_seconds.push(secs);
+        self.state.seconds += secs;
         let (samples_per_s, tokens_per_s) = (outcome.samples as f64 / secs, outcome.tokens as f64 / secs);
         let last = next == plan.total_steps;
         if let Some(metrics) = self.metrics.as_mut().filter(|_| next % self.settings.log.every_steps == 0 || last) {
@@ -325,6 +327,16 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
         let leader = settings.world.is_leader();
         if leader {
             write_atomic(&run_dir.join("skipped.jsonl"), self.skips.jsonl().as_bytes())?;
+            let summary = serde_json::json!({
+                "steps": self.state.step,
+                "total_steps": settings.plan.total_steps,
+                "first_loss": self.state.losses.first(),
+                "last_loss": self.state.losses.last(),
+                "train_seconds": self.state.seconds,
+                "skipped": self.skips.total(),
+            });
+            let path = run_dir.join("train_summary.json");
+            write_atomic(&path, format!("{summary:#}\n").as_bytes())?;
         }
         let mut exported = None;
         if let Some(model) = self.replica.as_ref().map(|r| &r.model).filter(|_| leader && self.state.step == settings.plan.total_steps) {

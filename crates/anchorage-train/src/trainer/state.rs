@@ -19,4 +19,7 @@ pub struct TrainState {
     pub skipped: BTreeMap<FaultReason, u64>,
     /// Loss of every step so far, for comparisons across resumes.
     pub losses: Vec<f64>,
+    /// Wall time of the steps so far (after their samples arrived), across resumes.
+    #[serde(default)]
+    pub seconds: f64,
 }
