@@ -17,7 +17,7 @@
 //! AvgPool-1D K/V variant): the stage's visual keys/values are replaced by `k` average-pooled ones,
 //! windows with `torch.nn.functional.adaptive_avg_pool1d`'s bounds over the image tokens, each the
 //! mean of its members' keys (after RoPE at their own positions) and values, through the seam's
-//! [`LayerRequest::kv_pool`]; a pooled key is visible to a query from its window's last token on
+//! [`KvAccess::Pool`]; a pooled key is visible to a query from its window's last token on
 //! (no future leakage); text keys/values stay as they are. `UniformWindows` keeps the centre token
 //! of each of those windows (a content-independent subset, not in the paper).
 //!
@@ -27,7 +27,7 @@
 
 use std::ops::Range;
 
-use anchorage_llm::{AttentionRows, LayerHooks, LayerRequest, SampleLayout, SeqLayout};
+use anchorage_llm::{AttentionRows, HookError, KvAccess, LayerHooks, LayerRequest, SampleLayout, SeqLayout};
 use burn::prelude::*;
 
 use crate::config::{ActConfig, ActSelection};
@@ -68,55 +68,56 @@ pub fn act_stages(config: &ActConfig, num_layers: usize) -> Vec<ActStage> {
     out
 }
 
-/// What a stage's layers attend to, per sample (current indices).
-#[derive(Debug, Clone, PartialEq)]
-enum StageKeys {
-    /// A subset of the positions.
-    Keep(Vec<Vec<usize>>),
-    /// Groups of positions, each averaged into one key/value.
-    Pool(Vec<Vec<Vec<usize>>>),
-}
-
-impl StageKeys {
-    /// Keys/values each sample attends to.
-    fn counts(&self) -> Vec<usize> {
-        match self {
-            Self::Keep(keep) => keep.iter().map(Vec::len).collect(),
-            Self::Pool(pool) => pool.iter().map(Vec::len).collect(),
-        }
-    }
-
-    /// Whether this is every position as is (then the layer runs unrestricted, bit for bit).
-    fn is_everything(&self, layout: &SeqLayout) -> bool {
-        let all = |b: usize, n: usize| n == layout.samples[b].len();
-        match self {
-            Self::Keep(keep) => keep.iter().enumerate().all(|(b, k)| all(b, k.len())),
-            Self::Pool(pool) => pool.iter().enumerate().all(|(b, g)| all(b, g.len()) && g.iter().all(|g| g.len() == 1)),
-        }
-    }
-
-    fn request(&self, request: &mut LayerRequest) {
-        match self {
-            Self::Keep(keep) => request.kv_keep = Some(keep.clone()),
-            Self::Pool(pool) => request.kv_pool = Some(pool.clone()),
-        }
+/// Keys/values each sample attends to under `kv` (a `Keep` or `Pool` selection).
+fn key_counts(kv: &KvAccess, layout: &SeqLayout) -> Vec<usize> {
+    match kv {
+        KvAccess::All => layout.samples.iter().map(|s| s.len()).collect(),
+        KvAccess::Keep(keep) => keep.iter().map(Vec::len).collect(),
+        KvAccess::Pool(pool) => pool.iter().map(Vec::len).collect(),
     }
 }
 
-/// ACT-IN-LLM as a [`LayerHooks`] policy. State resets when layer 0 starts, so one value serves many forwards
-/// (check `error` after each).
+/// Whether `kv` is every position as is (then the layer runs unrestricted, bit for bit).
+fn is_everything(kv: &KvAccess, layout: &SeqLayout) -> bool {
+    let all = |b: usize, n: usize| n == layout.samples[b].len();
+    match kv {
+        KvAccess::All => true,
+        KvAccess::Keep(keep) => keep.iter().enumerate().all(|(b, k)| all(b, k.len())),
+        KvAccess::Pool(pool) => pool.iter().enumerate().all(|(b, g)| all(b, g.len()) && g.iter().all(|g| g.len() == 1)),
+    }
+}
+
+/// Per sample, the original indices of the image tokens that feed some key/value under `kv`.
+fn kept_images(kv: &KvAccess, layout: &SeqLayout) -> Vec<Vec<usize>> {
+    layout
+        .samples
+        .iter()
+        .enumerate()
+        .map(|(b, s)| {
+            let mut kept: Vec<usize> = match kv {
+                KvAccess::All => (0..s.len()).collect(),
+                KvAccess::Keep(keep) => keep[b].clone(),
+                KvAccess::Pool(pool) => pool[b].iter().flatten().copied().collect(),
+            };
+            kept.sort_unstable();
+            kept.dedup();
+            kept.into_iter().filter(|&c| s.is_image(c)).map(|c| s.index[c]).collect()
+        })
+        .collect()
+}
+
+/// ACT-IN-LLM as a [`LayerHooks`] policy. State resets when layer 0 starts, so one value serves
+/// many forwards.
 #[derive(Debug, Clone)]
 pub struct ActHooks {
     selection: ActSelection,
     stages: Vec<ActStage>,
     /// Keys/values of the stage now running.
-    active: Option<(usize, StageKeys)>,
+    active: Option<(usize, KvAccess)>,
     /// Selection made for the stage about to start.
-    next: Option<(usize, StageKeys)>,
+    next: Option<(usize, KvAccess)>,
     /// What this forward did.
     pub trace: Trace,
-    /// The first problem met (later layers then run uncompressed).
-    pub error: Option<CompressError>,
 }
 
 impl ActHooks {
@@ -129,7 +130,6 @@ impl ActHooks {
             active: None,
             next: None,
             trace: Trace::default(),
-            error: None,
         })
     }
 
@@ -148,23 +148,36 @@ impl ActHooks {
 
     /// Records a stage's keys/values; a pooled selection keeps every image token that is in a
     /// window (all of them when `k` > 0).
-    fn record(&mut self, layer: usize, layout: &SeqLayout, stage: usize, keys: StageKeys) {
-        let kept_images = layout
-            .samples
-            .iter()
-            .enumerate()
-            .map(|(b, s)| {
-                let mut kept: Vec<usize> = match &keys {
-                    StageKeys::Keep(keep) => keep[b].clone(),
-                    StageKeys::Pool(pool) => pool[b].iter().flatten().copied().collect(),
-                };
-                kept.sort_unstable();
-                kept.dedup();
-                kept.into_iter().filter(|&c| s.is_image(c)).map(|c| s.index[c]).collect()
-            })
-            .collect();
+    fn record(&mut self, layer: usize, layout: &SeqLayout, stage: usize, keys: KvAccess) {
+        let kept_images = kept_images(&keys, layout);
         self.trace.selections.push(Selection { layer, kept_images });
         self.next = Some((stage, keys));
+    }
+
+    /// At the first layer of `stage`: selects by windows (content-independent) or takes the
+    /// selection the previous layer's attention made, and makes it the running one.
+    fn start_stage(&mut self, layer: usize, layout: &SeqLayout, stage: usize) -> Result<(), HookError> {
+        let ratio = self.stages[stage].keep_ratio;
+        let samples = &layout.samples;
+        match self.selection {
+            ActSelection::Attention => {}
+            ActSelection::AvgPool => {
+                let pool = samples.iter().map(|s| pooled_windows(s, ratio)).collect();
+                self.record(layer, layout, stage, KvAccess::Pool(pool));
+            }
+            ActSelection::UniformWindows => {
+                let keep = samples.iter().map(|s| window_centres(s, ratio)).collect();
+                self.record(layer, layout, stage, KvAccess::Keep(keep));
+            }
+        }
+        match self.next.take().filter(|(s, _)| *s == stage) {
+            Some(next) => {
+                self.active = Some(next);
+                Ok(())
+            }
+            // The attention selection is made from the rows asked for at the layer before.
+            None => Err(HookError::new(layer, CompressError::MissingRows { asked_at: layer.saturating_sub(1) })),
+        }
     }
 }
 
@@ -198,82 +211,58 @@ fn window_centres(sample: &SampleLayout, ratio: f64) -> Vec<usize> {
 }
 
 impl<B: Backend> LayerHooks<B> for ActHooks {
-    fn before_layer(&mut self, layer: usize, layout: &SeqLayout) -> LayerRequest {
+    fn before_layer(&mut self, layer: usize, layout: &SeqLayout) -> Result<LayerRequest, HookError> {
         if layer == 0 {
             // A new forward: the same hooks can serve many (training steps).
             self.trace = Trace::default();
             self.active = None;
             self.next = None;
-            self.error = None;
         }
         let mut request = LayerRequest::default();
-        let usable = self.error.is_none() && layout.samples.iter().all(|s| !s.is_empty());
-        if let (Some(stage), true) = (self.stage_of(layer), usable) {
-            if self.stages[stage].layers.start == layer {
-                let ratio = self.stages[stage].keep_ratio;
-                let samples = &layout.samples;
-                match self.selection {
-                    ActSelection::Attention => {}
-                    ActSelection::AvgPool => {
-                        let pool = samples.iter().map(|s| pooled_windows(s, ratio)).collect();
-                        self.record(layer, layout, stage, StageKeys::Pool(pool));
-                    }
-                    ActSelection::UniformWindows => {
-                        let keep = samples.iter().map(|s| window_centres(s, ratio)).collect();
-                        self.record(layer, layout, stage, StageKeys::Keep(keep));
+        match self.stage_of(layer) {
+            Some(stage) => {
+                if self.stages[stage].layers.start == layer {
+                    self.start_stage(layer, layout, stage)?;
+                }
+                if let Some((s, kv)) = &self.active {
+                    if *s == stage && !is_everything(kv, layout) {
+                        request.kv = kv.clone();
                     }
                 }
-                self.active = self.next.take().filter(|(s, _)| *s == stage);
             }
-            if let Some((s, keys)) = &self.active {
-                if *s == stage && !keys.is_everything(layout) {
-                    keys.request(&mut request);
-                }
-            }
-        } else {
-            self.active = None;
+            None => self.active = None,
         }
-        if usable && self.selection == ActSelection::Attention && self.stage_starting_at(layer + 1).is_some() {
+        if self.selection == ActSelection::Attention && self.stage_starting_at(layer + 1).is_some() {
             request.rows = Some(layout.last_rows());
         }
-        let counts = self.active.as_ref().filter(|_| request.kv_keep.is_some() || request.kv_pool.is_some()).map(|(_, k)| k.counts());
+        let counts = key_counts(&request.kv, layout);
         let tokens = layout
             .samples
             .iter()
-            .enumerate()
-            .map(|(b, s)| LayerTokens {
-                queries: s.len(),
-                keys: counts.as_ref().map_or(s.len(), |c| c[b]),
-            })
+            .zip(counts)
+            .map(|(s, keys)| LayerTokens { queries: s.len(), keys })
             .collect();
         self.trace.layer(layer, tokens);
-        request
+        Ok(request)
     }
 
-    fn attention_rows(&mut self, layer: usize, layout: &SeqLayout, rows: AttentionRows<B>) {
+    fn attention_rows(&mut self, layer: usize, layout: &SeqLayout, rows: AttentionRows<B>) -> Result<(), HookError> {
         let Some(stage) = self.stage_starting_at(layer + 1) else {
-            return;
+            return Ok(());
         };
         let ratio = self.stages[stage].keep_ratio;
         let picks: Vec<(Vec<usize>, usize)> = layout.samples.iter().map(|s| image_and_count(s, ratio)).collect();
         let columns: Vec<Vec<usize>> = picks.iter().map(|(image, _)| image.clone()).collect();
-        match received_scores(layer, layout, rows, &columns) {
-            Ok(scores) => {
-                let keep = layout
-                    .samples
-                    .iter()
-                    .zip(&picks)
-                    .zip(&scores)
-                    .map(|((s, (image, k)), sc)| keep_best(s, image, sc, *k))
-                    .collect();
-                self.record(layer, layout, stage, StageKeys::Keep(keep));
-            }
-            Err(e) => {
-                // Boxed hooks cannot be asked; say it here too.
-                tracing::warn!(layer, error = %e, "compression skipped: the forward runs uncompressed from here");
-                self.error = Some(e);
-            }
-        }
+        let scores = received_scores(layout, rows, &columns).map_err(|e| HookError::new(layer, e))?;
+        let keep = layout
+            .samples
+            .iter()
+            .zip(&picks)
+            .zip(&scores)
+            .map(|((s, (image, k)), sc)| keep_best(s, image, sc, *k))
+            .collect();
+        self.record(layer, layout, stage, KvAccess::Keep(keep));
+        Ok(())
     }
 }
 

@@ -1,14 +1,21 @@
-//! Policy settings, independent of the recipe schema (anchorage-train converts its
-//! `[compression]` section into [`CompressionPolicy`]; the arrow points from train to here).
+//! Policy settings, and the wire format of a recipe's `[compression]` table: [`CompressionPolicy`]
+//! deserialises from it directly, tagged by `method` (`none`, `act`, `fastv`, `himap`), every other
+//! key optional with the defaults below, unknown keys refused. Serde checks the shape; the values
+//! are checked here, once: [`CompressionPolicy::validate`] without a model,
+//! [`CompressionPolicy::check`] against a decoder's layer count.
 //!
 //! Keep amounts are ratios of each sample's own image-token count, turned into counts with
 //! [`keep_count`](crate::rules::keep_count) (Python's `round`), so one setting serves every
 //! connector (576 MLP tokens, 145 anchors, ...).
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::CompressError;
 
-/// How ACT-IN-LLM picks the visual keys/values of a stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How ACT-IN-LLM picks the visual keys/values of a stage (`selection = "attention" | "avg_pool" |
+/// "uniform_windows"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ActSelection {
     /// Top-k by the previous layer's last-row attention, averaged over heads.
     Attention,
@@ -22,8 +29,9 @@ pub enum ActSelection {
 }
 
 /// ACT-IN-LLM: every token stays a query; compressed layers attend to all text keys/values plus a
-/// per-stage subset of the visual ones.
-#[derive(Debug, Clone, PartialEq)]
+/// per-stage subset of the visual ones. Defaults: coverage 0.7, keep ratios 0.6, 0.4, 0.2, attention.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ActConfig {
     /// Fraction of the layers (the deepest) that carry a compression module (paper: about 0.7).
     pub coverage: f64,
@@ -43,8 +51,9 @@ impl Default for ActConfig {
     }
 }
 
-/// FastV's scoring rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// FastV's scoring rule (`rule = "last_token" | "average_received"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FastVRule {
     /// The released code: the last token's head-mean attention row.
     LastToken,
@@ -53,8 +62,9 @@ pub enum FastVRule {
 }
 
 /// FastV: after `layer` layers (scored with layer `layer - 1`'s attention), keep the best image
-/// tokens and drop the rest from the sequence.
-#[derive(Debug, Clone, PartialEq)]
+/// tokens and drop the rest from the sequence. Defaults: K = 2, keep 0.5, last token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct FastVConfig {
     /// K (at least 1).
     pub layer: usize,
@@ -74,8 +84,10 @@ impl Default for FastVConfig {
 }
 
 /// HiMAP: shallow pruning after `shallow_layer` layers by text→image attention, deep pruning after
-/// `deep_layer` layers by image→image attention among the remaining image tokens.
-#[derive(Debug, Clone, PartialEq)]
+/// `deep_layer` layers by image→image attention among the remaining image tokens. Defaults: K1 = 2
+/// keeping 0.5 (288/576 in the release), K2 = 8 keeping 0.125 (72/576).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct HimapConfig {
     /// K1 (at least 1).
     pub shallow_layer: usize,
@@ -98,18 +110,24 @@ impl Default for HimapConfig {
     }
 }
 
-/// The compression a model runs.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The compression a model runs; a recipe's `[compression]` table (`method = "none" | "act" |
+/// "fastv" | "himap"` and that method's keys).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", deny_unknown_fields)]
 pub enum CompressionPolicy {
     /// Every layer sees every token.
     #[default]
+    #[serde(rename = "none")]
     None,
+    #[serde(rename = "act")]
     Act(ActConfig),
+    #[serde(rename = "fastv")]
     FastV(FastVConfig),
+    #[serde(rename = "himap")]
     Himap(HimapConfig),
 }
 
-fn ratio(key: &'static str, v: f64) -> Result<(), CompressError> {
+pub(crate) fn ratio(key: &'static str, v: f64) -> Result<(), CompressError> {
     if v > 0.0 && v <= 1.0 {
         Ok(())
     } else {
@@ -120,15 +138,15 @@ fn ratio(key: &'static str, v: f64) -> Result<(), CompressError> {
     }
 }
 
-fn layer_in(key: &'static str, layer: usize, num_layers: usize) -> Result<(), CompressError> {
-    if layer >= 1 && layer < num_layers {
-        Ok(())
-    } else {
-        Err(CompressError::Config {
-            key,
-            message: format!("{layer} must be in 1..{num_layers} (layer K-1's attention scores, layers K.. see the result)"),
-        })
-    }
+/// K of a pruning point: at least 1 (layer K-1's attention scores the tokens), and when the
+/// decoder is known, below its layer count (layers K.. see the result).
+pub(crate) fn layer_in(key: &'static str, layer: usize, num_layers: Option<usize>) -> Result<(), CompressError> {
+    let message = match num_layers {
+        _ if layer == 0 => "must be at least 1 (layer K-1's attention scores the tokens)".to_string(),
+        Some(n) if layer >= n => format!("{layer} must be in 1..{n} (layer K-1's attention scores, layers K.. see the result)"),
+        _ => return Ok(()),
+    };
+    Err(CompressError::Config { key, message })
 }
 
 impl CompressionPolicy {
@@ -142,8 +160,17 @@ impl CompressionPolicy {
         }
     }
 
+    /// Checks the settings that do not depend on the model (what a recipe can check on its own).
+    pub fn validate(&self) -> Result<(), CompressError> {
+        self.checked(None)
+    }
+
     /// Checks the settings against a decoder with `num_layers` layers.
     pub fn check(&self, num_layers: usize) -> Result<(), CompressError> {
+        self.checked(Some(num_layers))
+    }
+
+    fn checked(&self, num_layers: Option<usize>) -> Result<(), CompressError> {
         match self {
             Self::None => Ok(()),
             Self::Act(c) => {
@@ -155,13 +182,13 @@ impl CompressionPolicy {
                     });
                 }
                 c.keep_ratios.iter().try_for_each(|&r| ratio("keep_ratios", r))?;
-                if num_layers < 2 {
-                    return Err(CompressError::Config {
+                match num_layers {
+                    Some(n) if n < 2 => Err(CompressError::Config {
                         key: "coverage",
-                        message: format!("{num_layers} layers: ACT-IN-LLM needs at least 2"),
-                    });
+                        message: format!("{n} layers: ACT-IN-LLM needs at least 2"),
+                    }),
+                    _ => Ok(()),
                 }
-                Ok(())
             }
             Self::FastV(c) => {
                 layer_in("layer", c.layer, num_layers)?;
@@ -169,13 +196,13 @@ impl CompressionPolicy {
             }
             Self::Himap(c) => {
                 layer_in("shallow_layer", c.shallow_layer, num_layers)?;
-                layer_in("deep_layer", c.deep_layer, num_layers)?;
                 if c.deep_layer <= c.shallow_layer {
                     return Err(CompressError::Config {
                         key: "deep_layer",
                         message: format!("{} must be greater than shallow_layer {}", c.deep_layer, c.shallow_layer),
                     });
                 }
+                layer_in("deep_layer", c.deep_layer, num_layers)?;
                 ratio("shallow_keep_ratio", c.shallow_keep_ratio)?;
                 ratio("deep_keep_ratio", c.deep_keep_ratio)?;
                 if c.deep_keep_ratio > c.shallow_keep_ratio {

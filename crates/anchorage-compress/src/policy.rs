@@ -1,22 +1,21 @@
 //! One hook type for every policy, built from a [`CompressionPolicy`].
 
-use anchorage_llm::{AttentionRows, LayerHooks, LayerRequest, SeqLayout};
+use anchorage_llm::{AttentionRows, HookError, LayerHooks, LayerRequest, SeqLayout};
 use burn::prelude::*;
 
 use crate::act::ActHooks;
 use crate::config::CompressionPolicy;
 use crate::error::CompressError;
-use crate::fastv::FastVHooks;
-use crate::himap::HimapHooks;
+use crate::prune::PruneHooks;
 use crate::trace::Trace;
 
-/// The hooks of a policy; [`Compressor::None`] is inactive (the plain forward).
+/// The hooks of a policy; [`Compressor::None`] is inactive (the plain forward). FastV and HiMAP
+/// are both [`Compressor::Prune`] (one and two prune stages).
 #[derive(Debug, Clone)]
 pub enum Compressor {
     None,
     Act(ActHooks),
-    FastV(FastVHooks),
-    Himap(HimapHooks),
+    Prune(PruneHooks),
 }
 
 impl CompressionPolicy {
@@ -25,30 +24,19 @@ impl CompressionPolicy {
         Ok(match self {
             Self::None => Compressor::None,
             Self::Act(c) => Compressor::Act(ActHooks::new(c.clone(), num_layers)?),
-            Self::FastV(c) => Compressor::FastV(FastVHooks::new(c.clone(), num_layers)?),
-            Self::Himap(c) => Compressor::Himap(HimapHooks::new(c.clone(), num_layers)?),
+            Self::FastV(c) => Compressor::Prune(c.hooks(num_layers)?),
+            Self::Himap(c) => Compressor::Prune(c.hooks(num_layers)?),
         })
     }
 }
 
 impl Compressor {
-    /// What the last forward did (empty for `None`).
+    /// What the last forward did (`None` for no compression).
     pub fn trace(&self) -> Option<&Trace> {
         match self {
             Self::None => None,
             Self::Act(h) => Some(&h.trace),
-            Self::FastV(h) => Some(&h.trace),
-            Self::Himap(h) => Some(&h.trace),
-        }
-    }
-
-    /// Takes the first error a hook met; callers check it after the forward.
-    pub fn take_error(&mut self) -> Option<CompressError> {
-        match self {
-            Self::None => None,
-            Self::Act(h) => h.error.take(),
-            Self::FastV(h) => h.error.take(),
-            Self::Himap(h) => h.error.take(),
+            Self::Prune(h) => Some(&h.trace),
         }
     }
 
@@ -56,8 +44,7 @@ impl Compressor {
         match self {
             Self::None => None,
             Self::Act(h) => Some(h),
-            Self::FastV(h) => Some(h),
-            Self::Himap(h) => Some(h),
+            Self::Prune(h) => Some(h),
         }
     }
 }
@@ -67,17 +54,21 @@ impl<B: Backend> LayerHooks<B> for Compressor {
         !matches!(self, Self::None)
     }
 
-    fn before_layer(&mut self, layer: usize, layout: &SeqLayout) -> LayerRequest {
-        self.inner::<B>().map_or_else(LayerRequest::default, |h| h.before_layer(layer, layout))
+    fn before_layer(&mut self, layer: usize, layout: &SeqLayout) -> Result<LayerRequest, HookError> {
+        self.inner::<B>().map_or_else(|| Ok(LayerRequest::default()), |h| h.before_layer(layer, layout))
     }
 
-    fn attention_rows(&mut self, layer: usize, layout: &SeqLayout, rows: AttentionRows<B>) {
-        if let Some(h) = self.inner::<B>() {
-            h.attention_rows(layer, layout, rows);
+    fn attention_rows(&mut self, layer: usize, layout: &SeqLayout, rows: AttentionRows<B>) -> Result<(), HookError> {
+        match self.inner::<B>() {
+            Some(h) => h.attention_rows(layer, layout, rows),
+            None => Ok(()),
         }
     }
 
-    fn after_layer(&mut self, layer: usize, layout: &SeqLayout, hidden: &Tensor<B, 3>) -> Option<Vec<Vec<usize>>> {
-        self.inner::<B>().and_then(|h| h.after_layer(layer, layout, hidden))
+    fn after_layer(&mut self, layer: usize, layout: &SeqLayout, hidden: &Tensor<B, 3>) -> Result<Option<Vec<Vec<usize>>>, HookError> {
+        match self.inner::<B>() {
+            Some(h) => h.after_layer(layer, layout, hidden),
+            None => Ok(None),
+        }
     }
 }

@@ -11,29 +11,25 @@ use crate::rules::top_k;
 /// # Shapes
 /// `rows.probs [batch, max_rows, padded_len]` -> `batch` score lists, `columns[b].len()` each
 pub fn received_scores<B: Backend>(
-    layer: usize,
     layout: &SeqLayout,
     rows: AttentionRows<B>,
     columns: &[Vec<usize>],
 ) -> Result<Vec<Vec<f64>>, CompressError> {
     let dims = rows.probs.dims();
     let batch = layout.samples.len();
-    if dims[0] != batch || dims[2] != layout.padded_len || rows.rows.len() != batch || columns.len() != batch {
+    let row_counts_fit = rows.rows.iter().all(|r| r.len() <= dims[1]);
+    if dims[0] != batch || dims[2] != layout.padded_len || rows.rows.len() != batch || columns.len() != batch || !row_counts_fit {
         return Err(CompressError::RowsShape {
-            layer,
             expected: format!("[{batch}, rows, {}] for {batch} samples", layout.padded_len),
             found: dims.to_vec(),
         });
     }
     let [_, max_rows, len] = dims;
     let data = rows.probs.into_data().convert::<f32>();
-    let values = data.to_vec::<f32>().map_err(|e| CompressError::ReadRows {
-        layer,
-        message: format!("{e:?}"),
-    })?;
+    let values = data.to_vec::<f32>().map_err(|e| CompressError::ReadRows { message: format!("{e:?}") })?;
     Ok((0..batch)
         .map(|b| {
-            let count = rows.rows[b].len().min(max_rows);
+            let count = rows.rows[b].len();
             columns[b]
                 .iter()
                 .map(|&c| {
@@ -60,10 +56,11 @@ pub fn keep_best(sample: &SampleLayout, image: &[usize], scores: &[f64], k: usiz
     crate::rules::merge_kept(sample.len(), image, &chosen)
 }
 
-/// A request row list that the seam accepts: `wanted`, or the last row when `wanted` is empty.
+/// A request row list that the seam accepts: `wanted`, or the last row when `wanted` is empty
+/// (no row at all for a sample without real tokens).
 pub fn rows_or_last(sample: &SampleLayout, wanted: Vec<usize>) -> Vec<usize> {
     if wanted.is_empty() {
-        vec![sample.last()]
+        sample.len().checked_sub(1).into_iter().collect()
     } else {
         wanted
     }

@@ -23,27 +23,20 @@ impl CompressionPolicy {
         }
         let text = len - image;
         let full = LayerTokens { queries: len, keys: len };
-        let pruned = |k: usize| LayerTokens { queries: text + k, keys: text + k };
+        let stages = match self {
+            Self::FastV(c) => c.stages(),
+            Self::Himap(c) => c.stages(),
+            Self::None | Self::Act(_) => Vec::new(),
+        };
+        // Image tokens left after every prune stage that ran before layer `l`.
+        let pruned = |l: usize| {
+            let k = stages.iter().filter(|s| s.layer <= l).fold(image, |k, s| keep_count(s.keep_ratio, image).min(k));
+            LayerTokens { queries: text + k, keys: text + k }
+        };
         Ok((0..num_layers)
             .map(|l| match self {
                 Self::None => full,
-                Self::FastV(c) => {
-                    if l < c.layer {
-                        full
-                    } else {
-                        pruned(keep_count(c.keep_ratio, image))
-                    }
-                }
-                Self::Himap(c) => {
-                    let k1 = keep_count(c.shallow_keep_ratio, image);
-                    if l < c.shallow_layer {
-                        full
-                    } else if l < c.deep_layer {
-                        pruned(k1)
-                    } else {
-                        pruned(keep_count(c.deep_keep_ratio, image).min(k1))
-                    }
-                }
+                Self::FastV(_) | Self::Himap(_) => pruned(l),
                 Self::Act(c) => match act_stages(c, num_layers).iter().find(|s| s.layers.contains(&l)) {
                     Some(stage) => LayerTokens {
                         queries: len,

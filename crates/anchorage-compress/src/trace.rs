@@ -1,6 +1,6 @@
 //! What a policy did in one forward: per layer and sample, how many tokens were queries and how
 //! many keys/values they attended to, and which original image tokens each selection kept. The
-//! FLOPs model ([`crate::flops`]) turns the token counts into cost.
+//! FLOPs model (`flops.rs`) turns the token counts into cost.
 
 /// Token counts of one layer for one sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

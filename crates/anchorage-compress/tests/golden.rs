@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anchorage_compress::rules::{head_mean, prune_positions};
-use anchorage_compress::{FastVConfig, FastVHooks, FastVRule, HimapConfig, HimapHooks, ScoreRule};
+use anchorage_compress::{ActConfig, ActSelection, CompressError, CompressionPolicy, FastVConfig, FastVRule, HimapConfig, ScoreRule};
 use anchorage_llm::{read_tensors, AttentionRows, LayerHooks, SampleLayout, SeqLayout};
 use burn::prelude::*;
 use burn::tensor::TensorData;
@@ -71,7 +71,7 @@ fn rules_match_the_transcribed_upstream_code() {
 /// Runs one scoring layer of a hook: asks what rows it wants, hands it those rows of the given
 /// head-mean maps (one per sample, padded with zeros), returns what it keeps.
 fn drive(hooks: &mut dyn LayerHooks<B>, layer: usize, layout: &SeqLayout, maps: &[(&[f64], usize)]) -> Option<Vec<Vec<usize>>> {
-    let request = hooks.before_layer(layer, layout);
+    let request = hooks.before_layer(layer, layout).unwrap();
     let rows = request.rows.expect("the scoring layer asks for rows");
     let count = rows.iter().map(Vec::len).max().unwrap();
     let padded = layout.padded_len;
@@ -86,9 +86,9 @@ fn drive(hooks: &mut dyn LayerHooks<B>, layer: usize, layout: &SeqLayout, maps: 
     }
     let device = Default::default();
     let probs = Tensor::<B, 3>::from_data(TensorData::new(probs, [rows.len(), count, padded]), &device);
-    hooks.attention_rows(layer, layout, AttentionRows { probs, rows });
+    hooks.attention_rows(layer, layout, AttentionRows { probs, rows }).unwrap();
     let hidden = Tensor::<B, 3>::zeros([layout.samples.len(), padded, 4], &device);
-    hooks.after_layer(layer, layout, &hidden)
+    hooks.after_layer(layer, layout, &hidden).unwrap()
 }
 
 fn batch_layout(maps: &[&Map]) -> SeqLayout {
@@ -111,18 +111,17 @@ fn fastv_hooks_select_per_sample_like_the_reference() {
     // 0.45 keeps round(4.5) = 4 of 10 and round(3.6) = 4 of 8, the fixtures' k.
     for (rule, key) in [(FastVRule::LastToken, "keep_last_token"), (FastVRule::AverageReceived, "keep_average_received")] {
         let config = FastVConfig { layer: 2, keep_ratio: 0.45, rule };
-        let mut hooks = FastVHooks::new(config, 4).unwrap();
+        let mut hooks = config.hooks(4).unwrap();
         assert!(hooks_idle(&mut hooks, 0, &layout), "layer 0 asks nothing");
         let keep = drive(&mut hooks, 1, &layout, &[(&a.mean, a.len), (&b.mean, b.len)]).expect("prunes");
         assert_eq!(keep[0], ints(&a.tensors[key]), "{rule:?} sample 0");
         assert_eq!(keep[1], ints(&b.tensors[key]), "{rule:?} sample 1");
-        assert!(hooks.error.is_none());
         assert_eq!(hooks.trace.selections[0].kept_images[1].len(), 4);
     }
 }
 
 fn hooks_idle(hooks: &mut dyn LayerHooks<B>, layer: usize, layout: &SeqLayout) -> bool {
-    hooks.before_layer(layer, layout) == Default::default()
+    hooks.before_layer(layer, layout).unwrap() == Default::default()
 }
 
 #[test]
@@ -132,12 +131,12 @@ fn himap_hooks_score_each_rule_per_sample() {
     let maps = [(&a.mean[..], a.len), (&b.mean[..], b.len)];
     // Shallow at K1 = 1: text-to-image.
     let config = HimapConfig { shallow_layer: 1, shallow_keep_ratio: 0.45, deep_layer: 3, deep_keep_ratio: 0.45 };
-    let mut hooks = HimapHooks::new(config.clone(), 4).unwrap();
+    let mut hooks = config.hooks(4).unwrap();
     let keep = drive(&mut hooks, 0, &layout, &maps).unwrap();
     assert_eq!(keep[0], ints(&a.tensors["keep_text_to_image"]));
     assert_eq!(keep[1], ints(&b.tensors["keep_text_to_image"]));
     // Deep at K2 = 3 on the unpruned maps: image-to-image over the whole image span.
-    let mut hooks = HimapHooks::new(config, 4).unwrap();
+    let mut hooks = config.hooks(4).unwrap();
     let keep = drive(&mut hooks, 2, &layout, &maps).unwrap();
     assert_eq!(keep[0], ints(&a.tensors["keep_image_to_image"]));
     assert_eq!(keep[1], ints(&b.tensors["keep_image_to_image"]));
@@ -157,7 +156,7 @@ fn himap_two_stages_match_the_reference_run() {
         deep_layer: 5,
         deep_keep_ratio: ratio("ratio_deep"),
     };
-    let mut hooks = HimapHooks::new(config, 6).unwrap();
+    let mut hooks = config.hooks(6).unwrap();
     let mut layout = SeqLayout {
         samples: vec![SampleLayout { index: (0..len).collect(), image: start..start + n }],
         padded_len: len,
@@ -176,4 +175,41 @@ fn himap_two_stages_match_the_reference_run() {
     let positions: Vec<usize> = keep2[0].iter().map(|&c| layout.samples[0].index[c]).collect();
     assert_eq!(positions, ints(&t["positions_deep"]));
     assert_eq!(hooks.trace.selections.len(), 2);
+}
+
+/// A selection handed attention rows of the wrong shape fails at that layer with the policy's
+/// typed error, and the layer after which it would have pruned does not quietly keep everything.
+#[test]
+fn attention_rows_of_the_wrong_shape_are_an_error_not_a_skip() {
+    let (a, b) = (load("small"), load("batch_b"));
+    let layout = batch_layout(&[&a, &b]);
+    let device = Default::default();
+    let policies = [
+        (CompressionPolicy::FastV(FastVConfig { layer: 2, keep_ratio: 0.45, rule: FastVRule::LastToken }), 1),
+        (CompressionPolicy::Himap(HimapConfig { shallow_layer: 1, shallow_keep_ratio: 0.5, deep_layer: 3, deep_keep_ratio: 0.25 }), 0),
+        (CompressionPolicy::Act(ActConfig { coverage: 1.0, keep_ratios: vec![0.5], selection: ActSelection::Attention }), 0),
+    ];
+    for (policy, scoring) in policies {
+        let mut hooks = policy.hooks(4).unwrap();
+        let hooks: &mut dyn LayerHooks<B> = &mut hooks;
+        for layer in 0..scoring {
+            assert!(hooks_idle(hooks, layer, &layout), "{policy:?}");
+        }
+        let rows = hooks.before_layer(scoring, &layout).unwrap().rows.expect("asks for rows");
+        // One sample's rows instead of two, over one key too few.
+        let probs = Tensor::<B, 3>::zeros([1, 1, layout.padded_len - 1], &device);
+        let err = hooks.attention_rows(scoring, &layout, AttentionRows { probs, rows }).unwrap_err();
+        assert_eq!((err.layer, err.sample), (scoring, None), "{policy:?}");
+        let source = err.source.downcast_ref::<CompressError>();
+        assert!(matches!(source, Some(CompressError::RowsShape { .. })), "{policy:?}: {err}");
+        // Carrying on regardless is refused too: no selection was made.
+        let hidden = Tensor::<B, 3>::zeros([2, layout.padded_len, 4], &device);
+        let next = match hooks.after_layer(scoring, &layout, &hidden) {
+            Ok(None) => hooks.before_layer(scoring + 1, &layout).map(|_| ()),
+            other => other.map(|_| ()),
+        };
+        let err = next.expect_err("no silent fallback after a failed selection");
+        let source = err.source.downcast_ref::<CompressError>();
+        assert!(matches!(source, Some(CompressError::MissingRows { asked_at }) if *asked_at == scoring), "{policy:?}: {err}");
+    }
 }

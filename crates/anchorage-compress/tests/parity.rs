@@ -57,7 +57,6 @@ fn pruned_and_restricted_runs_match_transformers() {
     for (name, policy, positions) in cases {
         let mut hooks = policy.hooks(llm.num_layers()).unwrap();
         let out = llm.forward_embeds(input(), &mut hooks).unwrap();
-        assert!(hooks.take_error().is_none(), "{name}");
         if let Some(key) = positions {
             let ours: Vec<i64> = out.layout.samples[0].index.iter().map(|&i| i as i64).collect();
             assert_eq!(ours, ints(&refs[key]), "{name} positions");

@@ -16,7 +16,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
 use crate::cache::LayerKv;
-use crate::lora::{project, LoraAdapter};
+use crate::lora_adapter::{project, LoraAdapter};
 use crate::rope::apply_rope;
 
 /// Configuration of an [`Attention`].
@@ -37,7 +37,7 @@ pub struct Attention<B: Backend> {
     pub k_proj: Linear<B>,
     pub v_proj: Linear<B>,
     pub o_proj: Linear<B>,
-    /// LoRA adapters (see `lora.rs`); `None` unless `Llm::with_lora` added them.
+    /// LoRA adapters (see `lora_adapter.rs`); `None` unless `Llm::with_lora` added them.
     pub q_lora: Option<LoraAdapter<B>>,
     pub k_lora: Option<LoraAdapter<B>>,
     pub v_lora: Option<LoraAdapter<B>>,

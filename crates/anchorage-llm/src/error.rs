@@ -1,4 +1,7 @@
+use std::ops::Range;
 use std::path::PathBuf;
+
+use crate::hook_error::HookError;
 
 /// Errors of loading and running a decoder LLM. Each names the file, key, shape or sample that is
 /// wrong.
@@ -66,13 +69,13 @@ pub enum LlmError {
     /// A sample's attention mask is not right padding (a real token after a padding one).
     #[error("sample {sample}: attention mask is not right-padded (real token at {position} after padding)")]
     NotRightPadded { sample: usize, position: usize },
-    /// A hook asked for something inconsistent with the current sequence.
-    #[error("layer {layer}, sample {sample}: {message}")]
-    Hook {
-        layer: usize,
-        sample: usize,
-        message: String,
-    },
+    /// A compression hook failed, or asked for something inconsistent with the current sequence;
+    /// the forward stops rather than run uncompressed.
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    /// A sample's image span does not lie inside its real tokens.
+    #[error("sample {sample}: image span {span:?} is outside the {len} real tokens")]
+    ImageSpan { sample: usize, span: Range<usize>, len: usize },
     /// Reading a tensor back to the host failed (an unexpected element type).
     #[error("reading {what} back from the device: {message}")]
     HostRead { what: String, message: String },

@@ -79,13 +79,74 @@ impl<B: Backend> Llm<B> {
         self.run(input, hooks, None)
     }
 
-    /// The loop shared by the forward and the prefill of generation.
+    /// The loop shared by the forward and the prefill of generation. A hook's error ends it.
     pub(crate) fn run(
         &self,
         input: LlmInput<B>,
         hooks: &mut dyn LayerHooks<B>,
         mut cache: Option<&mut KvCache<B>>,
     ) -> Result<LlmOutput<B>, LlmError> {
+        let [batch, len, _] = input.embeds.dims();
+        let (lengths, layout) = self.initial_layout(&input)?;
+        if let Some(cache) = cache.as_deref_mut() {
+            let positions = host_i64(input.position_ids.clone().into_data(), "position_ids")?;
+            cache.next_position = (0..batch)
+                .map(|b| if lengths[b] == 0 { 0 } else { positions[b * len + lengths[b] - 1] + 1 })
+                .collect();
+            cache.layers = vec![None; self.num_layers()];
+        }
+
+        let active = hooks.active();
+        let dtype = input.embeds.dtype();
+        let mut state = State {
+            hidden: input.embeds,
+            positions: input.position_ids,
+            valid: input.attention_mask,
+            padded: lengths.iter().any(|&n| n < len),
+            layout,
+        };
+        let (mut cos, mut sin) = self.rope.cos_sin(state.positions.clone(), dtype);
+
+        let mut reuse: Option<(LayerRequest, AttnPlan<B>)> = None;
+        for (i, layer) in self.model.layers.iter().enumerate() {
+            let request = if active { hooks.before_layer(i, &state.layout)? } else { LayerRequest::default() };
+            // A policy repeats the same request over a stage: reuse the plan (its host-built
+            // index, weights and masks) while neither the request nor the sequence changed.
+            let plan = match reuse.take().filter(|(r, _)| *r == request) {
+                Some((_, plan)) => plan,
+                None => self.plan(i, &state.layout, &request, &state.valid, state.padded, cache.is_some())?,
+            };
+            reuse = Some((request.clone(), plan.clone()));
+            let mode = match cache.as_deref_mut() {
+                Some(c) => CacheMode::Fill(&mut c.layers[i]),
+                None => CacheMode::None,
+            };
+            let (out, rows) = layer.forward(state.hidden, &cos, &sin, &plan, mode);
+            state.hidden = out;
+            if let (Some(probs), Some(rows)) = (rows, request.rows) {
+                hooks.attention_rows(i, &state.layout, AttentionRows { probs, rows })?;
+            }
+            if !active {
+                continue;
+            }
+            if let Some(keep) = hooks.after_layer(i, &state.layout, &state.hidden)? {
+                reuse = None;
+                check_positions(i, &state.layout, &keep, "after_layer keep")?;
+                state.keep(&keep);
+                (cos, sin) = self.rope.cos_sin(state.positions.clone(), dtype);
+            }
+        }
+        Ok(LlmOutput {
+            hidden: self.model.norm.forward(state.hidden),
+            attention_mask: state.valid,
+            position_ids: state.positions,
+            layout: state.layout,
+        })
+    }
+
+    /// Checks the input's shapes, padding and image spans; returns each sample's real-token count
+    /// and the layout before layer 0.
+    fn initial_layout(&self, input: &LlmInput<B>) -> Result<(Vec<usize>, SeqLayout), LlmError> {
         let [batch, len, width] = input.embeds.dims();
         check_dims("attention_mask", &input.attention_mask.dims(), [batch, len])?;
         check_dims("position_ids", &input.position_ids.dims(), [batch, len])?;
@@ -97,97 +158,62 @@ impl<B: Backend> Llm<B> {
             });
         }
         let lengths = right_padded_lengths(&input.attention_mask)?;
-        let mut layout = SeqLayout {
-            samples: lengths
-                .iter()
-                .zip(&input.image_spans)
-                .enumerate()
-                .map(|(b, (&n, span))| {
-                    if span.end > n || span.start > span.end {
-                        return Err(LlmError::Hook {
-                            layer: 0,
-                            sample: b,
-                            message: format!("image span {span:?} is outside the {n} real tokens"),
-                        });
-                    }
-                    Ok(SampleLayout {
-                        index: (0..n).collect(),
-                        image: span.clone(),
-                    })
+        let samples = lengths
+            .iter()
+            .zip(&input.image_spans)
+            .enumerate()
+            .map(|(sample, (&n, span))| {
+                if span.end > n || span.start > span.end {
+                    return Err(LlmError::ImageSpan { sample, span: span.clone(), len: n });
+                }
+                Ok(SampleLayout {
+                    index: (0..n).collect(),
+                    image: span.clone(),
                 })
-                .collect::<Result<_, _>>()?,
-            padded_len: len,
-        };
-        if let Some(cache) = cache.as_deref_mut() {
-            let positions = host_i64(input.position_ids.clone().into_data(), "position_ids")?;
-            cache.next_position = (0..batch)
-                .map(|b| if lengths[b] == 0 { 0 } else { positions[b * len + lengths[b] - 1] + 1 })
-                .collect();
-            cache.layers = vec![None; self.num_layers()];
-        }
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((lengths, SeqLayout { samples, padded_len: len }))
+    }
+}
 
-        let active = hooks.active();
-        let dtype = input.embeds.dtype();
-        let mut hidden = input.embeds;
-        let mut positions = input.position_ids;
-        let mut valid = input.attention_mask;
-        let mut padded = lengths.iter().any(|&n| n < len);
-        let (mut cos, mut sin) = self.rope.cos_sin(positions.clone(), dtype);
+/// The sequence between two layers: hidden states, positions, validity and layout.
+struct State<B: Backend> {
+    /// `[batch, len, hidden]`
+    hidden: Tensor<B, 3>,
+    /// `[batch, len]`
+    positions: Tensor<B, 2, Int>,
+    /// `[batch, len]`, true for real tokens.
+    valid: Tensor<B, 2, Bool>,
+    /// Whether some sample has padding.
+    padded: bool,
+    layout: SeqLayout,
+}
 
-        let mut reuse: Option<(LayerRequest, AttnPlan<B>)> = None;
-        for (i, layer) in self.model.layers.iter().enumerate() {
-            let request = if active { hooks.before_layer(i, &layout) } else { LayerRequest::default() };
-            // A policy repeats the same request over a stage: reuse the plan (its host-built
-            // index, weights and masks) while neither the request nor the sequence changed.
-            let plan = match reuse.take().filter(|(r, _)| *r == request) {
-                Some((_, plan)) => plan,
-                None => self.plan(i, &layout, &request, &valid, padded, cache.is_some())?,
-            };
-            reuse = Some((request.clone(), plan.clone()));
-            let mode = match cache.as_deref_mut() {
-                Some(c) => CacheMode::Fill(&mut c.layers[i]),
-                None => CacheMode::None,
-            };
-            let (out, rows) = layer.forward(hidden, &cos, &sin, &plan, mode);
-            hidden = out;
-            if let (Some(probs), Some(rows)) = (rows, request.rows) {
-                hooks.attention_rows(i, &layout, AttentionRows { probs, rows });
-            }
-            if !active {
-                continue;
-            }
-            if let Some(keep) = hooks.after_layer(i, &layout, &hidden) {
-                reuse = None;
-                let device = hidden.device();
-                check_positions(i, &layout, &keep, "after_layer keep")?;
-                let new_len = keep.iter().map(Vec::len).max().unwrap_or(0).max(1);
-                let mut gather = Vec::with_capacity(batch * new_len);
-                let mut mask = Vec::with_capacity(batch * new_len);
-                for kept in &keep {
-                    let filler = kept.last().copied().unwrap_or(0) as i64;
-                    for j in 0..new_len {
-                        gather.push(kept.get(j).map_or(filler, |&c| c as i64));
-                        mask.push(j < kept.len());
-                    }
-                }
-                let index = Tensor::<B, 2, Int>::from_data(TensorData::new(gather, [batch, new_len]), &device);
-                hidden = hidden.gather(1, index.clone().unsqueeze_dim::<3>(2).expand([batch, new_len, width]));
-                positions = positions.gather(1, index);
-                valid = Tensor::from_data(TensorData::new(mask, [batch, new_len]), &device);
-                for (sample, kept) in layout.samples.iter_mut().zip(&keep) {
-                    sample.index = kept.iter().map(|&c| sample.index[c]).collect();
-                }
-                layout.padded_len = new_len;
-                padded = keep.iter().any(|k| k.len() < new_len);
-                (cos, sin) = self.rope.cos_sin(positions.clone(), dtype);
+impl<B: Backend> State<B> {
+    /// Keeps, per sample, only the current positions `keep` (checked: sorted, unique, in range),
+    /// gathered to the front and right-padded with the sample's last kept row.
+    fn keep(&mut self, keep: &[Vec<usize>]) {
+        let [batch, _, width] = self.hidden.dims();
+        let device = self.hidden.device();
+        let new_len = keep.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let mut gather = Vec::with_capacity(batch * new_len);
+        let mut mask = Vec::with_capacity(batch * new_len);
+        for kept in keep {
+            let filler = kept.last().copied().unwrap_or(0) as i64;
+            for j in 0..new_len {
+                gather.push(kept.get(j).map_or(filler, |&c| c as i64));
+                mask.push(j < kept.len());
             }
         }
-        Ok(LlmOutput {
-            hidden: self.model.norm.forward(hidden),
-            attention_mask: valid,
-            position_ids: positions,
-            layout,
-        })
+        let index = Tensor::<B, 2, Int>::from_data(TensorData::new(gather, [batch, new_len]), &device);
+        self.hidden = self.hidden.clone().gather(1, index.clone().unsqueeze_dim::<3>(2).expand([batch, new_len, width]));
+        self.positions = self.positions.clone().gather(1, index);
+        self.valid = Tensor::from_data(TensorData::new(mask, [batch, new_len]), &device);
+        for (sample, kept) in self.layout.samples.iter_mut().zip(keep) {
+            sample.index = kept.iter().map(|&c| sample.index[c]).collect();
+        }
+        self.layout.padded_len = new_len;
+        self.padded = keep.iter().any(|k| k.len() < new_len);
     }
 }
 

@@ -5,8 +5,8 @@
 //! - (a) read head-mean attention rows it asks for at a layer ([`LayerRequest::rows`] ->
 //!   [`LayerHooks::attention_rows`]);
 //! - (b) restrict a layer's keys/values to a subset of positions while every position stays a
-//!   query ([`LayerRequest::kv_keep`], ACT-IN-LLM), or replace them by pooled keys/values, each
-//!   the mean of a group of positions ([`LayerRequest::kv_pool`], ACT-IN-LLM's AvgPool-1D);
+//!   query ([`KvAccess::Keep`], ACT-IN-LLM), or replace them by pooled keys/values, each the mean
+//!   of a group of positions ([`KvAccess::Pool`], ACT-IN-LLM's AvgPool-1D);
 //! - (c) drop positions from the hidden states after a layer ([`LayerHooks::after_layer`],
 //!   FastV/HiMAP), keeping original RoPE positions and a correct per-sample mask.
 //!
@@ -16,6 +16,9 @@
 //! [`NoHooks`] is the default: it reports itself inactive and the forward then computes no
 //! attention probabilities and builds no host-side masks.
 //!
+//! Every method is fallible: a policy that cannot make its selection returns a [`HookError`] and
+//! the forward (or the prefill) stops with it, instead of running on uncompressed.
+//!
 //! Hooks run in the forward over embeddings and in the prefill of generation; decode steps reuse
 //! what the prefill left in the KV cache (pruned, restricted or pooled keys stay so) and call no
 //! hook.
@@ -23,6 +26,8 @@
 use std::ops::Range;
 
 use burn::prelude::*;
+
+use crate::hook_error::HookError;
 
 /// Where one sample's real (non-padding) tokens are now.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,29 +80,41 @@ pub struct SeqLayout {
 }
 
 impl SeqLayout {
-    /// Each sample's last real token (the row FastV and ACT-IN-LLM read).
+    /// Each sample's last real token (the row FastV and ACT-IN-LLM read); no row for a sample
+    /// without real tokens.
     pub fn last_rows(&self) -> Vec<Vec<usize>> {
-        self.samples.iter().map(|s| vec![s.last()]).collect()
+        self.samples.iter().map(|s| s.len().checked_sub(1).into_iter().collect()).collect()
     }
+}
+
+/// Which keys/values a layer attends to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum KvAccess {
+    /// Every current position's own key/value (the plain layer).
+    #[default]
+    All,
+    /// Only these positions' keys/values (current indices per sample, sorted, unique). All
+    /// positions stay queries; causality and padding still apply.
+    Keep(Vec<Vec<usize>>),
+    /// Pooled keys/values instead of the layer's own: per sample, a list of groups of current
+    /// indices (each group non-empty, sorted, unique; groups may overlap). A group's key is the
+    /// mean of its members' keys after RoPE (each at its own position), its value the mean of
+    /// their values; a singleton group is that key as is, and positions in no group are not
+    /// attended to. All positions stay queries; a query sees a group only when every member is at
+    /// or before it (no future leakage), and padding still applies. Gradients reach every member.
+    /// Head-mean rows cannot be asked for at such a layer.
+    Pool(Vec<Vec<Vec<usize>>>),
 }
 
 /// What a hook asks of one layer before it runs. The default asks nothing.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LayerRequest {
-    /// Query rows (current indices per sample) whose head-mean attention probabilities this layer
-    /// should report through [`LayerHooks::attention_rows`].
+    /// Query rows (current indices per sample; empty only for a sample without real tokens) whose
+    /// head-mean attention probabilities this layer should report through
+    /// [`LayerHooks::attention_rows`].
     pub rows: Option<Vec<Vec<usize>>>,
-    /// Keys/values this layer may attend to (current indices per sample, sorted, unique). All
-    /// positions stay queries; causality and padding still apply.
-    pub kv_keep: Option<Vec<Vec<usize>>>,
-    /// Pooled keys/values this layer attends to instead of its own (exclusive with `kv_keep`):
-    /// per sample, a list of groups of current indices (each group non-empty, sorted, unique;
-    /// groups may overlap). A group's key is the mean of its members' keys after RoPE (each at
-    /// its own position), its value the mean of their values; a singleton group is that key as is,
-    /// and positions in no group are not attended to. All positions stay queries; a query sees a
-    /// group only when every member is at or before it (no future leakage), and padding still
-    /// applies. Gradients reach every member. Head-mean rows cannot be asked for at such a layer.
-    pub kv_pool: Option<Vec<Vec<Vec<usize>>>>,
+    /// The keys/values the layer attends to.
+    pub kv: KvAccess,
 }
 
 /// Head-mean attention probabilities of the rows a hook asked for.
@@ -111,7 +128,8 @@ pub struct AttentionRows<B: Backend> {
     pub rows: Vec<Vec<usize>>,
 }
 
-/// A compression policy's view of the decoder. Every method has a do-nothing default.
+/// A compression policy's view of the decoder. Every method has a do-nothing default; an error
+/// from any of them ends the forward with [`LlmError::Hook`](crate::LlmError::Hook).
 pub trait LayerHooks<B: Backend> {
     /// `false` promises that no method below would ever ask for anything, so the forward skips all
     /// bookkeeping (the no-op path is the plain forward).
@@ -120,22 +138,28 @@ pub trait LayerHooks<B: Backend> {
     }
 
     /// Called before decoder layer `layer` (0-based) runs.
-    fn before_layer(&mut self, layer: usize, layout: &SeqLayout) -> LayerRequest {
+    fn before_layer(&mut self, layer: usize, layout: &SeqLayout) -> Result<LayerRequest, HookError> {
         let _ = (layer, layout);
-        LayerRequest::default()
+        Ok(LayerRequest::default())
     }
 
     /// Receives the rows asked for in [`LayerHooks::before_layer`] of the same layer.
-    fn attention_rows(&mut self, layer: usize, layout: &SeqLayout, rows: AttentionRows<B>) {
+    fn attention_rows(&mut self, layer: usize, layout: &SeqLayout, rows: AttentionRows<B>) -> Result<(), HookError> {
         let _ = (layer, layout, rows);
+        Ok(())
     }
 
     /// Called after decoder layer `layer` with its output `[batch, padded_len, hidden]`. Returning
     /// `Some(keep)` keeps, per sample, only those current positions (sorted, unique) for the
     /// following layers; they keep their original RoPE positions.
-    fn after_layer(&mut self, layer: usize, layout: &SeqLayout, hidden: &Tensor<B, 3>) -> Option<Vec<Vec<usize>>> {
+    fn after_layer(
+        &mut self,
+        layer: usize,
+        layout: &SeqLayout,
+        hidden: &Tensor<B, 3>,
+    ) -> Result<Option<Vec<Vec<usize>>>, HookError> {
         let _ = (layer, layout, hidden);
-        None
+        Ok(None)
     }
 }
 
@@ -158,8 +182,13 @@ pub struct HiddenRecorder<B: Backend> {
 }
 
 impl<B: Backend> LayerHooks<B> for HiddenRecorder<B> {
-    fn after_layer(&mut self, _layer: usize, _layout: &SeqLayout, hidden: &Tensor<B, 3>) -> Option<Vec<Vec<usize>>> {
+    fn after_layer(
+        &mut self,
+        _layer: usize,
+        _layout: &SeqLayout,
+        hidden: &Tensor<B, 3>,
+    ) -> Result<Option<Vec<Vec<usize>>>, HookError> {
         self.layers.push(hidden.clone());
-        None
+        Ok(None)
     }
 }

@@ -3,8 +3,9 @@
 //! KV cache and stop tokens.
 //!
 //! The compression seam is [`LayerHooks`]: a policy can read head-mean attention rows, restrict a
-//! layer's keys/values per sample or replace them by pooled ones, and drop positions after a layer
-//! (see `hooks.rs`).
+//! layer's keys/values per sample or replace them by pooled ones ([`KvAccess`]), and drop positions
+//! after a layer (see `hooks.rs`). Hooks are fallible: a policy's error ends the forward with
+//! [`LlmError::Hook`] naming the layer and, where known, the sample.
 //!
 //! ```no_run
 //! use anchorage_llm::{load_llm, GenerateOptions, KvCache, LlmInput, NoHooks};
@@ -33,10 +34,12 @@ mod config;
 mod error;
 mod forward;
 mod generate;
+mod hook_error;
 mod hooks;
 mod layer;
 mod load;
 mod lora;
+mod lora_adapter;
 mod mlp;
 mod model;
 mod norm;
@@ -54,10 +57,11 @@ pub use config::{LlamaConfig, LlmFamily, RopeScaling};
 pub use error::LlmError;
 pub use forward::{LlmInput, LlmOutput};
 pub use generate::GenerateOptions;
-pub use hooks::{AttentionRows, HiddenRecorder, LayerHooks, LayerRequest, NoHooks, SampleLayout, SeqLayout};
+pub use hook_error::{BadRequest, HookError};
+pub use hooks::{AttentionRows, HiddenRecorder, KvAccess, LayerHooks, LayerRequest, NoHooks, SampleLayout, SeqLayout};
 pub use layer::DecoderLayer;
 pub use load::{load_llm, read_config};
-pub use lora::{LoraAdapter, LoraSpec, LORA_TARGETS};
+pub use lora_adapter::{LoraAdapter, LoraSpec, LORA_TARGETS};
 pub use mlp::{Mlp, MlpConfig};
 pub use model::{LlamaModel, Llm};
 pub use norm::{RmsNorm, RmsNormConfig};

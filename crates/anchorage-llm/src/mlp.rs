@@ -4,7 +4,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::silu;
 
-use crate::lora::{project, LoraAdapter};
+use crate::lora_adapter::{project, LoraAdapter};
 
 /// Configuration of an [`Mlp`].
 #[derive(Config, Debug)]
@@ -23,7 +23,7 @@ pub struct Mlp<B: Backend> {
     pub gate_proj: Linear<B>,
     pub up_proj: Linear<B>,
     pub down_proj: Linear<B>,
-    /// LoRA adapters (see `lora.rs`); `None` unless `Llm::with_lora` added them.
+    /// LoRA adapters (see `lora_adapter.rs`); `None` unless `Llm::with_lora` added them.
     pub gate_lora: Option<LoraAdapter<B>>,
     pub up_lora: Option<LoraAdapter<B>>,
     pub down_lora: Option<LoraAdapter<B>>,

@@ -6,8 +6,8 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 
 use crate::attention::{AttnPlan, KeyMask};
-use crate::error::LlmError;
-use crate::hooks::{LayerRequest, SeqLayout};
+use crate::hook_error::{BadRequest, HookError};
+use crate::hooks::{KvAccess, LayerRequest, SeqLayout};
 use crate::model::Llm;
 
 impl<B: Backend> Llm<B> {
@@ -20,7 +20,7 @@ impl<B: Backend> Llm<B> {
         valid: &Tensor<B, 2, Bool>,
         padded: bool,
         caching: bool,
-    ) -> Result<AttnPlan<B>, LlmError> {
+    ) -> Result<AttnPlan<B>, HookError> {
         let device = valid.device();
         let batch = layout.samples.len();
         let len = layout.padded_len;
@@ -31,19 +31,14 @@ impl<B: Backend> Llm<B> {
         if caching {
             plan.key_valid = Some(valid.clone());
         }
-        if request.kv_pool.is_some() && (request.kv_keep.is_some() || request.rows.is_some()) {
-            let other = if request.kv_keep.is_some() { "kv_keep" } else { "rows" };
-            return Err(LlmError::Hook {
-                layer,
-                sample: 0,
-                message: format!("kv_pool cannot be combined with {other} at the same layer"),
-            });
+        if matches!(request.kv, KvAccess::Pool(_)) && request.rows.is_some() {
+            return Err(BadRequest::at(layer, "kv pool", "cannot be combined with rows at the same layer".into()));
         }
         // Per attended key slot: the current index it may be seen from (causality) and whether it
         // is real; ragged slot counts are padded with invalid filler.
-        let slots = match (&request.kv_keep, &request.kv_pool) {
-            (Some(keep), _) => {
-                check_positions(layer, layout, keep, "kv_keep")?;
+        let slots = match &request.kv {
+            KvAccess::Keep(keep) => {
+                check_positions(layer, layout, keep, "kv keep")?;
                 let kept_len = keep.iter().map(Vec::len).max().unwrap_or(0).max(1);
                 let mut gather = Vec::with_capacity(batch * kept_len);
                 for kept in keep {
@@ -55,26 +50,15 @@ impl<B: Backend> Llm<B> {
                 let counts = keep.iter().map(Vec::len).collect::<Vec<_>>();
                 Some((index, counts, kept_len))
             }
-            (None, Some(pool)) => {
+            KvAccess::Pool(pool) => {
                 check_groups(layer, layout, pool)?;
-                let count = pool.iter().map(Vec::len).max().unwrap_or(0).max(1);
-                let mut weights = vec![0f32; batch * count * len];
-                let mut last = vec![0i64; batch * count];
-                for (b, groups) in pool.iter().enumerate() {
-                    for (s, group) in groups.iter().enumerate() {
-                        let w = 1.0 / group.len() as f32;
-                        for &m in group {
-                            weights[(b * count + s) * len + m] = w;
-                        }
-                        last[b * count + s] = group.last().copied().unwrap_or(0) as i64;
-                    }
-                }
+                let (weights, last, count) = pool_weights(pool, len);
                 plan.kv_pool = Some(Tensor::from_data(TensorData::new(weights, [batch, count, len]), &device));
                 let last: Tensor<B, 2, Int> = Tensor::from_data(TensorData::new(last, [batch, count]), &device);
                 let counts = pool.iter().map(Vec::len).collect::<Vec<_>>();
                 Some((last, counts, count))
             }
-            (None, None) => None,
+            KvAccess::All => None,
         };
         if let Some((key_at, counts, count)) = slots {
             let key_valid: Vec<bool> = counts.iter().flat_map(|&n| (0..count).map(move |m| m < n)).collect();
@@ -92,25 +76,11 @@ impl<B: Backend> Llm<B> {
         }
         if let Some(rows) = &request.rows {
             check_positions(layer, layout, rows, "rows")?;
-            let count = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
-            let mut index = Vec::with_capacity(batch * count);
-            let mut mask = Vec::with_capacity(batch * count * len);
-            for (b, wanted) in rows.iter().enumerate() {
-                let n = layout.samples[b].len();
-                let kept = request.kv_keep.as_ref().map(|k| &k[b]);
-                for r in 0..count {
-                    let q = wanted.get(r).or(wanted.last()).copied().unwrap_or(0);
-                    index.push(q as i64);
-                    for k in 0..len {
-                        let hidden_key = kept.is_some_and(|kept| kept.binary_search(&k).is_err());
-                        mask.push(k > q || k >= n || hidden_key);
-                    }
-                }
-            }
-            plan.rows = Some((
-                Tensor::from_data(TensorData::new(index, [batch, count]), &device),
-                Tensor::from_data(TensorData::new(mask, [batch, count, len]), &device),
-            ));
+            let kept = match &request.kv {
+                KvAccess::Keep(keep) => Some(keep.as_slice()),
+                _ => None,
+            };
+            plan.rows = Some(rows_plan(layout, rows, kept, &device));
             // head-mean rows need every key: project all rows, gather afterwards.
             plan.project_all_kv = true;
         }
@@ -118,25 +88,69 @@ impl<B: Backend> Llm<B> {
     }
 }
 
-/// Hook-given positions must be sorted, unique and inside each sample's real tokens.
-pub(crate) fn check_positions(layer: usize, layout: &SeqLayout, lists: &[Vec<usize>], what: &str) -> Result<(), LlmError> {
+/// The query index `[batch, rows]` of the requested rows (a sample's last request repeated up to
+/// the longest list) and their mask over all current keys `[batch, rows, len]` (true = masked:
+/// after the query, padding, or outside the sample's kept keys).
+fn rows_plan<B: Backend>(
+    layout: &SeqLayout,
+    rows: &[Vec<usize>],
+    kept: Option<&[Vec<usize>]>,
+    device: &B::Device,
+) -> (Tensor<B, 2, Int>, Tensor<B, 3, Bool>) {
+    let (batch, len) = (rows.len(), layout.padded_len);
+    let count = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
+    let mut index = Vec::with_capacity(batch * count);
+    let mut mask = Vec::with_capacity(batch * count * len);
+    for (b, wanted) in rows.iter().enumerate() {
+        let n = layout.samples[b].len();
+        let kept = kept.map(|k| &k[b]);
+        for r in 0..count {
+            let q = wanted.get(r).or(wanted.last()).copied().unwrap_or(0);
+            index.push(q as i64);
+            for k in 0..len {
+                let hidden_key = kept.is_some_and(|kept| kept.binary_search(&k).is_err());
+                mask.push(k > q || k >= n || hidden_key);
+            }
+        }
+    }
+    (
+        Tensor::from_data(TensorData::new(index, [batch, count]), device),
+        Tensor::from_data(TensorData::new(mask, [batch, count, len]), device),
+    )
+}
+
+/// Per sample and slot, each member's weight `1 / group size` over `len` positions (row-major
+/// `[batch, slots, len]`), each slot's last member `[batch, slots]`, and the slot count.
+fn pool_weights(pool: &[Vec<Vec<usize>>], len: usize) -> (Vec<f32>, Vec<i64>, usize) {
+    let batch = pool.len();
+    let count = pool.iter().map(Vec::len).max().unwrap_or(0).max(1);
+    let mut weights = vec![0f32; batch * count * len];
+    let mut last = vec![0i64; batch * count];
+    for (b, groups) in pool.iter().enumerate() {
+        for (s, group) in groups.iter().enumerate() {
+            let w = 1.0 / group.len() as f32;
+            for &m in group {
+                weights[(b * count + s) * len + m] = w;
+            }
+            last[b * count + s] = group.last().copied().unwrap_or(0) as i64;
+        }
+    }
+    (weights, last, count)
+}
+
+/// Hook-given positions must be sorted, unique and inside each sample's real tokens; a `rows`
+/// list may be empty only for a sample without real tokens.
+pub(crate) fn check_positions(layer: usize, layout: &SeqLayout, lists: &[Vec<usize>], what: &'static str) -> Result<(), HookError> {
     check_count(layer, layout, lists.len(), what)?;
     for (b, (list, sample)) in lists.iter().zip(&layout.samples).enumerate() {
         let sorted = list.windows(2).all(|w| w[0] < w[1]);
         let inside = list.last().is_none_or(|&p| p < sample.len());
         if !sorted || !inside {
-            return Err(LlmError::Hook {
-                layer,
-                sample: b,
-                message: format!("{what} must be sorted, unique and < {} (got {list:?})", sample.len()),
-            });
+            let message = format!("must be sorted, unique and < {} (got {list:?})", sample.len());
+            return Err(BadRequest::at(layer, what, message).in_sample(b));
         }
-        if what == "rows" && list.is_empty() {
-            return Err(LlmError::Hook {
-                layer,
-                sample: b,
-                message: "rows: empty request".into(),
-            });
+        if what == "rows" && list.is_empty() && !sample.is_empty() {
+            return Err(BadRequest::at(layer, what, "empty request".into()).in_sample(b));
         }
     }
     Ok(())
@@ -144,8 +158,8 @@ pub(crate) fn check_positions(layer: usize, layout: &SeqLayout, lists: &[Vec<usi
 
 /// Pooling groups must be non-empty, sorted, unique and inside each sample's real tokens. Groups
 /// may overlap (adaptive pooling windows do when the length is not a multiple of their count).
-fn check_groups(layer: usize, layout: &SeqLayout, pool: &[Vec<Vec<usize>>]) -> Result<(), LlmError> {
-    check_count(layer, layout, pool.len(), "kv_pool")?;
+fn check_groups(layer: usize, layout: &SeqLayout, pool: &[Vec<Vec<usize>>]) -> Result<(), HookError> {
+    check_count(layer, layout, pool.len(), "kv pool")?;
     for (b, (groups, sample)) in pool.iter().zip(&layout.samples).enumerate() {
         for (g, group) in groups.iter().enumerate() {
             let problem = if group.is_empty() {
@@ -159,24 +173,16 @@ fn check_groups(layer: usize, layout: &SeqLayout, pool: &[Vec<Vec<usize>>]) -> R
                     .map(|p| format!("has position {p}, not < {}", sample.len()))
             };
             if let Some(problem) = problem {
-                return Err(LlmError::Hook {
-                    layer,
-                    sample: b,
-                    message: format!("kv_pool group {g} {problem}"),
-                });
+                return Err(BadRequest::at(layer, "kv pool", format!("group {g} {problem}")).in_sample(b));
             }
         }
     }
     Ok(())
 }
 
-fn check_count(layer: usize, layout: &SeqLayout, lists: usize, what: &str) -> Result<(), LlmError> {
+fn check_count(layer: usize, layout: &SeqLayout, lists: usize, what: &'static str) -> Result<(), HookError> {
     if lists != layout.samples.len() {
-        return Err(LlmError::Hook {
-            layer,
-            sample: lists,
-            message: format!("{what}: {lists} lists for {} samples", layout.samples.len()),
-        });
+        return Err(BadRequest::at(layer, what, format!("{lists} lists for {} samples", layout.samples.len())));
     }
     Ok(())
 }

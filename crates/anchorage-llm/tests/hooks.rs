@@ -4,8 +4,8 @@
 //! batched with right padding and a different kept set per sample.
 
 use anchorage_llm::{
-    AttentionRows, AttnPlan, CacheMode, GenerateOptions, HiddenRecorder, KeyMask, KvCache, LayerHooks, LayerRequest,
-    LlamaConfig, Llm, LlmInput, NoHooks, SeqLayout,
+    AttentionRows, AttnPlan, BadRequest, CacheMode, GenerateOptions, HiddenRecorder, HookError, KeyMask, KvAccess, KvCache,
+    LayerHooks, LayerRequest, LlamaConfig, LlmError, Llm, LlmInput, NoHooks, SeqLayout,
 };
 use burn::prelude::*;
 use burn::tensor::{Distribution, TensorData};
@@ -87,9 +87,9 @@ struct RestrictKv {
     keep_image: [Vec<usize>; 2],
 }
 impl LayerHooks<B> for RestrictKv {
-    fn before_layer(&mut self, layer: usize, layout: &SeqLayout) -> LayerRequest {
+    fn before_layer(&mut self, layer: usize, layout: &SeqLayout) -> Result<LayerRequest, HookError> {
         if layer != self.layer {
-            return LayerRequest::default();
+            return Ok(LayerRequest::default());
         }
         let keep = layout
             .samples
@@ -102,11 +102,10 @@ impl LayerHooks<B> for RestrictKv {
                 k
             })
             .collect();
-        LayerRequest {
+        Ok(LayerRequest {
             rows: None,
-            kv_keep: Some(keep),
-            kv_pool: None,
-        }
+            kv: KvAccess::Keep(keep),
+        })
     }
 }
 
@@ -141,24 +140,26 @@ struct DropImage {
     kept_original: Vec<Vec<usize>>,
 }
 impl LayerHooks<B> for DropImage {
-    fn before_layer(&mut self, layer: usize, layout: &SeqLayout) -> LayerRequest {
-        LayerRequest {
+    fn before_layer(&mut self, layer: usize, layout: &SeqLayout) -> Result<LayerRequest, HookError> {
+        Ok(LayerRequest {
             rows: (layer == 0).then(|| layout.last_rows()),
-            kv_keep: None,
-            kv_pool: None,
-        }
+            kv: KvAccess::All,
+        })
     }
-    fn attention_rows(&mut self, _layer: usize, layout: &SeqLayout, rows: AttentionRows<B>) {
+    fn attention_rows(&mut self, _layer: usize, layout: &SeqLayout, rows: AttentionRows<B>) -> Result<(), HookError> {
         let [b, r, l] = rows.probs.dims();
         assert_eq!([b, r, l], [2, 1, layout.padded_len]);
         let p = rows.probs.into_data().to_vec::<f32>().unwrap();
         self.scores = Some(p.chunks(l).map(|c| c.to_vec()).collect());
+        Ok(())
     }
-    fn after_layer(&mut self, layer: usize, layout: &SeqLayout, _h: &Tensor<B, 3>) -> Option<Vec<Vec<usize>>> {
+    fn after_layer(&mut self, layer: usize, layout: &SeqLayout, _h: &Tensor<B, 3>) -> Result<Option<Vec<Vec<usize>>>, HookError> {
         if layer != 0 {
-            return None;
+            return Ok(None);
         }
-        let scores = self.scores.as_ref()?;
+        let Some(scores) = self.scores.as_ref() else {
+            return Ok(None);
+        };
         let keep: Vec<Vec<usize>> = layout
             .samples
             .iter()
@@ -177,7 +178,7 @@ impl LayerHooks<B> for DropImage {
             .zip(&layout.samples)
             .map(|(k, s)| k.iter().map(|&c| s.index[c]).collect())
             .collect();
-        Some(keep)
+        Ok(Some(keep))
     }
 }
 
@@ -268,13 +269,16 @@ fn padded_batch_generation_equals_one_sample_at_a_time() {
 fn bad_hook_output_is_an_error_naming_layer_and_sample() {
     struct Bad;
     impl LayerHooks<B> for Bad {
-        fn after_layer(&mut self, layer: usize, _l: &SeqLayout, _h: &Tensor<B, 3>) -> Option<Vec<Vec<usize>>> {
-            (layer == 1).then(|| vec![vec![0, 1], vec![3, 2]])
+        fn after_layer(&mut self, layer: usize, _l: &SeqLayout, _h: &Tensor<B, 3>) -> Result<Option<Vec<Vec<usize>>>, HookError> {
+            Ok((layer == 1).then(|| vec![vec![0, 1], vec![3, 2]]))
         }
     }
     let (llm, embeds, _) = model();
-    let err = llm.forward_embeds(input(&embeds), &mut Bad).unwrap_err().to_string();
-    assert!(err.contains("layer 1, sample 1"), "{err}");
+    let err = llm.forward_embeds(input(&embeds), &mut Bad).unwrap_err();
+    let LlmError::Hook(hook) = &err else { panic!("not a hook error: {err}") };
+    assert_eq!((hook.layer, hook.sample), (1, Some(1)));
+    assert!(hook.source.downcast_ref::<BadRequest>().is_some_and(|b| b.what == "after_layer keep"), "{err}");
+    assert!(err.to_string().contains("layer 1, sample 1"), "{err}");
 }
 
 /// Training through a restricted layer: the gradient reaches the embeddings of kept image
@@ -293,15 +297,14 @@ fn gradients_flow_through_kept_keys_only() {
     let embeds = Tensor::<A, 3>::random([1, 10, 64], Distribution::Normal(0.0, 1.0), &device).require_grad();
     struct Keep4;
     impl LayerHooks<A> for Keep4 {
-        fn before_layer(&mut self, _layer: usize, layout: &SeqLayout) -> LayerRequest {
+        fn before_layer(&mut self, _layer: usize, layout: &SeqLayout) -> Result<LayerRequest, HookError> {
             let mut keep = layout.samples[0].text_positions();
             keep.push(4);
             keep.sort();
-            LayerRequest {
+            Ok(LayerRequest {
                 rows: None,
-                kv_keep: Some(vec![keep]),
-                kv_pool: None,
-            }
+                kv: KvAccess::Keep(vec![keep]),
+            })
         }
     }
     let input = LlmInput::padded(embeds.clone(), &[10], std::iter::once(3..8).collect());
@@ -349,5 +352,81 @@ fn restricted_generation_equals_restricted_forward_on_the_grown_sequence() {
         assert_eq!(argmax as u32, token);
         let next = llm.embed(Tensor::<B, 2, Int>::from_data(TensorData::new(vec![token as i64], [1, 1]), &device));
         grown = Tensor::cat(vec![grown, next], 1);
+    }
+}
+
+/// A policy's own typed error, as a compression crate has one.
+#[derive(Debug, thiserror::Error)]
+#[error("no image token left to score")]
+struct NothingToScore;
+
+/// Which hook method fails.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Failing {
+    Before,
+    Rows,
+    After,
+}
+
+/// Asks for the last rows at layer `at`, then fails there (for sample 1) in `failing`; records
+/// the layers it was called for.
+struct FailsAt {
+    at: usize,
+    failing: Failing,
+    layers: Vec<usize>,
+}
+impl FailsAt {
+    fn error(&self, layer: usize, here: Failing) -> Result<(), HookError> {
+        if layer == self.at && here == self.failing {
+            return Err(HookError::new(layer, NothingToScore).in_sample(1));
+        }
+        Ok(())
+    }
+}
+impl LayerHooks<B> for FailsAt {
+    fn before_layer(&mut self, layer: usize, layout: &SeqLayout) -> Result<LayerRequest, HookError> {
+        self.layers.push(layer);
+        self.error(layer, Failing::Before)?;
+        Ok(LayerRequest {
+            rows: (layer == self.at).then(|| layout.last_rows()),
+            kv: KvAccess::All,
+        })
+    }
+    fn attention_rows(&mut self, layer: usize, _layout: &SeqLayout, _rows: AttentionRows<B>) -> Result<(), HookError> {
+        self.error(layer, Failing::Rows)
+    }
+    fn after_layer(&mut self, layer: usize, _l: &SeqLayout, _h: &Tensor<B, 3>) -> Result<Option<Vec<Vec<usize>>>, HookError> {
+        self.error(layer, Failing::After)?;
+        Ok(None)
+    }
+}
+
+/// The error is the hook's, at its layer and sample, with the policy's error as its source.
+fn assert_hook_error(err: &LlmError, layer: usize) {
+    let LlmError::Hook(hook) = err else { panic!("not a hook error: {err}") };
+    assert_eq!((hook.layer, hook.sample), (layer, Some(1)), "{err}");
+    assert!(hook.source.downcast_ref::<NothingToScore>().is_some(), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains(&format!("layer {layer}, sample 1")) && text.contains("no image token left"), "{text}");
+}
+
+#[test]
+fn a_failing_hook_ends_the_forward_and_the_prefill_with_its_error() {
+    let (llm, embeds, _) = model();
+    let options = GenerateOptions {
+        max_new_tokens: 3,
+        stop_tokens: vec![],
+    };
+    for failing in [Failing::Before, Failing::Rows, Failing::After] {
+        let mut hook = FailsAt { at: 1, failing, layers: Vec::new() };
+        let err = llm.forward_embeds(input(&embeds), &mut hook).err().expect("no output when a hook fails");
+        assert_hook_error(&err, 1);
+        assert_eq!(hook.layers, vec![0, 1], "{failing:?}: no layer runs after the failure");
+
+        let mut hook = FailsAt { at: 1, failing, layers: Vec::new() };
+        let mut cache = KvCache::new(3);
+        let err = llm.generate(input(&embeds), &mut hook, &mut cache, &options).err().expect("no tokens when the prefill fails");
+        assert_hook_error(&err, 1);
+        assert!(!cache.is_filled(), "{failing:?}: the failed prefill leaves no usable cache");
     }
 }

@@ -1,5 +1,5 @@
-//! Pooled keys/values ([`LayerRequest::kv_pool`], ACT-IN-LLM's AvgPool-1D) and the projected-only-kept-rows
-//! path of [`LayerRequest::kv_keep`]: singleton groups change nothing; the pooled layer equals an
+//! Pooled keys/values ([`KvAccess::Pool`], ACT-IN-LLM's AvgPool-1D) and the projected-only-kept-rows
+//! path of [`KvAccess::Keep`]: singleton groups change nothing; the pooled layer equals an
 //! attention written out in the test (pooled keys/values built group by group, plain softmax with the
 //! causal-by-last-member mask), in value and in gradient; greedy generation on the pooled KV cache
 //! equals recomputing the whole sequence each step; projecting only the kept rows equals projecting
@@ -8,8 +8,8 @@
 use std::ops::Range;
 
 use anchorage_llm::{
-    apply_rope, AttnPlan, CacheMode, GenerateOptions, KeyMask, KvCache, LayerHooks, LayerRequest, LlamaConfig, Llm,
-    LlmInput, NoHooks, SeqLayout,
+    apply_rope, AttnPlan, CacheMode, GenerateOptions, HookError, KeyMask, KvAccess, KvCache, LayerHooks, LayerRequest,
+    LlamaConfig, Llm, LlmInput, NoHooks, SeqLayout,
 };
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
@@ -71,27 +71,28 @@ struct PoolImage {
     windows: Vec<usize>,
 }
 impl<Bk: Backend> LayerHooks<Bk> for PoolImage {
-    fn before_layer(&mut self, layer: usize, layout: &SeqLayout) -> LayerRequest {
+    fn before_layer(&mut self, layer: usize, layout: &SeqLayout) -> Result<LayerRequest, HookError> {
         if !self.layers.contains(&layer) {
-            return LayerRequest::default();
+            return Ok(LayerRequest::default());
         }
         let pool = (0..layout.samples.len()).map(|b| groups(layout, b, self.windows[b])).collect();
-        LayerRequest { kv_pool: Some(pool), ..LayerRequest::default() }
+        Ok(LayerRequest { kv: KvAccess::Pool(pool), ..LayerRequest::default() })
     }
 }
 
-/// Every position alone, through `kv_pool` or `kv_keep`.
+/// Every position alone, through `KvAccess::Pool` or `KvAccess::Keep`.
 struct AllPositions {
     pool: bool,
 }
 impl LayerHooks<B> for AllPositions {
-    fn before_layer(&mut self, _layer: usize, layout: &SeqLayout) -> LayerRequest {
+    fn before_layer(&mut self, _layer: usize, layout: &SeqLayout) -> Result<LayerRequest, HookError> {
         let all = layout.samples.iter().map(|s| (0..s.len()).collect::<Vec<_>>());
-        if self.pool {
-            LayerRequest { kv_pool: Some(all.map(|p| p.into_iter().map(|c| vec![c]).collect()).collect()), ..LayerRequest::default() }
+        let kv = if self.pool {
+            KvAccess::Pool(all.map(|p| p.into_iter().map(|c| vec![c]).collect()).collect())
         } else {
-            LayerRequest { kv_keep: Some(all.collect()), ..LayerRequest::default() }
-        }
+            KvAccess::Keep(all.collect())
+        };
+        Ok(LayerRequest { kv, ..LayerRequest::default() })
     }
 }
 
@@ -101,7 +102,7 @@ fn singleton_groups_equal_keep_all_and_no_restriction() {
     let pooled = values(llm.forward_embeds(input(&embeds), &mut AllPositions { pool: true }).unwrap().hidden);
     let kept = values(llm.forward_embeds(input(&embeds), &mut AllPositions { pool: false }).unwrap().hidden);
     let plain = values(llm.forward_embeds(input(&embeds), &mut NoHooks).unwrap().hidden);
-    assert_eq!(pooled, kept, "singleton pooling is kv_keep of the same positions, bit for bit");
+    assert_eq!(pooled, kept, "singleton pooling is keeping the same positions, bit for bit");
     assert_eq!(pooled, plain, "and no restriction at all");
 }
 
@@ -285,16 +286,16 @@ struct Keep {
     rows: bool,
 }
 impl LayerHooks<B> for Keep {
-    fn before_layer(&mut self, layer: usize, layout: &SeqLayout) -> LayerRequest {
+    fn before_layer(&mut self, layer: usize, layout: &SeqLayout) -> Result<LayerRequest, HookError> {
         if layer == 0 {
-            return LayerRequest::default();
+            return Ok(LayerRequest::default());
         }
         let keep = layout
             .samples
             .iter()
             .map(|s| (0..s.len()).filter(|&c| !s.is_image(c) || c % 3 == layer).collect())
             .collect();
-        LayerRequest { rows: self.rows.then(|| layout.last_rows()), kv_keep: Some(keep), kv_pool: None }
+        Ok(LayerRequest { rows: self.rows.then(|| layout.last_rows()), kv: KvAccess::Keep(keep) })
     }
 }
 
@@ -342,21 +343,21 @@ fn projecting_only_kept_rows_equals_gathering_after_projection() {
 fn bad_pool_requests_are_errors_naming_layer_sample_and_position() {
     struct Bad(LayerRequest);
     impl LayerHooks<B> for Bad {
-        fn before_layer(&mut self, layer: usize, _layout: &SeqLayout) -> LayerRequest {
-            if layer == 1 { self.0.clone() } else { LayerRequest::default() }
+        fn before_layer(&mut self, layer: usize, _layout: &SeqLayout) -> Result<LayerRequest, HookError> {
+            Ok(if layer == 1 { self.0.clone() } else { LayerRequest::default() })
         }
     }
     let (llm, embeds) = setup::<B>(2, 3);
     let run = |request: LayerRequest| llm.forward_embeds(input(&embeds), &mut Bad(request)).unwrap_err().to_string();
-    let pool = |second: Vec<Vec<usize>>| LayerRequest { kv_pool: Some(vec![vec![vec![0, 1]], second]), ..LayerRequest::default() };
+    let pool = |second: Vec<Vec<usize>>| LayerRequest { kv: KvAccess::Pool(vec![vec![vec![0, 1]], second]), ..LayerRequest::default() };
     let err = run(pool(vec![vec![0], vec![3, 11]]));
     assert!(err.contains("layer 1, sample 1") && err.contains("group 1") && err.contains("position 11"), "{err}");
     let err = run(pool(vec![vec![4, 2]]));
     assert!(err.contains("layer 1, sample 1") && err.contains("sorted"), "{err}");
     let err = run(pool(vec![vec![]]));
     assert!(err.contains("group 0 is empty"), "{err}");
-    let both = LayerRequest { kv_keep: Some(vec![vec![0], vec![0]]), ..pool(vec![vec![0]]) };
-    assert!(run(both).contains("kv_pool cannot be combined with kv_keep"));
+    // Keep and Pool at once cannot be written any more (one `KvAccess`); rows with a pool can.
     let rows = LayerRequest { rows: Some(vec![vec![0], vec![0]]), ..pool(vec![vec![0]]) };
-    assert!(run(rows).contains("kv_pool cannot be combined with rows"));
+    let err = run(rows);
+    assert!(err.contains("layer 1") && err.contains("kv pool: cannot be combined with rows"), "{err}");
 }

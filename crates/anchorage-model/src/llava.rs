@@ -146,12 +146,8 @@ impl<B: Backend, V: Backend<Device = B::Device>> Llava<B, V> {
     fn loss(&self, spliced: Spliced<B>) -> Result<(LossParts<B>, usize), ModelError> {
         let Spliced { input, plan } = spliced;
         let mut hooks = self.hooks()?;
-        let out = self.llm().forward_embeds(input, &mut hooks);
-        // A hook that failed must fail the forward, never leave an uncompressed result behind.
-        if let Some(e) = hooks.take_error() {
-            return Err(e.into());
-        }
-        let out = out?;
+        // A hook that fails fails the forward (LlmError::Hook), never leaving an uncompressed result.
+        let out = self.llm().forward_embeds(input, &mut hooks)?;
         let logits = self.llm().logits(out.hidden);
         let [b, kept_len, _] = logits.dims();
         // A hook may have dropped positions: realign labels with the surviving original indices.

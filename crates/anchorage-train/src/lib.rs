@@ -2,7 +2,6 @@
 //! trainer (loop, data parallel, checkpoints, logging, exports) that the `train` binary drives.
 //! It depends on the composed model (anchorage-model) and the data (anchorage-data) only.
 
-pub mod build;
 pub mod checkpoint;
 mod error;
 pub mod flops;

@@ -29,6 +29,10 @@ impl LlavaSpec {
         self.vision.check().map_err(|(k, m)| (format!("vision.{k}"), m))?;
         self.llm.check().map_err(|(k, m)| (format!("llm.{k}"), m))?;
         self.connector.check().map_err(|(k, m)| (format!("connector.{k}"), m))?;
+        self.compression.validate().map_err(|e| match e {
+            anchorage_compress::CompressError::Config { key, message } => (format!("compression.{key}"), message),
+            other => ("compression".into(), other.to_string()),
+        })?;
         if let ConnectorSection::AnchorFormer { .. } = self.connector {
             if self.vision.feature_select != FeatureSelect::ClsPatch {
                 // The anchors are chosen from the CLS row and include the CLS token itself.

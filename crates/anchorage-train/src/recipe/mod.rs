@@ -1,10 +1,9 @@
 //! The recipe: one TOML file that says everything about a training run.
 //!
 //! Recipes are a wire format (plain serde structs with `deny_unknown_fields`). The model sections
-//! (`[vision]`, `[llm]`, `[connector]`) are anchorage-model's spec types, used as they are; the
-//! training sections live here, each in its own file.
+//! (`[vision]`, `[llm]`, `[connector]`, `[compression]`) are anchorage-model's spec types, used as
+//! they are; the training sections live here, each in its own file.
 
-mod compression;
 mod data;
 mod load;
 mod optim;
@@ -12,11 +11,11 @@ mod overrides;
 mod run;
 mod validate;
 
-pub use compression::{ActSelection, CompressionSection, FastVRule};
 pub use data::DataSection;
 pub use load::{load_recipe, parse_recipe};
 pub use anchorage_model::spec::{
-    BuiltinModel, ConnectorSection, Dtype, FeatureSelect, LlmSection, LlmTraining, LoraSection, ModelSource, ResamplerVariant, VisionSection,
+    ActConfig, ActSelection, BuiltinModel, CompressionPolicy, ConnectorSection, Dtype, FastVConfig, FastVRule, FeatureSelect, HimapConfig,
+    LlmSection, LlmTraining, LoraSection, ModelSource, ResamplerVariant, VisionSection,
 };
 pub use optim::{LossMean, OptimSection, Schedule};
 pub use overrides::apply_override;
@@ -33,7 +32,7 @@ pub struct Recipe {
     pub llm: LlmSection,
     pub connector: ConnectorSection,
     #[serde(default)]
-    pub compression: CompressionSection,
+    pub compression: CompressionPolicy,
     pub data: DataSection,
     pub optim: OptimSection,
     #[serde(default)]
@@ -51,7 +50,7 @@ impl Recipe {
             vision: self.vision.clone(),
             llm: self.llm.clone(),
             connector: self.connector.clone(),
-            compression: crate::build::compression_policy(&self.compression),
+            compression: self.compression.clone(),
             seed: self.run.seed,
         }
     }

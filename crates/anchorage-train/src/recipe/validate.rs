@@ -18,10 +18,6 @@ pub(super) fn validate(recipe: &Recipe, origin: &Path) -> Result<(), TrainError>
     };
 
     recipe.model_spec().check().map_err(|(k, m)| invalid(&k, m))?;
-    recipe
-        .compression
-        .check()
-        .map_err(|(k, m)| invalid(&format!("compression.{k}"), m))?;
 
     let data = &recipe.data;
     if !data.manifest.is_file() {
