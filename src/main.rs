@@ -22,6 +22,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Export(args) => cli::export::run(args),
         cli::Command::Bench(cmd) => cli::bench::run(cmd),
         cli::Command::Eval(cmd) => cli::eval::run(cmd),
+        cli::Command::Generate(args) => cli::generate::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

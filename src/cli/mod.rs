@@ -2,6 +2,8 @@
 
 pub mod bench;
 pub mod export;
+pub mod generate;
+pub mod run_model;
 pub mod data;
 pub mod eval;
 pub mod inspect;
@@ -41,4 +43,6 @@ pub enum Command {
     /// Benchmarks: `train eval score --bench B --result-file A.jsonl ...` gives the reference numbers.
     #[command(subcommand)]
     Eval(eval::EvalCommand),
+    /// One greedy answer from a trained run: `train generate RUN --image F --prompt TEXT`.
+    Generate(generate::GenerateArgs),
 }

@@ -34,10 +34,23 @@ impl<B: Backend> Llm<B> {
         cache: &mut KvCache<B>,
         options: &GenerateOptions,
     ) -> Result<Vec<Vec<u32>>, LlmError> {
+        Ok(self.generate_timed(input, hooks, cache, options)?.0)
+    }
+
+    /// [`Llm::generate`], also returning the wall time of the prefill (up to the first tokens on
+    /// the host, so a device has finished it).
+    pub fn generate_timed(
+        &self,
+        input: LlmInput<B>,
+        hooks: &mut dyn LayerHooks<B>,
+        cache: &mut KvCache<B>,
+        options: &GenerateOptions,
+    ) -> Result<(Vec<Vec<u32>>, std::time::Duration), LlmError> {
+        let started = std::time::Instant::now();
         let batch = input.embeds.dims()[0];
         let mut out = vec![Vec::new(); batch];
         if options.max_new_tokens == 0 {
-            return Ok(out);
+            return Ok((out, started.elapsed()));
         }
         let prefill = self.run(input, hooks, Some(cache))?;
         let device = prefill.hidden.device();
@@ -46,6 +59,7 @@ impl<B: Backend> Llm<B> {
         let index = Tensor::<B, 2, Int>::from_data(TensorData::new(last, [batch, 1]), &device);
         let hidden = prefill.hidden.gather(1, index.unsqueeze_dim::<3>(2).expand([batch, 1, width]));
         let mut next = argmax_last(self.logits(hidden))?;
+        let prefill_time = started.elapsed();
         let mut done = vec![false; batch];
         for step in 0..options.max_new_tokens {
             for b in 0..batch {
@@ -60,7 +74,7 @@ impl<B: Backend> Llm<B> {
             let logits = self.decode_step(&next, cache, &device)?;
             next = argmax_last(logits)?;
         }
-        Ok(out)
+        Ok((out, prefill_time))
     }
 
     /// One decode step: one token per sample at its next position, attending to the cache.

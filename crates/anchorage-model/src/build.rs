@@ -34,6 +34,11 @@ impl LlavaSpec {
         let VisionTower { config: vision_config, model: vision, processor } = vision_tower::<V>(&self.vision, device)?;
         B::seed(device, self.seed.wrapping_add(1));
         let (llm, llm_dir) = language_model::<B>(&self.llm, device)?;
+        // Layer ranges need the LLM's depth: checked here, before anything trains or generates.
+        self.compression.check(llm.config.num_hidden_layers).map_err(|e| match e {
+            anchorage_compress::CompressError::Config { key, message } => ModelError::Spec { key: format!("compression.{key}"), message },
+            other => other.into(),
+        })?;
         let vision_tokens = match self.vision.feature_select {
             FeatureSelect::Patch => vision_config.num_patches(),
             FeatureSelect::ClsPatch => vision_config.num_tokens(),

@@ -66,8 +66,8 @@ impl<B: Backend> Llava<B> {
         let mut hooks = self.hooks()?;
         let mut cache = KvCache::new(self.llm().num_layers());
         let options = GenerateOptions { max_new_tokens, stop_tokens: stop_tokens.to_vec() };
-        let tokens = self.llm().generate(spliced.input, &mut hooks, &mut cache, &options)?;
+        let (tokens, prefill_time) = self.llm().generate_timed(spliced.input, &mut hooks, &mut cache, &options)?;
         let kept_kv = hooks.trace().map(|t| t.layers.iter().map(|l| l.first().map_or(0, |x| x.keys)).collect());
-        Ok(Generation { tokens, visual_tokens, prompt_tokens, kept_kv, encode_time, llm_time: started.elapsed(), prefill_time: Duration::ZERO /* FIXME(prefill split after the hooks merge) */ })
+        Ok(Generation { tokens, visual_tokens, prompt_tokens, kept_kv, encode_time, llm_time: started.elapsed(), prefill_time })
     }
 }

@@ -14,6 +14,7 @@ mod generate;
 pub mod hub;
 mod llava;
 mod loss;
+pub mod run_dir;
 pub mod spec;
 mod splice;
 mod towers;

@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use anchorage_data::{Aspect, Template};
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{CompressionPolicy, LlmTraining};
+use crate::spec::LlmTraining;
 use crate::{Built, CheckpointWeights, LlavaSpec, ModelError};
 
-/// `model.toml`: what it takes to rebuild a run's model and prepare its inputs.
+/// `model.toml`: what it takes to rebuild a run's model and prepare its inputs. The model's tables
+/// (`[vision]`, `[llm]`, `[connector]`, `[compression]`, `seed`) are the recipe's own, so the
+/// recipe's `--set` keys work on it (`--set compression.method=fastv`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ModelCard {
     /// The conversation template the run trained with.
     pub template: Template,
@@ -21,6 +22,7 @@ pub struct ModelCard {
     pub aspect: Aspect,
     /// Maximum sequence length the run trained with.
     pub max_length: usize,
+    #[serde(flatten)]
     pub model: LlavaSpec,
 }
 
@@ -34,8 +36,23 @@ impl ModelCard {
     /// Reads `model.toml` in `dir`.
     pub fn read(dir: &Path) -> Result<Self, ModelError> {
         let path = dir.join(Self::FILE);
+        let table = Self::read_table(dir)?;
+        Self::from_table(table, &path)
+    }
+
+    /// `model.toml` in `dir` as a TOML table (to apply `--set` overrides to before
+    /// [`ModelCard::from_table`]).
+    pub fn read_table(dir: &Path) -> Result<toml::Table, ModelError> {
+        let path = dir.join(Self::FILE);
         let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io { path: path.clone(), source })?;
-        toml::from_str(&text).map_err(|e| ModelError::RunFolder { path, message: e.to_string() })
+        text.parse().map_err(|e: toml::de::Error| ModelError::RunFolder { path, message: e.to_string() })
+    }
+
+    /// A card from a table, checked as a recipe's model sections are; `path` names it in errors.
+    pub fn from_table(table: toml::Table, path: &Path) -> Result<Self, ModelError> {
+        let card: Self = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| ModelError::RunFolder { path: path.to_path_buf(), message: e.to_string() })?;
+        card.model.check().map_err(|(key, message)| ModelError::Spec { key, message })?;
+        Ok(card)
     }
 }
 
@@ -49,16 +66,18 @@ pub struct RunModel<B: burn::tensor::backend::Backend> {
 }
 
 /// Loads the model of `dir`, a run folder (its newest step checkpoint) or one of its step folders,
-/// with `compression` in place of the run's own when given (training-free methods switched on at
-/// evaluation time).
-pub fn load_run<B: burn::tensor::backend::Backend>(dir: &Path, device: &B::Device, compression: Option<CompressionPolicy>) -> Result<RunModel<B>, ModelError> {
+/// as its own `model.toml` describes it.
+pub fn load_run<B: burn::tensor::backend::Backend>(dir: &Path, device: &B::Device) -> Result<RunModel<B>, ModelError> {
     let (run_dir, checkpoint) = locate(dir)?;
     let card = ModelCard::read(&run_dir)?;
-    let mut spec = card.model.clone();
-    if let Some(policy) = compression {
-        spec.compression = policy;
-    }
-    let mut built = spec.build::<B, B>(device, None)?;
+    load_checkpoint(card, &run_dir, &checkpoint, device)
+}
+
+/// Builds `card`'s model and loads the weights of the step folder `checkpoint` (a card may differ
+/// from the run's own in what leaves the weights as they are: compression switched on at
+/// evaluation time).
+pub fn load_checkpoint<B: burn::tensor::backend::Backend>(card: ModelCard, run_dir: &Path, checkpoint: &Path, device: &B::Device) -> Result<RunModel<B>, ModelError> {
+    let mut built = card.model.build::<B, B>(device, None)?;
     let weights = checkpoint.join("trainable.bin");
     let bytes = std::fs::read(&weights).map_err(|source| ModelError::Io { path: weights.clone(), source })?;
     let model = &mut built.model;
@@ -67,11 +86,11 @@ pub fn load_run<B: burn::tensor::backend::Backend>(dir: &Path, device: &B::Devic
     if model.training == LlmTraining::Frozen {
         tracing::debug!(checkpoint = %checkpoint.display(), "loaded the connector (the LLM is the frozen base)");
     }
-    Ok(RunModel { built, card, run_dir, checkpoint })
+    Ok(RunModel { built, card, run_dir: run_dir.to_path_buf(), checkpoint: checkpoint.to_path_buf() })
 }
 
-/// The run folder and the step checkpoint of `dir`.
-fn locate(dir: &Path) -> Result<(PathBuf, PathBuf), ModelError> {
+/// The run folder and the step checkpoint of `dir` (a run folder: its newest step checkpoint).
+pub fn locate(dir: &Path) -> Result<(PathBuf, PathBuf), ModelError> {
     let not_run = |message: String| ModelError::RunFolder { path: dir.to_path_buf(), message };
     if dir.join("trainable.bin").is_file() {
         let run = dir.parent().filter(|p| p.join(ModelCard::FILE).is_file()).ok_or_else(|| not_run(format!("a step folder whose parent has no {}", ModelCard::FILE)))?;

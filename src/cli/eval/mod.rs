@@ -1,6 +1,7 @@
 //! `train eval ...`: benchmarks. `score` reads a LLaVA answer file and gives the reference scripts'
 //! numbers; generation (`run`) and whole suites sit next to it as further subcommands.
 
+mod run;
 mod score;
 
 use clap::Subcommand;
@@ -10,10 +11,14 @@ pub enum EvalCommand {
     /// Score a LLaVA answer file exactly as LLaVA-1.5's reference scripts do (TextVQA, POPE,
     /// ScienceQA, GQA, SEED-Bench, MME, VQAv2) and write the numbers as JSON.
     Score(score::ScoreArgs),
+    /// Answer a LLaVA question file with a trained run (model_vqa_loader.py's prompts, images and
+    /// greedy decoding), writing LLaVA's answers file; an interrupted run continues.
+    Run(run::RunArgs),
 }
 
 pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
     match cmd {
         EvalCommand::Score(args) => score::run(args),
+        EvalCommand::Run(args) => run::run(args),
     }
 }

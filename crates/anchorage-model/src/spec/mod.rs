@@ -12,12 +12,16 @@ pub use towers::{BuiltinModel, Dtype, LlmSection, LlmTraining, LoraSection, Mode
 
 use std::path::PathBuf;
 
-/// The model sections of a recipe, plus the seed the random weights are drawn from.
-#[derive(Debug, Clone, PartialEq)]
+use serde::{Deserialize, Serialize};
+
+/// The model sections of a recipe, plus the seed the random weights are drawn from. As TOML its
+/// tables are the recipe's own (`[vision]`, `[llm]`, `[connector]`, `[compression]`) and `seed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LlavaSpec {
     pub vision: VisionSection,
     pub llm: LlmSection,
     pub connector: ConnectorSection,
+    #[serde(default)]
     pub compression: CompressionPolicy,
     /// Seed of built-in towers, fresh connectors and LoRA adapters.
     pub seed: u64,

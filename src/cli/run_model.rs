@@ -1,0 +1,40 @@
+//! Opening a trained run for generation and evaluation: RUN is a run folder (its newest step
+//! checkpoint) or a step folder; `--set` overrides apply to its `model.toml` with the recipe's keys
+//! (e.g. `--set compression.method=fastv` switches a training-free method on).
+
+use std::path::Path;
+
+use anchorage_data::text::TextTokenizer;
+use anchorage_eval::run::EvalModel;
+use anchorage_model::run_dir::{load_checkpoint, locate, ModelCard};
+use anchorage_train::recipe::apply_override;
+use anyhow::Context;
+
+use crate::backend::Flex;
+
+/// The run's model on the CPU, ready to answer.
+pub fn open(run: &Path, overrides: &[String]) -> anyhow::Result<EvalModel<Flex>> {
+    let (run_dir, checkpoint) = locate(run)?;
+    let mut table = ModelCard::read_table(&run_dir)?;
+    for item in overrides {
+        apply_override(&mut table, item)?;
+    }
+    let card = ModelCard::from_table(table, &run_dir.join(ModelCard::FILE))?;
+    let (template, aspect) = (card.template, card.aspect);
+    let loaded = load_checkpoint::<Flex>(card, &run_dir, &checkpoint, &Default::default())?;
+    tracing::info!(checkpoint = %loaded.checkpoint.display(), "loaded");
+    let tokenizer_path = loaded.built.tokenizer.clone().context("the run's LLM is built in and its recipe names no `llm.tokenizer`")?;
+    let tokenizer = TextTokenizer::from_file(&tokenizer_path)?;
+    Ok(EvalModel { model: loaded.built.model, tokenizer, template, aspect, processor: loaded.built.processor, model_id: model_id(run, &run_dir, &checkpoint) })
+}
+
+/// What answers call the model, as LLaVA's `get_model_name_from_path` names a checkpoint: the run
+/// folder's name, or `<run>_<step-N>` for a step folder.
+fn model_id(asked: &Path, run_dir: &Path, checkpoint: &Path) -> String {
+    let name = |p: &Path| p.file_name().and_then(|n| n.to_str()).unwrap_or("model").to_string();
+    if asked.join(ModelCard::FILE).is_file() {
+        name(run_dir)
+    } else {
+        format!("{}_{}", name(run_dir), name(checkpoint))
+    }
+}
