@@ -38,3 +38,23 @@ fn model_id(asked: &Path, run_dir: &Path, checkpoint: &Path) -> String {
         format!("{}_{}", name(run_dir), name(checkpoint))
     }
 }
+
+/// The suite's headline numbers and efficiency as TensorBoard scalars in the run's `tensorboard/`,
+/// at the step of the checkpoint that was evaluated (`eval/<bench>`, `eval/<bench>/visual_tokens`,
+/// `eval/<bench>/prefill_latency_s`).
+pub fn log_scalars(run: &Path, summary: &anchorage_eval::suite::SuiteSummary) -> anyhow::Result<()> {
+    let (run_dir, checkpoint) = locate(run)?;
+    let step = checkpoint.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("step-")).and_then(|s| s.parse::<usize>().ok()).unwrap_or(0);
+    let dir = run_dir.join("tensorboard");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut writer = tensorboard_rs::summary_writer::SummaryWriter::new(&dir);
+    for (bench, result) in &summary.benches {
+        if let Some(h) = result.headline {
+            writer.add_scalar(&format!("eval/{bench}"), h as f32, step);
+        }
+        writer.add_scalar(&format!("eval/{bench}/visual_tokens"), result.efficiency.visual_tokens_per_prompt() as f32, step);
+        writer.add_scalar(&format!("eval/{bench}/prefill_latency_s"), result.efficiency.prefill_latency() as f32, step);
+    }
+    writer.flush();
+    Ok(())
+}

@@ -10,5 +10,6 @@
 mod error;
 pub mod run;
 pub mod score;
+pub mod suite;
 
 pub use error::EvalError;

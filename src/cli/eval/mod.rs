@@ -3,6 +3,7 @@
 
 mod run;
 mod score;
+mod suite;
 
 use clap::Subcommand;
 
@@ -14,11 +15,15 @@ pub enum EvalCommand {
     /// Answer a LLaVA question file with a trained run (model_vqa_loader.py's prompts, images and
     /// greedy decoding), writing LLaVA's answers file; an interrupted run continues.
     Run(run::RunArgs),
+    /// Answer and score a suite's benchmarks (suites/llava15.toml: LLaVA's playground/data/eval
+    /// layout) into RUN/eval/, with efficiency and a summary.
+    Suite(suite::SuiteArgs),
 }
 
 pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
     match cmd {
         EvalCommand::Score(args) => score::run(args),
         EvalCommand::Run(args) => run::run(args),
+        EvalCommand::Suite(args) => suite::run(args),
     }
 }

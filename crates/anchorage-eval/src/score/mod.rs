@@ -4,6 +4,7 @@
 //! JSON typed them, `json.dumps`) that the reference numbers depend on.
 
 pub mod answers;
+mod exact;
 mod gqa;
 mod mme;
 pub mod normalize;
@@ -17,6 +18,7 @@ mod sqa;
 mod textvqa;
 mod vqav2;
 
+pub use exact::{normalise as normalise_exact, score_exact, ExactScore};
 pub use gqa::{score_gqa, GqaScore};
 pub use mme::{score_mme, MmeScore};
 pub use pope::{score_pope, PopeCategory, PopeScore};

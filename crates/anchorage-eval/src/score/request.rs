@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{
-    score_gqa, score_mme, score_pope, score_seed, score_sqa, score_textvqa, score_vqav2, GqaScore, MmeScore,
+    score_exact, score_gqa, score_mme, ExactScore, score_pope, score_seed, score_sqa, score_textvqa, score_vqav2, GqaScore, MmeScore,
     PopeScore, SeedScore, SqaScore, TextVqaScore, Vqav2Score,
 };
 use crate::EvalError;
@@ -27,6 +27,9 @@ pub enum Bench {
     Mme { annotation_dir: PathBuf },
     /// `convert_vqav2_for_submission.py` with its split's question file and upload file.
     Vqav2 { question_file: PathBuf, upload_file: Option<PathBuf> },
+    /// Exact match against `{question_id, answer}` ground truth (the demo world), per category
+    /// from the question file when given.
+    Exact { ground_truth: PathBuf, question_file: Option<PathBuf> },
 }
 
 /// A benchmark's score; serialises to that benchmark's keys alone.
@@ -40,6 +43,7 @@ pub enum Score {
     Seed(SeedScore),
     Mme(MmeScore),
     Vqav2(Vqav2Score),
+    Exact(ExactScore),
 }
 
 /// Scores `result_file` (a LLaVA answer file) on `bench`.
@@ -58,5 +62,6 @@ pub fn score(bench: &Bench, result_file: &Path) -> Result<Score, EvalError> {
         Bench::Vqav2 { question_file, upload_file } => {
             Score::Vqav2(score_vqav2(result_file, question_file, upload_file.as_deref())?)
         }
+        Bench::Exact { ground_truth, question_file } => Score::Exact(score_exact(result_file, ground_truth, question_file.as_deref())?),
     })
 }
