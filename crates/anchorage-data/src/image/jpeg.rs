@@ -15,7 +15,7 @@ use std::path::Path;
 // Linked for its static libjpeg, which the shim calls; no Rust item of it is used.
 use mozjpeg_sys as _;
 
-use super::decode::{cmyk_to_rgb, Rgb8Image};
+use super::rgb::{cmyk_to_rgb, Rgb8Image};
 use crate::DataError;
 
 /// Pillow's decompression-bomb limit (`Image.MAX_IMAGE_PIXELS * 2`): larger images raise

@@ -5,9 +5,11 @@ mod decode;
 mod jpeg;
 mod processor;
 mod resample;
+mod rgb;
 mod write;
 
-pub use decode::{cmyk_to_rgb, decode_rgb, decode_rgb_bytes, dynamic_to_rgb, ImageFormat, Rgb8Image};
+pub use decode::{decode_rgb, decode_rgb_bytes, dynamic_to_rgb, ImageFormat};
+pub use rgb::{cmyk_to_rgb, Rgb8Image};
 pub use jpeg::{decode_jpeg, MAX_PIXELS};
 pub use processor::{
     center_crop, expand2square, load_pixel_values, preprocess_rgb, resize_output_size,
