@@ -30,7 +30,11 @@ pub fn run(cmd: DemoCommand) -> anyhow::Result<()> {
             let device = Default::default();
             let paths = anchorage_demo::ensure_towers::<Autodiff<Flex>>(&args.out, args.seed, &device)?;
             let what = |trained: bool| if trained { "trained" } else { "reused" };
-            println!("vision tower: {} ({})", paths.vision.display(), what(paths.trained_vision));
+            println!(
+                "vision tower: {} ({})",
+                paths.vision.display(),
+                what(paths.trained_vision)
+            );
             println!("LLM:          {} ({})", paths.llm.display(), what(paths.trained_llm));
             Ok(())
         }

@@ -95,7 +95,11 @@ pub fn preprocessor_config_json(size: usize) -> Value {
 
 /// Writes a CLIP vision tower folder: `config.json`, `model.safetensors` (Hub key layout, with
 /// the `vision_model.` prefix) and `preprocessor_config.json`.
-pub fn save_clip_vision<B: Backend>(dir: &Path, config: &ClipVisionConfig, model: &ClipVisionModel<B>) -> Result<(), DemoError> {
+pub fn save_clip_vision<B: Backend>(
+    dir: &Path,
+    config: &ClipVisionConfig,
+    model: &ClipVisionModel<B>,
+) -> Result<(), DemoError> {
     std::fs::create_dir_all(dir).map_err(|e| DemoError::io(dir, e))?;
     write_json(&dir.join(CONFIG), &clip_vision_config_json(config))?;
     write_json(&dir.join(PREPROCESSOR), &preprocessor_config_json(config.image_size))?;
@@ -157,6 +161,9 @@ pub fn save_llm<B: Backend>(dir: &Path, model: &Llm<B>, tokenizer_json: &str) ->
     write_json(&dir.join(CONFIG), &llama_config_json(&model.config))?;
     let tok = dir.join(TOKENIZER);
     std::fs::write(&tok, tokenizer_json).map_err(|e| DemoError::io(&tok, e))?;
-    write_json(&dir.join(TOKENIZER_CONFIG), &tokenizer_config_json(model.config.max_position_embeddings))?;
+    write_json(
+        &dir.join(TOKENIZER_CONFIG),
+        &tokenizer_config_json(model.config.max_position_embeddings),
+    )?;
     save_weights(model, &dir.join(WEIGHTS), "")
 }

@@ -39,6 +39,9 @@ impl TrainLog {
     pub fn first_last(&self, n: usize) -> (f32, f32) {
         let n = n.min(self.losses.len()).max(1);
         let mean = |s: &[f32]| s.iter().sum::<f32>() / s.len().max(1) as f32;
-        (mean(&self.losses[..n.min(self.losses.len())]), mean(&self.losses[self.losses.len().saturating_sub(n)..]))
+        (
+            mean(&self.losses[..n.min(self.losses.len())]),
+            mean(&self.losses[self.losses.len().saturating_sub(n)..]),
+        )
     }
 }

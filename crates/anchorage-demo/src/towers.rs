@@ -89,7 +89,12 @@ pub fn ensure_towers<B: AutodiffBackend>(dir: &Path, seed: u64, device: &B::Devi
 
 /// Makes sure `dir/vision` and `dir/llm` hold the towers of `seed` and `specs`, training what is
 /// missing or stale (on `B`, an autodiff backend).
-pub fn ensure_towers_with<B: AutodiffBackend>(dir: &Path, seed: u64, specs: &TowerSpecs, device: &B::Device) -> Result<TowerPaths, DemoError> {
+pub fn ensure_towers_with<B: AutodiffBackend>(
+    dir: &Path,
+    seed: u64,
+    specs: &TowerSpecs,
+    device: &B::Device,
+) -> Result<TowerPaths, DemoError> {
     let vision_dir = dir.join("vision");
     let llm_dir = dir.join("llm");
 
@@ -107,7 +112,11 @@ pub fn ensure_towers_with<B: AutodiffBackend>(dir: &Path, seed: u64, specs: &Tow
 
     let tok_opts = &specs.tokenizer;
     let tok_spec = json!({"seed": tok_opts.seed, "vocab_size": tok_opts.vocab_size, "scenes": tok_opts.scenes});
-    let want = stamp("llama", seed, json!({"llm": to_value(&specs.llm)?, "tokenizer": tok_spec}));
+    let want = stamp(
+        "llama",
+        seed,
+        json!({"llm": to_value(&specs.llm)?, "tokenizer": tok_spec}),
+    );
     let trained_llm = read_stamp(&llm_dir).as_ref() != Some(&want);
     if trained_llm {
         tracing::info!(dir = %llm_dir.display(), "training the demo LLM");

@@ -61,7 +61,13 @@ pub fn caption_sentence(rng: &mut SplitMix64, scene: &Scene) -> String {
 
 /// A conversation record as in `llava_v1_5_mix665k.json`: 2 to 4 rounds of short-answer questions
 /// (now and then a brief description instead), the first human turn starting with `<image>\n`.
-pub fn conversation_record(rng: &mut SplitMix64, id: String, image: String, scene: &Scene, yes_no: &mut YesNo) -> Record {
+pub fn conversation_record(
+    rng: &mut SplitMix64,
+    id: String,
+    image: String,
+    scene: &Scene,
+    yes_no: &mut YesNo,
+) -> Record {
     let rounds = 2 + rng.below(3) as usize;
     let mut conversations = Vec::with_capacity(2 * rounds);
     for r in 0..rounds {

@@ -43,7 +43,11 @@ fn jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
 
 #[test]
 fn same_seed_same_bytes_other_seed_other_images() {
-    let (a, b, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
     write_world(a.path(), &small()).unwrap();
     write_world(b.path(), &small()).unwrap();
     let (fa, fb) = (read_dir_bytes(a.path()), read_dir_bytes(b.path()));
@@ -73,7 +77,9 @@ fn every_question_has_the_right_answer_for_its_image_and_yes_no_is_balanced() {
         let (question, suffix) = q.text.split_once('\n').unwrap();
         assert_eq!(suffix, SHORT_ANSWER_SUFFIX);
         // The image on disk holds the scene: its centre pixel has the shape's colour.
-        let img = image::open(dir.path().join(files::IMAGES).join(&q.image)).unwrap().to_rgb8();
+        let img = image::open(dir.path().join(files::IMAGES).join(&q.image))
+            .unwrap()
+            .to_rgb8();
         let scene = by_image[q.image.as_str()];
         assert_eq!(img.get_pixel(scene.cx as u32, scene.cy as u32).0, scene.fill);
         assert_eq!(answer_for(scene, question).as_deref(), Some(a.answer.as_str()), "{q:?}");
@@ -87,7 +93,11 @@ fn every_question_has_the_right_answer_for_its_image_and_yes_no_is_balanced() {
         for pair in r.conversations.chunks(2) {
             let human = pair[0].value.trim_start_matches("<image>\n");
             if let Some((question, SHORT_ANSWER_SUFFIX)) = human.split_once('\n') {
-                assert_eq!(answer_for(scene, question).as_deref(), Some(pair[1].value.as_str()), "{human}");
+                assert_eq!(
+                    answer_for(scene, question).as_deref(),
+                    Some(pair[1].value.as_str()),
+                    "{human}"
+                );
                 yes += usize::from(pair[1].value == "yes");
                 no += usize::from(pair[1].value == "no");
             }
@@ -117,14 +127,28 @@ fn the_tokenizer_covers_the_world_and_matches_llava_round_lengths() {
         assert!(!ids.iter().any(is_byte), "{:?} falls back to bytes: {ids:?}", q.text);
     }
     for (file, template) in [(files::PRETRAIN, Template::Plain), (files::IFT, Template::VicunaV1)] {
-        for r in read_records(&dir.path().join(file)).unwrap().into_iter().map(Result::unwrap) {
-            let s = tokenize_record(&r, template, &tok, 2048).map_err(|e| format!("{e:?}")).unwrap();
+        for r in read_records(&dir.path().join(file))
+            .unwrap()
+            .into_iter()
+            .map(Result::unwrap)
+        {
+            let s = tokenize_record(&r, template, &tok, 2048)
+                .map_err(|e| format!("{e:?}"))
+                .unwrap();
             assert!(!s.mismatch, "{} {}: tokenization mismatch", file, r.id);
             assert_eq!(s.image_count(), 1);
-            assert!(!s.input_ids.iter().any(is_byte), "{}: byte fallback in {:?}", r.id, s.input_ids);
+            assert!(
+                !s.input_ids.iter().any(is_byte),
+                "{}: byte fallback in {:?}",
+                r.id,
+                s.input_ids
+            );
         }
     }
     // Deterministic: training again gives the same file.
     let again = train_tokenizer(&TokenizerOptions::default()).unwrap();
-    assert_eq!(again.json, std::fs::read_to_string(dir.path().join(files::TOKENIZER)).unwrap());
+    assert_eq!(
+        again.json,
+        std::fs::read_to_string(dir.path().join(files::TOKENIZER)).unwrap()
+    );
 }

@@ -177,8 +177,16 @@ pub fn ask_presence(rng: &mut SplitMix64, scene: &Scene, answer_yes: bool) -> Qu
     let negated = rng.below(3) == 0;
     let present = answer_yes != negated;
     let target = match rng.below(3) {
-        0 => Target::Colour(if present { scene.colour } else { other(rng, &Colour::ALL, scene.colour) }),
-        1 => Target::Shape(if present { scene.shape } else { other(rng, &Shape::ALL, scene.shape) }),
+        0 => Target::Colour(if present {
+            scene.colour
+        } else {
+            other(rng, &Colour::ALL, scene.colour)
+        }),
+        1 => Target::Shape(if present {
+            scene.shape
+        } else {
+            other(rng, &Shape::ALL, scene.shape)
+        }),
         _ => {
             let (mut c, mut s) = (scene.colour, scene.shape);
             if !present {
@@ -265,7 +273,11 @@ mod tests {
                 ask_colour(&mut rng, &scene),
                 ask_presence(&mut rng, &scene, i % 2 == 0),
             ] {
-                assert_eq!(answer_for(&scene, &q.text).as_deref(), Some(q.answer.as_str()), "{q:?} {scene:?}");
+                assert_eq!(
+                    answer_for(&scene, &q.text).as_deref(),
+                    Some(q.answer.as_str()),
+                    "{q:?} {scene:?}"
+                );
             }
         }
     }

@@ -144,7 +144,10 @@ fn tokenizer_error(message: String) -> DataError {
 pub fn train_tokenizer(opts: &TokenizerOptions) -> Result<TrainedTokenizer, DataError> {
     let reserved = 3 + 256;
     if opts.vocab_size <= reserved + 64 {
-        return Err(tokenizer_error(format!("vocab_size {} leaves too little room past the {reserved} special and byte tokens", opts.vocab_size)));
+        return Err(tokenizer_error(format!(
+            "vocab_size {} leaves too little room past the {reserved} special and byte tokens",
+            opts.vocab_size
+        )));
     }
     let all_words: Vec<String> = corpus(opts.seed, opts.scenes)
         .iter()

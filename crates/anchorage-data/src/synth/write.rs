@@ -159,7 +159,14 @@ fn write_images(dir: &Path, opts: &SynthOptions, split: Split, count: usize) -> 
         .collect()
 }
 
-fn manifest(name: &str, description: &str, annotations: &str, samples: usize, template: Template, aspect: Aspect) -> Manifest {
+fn manifest(
+    name: &str,
+    description: &str,
+    annotations: &str,
+    samples: usize,
+    template: Template,
+    aspect: Aspect,
+) -> Manifest {
     Manifest {
         name: name.to_string(),
         description: description.to_string(),
@@ -230,7 +237,13 @@ pub fn write_world(dir: &Path, opts: &SynthOptions) -> Result<SynthSummary, Data
         let mut rng = SplitMix64::for_epoch(opts.seed, 4, i as u64);
         let id = format!("{:06}", i);
         captions.push(caption_record(&mut rng, id.clone(), entry.image.clone(), &entry.scene));
-        conversations.push(conversation_record(&mut rng, id, entry.image.clone(), &entry.scene, &mut yes_no));
+        conversations.push(conversation_record(
+            &mut rng,
+            id,
+            entry.image.clone(),
+            &entry.scene,
+            &mut yes_no,
+        ));
     }
     write_json(&dir.join(files::PRETRAIN), &captions)?;
     write_json(&dir.join(files::IFT), &conversations)?;
@@ -243,11 +256,25 @@ pub fn write_world(dir: &Path, opts: &SynthOptions) -> Result<SynthSummary, Data
 
     write_manifest(
         &dir.join(files::PRETRAIN_MANIFEST),
-        &manifest("synth-pretrain", "demo world captions (LLaVA-558k style)", files::PRETRAIN, captions.len(), Template::Plain, Aspect::Square),
+        &manifest(
+            "synth-pretrain",
+            "demo world captions (LLaVA-558k style)",
+            files::PRETRAIN,
+            captions.len(),
+            Template::Plain,
+            Aspect::Square,
+        ),
     )?;
     write_manifest(
         &dir.join(files::IFT_MANIFEST),
-        &manifest("synth-ift", "demo world conversations (LLaVA-665k style)", files::IFT, conversations.len(), Template::VicunaV1, Aspect::Pad),
+        &manifest(
+            "synth-ift",
+            "demo world conversations (LLaVA-665k style)",
+            files::IFT,
+            conversations.len(),
+            Template::VicunaV1,
+            Aspect::Pad,
+        ),
     )?;
 
     let tokenizer = train_tokenizer(&TokenizerOptions::default())?;
