@@ -23,6 +23,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Bench(cmd) => cli::bench::run(cmd),
         cli::Command::Eval(cmd) => cli::eval::run(cmd),
         cli::Command::Generate(args) => cli::generate::run(args),
+        cli::Command::Demo(cmd) => cli::demo::run(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

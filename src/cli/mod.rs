@@ -6,6 +6,7 @@ pub mod generate;
 pub mod run_model;
 pub mod data;
 pub mod eval;
+pub mod demo;
 pub mod inspect;
 pub mod stage;
 
@@ -45,4 +46,7 @@ pub enum Command {
     Eval(eval::EvalCommand),
     /// One greedy answer from a trained run: `train generate RUN --image F --prompt TEXT`.
     Generate(generate::GenerateArgs),
+    /// The demo world's towers: `train demo towers --out DIR` trains or reuses them.
+    #[command(subcommand)]
+    Demo(demo::DemoCommand),
 }

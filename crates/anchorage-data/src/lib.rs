@@ -17,6 +17,7 @@ mod sampler;
 mod source;
 mod step_loader;
 mod synthetic;
+pub mod synth;
 pub mod text;
 
 pub use check::{check_dataset, check_image, CheckOptions, CheckReport, FaultEntry};

@@ -1,0 +1,271 @@
+//! The demo's LLM: a small Llama trained as a language model on the world's text in the
+//! templates' formats. Each sample is a LLaVA record of the world (a 558k-style caption under
+//! `plain`, a 665k-style conversation under `vicuna_v1`) tokenised and labelled exactly as
+//! training will tokenise it, with the image placeholder replaced by the tokens of a caption of
+//! the same scene. So the LLM learns to read a description where the image goes and answer from
+//! it (negations included); a connector then only has to put the image there in a form the LLM
+//! reads.
+
+use std::time::Instant;
+
+use anchorage_data::synth::{caption, caption_record, conversation_record, Scene, YesNo};
+use anchorage_data::text::{tokenize_record, TextTokenizer, TokenizeError, IGNORE_INDEX, IMAGE_TOKEN_INDEX};
+use anchorage_data::{SplitMix64, Template};
+use anchorage_llm::{LlamaConfig, Llm, LlmFamily, LlmInput, NoHooks, RopeScaling};
+use burn::module::AutodiffModule;
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+use crate::schedule::{TrainLog, TrainSpec};
+use crate::DemoError;
+
+/// What the LLM is and how it trains.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmSpec {
+    pub config: LlamaConfig,
+    pub train: TrainSpec,
+    /// Longest training sequence (tokens).
+    pub max_len: usize,
+}
+
+impl LlmSpec {
+    /// Width 128, 2 layers of 4 heads of 32, SwiGLU 344, over a vocabulary of `vocab` tokens;
+    /// 200 steps of 12 sequences (about a minute on two CPU cores).
+    pub fn for_vocab(vocab: usize) -> Self {
+        Self {
+            config: LlamaConfig {
+                family: LlmFamily::Llama,
+                vocab_size: vocab,
+                hidden_size: 128,
+                intermediate_size: 344,
+                num_hidden_layers: 2,
+                num_attention_heads: 4,
+                num_key_value_heads: 4,
+                head_dim: 32,
+                rms_norm_eps: 1e-5,
+                rope_theta: 10000.0,
+                rope_scaling: RopeScaling::None,
+                max_position_embeddings: 2048,
+                qkv_bias: false,
+                o_bias: false,
+                mlp_bias: false,
+                tie_word_embeddings: false,
+                bos_token_id: Some(1),
+                eos_token_ids: vec![2],
+                pad_token_id: Some(0),
+            },
+            train: TrainSpec {
+                steps: 200,
+                batch: 12,
+                lr: 3e-3,
+                warmup: 15,
+                weight_decay: 0.01,
+            },
+            max_len: 256,
+        }
+    }
+}
+
+/// One training sequence: ids and labels aligned (LLaVA's convention: the loss shifts them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LmSample {
+    pub ids: Vec<i64>,
+    /// `labels[i]` is `ids[i]` where supervised.
+    pub supervised: Vec<bool>,
+}
+
+/// Replaces the image placeholder by `slot` (unsupervised).
+fn splice(ids: &[i64], labels: &[i64], slot: &[i64]) -> LmSample {
+    let mut out = LmSample {
+        ids: Vec::with_capacity(ids.len() + slot.len()),
+        supervised: Vec::with_capacity(ids.len() + slot.len()),
+    };
+    for (&id, &label) in ids.iter().zip(labels) {
+        if id == IMAGE_TOKEN_INDEX {
+            out.ids.extend_from_slice(slot);
+            out.supervised.extend(std::iter::repeat_n(false, slot.len()));
+        } else {
+            out.ids.push(id);
+            out.supervised.push(label != IGNORE_INDEX);
+        }
+    }
+    out
+}
+
+fn tokenize_error(e: TokenizeError) -> DemoError {
+    match e {
+        TokenizeError::Data(d) => DemoError::Data(d),
+        TokenizeError::Fault(f) => DemoError::Train(format!("a generated record was refused: {f:?}")),
+    }
+}
+
+/// Sample `index` of stream `stream`: a third caption records (`plain`), two thirds conversations
+/// (`vicuna_v1`), with a caption of the scene in the image's place.
+pub fn lm_sample(
+    tok: &TextTokenizer,
+    seed: u64,
+    stream: u64,
+    index: u64,
+    max_len: usize,
+) -> Result<LmSample, DemoError> {
+    let mut rng = SplitMix64::for_epoch(seed, stream, index);
+    let scene = Scene::sample(&mut rng, 64);
+    let mut yes_no = YesNo::default();
+    if rng.below(2) == 0 {
+        yes_no.next();
+    }
+    let (record, template) = if rng.below(3) == 0 {
+        (
+            caption_record(&mut rng, index.to_string(), String::new(), &scene),
+            Template::Plain,
+        )
+    } else {
+        (
+            conversation_record(&mut rng, index.to_string(), String::new(), &scene, &mut yes_no),
+            Template::VicunaV1,
+        )
+    };
+    let tokens = tokenize_record(&record, template, tok, max_len).map_err(tokenize_error)?;
+    let slot = tok.encode(&caption(&mut rng, &scene), false)?;
+    let mut s = splice(&tokens.input_ids, &tokens.labels, &slot);
+    s.ids.truncate(max_len);
+    s.supervised.truncate(max_len);
+    Ok(s)
+}
+
+/// Right-padded ids `[B, L]`, lengths, next-token targets `[B, L-1]` and their mask.
+pub struct LmBatch<B: Backend> {
+    pub ids: Tensor<B, 2, Int>,
+    pub lengths: Vec<usize>,
+    pub targets: Tensor<B, 2, Int>,
+    pub mask: Tensor<B, 2>,
+}
+
+pub fn lm_batch<B: Backend>(samples: &[LmSample], pad: i64, device: &B::Device) -> LmBatch<B> {
+    let b = samples.len();
+    let len = samples.iter().map(|s| s.ids.len()).max().unwrap_or(1).max(2);
+    let (mut ids, mut targets, mut mask) = (Vec::new(), Vec::new(), Vec::new());
+    for s in samples {
+        for j in 0..len {
+            ids.push(s.ids.get(j).copied().unwrap_or(pad));
+        }
+        for j in 1..len {
+            let sup = s.supervised.get(j).copied().unwrap_or(false);
+            targets.push(if sup { s.ids[j] } else { 0 });
+            mask.push(if sup { 1.0f32 } else { 0.0 });
+        }
+    }
+    LmBatch {
+        ids: Tensor::from_data(TensorData::new(ids, [b, len]), device),
+        lengths: samples.iter().map(|s| s.ids.len()).collect(),
+        targets: Tensor::from_data(TensorData::new(targets, [b, len - 1]), device),
+        mask: Tensor::from_data(TensorData::new(mask, [b, len - 1]), device),
+    }
+}
+
+/// Next-token log-probabilities of the targets `[B, L-1]`.
+fn target_log_probs<B: Backend>(llm: &Llm<B>, batch: &LmBatch<B>) -> Result<(Tensor<B, 3>, Tensor<B, 2>), DemoError> {
+    let [b, len] = batch.ids.dims();
+    let embeds = llm.embed(batch.ids.clone());
+    let input = LlmInput::padded(embeds, &batch.lengths, vec![0..0; b]);
+    let hidden = llm.forward_embeds(input, &mut NoHooks)?.hidden;
+    let logits = llm.logits(hidden).slice([0..b, 0..len - 1]);
+    let logp = log_softmax(logits, 2);
+    let picked = logp
+        .clone()
+        .gather(2, batch.targets.clone().unsqueeze_dim(2))
+        .squeeze_dim(2);
+    Ok((logp, picked))
+}
+
+/// Mean negative log-likelihood over the supervised tokens.
+pub fn lm_loss<B: Backend>(llm: &Llm<B>, batch: &LmBatch<B>) -> Result<Tensor<B, 1>, DemoError> {
+    let (_, picked) = target_log_probs(llm, batch)?;
+    let count = batch.mask.clone().sum().clamp_min(1.0);
+    Ok((picked * batch.mask.clone()).sum().neg() / count)
+}
+
+/// Fraction of supervised tokens predicted exactly (greedy, teacher-forced).
+pub fn lm_accuracy<B: Backend>(llm: &Llm<B>, batch: &LmBatch<B>) -> Result<f32, DemoError> {
+    let (logp, _) = target_log_probs(llm, batch)?;
+    let pred = logp.argmax(2).squeeze_dim::<2>(2);
+    let hits = pred.equal(batch.targets.clone()).float() * batch.mask.clone();
+    let hits: f32 = hits.sum().into_scalar().elem();
+    let total: f32 = batch.mask.clone().sum().into_scalar().elem();
+    Ok(hits / total.max(1.0))
+}
+
+const TRAIN_STREAM: u64 = 200;
+pub const HELD_OUT_STREAM: u64 = 201;
+
+/// A batch of stream `stream`.
+pub fn lm_stream_batch<B: Backend>(
+    tok: &TextTokenizer,
+    spec: &LlmSpec,
+    seed: u64,
+    stream: u64,
+    batch: usize,
+    device: &B::Device,
+) -> Result<LmBatch<B>, DemoError> {
+    let n = spec.train.batch;
+    let samples = (0..n)
+        .map(|k| lm_sample(tok, seed, stream, (batch * n + k) as u64, spec.max_len))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(lm_batch(&samples, tok.pad_id(), device))
+}
+
+/// Trains the LLM; returns it on the inner backend with its losses.
+pub fn train_llm<B: AutodiffBackend>(
+    spec: &LlmSpec,
+    tok: &TextTokenizer,
+    seed: u64,
+    device: &B::Device,
+) -> Result<(Llm<B::InnerBackend>, TrainLog), DemoError> {
+    if tok.vocab_size() != spec.config.vocab_size {
+        return Err(DemoError::Train(format!(
+            "the tokenizer has {} tokens, the LLM config {}",
+            tok.vocab_size(),
+            spec.config.vocab_size
+        )));
+    }
+    B::seed(device, seed);
+    let mut llm = spec.config.init::<B>(device);
+    let t = &spec.train;
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(t.weight_decay)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
+        .init();
+    let start = Instant::now();
+    let mut log = TrainLog::default();
+    for step in 0..t.steps {
+        let batch = lm_stream_batch::<B>(tok, spec, seed, TRAIN_STREAM, step, device)?;
+        let loss = lm_loss(&llm, &batch)?;
+        let value: f32 = loss.clone().into_scalar().elem();
+        log.losses.push(value);
+        let grads = GradientsParams::from_grads(loss.backward(), &llm);
+        llm = optim.step(t.lr_at(step), llm, grads);
+        if step % 50 == 0 || step + 1 == t.steps {
+            tracing::info!(step, loss = value, "demo LLM");
+        }
+    }
+    log.seconds = start.elapsed().as_secs_f64();
+    let llm = llm.valid();
+    let held_out = lm_stream_batch::<B::InnerBackend>(tok, spec, seed, HELD_OUT_STREAM, 0, device)?;
+    let loss: f32 = lm_loss(&llm, &held_out)?.into_scalar().elem();
+    let accuracy = lm_accuracy(&llm, &held_out)?;
+    tracing::info!(
+        seconds = log.seconds,
+        loss,
+        accuracy,
+        "demo LLM: held-out loss and token accuracy"
+    );
+    log.metrics = vec![
+        ("held_out_loss".into(), loss),
+        ("held_out_token_accuracy".into(), accuracy),
+    ];
+    Ok((llm, log))
+}

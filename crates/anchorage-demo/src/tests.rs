@@ -1,0 +1,156 @@
+//! Saved towers reload through the real loaders with the same outputs; short training lowers
+//! the loss; `ensure_towers` reuses what it trained.
+
+use std::path::Path;
+
+use anchorage_data::synth::{train_tokenizer, TokenizerOptions};
+use anchorage_data::text::TextTokenizer;
+use anchorage_vision::{load_clip_vision_with, ClipVisionConfig, LoadOptions, VisionRequest};
+use burn::backend::{Autodiff, Flex};
+use burn::prelude::*;
+use burn::tensor::DType;
+
+use crate::llm::{lm_stream_batch, HELD_OUT_STREAM as LM_HELD_OUT};
+use crate::vision::{vision_batch, HELD_OUT_STREAM};
+use crate::*;
+
+type A = Autodiff<Flex>;
+
+fn tiny_vision(steps: usize) -> VisionSpec {
+    VisionSpec {
+        config: ClipVisionConfig::new(32, 8, 32, 64, 2, 2),
+        train: TrainSpec {
+            steps,
+            batch: 16,
+            lr: 3e-3,
+            warmup: 3,
+            weight_decay: 0.0,
+        },
+    }
+}
+
+fn small_tokenizer(dir: &Path) -> (TextTokenizer, String) {
+    let opts = TokenizerOptions {
+        scenes: 400,
+        ..TokenizerOptions::default()
+    };
+    let trained = train_tokenizer(&opts).unwrap();
+    let path = dir.join("tokenizer.json");
+    std::fs::write(&path, &trained.json).unwrap();
+    (TextTokenizer::from_file(&path).unwrap(), trained.json)
+}
+
+fn tiny_llm(vocab: usize, steps: usize) -> LlmSpec {
+    let mut spec = LlmSpec::for_vocab(vocab);
+    spec.config.hidden_size = 32;
+    spec.config.intermediate_size = 64;
+    spec.config.num_hidden_layers = 1;
+    spec.config.num_attention_heads = 2;
+    spec.config.num_key_value_heads = 1;
+    spec.config.head_dim = 16;
+    spec.train = TrainSpec {
+        steps,
+        batch: 4,
+        lr: 5e-3,
+        warmup: 3,
+        weight_decay: 0.0,
+    };
+    spec.max_len = 160;
+    spec
+}
+
+fn max_diff<const D: usize>(a: Tensor<Flex, D>, b: Tensor<Flex, D>) -> f32 {
+    (a - b).abs().max().into_scalar()
+}
+
+#[test]
+fn saved_vision_tower_reloads_with_zero_missing_keys_and_same_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = Default::default();
+    let spec = tiny_vision(2);
+    let (probe, _) = train_vision::<A>(&spec, 1, &device).unwrap();
+    save_clip_vision(dir.path(), &spec.config, &probe.tower).unwrap();
+    // The header uses the Hub's names; the loader checks every key (zero missing) and shape.
+    let (config, loaded) = load_clip_vision_with::<Flex>(dir.path(), &device, LoadOptions::default()).unwrap();
+    assert_eq!(config, spec.config);
+    let batch = vision_batch::<Flex>(1, HELD_OUT_STREAM, 0, 3, 32, &device);
+    let request = VisionRequest::select(-2).with_cls_attention(0).with_all_hidden_states();
+    let a = probe.tower.forward(batch.pixels.clone(), &request).unwrap();
+    let b = loaded.forward(batch.pixels, &request).unwrap();
+    for (x, y) in a.hidden_states.into_iter().zip(b.hidden_states) {
+        assert!(max_diff(x, y) < 1e-6);
+    }
+    assert!(max_diff(a.cls_attention[0].1.clone(), b.cls_attention[0].1.clone()) < 1e-6);
+    let processor =
+        anchorage_data::ClipImageProcessor::from_preprocessor_config(&dir.path().join(PREPROCESSOR)).unwrap();
+    assert_eq!(processor.crop_size(), 32);
+    let names = anchorage_data::image::tensor_names(&dir.path().join(WEIGHTS)).unwrap();
+    assert!(names.iter().all(|n| n.starts_with("vision_model.")), "{names:?}");
+    assert_eq!(names.len(), anchorage_vision::expected_tensors(&config).len());
+}
+
+#[test]
+fn saved_llm_reloads_with_zero_missing_keys_and_same_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = Default::default();
+    let (tok, json) = small_tokenizer(dir.path());
+    let spec = tiny_llm(tok.vocab_size(), 2);
+    let (llm, _) = train_llm::<A>(&spec, &tok, 1, &device).unwrap();
+    let out = dir.path().join("llm");
+    save_llm(&out, &llm, &json).unwrap();
+    let loaded = anchorage_llm::load_llm::<Flex>(&out, DType::F32, &device).unwrap();
+    assert_eq!(loaded.config, spec.config);
+    let batch = lm_stream_batch::<Flex>(&tok, &spec, 1, LM_HELD_OUT, 0, &device).unwrap();
+    let logits = |m: &anchorage_llm::Llm<Flex>| {
+        let input = anchorage_llm::LlmInput::plain(m.embed(batch.ids.clone()));
+        m.logits(m.forward_embeds(input, &mut anchorage_llm::NoHooks).unwrap().hidden)
+    };
+    assert!(max_diff(logits(&llm), logits(&loaded)) < 1e-5);
+    let reread = TextTokenizer::from_file(&out.join(TOKENIZER)).unwrap();
+    assert_eq!(reread.vocab_size(), spec.config.vocab_size);
+    let names = anchorage_data::image::tensor_names(&out.join(WEIGHTS)).unwrap();
+    assert!(
+        names.contains(&"model.layers.0.self_attn.q_proj.weight".to_string())
+            && names.contains(&"lm_head.weight".to_string())
+    );
+}
+
+#[test]
+fn short_training_lowers_both_losses() {
+    let device = Default::default();
+    let (probe, log) = train_vision::<A>(&tiny_vision(60), 2, &device).unwrap();
+    let (first, last) = log.first_last(5);
+    assert!(last < first * 0.9, "vision loss {first} -> {last}");
+    let batch = vision_batch::<Flex>(2, HELD_OUT_STREAM, 0, 64, 32, &device);
+    let acc = crate::vision::probe_accuracy(&probe, &batch).unwrap();
+    assert!(acc.iter().all(|a| a.is_finite()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let (tok, _) = small_tokenizer(dir.path());
+    let (_, log) = train_llm::<A>(&tiny_llm(tok.vocab_size(), 30), &tok, 2, &device).unwrap();
+    let (first, last) = log.first_last(5);
+    assert!(last < first * 0.7, "LLM loss {first} -> {last}");
+}
+
+#[test]
+fn ensure_towers_reuses_matching_folders_and_retrains_stale_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = Default::default();
+    let tokenizer = TokenizerOptions {
+        scenes: 400,
+        ..TokenizerOptions::default()
+    };
+    let specs = TowerSpecs {
+        vision: tiny_vision(1),
+        llm: tiny_llm(tokenizer.vocab_size, 1),
+        tokenizer,
+    };
+    let first = ensure_towers_with::<A>(dir.path(), 3, &specs, &device).unwrap();
+    assert!(first.trained_vision && first.trained_llm);
+    let again = ensure_towers_with::<A>(dir.path(), 3, &specs, &device).unwrap();
+    assert!(!again.trained_vision && !again.trained_llm);
+    let other = ensure_towers_with::<A>(dir.path(), 4, &specs, &device).unwrap();
+    assert!(other.trained_vision && other.trained_llm);
+    load_clip_vision_with::<Flex>(&other.vision, &device, LoadOptions::default()).unwrap();
+    anchorage_llm::load_llm::<Flex>(&other.llm, DType::F32, &device).unwrap();
+}

@@ -1,0 +1,261 @@
+//! The demo's vision tower: a tiny CLIP ViT trained to name what it sees. A linear probe on the
+//! pooled CLS token (`post_layernorm`) predicts the shape, the colour and the place (3x3 grid), so
+//! the CLS token has to gather the shape's patches: its attention then falls on the shape, which
+//! is what AcFormer's anchors select. The probe is dropped; the tower is saved alone.
+
+use std::time::Instant;
+
+use anchorage_data::image::{preprocess_rgb, ClipImageProcessor, Rgb8Image};
+use anchorage_data::synth::{render, Scene};
+use anchorage_data::{Aspect, SplitMix64};
+use anchorage_vision::{ClipVisionConfig, ClipVisionModel, VisionRequest};
+use burn::module::AutodiffModule;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::schedule::{TrainLog, TrainSpec};
+use crate::DemoError;
+
+const SHAPES: usize = 3;
+const COLOURS: usize = 8;
+const PLACES: usize = 9;
+
+/// What the vision tower is and how it trains.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VisionSpec {
+    pub config: ClipVisionConfig,
+    pub train: TrainSpec,
+}
+
+impl Default for VisionSpec {
+    /// 64 px, patch 8 (64 patches + CLS), width 64, 3 layers of 4 heads, MLP 256; 240 steps of
+    /// 24 images (about a minute on two CPU cores).
+    fn default() -> Self {
+        Self {
+            config: ClipVisionConfig::new(64, 8, 64, 256, 3, 4),
+            train: TrainSpec {
+                steps: 240,
+                batch: 24,
+                lr: 3e-3,
+                warmup: 15,
+                weight_decay: 0.01,
+            },
+        }
+    }
+}
+
+/// The tower with its training probe.
+#[derive(Module, Debug)]
+pub struct VisionProbe<B: Backend> {
+    pub tower: ClipVisionModel<B>,
+    /// `[D] -> [3 shapes | 8 colours | 9 places]`.
+    pub head: Linear<B>,
+}
+
+impl<B: Backend> VisionProbe<B> {
+    pub fn new(config: &ClipVisionConfig, device: &B::Device) -> Self {
+        Self {
+            tower: config.init(device),
+            head: LinearConfig::new(config.hidden_size, SHAPES + COLOURS + PLACES).init(device),
+        }
+    }
+
+    /// # Shapes
+    /// `pixel_values [B, 3, S, S] -> logits [B, 20]`
+    pub fn forward(&self, pixel_values: Tensor<B, 4>) -> Result<Tensor<B, 2>, DemoError> {
+        Ok(self.head.forward(self.tower.pooled(pixel_values)?))
+    }
+}
+
+/// A batch of rendered, CLIP-preprocessed scenes and their targets.
+pub struct VisionBatch<B: Backend> {
+    pub pixels: Tensor<B, 4>,
+    /// `[B]` each: shape, colour, place indices.
+    pub shape: Tensor<B, 1, Int>,
+    pub colour: Tensor<B, 1, Int>,
+    pub place: Tensor<B, 1, Int>,
+    pub scenes: Vec<Scene>,
+}
+
+fn place_index(s: &Scene) -> i64 {
+    let third = |v: f32| ((v / s.size as f32 * 3.0).floor() as i64).clamp(0, 2);
+    third(s.cy) * 3 + third(s.cx)
+}
+
+/// Renders `count` scenes of stream `(seed, stream, batch)` and preprocesses them as
+/// CLIPImageProcessor does.
+pub fn vision_batch<B: Backend>(
+    seed: u64,
+    stream: u64,
+    batch: u64,
+    count: usize,
+    size: u32,
+    device: &B::Device,
+) -> VisionBatch<B> {
+    let processor = ClipImageProcessor::with_size(size);
+    let items: Vec<(Scene, Vec<f32>)> = (0..count)
+        .into_par_iter()
+        .map(|k| {
+            let mut rng = SplitMix64::for_epoch(seed, stream, batch * count as u64 + k as u64);
+            let scene = Scene::sample(&mut rng, size);
+            let img = render(&scene);
+            let rgb = Rgb8Image::new(size as usize, size as usize, img.into_raw());
+            let px = preprocess_rgb(&rgb, Aspect::Square, &processor);
+            (scene, px.data)
+        })
+        .collect();
+    let s = size as usize;
+    let pixels: Vec<f32> = items.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+    let ints = |f: &dyn Fn(&Scene) -> i64| {
+        let v: Vec<i64> = items.iter().map(|(sc, _)| f(sc)).collect();
+        Tensor::<B, 1, Int>::from_data(TensorData::new(v, [count]), device)
+    };
+    VisionBatch {
+        pixels: Tensor::from_data(TensorData::new(pixels, [count, 3, s, s]), device),
+        shape: ints(&|sc| sc.shape.index() as i64),
+        colour: ints(&|sc| sc.colour.index() as i64),
+        place: ints(&|sc| place_index(sc)),
+        scenes: items.into_iter().map(|(sc, _)| sc).collect(),
+    }
+}
+
+/// Which patches (row-major, `grid`x`grid`) the shape touches: any of 5x5 sample points inside.
+pub fn shape_patches(scene: &Scene, grid: usize) -> Vec<bool> {
+    let p = scene.size as f32 / grid as f32;
+    (0..grid * grid)
+        .map(|k| {
+            let (r, c) = ((k / grid) as f32, (k % grid) as f32);
+            (0..25).any(|j| {
+                let (dy, dx) = ((j / 5) as f32 + 0.5, (j % 5) as f32 + 0.5);
+                scene.contains((c + dx / 5.0) * p, (r + dy / 5.0) * p)
+            })
+        })
+        .collect()
+}
+
+/// How much of the CLS row's attention (layer `L - 2`, AcFormer's `attentions[-2]`, mean over
+/// heads, patches only, renormalised) falls on the shape's patches, and the share of patches the
+/// shape touches: attention "on the shape" is the first well above the second.
+pub fn cls_attention_on_shape<B: Backend>(
+    tower: &ClipVisionModel<B>,
+    batch: &VisionBatch<B>,
+) -> Result<(f32, f32), DemoError> {
+    let layer = tower.num_layers().saturating_sub(2);
+    let out = tower.forward(
+        batch.pixels.clone(),
+        &VisionRequest::select(0).with_cls_attention(layer),
+    )?;
+    let probs = out.cls_attention[0].1.clone().mean_dim(1); // [B, 1, T]
+    let [b, _, t] = probs.dims();
+    let rows: Vec<f32> = probs
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .map_err(|e| DemoError::Train(format!("{e:?}")))?;
+    let grid = ((t - 1) as f64).sqrt() as usize;
+    let (mut mass, mut area) = (0.0f32, 0.0f32);
+    for (i, scene) in batch.scenes.iter().enumerate() {
+        let row = &rows[i * t + 1..(i + 1) * t];
+        let on = shape_patches(scene, grid);
+        let total: f32 = row.iter().sum();
+        mass += row.iter().zip(&on).filter(|(_, &o)| o).map(|(a, _)| a).sum::<f32>() / total.max(1e-12);
+        area += on.iter().filter(|&&o| o).count() as f32 / on.len() as f32;
+    }
+    Ok((mass / b as f32, area / b as f32))
+}
+
+/// The probe's loss: cross-entropy of shape + colour + place.
+fn probe_loss<B: Backend>(logits: Tensor<B, 2>, batch: &VisionBatch<B>) -> Tensor<B, 1> {
+    let [b, _] = logits.dims();
+    let ce = CrossEntropyLossConfig::new().init(&logits.device());
+    let part = |lo: usize, hi: usize| logits.clone().slice([0..b, lo..hi]);
+    ce.forward(part(0, SHAPES), batch.shape.clone())
+        + ce.forward(part(SHAPES, SHAPES + COLOURS), batch.colour.clone())
+        + ce.forward(part(SHAPES + COLOURS, SHAPES + COLOURS + PLACES), batch.place.clone())
+}
+
+/// Accuracy of (shape, colour, place) on a batch.
+pub fn probe_accuracy<B: Backend>(probe: &VisionProbe<B>, batch: &VisionBatch<B>) -> Result<[f32; 3], DemoError> {
+    let logits = probe.forward(batch.pixels.clone())?;
+    let [b, _] = logits.dims();
+    let acc = |lo: usize, hi: usize, target: &Tensor<B, 1, Int>| {
+        let pred = logits.clone().slice([0..b, lo..hi]).argmax(1).reshape([b]);
+        let hits: i64 = pred.equal(target.clone()).int().sum().into_scalar().elem();
+        hits as f32 / b as f32
+    };
+    Ok([
+        acc(0, SHAPES, &batch.shape),
+        acc(SHAPES, SHAPES + COLOURS, &batch.colour),
+        acc(SHAPES + COLOURS, SHAPES + COLOURS + PLACES, &batch.place),
+    ])
+}
+
+/// Streams of scenes: training batches never repeat the held-out ones.
+const TRAIN_STREAM: u64 = 100;
+pub const HELD_OUT_STREAM: u64 = 101;
+
+/// Trains the tower with its probe; returns the probe (on the inner backend) and the losses.
+pub fn train_vision<B: AutodiffBackend>(
+    spec: &VisionSpec,
+    seed: u64,
+    device: &B::Device,
+) -> Result<(VisionProbe<B::InnerBackend>, TrainLog), DemoError> {
+    spec.config.check().map_err(DemoError::Train)?;
+    B::seed(device, seed);
+    let mut probe = VisionProbe::<B>::new(&spec.config, device);
+    let t = &spec.train;
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(t.weight_decay)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
+        .init();
+    let start = Instant::now();
+    let mut log = TrainLog::default();
+    for step in 0..t.steps {
+        let batch = vision_batch::<B>(
+            seed,
+            TRAIN_STREAM,
+            step as u64,
+            t.batch,
+            spec.config.image_size as u32,
+            device,
+        );
+        let logits = probe.forward(batch.pixels.clone())?;
+        let loss = probe_loss(logits, &batch);
+        let value: f32 = loss.clone().into_scalar().elem();
+        log.losses.push(value);
+        let grads = GradientsParams::from_grads(loss.backward(), &probe);
+        probe = optim.step(t.lr_at(step), probe, grads);
+        if step % 50 == 0 || step + 1 == t.steps {
+            tracing::info!(step, loss = value, "vision tower");
+        }
+    }
+    log.seconds = start.elapsed().as_secs_f64();
+    let probe = probe.valid();
+    let held_out =
+        vision_batch::<B::InnerBackend>(seed, HELD_OUT_STREAM, 0, 256, spec.config.image_size as u32, device);
+    let [shape, colour, place] = probe_accuracy(&probe, &held_out)?;
+    let (on_shape, shape_area) = cls_attention_on_shape(&probe.tower, &held_out)?;
+    tracing::info!(
+        seconds = log.seconds,
+        shape,
+        colour,
+        place,
+        on_shape,
+        shape_area,
+        "vision tower: held-out accuracy and CLS attention on the shape"
+    );
+    log.metrics = vec![
+        ("shape_accuracy".into(), shape),
+        ("colour_accuracy".into(), colour),
+        ("place_accuracy".into(), place),
+        ("cls_attention_on_shape".into(), on_shape),
+        ("shape_patch_share".into(), shape_area),
+    ];
+    Ok((probe, log))
+}
