@@ -23,7 +23,8 @@ fn main() -> std::process::ExitCode {
         cli::Command::Bench(cmd) => cli::bench::run(cmd),
         cli::Command::Eval(cmd) => cli::eval::run(cmd),
         cli::Command::Generate(args) => cli::generate::run(args),
-        cli::Command::Demo(cmd) => cli::demo::run(cmd),
+        cli::Command::Demo(args) => cli::demo::run(args),
+        cli::Command::Compare(args) => cli::compare::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod export;
 pub mod generate;
 pub mod run_model;
+pub mod compare;
 pub mod data;
 pub mod eval;
 pub mod demo;
@@ -46,7 +47,11 @@ pub enum Command {
     Eval(eval::EvalCommand),
     /// One greedy answer from a trained run: `train generate RUN --image F --prompt TEXT`.
     Generate(generate::GenerateArgs),
-    /// The demo world's towers: `train demo towers --out DIR` trains or reuses them.
-    #[command(subcommand)]
-    Demo(demo::DemoCommand),
+    /// The demo: a procedural world and towers made by anchorage, every connector trained in two
+    /// stages, a compression sweep, evaluation and the comparison (CPU, minutes). `train demo
+    /// towers --out DIR` trains or reuses the towers alone.
+    Demo(demo::DemoArgs),
+    /// Compare evaluated runs: a table (Markdown, CSV) of runs × benchmarks with visual tokens,
+    /// latency and training time, and plots of accuracy vs visual tokens and vs prefill latency.
+    Compare(compare::CompareArgs),
 }

@@ -1,0 +1,112 @@
+//! The demo's recipes: ordinary recipe files (so each run is resumable, exportable and evaluable)
+//! for stage 1 and stage 2 of each connector on the world, sized for a laptop CPU.
+
+use std::path::Path;
+
+/// Connectors the demo knows, with their `[connector]` table at demo size (vision width 64 with 4
+/// heads and 65 tokens, LLM width 128).
+pub const CONNECTORS: [&str; 4] = ["mlp2x_gelu", "c_abstractor", "resampler", "anchor_former"];
+/// Compression methods of the sweep.
+pub const COMPRESSIONS: [&str; 3] = ["none", "fastv", "act"];
+
+/// The `[connector]` table and the feature selection a connector needs.
+pub fn connector_table(name: &str) -> Option<(&'static str, &'static str)> {
+    Some(match name {
+        "mlp2x_gelu" => ("kind = \"mlp\"\ndepth = 2", "patch"),
+        "c_abstractor" => ("kind = \"c_abstractor\"\ndepth = 1\nmlp_depth = 2\nhidden_size = 64\nnum_queries = 16", "patch"),
+        "resampler" => ("kind = \"resampler\"\ndepth = 1\nheads = 4\ndim_head = 16\nnum_latents = 16\nff_mult = 2", "cls_patch"),
+        // 4 heads × 4 anchors each + CLS (AcFormer's 16 × 9 + 1 at demo size).
+        "anchor_former" => ("kind = \"anchor_former\"\nanchors = 17\ndepth = 1\nheads = 4\ndim_head = 16\nff_mult = 2", "cls_patch"),
+        _ => return None,
+    })
+}
+
+/// The `[compression]` table of a sweep entry on the demo's 2-layer LLM.
+pub fn compression_table(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "none" => "method = \"none\"",
+        "fastv" => "method = \"fastv\"\nlayer = 1\nkeep_ratio = 0.25",
+        "act" => "method = \"act\"\ncoverage = 0.5\nkeep_ratios = [0.25]",
+        "himap" => "method = \"himap\"\nshallow_layer = 1\nshallow_keep_ratio = 0.5\ndeep_layer = 1\ndeep_keep_ratio = 0.25",
+        _ => return None,
+    })
+}
+
+/// What varies between the demo's runs.
+pub struct RunSpec<'a> {
+    pub name: &'a str,
+    pub stage: &'a str,
+    pub connector: &'a str,
+    pub compression: &'a str,
+    /// Stage 2: the stage-1 export to start from.
+    pub init: Option<&'a Path>,
+    pub epochs: u32,
+    pub max_steps: Option<u64>,
+}
+
+/// A recipe file's text.
+pub fn recipe(spec: &RunSpec<'_>, world: &Path, towers: &Path, runs: &Path, seed: u64) -> Option<String> {
+    let (connector, features) = connector_table(spec.connector)?;
+    let compression = compression_table(spec.compression)?;
+    let ift = spec.stage == "ift";
+    let init = spec.init.map(|p| format!("init = \"{}\"\n", p.display())).unwrap_or_default();
+    let max_steps = spec.max_steps.map(|s| format!("max_steps = {s}\n")).unwrap_or_default();
+    Some(format!(
+        r#"# Written by `train demo`: {stage} of the {connector} connector on the demo world.
+[run]
+name = "{name}"
+stage = "{stage}"
+seed = {seed}
+output_dir = "{runs}"
+
+[vision]
+model = {{ path = "{vision}" }}
+select_layer = -2
+feature_select = "{features}"
+dtype = "f32"
+
+[llm]
+model = {{ path = "{llm}" }}
+training = "{training}"
+dtype = "f32"
+gradient_checkpointing = false
+
+[connector]
+{connector_table}
+{init}
+[compression]
+{compression}
+
+[data]
+manifest = "{manifest}"
+max_length = 256
+workers = 2
+
+[optim]
+lr = {lr}
+warmup_ratio = 0.05
+global_batch = 32
+micro_batch = 32
+epochs = {epochs}
+{max_steps}
+[checkpoint]
+every_steps = 1000000
+keep_last = 1
+
+[log]
+every_steps = 10
+tensorboard = true
+"#,
+        name = spec.name,
+        stage = spec.stage,
+        connector = spec.connector,
+        runs = runs.display(),
+        vision = towers.join("vision").display(),
+        llm = towers.join("llm").display(),
+        training = if ift { "full" } else { "frozen" },
+        connector_table = connector,
+        manifest = world.join(if ift { "ift.toml" } else { "pretrain.toml" }).display(),
+        lr = if ift { "1e-3" } else { "2e-3" },
+        epochs = spec.epochs,
+    ))
+}
