@@ -34,6 +34,14 @@ pub enum EvalError {
     #[error("question {id} (line {line}): {source}")]
     Question { id: String, line: usize, source: Box<EvalError> },
 
+    /// A comparison table or plot cannot be made from these runs (none given, nothing to plot).
+    #[error("compare: {message}")]
+    Compare { message: String },
+
+    /// A plot could not be encoded as PNG.
+    #[error("encoding {path}: {source}")]
+    Png { path: PathBuf, source: image::ImageError },
+
     #[error(transparent)]
     Model(#[from] anchorage_model::ModelError),
 

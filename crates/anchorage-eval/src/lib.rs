@@ -6,7 +6,10 @@
 //! and the benchmarks' own annotation files, and reproduce each reference script's behaviour,
 //! including the quirks that move a score; where a quirk does, a `tracing` warning names it, and
 //! where the reference crashes the scorer returns an [`EvalError`] naming the file and the id.
+//!
+//! [`compare`] draws the table and plots that set runs side by side.
 
+pub mod compare;
 mod error;
 pub mod run;
 pub mod score;
