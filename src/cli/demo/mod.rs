@@ -80,7 +80,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let s = write_world(&world, &opts)?;
         println!("world:       {} ({} training images, {} eval questions)", world.display(), s.train_images, s.questions);
     }
-    let towers = anchorage_demo::ensure_towers::<Autodiff<Flex>>(&args.out.join("towers"), args.seed, &Default::default())?;
+    anchorage_demo::ensure_towers::<Autodiff<Flex>>(&args.out.join("towers"), args.seed, &Default::default())?;
     println!("towers:      {} ({:.0} s so far)", args.out.join("towers").display(), started.elapsed().as_secs_f64());
     let ctx = Ctx { args: &args, world: &world, towers: &args.out.join("towers"), runs: &args.out.join("runs") };
     let mut evaluated = Vec::new();

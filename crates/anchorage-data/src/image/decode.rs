@@ -15,7 +15,7 @@ use std::path::Path;
 use image::DynamicImage;
 
 use super::jpeg::decode_jpeg;
-use super::rgb::{cmyk_to_rgb, Rgb8Image};
+use super::rgb::Rgb8Image;
 use crate::DataError;
 
 
