@@ -56,7 +56,7 @@ fn row(run: &Path) -> anyhow::Result<RunRow> {
     let connector = connector_name(card.get("connector"));
     let compression = card.get("compression").and_then(|c| c.get("method")).and_then(|m| m.as_str()).unwrap_or("none").to_string();
     let mut scores = BTreeMap::new();
-    let (mut tokens, mut latency, mut decode, mut n) = (0.0, 0.0, 0.0, 0.0);
+    let (mut tokens, mut latency, mut decode, mut flops, mut n) = (0.0, 0.0, 0.0, 0.0, 0.0);
     for (bench, result) in summary.get("benches").and_then(Value::as_object).into_iter().flatten() {
         if let Some(h) = result.get("headline").and_then(Value::as_f64) {
             scores.insert(bench.clone(), h);
@@ -65,6 +65,7 @@ fn row(run: &Path) -> anyhow::Result<RunRow> {
         let f = |k: &str| e.get(k).and_then(Value::as_f64).unwrap_or(0.0);
         let (prompts, batches) = (f("prompts").max(1.0), f("batches").max(1.0));
         tokens += f("visual_tokens") / prompts;
+        flops += f("prefill_flops") / prompts;
         latency += (f("encode_seconds") + f("prefill_seconds")) / batches;
         decode += f("new_tokens") / (f("llm_seconds") - f("prefill_seconds")).max(1e-9);
         n += 1.0;
@@ -72,7 +73,7 @@ fn row(run: &Path) -> anyhow::Result<RunRow> {
     let train_seconds = read_json(&run.join("train_summary.json")).ok().and_then(|s| s.get("train_seconds").and_then(Value::as_f64));
     let name = run.file_name().and_then(|n| n.to_str()).unwrap_or("run").to_string();
     let n: f64 = if n > 0.0 { n } else { 1.0 };
-    Ok(RunRow { name, connector, compression, visual_tokens: tokens / n, prefill_flops: None, prefill_latency_s: latency / n, decode_tokens_per_s: decode / n, train_seconds, scores })
+    Ok(RunRow { name, connector, compression, visual_tokens: tokens / n, prefill_flops: Some(flops / n).filter(|f| *f > 0.0), prefill_latency_s: latency / n, decode_tokens_per_s: decode / n, train_seconds, scores })
 }
 
 /// The connector as LLaVA names it (`mlp2x_gelu`, `linear`) or by its kind.

@@ -45,6 +45,10 @@ pub struct SuiteBench {
     pub name: String,
     pub scorer: Scorer,
     pub question_file: PathBuf,
+    /// `loader` (model_vqa_loader.py's JSON lines, the default) or `science` (model_vqa_science.py's
+    /// JSON list with the single-prediction prompt).
+    #[serde(default)]
+    pub question_format: QuestionFormat,
     pub image_folder: PathBuf,
     #[serde(default = "max_new_tokens")]
     pub max_new_tokens: usize,
@@ -63,6 +67,15 @@ pub struct SuiteBench {
     /// What to download, and where to, when the data is missing.
     #[serde(default)]
     pub download: String,
+}
+
+/// How a suite's question file is laid out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuestionFormat {
+    #[default]
+    Loader,
+    Science,
 }
 
 fn max_new_tokens() -> usize {
@@ -136,7 +149,10 @@ pub fn run_suite<B: burn::tensor::backend::Backend>(m: &EvalModel<B>, suite: &Su
         };
         let dir = out.join(&b.name);
         let answers = dir.join("answers.jsonl");
-        let qs = read_questions(&questions)?;
+        let qs = match b.question_format {
+            QuestionFormat::Loader => read_questions(&questions)?,
+            QuestionFormat::Science => crate::run::read_science_questions(&questions)?,
+        };
         let opts = RunOptions { max_new_tokens: b.max_new_tokens, ..options.clone() };
         tracing::info!(bench = %b.name, questions = qs.len(), "answering");
         let report = answer_questions(m, &qs, &images, &answers, &opts)?;

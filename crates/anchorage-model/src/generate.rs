@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use anchorage_compress::{FlopsReport, FlopsShape};
 use anchorage_data::PixelValues;
 use anchorage_llm::{GenerateOptions, KvCache};
 use burn::tensor::backend::Backend;
@@ -35,6 +36,9 @@ pub struct Generation {
     pub llm_time: Duration,
     /// The part of `llm_time` spent in the prefill (the rest is decoding).
     pub prefill_time: Duration,
+    /// Model FLOPs of the LLM's prefill, summed over the prompts (the project's FLOPs model,
+    /// anchorage-compress `FlopsShape`; with compression as the policy ran).
+    pub prefill_flops: f64,
 }
 
 impl<B: Backend> Llava<B> {
@@ -68,6 +72,14 @@ impl<B: Backend> Llava<B> {
         let options = GenerateOptions { max_new_tokens, stop_tokens: stop_tokens.to_vec() };
         let (tokens, prefill_time) = self.llm().generate_timed(spliced.input, &mut hooks, &mut cache, &options)?;
         let kept_kv = hooks.trace().map(|t| t.layers.iter().map(|l| l.first().map_or(0, |x| x.keys)).collect());
-        Ok(Generation { tokens, visual_tokens, prompt_tokens, kept_kv, encode_time, llm_time: started.elapsed(), prefill_time })
+        let config = &self.llm().config;
+        let shape = FlopsShape { hidden: config.hidden_size, intermediate: config.intermediate_size };
+        let prefill_flops = (0..prompts.len())
+            .map(|i| match hooks.trace() {
+                Some(trace) => FlopsReport::from_trace(shape, trace, i).total_compressed(),
+                None => config.num_hidden_layers as f64 * shape.full_layer(prompt_tokens[i]),
+            })
+            .sum();
+        Ok(Generation { tokens, visual_tokens, prompt_tokens, kept_kv, encode_time, llm_time: started.elapsed(), prefill_time, prefill_flops })
     }
 }

@@ -40,7 +40,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let e = &report.efficiency;
     println!("answers:        {} ({} new, {} already there)", args.answers_file.display(), report.answered, report.resumed);
     println!("visual tokens:  {:.1} per question", e.visual_tokens_per_prompt());
-    println!("prefill:        {:.3} s per batch of {}", e.prefill_latency(), args.batch_size);
+    println!("prefill:        {:.3} s per batch of {}, {:.3e} FLOPs per question (the FLOPs model)", e.prefill_latency(), args.batch_size, e.prefill_flops_per_prompt());
     println!("decode:         {:.1} tokens/s", e.decode_tokens_per_s());
     let kept = e.mean_kv_per_layer();
     if !kept.is_empty() {

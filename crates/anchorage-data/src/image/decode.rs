@@ -125,17 +125,9 @@ pub fn dynamic_to_rgb(img: DynamicImage) -> Rgb8Image {
     Rgb8Image::new(w, h, out)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cmyk_matches_pillow_value() {
-        // PIL: Image.new("CMYK", (1, 1), (10, 20, 30, 40)).convert("RGB") == (207, 198, 190)
-        assert_eq!(cmyk_to_rgb(&[10, 20, 30, 40], false), vec![207, 198, 190]);
-        assert_eq!(cmyk_to_rgb(&[245, 235, 225, 215], true), vec![207, 198, 190]);
-    }
 
     #[test]
     fn non_image_is_a_decode_error_naming_the_file() {

@@ -45,3 +45,15 @@ fn muldiv255(a: i32, b: i32) -> i32 {
     let t = a * b + 128;
     ((t >> 8) + t) >> 8
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmyk_matches_pillow_value() {
+        // PIL: Image.new("CMYK", (1, 1), (10, 20, 30, 40)).convert("RGB") == (207, 198, 190)
+        assert_eq!(cmyk_to_rgb(&[10, 20, 30, 40], false), vec![207, 198, 190]);
+        assert_eq!(cmyk_to_rgb(&[245, 235, 225, 215], true), vec![207, 198, 190]);
+    }
+}

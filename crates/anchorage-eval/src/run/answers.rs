@@ -79,7 +79,7 @@ impl AnswersFile {
 
 /// One answer line, `json.dumps` of LLaVA's dict (its key order, `ensure_ascii`, `", "`/`": "`).
 pub fn answer_line(q: &Question, text: &str, model_id: &str) -> String {
-    let (prompt, text, answer_id) = (Value::String(q.text.clone()), Value::String(text.to_string()), Value::String(answer_id(model_id, &q.key())));
+    let (prompt, text, answer_id) = (Value::String(q.recorded_prompt.clone().unwrap_or_else(|| q.text.clone())), Value::String(text.to_string()), Value::String(answer_id(model_id, &q.key())));
     let (model, metadata) = (Value::String(model_id.to_string()), Value::Object(Map::new()));
     dumps_object(&[("question_id", &q.id), ("prompt", &prompt), ("text", &text), ("answer_id", &answer_id), ("model_id", &model), ("metadata", &metadata)])
 }
@@ -122,7 +122,7 @@ mod tests {
     use super::*;
 
     fn q(id: Value, text: &str) -> Question {
-        Question { id, image: None, text: text.into(), line: 1 }
+        Question { id, image: None, text: text.into(), line: 1, recorded_prompt: None }
     }
 
     #[test]

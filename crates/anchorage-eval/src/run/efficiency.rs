@@ -23,6 +23,8 @@ pub struct Efficiency {
     pub encode_seconds: f64,
     pub llm_seconds: f64,
     pub prefill_seconds: f64,
+    /// Model FLOPs of the LLM prefill, summed over prompts.
+    pub prefill_flops: f64,
 }
 
 impl Efficiency {
@@ -43,11 +45,17 @@ impl Efficiency {
         self.encode_seconds += secs(g.encode_time);
         self.llm_seconds += secs(g.llm_time);
         self.prefill_seconds += secs(g.prefill_time);
+        self.prefill_flops += g.prefill_flops;
     }
 
     /// Mean visual tokens per prompt.
     pub fn visual_tokens_per_prompt(&self) -> f64 {
         self.visual_tokens as f64 / self.prompts.max(1) as f64
+    }
+
+    /// Mean prefill FLOPs per prompt.
+    pub fn prefill_flops_per_prompt(&self) -> f64 {
+        self.prefill_flops / self.prompts.max(1) as f64
     }
 
     /// Mean keys/values per layer per batch's first prompt.

@@ -11,7 +11,7 @@ mod questions;
 
 pub use answers::{answer_line, AnswersFile};
 pub use efficiency::{peak_memory_bytes, Efficiency};
-pub use questions::{read_questions, Question};
+pub use questions::{read_questions, read_science_questions, Question};
 
 use std::path::Path;
 

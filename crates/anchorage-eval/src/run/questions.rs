@@ -17,8 +17,11 @@ pub struct Question {
     /// The question text, asked as is (benchmark suffixes such as "Answer the question using a
     /// single word or phrase." are part of it).
     pub text: String,
-    /// 1-based line in the file, for errors.
+    /// 1-based line in the file (or element of a JSON list), for errors.
     pub line: usize,
+    /// What the answers file records as `prompt` when it is not `text` (ScienceQA's script
+    /// records the prompt with its `<image>` line).
+    pub recorded_prompt: Option<String>,
 }
 
 impl Question {
@@ -49,7 +52,7 @@ fn question(path: &Path, line: usize, value: Value) -> Result<Question, EvalErro
         _ => return Err(EvalError::field(path, &at, "`text` is missing or not a string")),
     };
     let image = image_of(&map).map_err(|m| EvalError::field(path, &at, m))?;
-    Ok(Question { id, image, text, line })
+    Ok(Question { id, image, text, line, recorded_prompt: None })
 }
 
 fn image_of(map: &Map<String, Value>) -> Result<Option<PathBuf>, String> {
@@ -58,6 +61,31 @@ fn image_of(map: &Map<String, Value>) -> Result<Option<PathBuf>, String> {
         Some(Value::String(s)) => Ok(Some(PathBuf::from(s))),
         Some(other) => Err(format!("`image` is {other}, not a file name")),
     }
+}
+
+/// ScienceQA's question file as `model_vqa_science.py --single-pred-prompt` reads it: a JSON
+/// list of `{id, image?, conversations: [{from: human, value}, ...]}`; the question is the first
+/// turn without `<image>`, stripped, with `"Answer with the option's letter from the given choices
+/// directly."` on a new line; the answers file records it with `<image>\n` in front when there is
+/// an image.
+pub fn read_science_questions(path: &Path) -> Result<Vec<Question>, EvalError> {
+    let text = std::fs::read_to_string(path).map_err(|source| EvalError::Read { path: path.to_path_buf(), source })?;
+    let items: Vec<Value> = serde_json::from_str(&text).map_err(|source| EvalError::JsonFile { path: path.to_path_buf(), source })?;
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let at = format!("element {i}");
+            let Value::Object(map) = item else { return Err(EvalError::field(path, at, "not a JSON object")) };
+            let id = map.get("id").cloned().ok_or_else(|| EvalError::field(path, &at, "no `id`"))?;
+            let first = map.get("conversations").and_then(|c| c.get(0)).and_then(|t| t.get("value")).and_then(Value::as_str);
+            let first = first.ok_or_else(|| EvalError::field(path, &at, "no first conversation turn"))?;
+            let image = image_of(&map).map_err(|m| EvalError::field(path, &at, m))?;
+            let qs = format!("{}\nAnswer with the option's letter from the given choices directly.", anchorage_data::text::py_strip(&first.replace("<image>", "")));
+            let recorded = if image.is_some() { format!("<image>\n{qs}") } else { qs.clone() };
+            Ok(Question { id, image, text: qs, line: i + 1, recorded_prompt: Some(recorded) })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -76,5 +104,17 @@ mod tests {
         std::fs::write(&path, "{\"question_id\": 1, \"text\": \"ok\"}\n{\"question_id\": 2}\n").unwrap();
         let e = read_questions(&path).unwrap_err().to_string();
         assert!(e.contains("q.jsonl") && e.contains("line 2") && e.contains("text"), "{e}");
+    }
+
+    #[test]
+    fn science_questions_get_the_single_prediction_prompt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.json");
+        std::fs::write(&path, r#"[{"id": "4", "image": "4/image.png", "conversations": [{"from": "human", "value": "<image>\nWhich is it?\nA. x\nB. y"}, {"from": "gpt", "value": "A"}]}, {"id": "9", "conversations": [{"from": "human", "value": " Why? "}]}]"#).unwrap();
+        let q = read_science_questions(&path).unwrap();
+        let suffix = "Answer with the option's letter from the given choices directly.";
+        assert_eq!(q[0].text, format!("Which is it?\nA. x\nB. y\n{suffix}"));
+        assert_eq!(q[0].recorded_prompt.as_deref(), Some(format!("<image>\nWhich is it?\nA. x\nB. y\n{suffix}").as_str()));
+        assert_eq!((q[1].text.as_str(), q[1].image.is_none()), (format!("Why?\n{suffix}").as_str(), true));
     }
 }
