@@ -84,8 +84,10 @@ impl Checkpoints {
         fs::create_dir_all(&self.run_dir).map_err(|e| io(&self.run_dir, e))?;
         let final_dir = self.step_dir(step);
         let tmp = self.run_dir.join(format!("{TMP_PREFIX}{PREFIX}{step:08}"));
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+        match fs::symlink_metadata(&tmp) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?,
+            Ok(_) => fs::remove_file(&tmp).map_err(|e| io(&tmp, e))?,
+            Err(_) => {}
         }
         fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
         for (name, bytes) in files {

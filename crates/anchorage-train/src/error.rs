@@ -47,7 +47,7 @@ pub enum TrainError {
     #[error("{path}: the run folder is in use: {message}; nothing was changed")]
     Locked { path: PathBuf, message: String },
     /// `--resume` found step folders, but none verifies (each reason is listed).
-    #[error("{run_dir}: no step checkpoint verifies, so there is nothing to resume from:\n{reasons}")]
+    #[error("{run_dir}: no step checkpoint verifies, so there is nothing to resume from (nothing was changed; to start the run over, move these step folders away):\n{reasons}")]
     NoVerifiedCheckpoint { run_dir: PathBuf, reasons: String },
     /// `--resume` with a recipe that differs from the checkpoint's.
     #[error("{path}: {message}")]

@@ -50,7 +50,7 @@ impl RunLock {
                 }
                 Some(holder) => {
                     let message = if holder.host == hostname() {
-                        format!("process {} is training into this run folder", holder.pid)
+                        format!("process {} is training into this run folder (wait for it, stop it with SIGTERM, or, if that process id now belongs to another program, delete {})", holder.pid, path.display())
                     } else {
                         format!("process {} on host {} is training into this run folder (if it is gone, delete {})", holder.pid, holder.host, path.display())
                     };

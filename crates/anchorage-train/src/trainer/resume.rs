@@ -118,6 +118,39 @@ fn check_changes(changes: &[RecipeChange], allow: bool, dir: &Path) -> Result<()
     Ok(())
 }
 
+/// What the leader writes about a resume: allowed recipe changes appended to
+/// `recipe_changes.jsonl`, and the newer step folders that were passed over renamed out of the
+/// way (`step-N.rejected-<unix time>`, kept for inspection; no longer a checkpoint).
+pub(super) fn record<B: AutodiffBackend>(run_dir: &Path, r: &Resumed<B>) -> Result<(), TrainError> {
+    if !r.changes.is_empty() {
+        let line = serde_json::json!({
+            "resumed_at_step": r.step,
+            "checkpoint": r.dir.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "changes": r.changes.iter().map(|c| c.to_json()).collect::<Vec<_>>(),
+        });
+        append_line(&run_dir.join("recipe_changes.jsonl"), &line.to_string())?;
+        let keys: Vec<&str> = r.changes.iter().map(|c| c.key.as_str()).collect();
+        tracing::warn!(keys = %keys.join(", "), "resuming with a changed recipe (recorded in recipe_changes.jsonl)");
+    }
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+    for (dir, why) in &r.rejected {
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let aside = dir.with_file_name(format!("{name}.rejected-{stamp}"));
+        std::fs::rename(dir, &aside).map_err(|source| TrainError::Io { path: dir.clone(), source })?;
+        tracing::warn!(checkpoint = %dir.display(), moved_to = %aside.display(), reason = %why, "passed over a checkpoint that does not verify");
+    }
+    Ok(())
+}
+
+/// Appends one line to a run-folder log and syncs it.
+fn append_line(path: &Path, line: &str) -> Result<(), TrainError> {
+    use std::io::Write;
+    let io = |source| TrainError::Io { path: path.to_path_buf(), source };
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
+    file.write_all(format!("{line}\n").as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
 type Loaded<B> = (TrainState, Trainable<B>, AdamWOptimizer<B>, Vec<u8>);
 
 /// Reads the state, weights and optimizer of a checkpoint without touching the trainer: a

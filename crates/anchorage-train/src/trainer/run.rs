@@ -8,7 +8,6 @@
 //! as diverged; a stop request (SIGTERM/SIGINT in the binary) ends the run after the current step
 //! with a checkpoint.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -183,10 +182,13 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
     /// skips listed so far; the leader records allowed recipe changes and moves newer step
     /// folders that did not verify out of the way (renamed, not deleted).
     fn adopt(&mut self, r: Resumed<B>) -> Result<(), TrainError> {
-        let run_dir = &self.settings.run_dir;
+        let settings = self.settings;
+        if settings.world.is_leader() {
+            resume::record(&settings.run_dir, &r)?;
+        }
         self.state = r.state;
         self.skips = SkipLog::resumed(self.state.skipped.clone());
-        if let Ok(listed) = std::fs::read_to_string(run_dir.join("skipped.jsonl")) {
+        if let Ok(listed) = std::fs::read_to_string(settings.run_dir.join("skipped.jsonl")) {
             self.skips.add_listed(&listed);
         }
         if let Some(replica) = self.replica.as_mut() {
@@ -195,23 +197,6 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
         self.optim = r.optim;
         self.optim_bytes = Some(r.optim_bytes);
         self.saved_step = Some(r.step);
-        if self.settings.world.is_leader() {
-            if !r.changes.is_empty() {
-                let line = serde_json::json!({
-                    "resumed_at_step": r.step,
-                    "checkpoint": r.dir.file_name().map(|n| n.to_string_lossy().into_owned()),
-                    "changes": r.changes.iter().map(|c| c.to_json()).collect::<Vec<_>>(),
-                });
-                append_line(&run_dir.join("recipe_changes.jsonl"), &line.to_string())?;
-                tracing::warn!(keys = %r.changes.iter().map(|c| c.key.as_str()).collect::<Vec<_>>().join(", "), "resuming with a changed recipe (recorded in recipe_changes.jsonl)");
-            }
-            for (dir, why) in &r.rejected {
-                let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
-                let aside = dir.with_file_name(format!("{}.rejected-{stamp}", dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
-                std::fs::rename(dir, &aside).map_err(|source| TrainError::Io { path: dir.clone(), source })?;
-                tracing::warn!(checkpoint = %dir.display(), moved_to = %aside.display(), reason = %why, "passed over a checkpoint that does not verify");
-            }
-        }
         tracing::info!(step = r.step, dir = %r.dir.display(), "resuming");
         Ok(())
     }
@@ -444,10 +429,3 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
     }
 }
 
-/// Appends one line to a run-folder log and syncs it.
-fn append_line(path: &std::path::Path, line: &str) -> Result<(), TrainError> {
-    let io = |source| TrainError::Io { path: path.to_path_buf(), source };
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
-    file.write_all(format!("{line}\n").as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)
-}
