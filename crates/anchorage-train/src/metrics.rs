@@ -222,6 +222,15 @@ mod tests {
     }
 
     #[test]
+    fn a_full_disk_is_an_error_naming_the_file() {
+        // /dev/full answers every write with ENOSPC.
+        let Ok(file) = OpenOptions::new().append(true).open("/dev/full") else { return };
+        let mut log = MetricsLog { jsonl: BufWriter::new(file), path: "/dev/full".into(), tensorboard: None };
+        let e = log.log(&metric(1)).unwrap_err().to_string();
+        assert!(e.contains("/dev/full") && e.contains("No space left"), "{e}");
+    }
+
+    #[test]
     fn a_non_finite_loss_is_written_readably() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = MetricsLog::open(dir.path(), false, None).unwrap();

@@ -152,4 +152,14 @@ mod tests {
         let lock = RunLock::acquire(dir.path()).unwrap();
         assert!(fs::read_to_string(lock.path()).unwrap().contains(&format!("pid = {}", std::process::id())));
     }
+
+    #[test]
+    fn a_lock_from_another_host_is_refused_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "pid = 1\nhost = \"elsewhere\"\n";
+        fs::write(dir.path().join(LOCK_FILE), text).unwrap();
+        let e = RunLock::acquire(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("on host elsewhere") && e.contains(LOCK_FILE), "{e}");
+        assert_eq!(fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap(), text);
+    }
 }
