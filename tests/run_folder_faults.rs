@@ -286,3 +286,44 @@ fn a_checkpoint_without_a_manifest_counts_only_if_it_decodes() {
     assert!(t.contains("step-00000004") && t.contains("does not load"), "{t}");
     assert_eq!(losses(&run), losses(&dir.path().join("whole")), "resumed from step 2");
 }
+
+/// Copies a folder tree (regular files only).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_fifo_in_the_image_folder_is_a_counted_skip_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    copy_tree(Path::new("data-manifests/tiny/data"), &data);
+    let image = data.join("images/img00.jpg");
+    std::fs::remove_file(&image).unwrap();
+    if !Command::new("mkfifo").arg(&image).status().is_ok_and(|s| s.success()) {
+        return;
+    }
+    let root = format!("data.root=\"{}\"", data.display());
+    let mut child = pretrain(dir.path(), "fifo", &["--set", "optim.epochs=1", "--set", &root]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(120) {
+            child.kill().unwrap();
+            panic!("the run hangs on a FIFO");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let skipped = std::fs::read_to_string(dir.path().join("fifo/skipped.jsonl")).unwrap();
+    let line = skipped.lines().find(|l| l.contains("pre-000")).unwrap_or_else(|| panic!("{skipped}"));
+    assert!(line.contains("corrupt_image") && line.contains("not a regular file"), "{line}");
+}

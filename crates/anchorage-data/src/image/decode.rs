@@ -38,8 +38,14 @@ impl ImageFormat {
     }
 }
 
-/// Reads and decodes `path` to RGB (`Image.open(path).convert("RGB")`).
+/// Reads and decodes `path` to RGB (`Image.open(path).convert("RGB")`). Only a regular file (or a
+/// link to one) is read: a FIFO in an image folder would block the loader forever, a device could
+/// stream without end.
 pub fn decode_rgb(path: &Path) -> Result<Rgb8Image, DataError> {
+    let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(DataError::ImageDecode { path: path.to_path_buf(), message: "not a regular file (a folder, FIFO, socket or device): not read".into() });
+    }
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     decode_rgb_bytes(&bytes, path)
 }
@@ -135,6 +141,20 @@ mod tests {
         // PIL: Image.new("CMYK", (1, 1), (10, 20, 30, 40)).convert("RGB") == (207, 198, 190)
         assert_eq!(cmyk_to_rgb(&[10, 20, 30, 40], false), vec![207, 198, 190]);
         assert_eq!(cmyk_to_rgb(&[245, 235, 225, 215], true), vec![207, 198, 190]);
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_being_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("a.jpg");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success());
+        if !made {
+            return;
+        }
+        // Opening it for reading would block until a writer comes: it must not be opened.
+        let err = decode_rgb(&fifo).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        assert!(decode_rgb(dir.path()).unwrap_err().to_string().contains("not a regular file"));
     }
 
     #[test]
