@@ -375,10 +375,11 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
             ("recipe.toml", self.settings.recipe_text.as_bytes()),
             ("connector.safetensors", &connector),
         ];
+        // The skipped-sample list as of this step, before the checkpoint: a resumed run adds to it,
+        // and a list ahead of the checkpoint it resumes from only holds samples it meets again.
+        write_atomic(&run_dir.join("skipped.jsonl"), self.skips.jsonl().as_bytes())?;
         let dir = self.checkpoints.save(step, &files)?;
         self.saved_step = Some(step);
-        // The skipped-sample list as of this checkpoint, so a resumed run appends to it.
-        write_atomic(&run_dir.join("skipped.jsonl"), self.skips.jsonl().as_bytes())?;
         tracing::debug!(dir = %dir.display(), "checkpoint written");
         Ok(())
     }
