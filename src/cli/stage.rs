@@ -110,8 +110,12 @@ pub fn run(stage: Stage, args: StageArgs) -> anyhow::Result<()> {
     }
     if summary.interrupted {
         let run = summary.run_dir.display();
-        println!("stopped:      on a signal after step {} of {}, with a checkpoint; continue with", summary.steps, plan.total_steps);
-        println!("              train {} {} --resume {run}  (plus the same --set overrides)", stage.name(), args.recipe.display());
+        if summary.steps == 0 {
+            println!("stopped:      on a signal before the first step (no checkpoint); start the run again with the same command");
+        } else {
+            println!("stopped:      on a signal after step {} of {}, with a checkpoint of that step; continue with", summary.steps, plan.total_steps);
+            println!("              train {} {} --resume {run}  (plus the same --set overrides)", stage.name(), args.recipe.display());
+        }
     }
     let total: f64 = summary.breakdown.iter().map(|(_, s)| s).sum();
     println!("time:         {:.1} s", started.elapsed().as_secs_f64());
