@@ -134,6 +134,7 @@ pub fn dynamic_to_rgb(img: DynamicImage) -> Rgb8Image {
 
 #[cfg(test)]
 mod tests {
+    use super::super::rgb::cmyk_to_rgb;
     use super::*;
 
     #[test]
