@@ -11,9 +11,9 @@ pub type Flex = burn::backend::Flex;
 
 /// Trains on the recipe's backend (checked with [`check`] first), one data-parallel replica per
 /// entry of `devices.ids` (on flex every replica shares the CPU: useful to test the parallel path).
-pub fn run_stage(recipe: &Recipe, plan: &Plan, resume: bool, world: World, data: StageData) -> anyhow::Result<TrainSummary> {
+pub fn run_stage(recipe: &Recipe, plan: &Plan, options: TrainOptions, world: World, data: StageData) -> anyhow::Result<TrainSummary> {
     let bar = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let options = TrainOptions { resume, stop_after: None, progress: true, bar };
+    let options = TrainOptions { bar, ..options };
     let ids = &recipe.devices.ids;
     let summary = match recipe.devices.backend {
         #[cfg(feature = "cuda")]

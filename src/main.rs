@@ -2,6 +2,7 @@
 
 mod backend;
 mod cli;
+mod signals;
 
 use clap::Parser;
 

@@ -61,7 +61,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     let samples = (plan.global_batch * args.steps) as usize;
     let world = World { local: recipe.devices.ids.len(), nodes: 1, node: None };
     let data = StageData::Synthetic { samples, text_len: args.text_len };
-    let result = crate::backend::run_stage(&recipe, &plan, false, world, data);
+    let result = crate::backend::run_stage(&recipe, &plan, Default::default(), world, data);
     let _ = std::fs::remove_dir_all(&dir);
     let summary = result?;
 

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use anchorage_train::trainer::{NodeRole, World};
+use anchorage_train::checkpoint::Checkpoints;
+use anchorage_train::trainer::{NodeRole, TrainOptions, World};
 use anchorage_train::{recipe::load_recipe, Plan, Stage};
 use anyhow::{bail, Context};
 use clap::Args;
@@ -19,9 +20,16 @@ pub struct StageArgs {
     /// steps, warmup steps, gradient accumulation), then exit without loading models or data.
     #[arg(long)]
     pub dry_run: bool,
-    /// Continue the run in RUN_DIR from its last checkpoint.
+    /// Continue the run in RUN_DIR from its newest checkpoint that verifies (a step folder
+    /// RUN_DIR/step-N is taken as its run folder when it is that checkpoint).
     #[arg(long, value_name = "RUN_DIR")]
     pub resume: Option<PathBuf>,
+    /// With --resume: accept a recipe that differs from the checkpoint's in keys that shape neither
+    /// the model nor the data order (lr, schedule, log and checkpoint cadence, workers, ...); the
+    /// changes are recorded in RUN_DIR/recipe_changes.jsonl. Model, seed, batch sizes, data and
+    /// devices can never change in a resumed run.
+    #[arg(long, requires = "resume")]
+    pub allow_recipe_change: bool,
     /// Multi-node runs (`devices.nodes` > 1): this node's index, 0-based. Node 0 writes the run
     /// folder; every node needs the same recipe, data and (to resume) checkpoints.
     #[arg(long, value_name = "N", requires = "master")]
@@ -61,12 +69,10 @@ pub fn run(stage: Stage, args: StageArgs) -> anyhow::Result<()> {
             recipe.run.stage.name()
         );
     }
-    if let Some(run_dir) = &args.resume {
+    let resume = args.resume.as_deref().map(resume_dir).transpose()?;
+    if let Some(run_dir) = &resume {
         // The run folder names the run: <output_dir>/<name>.
         let name = run_dir.file_name().and_then(|n| n.to_str()).with_context(|| format!("--resume {}: not a run folder", run_dir.display()))?;
-        if !run_dir.is_dir() {
-            bail!("--resume {}: folder does not exist", run_dir.display());
-        }
         recipe.run.name = name.to_string();
         recipe.run.output_dir = run_dir.parent().map(|p| p.to_path_buf()).unwrap_or_default();
     }
@@ -84,7 +90,8 @@ pub fn run(stage: Stage, args: StageArgs) -> anyhow::Result<()> {
     crate::backend::check(recipe.devices.backend).map_err(anyhow::Error::msg)?;
     let world = world(&recipe, &args)?;
     let started = std::time::Instant::now();
-    let summary = crate::backend::run_stage(&recipe, &plan, args.resume.is_some(), world, anchorage_train::trainer::StageData::Manifest)?;
+    let options = TrainOptions { resume: resume.is_some(), allow_recipe_change: args.allow_recipe_change, stop: Some(crate::signals::install()), ..Default::default() };
+    let summary = crate::backend::run_stage(&recipe, &plan, options, world, anchorage_train::trainer::StageData::Manifest)?;
     let last = summary.losses.last().copied().unwrap_or(f64::NAN);
     let first = summary.losses.first().copied().unwrap_or(f64::NAN);
     println!("run folder:   {}", summary.run_dir.display());
@@ -101,10 +108,41 @@ pub fn run(stage: Stage, args: StageArgs) -> anyhow::Result<()> {
     if let Some(path) = &summary.connector {
         println!("connector:    {}", path.display());
     }
+    if summary.interrupted {
+        let run = summary.run_dir.display();
+        if summary.steps == 0 {
+            println!("stopped:      on a signal before the first step (no checkpoint); start the run again with the same command");
+        } else {
+            println!("stopped:      on a signal after step {} of {}, with a checkpoint of that step; continue with", summary.steps, plan.total_steps);
+            println!("              train {} {} --resume {run}  (plus the same --set overrides)", stage.name(), args.recipe.display());
+        }
+    }
     let total: f64 = summary.breakdown.iter().map(|(_, s)| s).sum();
     println!("time:         {:.1} s", started.elapsed().as_secs_f64());
     for (phase, secs) in &summary.breakdown {
         println!("  {phase:<24} {secs:>8.2} s  {:>5.1}%", 100.0 * secs / total.max(1e-9));
     }
     Ok(())
+}
+
+/// The run folder `--resume` names: the folder itself, or the run folder of a step folder
+/// `RUN/step-N` when that is the run's newest checkpoint (a run continues from its newest; an older
+/// one is refused rather than silently passed over).
+fn resume_dir(path: &std::path::Path) -> anyhow::Result<PathBuf> {
+    if !path.is_dir() {
+        bail!("--resume {}: folder does not exist", path.display());
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let is_step = name.strip_prefix("step-").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    if !is_step {
+        return Ok(path.to_path_buf());
+    }
+    let run = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new(".")).to_path_buf();
+    let newest = Checkpoints::new(&run, 1).latest()?.map(|(_, dir)| dir);
+    if newest.as_deref().and_then(|d| d.file_name()) != path.file_name() {
+        let newest = newest.map(|d| d.display().to_string()).unwrap_or_else(|| "none".into());
+        bail!("--resume {}: give the run folder ({}); a run continues from its newest checkpoint ({newest}), not an older one", path.display(), run.display());
+    }
+    tracing::info!(run = %run.display(), "--resume {}: continuing its run folder", path.display());
+    Ok(run)
 }

@@ -198,7 +198,7 @@ pub fn check_dataset(manifest_path: &Path, root: &Path, opts: &CheckOptions) -> 
 
 /// Missing, or present but not decodable as Pillow would decode it.
 pub fn check_image(path: &Path) -> Option<SampleFault> {
-    if !path.is_file() {
+    if !path.exists() {
         return Some(SampleFault::new(FaultReason::MissingImage, format!("{} does not exist", path.display())));
     }
     match decode_rgb(path) {

@@ -43,6 +43,21 @@ pub enum TrainError {
         #[source]
         source: burn::record::RecorderError,
     },
+    /// Another process trains into the run folder (`<run>/train.lock`).
+    #[error("{path}: the run folder is in use: {message}; nothing was changed")]
+    Locked { path: PathBuf, message: String },
+    /// `--resume` found step folders, but none verifies (each reason is listed).
+    #[error("{run_dir}: no step checkpoint verifies, so there is nothing to resume from (nothing was changed; to start the run over, move these step folders away):\n{reasons}")]
+    NoVerifiedCheckpoint { run_dir: PathBuf, reasons: String },
+    /// `--resume` with a recipe that differs from the checkpoint's.
+    #[error("{path}: {message}")]
+    RecipeChanged { path: PathBuf, message: String },
+    /// The loss or gradient norm was not finite for too many optimizer steps in a row.
+    #[error("the run diverged: the loss or gradient norm was not finite for {in_a_row} optimizer steps in a row (steps {first} to {step}; optim.max_nonfinite_steps = {limit}); those steps were skipped without an update, and the last checkpoint is from before them: resume it with, for example, a lower optim.lr (--set optim.lr=... --allow-recipe-change)")]
+    Diverged { step: u64, first: u64, in_a_row: u64, limit: u64 },
+    /// Every sample of the run was skipped: there is nothing trained to export.
+    #[error("{run_dir}: every sample was skipped ({skipped} skips, see skipped.jsonl): the connector never trained, so it is not exported")]
+    NothingTrained { run_dir: PathBuf, skipped: u64 },
     /// A bad sample with `data.strict = true`.
     #[error("{0} (data.strict = true stops at the first bad sample)")]
     Strict(Skipped),

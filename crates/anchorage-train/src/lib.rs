@@ -6,11 +6,14 @@ pub mod checkpoint;
 mod error;
 pub mod flops;
 pub mod grad_norm;
+mod json_float;
 pub mod metrics;
 pub mod plan;
 pub mod recipe;
+pub mod run_lock;
 pub mod schedule;
 mod settings;
+pub mod tensorboard;
 pub mod trainer;
 
 pub use error::TrainError;

@@ -1,5 +1,6 @@
 //! Per-step metrics: one JSON object per logged step in `<run>/metrics.jsonl`, and the same
-//! scalars as TensorBoard event files in `<run>/tensorboard/` (tensorboard-rs).
+//! scalars as TensorBoard event files in `<run>/tensorboard/` (`tensorboard.rs`). A failed write
+//! (a full disk) is an error, never a panic; a torn last line left by a kill is cut on resume.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -8,8 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anchorage_data::FaultReason;
 use serde::{Deserialize, Serialize};
-use tensorboard_rs::summary_writer::SummaryWriter;
-
+use crate::tensorboard::EventWriter;
 use crate::TrainError;
 
 /// What one logged optimizer step reports.
@@ -18,23 +18,33 @@ pub struct StepMetrics {
     /// Optimizer steps done (1-based: the first update logs step 1).
     pub step: u64,
     pub epoch: u32,
-    /// Mean loss of the step (as the recipe's `optim.loss_mean` defines it).
+    /// Mean loss of the step (as the recipe's `optim.loss_mean` defines it); `"NaN"`/`"inf"`
+    /// when it was not finite (the step was then skipped).
+    #[serde(with = "crate::json_float")]
     pub loss: f64,
     /// Learning rate the step used.
     pub lr: f64,
     /// Global gradient norm before clipping.
+    #[serde(with = "crate::json_float")]
     pub grad_norm: f64,
     pub samples_per_s: f64,
     pub tokens_per_s: f64,
     /// Samples skipped so far, by reason.
     pub skipped: BTreeMap<FaultReason, u64>,
+    /// Optimizer steps skipped so far because the loss or gradient norm was not finite.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub nonfinite_steps: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Writes metrics.jsonl and, when enabled, TensorBoard events.
 pub struct MetricsLog {
     jsonl: BufWriter<File>,
     path: PathBuf,
-    tensorboard: Option<SummaryWriter>,
+    tensorboard: Option<EventWriter>,
 }
 
 impl MetricsLog {
@@ -57,7 +67,7 @@ impl MetricsLog {
         let tensorboard = if tensorboard {
             let dir = run_dir.join("tensorboard");
             fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-            Some(SummaryWriter::new(&dir))
+            Some(EventWriter::create(&dir).map_err(|e| io(&dir, e))?)
         } else {
             None
         };
@@ -69,18 +79,26 @@ impl MetricsLog {
         writeln!(self.jsonl, "{line}").map_err(|e| io(&self.path, e))?;
         self.jsonl.flush().map_err(|e| io(&self.path, e))?;
         if let Some(tb) = &mut self.tensorboard {
-            let step = m.step as usize;
-            tb.add_scalar("train/loss", m.loss as f32, step);
-            tb.add_scalar("train/lr", m.lr as f32, step);
-            tb.add_scalar("train/grad_norm", m.grad_norm as f32, step);
-            tb.add_scalar("throughput/samples_per_s", m.samples_per_s as f32, step);
-            tb.add_scalar("throughput/tokens_per_s", m.tokens_per_s as f32, step);
-            for (reason, count) in &m.skipped {
-                tb.add_scalar(&format!("data/skipped/{}", reason.name()), *count as f32, step);
-            }
-            tb.flush();
+            let written = Self::scalars(tb, m);
+            written.map_err(|e| io(tb.path(), e))?;
         }
         Ok(())
+    }
+
+    fn scalars(tb: &mut EventWriter, m: &StepMetrics) -> std::io::Result<()> {
+        let step = m.step;
+        tb.scalar("train/loss", m.loss as f32, step)?;
+        tb.scalar("train/lr", m.lr as f32, step)?;
+        tb.scalar("train/grad_norm", m.grad_norm as f32, step)?;
+        tb.scalar("throughput/samples_per_s", m.samples_per_s as f32, step)?;
+        tb.scalar("throughput/tokens_per_s", m.tokens_per_s as f32, step)?;
+        for (reason, count) in &m.skipped {
+            tb.scalar(&format!("data/skipped/{}", reason.name()), *count as f32, step)?;
+        }
+        if m.nonfinite_steps > 0 {
+            tb.scalar("train/nonfinite_steps", m.nonfinite_steps as f32, step)?;
+        }
+        tb.flush()
     }
 
     /// Reads a metrics.jsonl back.
@@ -103,8 +121,23 @@ impl MetricsLog {
     }
 }
 
+/// Keeps the lines of steps up to `step`. A last line that does not parse (torn by a kill or a full
+/// disk in the middle of a write) is cut with a warning; a damaged line before it is an error.
 fn truncate_after(path: &Path, step: u64) -> Result<(), TrainError> {
-    let kept: Vec<StepMetrics> = MetricsLog::read(path)?.into_iter().filter(|m| m.step <= step).collect();
+    let text = fs::read(path).map_err(|e| io(path, e))?;
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut kept = Vec::with_capacity(lines.len());
+    for (n, line) in lines.iter().enumerate() {
+        match serde_json::from_str::<StepMetrics>(line) {
+            Ok(m) if m.step <= step => kept.push(m),
+            Ok(_) => {}
+            Err(_) if n + 1 == lines.len() => {
+                tracing::warn!(path = %path.display(), line = n + 1, "cutting a torn last line of metrics.jsonl");
+            }
+            Err(e) => return Err(TrainError::Invalid { path: path.to_path_buf(), key: format!("line {}", n + 1), message: e.to_string() }),
+        }
+    }
     let mut text = String::new();
     for m in &kept {
         text.push_str(&serde_json::to_string(m).map_err(|e| TrainError::Io { path: path.to_path_buf(), source: e.into() })?);
@@ -131,6 +164,7 @@ mod tests {
             samples_per_s: 10.0,
             tokens_per_s: 100.0,
             skipped: BTreeMap::from([(FaultReason::MissingImage, 2)]),
+            nonfinite_steps: 0,
         }
     }
 
@@ -172,5 +206,37 @@ mod tests {
         drop(log);
         let steps: Vec<u64> = MetricsLog::read(&dir.path().join("metrics.jsonl")).unwrap().iter().map(|m| m.step).collect();
         assert_eq!(steps, vec![1, 2, 3]);
+
+        // A kill in the middle of writing line 4 leaves half of it: cut on resume.
+        let path = dir.path().join("metrics.jsonl");
+        let line = serde_json::to_string(&metric(4)).unwrap();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&line.as_bytes()[..line.len() / 2]).unwrap();
+        drop(f);
+        assert!(MetricsLog::read(&path).is_err());
+        let mut log = MetricsLog::open(dir.path(), false, Some(3)).unwrap();
+        log.log(&metric(4)).unwrap();
+        drop(log);
+        let steps: Vec<u64> = MetricsLog::read(&path).unwrap().iter().map(|m| m.step).collect();
+        assert_eq!(steps, vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_full_disk_is_an_error_naming_the_file() {
+        // /dev/full answers every write with ENOSPC.
+        let Ok(file) = OpenOptions::new().append(true).open("/dev/full") else { return };
+        let mut log = MetricsLog { jsonl: BufWriter::new(file), path: "/dev/full".into(), tensorboard: None };
+        let e = log.log(&metric(1)).unwrap_err().to_string();
+        assert!(e.contains("/dev/full") && e.contains("No space left"), "{e}");
+    }
+
+    #[test]
+    fn a_non_finite_loss_is_written_readably() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = MetricsLog::open(dir.path(), false, None).unwrap();
+        log.log(&StepMetrics { loss: f64::NAN, grad_norm: f64::INFINITY, nonfinite_steps: 1, ..metric(1) }).unwrap();
+        drop(log);
+        let back = MetricsLog::read(&dir.path().join("metrics.jsonl")).unwrap();
+        assert!(back[0].loss.is_nan() && back[0].grad_norm.is_infinite() && back[0].nonfinite_steps == 1);
     }
 }

@@ -108,7 +108,7 @@ fn run_with(run_dir: &Path, steps: u64, resume: bool, stop_after: Option<u64>, l
     let built = recipe.model_spec().build::<AD, Flex>(&device, None).unwrap();
     assert_eq!(built.model.image_size, 32);
     let settings = Settings::new(&recipe, &plan, World::single(), Synthetic.len(), 0);
-    let options = TrainOptions { resume, stop_after, progress: false, bar: false };
+    let options = TrainOptions { resume, stop_after, progress: false, bar: false, ..Default::default() };
     Trainer::new(&settings, built.model, &[device], &Synthetic, &options).unwrap().run().unwrap()
 }
 

@@ -130,7 +130,10 @@ impl Ctx<'_> {
         let plan = Plan::new(&recipe)?;
         let resume = run.join("state.json").is_file() || std::fs::read_dir(&run).map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("step-"))).unwrap_or(false);
         let t = std::time::Instant::now();
-        let summary = crate::backend::run_stage(&recipe, &plan, resume, World::single(), StageData::Manifest)?;
+        // The demo writes its recipes afresh each time: an interrupted run continues under the new
+        // flags' values where they may change (epochs, steps); the trainer refuses the others.
+        let options = anchorage_train::trainer::TrainOptions { resume, allow_recipe_change: resume, ..Default::default() };
+        let summary = crate::backend::run_stage(&recipe, &plan, options, World::single(), StageData::Manifest)?;
         let (first, last) = (summary.losses.first().copied().unwrap_or(f64::NAN), summary.losses.last().copied().unwrap_or(f64::NAN));
         println!("{name:<26} {stage:<8} {} steps  loss {first:.3} → {last:.3}  {:.0} s", summary.steps, t.elapsed().as_secs_f64());
         if summary.connector.is_none() {

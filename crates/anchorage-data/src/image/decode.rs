@@ -38,8 +38,14 @@ impl ImageFormat {
     }
 }
 
-/// Reads and decodes `path` to RGB (`Image.open(path).convert("RGB")`).
+/// Reads and decodes `path` to RGB (`Image.open(path).convert("RGB")`). Only a regular file (or a
+/// link to one) is read: a FIFO in an image folder would block the loader forever, a device could
+/// stream without end.
 pub fn decode_rgb(path: &Path) -> Result<Rgb8Image, DataError> {
+    let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(DataError::ImageDecode { path: path.to_path_buf(), message: "not a regular file (a folder, FIFO, socket or device): not read".into() });
+    }
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     decode_rgb_bytes(&bytes, path)
 }
@@ -128,6 +134,20 @@ pub fn dynamic_to_rgb(img: DynamicImage) -> Rgb8Image {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fifo_is_refused_without_being_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("a.jpg");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success());
+        if !made {
+            return;
+        }
+        // Opening it for reading would block until a writer comes: it must not be opened.
+        let err = decode_rgb(&fifo).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        assert!(decode_rgb(dir.path()).unwrap_err().to_string().contains("not a regular file"));
+    }
 
     #[test]
     fn non_image_is_a_decode_error_naming_the_file() {

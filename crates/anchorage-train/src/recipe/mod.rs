@@ -4,6 +4,7 @@
 //! (`[vision]`, `[llm]`, `[connector]`, `[compression]`) are anchorage-model's spec types, used as
 //! they are; the training sections live here, each in its own file.
 
+mod changes;
 mod data;
 mod load;
 mod optim;
@@ -11,6 +12,7 @@ mod overrides;
 mod run;
 mod validate;
 
+pub use changes::{recipe_changes, RecipeChange};
 pub use data::DataSection;
 pub use load::{load_recipe, parse_recipe};
 pub use anchorage_model::spec::{

@@ -32,6 +32,10 @@ pub struct OptimSection {
     pub max_steps: Option<u64>,
     #[serde(default = "loss_mean")]
     pub loss_mean: LossMean,
+    /// Optimizer steps in a row whose loss or gradient norm may be NaN or infinite before the run
+    /// stops as diverged. Such a step is skipped (no update) and counted.
+    #[serde(default = "max_nonfinite_steps")]
+    pub max_nonfinite_steps: u64,
 }
 
 /// Learning-rate schedule after warmup (transformers' formulas).
@@ -69,6 +73,9 @@ fn schedule() -> Schedule {
 }
 fn clip() -> f64 {
     1.0
+}
+fn max_nonfinite_steps() -> u64 {
+    8
 }
 fn loss_mean() -> LossMean {
     LossMean::MicroBatch

@@ -94,8 +94,32 @@ pub(super) fn validate(recipe: &Recipe, origin: &Path) -> Result<(), TrainError>
     if recipe.log.every_steps == 0 {
         return Err(invalid("log.every_steps", "must be at least 1".into()));
     }
-    if recipe.run.name.is_empty() || recipe.run.name.contains(['/', '\\']) {
-        return Err(invalid("run.name", format!("`{}` must be a non-empty folder name without slashes", recipe.run.name)));
+    if o.max_nonfinite_steps == 0 {
+        return Err(invalid("optim.max_nonfinite_steps", "must be at least 1".into()));
+    }
+    check_run_name(&recipe.run.name).map_err(|m| invalid("run.name", m))?;
+    Ok(())
+}
+
+/// A run name is one plain folder name: not empty, no separators, not `.` or `..`, not one of
+/// the names the run folder uses for temporary files.
+fn check_run_name(name: &str) -> Result<(), String> {
+    let plain = matches!(Path::new(name).components().collect::<Vec<_>>().as_slice(), [std::path::Component::Normal(_)]);
+    if name.is_empty() || !plain || name.contains(['/', '\\', '\0']) || name.starts_with(anchorage_tensors::TMP_PREFIX) {
+        return Err(format!("`{name}` must be one plain folder name (no slashes, not `.` or `..`, not starting with `{}`)", anchorage_tensors::TMP_PREFIX));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_names_are_one_plain_path_component() {
+        for bad in ["", ".", "..", "a/b", "/abs", "a\\b", ".tmp-x", "x/.."] {
+            assert!(super::check_run_name(bad).is_err(), "{bad:?}");
+        }
+        for good in ["tiny-pretrain", "run.v2", "..a"] {
+            assert!(super::check_run_name(good).is_ok(), "{good:?}");
+        }
+    }
 }

@@ -24,6 +24,7 @@ mod parallel;
 mod parallel_error;
 mod progress;
 mod replica;
+mod resume;
 mod run;
 mod setup;
 mod skips;

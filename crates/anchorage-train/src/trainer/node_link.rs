@@ -21,11 +21,16 @@ const MAGIC: &[u8; 8] = b"ANCHDP01";
 /// How long node 0 waits for the other nodes, and they for node 0.
 const RENDEZVOUS: Duration = Duration::from_secs(600);
 
+/// How long node 0 waits for a new connection's hello before dropping it.
+const HELLO: Duration = Duration::from_secs(5);
+
+type Pair = (BufReader<TcpStream>, BufWriter<TcpStream>);
+
 /// One node's end of the link.
 pub struct NodeLink {
     rank: u32,
     /// Node 0: one connection per other node, in node order. Others: the connection to node 0.
-    peers: Vec<(BufReader<TcpStream>, BufWriter<TcpStream>)>,
+    peers: Vec<Pair>,
 }
 
 impl NodeLink {
@@ -39,28 +44,16 @@ impl NodeLink {
             let port = master.rsplit(':').next().unwrap_or_default();
             let listener = TcpListener::bind(format!("0.0.0.0:{port}")).map_err(|e| err(format!("cannot listen on port {port}: {e}")))?;
             listener.set_nonblocking(true).map_err(|e| err(e.to_string()))?;
-            let mut joined: Vec<Option<(BufReader<TcpStream>, BufWriter<TcpStream>)>> = (1..nodes).map(|_| None).collect();
+            let mut joined: Vec<Option<Pair>> = (1..nodes).map(|_| None).collect();
             while joined.iter().any(Option::is_none) {
                 match listener.accept() {
                     Ok((stream, from)) => {
-                        stream.set_nonblocking(false).map_err(|e| err(e.to_string()))?;
-                        stream.set_nodelay(true).ok();
-                        let mut reader = BufReader::new(stream.try_clone().map_err(|e| err(e.to_string()))?);
-                        let mut hello = [0u8; 20];
-                        reader.read_exact(&mut hello).map_err(|e| err(format!("handshake from {from}: {e}")))?;
-                        if &hello[..8] != MAGIC {
-                            return Err(err(format!("{from} is not an anchorage node")));
+                        // A connection that is not an anchorage node (a port scan, a health check) is
+                        // dropped and the wait goes on; a node with the wrong recipe ends the run.
+                        if let Some((peer_rank, pair)) = greet(stream, from, nodes, fingerprint, &joined).map_err(err)? {
+                            tracing::info!(node = peer_rank, %from, "node joined");
+                            joined[peer_rank as usize - 1] = Some(pair);
                         }
-                        let peer_rank = u32::from_le_bytes(hello[8..12].try_into().unwrap_or_default());
-                        let peer_print = u64::from_le_bytes(hello[12..20].try_into().unwrap_or_default());
-                        if peer_rank == 0 || peer_rank >= nodes || joined[peer_rank as usize - 1].is_some() {
-                            return Err(err(format!("{from} claims node rank {peer_rank}, which is out of range or taken (nodes = {nodes})")));
-                        }
-                        if peer_print != fingerprint {
-                            return Err(err(format!("node {peer_rank} ({from}) runs a different recipe or plan than node 0")));
-                        }
-                        tracing::info!(node = peer_rank, %from, "node joined");
-                        joined[peer_rank as usize - 1] = Some((reader, BufWriter::new(stream)));
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         if Instant::now() > deadline {
@@ -124,6 +117,35 @@ impl NodeLink {
     }
 }
 
+/// Node 0 reads a new connection's hello: `Some((rank, connection))` for a node that may join,
+/// `None` for a connection to drop (silent, or not speaking anchorage's protocol), or an error for
+/// an anchorage node that cannot join (another recipe, a rank out of range or taken).
+fn greet(stream: TcpStream, from: std::net::SocketAddr, nodes: u32, fingerprint: u64, joined: &[Option<Pair>]) -> Result<Option<(u32, Pair)>, String> {
+    stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+    stream.set_nodelay(true).ok();
+    stream.set_read_timeout(Some(HELLO)).map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
+    let mut hello = [0u8; 20];
+    if let Err(e) = reader.read_exact(&mut hello) {
+        tracing::warn!(%from, error = %e, "dropping a connection that sent no anchorage hello");
+        return Ok(None);
+    }
+    if &hello[..8] != MAGIC {
+        tracing::warn!(%from, "dropping a connection that is not an anchorage node");
+        return Ok(None);
+    }
+    stream.set_read_timeout(None).map_err(|e| e.to_string())?;
+    let peer_rank = u32::from_le_bytes(hello[8..12].try_into().unwrap_or_default());
+    let peer_print = u64::from_le_bytes(hello[12..20].try_into().unwrap_or_default());
+    if peer_rank == 0 || peer_rank >= nodes || joined[peer_rank as usize - 1].is_some() {
+        return Err(format!("{from} claims node rank {peer_rank}, which is out of range or taken (nodes = {nodes})"));
+    }
+    if peer_print != fingerprint {
+        return Err(format!("node {peer_rank} ({from}) runs a different recipe or plan than node 0"));
+    }
+    Ok(Some((peer_rank, (reader, BufWriter::new(stream)))))
+}
+
 fn read_u64(r: &mut impl Read) -> std::io::Result<u64> {
     let mut b = [0u8; 8];
     r.read_exact(&mut b)?;
@@ -179,6 +201,32 @@ mod tests {
                 assert_eq!(r[round as usize], expected);
             }
         }
+    }
+
+    #[test]
+    fn stray_connections_are_dropped_and_the_nodes_still_join() {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let master = format!("127.0.0.1:{port}");
+        let m = master.clone();
+        let node0 = std::thread::spawn(move || NodeLink::join(0, 2, &m, 7).map(|mut l| {
+            let mut v = vec![1.0f32];
+            l.sum(&mut v).map(|()| v)
+        }));
+        // A client that speaks HTTP, and one that sends nothing and hangs up.
+        let connect = || loop {
+            if let Ok(s) = TcpStream::connect(&master) {
+                break s;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut http = connect();
+        http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        drop(connect());
+        let mut link = NodeLink::join(1, 2, &master, 7).unwrap();
+        let mut v = vec![2.0f32];
+        link.sum(&mut v).unwrap();
+        assert_eq!(v, vec![3.0]);
+        assert_eq!(node0.join().unwrap().unwrap().unwrap(), vec![3.0]);
     }
 
     #[test]

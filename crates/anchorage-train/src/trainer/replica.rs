@@ -67,6 +67,8 @@ pub(crate) struct StepOutcome {
     /// As transformers reports it: the mean of the micro-batch losses (or the global-batch mean).
     pub(crate) loss: f64,
     pub(crate) grad_norm: f64,
+    /// Whether the optimizer stepped (false when the loss or gradient norm was not finite).
+    pub(crate) applied: bool,
     pub(crate) samples: usize,
     pub(crate) tokens: usize,
     /// The caller's extra numbers, summed.
@@ -121,15 +123,20 @@ impl<B: AutodiffBackend> Replica<B> {
         }
         let t = Instant::now();
         let grad_norm = clip_global_norm(&self.model.trainable, &mut grads, o.grad_clip);
-        let trainable = self.model.trainable.clone();
-        self.model.trainable = optim.step(lr, trainable, grads);
-        timer.optimizer += t.elapsed();
         // Reported like transformers: the mean of the micro-batch losses of the step.
         let loss = match o.loss_mean {
             LossMean::MicroBatch => numbers[0] * f64::from(micro_total) / numbers[1].max(1.0),
             LossMean::GlobalBatch => numbers[0],
         };
-        Ok(StepOutcome { loss, grad_norm, samples: numbers[3] as usize, tokens: numbers[2] as usize, extra: numbers[4..].to_vec() })
+        // A NaN or infinite loss or norm would poison the weights and AdamW's moments: the step
+        // is skipped. Every replica sees the same summed numbers, so all skip it together.
+        let applied = loss.is_finite() && grad_norm.is_finite();
+        if applied {
+            let trainable = self.model.trainable.clone();
+            self.model.trainable = optim.step(lr, trainable, grads);
+        }
+        timer.optimizer += t.elapsed();
+        Ok(StepOutcome { loss, grad_norm, applied, samples: numbers[3] as usize, tokens: numbers[2] as usize, extra: numbers[4..].to_vec() })
     }
 
     /// Supervised tokens of the whole step across replicas (only for the global-batch mean).

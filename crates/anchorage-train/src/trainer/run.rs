@@ -1,8 +1,15 @@
 //! The trainer: [`Trainer::new`] (the run folder, resume included) → [`Trainer::run`], which loops
 //! `step` (one optimizer step over every replica) → `after_step` (metrics, progress, checkpoints)
 //! and ends in `finish` (skipped.jsonl and the exports).
+//!
+//! The run folder cannot be lost: the leader holds `train.lock` from before it writes anything
+//! until it ends (`run_lock.rs`); it resumes only from a checkpoint that verifies (`resume.rs`); a
+//! step whose loss or gradient norm is not finite is skipped, and too many in a row stop the run
+//! as diverged; a stop request (SIGTERM/SIGINT in the binary) ends the run after the current step
+//! with a checkpoint.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::time::Instant;
 
@@ -16,11 +23,13 @@ use burn::tensor::backend::AutodiffBackend;
 use super::parallel::Peer;
 use super::progress::Progress;
 use super::replica::{new_optimizer, AdamWOptimizer, Replica, StepOutcome, Timer};
+use super::resume::{self, Resumed};
 use super::skips::SkipLog;
 use super::state::TrainState;
 use super::workers::Workers;
 use crate::checkpoint::{write_atomic, Checkpoints};
 use crate::metrics::{MetricsLog, StepMetrics};
+use crate::run_lock::RunLock;
 use crate::{Settings, TrainError};
 
 /// How to run.
@@ -35,11 +44,16 @@ pub struct TrainOptions {
     pub progress: bool,
     /// Draw a bar rather than log lines.
     pub bar: bool,
+    /// Resume even though the recipe changes keys that do not shape the model or the data order
+    /// (the changes are recorded in `recipe_changes.jsonl`).
+    pub allow_recipe_change: bool,
+    /// Set (by a signal handler) to end the run after the current step, with a checkpoint.
+    pub stop: Option<&'static AtomicBool>,
 }
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        Self { resume: false, stop_after: None, progress: true, bar: false }
+        Self { resume: false, stop_after: None, progress: true, bar: false, allow_recipe_change: false, stop: None }
     }
 }
 
@@ -54,6 +68,8 @@ pub struct TrainSummary {
     pub skipped: SkipLog,
     /// The exported connector, when the run reached its end.
     pub connector: Option<PathBuf>,
+    /// The run stopped early on request (`TrainOptions::stop`), after writing a checkpoint.
+    pub interrupted: bool,
     /// Seconds spent per phase: data, vision, forward, backward, all-reduce, optimizer.
     pub breakdown: Vec<(&'static str, f64)>,
     /// Wall time of each step run by this process (after its samples arrived), in order.
@@ -83,12 +99,18 @@ pub struct Trainer<'a, B: AutodiffBackend> {
     step_seconds: Vec<f64>,
     /// Steps to reach before stopping (the plan's total, or `stop_after`).
     last_step: u64,
+    /// The run folder's lock (the leader's), released when the trainer is dropped.
+    lock: Option<RunLock>,
+    /// The step of the newest checkpoint written or resumed from.
+    saved_step: Option<u64>,
+    stop: Option<&'static AtomicBool>,
+    interrupted: bool,
 }
 
 impl<'a, B: AutodiffBackend> Trainer<'a, B> {
     /// Prepares the run folder and the replicas: `model` runs on the first of `devices`, a copy on
-    /// each other one. A refused start (a run folder with checkpoints and no `--resume`) changes
-    /// nothing on disk.
+    /// each other one. A refused start (a run folder in use by another process, with checkpoints
+    /// and no `--resume`, or with a recipe change that is not allowed) changes nothing on disk.
     pub fn new(settings: &'a Settings, model: Llava<B, B::InnerBackend>, devices: &[B::Device], source: &'a dyn SampleSource, options: &TrainOptions) -> Result<Self, TrainError> {
         let world = &settings.world;
         let invalid = |key: &str, message: String| TrainError::Invalid { path: settings.run_dir.join("recipe.toml"), key: key.into(), message };
@@ -99,24 +121,29 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
         if source.is_empty() {
             return Err(invalid("data", "the data set has no records".into()));
         }
+        // Before anything is written: another process training into the folder is refused.
+        let lock = if world.is_leader() { Some(RunLock::acquire(&settings.run_dir)?) } else { None };
         let checkpoints = Checkpoints::new(&settings.run_dir, settings.checkpoint.keep_last);
-        let latest = checkpoints.latest()?;
-        if !options.resume && latest.is_some() {
+        if !options.resume && checkpoints.latest()?.is_some() {
             return Err(invalid("run.name", "the run folder already has checkpoints: pass --resume to continue it, or choose another run.name".into()));
         }
+        let mut trainer = Self::fresh(settings, model, source, checkpoints, options);
+        trainer.lock = lock;
+        if options.resume {
+            let found = match trainer.replica.as_ref() {
+                Some(first) => resume::newest(settings, &first.model, &trainer.checkpoints, options.allow_recipe_change)?,
+                None => None,
+            };
+            match found {
+                Some(resumed) => trainer.adopt(resumed)?,
+                None => tracing::warn!(run = %settings.run_dir.display(), "--resume: no checkpoint yet; starting from step 0"),
+            }
+        }
         if world.is_leader() {
-            checkpoints.remove_partial()?;
+            trainer.checkpoints.remove_partial()?;
             write_atomic(&settings.run_dir.join("recipe.toml"), settings.recipe_text.as_bytes())?;
             write_atomic(&settings.run_dir.join("plan.txt"), format!("{}\n", settings.plan).as_bytes())?;
             write_atomic(&settings.run_dir.join("model.toml"), settings.model_card.as_bytes())?;
-        }
-        let mut trainer = Self::fresh(settings, model, source, checkpoints, options);
-        match latest.filter(|_| options.resume) {
-            Some((step, dir)) => trainer.resume_from(step, &dir)?,
-            None if options.resume => tracing::warn!(run = %settings.run_dir.display(), "--resume: no complete checkpoint yet; starting from step 0"),
-            None => {}
-        }
-        if world.is_leader() {
             trainer.metrics = Some(MetricsLog::open(&settings.run_dir, settings.log.tensorboard, options.resume.then_some(trainer.state.step))?);
         }
         trainer.progress = Progress::new(options.progress && world.is_leader(), options.bar, trainer.state.step, settings.plan.total_steps);
@@ -136,7 +163,7 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
             others: Vec::new(),
             optim: new_optimizer::<B>(&settings.optim),
             optim_bytes: None,
-            state: TrainState { step: 0, epoch: 0, position: 0, seed: settings.layout.seed, skipped: Default::default(), losses: Vec::new(), seconds: 0.0 },
+            state: TrainState { seed: settings.layout.seed, samples_trained: Some(0), ..TrainState::default() },
             checkpoints,
             metrics: None,
             skips: SkipLog::default(),
@@ -144,26 +171,33 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
             timer: Timer::default(),
             step_seconds: Vec::new(),
             last_step: options.stop_after.map_or(plan.total_steps, |s| s.min(plan.total_steps)),
+            lock: None,
+            saved_step: None,
+            stop: options.stop,
+            interrupted: false,
         }
     }
 
-    /// Loads the state, weights and optimizer of the checkpoint of `step` in `dir`.
-    fn resume_from(&mut self, step: u64, dir: &std::path::Path) -> Result<(), TrainError> {
-        let read = |name: &str| std::fs::read(dir.join(name)).map_err(|source| TrainError::Io { path: dir.join(name), source });
-        self.state = serde_json::from_slice(&read("state.json")?).map_err(|source| TrainError::Json { path: dir.join("state.json"), source })?;
-        self.skips = SkipLog::resumed(self.state.skipped.clone());
-        if let Some(replica) = self.replica.as_mut() {
-            let model = &mut replica.model;
-            let trainable = model.trainable.clone();
-            model.trainable = CheckpointWeights::load_bytes(trainable, model.training, read("trainable.bin")?, &dir.join("trainable.bin"), &model.device)?;
-            let bytes = read("optimizer.bin")?;
-            let record = BinBytesRecorder::<FullPrecisionSettings>::default()
-                .load(bytes.clone(), &model.device)
-                .map_err(|source| TrainError::Record { path: dir.join("optimizer.bin"), source })?;
-            self.optim = std::mem::replace(&mut self.optim, new_optimizer::<B>(&self.settings.optim)).load_record(record);
-            self.optim_bytes = Some(bytes);
+    /// Continues from a checkpoint read back by `resume.rs`: its state, weights and optimizer, the
+    /// skips listed so far; the leader records allowed recipe changes and moves newer step
+    /// folders that did not verify out of the way (renamed, not deleted).
+    fn adopt(&mut self, r: Resumed<B>) -> Result<(), TrainError> {
+        let settings = self.settings;
+        if settings.world.is_leader() {
+            resume::record(&settings.run_dir, &r)?;
         }
-        tracing::info!(step, dir = %dir.display(), "resuming");
+        self.state = r.state;
+        self.skips = SkipLog::resumed(self.state.skipped.clone());
+        if let Ok(listed) = std::fs::read_to_string(settings.run_dir.join("skipped.jsonl")) {
+            self.skips.add_listed(&listed);
+        }
+        if let Some(replica) = self.replica.as_mut() {
+            replica.model.trainable = r.trainable;
+        }
+        self.optim = r.optim;
+        self.optim_bytes = Some(r.optim_bytes);
+        self.saved_step = Some(r.step);
+        tracing::info!(step = r.step, dir = %r.dir.display(), "resuming");
         Ok(())
     }
 
@@ -202,6 +236,9 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
 
     fn train_steps(&mut self, data: &Receiver<LoadedStep>, workers: &Workers<'_>) -> Result<(), TrainError> {
         while self.state.step < self.last_step {
+            if self.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+                return self.interrupt();
+            }
             let step = self.state.step;
             let t0 = Instant::now();
             let loaded = data.recv().map_err(|_| TrainError::Stopped { what: "the data loader", step })?;
@@ -212,6 +249,17 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
             let outcome = self.step(per_rank, &new_skips, lr, workers)?;
             self.after_step(outcome, lr, started.elapsed().as_secs_f64().max(1e-9))?;
         }
+        Ok(())
+    }
+
+    /// Ends the run early on request: a checkpoint of the step reached, unless there is one.
+    fn interrupt(&mut self) -> Result<(), TrainError> {
+        self.interrupted = true;
+        let step = self.state.step;
+        if self.settings.world.is_leader() && step > 0 && self.saved_step != Some(step) {
+            self.save_checkpoint()?;
+        }
+        tracing::info!(step, "stopping on request after step {step}");
         Ok(())
     }
 
@@ -276,6 +324,14 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
         let next = step + 1;
         self.state.step = next;
         self.state.losses.push(outcome.loss);
+        if outcome.applied {
+            self.state.nonfinite_in_a_row = 0;
+            self.state.samples_trained = self.state.samples_trained.map(|n| n + outcome.samples as u64);
+        } else {
+            self.state.nonfinite_steps += 1;
+            self.state.nonfinite_in_a_row += 1;
+            tracing::warn!(step = next, loss = outcome.loss, grad_norm = outcome.grad_norm, "skipping optimizer step {next}: the loss or gradient norm is not finite");
+        }
         self.state.skipped = self.skips.counts.clone();
         self.state.epoch = (next / plan.steps_per_epoch) as u32;
         self.state.position = (next % plan.steps_per_epoch) * plan.global_batch;
@@ -285,8 +341,13 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
         let last = next == plan.total_steps;
         if let Some(metrics) = self.metrics.as_mut().filter(|_| next % self.settings.log.every_steps == 0 || last) {
             let epoch = (step / plan.steps_per_epoch) as u32;
-            let m = StepMetrics { step: next, epoch, loss: outcome.loss, lr, grad_norm: outcome.grad_norm, samples_per_s, tokens_per_s, skipped: self.skips.counts.clone() };
+            let nonfinite_steps = self.state.nonfinite_steps;
+            let m = StepMetrics { step: next, epoch, loss: outcome.loss, lr, grad_norm: outcome.grad_norm, samples_per_s, tokens_per_s, skipped: self.skips.counts.clone(), nonfinite_steps };
             metrics.log(&m)?;
+        }
+        let (in_a_row, limit) = (self.state.nonfinite_in_a_row, self.settings.optim.max_nonfinite_steps);
+        if in_a_row >= limit {
+            return Err(TrainError::Diverged { step: next, first: next + 1 - in_a_row, in_a_row, limit });
         }
         self.progress.update(next, outcome.loss, lr, samples_per_s, tokens_per_s);
         if self.settings.world.is_leader() && (next % self.settings.checkpoint.every_steps == 0 || last) {
@@ -297,7 +358,7 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
 
     /// Writes the step checkpoint: weights, optimizer, state, recipe, and the step's connector
     /// (so `train export RUN/step-N` works mid-run).
-    fn save_checkpoint(&self) -> Result<(), TrainError> {
+    fn save_checkpoint(&mut self) -> Result<(), TrainError> {
         let (step, run_dir) = (self.state.step, &self.settings.run_dir);
         let Some(model) = self.replica.as_ref().map(|r| &r.model) else { return Ok(()) };
         let weights = CheckpointWeights::to_bytes(&model.trainable, model.training)?;
@@ -314,7 +375,11 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
             ("recipe.toml", self.settings.recipe_text.as_bytes()),
             ("connector.safetensors", &connector),
         ];
+        // The skipped-sample list as of this step, before the checkpoint: a resumed run adds to it,
+        // and a list ahead of the checkpoint it resumes from only holds samples it meets again.
+        write_atomic(&run_dir.join("skipped.jsonl"), self.skips.jsonl().as_bytes())?;
         let dir = self.checkpoints.save(step, &files)?;
+        self.saved_step = Some(step);
         tracing::debug!(dir = %dir.display(), "checkpoint written");
         Ok(())
     }
@@ -339,7 +404,11 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
             write_atomic(&path, format!("{summary:#}\n").as_bytes())?;
         }
         let mut exported = None;
-        if let Some(model) = self.replica.as_ref().map(|r| &r.model).filter(|_| leader && self.state.step == settings.plan.total_steps) {
+        let complete = self.state.step == settings.plan.total_steps && !self.interrupted;
+        if complete && self.state.samples_trained == Some(0) {
+            return Err(TrainError::NothingTrained { run_dir, skipped: self.skips.total() });
+        }
+        if let Some(model) = self.replica.as_ref().map(|r| &r.model).filter(|_| leader && complete) {
             let path = run_dir.join("connector.safetensors");
             write_atomic(&path, &model.connector_bytes(&settings.connector_meta(self.state.step), ExportFormat::Anchorage, &path)?)?;
             exported = Some(path);
@@ -353,9 +422,11 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
             losses: self.state.losses,
             skipped: self.skips,
             connector: exported,
+            interrupted: self.interrupted,
             breakdown: self.timer.breakdown(),
             step_seconds: self.step_seconds,
             step_shape: None,
         })
     }
 }
+

@@ -42,6 +42,24 @@ impl SkipLog {
         self.counts.values().sum()
     }
 
+    /// Adds the distinct samples of an earlier `skipped.jsonl` of the same run (a resumed run
+    /// appends to the list rather than replacing it). Lines that do not read are dropped with a
+    /// warning: the list is a report, and the counts live in the checkpoint.
+    pub fn add_listed(&mut self, jsonl: &str) {
+        for (n, line) in jsonl.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let parsed = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| {
+                let reason: FaultReason = serde_json::from_value(v.get("reason")?.clone()).ok()?;
+                Some((reason, v.get("id")?.as_str()?.to_string(), v.get("detail").and_then(|d| d.as_str()).unwrap_or_default().to_string()))
+            });
+            match parsed {
+                Some((reason, id, detail)) => {
+                    self.distinct.entry((reason, id)).or_insert(detail);
+                }
+                None => tracing::warn!(line = n + 1, "skipped.jsonl: dropping a line that does not read"),
+            }
+        }
+    }
+
     /// `skipped.jsonl`: one `{"id", "reason", "detail"}` line per distinct skipped sample.
     pub fn jsonl(&self) -> String {
         let mut lines = String::new();
@@ -50,5 +68,21 @@ impl SkipLog {
             lines.push('\n');
         }
         lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listed_skip_survives_a_resume() {
+        let mut first = SkipLog::default();
+        first.distinct.insert((FaultReason::MissingImage, "a".into()), "no file".into());
+        let mut resumed = SkipLog::default();
+        resumed.distinct.insert((FaultReason::MissingImage, "b".into()), "no file".into());
+        resumed.add_listed(&format!("{}{{\"torn", first.jsonl()));
+        assert_eq!(resumed.distinct.len(), 2);
+        assert!(resumed.jsonl().contains("\"id\":\"a\"") && resumed.jsonl().contains("\"id\":\"b\""));
     }
 }
