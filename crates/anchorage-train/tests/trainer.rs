@@ -143,7 +143,12 @@ fn trains_checkpoints_exports_and_resumes_exactly() {
 
     // The export reloads and says what it is.
     let path = full.connector.expect("exported at the end");
-    let (_connector, config, meta) = connector_file::load::<Flex>(&path, &Default::default()).unwrap();
+    // Loading builds a connector first (random init from the process-global generator): it takes
+    // its turn like every other draw, or it would shift the other test's seeded stream.
+    let (_connector, config, meta) = {
+        let _one_at_a_time = SEEDED.lock().unwrap_or_else(|p| p.into_inner());
+        connector_file::load::<Flex>(&path, &Default::default()).unwrap()
+    };
     assert_eq!(config.kind(), "anchor_former");
     assert_eq!(meta.step, 8);
 
