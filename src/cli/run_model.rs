@@ -8,6 +8,7 @@ use anchorage_data::text::TextTokenizer;
 use anchorage_eval::run::EvalModel;
 use anchorage_model::run_dir::{load_checkpoint, locate, ModelCard};
 use anchorage_train::recipe::apply_override;
+use anchorage_train::tensorboard::EventWriter;
 use anyhow::Context;
 
 use crate::backend::Flex;
@@ -41,20 +42,22 @@ fn model_id(asked: &Path, run_dir: &Path, checkpoint: &Path) -> String {
 
 /// The suite's headline numbers and efficiency as TensorBoard scalars in the run's `tensorboard/`,
 /// at the step of the checkpoint that was evaluated (`eval/<bench>`, `eval/<bench>/visual_tokens`,
-/// `eval/<bench>/prefill_latency_s`).
+/// `eval/<bench>/prefill_latency_s`), through the trainer's event writer (a failed write is an
+/// error naming the file, not a panic).
 pub fn log_scalars(run: &Path, summary: &anchorage_eval::suite::SuiteSummary) -> anyhow::Result<()> {
     let (run_dir, checkpoint) = locate(run)?;
-    let step = checkpoint.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("step-")).and_then(|s| s.parse::<usize>().ok()).unwrap_or(0);
+    let step = checkpoint.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("step-")).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
     let dir = run_dir.join("tensorboard");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut writer = tensorboard_rs::summary_writer::SummaryWriter::new(&dir);
+    let mut writer = EventWriter::create(&dir).with_context(|| format!("creating an event file in {}", dir.display()))?;
+    let path = writer.path().to_path_buf();
+    let mut put = |tag: String, value: f64| writer.scalar(&tag, value as f32, step).with_context(|| format!("writing {}", path.display()));
     for (bench, result) in &summary.benches {
         if let Some(h) = result.headline {
-            writer.add_scalar(&format!("eval/{bench}"), h as f32, step);
+            put(format!("eval/{bench}"), h)?;
         }
-        writer.add_scalar(&format!("eval/{bench}/visual_tokens"), result.efficiency.visual_tokens_per_prompt() as f32, step);
-        writer.add_scalar(&format!("eval/{bench}/prefill_latency_s"), result.efficiency.prefill_latency() as f32, step);
+        put(format!("eval/{bench}/visual_tokens"), result.efficiency.visual_tokens_per_prompt())?;
+        put(format!("eval/{bench}/prefill_latency_s"), result.efficiency.prefill_latency())?;
     }
-    writer.flush();
-    Ok(())
+    writer.flush().with_context(|| format!("writing {}", path.display()))
 }
