@@ -46,9 +46,10 @@ pub struct DemoArgs {
     /// plain stage-2 run).
     #[arg(long, value_delimiter = ',', default_value = "none,fastv,act")]
     pub compression: Vec<String>,
-    /// Training and evaluation images of the world.
+    /// Training images of the world (one caption and one conversation record each).
     #[arg(long, default_value_t = 2000)]
     pub train_images: usize,
+    /// Evaluation images of the world (four questions each).
     #[arg(long, default_value_t = 100)]
     pub eval_images: usize,
     /// Epochs of each stage.
@@ -57,6 +58,7 @@ pub struct DemoArgs {
     /// Stop each stage after this many optimizer steps (a shortened demo, as CI runs it).
     #[arg(long)]
     pub max_steps: Option<u64>,
+    /// Seed of the world, the towers and every run.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
