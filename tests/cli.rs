@@ -145,3 +145,27 @@ fn ift_dry_run_reports_a_missing_stage_one_connector() {
     assert!(out.status.success(), "{t}");
     assert!(t.contains("connector init:      checkpoints/pretrain-anchor-former-145/connector.safetensors (not present yet"), "{t}");
 }
+
+#[test]
+fn dry_run_checks_compression_layers_against_the_llm_before_loading_anything() {
+    // The tiny built-in LLM has 2 layers: FastV after layer 2 cannot run.
+    let out = train(&["pretrain", "recipes/tiny/pretrain.toml", "--dry-run", "--set", "compression.method=fastv", "--set", "compression.layer=2"]);
+    let t = text(&out);
+    assert!(!out.status.success() && t.contains("compression.layer"), "{t}");
+    let out = train(&["pretrain", "recipes/tiny/pretrain.toml", "--dry-run", "--set", "compression.method=fastv", "--set", "compression.layer=1"]);
+    let t = text(&out);
+    assert!(out.status.success() && t.contains("checked:") && t.contains("layers fit the LLM's 2"), "{t}");
+}
+
+#[test]
+fn a_connector_export_of_another_kind_is_refused_by_name_in_the_dry_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let o = train(&["pretrain", "recipes/tiny/pretrain.toml", "--set", &format!("run.output_dir=\"{out}\""), "--set", "optim.max_steps=1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let export = dir.path().join("tiny-pretrain/connector.safetensors");
+    let init = format!("connector.init=\"{}\"", export.display());
+    let o = train(&["ift", "recipes/tiny/ift.toml", "--dry-run", "--set", "connector.kind=mlp", "--set", &init]);
+    let t = text(&o);
+    assert!(!o.status.success() && t.contains("holds a anchor_former connector") && t.contains("mlp"), "{t}");
+}

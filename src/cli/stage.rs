@@ -77,11 +77,20 @@ pub fn run(stage: Stage, args: StageArgs) -> anyhow::Result<()> {
         recipe.run.output_dir = run_dir.parent().map(|p| p.to_path_buf()).unwrap_or_default();
     }
     let plan = Plan::new(&recipe).context("planning the run")?;
+    // What the run would hit in the towers' configs and the connector export, before any weight is
+    // loaded or downloaded.
+    let preflight = recipe.model_spec().preflight().with_context(|| format!("{}", args.recipe.display()))?;
     if args.dry_run {
         println!("# resolved recipe ({})", args.recipe.display());
         println!("{}", recipe.to_toml());
         println!("# derived");
         println!("{plan}");
+        for line in &preflight.checked {
+            println!("checked:             {line}");
+        }
+        for line in &preflight.deferred {
+            println!("not checked yet:     {line}");
+        }
         if let Err(why) = crate::backend::check(recipe.devices.backend) {
             println!("note: {why}");
         }

@@ -89,5 +89,6 @@ fn import_connector<B: Backend>(path: &Path, config: &ConnectorConfig, device: &
     if !path.is_file() {
         return Err(ModelError::ConnectorFile { path: path.to_path_buf(), message: "does not exist (run stage 1 first, or drop `connector.init`)".into() });
     }
+    crate::spec::check_connector_kind(path, config.kind())?;
     Ok(connector_file::import::<B>(path, config, device)?)
 }

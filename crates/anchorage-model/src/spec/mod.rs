@@ -3,11 +3,14 @@
 //! once here, and turned into a [`Llava`](crate::Llava) by [`LlavaSpec::build`](crate::LlavaSpec).
 
 mod connector;
+mod preflight;
 mod towers;
 
 pub use anchorage_compress::{ActConfig, ActSelection, CompressionPolicy, FastVConfig, FastVRule, HimapConfig};
 pub use anchorage_vision::FeatureSelect;
 pub use connector::{connector_config, ConnectorDims, ConnectorSection, ResamplerVariant};
+pub use preflight::Preflight;
+pub(crate) use preflight::check_connector_kind;
 pub use towers::{BuiltinModel, Dtype, LlmSection, LlmTraining, LoraSection, ModelSource, VisionSection};
 
 use std::path::PathBuf;
