@@ -27,7 +27,6 @@ pub fn compression_table(name: &str) -> Option<&'static str> {
         "none" => "method = \"none\"",
         "fastv" => "method = \"fastv\"\nlayer = 1\nkeep_ratio = 0.25",
         "act" => "method = \"act\"\ncoverage = 0.5\nkeep_ratios = [0.25]",
-        "himap" => "method = \"himap\"\nshallow_layer = 1\nshallow_keep_ratio = 0.5\ndeep_layer = 1\ndeep_keep_ratio = 0.25",
         _ => return None,
     })
 }
