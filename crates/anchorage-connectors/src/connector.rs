@@ -74,7 +74,10 @@ impl ConnectorConfig {
     }
 
     /// Reads the output (LLM) width from a weights file: the first dimension of the last linear
-    /// layer (`nn.Linear` weight `[out, in]`) under the spelling the file uses.
+    /// layer (`nn.Linear` weight `[out, in]`, or its bias) under the spelling the file uses. For
+    /// an MLP whose last layer is absent (`linear` weights for an `mlp1x_gelu` recipe, a dropped
+    /// key) the first layer, `[d_output, d_input]` wherever it sits, tells the width, so that the
+    /// load then names the missing key with its true shape.
     pub fn probe_d_output<B: Backend>(&self, file: &TensorFile, device: &B::Device) -> Result<usize> {
         let mut probe = self.init::<B>(device)?;
         let naming = probe.detect_naming(file, &self.namings()).unwrap_or(Naming::prefix(""));
@@ -86,10 +89,29 @@ impl ConnectorConfig {
             .cloned()
             .unwrap_or_default();
         let key = naming.key(&last);
-        match file.tensors.get(&key) {
-            Some(t) if t.shape.len() == 2 => Ok(t.shape[0]),
-            Some(t) => Err(ConnectorError::WrongShape { file: file.path.clone(), key, expected, found: t.shape.to_vec() }),
-            None => Err(ConnectorError::MissingKey { file: file.path.clone(), key, expected, hint: format!(" ({})", naming.describe()) }),
+        let bias = naming.key(&format!("{}bias", last.strip_suffix("weight").unwrap_or_default()));
+        let d_input = self.dims().0;
+        let first_layer = || {
+            // BTreeMap order: `0.weight` before `2.weight`.
+            file.tensors.iter().find(|(k, t)| k.ends_with("weight") && t.shape.len() == 2 && t.shape[1] == d_input).map(|(_, t)| t.shape[0])
+        };
+        match (file.tensors.get(&key), file.tensors.get(&bias)) {
+            (Some(t), _) if t.shape.len() == 2 => Ok(t.shape[0]),
+            (Some(t), _) => Err(ConnectorError::WrongShape { file: file.path.clone(), key, expected, found: t.shape.to_vec() }),
+            (None, Some(b)) if b.shape.len() == 1 => Ok(b.shape[0]),
+            (None, _) => match first_layer().filter(|_| matches!(self, Self::Mlp(_))) {
+                Some(d) => Ok(d),
+                None => Err(ConnectorError::MissingKey {
+                    file: file.path.clone(),
+                    key,
+                    expected: expected.iter().enumerate().map(|(i, d)| if i == 0 { 0 } else { *d }).collect(),
+                    hint: format!(
+                        " ({}; 0 stands for the output width, which no tensor in the file tells; keys present: {:?})",
+                        naming.describe(),
+                        file.tensors.keys().take(8).collect::<Vec<_>>()
+                    ),
+                }),
+            },
         }
     }
 
@@ -112,7 +134,18 @@ impl ConnectorConfig {
         Ok(match self {
             Self::Mlp(c) => Connector::Mlp(c.init(device)),
             Self::CAbstractor(c) => Connector::CAbstractor(c.init(device)?),
-            Self::Resampler(c) => Connector::Resampler(c.init(device)),
+            Self::Resampler(c) => {
+                if c.projector_depth == 0 && c.d_output != c.perceiver.d_model {
+                    return Err(ConnectorError::Config {
+                        key: "projector_depth".into(),
+                        message: format!(
+                            "0 (no projector) keeps the vision width {}, but the output width is {}",
+                            c.perceiver.d_model, c.d_output
+                        ),
+                    });
+                }
+                Connector::Resampler(c.init(device))
+            }
             Self::AnchorFormer(c) => {
                 if c.anchors < 2 {
                     return Err(ConnectorError::Config { key: "anchors".into(), message: format!("{} must be at least 2", c.anchors) });
@@ -128,6 +161,7 @@ impl ConnectorConfig {
         match self {
             Self::Mlp(_) => v.push(Naming::HfLlava),
             Self::CAbstractor(_) => v.push(Naming::prefix("abstractor.")),
+            Self::Resampler(c) if c.projector_depth == 0 => v.push(Naming::OpenFlamingo),
             _ => {}
         }
         v.push(Naming::prefix(""));
@@ -180,7 +214,11 @@ impl<B: Backend> Connector<B> {
                 };
                 (d_in, first_last(&m.readout).1)
             }
-            Self::Resampler(m) => (m.perceiver.latents.lazy_shape().dims::<2>()[1], first_last(&m.projector).1),
+            Self::Resampler(m) => {
+                // Without a projector (open_flamingo) the output width is the vision width.
+                let d = m.perceiver.latents.lazy_shape().dims::<2>()[1];
+                (d, if m.projector.layers.is_empty() { d } else { first_last(&m.projector).1 })
+            }
             Self::AnchorFormer(m) => (m.perceiver.latents.lazy_shape().dims::<2>()[1], first_last(&m.projector).1),
         }
     }
@@ -204,7 +242,7 @@ impl<B: Backend> Connector<B> {
     pub fn visit_weights<I: WeightIo<B>>(&mut self, io: &mut I) -> Result<()> {
         match self {
             // LLaVA's `linear` is a bare nn.Linear (`mm_projector.weight`), not a Sequential.
-            Self::Mlp(m) if m.layers.len() == 1 => crate::weights::linear(io, "", &mut m.layers[0]),
+            Self::Mlp(m) if m.is_bare_linear() => crate::weights::linear(io, "", &mut m.layers[0]),
             Self::Mlp(m) => m.visit_weights("", 0, io),
             Self::CAbstractor(m) => m.visit_weights("", io),
             Self::Resampler(m) => m.visit_weights("", io),
@@ -234,6 +272,22 @@ impl<B: Backend> Connector<B> {
             .map(|(_, n)| n.clone())
     }
 
+    /// LLaVA's two one-layer projectors differ only in their keys: say which one `file` holds
+    /// when it is the other.
+    fn layout_hint(&self, file: &TensorFile) -> &'static str {
+        let Self::Mlp(m) = self else { return "" };
+        let has = |suffix: &str| file.tensors.keys().any(|k| k == suffix || k.ends_with(&format!(".{suffix}")));
+        match (m.layers.len(), m.is_bare_linear()) {
+            (1, true) if has("0.weight") => {
+                "; the file holds a one-layer nn.Sequential (`0.weight`): LLaVA's `mlp1x_gelu`, not `linear`"
+            }
+            (1, false) if has("weight") && !has("0.weight") => {
+                "; the file holds a bare nn.Linear (`weight`): LLaVA's `linear`, not `mlp1x_gelu`"
+            }
+            _ => "",
+        }
+    }
+
     /// Loads every parameter from `file` under `naming` (strict: missing keys, wrong shapes and
     /// unexpected keys in the naming's namespace are refused).
     pub fn load_with(mut self, file: &TensorFile, naming: Naming, device: &B::Device) -> Result<Self> {
@@ -256,9 +310,10 @@ impl<B: Backend> Connector<B> {
                     key: first.key(&key),
                     expected,
                     hint: format!(
-                        " (no key of this connector under any known spelling: {}; keys present: {:?})",
+                        " (no key of this connector under any known spelling: {}; keys present: {:?}){}",
                         candidates.iter().map(|n| n.describe()).collect::<Vec<_>>().join(", "),
-                        file.tensors.keys().take(8).collect::<Vec<_>>()
+                        file.tensors.keys().take(8).collect::<Vec<_>>(),
+                        self.layout_hint(file)
                     ),
                 });
             }

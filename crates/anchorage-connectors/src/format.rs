@@ -20,7 +20,8 @@
 //! - `llava`: the original authors' names. MLP: LLaVA's `model.mm_projector.{0,2}.*`
 //!   (haotian-liu/LLaVA `llava/train/train.py` l.163–207); resampler and anchor former: AcFormer's
 //!   `model.mm_projector.0.layers...` with the MLP at `1`, `3` (open_flamingo's perceiver names);
-//!   C-Abstractor: Honeybee's `abstractor.*`.
+//!   C-Abstractor: Honeybee's `abstractor.*`; a resampler without projector (`projector_depth = 0`):
+//!   open_flamingo's `perceiver.latents`, `perceiver.layers.{i}.{0,1}...`, `perceiver.norm`.
 //! - `hf-llava`: transformers' `LlavaForConditionalGeneration` projector,
 //!   `multi_modal_projector.linear_{1,2}.*` (2-layer MLP only).
 //! - `anchorage`: as above.
@@ -68,6 +69,8 @@ impl ExportFormat {
         match (self, config) {
             (Self::Anchorage, _) => Ok(Naming::prefix("connector.")),
             (Self::Llava, ConnectorConfig::CAbstractor(_)) => Ok(Naming::prefix("abstractor.")),
+            // open_flamingo's resampler has no projector: its own `perceiver.*` names.
+            (Self::Llava, ConnectorConfig::Resampler(c)) if c.projector_depth == 0 => Ok(Naming::OpenFlamingo),
             (Self::Llava, _) => Ok(Naming::prefix("model.mm_projector.")),
             (Self::HfLlava, ConnectorConfig::Mlp(c)) if c.depth == 2 => Ok(Naming::HfLlava),
             (Self::HfLlava, c) => Err(ConnectorError::Format {

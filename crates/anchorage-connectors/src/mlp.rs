@@ -13,7 +13,6 @@ use burn::tensor::activation::{gelu, silu};
 use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
-
 use crate::weights::{join, linear, WeightIo};
 
 /// The activation between the linear layers.
@@ -33,11 +32,17 @@ pub struct MlpConfig {
     pub d_input: usize,
     /// Output width (LLM hidden size, 4096 for 7B).
     pub d_output: usize,
-    /// Linear layers; 1 is LLaVA's `linear`, 2 is `mlp2x_gelu`.
+    /// Linear layers; 1 is LLaVA's `linear` (or `mlp1x_gelu`, see `sequential`), 2 is
+    /// `mlp2x_gelu`. 0 is the identity (a resampler without projector, `d_output == d_input`).
     #[config(default = 2)]
     pub depth: usize,
     #[config(default = "MlpActivation::Gelu")]
     pub activation: MlpActivation,
+    /// Depth 1 only: the layer sits in a one-entry `nn.Sequential` (keys `0.weight`, LLaVA's
+    /// `mlp1x_gelu`) rather than being a bare `nn.Linear` (keys `weight`, LLaVA's `linear`).
+    /// Deeper stacks are always Sequentials.
+    #[config(default = false)]
+    pub sequential: bool,
 }
 
 /// See [`MlpConfig`].
@@ -46,17 +51,20 @@ pub struct Mlp<B: Backend> {
     pub layers: Vec<Linear<B>>,
     #[module(skip)]
     pub activation: MlpActivation,
+    /// See [`MlpConfig::sequential`].
+    #[module(skip)]
+    pub sequential: bool,
 }
 
 impl MlpConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Mlp<B> {
-        let layers = (0..self.depth.max(1))
+        let layers = (0..self.depth)
             .map(|i| {
                 let d_in = if i == 0 { self.d_input } else { self.d_output };
                 LinearConfig::new(d_in, self.d_output).init(device)
             })
             .collect();
-        Mlp { layers, activation: self.activation }
+        Mlp { layers, activation: self.activation, sequential: self.sequential || self.depth > 1 }
     }
 }
 
@@ -75,6 +83,11 @@ impl<B: Backend> Mlp<B> {
             x = layer.forward(x);
         }
         x
+    }
+
+    /// Whether this is LLaVA's `linear`: one bare `nn.Linear` (keys `weight`, `bias`).
+    pub fn is_bare_linear(&self) -> bool {
+        self.layers.len() == 1 && !self.sequential
     }
 
     /// Visits the weights as `nn.Sequential` entries `prefix.{first + 2i}` (the activations take

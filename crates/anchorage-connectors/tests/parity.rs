@@ -50,7 +50,85 @@ fn cases() -> Vec<(&'static str, ConnectorConfig)> {
         ("resampler_acformer", ConnectorConfig::Resampler(ResamplerConfig::new(perceiver(false, 5), 24))),
         ("resampler_open_flamingo", ConnectorConfig::Resampler(ResamplerConfig::new(perceiver(true, 5), 24))),
         ("anchor_former", ConnectorConfig::AnchorFormer(AnchorFormerConfig::new(perceiver(false, 144), 24).with_anchors(9))),
+        ("mlp1x_gelu", ConnectorConfig::Mlp(MlpConfig::new(32, 48).with_depth(1).with_sequential(true))),
+        ("projector_linear", ConnectorConfig::Mlp(MlpConfig::new(32, 48).with_depth(1))),
+        (
+            "resampler_open_flamingo_bare",
+            ConnectorConfig::Resampler(ResamplerConfig::new(perceiver(true, 5), 16).with_projector_depth(0)),
+        ),
     ]
+}
+
+/// `llava` export of the upstream fixtures: exactly the upstream state dict's keys and shapes.
+#[test]
+fn llava_export_keys_are_the_upstream_state_dict() {
+    let dev = Default::default();
+    for (name, config) in cases() {
+        let path = fixtures().join(format!("{name}.weights.safetensors"));
+        let file = TensorFile::read(&path).unwrap();
+        let connector = format::import::<B>(&path, &config, &dev).unwrap();
+        let naming = format::ExportFormat::Llava.naming(&config).unwrap();
+        let mut got: Vec<(String, Vec<usize>)> =
+            connector.export(naming).unwrap().into_iter().map(|(k, t)| (k, t.shape.to_vec())).collect();
+        got.sort();
+        let want: Vec<(String, Vec<usize>)> = file.tensors.iter().map(|(k, t)| (k.clone(), t.shape.to_vec())).collect();
+        assert_eq!(got, want, "{name}");
+    }
+}
+
+#[test]
+fn llava_one_layer_projectors_keep_their_own_keys() {
+    let dev = Default::default();
+    let keys = |config: &ConnectorConfig| {
+        let c = config.init::<B>(&dev).unwrap();
+        c.export(format::ExportFormat::Llava.naming(config).unwrap()).unwrap().into_iter().map(|(k, _)| k).collect::<Vec<_>>()
+    };
+    let seq = ConnectorConfig::Mlp(MlpConfig::new(32, 48).with_depth(1).with_sequential(true));
+    assert_eq!(keys(&seq), ["model.mm_projector.0.weight", "model.mm_projector.0.bias"]);
+    let bare = ConnectorConfig::Mlp(MlpConfig::new(32, 48).with_depth(1));
+    assert_eq!(keys(&bare), ["model.mm_projector.weight", "model.mm_projector.bias"]);
+    // Either layout refuses the other's file, saying which LLaVA projector the file holds.
+    let err = format::import::<B>(&fixtures().join("mlp1x_gelu.weights.safetensors"), &bare, &dev).unwrap_err().to_string();
+    assert!(err.contains("[48, 32]") && err.contains("mlp1x_gelu"), "{err}");
+    let err = format::import::<B>(&fixtures().join("projector_linear.weights.safetensors"), &seq, &dev).unwrap_err().to_string();
+    assert!(err.contains("[48, 32]") && err.contains("LLaVA's `linear`"), "{err}");
+}
+
+#[test]
+fn probing_the_output_width_reads_it_even_when_the_last_layer_is_missing() {
+    let dev = Default::default();
+    let file = TensorFile::read(&fixtures().join("mlp1x_gelu.weights.safetensors")).unwrap();
+    // Provisional width = input width, as `train inspect connector` starts.
+    let bare = ConnectorConfig::Mlp(MlpConfig::new(32, 32).with_depth(1));
+    assert_eq!(bare.probe_d_output::<B>(&file, &dev).unwrap(), 48);
+    let mut no_weight = file.clone();
+    no_weight.tensors.remove("model.mm_projector.0.weight");
+    let seq = ConnectorConfig::Mlp(MlpConfig::new(32, 32).with_depth(1).with_sequential(true));
+    let d = seq.probe_d_output::<B>(&no_weight, &dev).unwrap();
+    assert_eq!(d, 48, "from the bias");
+    let config = seq.with_d_output(d);
+    let err = config.init::<B>(&dev).unwrap().load(&no_weight, &config.namings(), &dev).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ConnectorError::MissingKey { .. }), "{msg}");
+    assert!(msg.contains("model.mm_projector.0.weight") && msg.contains("[48, 32]") && !msg.contains("[32, 32]"), "{msg}");
+}
+
+#[test]
+fn open_flamingo_resampler_without_projector_loads_perceiver_keys_and_refuses_other_widths() {
+    let dev = Default::default();
+    let file = TensorFile::read(&fixtures().join("resampler_open_flamingo_bare.weights.safetensors")).unwrap();
+    let config = ConnectorConfig::Resampler(ResamplerConfig::new(perceiver(true, 5), 16).with_projector_depth(0));
+    assert_eq!(config.dims(), (16, 16));
+    let c = config.init::<B>(&dev).unwrap();
+    assert_eq!(c.dims(), (16, 16));
+    assert_eq!(c.output_tokens(37), 5);
+    // Extra Flamingo parts outside `perceiver.` are not the connector's business.
+    let mut whole = file.clone();
+    whole.tensors.insert("lang_encoder.lm_head.weight".into(), TensorData::new(vec![0f32; 4], [2, 2]));
+    c.load(&whole, &config.namings(), &dev).unwrap();
+    let wide = ConnectorConfig::Resampler(ResamplerConfig::new(perceiver(true, 5), 24).with_projector_depth(0));
+    let err = wide.init::<B>(&dev).unwrap_err().to_string();
+    assert!(err.contains("projector_depth") && err.contains("16") && err.contains("24"), "{err}");
 }
 
 #[test]

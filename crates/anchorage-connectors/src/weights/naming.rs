@@ -9,6 +9,10 @@ pub enum Naming {
     /// `multi_modal_projector.linear_1.` / `linear_2.` (transformers
     /// `src/transformers/models/llava/modeling_llava.py`).
     HfLlava,
+    /// open_flamingo's `Flamingo.perceiver` (a bare `PerceiverResampler`, no projector):
+    /// canonical `0.` becomes `perceiver.` (mlfoundations/open_flamingo
+    /// `open_flamingo/src/flamingo.py`, `open_flamingo/src/helpers.py`).
+    OpenFlamingo,
 }
 
 impl Naming {
@@ -29,6 +33,11 @@ impl Naming {
                 };
                 format!("multi_modal_projector.{layer}.{rest}")
             }
+            Self::OpenFlamingo => match canonical.strip_prefix("0.") {
+                Some(rest) => format!("perceiver.{rest}"),
+                // A projector has no place in open_flamingo's tree; keep it visibly apart.
+                None => format!("perceiver_projector.{canonical}"),
+            },
         }
     }
 
@@ -37,6 +46,7 @@ impl Naming {
         match self {
             Self::Prefix(p) => file_key.starts_with(p.as_str()),
             Self::HfLlava => file_key.starts_with("multi_modal_projector."),
+            Self::OpenFlamingo => file_key.starts_with("perceiver."),
         }
     }
 
@@ -46,6 +56,7 @@ impl Naming {
             Self::Prefix(p) if p.is_empty() => "bare keys".into(),
             Self::Prefix(p) => format!("keys under `{p}`"),
             Self::HfLlava => "transformers Llava keys (`multi_modal_projector.linear_{1,2}`)".into(),
+            Self::OpenFlamingo => "open_flamingo keys (`perceiver.latents`, `perceiver.layers...`)".into(),
         }
     }
 }
@@ -61,5 +72,9 @@ mod tests {
         assert_eq!(Naming::HfLlava.key("2.bias"), "multi_modal_projector.linear_2.bias");
         assert!(Naming::HfLlava.owns("multi_modal_projector.linear_1.weight"));
         assert!(!Naming::prefix("model.mm_projector.").owns("model.layers.0.x"));
+        assert_eq!(Naming::OpenFlamingo.key("0.layers.1.0.to_q.weight"), "perceiver.layers.1.0.to_q.weight");
+        assert_eq!(Naming::OpenFlamingo.key("0.latents"), "perceiver.latents");
+        assert!(Naming::OpenFlamingo.owns("perceiver.norm.bias"));
+        assert!(!Naming::OpenFlamingo.owns("vision_encoder.conv1.weight"));
     }
 }

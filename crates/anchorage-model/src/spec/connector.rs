@@ -14,10 +14,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ConnectorSection {
-    /// LLaVA's projector: `depth` 1 is `linear`, N ≥ 2 is `mlpNx_gelu` (exact erf GELU).
+    /// LLaVA's projector (exact erf GELU). Name it as LLaVA's `mm_projector_type` does
+    /// (`projector_type = "linear" | "mlp1x_gelu" | "mlp2x_gelu" | ...`), or by `depth` alone
+    /// (1 is `linear`, N ≥ 2 is `mlpNx_gelu`; 2 when neither is given).
     Mlp {
-        #[serde(default = "two")]
-        depth: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        projector_type: Option<ProjectorType>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        depth: Option<usize>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         init: Option<PathBuf>,
     },
@@ -58,7 +62,9 @@ pub enum ConnectorSection {
         num_latents: usize,
         #[serde(default = "four")]
         ff_mult: usize,
-        /// Depth of the Linear-GELU-Linear projector after the resampler.
+        /// Depth of the Linear-GELU-Linear projector after the resampler. 0 is open_flamingo's
+        /// bare resampler (keys `perceiver.*`): the output width is the vision width, which the
+        /// LLM's must then equal.
         #[serde(default = "two")]
         projector_depth: usize,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,6 +89,52 @@ pub enum ConnectorSection {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         init: Option<PathBuf>,
     },
+}
+
+/// LLaVA's `mm_projector_type` (haotian-liu/LLaVA `llava/model/multimodal_projector/builder.py`):
+/// `linear` is a bare `nn.Linear` (keys `mm_projector.weight`); `mlp{N}x_gelu` is an
+/// `nn.Sequential` of N Linears with GELU between (keys `mm_projector.{0,2,..}.weight`), even for
+/// N = 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum ProjectorType {
+    Linear,
+    /// `mlp{N}x_gelu`, N ≥ 1.
+    MlpGelu(usize),
+}
+
+impl ProjectorType {
+    /// Linear layers.
+    pub fn depth(self) -> usize {
+        match self {
+            Self::Linear => 1,
+            Self::MlpGelu(n) => n,
+        }
+    }
+}
+
+impl TryFrom<String> for ProjectorType {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        if s == "linear" {
+            return Ok(Self::Linear);
+        }
+        // LLaVA matches `^mlp(\d+)x_gelu$`.
+        match s.strip_prefix("mlp").and_then(|r| r.strip_suffix("x_gelu")).map(str::parse::<usize>) {
+            Some(Ok(n)) if n >= 1 => Ok(Self::MlpGelu(n)),
+            _ => Err(format!("unknown projector_type `{s}`: expected \"linear\" or \"mlp<N>x_gelu\" (N ≥ 1)")),
+        }
+    }
+}
+
+impl From<ProjectorType> for String {
+    fn from(p: ProjectorType) -> String {
+        match p {
+            ProjectorType::Linear => "linear".into(),
+            ProjectorType::MlpGelu(n) => format!("mlp{n}x_gelu"),
+        }
+    }
 }
 
 /// Which Perceiver Resampler.
@@ -160,6 +212,19 @@ impl ConnectorSection {
         }
     }
 
+    /// An MLP's (linear layers, whether depth 1 is a one-entry `nn.Sequential`); (0, false) for
+    /// other kinds.
+    pub fn mlp_layout(&self) -> (usize, bool) {
+        match self {
+            Self::Mlp { projector_type: Some(p), .. } => (p.depth(), matches!(p, ProjectorType::MlpGelu(_))),
+            Self::Mlp { projector_type: None, depth, .. } => {
+                let d = depth.unwrap_or(2);
+                (d, d > 1)
+            }
+            _ => (0, false),
+        }
+    }
+
     /// Checks sizes; returns (key, message) for the first problem.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         let positive = |key: &'static str, v: usize| {
@@ -170,7 +235,15 @@ impl ConnectorSection {
             }
         };
         match self {
-            Self::Mlp { depth, .. } => positive("depth", *depth),
+            Self::Mlp { projector_type, depth, .. } => {
+                if let (Some(p), Some(d)) = (projector_type, depth) {
+                    if p.depth() != *d {
+                        let name = String::from(*p);
+                        return Err(("depth", format!("{d} contradicts projector_type = \"{name}\" ({} layers); give one of them", p.depth())));
+                    }
+                }
+                positive("depth", self.mlp_layout().0)
+            }
             Self::CAbstractor { num_queries, hidden_size, .. } => {
                 positive("hidden_size", *hidden_size)?;
                 let side = (*num_queries as f64).sqrt().round() as usize;
@@ -185,7 +258,9 @@ impl ConnectorSection {
                 positive("dim_head", *dim_head)?;
                 positive("num_latents", *num_latents)?;
                 positive("ff_mult", *ff_mult)?;
-                positive("projector_depth", *projector_depth)
+                // projector_depth 0 is open_flamingo's resampler without projector.
+                let _ = projector_depth;
+                Ok(())
             }
             Self::AnchorFormer { anchors, depth, heads, dim_head, ff_mult, projector_depth, .. } => {
                 if *anchors < 2 {
@@ -218,8 +293,11 @@ pub struct ConnectorDims {
 pub fn connector_config(section: &ConnectorSection, dims: ConnectorDims) -> ConnectorConfig {
     let ConnectorDims { d_vision, d_llm, vision_tokens } = dims;
     match section {
-        ConnectorSection::Mlp { depth, .. } => {
-            ConnectorConfig::Mlp(MlpConfig::new(d_vision, d_llm).with_depth(*depth).with_activation(MlpActivation::Gelu))
+        ConnectorSection::Mlp { .. } => {
+            let (depth, sequential) = section.mlp_layout();
+            ConnectorConfig::Mlp(
+                MlpConfig::new(d_vision, d_llm).with_depth(depth).with_activation(MlpActivation::Gelu).with_sequential(sequential),
+            )
         }
         ConnectorSection::CAbstractor { depth, mlp_depth, hidden_size, num_queries, pos_emb, prenorm, .. } => {
             // The grid is the patches: with CLS included (577) the position embedding covers 576.
@@ -295,8 +373,49 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let c = connector_config(&section("[connector]\nkind = \"mlp\""), CLIP_L_7B);
-        assert_eq!(c, ConnectorConfig::Mlp(MlpConfig::new(1024, 4096)));
+        assert_eq!(c, ConnectorConfig::Mlp(MlpConfig::new(1024, 4096).with_sequential(true)));
         assert_eq!(c.output_tokens(576), 576);
+    }
+
+    #[test]
+    fn llava_projector_types_name_depth_and_layout() {
+        let mlp = |t: &str| match connector_config(&section(t), CLIP_L_7B) {
+            ConnectorConfig::Mlp(c) => (c.depth, c.sequential),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(mlp("[connector]\nkind = \"mlp\"\nprojector_type = \"linear\""), (1, false));
+        assert_eq!(mlp("[connector]\nkind = \"mlp\"\nprojector_type = \"mlp1x_gelu\""), (1, true));
+        assert_eq!(mlp("[connector]\nkind = \"mlp\"\nprojector_type = \"mlp2x_gelu\""), (2, true));
+        assert_eq!(mlp("[connector]\nkind = \"mlp\"\nprojector_type = \"mlp5x_gelu\""), (5, true));
+        assert_eq!(mlp("[connector]\nkind = \"mlp\"\ndepth = 1"), (1, false));
+        assert_eq!(mlp("[connector]\nkind = \"mlp\"\ndepth = 3"), (3, true));
+        let s = section("[connector]\nkind = \"mlp\"\nprojector_type = \"mlp1x_gelu\"");
+        let round: toml::Value = toml::Value::try_from(&s).unwrap();
+        assert_eq!(round.get("projector_type").and_then(|v| v.as_str()), Some("mlp1x_gelu"));
+        assert_eq!(section("[connector]\nkind = \"mlp\"\nprojector_type = \"mlp2x_gelu\"\ndepth = 2").check(), Ok(()));
+        let (key, msg) = section("[connector]\nkind = \"mlp\"\nprojector_type = \"mlp1x_gelu\"\ndepth = 2").check().unwrap_err();
+        assert_eq!(key, "depth", "{msg}");
+        #[derive(serde::Deserialize, Debug)]
+        struct Wrap {
+            #[allow(dead_code)]
+            connector: ConnectorSection,
+        }
+        for bad in ["mlp0x_gelu", "mlp2x_relu", "identity"] {
+            let err = toml::from_str::<Wrap>(&format!("[connector]\nkind = \"mlp\"\nprojector_type = \"{bad}\"")).unwrap_err();
+            assert!(err.to_string().contains("projector_type"), "{err}");
+        }
+    }
+
+    #[test]
+    fn open_flamingo_resampler_without_projector_keeps_the_vision_width() {
+        let s = section("[connector]\nkind = \"resampler\"\nvariant = \"open_flamingo\"\nprojector_depth = 0");
+        assert_eq!(s.check(), Ok(()));
+        let same = ConnectorDims { d_vision: 1024, d_llm: 1024, vision_tokens: 576 };
+        let c = connector_config(&s, same);
+        assert_eq!(c.dims(), (1024, 1024));
+        assert!(c.init::<burn::backend::Flex>(&Default::default()).is_ok());
+        let err = connector_config(&s, CLIP_L_7B).init::<burn::backend::Flex>(&Default::default()).unwrap_err();
+        assert!(err.to_string().contains("projector_depth") && err.to_string().contains("1024"), "{err}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod towers;
 
 pub use anchorage_compress::{ActConfig, ActSelection, CompressionPolicy, FastVConfig, FastVRule, HimapConfig};
 pub use anchorage_vision::FeatureSelect;
-pub use connector::{connector_config, ConnectorDims, ConnectorSection, ResamplerVariant};
+pub use connector::{connector_config, ConnectorDims, ConnectorSection, ProjectorType, ResamplerVariant};
 pub use preflight::Preflight;
 pub(crate) use preflight::check_connector_kind;
 pub use towers::{BuiltinModel, Dtype, LlmSection, LlmTraining, LoraSection, ModelSource, VisionSection};
