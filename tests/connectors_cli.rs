@@ -34,7 +34,18 @@ fn max_abs_diff(a: &TensorData, b: &TensorData) -> f32 {
 #[test]
 fn inspect_connector_matches_every_pytorch_reference() {
     let dir = tempfile::tempdir().unwrap();
-    for name in ["linear", "mlp2x_gelu", "mlp3x_gelu", "c_abstractor", "resampler_acformer", "resampler_open_flamingo", "anchor_former"] {
+    for name in [
+        "linear",
+        "mlp2x_gelu",
+        "mlp3x_gelu",
+        "c_abstractor",
+        "resampler_acformer",
+        "resampler_open_flamingo",
+        "anchor_former",
+        "mlp1x_gelu",
+        "projector_linear",
+        "resampler_open_flamingo_bare",
+    ] {
         let out = dir.path().join(format!("{name}.out.safetensors"));
         let o = train(&[
             "inspect",
@@ -92,6 +103,36 @@ fn inspect_connector_refuses_missing_key_and_wrong_shape_naming_both_shapes() {
     assert!(!o.status.success());
     let t = text(&o);
     assert!(t.contains(key) && t.contains("[30, 16]") && t.contains("[32, 16]"), "{t}");
+}
+
+/// A `linear` recipe given `mlp1x_gelu` weights (a `[48, 32]` layer at `mm_projector.0`): the
+/// error names the true shape and the projector type the file holds.
+#[test]
+fn inspect_connector_names_the_true_shape_and_the_other_llava_projector_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("linear.toml");
+    std::fs::write(&toml, "[connector]\nkind = \"mlp\"\nprojector_type = \"linear\"\n").unwrap();
+    let out = dir.path().join("o.safetensors");
+    let o = train(&[
+        "inspect",
+        "connector",
+        "--connector",
+        toml.to_str().unwrap(),
+        "--weights",
+        &fix("mlp1x_gelu.weights.safetensors"),
+        "--inputs",
+        &fix("mlp1x_gelu.inputs.safetensors"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("missing key") && t.contains("[48, 32]") && !t.contains("[32, 32]") && t.contains("mlp1x_gelu"), "{t}");
+    // An unknown projector type is a recipe error naming the key.
+    std::fs::write(&toml, "[connector]\nkind = \"mlp\"\nprojector_type = \"mlp2x_relu\"\n").unwrap();
+    let o = train(&["inspect", "connector", "--connector", toml.to_str().unwrap(), "--weights", &fix("mlp1x_gelu.weights.safetensors"), "--inputs", &fix("mlp1x_gelu.inputs.safetensors"), "--out", out.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("mlp2x_relu"), "{}", text(&o));
 }
 
 #[test]
@@ -184,6 +225,24 @@ fn export_writes_upstream_names_with_metadata_and_round_trips() {
             vec![("llava", &["abstractor.pos_emb", "abstractor.net.0.b1.downsample.conv.weight", "abstractor.net.2.b2.se.fc1.bias", "abstractor.readout.2.weight"])],
         ),
         (
+            "mlp1x_gelu",
+            ConnectorConfig::Mlp(MlpConfig::new(32, 48).with_depth(1).with_sequential(true)),
+            vec![("llava", &["model.mm_projector.0.weight", "model.mm_projector.0.bias"]), ("anchorage", &["connector.0.weight"])],
+        ),
+        (
+            "projector_linear",
+            ConnectorConfig::Mlp(MlpConfig::new(32, 48).with_depth(1)),
+            vec![("llava", &["model.mm_projector.weight", "model.mm_projector.bias"]), ("anchorage", &["connector.weight"])],
+        ),
+        (
+            "resampler_open_flamingo_bare",
+            ConnectorConfig::Resampler(ResamplerConfig::new(perceiver(true, 5), 16).with_projector_depth(0)),
+            vec![(
+                "llava",
+                &["perceiver.latents", "perceiver.layers.1.0.to_kv.weight", "perceiver.layers.0.1.3.weight", "perceiver.norm.weight"],
+            )],
+        ),
+        (
             "resampler_open_flamingo",
             ConnectorConfig::Resampler(ResamplerConfig::new(perceiver(true, 5), 24)),
             vec![("llava", &["model.mm_projector.0.latents", "model.mm_projector.0.norm.weight", "model.mm_projector.3.weight"])],
@@ -199,6 +258,11 @@ fn export_writes_upstream_names_with_metadata_and_round_trips() {
             let file = TensorFile::read(&out).unwrap();
             for k in keys {
                 assert!(file.tensors.contains_key(*k), "{name} {fmt}: no {k} in {:?}", file.tensors.keys().collect::<Vec<_>>());
+            }
+            if fmt == "llava" {
+                // Exactly the upstream module's state dict, as the fixture holds it.
+                let upstream = TensorFile::read(Path::new(&fix(&format!("{name}.weights.safetensors")))).unwrap();
+                assert_eq!(file.tensors.keys().collect::<Vec<_>>(), upstream.tensors.keys().collect::<Vec<_>>(), "{name}");
             }
             assert_eq!(file.metadata["format"], fmt);
             assert_eq!(file.metadata["kind"], config.kind());

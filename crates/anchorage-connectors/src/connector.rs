@@ -27,6 +27,7 @@ impl<B: Backend> burn::module::ModuleVisitor<B> for ForceInit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ConnectorConfig {
+    #[serde(deserialize_with = "crate::mlp::deserialize_config")]
     Mlp(MlpConfig),
     CAbstractor(CAbstractorConfig),
     Resampler(ResamplerConfig),

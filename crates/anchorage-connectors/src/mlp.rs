@@ -45,6 +45,35 @@ pub struct MlpConfig {
     pub sequential: bool,
 }
 
+/// [`MlpConfig`] as exports store it, tolerating fields added since (`sequential`): burn's
+/// `Config` derive requires every field when deserialising.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MlpConfigWire {
+    d_input: usize,
+    d_output: usize,
+    #[serde(default = "two")]
+    depth: usize,
+    #[serde(default = "default_activation")]
+    activation: MlpActivation,
+    #[serde(default)]
+    sequential: bool,
+}
+
+fn two() -> usize {
+    2
+}
+
+fn default_activation() -> MlpActivation {
+    MlpActivation::Gelu
+}
+
+/// Reads an [`MlpConfig`] written by any anchorage version (see [`MlpConfigWire`]).
+pub(crate) fn deserialize_config<'de, D: serde::Deserializer<'de>>(d: D) -> Result<MlpConfig, D::Error> {
+    let w = MlpConfigWire::deserialize(d)?;
+    Ok(MlpConfig { d_input: w.d_input, d_output: w.d_output, depth: w.depth, activation: w.activation, sequential: w.sequential })
+}
+
 /// See [`MlpConfig`].
 #[derive(Module, Debug)]
 pub struct Mlp<B: Backend> {

@@ -296,3 +296,14 @@ fn gradients_match_pytorch_for_every_parameter() {
         assert!(compared > 0, "{name}");
     }
 }
+
+#[test]
+fn exports_written_before_projector_types_still_read() {
+    // Metadata `config` as earlier anchorage versions wrote it (no `sequential`): depth 1 is `linear`.
+    let old: ConnectorConfig =
+        serde_json::from_str(r#"{"kind":"mlp","d_input":16,"d_output":24,"depth":1,"activation":"gelu"}"#).unwrap();
+    assert_eq!(old, ConnectorConfig::Mlp(MlpConfig::new(16, 24).with_depth(1)));
+    let new = ConnectorConfig::Mlp(MlpConfig::new(32, 48).with_depth(1).with_sequential(true));
+    let back: ConnectorConfig = serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
+    assert_eq!(back, new);
+}

@@ -44,6 +44,7 @@ impl LlavaSpec {
             FeatureSelect::ClsPatch => vision_config.num_tokens(),
         };
         let dims = ConnectorDims { d_vision: vision_config.hidden_size, d_llm: llm.config.hidden_size, vision_tokens };
+        self.connector.check_dims(dims).map_err(|(key, message)| ModelError::Spec { key: format!("connector.{key}"), message })?;
         let config = connector_config(&self.connector, dims);
         let select = VisionSelect::new(&vision, i64::from(self.vision.select_layer), self.vision.feature_select, config.needs_cls_attention())?;
         let connector = match connector {

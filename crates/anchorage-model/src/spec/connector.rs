@@ -212,15 +212,12 @@ impl ConnectorSection {
         }
     }
 
-    /// An MLP's (linear layers, whether depth 1 is a one-entry `nn.Sequential`); (0, false) for
-    /// other kinds.
+    /// An MLP's (linear layers, whether its single layer sits in a one-entry `nn.Sequential`:
+    /// `mlp1x_gelu`); (0, false) for other kinds. Deeper MLPs are always Sequentials.
     pub fn mlp_layout(&self) -> (usize, bool) {
         match self {
-            Self::Mlp { projector_type: Some(p), .. } => (p.depth(), matches!(p, ProjectorType::MlpGelu(_))),
-            Self::Mlp { projector_type: None, depth, .. } => {
-                let d = depth.unwrap_or(2);
-                (d, d > 1)
-            }
+            Self::Mlp { projector_type: Some(p), .. } => (p.depth(), *p == ProjectorType::MlpGelu(1)),
+            Self::Mlp { projector_type: None, depth, .. } => (depth.unwrap_or(2), false),
             _ => (0, false),
         }
     }
@@ -272,6 +269,23 @@ impl ConnectorSection {
                 positive("ff_mult", *ff_mult)?;
                 positive("projector_depth", *projector_depth)
             }
+        }
+    }
+}
+
+impl ConnectorSection {
+    /// Checks what needs the towers' widths; returns (key, message) for the first problem.
+    pub fn check_dims(&self, dims: ConnectorDims) -> Result<(), (&'static str, String)> {
+        match self {
+            Self::Resampler { projector_depth: 0, .. } if dims.d_vision != dims.d_llm => Err((
+                "projector_depth",
+                format!(
+                    "0 (open_flamingo's resampler, no projector) hands the LLM the vision width {}, but the LLM's hidden size is {}; \
+                     use projector_depth ≥ 1 to project, or an LLM of width {}",
+                    dims.d_vision, dims.d_llm, dims.d_vision
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 }
@@ -373,7 +387,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let c = connector_config(&section("[connector]\nkind = \"mlp\""), CLIP_L_7B);
-        assert_eq!(c, ConnectorConfig::Mlp(MlpConfig::new(1024, 4096).with_sequential(true)));
+        assert_eq!(c, ConnectorConfig::Mlp(MlpConfig::new(1024, 4096)));
         assert_eq!(c.output_tokens(576), 576);
     }
 
@@ -385,10 +399,10 @@ mod tests {
         };
         assert_eq!(mlp("[connector]\nkind = \"mlp\"\nprojector_type = \"linear\""), (1, false));
         assert_eq!(mlp("[connector]\nkind = \"mlp\"\nprojector_type = \"mlp1x_gelu\""), (1, true));
-        assert_eq!(mlp("[connector]\nkind = \"mlp\"\nprojector_type = \"mlp2x_gelu\""), (2, true));
-        assert_eq!(mlp("[connector]\nkind = \"mlp\"\nprojector_type = \"mlp5x_gelu\""), (5, true));
+        assert_eq!(mlp("[connector]\nkind = \"mlp\"\nprojector_type = \"mlp2x_gelu\""), (2, false));
+        assert_eq!(mlp("[connector]\nkind = \"mlp\"\nprojector_type = \"mlp5x_gelu\""), (5, false));
         assert_eq!(mlp("[connector]\nkind = \"mlp\"\ndepth = 1"), (1, false));
-        assert_eq!(mlp("[connector]\nkind = \"mlp\"\ndepth = 3"), (3, true));
+        assert_eq!(mlp("[connector]\nkind = \"mlp\"\ndepth = 3"), (3, false));
         let s = section("[connector]\nkind = \"mlp\"\nprojector_type = \"mlp1x_gelu\"");
         let round: toml::Value = toml::Value::try_from(&s).unwrap();
         assert_eq!(round.get("projector_type").and_then(|v| v.as_str()), Some("mlp1x_gelu"));
@@ -416,6 +430,10 @@ mod tests {
         assert!(c.init::<burn::backend::Flex>(&Default::default()).is_ok());
         let err = connector_config(&s, CLIP_L_7B).init::<burn::backend::Flex>(&Default::default()).unwrap_err();
         assert!(err.to_string().contains("projector_depth") && err.to_string().contains("1024"), "{err}");
+        assert_eq!(s.check_dims(same), Ok(()));
+        let (key, msg) = s.check_dims(CLIP_L_7B).unwrap_err();
+        assert_eq!(key, "projector_depth");
+        assert!(msg.contains("1024") && msg.contains("4096"), "{msg}");
     }
 
     #[test]
