@@ -4,13 +4,15 @@
 
 mod connector;
 mod preflight;
+mod projector_type;
 mod towers;
 
 pub use anchorage_compress::{ActConfig, ActSelection, CompressionPolicy, FastVConfig, FastVRule, HimapConfig};
 pub use anchorage_vision::FeatureSelect;
-pub use connector::{connector_config, ConnectorDims, ConnectorSection, ProjectorType, ResamplerVariant};
+pub use connector::{connector_config, ConnectorDims, ConnectorSection, ResamplerVariant};
 pub use preflight::Preflight;
 pub(crate) use preflight::check_connector_kind;
+pub use projector_type::ProjectorType;
 pub use towers::{BuiltinModel, Dtype, LlmSection, LlmTraining, LoraSection, ModelSource, VisionSection};
 
 use std::path::PathBuf;
