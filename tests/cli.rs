@@ -169,3 +169,30 @@ fn a_connector_export_of_another_kind_is_refused_by_name_in_the_dry_run() {
     let t = text(&o);
     assert!(!o.status.success() && t.contains("holds a anchor_former connector") && t.contains("mlp"), "{t}");
 }
+
+/// open_flamingo's resampler has no projector: the dry run checks the LLM is as wide as the vision
+/// tower (the tiny towers are both 64 wide) and says which widths differ otherwise.
+#[test]
+fn dry_run_checks_a_projectorless_resampler_against_the_llm_width() {
+    let set = |extra: &[&str]| {
+        let mut args = vec!["pretrain", "recipes/tiny/pretrain.toml", "--dry-run"];
+        for s in ["connector.kind=resampler", "connector.variant=open_flamingo", "connector.projector_depth=0", "connector.num_latents=9"] {
+            args.extend(["--set", s]);
+        }
+        for s in extra {
+            args.extend(["--set", *s]);
+        }
+        train(&args)
+    };
+    let out = set(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("connector: vision width 64 → LLM width 64"), "{}", text(&out));
+    let out = set(&["vision.model={builtin=\"clip_vit_l14_336\"}"]);
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("connector.projector_depth") && t.contains("1024") && t.contains("64"), "{t}");
+    // LLaVA's projector types by name.
+    let out = train(&["pretrain", "recipes/tiny/pretrain.toml", "--dry-run", "--set", "connector.kind=mlp", "--set", "connector.projector_type=mlp1x_gelu"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("projector_type = \"mlp1x_gelu\""), "resolved recipe printed: {}", text(&out));
+}

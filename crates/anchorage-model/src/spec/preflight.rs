@@ -21,8 +21,10 @@ impl LlavaSpec {
     /// Checks the spec against the towers' configs and the connector export's metadata.
     pub fn preflight(&self) -> Result<Preflight, ModelError> {
         let mut report = Preflight::default();
+        let mut widths = (None, None);
         match vision_config(&self.vision.model)? {
             Some(v) => {
+                widths.0 = Some(v.hidden_size);
                 let n = v.num_hidden_layers as i64;
                 let layer = i64::from(self.vision.select_layer);
                 let index = if layer < 0 { n + 1 + layer } else { layer };
@@ -37,6 +39,7 @@ impl LlavaSpec {
         }
         match llm_config(&self.llm.model)? {
             Some(l) => {
+                widths.1 = Some(l.hidden_size);
                 self.compression.check(l.num_hidden_layers).map_err(|e| match e {
                     anchorage_compress::CompressError::Config { key, message } => ModelError::Spec { key: format!("compression.{key}"), message },
                     other => other.into(),
@@ -44,6 +47,11 @@ impl LlavaSpec {
                 report.checked.push(format!("compression: layers fit the LLM's {}", l.num_hidden_layers));
             }
             None => report.deferred.push("LLM: a Hub id, checked when the run loads it".into()),
+        }
+        if let (Some(d_vision), Some(d_llm)) = widths {
+            let dims = super::ConnectorDims { d_vision, d_llm, vision_tokens: 0 };
+            self.connector.check_dims(dims).map_err(|(key, message)| ModelError::Spec { key: format!("connector.{key}"), message })?;
+            report.checked.push(format!("connector: vision width {d_vision} → LLM width {d_llm}"));
         }
         if let Some(init) = self.connector.init().filter(|p| p.is_file()) {
             check_connector_kind(init, self.connector.kind_name())?;
