@@ -6,7 +6,7 @@ with `--acformer-python`); it can also run alone. Prints one JSON object per lin
 {"op": ..., "batch": B, "n": N_or_k, "ms": mean milliseconds per call}.
 
 The anchor loop follows liuhaogeng/Anchor-Former `clip_encoder.py` l.42-58 (commit 2359d305), as
-described in /work/shared/reference/llava-connectors-spec.md section 4.2, written fresh: per sample
+described in AcFormer's paper (section 4.2) and released code, written fresh: per sample
 and head, argsort the CLS-row attention on the device, bring it to the host (`.tolist()`), grow the
 head's window until it adds `p` new tokens, then gather the anchors on the device and stack them.
 The key/value gather column is PyTorch's usual path: `topk` indices, sorted, then `gather`.
