@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anchorage_eval::compare::{csv_table, markdown_table, plot_png, Axis, Plot, RunRow};
+use anchorage_eval::run::Efficiency;
 use anyhow::Context;
 use clap::Args;
 use serde_json::Value;
@@ -56,24 +57,29 @@ fn row(run: &Path) -> anyhow::Result<RunRow> {
     let connector = connector_name(card.get("connector"));
     let compression = card.get("compression").and_then(|c| c.get("method")).and_then(|m| m.as_str()).unwrap_or("none").to_string();
     let mut scores = BTreeMap::new();
-    let (mut tokens, mut latency, mut decode, mut flops, mut n) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let mut each = Vec::new();
     for (bench, result) in summary.get("benches").and_then(Value::as_object).into_iter().flatten() {
         if let Some(h) = result.get("headline").and_then(Value::as_f64) {
             scores.insert(bench.clone(), h);
         }
-        let e = &result["efficiency"];
-        let f = |k: &str| e.get(k).and_then(Value::as_f64).unwrap_or(0.0);
-        let (prompts, batches) = (f("prompts").max(1.0), f("batches").max(1.0));
-        tokens += f("visual_tokens") / prompts;
-        flops += f("prefill_flops") / prompts;
-        latency += (f("encode_seconds") + f("prefill_seconds")) / batches;
-        decode += f("new_tokens") / (f("llm_seconds") - f("prefill_seconds")).max(1e-9);
-        n += 1.0;
+        let e: Efficiency = serde_json::from_value(result["efficiency"].clone()).with_context(|| format!("{}/eval/summary.json: {bench}: efficiency", run.display()))?;
+        each.push(e);
     }
+    // Means over the run's benchmarks of each benchmark's own figure.
+    let mean = |f: fn(&Efficiency) -> f64| each.iter().map(f).sum::<f64>() / each.len().max(1) as f64;
     let train_seconds = read_json(&run.join("train_summary.json")).ok().and_then(|s| s.get("train_seconds").and_then(Value::as_f64));
     let name = run.file_name().and_then(|n| n.to_str()).unwrap_or("run").to_string();
-    let n: f64 = if n > 0.0 { n } else { 1.0 };
-    Ok(RunRow { name, connector, compression, visual_tokens: tokens / n, prefill_flops: Some(flops / n).filter(|f| *f > 0.0), prefill_latency_s: latency / n, decode_tokens_per_s: decode / n, train_seconds, scores })
+    Ok(RunRow {
+        name,
+        connector,
+        compression,
+        visual_tokens: mean(Efficiency::visual_tokens_per_prompt),
+        prefill_flops: Some(mean(Efficiency::prefill_flops_per_prompt)).filter(|f| *f > 0.0),
+        prefill_latency_s: mean(Efficiency::prefill_latency),
+        decode_tokens_per_s: mean(Efficiency::decode_tokens_per_s),
+        train_seconds,
+        scores,
+    })
 }
 
 /// The connector as LLaVA names it (`mlp2x_gelu`, `linear`) or by its kind.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anchorage_data::{SamplerKind, StepLayout};
 use anchorage_model::export::{recipe_hash, ConnectorMeta};
+use anchorage_model::run_dir::ModelCard;
 
 use crate::recipe::{CheckpointSection, LogSection, LoraSection, OptimSection};
 use crate::schedule::LrSchedule;
@@ -104,23 +105,10 @@ impl Settings {
     }
 }
 
-/// The model card of a run: the recipe's model tables as they are, plus how inputs are prepared.
+/// The model card of a run (anchorage-model's `ModelCard`, what evaluation rebuilds the model
+/// from): the recipe's model tables as they are, plus how inputs are prepared.
 fn model_card(recipe: &Recipe, plan: &Plan) -> String {
-    let mut card = toml::Table::new();
-    let mut put = |key: &str, value: Result<toml::Value, toml::ser::Error>| {
-        if let Ok(v) = value {
-            card.insert(key.to_string(), v);
-        }
-    };
-    put("template", toml::Value::try_from(plan.template));
-    put("aspect", toml::Value::try_from(plan.aspect));
-    put("max_length", Ok(toml::Value::Integer(recipe.data.max_length as i64)));
-    put("seed", toml::Value::try_from(recipe.run.seed));
-    put("vision", toml::Value::try_from(&recipe.vision));
-    put("llm", toml::Value::try_from(&recipe.llm));
-    put("connector", toml::Value::try_from(&recipe.connector));
-    put("compression", toml::Value::try_from(&recipe.compression));
-    toml::to_string_pretty(&card).unwrap_or_default()
+    ModelCard { template: plan.template, aspect: plan.aspect, max_length: recipe.data.max_length, model: recipe.model_spec() }.to_toml()
 }
 
 /// Provenance of a connector trained by `recipe` (saved as `recipe_text`) up to `step`.

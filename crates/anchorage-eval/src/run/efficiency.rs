@@ -4,10 +4,12 @@
 use std::time::Duration;
 
 use anchorage_model::Generation;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Totals over a run's batches.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+/// Read back from `summary.json` by `train compare` (fields added later default to zero).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Efficiency {
     pub prompts: usize,
     pub batches: usize,
