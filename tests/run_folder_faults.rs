@@ -2,6 +2,9 @@
 //! a counted skip, never a panic, a hang or lost data, and the run stays resumable. The runs are
 //! the tiny recipe made short with `--set` (one step takes a fraction of a second).
 
+mod common;
+
+use common::losses;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -39,17 +42,6 @@ fn run_err(mut c: Command) -> String {
     assert!(!out.status.success(), "should have failed: {t}");
     assert!(!t.contains("panicked"), "a refusal must not be a panic: {t}");
     t
-}
-
-fn losses(run: &Path) -> Vec<String> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            format!("{}:{}", v["step"], v["loss"])
-        })
-        .collect()
 }
 
 /// Waits until the run has logged `n` steps (or the child ended).

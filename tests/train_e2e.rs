@@ -3,6 +3,9 @@
 //! stage 1's export, and a run killed with SIGKILL at a random step that resumes to exactly the
 //! losses of a run that was never interrupted.
 
+mod common;
+
+use common::losses;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,18 +14,6 @@ fn train(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_train"));
     c.args(args).env("RUST_LOG", "warn");
     c
-}
-
-fn losses(run: &Path) -> Vec<String> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            // The exact decimal text of each f64: equal strings are equal bits.
-            format!("{}:{}", v["step"], v["loss"])
-        })
-        .collect()
 }
 
 fn run_ok(mut c: Command) -> String {
