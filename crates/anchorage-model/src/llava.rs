@@ -127,6 +127,10 @@ impl<B: Backend, V: Backend<Device = B::Device>> Llava<B, V> {
         let image_features = self.connector().forward(features, cls)?;
         let image_tokens = image_features.dims()[1];
         let plan = SplicePlan::new(samples, image_tokens, num_images, max_len, pad_id)?;
+        let vocab = self.llm().config.vocab_size;
+        if let Some((row, &id)) = plan.text_ids.iter().enumerate().find(|(_, &id)| id < 0 || id as usize >= vocab) {
+            return Err(ModelError::TokenId { sample: row / plan.text_len, id, vocab });
+        }
         let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(plan.text_ids.clone(), [plan.batch, plan.text_len]), &device);
         let text_embeds = self.llm().embed(ids);
         // Image tokens enter the LLM in its own dtype (bf16 towers), as LLaVA casts them.
