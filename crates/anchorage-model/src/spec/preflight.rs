@@ -34,6 +34,10 @@ impl LlavaSpec {
                     return Err(ModelError::Spec { key: "vision.select_layer".into(), message });
                 }
                 report.checked.push(format!("vision.select_layer {layer}: hidden state {index} of {n} layers"));
+                let size = self.vision.input_size(&v).map_err(|(key, message)| ModelError::Spec { key: format!("vision.{key}"), message })?;
+                if size != v.image_size {
+                    report.checked.push(format!("vision.image_size {size}: {} patches, positions interpolated from the tower's {}", v.num_tokens_at(size, size) - 1, v.image_size));
+                }
             }
             None => report.deferred.push("vision tower: a Hub id, checked when the run loads it".into()),
         }
