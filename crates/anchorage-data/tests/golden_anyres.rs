@@ -129,26 +129,13 @@ fn config_error(edit: impl FnOnce(&mut Value)) -> String {
 
 #[test]
 fn bad_grid_pinpoints_are_errors_naming_file_and_key() {
-    let edits: [(&str, Box<dyn FnOnce(&mut Value)>); 4] = [
-        (
-            "[32, 48]",
-            Box::new(|c| c["image_grid_pinpoints"] = serde_json::json!([[32, 64], [32, 48]])),
-        ),
-        (
-            "empty",
-            Box::new(|c| c["image_grid_pinpoints"] = serde_json::json!([])),
-        ),
-        (
-            "entry 0",
-            Box::new(|c| c["image_grid_pinpoints"] = serde_json::json!([[32, 64, 96]])),
-        ),
-        (
-            "list",
-            Box::new(|c| c["image_grid_pinpoints"] = serde_json::json!("336x672")),
-        ),
-    ];
-    for (needle, edit) in edits {
-        let msg = config_error(edit);
+    for (needle, pinpoints) in [
+        ("[32, 48]", serde_json::json!([[32, 64], [32, 48]])),
+        ("empty", serde_json::json!([])),
+        ("entry 0", serde_json::json!([[32, 64, 96]])),
+        ("list", serde_json::json!("336x672")),
+    ] {
+        let msg = config_error(|c| c["image_grid_pinpoints"] = pinpoints);
         assert!(msg.contains("preprocessor_config.json"), "{msg}");
         assert!(
             msg.contains("image_grid_pinpoints") && msg.contains(needle),

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anchorage_data::image::{
-    decode_rgb, load_pixel_values, write_anyres_pixel_values, write_pixel_values, AnyResProcessor,
+    load_pixel_values, write_anyres_pixel_values, write_pixel_values, AnyResProcessor,
     ClipImageProcessor,
 };
 use anchorage_data::Aspect;
@@ -73,8 +73,7 @@ fn run_anyres(args: &ImageArgs) -> anyhow::Result<()> {
         );
     };
     let processor = AnyResProcessor::from_preprocessor_config(config)?;
-    let img = decode_rgb(&args.image)?;
-    let pixels = processor.preprocess(&img);
+    let pixels = processor.preprocess_file(&args.image)?;
     write_anyres_pixel_values(&args.out, std::slice::from_ref(&pixels))?;
     let s = processor.tile_size();
     tracing::info!(

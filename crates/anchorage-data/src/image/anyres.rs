@@ -15,7 +15,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::best_resolution::{padding_offset, patch_output_size, select_best_resolution};
-use super::{resize_bicubic, ClipImageProcessor, PixelValues, Rgb8Image, MAX_PIXELS};
+use super::{decode_rgb, resize_bicubic, ClipImageProcessor, PixelValues, Rgb8Image, MAX_PIXELS};
 use crate::DataError;
 
 /// `LlavaNextImageProcessor`'s default `image_grid_pinpoints`, `(height, width)`.
@@ -88,6 +88,11 @@ impl AnyResProcessor {
     /// The side of every output view (the CLIP crop size).
     pub fn tile_size(&self) -> u32 {
         self.clip.crop_size() as u32
+    }
+
+    /// Decodes `path` as `Image.open(path).convert("RGB")` ([`decode_rgb`]), then [`Self::preprocess`].
+    pub fn preprocess_file(&self, path: &Path) -> Result<AnyResPixels, DataError> {
+        Ok(self.preprocess(&decode_rgb(path)?))
     }
 
     /// `LlavaNextImageProcessorPil.preprocess` on one RGB image.

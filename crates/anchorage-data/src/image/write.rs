@@ -137,3 +137,47 @@ pub fn tensor_names(path: &Path) -> Result<Vec<String>, DataError> {
     names.sort();
     Ok(names)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn views(n: usize, value: f32) -> AnyResPixels {
+        let tile = PixelValues {
+            size: 2,
+            data: vec![value; 12],
+        };
+        AnyResPixels {
+            tiles: vec![tile; n],
+            image_size: (3, 5),
+            best_resolution: (4, 4),
+        }
+    }
+
+    #[test]
+    fn anyres_batches_are_zero_padded_to_the_most_views() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("batch.safetensors");
+        write_anyres_pixel_values(&path, &[views(3, 1.0), views(1, 2.0)]).unwrap();
+        let (shape, values) = read_f32_tensor(&path, "pixel_values").unwrap();
+        assert_eq!(shape, vec![2, 3, 3, 2, 2]);
+        assert!(values[..36].iter().all(|&v| v == 1.0));
+        assert!(values[36..48].iter().all(|&v| v == 2.0));
+        assert!(values[48..].iter().all(|&v| v == 0.0));
+        let (shape, sizes) = read_i64_tensor(&path, "image_sizes").unwrap();
+        assert_eq!((shape, sizes), (vec![2, 2], vec![3, 5, 3, 5]));
+        assert!(read_f32_tensor(&path, "image_sizes")
+            .unwrap_err()
+            .to_string()
+            .contains("I64"));
+    }
+
+    #[test]
+    fn mixed_view_sizes_are_a_shape_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut odd = views(2, 0.0);
+        odd.tiles[1] = PixelValues::zeros(3);
+        let err = write_anyres_pixel_values(&dir.path().join("x.safetensors"), &[odd]).unwrap_err();
+        assert!(err.to_string().contains("[3, 3, 3]"), "{err}");
+    }
+}
