@@ -263,7 +263,15 @@ mod tests {
             vec![(4, 8), (8, 4), (8, 8)],
         )
         .unwrap();
-        for (w, h) in [(1, 1), (1, 300), (300, 1), (5, 3)] {
+        for (w, h) in [
+            (1, 1),
+            (1, 300),
+            (300, 1),
+            (5, 3),
+            (1, 100_000),
+            (0, 0),
+            (0, 5),
+        ] {
             let out = p.preprocess(&Rgb8Image::filled(w, h, [1, 2, 3]));
             let (rows, cols) = out.grid(4);
             assert_eq!(out.tiles.len() as u32, 1 + rows * cols, "{w}x{h}");
