@@ -112,6 +112,7 @@ fn pixel_values_equal_the_pil_backend_exactly() {
         );
         let (rows, cols) = out.grid(p.tile_size());
         assert_eq!(1 + rows * cols, out.tiles.len() as u32, "{key}");
+        assert_eq!(p.num_views(out.image_size), out.tiles.len(), "{key}");
         if !image.is_empty() && key.starts_with("llava_next_32/") {
             if let Ok((shape, want)) = read_f32_tensor(&tensors, &format!("{image}/pixel_values")) {
                 let side = case["side"].as_u64().unwrap() as usize;
