@@ -166,7 +166,7 @@ fn divide_to_patches(img: &Rgb8Image, tile: usize) -> Vec<Rgb8Image> {
     tiles
 }
 
-/// A JSON list of `[height, width]` pairs of positive integers.
+/// A JSON list of `[height, width]` pairs of non-negative integers ([`validate_pinpoints`] refuses 0).
 fn parse_pinpoints(v: &Value) -> Result<Vec<(u32, u32)>, String> {
     let list = v
         .as_array()
