@@ -242,3 +242,23 @@ fn bench_prefill_compares_the_compression_methods_side_by_side() {
         assert!(kept(r) < kept(&rows[0]) && gflops(r) < gflops(&rows[0]), "{t}");
     }
 }
+
+/// A real run checks the data file and the connector export before it loads (or downloads) a tower:
+/// the LLaVA recipes name Hub towers, and the error is about the data, not the Hub.
+#[test]
+fn a_run_reports_missing_data_and_init_before_touching_the_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = ["--set", "devices.backend=flex", "--set", "devices.ids=[0]", "--set", "optim.micro_batch=128"];
+    let out_dir = format!("run.output_dir=\"{}\"", dir.path().display());
+    let mut args = vec!["pretrain", "recipes/pretrain/mlp2x_gelu.toml", "--set", "data.root=\"/no/such/data\"", "--set", &out_dir];
+    args.extend(base);
+    let out = train(&args);
+    let t = text(&out);
+    assert!(!out.status.success() && t.contains("data.root") && t.contains("does not exist"), "{t}");
+    assert!(!t.to_lowercase().contains("hub"), "{t}");
+    let mut args = vec!["ift", "recipes/ift/mlp2x_gelu.toml", "--set", "data.root=\"data-manifests/tiny/data\"", "--set", "data.manifest=\"data-manifests/tiny/ift.toml\"", "--set", &out_dir];
+    args.extend(base);
+    let out = train(&args);
+    let t = text(&out);
+    assert!(!out.status.success() && t.contains("connector.init") && t.contains("does not exist"), "{t}");
+}
