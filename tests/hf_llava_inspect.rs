@@ -1,0 +1,153 @@
+//! `train inspect llava` on the committed tiny llava-hf checkpoints (tests/fixtures/hf_llava,
+//! made by its generate.py with transformers 5.23) equals transformers within 1e-4, shapes exact;
+//! bad inputs fail with a message naming what is wrong and write no output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anchorage_llm::read_tensors;
+use burn::tensor::TensorData;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf_llava")
+}
+
+fn floats(d: &TensorData) -> Vec<f32> {
+    d.clone().convert::<f32>().to_vec::<f32>().unwrap()
+}
+
+fn ints(d: &TensorData) -> Vec<i64> {
+    d.clone().convert::<i64>().to_vec::<i64>().unwrap()
+}
+
+fn inspect(model: &Path, image: &Path, ids: &str, out: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(["inspect", "llava", "--model"])
+        .arg(model)
+        .arg("--image")
+        .arg(image)
+        .args(["--ids", ids, "--out"])
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+/// Runs `folder` on `image` and compares every tensor of its reference file.
+fn check(folder: &str, image: &str) {
+    let dir = fixtures().join(folder);
+    let refs = read_tensors(&dir.join(format!("ref_{image}.safetensors"))).unwrap();
+    let ids: Vec<String> = ints(&refs["ids"]).iter().map(i64::to_string).collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out.safetensors");
+    let o = inspect(
+        &dir,
+        &fixtures().join(format!("{image}.png")),
+        &ids.join(","),
+        &out,
+    );
+    assert!(
+        o.status.success(),
+        "{folder}/{image}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let ours = read_tensors(&out).unwrap();
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        refs.keys().filter(|k| *k != "ids").collect::<Vec<_>>(),
+        "{folder}/{image}"
+    );
+    for (key, expected) in refs.iter().filter(|(k, _)| *k != "ids") {
+        let got = &ours[key];
+        assert_eq!(got.shape, expected.shape, "{folder}/{image} {key}");
+        if key == "image_sizes" {
+            assert_eq!(ints(got), ints(expected), "{folder}/{image} {key}");
+            continue;
+        }
+        assert_eq!(
+            got.dtype,
+            burn::tensor::DType::F32,
+            "{folder}/{image} {key}"
+        );
+        let d = floats(got)
+            .iter()
+            .zip(floats(expected))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(d <= 1e-4, "{folder}/{image} {key}: max abs diff {d}");
+    }
+}
+
+#[test]
+fn llava_saved_by_transformers5_matches() {
+    check("llava_llama", "wide");
+    check("llava_llama", "tall");
+}
+
+#[test]
+fn llava_in_hub_layout_with_padding_layer_list_and_tied_head_matches() {
+    check("llava_hub", "wide");
+    check("llava_hub", "tall");
+}
+
+#[test]
+fn bad_inputs_fail_with_a_message_and_no_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out.safetensors");
+    let image = fixtures().join("wide.png");
+    let model = fixtures().join("llava_llama");
+    let expect_error = |o: Output, says: &[&str]| {
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!o.status.success(), "{says:?}: succeeded");
+        assert!(
+            says.iter().all(|s| err.contains(s)) && !err.contains("panicked"),
+            "{says:?}: {err}"
+        );
+        assert!(!out.exists(), "{says:?}: an output was written");
+    };
+    expect_error(
+        inspect(&model, &image, "-200,5,-200", &out),
+        &["exactly one -200", "found 2"],
+    );
+    expect_error(
+        inspect(&model, &image, "1,5,6", &out),
+        &["exactly one -200", "found 0"],
+    );
+    expect_error(
+        inspect(&model, &image, "1,150,-200", &out),
+        &["ids[1] = 150", "image token id"],
+    );
+    expect_error(
+        inspect(&model, &tmp.path().join("nope.png"), "1,-200", &out),
+        &["nope.png"],
+    );
+
+    // A checkpoint without the projector's second layer: the error names the file and key.
+    let broken = tmp.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    for f in ["config.json", "preprocessor_config.json"] {
+        std::fs::copy(model.join(f), broken.join(f)).unwrap();
+    }
+    let mut tensors = read_tensors(&model.join("model.safetensors")).unwrap();
+    tensors.remove("multi_modal_projector.linear_2.weight");
+    anchorage_llm::write_tensors(&broken.join("model.safetensors"), &tensors).unwrap();
+    expect_error(
+        inspect(&broken, &image, "1,-200", &out),
+        &["model.safetensors", "multi_modal_projector.linear_2.weight"],
+    );
+
+    // A projector whose width does not fit the config: expected and found shapes.
+    let mut tensors = read_tensors(&model.join("model.safetensors")).unwrap();
+    tensors.insert(
+        "multi_modal_projector.linear_2.weight".into(),
+        TensorData::new(vec![0f32; 32 * 31], [32, 31]),
+    );
+    anchorage_llm::write_tensors(&broken.join("model.safetensors"), &tensors).unwrap();
+    expect_error(
+        inspect(&broken, &image, "1,-200", &out),
+        &[
+            "multi_modal_projector.linear_2.weight",
+            "[32, 32]",
+            "[32, 31]",
+        ],
+    );
+}
