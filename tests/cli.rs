@@ -196,3 +196,49 @@ fn dry_run_checks_a_projectorless_resampler_against_the_llm_width() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("projector_type = \"mlp1x_gelu\""), "resolved recipe printed: {}", text(&out));
 }
+
+/// Sizes that would overflow or ask for absurd allocations are refused by key before anything runs.
+#[test]
+fn absurd_sizes_are_refused_by_key_in_the_dry_run() {
+    let out = train(&["pretrain", "recipes/tiny/pretrain.toml", "--dry-run", "--set", "optim.micro_batch=4611686018427387904", "--set", "devices.nodes=4"]);
+    let t = text(&out);
+    assert!(!out.status.success() && t.contains("optim.micro_batch"), "{t}");
+    let out = train(&["pretrain", "recipes/tiny/pretrain.toml", "--dry-run", "--set", "connector.depth=100000000"]);
+    let t = text(&out);
+    assert!(!out.status.success() && t.contains("parameters"), "{t}");
+}
+
+/// A tokenizer that can produce ids past the LLM's embedding rows is refused before training.
+#[test]
+fn a_tokenizer_larger_than_the_llm_vocabulary_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tok: serde_json::Value = serde_json::from_str(&std::fs::read_to_string("data-manifests/tiny/data/tokenizer.json").unwrap()).unwrap();
+    let added = tok["added_tokens"].as_array_mut().unwrap();
+    for i in 0..8 {
+        added.push(serde_json::json!({"id": 1024 + i, "content": format!("<extra_{i}>"), "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}));
+    }
+    let path = dir.path().join("tokenizer.json");
+    std::fs::write(&path, tok.to_string()).unwrap();
+    let set = format!("llm.tokenizer=\"{}\"", path.display());
+    let out = train(&["pretrain", "recipes/tiny/pretrain.toml", "--dry-run", "--set", &set]);
+    let t = text(&out);
+    assert!(!out.status.success() && t.contains("llm.tokenizer") && t.contains("1032 tokens") && t.contains("1024 rows"), "{t}");
+}
+
+/// `train bench prefill` runs every default policy in its own process and reports each one's
+/// prefill against no compression: the pruning methods keep fewer keys/values and cost fewer FLOPs.
+#[test]
+fn bench_prefill_compares_the_compression_methods_side_by_side() {
+    let out = train(&["bench", "prefill", "--image-size", "48", "--layers", "10", "--hidden", "128", "--text-len", "16", "--repeats", "1"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("144 visual tokens"), "{t}");
+    let rows: Vec<Vec<&str>> = t.lines().filter(|l| l.starts_with("| `")).map(|l| l.split('|').map(str::trim).collect()).collect();
+    assert_eq!(rows.len(), 4, "{t}");
+    let gflops = |r: &Vec<&str>| r[5].trim_end_matches('x').parse::<f64>().unwrap();
+    let kept = |r: &Vec<&str>| r[3].parse::<f64>().unwrap();
+    assert_eq!(kept(&rows[0]), 161.0, "no compression keeps all 1 + 144 + 16 tokens: {t}");
+    for r in &rows[1..] {
+        assert!(kept(r) < kept(&rows[0]) && gflops(r) < gflops(&rows[0]), "{t}");
+    }
+}

@@ -76,3 +76,27 @@ fn llava_stage_recipes_follow_the_published_hyperparameters() {
         assert!(ift.connector.init().is_some(), "stage 2 starts from the stage-1 connector");
     }
 }
+
+/// The 672 and 1008 px variants change only the input size and what it forces (max length for the
+/// MLP's 2304/5184 tokens, micro batch), and plan the same steps as their 336 px recipes.
+#[test]
+fn high_resolution_variants_differ_only_in_input_size() {
+    for stage in ["pretrain", "ift"] {
+        for name in ["mlp2x_gelu", "anchor_former_257"] {
+            let base = load_recipe(&Path::new("recipes").join(stage).join(format!("{name}.toml")), &[]).unwrap();
+            for px in [672usize, 1008] {
+                let path = Path::new("recipes").join(stage).join(format!("{name}_{px}.toml"));
+                let hi = load_recipe(&path, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert_eq!(hi.vision.image_size, Some(px), "{}", path.display());
+                assert_eq!((hi.optim.lr, hi.optim.global_batch), (base.optim.lr, base.optim.global_batch));
+                assert_eq!(hi.connector.kind_name(), base.connector.kind_name());
+                let tokens = if name.starts_with("mlp") { (px / 14) * (px / 14) } else { 257 };
+                assert!(hi.data.max_length > tokens, "{}: max_length {} <= {tokens} image tokens", path.display(), hi.data.max_length);
+                if let Some(init) = hi.connector.init() {
+                    assert!(init.to_str().unwrap().contains(&format!("-{px}/")), "{}", init.display());
+                }
+                assert_eq!(Plan::new(&hi).unwrap().total_steps, Plan::new(&base).unwrap().total_steps);
+            }
+        }
+    }
+}

@@ -275,3 +275,21 @@ fn bench_step_times_the_step_under_the_reference_flops_model() {
     assert!((v["mfu"].as_f64().unwrap() - 383335424.0 / step / 1e12).abs() < 1e-12);
     assert!(v["loss"].as_f64().unwrap().is_finite());
 }
+
+/// `[vision] image_size` twice the tower's: the dry run reports the interpolated grid, a run trains
+/// on 4x the visual tokens and records the size in model.toml (so evaluation preprocesses alike),
+/// and a size that is not a multiple of the patch is refused by key.
+#[test]
+fn a_larger_input_size_trains_with_interpolated_positions() {
+    let dry = run_ok(train(&["pretrain", "recipes/tiny/pretrain.toml", "--dry-run", "--set", "vision.image_size=64"]));
+    assert!(dry.contains("vision.image_size 64: 256 patches"), "{dry}");
+    let out = train(&["pretrain", "recipes/tiny/pretrain.toml", "--dry-run", "--set", "vision.image_size=62"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && text.contains("vision.image_size"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let set = format!("run.output_dir=\"{}\"", dir.path().display());
+    run_ok(train(&["pretrain", "recipes/tiny/pretrain.toml", "--set", &set, "--set", "optim.max_steps=2", "--set", "vision.image_size=64"]));
+    let card = std::fs::read_to_string(dir.path().join("tiny-pretrain/model.toml")).unwrap();
+    assert!(card.contains("image_size = 64"), "{card}");
+    assert_eq!(losses(&dir.path().join("tiny-pretrain")).len(), 2);
+}

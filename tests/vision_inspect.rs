@@ -1,6 +1,8 @@
 //! `train inspect vision` end to end: image file -> anchorage-data preprocessing -> tower -> file,
 //! compared with transformers' CLIPImageProcessor (PIL) + CLIPVisionModel on the same image
-//! (tests/fixtures/vision/generate.py wrote plain/inspect_{square,pad}.safetensors).
+//! (tests/fixtures/vision/generate.py wrote plain/inspect_{square,pad}.safetensors), and with
+//! `--size S` (position embeddings interpolated) against generate_interpolated.py's
+//! inspect_square_{S}.safetensors.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,16 +16,24 @@ fn fixtures() -> PathBuf {
 }
 
 fn inspect(model: &Path, image: &Path, aspect: &str, out: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_train"))
+    inspect_at(model, image, aspect, None, out)
+}
+
+/// `train inspect vision`, with `--size S` when given.
+fn inspect_at(model: &Path, image: &Path, aspect: &str, size: Option<u32>, out: &Path) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_train"));
+    command
         .args(["inspect", "vision", "--model"])
         .arg(model)
         .arg("--image")
         .arg(image)
         .args(["--aspect", aspect, "--out"])
         .arg(out)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run train")
+        .env("RUST_LOG", "warn");
+    if let Some(size) = size {
+        command.args(["--size", &size.to_string()]);
+    }
+    command.output().expect("run train")
 }
 
 fn text(out: &Output) -> String {
@@ -50,17 +60,32 @@ fn max_diff(a: &TensorData, b: &TensorData) -> f32 {
 
 /// Runs the command on `model`'s fixture folder and checks every tensor against transformers.
 fn inspect_matches(model: &str, aspect: &str) -> BTreeMap<String, TensorData> {
+    inspect_matches_at(model, aspect, None)
+}
+
+/// [`inspect_matches`] with `--size S` against `inspect_{aspect}_{S}.safetensors`
+/// (tests/fixtures/vision/generate_interpolated.py).
+fn inspect_matches_at(
+    model: &str,
+    aspect: &str,
+    size: Option<u32>,
+) -> BTreeMap<String, TensorData> {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("out.safetensors");
-    let out = inspect(
+    let out = inspect_at(
         &fixtures().join(model),
         &fixtures().join("image.png"),
         aspect,
+        size,
         &out_path,
     );
     assert!(out.status.success(), "{}", text(&out));
     let ours = read(&out_path);
-    let theirs = read(&fixtures().join(format!("{model}/inspect_{aspect}.safetensors")));
+    let reference = match size {
+        Some(s) => format!("{model}/inspect_{aspect}_{s}.safetensors"),
+        None => format!("{model}/inspect_{aspect}.safetensors"),
+    };
+    let theirs = read(&fixtures().join(reference));
     assert_eq!(
         ours.keys().collect::<Vec<_>>(),
         theirs.keys().collect::<Vec<_>>(),
@@ -106,6 +131,77 @@ fn square_matches_transformers() {
 #[test]
 fn pad_matches_transformers() {
     check_against_transformers("pad");
+}
+
+#[test]
+fn larger_sizes_interpolate_positions_as_transformers() {
+    // plain: image 32, patch 8 (a 4x4 position grid), preprocessor_config.json present
+    for (size, grid) in [(64, 8), (96, 12)] {
+        let ours = inspect_matches_at("plain", "square", Some(size));
+        let s = size as usize;
+        assert_eq!(ours["pixel_values"].shape.to_vec(), vec![1, 3, s, s]);
+        assert_eq!(
+            ours["hidden_states.3"].shape.to_vec(),
+            vec![1, grid * grid + 1, 32]
+        );
+        assert_eq!(ours["features"].shape.to_vec(), vec![1, grid * grid, 32]);
+    }
+    // with_projection: image 20, patch 5, one layer, no preprocessor_config.json
+    for (size, grid) in [(40, 8), (60, 12)] {
+        let ours = inspect_matches_at("with_projection", "square", Some(size));
+        assert_eq!(
+            ours["cls_attention.0"].shape.to_vec(),
+            vec![1, 4, grid * grid + 1]
+        );
+    }
+}
+
+#[test]
+fn size_of_the_config_changes_nothing() {
+    // transformers returns the learned table unchanged when the grid matches
+    let dir = tempfile::tempdir().unwrap();
+    let (with, without) = (
+        dir.path().join("a.safetensors"),
+        dir.path().join("b.safetensors"),
+    );
+    for (size, path) in [(Some(32), &with), (None, &without)] {
+        let out = inspect_at(
+            &fixtures().join("plain"),
+            &fixtures().join("image.png"),
+            "square",
+            size,
+            path,
+        );
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let (a, b) = (read(&with), read(&without));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, t) in &a {
+        assert_eq!(max_diff(t, &b[name]), 0.0, "{name}");
+    }
+}
+
+#[test]
+fn size_that_is_not_a_multiple_of_the_patch_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out.safetensors");
+    for size in [60, 0] {
+        let out = inspect_at(
+            &fixtures().join("plain"),
+            &fixtures().join("image.png"),
+            "square",
+            Some(size),
+            &out_path,
+        );
+        let t = text(&out);
+        assert!(!out.status.success(), "--size {size}: {t}");
+        assert!(
+            t.contains(&format!("--size {size}")) && t.contains("patch size 8"),
+            "{t}"
+        );
+        assert!(!t.contains("panicked"), "{t}");
+        assert!(!out_path.exists());
+    }
 }
 
 #[test]

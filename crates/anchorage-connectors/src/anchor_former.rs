@@ -71,8 +71,8 @@ impl<B: Backend> AnchorFormer<B> {
     /// `-> [batch, anchors, d_output]`
     pub fn forward(&self, features: Tensor<B, 3>, cls_attention: Tensor<B, 3>) -> crate::Result<Tensor<B, 3>> {
         let [b, t, _] = features.dims();
-        let [ab, _, at] = cls_attention.dims();
-        if (ab, at) != (b, t) {
+        let [ab, heads, at] = cls_attention.dims();
+        if (ab, at) != (b, t) || heads == 0 {
             return Err(ConnectorError::InputShape {
                 what: "cls_attention".into(),
                 expected: format!("[{b}, heads, {t}] to match features {:?}", features.dims()),

@@ -10,6 +10,7 @@ use crate::anchor_former::{AnchorFormer, AnchorFormerConfig};
 use crate::c_abstractor::{CAbstractor, CAbstractorConfig};
 use crate::error::{ConnectorError, Result};
 use crate::mlp::{Mlp, MlpConfig};
+use crate::perceiver::PerceiverConfig;
 use crate::resampler::{Resampler, ResamplerConfig};
 use crate::tensor_file::TensorFile;
 use crate::weights::{Exporter, KeyLister, Loader, Naming, WeightIo};
@@ -22,6 +23,10 @@ impl<B: Backend> burn::module::ModuleVisitor<B> for ForceInit {
         let _ = param.val();
     }
 }
+
+/// The largest connector [`ConnectorConfig::init`] builds: the published ones have at most a few
+/// hundred million parameters; sizes past this are a typo that would end in an allocation abort.
+pub const MAX_PARAMETERS: f64 = 1e9;
 
 /// Which connector, with its sizes. Serialised (JSON) into the `anchorage` format's metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +56,28 @@ impl ConnectorConfig {
             Self::CAbstractor(_) => "c_abstractor",
             Self::Resampler(_) => "resampler",
             Self::AnchorFormer(_) => "anchor_former",
+        }
+    }
+
+    /// An upper estimate of the parameter count from the sizes alone (f64, so absurd sizes do not
+    /// overflow), checked before anything is allocated.
+    pub fn parameter_estimate(&self) -> f64 {
+        let f = |n: usize| n as f64;
+        let mlp = |d_in: usize, d_out: usize, depth: usize| f(d_in) * f(d_out) + f(depth) * f(d_out) * f(d_out) + f(depth + 1) * f(d_out);
+        let perceiver = |p: &PerceiverConfig| {
+            let inner = f(p.heads) * f(p.dim_head);
+            let d = f(p.d_model);
+            f(p.num_latents) * d + f(p.depth) * (4.0 * d * inner + 2.0 * f(p.ff_mult) * d * d + 8.0 * d)
+        };
+        match self {
+            Self::Mlp(c) => mlp(c.d_input, c.d_output, c.depth),
+            Self::CAbstractor(c) => {
+                let h = f(c.hidden_size);
+                // RegNet bottleneck blocks (3×3 convolutions, squeeze-excite) in two stages.
+                f(c.num_input_tokens) * f(c.d_input) + f(c.d_input) * h + 2.0 * f(c.depth + 1) * 12.0 * h * h + mlp(c.hidden_size, c.d_output, c.mlp_depth)
+            }
+            Self::Resampler(c) => perceiver(&c.perceiver) + mlp(c.perceiver.d_model, c.d_output, c.projector_depth),
+            Self::AnchorFormer(c) => perceiver(&c.perceiver) + f(c.anchors) * f(c.perceiver.d_model) + mlp(c.perceiver.d_model, c.d_output, c.projector_depth),
         }
     }
 
@@ -132,6 +159,17 @@ impl ConnectorConfig {
     }
 
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Connector<B>> {
+        let estimate = self.parameter_estimate();
+        if estimate > MAX_PARAMETERS {
+            return Err(ConnectorError::Config {
+                key: "connector".into(),
+                message: format!(
+                    "these sizes ask for about {:.1e} parameters ({:.0} GiB in f32), more than the {MAX_PARAMETERS:.0e} a connector may have; check the widths, depths and token counts",
+                    estimate,
+                    estimate * 4.0 / f64::from(1u32 << 30)
+                ),
+            });
+        }
         Ok(match self {
             Self::Mlp(c) => Connector::Mlp(c.init(device)),
             Self::CAbstractor(c) => Connector::CAbstractor(c.init(device)?),
@@ -176,10 +214,10 @@ impl<B: Backend> Connector<B> {
     /// (Anchor Former only; CLS at token 0) `-> [batch, queries, d_llm]`
     pub fn forward(&self, features: Tensor<B, 3>, cls_attention: Option<Tensor<B, 3>>) -> Result<Tensor<B, 3>> {
         let (d_in, _) = self.dims();
-        if features.dims()[2] != d_in {
+        if features.dims()[2] != d_in || features.dims().contains(&0) {
             return Err(ConnectorError::InputShape {
                 what: "connector features".into(),
-                expected: format!("[batch, tokens, {d_in}]"),
+                expected: format!("[batch, tokens, {d_in}] with batch and tokens at least 1"),
                 found: features.dims().to_vec(),
             });
         }

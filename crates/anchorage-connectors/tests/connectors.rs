@@ -109,3 +109,25 @@ fn inputs_of_the_wrong_width_or_without_attention_are_refused() {
     let bad = Tensor::<B, 3>::zeros([1, 4, 36], &dev);
     assert!(c.forward(x, Some(bad)).unwrap_err().to_string().contains("[1, 4, 36]"));
 }
+
+/// An empty batch or token axis, and an attention row with no heads, are errors (they reached the
+/// matmul kernels before and crashed there); sizes that ask for billions of parameters are refused
+/// before anything is allocated.
+#[test]
+fn empty_inputs_and_absurd_sizes_are_refused() {
+    let dev = Default::default();
+    let c = small_anchor_former().init::<B>(&dev).unwrap();
+    for shape in [[0, 37, 16], [1, 0, 16]] {
+        let x = Tensor::<B, 3>::zeros(shape, &dev);
+        let att = Tensor::<B, 3>::zeros([shape[0], 2, shape[1]], &dev);
+        assert!(c.forward(x, Some(att)).is_err(), "{shape:?}");
+    }
+    let x = Tensor::<B, 3>::zeros([1, 37, 16], &dev);
+    let no_heads = Tensor::<B, 3>::zeros([1, 0, 37], &dev);
+    assert!(c.forward(x, Some(no_heads)).is_err());
+    let huge = ConnectorConfig::Mlp(MlpConfig::new(1 << 20, 1 << 20));
+    assert!(huge.parameter_estimate() > anchorage_connectors::connector::MAX_PARAMETERS);
+    let e = huge.init::<B>(&dev).unwrap_err().to_string();
+    assert!(e.contains("parameters"), "{e}");
+    assert!(small_anchor_former().parameter_estimate() < 1e6);
+}

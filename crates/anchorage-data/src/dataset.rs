@@ -72,6 +72,11 @@ impl LlavaDataset {
         self.records.is_empty()
     }
 
+    /// The tokenizer's vocabulary, added tokens included: every id it can produce is below this.
+    pub fn vocab_size(&self) -> usize {
+        self.tokenizer.vocab_size()
+    }
+
     pub fn config(&self) -> &DatasetConfig {
         &self.cfg
     }
@@ -118,7 +123,10 @@ impl LlavaDataset {
             let detail = format!("{spliced} tokens after splicing > max length {}", self.cfg.max_len);
             return Err(fail(SampleFault::new(FaultReason::OverLength, detail)));
         }
-        let pixels = match &record.image {
+        // A record with an image but no `<image>` in its turns: LLaVA trains on the text alone
+        // and leaves the image unused (`prepare_inputs_labels_for_multimodal`, num_images == 0).
+        let image = record.image.as_ref().filter(|_| n > 0);
+        let pixels = match image {
             None => None,
             Some(rel) => {
                 let path = resolve_image_path(&self.cfg.image_root, rel).map_err(fail)?;

@@ -25,7 +25,9 @@ pub use count::count_json_array;
 pub use dataset::{DatasetConfig, LlavaDataset, OverLength, Sample};
 pub use error::DataError;
 pub use fault::{FaultReason, SampleFault};
-pub use image::{load_pixel_values, ClipImageProcessor, PixelValues};
+pub use image::{
+    load_pixel_values, select_best_resolution, AnyResPixels, AnyResProcessor, ClipImageProcessor, PixelValues,
+};
 pub use manifest::{Manifest, ManifestSource, SampleCount, SampleCountSource};
 pub use options::{Aspect, Template};
 pub use paths::resolve_image_path;

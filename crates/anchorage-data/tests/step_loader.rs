@@ -136,3 +136,43 @@ fn tiny_manifests_count_exactly_their_expected_samples() {
         assert_eq!(SampleSource::len(&dataset(if name == "ift.toml" { "ift.json" } else { "pretrain.json" }, Template::Plain, Aspect::Square)), 32);
     }
 }
+
+/// LLaVA has one image per sample: a record whose turns would give two `<image>` placeholders is
+/// skipped as malformed (naming the turns), and a record with an image but no `<image>` in its turns
+/// trains on the text alone, as LLaVA leaves such an image unused. `data check` finds the first.
+#[test]
+fn image_placeholders_must_match_the_one_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let turn = |from: &str, value: &str| serde_json::json!({"from": from, "value": value});
+    let records = serde_json::json!([
+        {"id": "two-tags", "image": "img01.png", "conversations": [
+            turn("human", "<image>\nWhat is it?"), turn("gpt", "A bottle."),
+            turn("human", "<image>\nAnd now?"), turn("gpt", "Still a bottle.")]},
+        {"id": "no-tag", "image": "img01.png", "conversations": [
+            turn("human", "What is it?"), turn("gpt", "A bottle.")]},
+        {"id": "one-tag", "image": "img01.png", "conversations": [
+            turn("human", "What is it?\n<image>"), turn("gpt", "A bottle.")]},
+    ]);
+    let annotations = dir.path().join("records.json");
+    std::fs::write(&annotations, records.to_string()).unwrap();
+    let ds = LlavaDataset::open(DatasetConfig {
+        annotations: annotations.clone(),
+        image_root: data().join("images"),
+        tokenizer: data().join("tokenizer.json"),
+        template: Template::VicunaV1,
+        aspect: Aspect::Pad,
+        processor: ClipImageProcessor::with_size(16),
+        max_len: 256,
+        image_tokens: 16,
+        over_length: OverLength::Skip,
+    })
+    .unwrap();
+    let (id, fault) = ds.get(0).unwrap_err();
+    assert_eq!((id.as_str(), fault.reason), ("two-tags", FaultReason::Malformed));
+    assert!(fault.detail.contains("2 turns mention <image>"), "{}", fault.detail);
+    let text_only = ds.get(1).unwrap();
+    assert!(text_only.pixels.is_none() && !text_only.input_ids.contains(&IMAGE_TOKEN_INDEX));
+    let one = ds.get(2).unwrap();
+    assert!(one.pixels.is_some());
+    assert_eq!(one.input_ids.iter().filter(|&&t| t == IMAGE_TOKEN_INDEX).count(), 1);
+}

@@ -32,6 +32,8 @@ impl LlavaSpec {
     pub fn build<B: Backend, V: Backend<Device = B::Device>>(&self, device: &B::Device, connector: Option<&Path>) -> Result<Built<B, V>, ModelError> {
         V::seed(device, self.seed);
         let VisionTower { config: vision_config, model: vision, processor } = vision_tower::<V>(&self.vision, device)?;
+        let input_size = self.vision.input_size(&vision_config).map_err(|(key, message)| ModelError::Spec { key: format!("vision.{key}"), message })?;
+        let processor = if input_size == vision_config.image_size { processor } else { processor.with_output_size(input_size as u32) };
         B::seed(device, self.seed.wrapping_add(1));
         let (llm, llm_dir) = language_model::<B>(&self.llm, device)?;
         // Layer ranges need the LLM's depth: checked here, before anything trains or generates.
@@ -39,9 +41,10 @@ impl LlavaSpec {
             anchorage_compress::CompressError::Config { key, message } => ModelError::Spec { key: format!("compression.{key}"), message },
             other => other.into(),
         })?;
+        let tokens_at_input = vision_config.num_tokens_at(input_size, input_size);
         let vision_tokens = match self.vision.feature_select {
-            FeatureSelect::Patch => vision_config.num_patches(),
-            FeatureSelect::ClsPatch => vision_config.num_tokens(),
+            FeatureSelect::Patch => tokens_at_input - 1,
+            FeatureSelect::ClsPatch => tokens_at_input,
         };
         let dims = ConnectorDims { d_vision: vision_config.hidden_size, d_llm: llm.config.hidden_size, vision_tokens };
         self.connector.check_dims(dims).map_err(|(key, message)| ModelError::Spec { key: format!("connector.{key}"), message })?;
@@ -62,7 +65,7 @@ impl LlavaSpec {
             training: self.llm.training,
             select,
             compression: self.compression.clone(),
-            image_size: vision_config.image_size,
+            image_size: input_size,
             image_tokens: config.output_tokens(vision_tokens),
             connector_config: config,
             device: device.clone(),

@@ -6,6 +6,8 @@ pub enum ModelError {
     ImageCount { sample: usize, placeholders: usize, images: usize },
     #[error("sample {sample}: image index {index} is out of range ({available} image feature sets in the batch)")]
     ImageIndex { sample: usize, index: usize, available: usize },
+    #[error("sample {sample}: token id {id} is outside the LLM's vocabulary of {vocab} (is the tokenizer the LLM's own?)")]
+    TokenId { sample: usize, id: i64, vocab: usize },
     #[error("sample {sample}: input_ids has {ids} tokens but labels has {labels}")]
     LabelLength { sample: usize, ids: usize, labels: usize },
     #[error("sample {sample}: the image has side {found}, the vision tower takes {expected}")]

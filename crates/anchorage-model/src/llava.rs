@@ -62,7 +62,7 @@ pub struct Llava<B: Backend, V: Backend = B> {
     pub select: VisionSelect,
     pub compression: CompressionPolicy,
     pub connector_config: ConnectorConfig,
-    /// Side of the square images the tower takes.
+    /// Side of the square images the model takes (the tower's own, or `[vision] image_size`).
     pub image_size: usize,
     /// Visual tokens one image becomes after the connector.
     pub image_tokens: usize,
@@ -111,6 +111,10 @@ impl<B: Backend, V: Backend<Device = B::Device>> Llava<B, V> {
     /// `pixels [images, 3, S, S]` → `features [images, T or T-1, d_vision]`, `cls_attention Option<[images, heads, T]>`
     pub fn encode_images(&self, pixels: Tensor<V, 4>) -> Result<(Tensor<V, 3>, Option<Tensor<V, 3>>), ModelError> {
         let mut request = VisionRequest::select(self.select.layer);
+        if self.image_size != self.vision.image_size {
+            // Another input side than the tower's (`[vision] image_size`): interpolated positions.
+            request = request.with_interpolate_pos_encoding();
+        }
         if let Some(layer) = self.select.cls_attention_layer {
             request = request.with_cls_attention(layer);
         }
@@ -127,6 +131,10 @@ impl<B: Backend, V: Backend<Device = B::Device>> Llava<B, V> {
         let image_features = self.connector().forward(features, cls)?;
         let image_tokens = image_features.dims()[1];
         let plan = SplicePlan::new(samples, image_tokens, num_images, max_len, pad_id)?;
+        let vocab = self.llm().config.vocab_size;
+        if let Some((row, &id)) = plan.text_ids.iter().enumerate().find(|(_, &id)| id < 0 || id as usize >= vocab) {
+            return Err(ModelError::TokenId { sample: row / plan.text_len, id, vocab });
+        }
         let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(plan.text_ids.clone(), [plan.batch, plan.text_len]), &device);
         let text_embeds = self.llm().embed(ids);
         // Image tokens enter the LLM in its own dtype (bf16 towers), as LLaVA casts them.

@@ -29,6 +29,7 @@ mod dtype;
 mod error;
 mod header;
 mod index;
+pub mod pickle_scan;
 mod pytorch;
 mod safetensors_file;
 mod write;

@@ -4,7 +4,9 @@
 //!
 //! burn-store trusts the shapes in the pickle: reading a tensor allocates shape x dtype bytes
 //! before it looks at the storage. So every tensor's size is checked here first, at open: a shape
-//! whose bytes overflow, or exceed the whole file, is an error naming the file and key.
+//! whose bytes overflow, or exceed the whole file, is an error naming the file and key; before
+//! that, [`crate::pickle_scan`] refuses pickles nested deep enough to overflow burn-store's stack,
+//! crafted lengths, and storages shorter than declared (burn-store would read zeros).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -43,6 +45,7 @@ impl PytorchFile {
     /// Parses `path` and checks every tensor's declared size against the file's.
     pub fn open(path: &Path) -> Result<Self> {
         let file_len = std::fs::metadata(path).map_err(io_err(path))?.len();
+        crate::pickle_scan::check_pytorch_file(path)?;
         let reader = burn_store::pytorch::PytorchReader::new(path).map_err(|source| {
             TensorsError::Pytorch {
                 path: path.to_path_buf(),

@@ -413,3 +413,36 @@ fn llava_mm_projector_bin_fixture_reads() {
         assert_eq!(data.shape.to_vec(), ck.get(key).unwrap().shape, "{key}");
     }
 }
+
+/// A pickle whose text claims 4 GiB, one nested 100 000 deep, and a tensor whose storage holds
+/// fewer values than its shape: each is an error naming the file, not an allocation abort, a stack
+/// overflow or zeros made up by the reader.
+#[test]
+fn pytorch_crafted_pickles_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("evil.bin");
+    let mut huge_text = vec![0x80, 2, b'}', b'X'];
+    huge_text.extend_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    huge_text.extend_from_slice(b"w.");
+    let mut deep = vec![0x80, 2];
+    deep.extend(std::iter::repeat_n(b'(', 100_000));
+    deep.extend(std::iter::repeat_n(b'l', 100_000));
+    deep.push(b'.');
+    for (what, pickle) in [("huge text", huge_text), ("deep nesting", deep)] {
+        pytorch_zip(&path, &pickle, &[0.0; 4]);
+        let err = PytorchFile::open(&path)
+            .err()
+            .unwrap_or_else(|| panic!("{what} should be refused"));
+        assert!(err.to_string().contains("evil.bin"), "{what}: {err}");
+    }
+    // Shape [2, 2] over a storage of 4 declared elements, but only 3 stored.
+    pytorch_zip(&path, &state_dict_pickle("w", &[2, 2], 4), &[1.0, 2.0, 3.0]);
+    let err = match PytorchFile::open(&path).and_then(|f| f.data("w")) {
+        Ok(d) => panic!("a short storage must not read as {d:?}"),
+        Err(e) => e,
+    };
+    assert!(
+        err.to_string().contains("evil.bin") && err.to_string().contains("storage holds 12 bytes"),
+        "{err}"
+    );
+}

@@ -75,6 +75,20 @@ impl ClipVisionConfig {
         self.num_patches() + 1
     }
 
+    /// Tokens per image, CLS included, for a `height × width` input run with interpolated
+    /// position embeddings: `(height/P)·(width/P) + 1` (check the size with
+    /// [`Self::check_input_size`]).
+    pub fn num_tokens_at(&self, height: usize, width: usize) -> usize {
+        (height / self.patch_size.max(1)) * (width / self.patch_size.max(1)) + 1
+    }
+
+    /// Why a `height × width` input cannot run with interpolated position embeddings, if it
+    /// cannot: both sides must be positive multiples of the patch size. (transformers floors
+    /// `height // patch_size` and lets the patch conv drop the remainder; anchorage refuses it.)
+    pub fn check_input_size(&self, height: usize, width: usize) -> Result<(), String> {
+        check_input_size(height, width, self.patch_size, self.grid())
+    }
+
     /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
@@ -101,6 +115,27 @@ impl ClipVisionConfig {
     }
 }
 
+/// [`ClipVisionConfig::check_input_size`] for a tower with patch size `patch` and a `grid × grid`
+/// position table.
+pub(crate) fn check_input_size(
+    height: usize,
+    width: usize,
+    patch: usize,
+    grid: usize,
+) -> Result<(), String> {
+    if height == 0 || width == 0 || patch == 0 || height % patch != 0 || width % patch != 0 {
+        let side = height.max(width) / patch.max(1);
+        return Err(format!(
+            "input size {height}x{width} is not a positive multiple of the patch size {patch} \
+             (the tower interpolates its {grid}x{grid} position grid to \
+             (height/{patch})x(width/{patch}) patches; try {lo} or {hi})",
+            lo = side.max(1) * patch,
+            hi = (side + 1) * patch,
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +150,20 @@ mod tests {
         assert_eq!(t.num_tokens(), 65);
         assert_eq!(t.head_dim(), 16);
         assert!(t.check().is_ok());
+    }
+
+    #[test]
+    fn input_sizes_must_be_multiples_of_the_patch() {
+        let l = ClipVisionConfig::vit_l14_336();
+        assert!(l.check_input_size(672, 672).is_ok());
+        assert!(l.check_input_size(1008, 672).is_ok());
+        assert_eq!(l.num_tokens_at(672, 672), 48 * 48 + 1);
+        assert_eq!(l.num_tokens_at(1008, 672), 72 * 48 + 1);
+        let e = l.check_input_size(701, 701).unwrap_err();
+        assert!(e.contains("701x701") && e.contains("patch size 14"), "{e}");
+        assert!(e.contains("try 700 or 714"), "{e}");
+        assert!(l.check_input_size(672, 673).is_err());
+        assert!(l.check_input_size(0, 14).is_err());
     }
 
     #[test]

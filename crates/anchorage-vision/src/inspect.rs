@@ -14,15 +14,19 @@ pub const LLAVA_SELECT_LAYER: i64 = -2;
 /// output, `i` = output of encoder layer `i`, as transformers' `hidden_states`),
 /// `cls_attention.{i} [B,H,T]` for each 0-based layer `i` (the CLS query row of its softmax),
 /// and `features [B,T-1,D]` (`hidden_states[-2]` with CLS dropped, LLaVA's image features).
+/// With `interpolate_pos_encoding` the input may have another size than the tower's
+/// `image_size` (a multiple of the patch size; see [`VisionRequest::interpolate_pos_encoding`]).
 ///
 /// # Shapes
-/// `pixel_values [B, C, S, S] ->` the tensors above.
+/// `pixel_values [B, C, H, W] ->` the tensors above, `T = (H/P)·(W/P) + 1`.
 pub fn inspect_tensors<B: Backend>(
     model: &ClipVisionModel<B>,
     pixel_values: Tensor<B, 4>,
+    interpolate_pos_encoding: bool,
 ) -> Result<Vec<(String, TensorData)>> {
     let n = model.num_layers();
     let mut request = VisionRequest::select(-1).with_all_hidden_states();
+    request.interpolate_pos_encoding = interpolate_pos_encoding;
     request.cls_attention_layers = (0..n).collect();
     let f32_data = |t: TensorData| {
         if t.dtype == DType::F32 {

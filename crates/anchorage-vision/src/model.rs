@@ -8,7 +8,7 @@ use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::config::ClipVisionConfig;
+use crate::config::{check_input_size, ClipVisionConfig};
 use crate::embeddings::ClipVisionEmbeddings;
 use crate::error::{Result, VisionError};
 use crate::layer::ClipEncoderLayer;
@@ -53,6 +53,11 @@ pub struct VisionRequest {
     /// Keep every hidden state from 0 to the select layer (for inspection); otherwise only the
     /// selected one is kept.
     pub all_hidden_states: bool,
+    /// Accept inputs of another size than the config's `image_size` (any height and width that
+    /// are multiples of the patch size) and interpolate the position embeddings to their patch
+    /// grid, as transformers' `interpolate_pos_encoding=True` does (e.g. a 336 px CLIP at 672 or
+    /// 1008 px). Without it, the input must be `image_size × image_size`.
+    pub interpolate_pos_encoding: bool,
 }
 
 impl VisionRequest {
@@ -62,6 +67,7 @@ impl VisionRequest {
             select_layer,
             cls_attention_layers: Vec::new(),
             all_hidden_states: false,
+            interpolate_pos_encoding: false,
         }
     }
 
@@ -74,6 +80,13 @@ impl VisionRequest {
     /// Keep every hidden state up to the deepest layer run.
     pub fn with_all_hidden_states(mut self) -> Self {
         self.all_hidden_states = true;
+        self
+    }
+
+    /// Accept other input sizes, interpolating the position embeddings
+    /// ([`Self::interpolate_pos_encoding`]).
+    pub fn with_interpolate_pos_encoding(mut self) -> Self {
+        self.interpolate_pos_encoding = true;
         self
     }
 }
@@ -153,26 +166,54 @@ impl<B: Backend> ClipVisionModel<B> {
         }
     }
 
+    /// Side of a square patch.
+    pub fn patch_size(&self) -> usize {
+        self.embeddings.patch_size()
+    }
+
+    /// Refuses an input shape the tower cannot run: wrong channel count, or a spatial size other
+    /// than `image_size × image_size` unless `interpolate_pos_encoding`, in which case height and
+    /// width must be positive multiples of the patch size.
+    pub fn check_pixel_values(
+        &self,
+        dims: &[usize; 4],
+        interpolate_pos_encoding: bool,
+    ) -> Result<()> {
+        let [_, c, h, w] = *dims;
+        let expected_c = self.embeddings.patch_embedding.weight.dims()[1];
+        if c != expected_c {
+            return Err(VisionError::Request(format!(
+                "pixel_values: expected {expected_c} channels ([B, {expected_c}, H, W]), found {dims:?}"
+            )));
+        }
+        if interpolate_pos_encoding {
+            let (p, g) = (self.patch_size(), self.embeddings.position_grid());
+            return check_input_size(h, w, p, g)
+                .map_err(|e| VisionError::Request(format!("pixel_values {dims:?}: {e}")));
+        }
+        if h != self.image_size || w != self.image_size {
+            return Err(VisionError::Request(format!(
+                "pixel_values: expected shape [B, {expected_c}, {s}, {s}], found {dims:?} \
+                 (other sizes need interpolated position embeddings: \
+                 VisionRequest::with_interpolate_pos_encoding)",
+                s = self.image_size
+            )));
+        }
+        Ok(())
+    }
+
     /// Runs the tower as far as `request` needs.
     ///
     /// # Shapes
-    /// `pixel_values [B, C, S, S]` (any float dtype; cast to the weights' dtype) ->
-    /// `selected [B, T, D]`, `hidden_states[i] [B, T, D]`, `cls_attention[j] [B, H, T]`
-    /// with `T = (S/P)² + 1`.
+    /// `pixel_values [B, C, H, W]` (any float dtype; cast to the weights' dtype; `H = W =
+    /// image_size` unless `request.interpolate_pos_encoding`) -> `selected [B, T, D]`,
+    /// `hidden_states[i] [B, T, D]`, `cls_attention[j] [B, H, T]` with `T = (H/P)·(W/P) + 1`.
     pub fn forward(
         &self,
         pixel_values: Tensor<B, 4>,
         request: &VisionRequest,
     ) -> Result<VisionOutput<B>> {
-        let [_, c, h, w] = pixel_values.dims();
-        let expected_c = self.embeddings.patch_embedding.weight.dims()[1];
-        if c != expected_c || h != self.image_size || w != self.image_size {
-            return Err(VisionError::Request(format!(
-                "pixel_values: expected shape [B, {expected_c}, {s}, {s}], found {:?}",
-                pixel_values.dims(),
-                s = self.image_size
-            )));
-        }
+        self.check_pixel_values(&pixel_values.dims(), request.interpolate_pos_encoding)?;
         let select = self.resolve_select_layer(request.select_layer)?;
         let n = self.num_layers();
         if let Some(&bad) = request.cls_attention_layers.iter().find(|&&l| l >= n) {
@@ -340,6 +381,51 @@ mod tests {
             [2, 65, 64]
         );
         assert_eq!(model.pooled(x).unwrap().dims(), [2, 64]);
+    }
+
+    #[test]
+    fn other_input_sizes_need_interpolation_and_a_multiple_of_the_patch() {
+        let device = Default::default();
+        let model = ClipVisionConfig::tiny().init::<B>(&device); // 32 px, patch 4
+        let big: Tensor<B, 4> =
+            Tensor::random([1, 3, 64, 48], Distribution::Normal(0.0, 1.0), &device);
+        let e = model
+            .forward(big.clone(), &VisionRequest::select(-1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("[B, 3, 32, 32]") && e.contains("interpolate"),
+            "{e}"
+        );
+        let out = model
+            .forward(
+                big,
+                &VisionRequest::select(-1).with_interpolate_pos_encoding(),
+            )
+            .unwrap();
+        assert_eq!(out.selected.dims(), [1, 16 * 12 + 1, 64]);
+        let odd: Tensor<B, 4> = Tensor::zeros([1, 3, 64, 50], &device);
+        let e = model
+            .forward(
+                odd,
+                &VisionRequest::select(-1).with_interpolate_pos_encoding(),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("64x50") && e.contains("patch size 4"), "{e}");
+        // at the config's own size, interpolation changes nothing (transformers returns early)
+        let x: Tensor<B, 4> =
+            Tensor::random([1, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+        let a = model.hidden_state(x.clone(), -1).unwrap();
+        let b = model
+            .forward(
+                x,
+                &VisionRequest::select(-1).with_interpolate_pos_encoding(),
+            )
+            .unwrap()
+            .selected;
+        let d: f32 = (a - b).abs().max().into_scalar();
+        assert_eq!(d, 0.0);
     }
 
     #[test]

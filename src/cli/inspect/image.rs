@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
-use anchorage_data::image::{load_pixel_values, write_pixel_values, ClipImageProcessor};
+use anchorage_data::image::{
+    load_pixel_values, write_anyres_pixel_values, write_pixel_values, AnyResProcessor,
+    ClipImageProcessor,
+};
 use anchorage_data::Aspect;
 use clap::{Args, ValueEnum};
 
@@ -12,15 +15,9 @@ pub enum AspectArg {
     Square,
     /// `expand2square` onto the CLIP mean colour first (stage 2).
     Pad,
-}
-
-impl From<AspectArg> for Aspect {
-    fn from(a: AspectArg) -> Self {
-        match a {
-            AspectArg::Square => Aspect::Square,
-            AspectArg::Pad => Aspect::Pad,
-        }
-    }
+    /// LLaVA-NeXT's AnyRes tiling (LlavaNextImageProcessor, PIL backend); needs
+    /// --preprocessor-config for `image_grid_pinpoints` and the CLIP settings.
+    Anyres,
 }
 
 #[derive(Debug, Args)]
@@ -34,22 +31,29 @@ pub struct ImageArgs {
     /// Output side (shortest edge = crop = S, CLIP mean/std); default 336.
     #[arg(long, conflicts_with = "preprocessor_config")]
     pub size: Option<u32>,
-    /// A Hugging Face preprocessor_config.json instead of --size.
+    /// A Hugging Face preprocessor_config.json instead of --size (with `--aspect anyres`, a
+    /// LLaVA-NeXT one with `image_grid_pinpoints`).
     #[arg(long)]
     pub preprocessor_config: Option<PathBuf>,
-    /// Output safetensors file with `pixel_values` [1, 3, S, S] f32.
+    /// Output safetensors file: `pixel_values` [1, 3, S, S] f32; for anyres `pixel_values`
+    /// [1, P, 3, S, S] f32 (P = 1 + tiles) and `image_sizes` [1, 2] i64 (height, width).
     #[arg(long)]
     pub out: PathBuf,
 }
 
 pub fn run(args: ImageArgs) -> anyhow::Result<()> {
+    let aspect = match args.aspect {
+        AspectArg::Square => Aspect::Square,
+        AspectArg::Pad => Aspect::Pad,
+        AspectArg::Anyres => return run_anyres(&args),
+    };
     let processor = match (&args.preprocessor_config, args.size) {
         (Some(path), _) => ClipImageProcessor::from_preprocessor_config(path)?,
         (None, Some(size)) if size > 0 => ClipImageProcessor::with_size(size),
         (None, Some(_)) => anyhow::bail!("--size must be positive"),
         (None, None) => ClipImageProcessor::clip_vit_l14_336(),
     };
-    let pixels = load_pixel_values(&args.image, args.aspect.into(), &processor)?;
+    let pixels = load_pixel_values(&args.image, aspect, &processor)?;
     write_pixel_values(&args.out, std::slice::from_ref(&pixels))?;
     tracing::info!(
         image = %args.image.display(),
@@ -57,6 +61,28 @@ pub fn run(args: ImageArgs) -> anyhow::Result<()> {
         size = pixels.size,
         "wrote pixel_values [1, 3, {0}, {0}]",
         pixels.size
+    );
+    Ok(())
+}
+
+fn run_anyres(args: &ImageArgs) -> anyhow::Result<()> {
+    let Some(config) = &args.preprocessor_config else {
+        anyhow::bail!(
+            "--aspect anyres needs --preprocessor-config (a LLaVA-NeXT preprocessor_config.json with \
+             image_grid_pinpoints)"
+        );
+    };
+    let processor = AnyResProcessor::from_preprocessor_config(config)?;
+    let pixels = processor.preprocess_file(&args.image)?;
+    write_anyres_pixel_values(&args.out, std::slice::from_ref(&pixels))?;
+    let s = processor.tile_size();
+    tracing::info!(
+        image = %args.image.display(),
+        out = %args.out.display(),
+        best_resolution = ?pixels.best_resolution,
+        "wrote pixel_values [1, {}, 3, {s}, {s}] and image_sizes [1, 2] = {:?}",
+        pixels.tiles.len(),
+        pixels.image_size
     );
     Ok(())
 }

@@ -38,13 +38,21 @@ impl ImageFormat {
     }
 }
 
+/// Files larger than this are refused before they are read (1 GiB: far above any image under
+/// Pillow's decompression-bomb pixel limit, compressed or not).
+pub const MAX_IMAGE_FILE_BYTES: u64 = 1 << 30;
+
 /// Reads and decodes `path` to RGB (`Image.open(path).convert("RGB")`). Only a regular file (or a
-/// link to one) is read: a FIFO in an image folder would block the loader forever, a device could
-/// stream without end.
+/// link to one) of at most [`MAX_IMAGE_FILE_BYTES`] is read: a FIFO in an image folder would block
+/// the loader forever, a device could stream without end.
 pub fn decode_rgb(path: &Path) -> Result<Rgb8Image, DataError> {
     let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
     if !meta.is_file() {
         return Err(DataError::ImageDecode { path: path.to_path_buf(), message: "not a regular file (a folder, FIFO, socket or device): not read".into() });
+    }
+    if meta.len() > MAX_IMAGE_FILE_BYTES {
+        let message = format!("{} bytes: larger than any image this loader reads ({MAX_IMAGE_FILE_BYTES} bytes); not read", meta.len());
+        return Err(DataError::ImageDecode { path: path.to_path_buf(), message });
     }
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     decode_rgb_bytes(&bytes, path)

@@ -1,6 +1,8 @@
 //! Images: decode to RGB as Pillow does, LLaVA's `expand2square`, Pillow-exact bicubic resize,
-//! and CLIPImageProcessor's crop, rescale and normalisation.
+//! CLIPImageProcessor's crop, rescale and normalisation, and LLaVA-NeXT's AnyRes tiling.
 
+mod anyres;
+mod best_resolution;
 mod decode;
 mod jpeg;
 mod processor;
@@ -8,6 +10,8 @@ mod resample;
 mod rgb;
 mod write;
 
+pub use anyres::{validate_pinpoints, AnyResPixels, AnyResProcessor, DEFAULT_GRID_PINPOINTS};
+pub use best_resolution::{padding_offset, patch_output_size, select_best_resolution};
 pub use decode::{decode_rgb, decode_rgb_bytes, dynamic_to_rgb, ImageFormat};
 pub use rgb::{cmyk_to_rgb, Rgb8Image};
 pub use jpeg::{decode_jpeg, MAX_PIXELS};
@@ -16,4 +20,6 @@ pub use processor::{
     ClipImageProcessor, PixelValues, CLIP_MEAN, CLIP_STD,
 };
 pub use resample::{resize_bicubic, resize_bicubic_region};
-pub use write::{read_f32_tensor, tensor_names, write_pixel_values};
+pub use write::{
+    read_f32_tensor, read_i64_tensor, tensor_names, write_anyres_pixel_values, write_pixel_values,
+};

@@ -111,6 +111,13 @@ impl ClipImageProcessor {
         }
     }
 
+    /// This processor at another output size: shortest edge = crop = `size`, keeping its mean,
+    /// std and rescale factor (what `CLIPImageProcessor.from_pretrained(dir,
+    /// size={"shortest_edge": size}, crop_size={"height": size, "width": size})` does).
+    pub fn with_output_size(&self, size: u32) -> Self {
+        Self { shortest_edge: size, crop: size, ..self.clone() }
+    }
+
     /// Reads a Hugging Face `preprocessor_config.json`. Settings this implementation does not
     /// reproduce (non-bicubic resampling, disabled steps, non-square crops) are errors.
     pub fn from_preprocessor_config(path: &Path) -> Result<Self, DataError> {
@@ -388,5 +395,13 @@ mod tests {
         assert_eq!(v.data[0], (0.0f32 - 0.48145466f32) / 0.26862954f32);
         let x = (128f64 / 255.0) as f32;
         assert_eq!(v.data[1], (x - 0.4578275f64 as f32) / (0.26130258f64 as f32));
+    }
+
+    #[test]
+    fn with_output_size_keeps_mean_std_and_rescale() {
+        let p = ClipImageProcessor { shortest_edge: 40, crop: 32, mean: [0.5, 0.5, 0.5], std: [0.25, 0.5, 1.0], rescale: 0.5 };
+        let q = p.with_output_size(96);
+        assert_eq!((q.shortest_edge(), q.crop_size()), (96, 96));
+        assert_eq!((q.mean, q.std, q.rescale), (p.mean, p.std, p.rescale));
     }
 }

@@ -58,6 +58,9 @@ pub fn tokenize_record(
         return Err(malformed("no conversations"));
     }
     let has_image = record.has_image();
+    if let Some(fault) = placeholder_fault(record) {
+        return Err(TokenizeError::Fault(fault));
+    }
     if has_image {
         normalize_image_tags(&mut turns);
     }
@@ -72,6 +75,23 @@ pub fn tokenize_record(
     Ok(s)
 }
 
+/// A record with an image whose turns would give more than one `<image>` placeholder after
+/// LLaVA's normalisation (each turn that mentions `<image>` gets one): LLaVA has one image per
+/// sample and fails on the second placeholder, so such a record is skipped as malformed.
+/// (No placeholder at all is allowed: LLaVA then trains on the text and leaves the image unused.)
+pub fn placeholder_fault(record: &Record) -> Option<SampleFault> {
+    if !record.has_image() {
+        return None;
+    }
+    let turns = record.conversations.iter().filter(|t| t.value.contains(IMAGE_TAG)).count();
+    (turns > 1).then(|| {
+        SampleFault::new(
+            FaultReason::Malformed,
+            format!("{turns} turns mention <image>, so the sample would have {turns} image placeholders for its one image"),
+        )
+    })
+}
+
 /// The structural rules alone (no tokenizer): conversations present; for `plain` exactly two
 /// turns with `<image>` in the first; otherwise known roles alternating from `human` after an
 /// optional leading `gpt` turn.
@@ -83,6 +103,9 @@ pub fn validate_structure(record: &Record, template: Template) -> Result<(), Sam
     let turns = &record.conversations;
     if turns.is_empty() {
         return Err(as_fault(malformed("no conversations")));
+    }
+    if let Some(fault) = placeholder_fault(record) {
+        return Err(fault);
     }
     match template {
         Template::Plain => {

@@ -34,6 +34,10 @@ impl LlavaSpec {
                     return Err(ModelError::Spec { key: "vision.select_layer".into(), message });
                 }
                 report.checked.push(format!("vision.select_layer {layer}: hidden state {index} of {n} layers"));
+                let size = self.vision.input_size(&v).map_err(|(key, message)| ModelError::Spec { key: format!("vision.{key}"), message })?;
+                if size != v.image_size {
+                    report.checked.push(format!("vision.image_size {size}: {} patches, positions interpolated from the tower's {}", v.num_tokens_at(size, size) - 1, v.image_size));
+                }
             }
             None => report.deferred.push("vision tower: a Hub id, checked when the run loads it".into()),
         }
@@ -45,12 +49,20 @@ impl LlavaSpec {
                     other => other.into(),
                 })?;
                 report.checked.push(format!("compression: layers fit the LLM's {}", l.num_hidden_layers));
+                if let Some(line) = self.check_tokenizer_vocab(&l)? {
+                    report.checked.push(line);
+                }
             }
             None => report.deferred.push("LLM: a Hub id, checked when the run loads it".into()),
         }
         if let (Some(d_vision), Some(d_llm)) = widths {
             let dims = super::ConnectorDims { d_vision, d_llm, vision_tokens: 0 };
             self.connector.check_dims(dims).map_err(|(key, message)| ModelError::Spec { key: format!("connector.{key}"), message })?;
+            let estimate = super::connector_config(&self.connector, super::ConnectorDims { vision_tokens: 1, ..dims }).parameter_estimate();
+            if estimate > anchorage_connectors::connector::MAX_PARAMETERS {
+                let message = format!("these sizes ask for about {estimate:.1e} parameters, more than a connector may have ({:.0e})", anchorage_connectors::connector::MAX_PARAMETERS);
+                return Err(ModelError::Spec { key: "connector".into(), message });
+            }
             report.checked.push(format!("connector: vision width {d_vision} → LLM width {d_llm}"));
         }
         if let Some(init) = self.connector.init().filter(|p| p.is_file()) {
@@ -58,6 +70,23 @@ impl LlavaSpec {
             report.checked.push(format!("connector.init {}: holds {}", init.display(), self.connector.kind_name()));
         }
         Ok(report)
+    }
+}
+
+impl LlavaSpec {
+    /// The tokenizer (when its file is there) must not produce ids past the LLM's embedding rows.
+    fn check_tokenizer_vocab(&self, llm: &LlamaConfig) -> Result<Option<String>, ModelError> {
+        let Some(path) = self.tokenizer(self.llm.model.path.as_deref()).filter(|p| p.is_file()) else { return Ok(None) };
+        let tokens = anchorage_data::text::TextTokenizer::from_file(&path)?.vocab_size();
+        if tokens > llm.vocab_size {
+            let message = format!(
+                "{} has {tokens} tokens but the LLM's embedding has {} rows: give the LLM's own tokenizer",
+                path.display(),
+                llm.vocab_size
+            );
+            return Err(ModelError::Spec { key: "llm.tokenizer".into(), message });
+        }
+        Ok(Some(format!("llm.tokenizer {}: {tokens} tokens fit the LLM's {} rows", path.display(), llm.vocab_size)))
     }
 }
 

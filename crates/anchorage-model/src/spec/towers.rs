@@ -108,6 +108,12 @@ pub struct VisionSection {
     pub feature_select: FeatureSelect,
     #[serde(default = "default_dtype")]
     pub dtype: Dtype,
+    /// Side of the square input in pixels when it differs from the tower's own (`image_size` in
+    /// its config): the position embeddings are interpolated as transformers'
+    /// `interpolate_pos_encoding=True` does (bicubic), e.g. 672 or 1008 for a 336 px CLIP, as
+    /// AcFormer's high-resolution runs. A multiple of the patch size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<usize>,
 }
 
 fn default_select_layer() -> i32 {
@@ -175,7 +181,19 @@ fn default_checkpointing() -> bool {
 impl VisionSection {
     /// Checks what serde cannot; returns (key under `[vision]`, message) for the first problem.
     pub fn check(&self) -> Result<(), (String, String)> {
-        self.model.check_as("model")
+        self.model.check_as("model")?;
+        if self.image_size == Some(0) {
+            return Err(("image_size".into(), "must be a positive multiple of the tower's patch size".into()));
+        }
+        Ok(())
+    }
+
+    /// The input side for a tower whose config says `config`: `image_size` or the tower's own,
+    /// checked against the patch size.
+    pub fn input_size(&self, config: &anchorage_vision::ClipVisionConfig) -> Result<usize, (String, String)> {
+        let size = self.image_size.unwrap_or(config.image_size);
+        config.check_input_size(size, size).map_err(|m| ("image_size".to_string(), m))?;
+        Ok(size)
     }
 }
 

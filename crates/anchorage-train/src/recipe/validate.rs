@@ -6,6 +6,10 @@ use anchorage_data::Manifest;
 use super::Recipe;
 use crate::TrainError;
 
+/// More samples than this in one optimizer step (micro_batch × devices) is a typo, not a recipe;
+/// refusing it also keeps the product from overflowing.
+const MAX_SAMPLES_PER_STEP: u64 = 1 << 32;
+
 /// Checks what serde cannot: one model source each, existing local files, ranges and batch
 /// arithmetic. Files that only a real run needs (the data root, hub downloads, and
 /// `connector.init`, which stage 1 produces) are not required here, so a dry run works on a
@@ -72,7 +76,16 @@ pub(super) fn validate(recipe: &Recipe, origin: &Path) -> Result<(), TrainError>
     if d.nodes == 0 {
         return Err(invalid("devices.nodes", "must be at least 1".into()));
     }
-    let per_step = o.micro_batch * d.world_size();
+    let Some(per_step) = o.micro_batch.checked_mul(d.world_size()).filter(|&n| n <= MAX_SAMPLES_PER_STEP) else {
+        return Err(invalid(
+            "optim.micro_batch",
+            format!(
+                "micro_batch × devices = {} × {} is larger than {MAX_SAMPLES_PER_STEP} samples per step",
+                o.micro_batch,
+                d.world_size()
+            ),
+        ));
+    };
     if o.global_batch == 0 || o.global_batch % per_step != 0 {
         return Err(invalid(
             "optim.global_batch",

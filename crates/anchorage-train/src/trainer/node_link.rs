@@ -16,7 +16,10 @@ use super::parallel_error::ParallelError;
 use crate::TrainError;
 
 /// First bytes of every connection: protocol name and version.
-const MAGIC: &[u8; 8] = b"ANCHDP01";
+const MAGIC: &[u8; 8] = b"ANCHDP02";
+
+/// The hello: magic, rank (u32), recipe fingerprint (u64), shared-secret tag (u64), little-endian.
+const HELLO_LEN: usize = 28;
 
 /// How long node 0 waits for the other nodes, and they for node 0.
 const RENDEZVOUS: Duration = Duration::from_secs(600);
@@ -24,13 +27,58 @@ const RENDEZVOUS: Duration = Duration::from_secs(600);
 /// How long node 0 waits for a new connection's hello before dropping it.
 const HELLO: Duration = Duration::from_secs(5);
 
+/// How long a collective waits for another node by default (a step of a large model with
+/// gradient accumulation can take minutes; a stopped node must not make the others wait for ever).
+const COLLECTIVE_TIMEOUT: Duration = Duration::from_secs(1800);
+
 type Pair = (BufReader<TcpStream>, BufWriter<TcpStream>);
+
+/// What every node of a run must agree on besides the recipe, from the environment:
+/// `ANCHORAGE_LINK_SECRET` (optional; connections without it are dropped as strays) and
+/// `ANCHORAGE_LINK_TIMEOUT_S` (how long a collective waits for a node; default 1800).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkOptions {
+    pub secret_tag: u64,
+    pub collective_timeout: Duration,
+}
+
+impl Default for LinkOptions {
+    fn default() -> Self {
+        Self { secret_tag: 0, collective_timeout: COLLECTIVE_TIMEOUT }
+    }
+}
+
+impl LinkOptions {
+    pub fn from_env() -> Result<Self, TrainError> {
+        let mut options = Self::default();
+        if let Ok(secret) = std::env::var("ANCHORAGE_LINK_SECRET") {
+            options.secret_tag = secret_tag(&secret);
+        }
+        if let Ok(v) = std::env::var("ANCHORAGE_LINK_TIMEOUT_S") {
+            let secs: u64 = v.trim().parse().ok().filter(|&s| s > 0).ok_or_else(|| -> TrainError {
+                ParallelError::Link { message: format!("ANCHORAGE_LINK_TIMEOUT_S={v:?} is not a positive number of seconds") }.into()
+            })?;
+            options.collective_timeout = Duration::from_secs(secs);
+        }
+        Ok(options)
+    }
+}
+
+/// A non-zero tag of the shared secret (never the secret itself on the wire).
+fn secret_tag(secret: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ("anchorage-link", secret).hash(&mut h);
+    h.finish() | 1
+}
 
 /// One node's end of the link.
 pub struct NodeLink {
     rank: u32,
     /// Node 0: one connection per other node, in node order. Others: the connection to node 0.
     peers: Vec<Pair>,
+    /// How long a collective waits for a node before naming it as missing.
+    timeout: Duration,
 }
 
 impl NodeLink {
@@ -38,6 +86,11 @@ impl NodeLink {
     /// every interface), the others connect to it (retrying until node 0 is up). `fingerprint`
     /// (recipe and plan) must match on every node.
     pub fn join(rank: u32, nodes: u32, master: &str, fingerprint: u64) -> Result<Self, TrainError> {
+        Self::join_with(rank, nodes, master, fingerprint, &LinkOptions::from_env()?)
+    }
+
+    /// [`NodeLink::join`] with explicit options.
+    pub fn join_with(rank: u32, nodes: u32, master: &str, fingerprint: u64, options: &LinkOptions) -> Result<Self, TrainError> {
         let err = |what: String| -> TrainError { ParallelError::Link { message: format!("({master}) {what}") }.into() };
         let deadline = Instant::now() + RENDEZVOUS;
         if rank == 0 {
@@ -50,7 +103,7 @@ impl NodeLink {
                     Ok((stream, from)) => {
                         // A connection that is not an anchorage node (a port scan, a health check) is
                         // dropped and the wait goes on; a node with the wrong recipe ends the run.
-                        if let Some((peer_rank, pair)) = greet(stream, from, nodes, fingerprint, &joined).map_err(err)? {
+                        if let Some((peer_rank, pair)) = greet(stream, from, nodes, fingerprint, options, &joined).map_err(err)? {
                             tracing::info!(node = peer_rank, %from, "node joined");
                             joined[peer_rank as usize - 1] = Some(pair);
                         }
@@ -65,38 +118,56 @@ impl NodeLink {
                     Err(e) => return Err(err(e.to_string())),
                 }
             }
-            Ok(Self { rank, peers: joined.into_iter().flatten().collect() })
+            Ok(Self { rank, peers: joined.into_iter().flatten().collect(), timeout: options.collective_timeout })
         } else {
+            let mut last_report = Instant::now();
             let stream = loop {
                 match TcpStream::connect(master) {
                     Ok(s) => break s,
                     Err(e) if Instant::now() > deadline => return Err(err(format!("cannot reach node 0 within {} s: {e}", RENDEZVOUS.as_secs()))),
-                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                    Err(e) => {
+                        if last_report.elapsed() >= Duration::from_secs(10) {
+                            let left = deadline.saturating_duration_since(Instant::now()).as_secs();
+                            tracing::warn!(%master, error = %e, "node 0 is not reachable yet; retrying for another {left} s");
+                            last_report = Instant::now();
+                        }
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
                 }
             };
             stream.set_nodelay(true).ok();
+            stream.set_read_timeout(Some(options.collective_timeout)).map_err(|e| err(e.to_string()))?;
             let mut writer = BufWriter::new(stream.try_clone().map_err(|e| err(e.to_string()))?);
-            let mut hello = Vec::with_capacity(20);
+            let mut hello = Vec::with_capacity(HELLO_LEN);
             hello.extend_from_slice(MAGIC);
             hello.extend_from_slice(&rank.to_le_bytes());
             hello.extend_from_slice(&fingerprint.to_le_bytes());
+            hello.extend_from_slice(&options.secret_tag.to_le_bytes());
             writer.write_all(&hello).and_then(|_| writer.flush()).map_err(|e| err(e.to_string()))?;
-            Ok(Self { rank, peers: vec![(BufReader::new(stream), writer)] })
+            Ok(Self { rank, peers: vec![(BufReader::new(stream), writer)], timeout: options.collective_timeout })
         }
     }
 
     /// Sums `values` over every node; every node gets the same result. Every node must call this
     /// the same number of times with buffers of the same length.
     pub fn sum(&mut self, values: &mut [f32]) -> Result<(), TrainError> {
+        let timeout = self.timeout;
         let err = |what: String| -> TrainError { ParallelError::Link { message: what }.into() };
+        let io = |node: usize, e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => format!(
+                "node {node} sent nothing for {} s: it stopped, or is far slower than the others (ANCHORAGE_LINK_TIMEOUT_S sets the limit)",
+                timeout.as_secs()
+            ),
+            _ => format!("node {node}: {e}"),
+        };
         if self.rank == 0 {
             let mut other = vec![0f32; values.len()];
             for (node, (reader, _)) in self.peers.iter_mut().enumerate() {
-                let len = read_u64(reader).map_err(|e| err(format!("node {}: {e}", node + 1)))?;
+                let len = read_u64(reader).map_err(|e| err(io(node + 1, e)))?;
                 if len != values.len() as u64 {
                     return Err(err(format!("node {} sent {len} values where node 0 has {}: the nodes are out of step", node + 1, values.len())));
                 }
-                read_f32s(reader, &mut other).map_err(|e| err(format!("node {}: {e}", node + 1)))?;
+                read_f32s(reader, &mut other).map_err(|e| err(io(node + 1, e)))?;
                 for (v, o) in values.iter_mut().zip(&other) {
                     *v += o;
                 }
@@ -107,11 +178,11 @@ impl NodeLink {
         } else {
             let (reader, writer) = &mut self.peers[0];
             write_f32s(writer, values).map_err(|e| err(format!("node 0: {e}")))?;
-            let len = read_u64(reader).map_err(|e| err(format!("node 0: {e}")))?;
+            let len = read_u64(reader).map_err(|e| err(io(0, e)))?;
             if len != values.len() as u64 {
                 return Err(err(format!("node 0 sent {len} values, expected {}", values.len())));
             }
-            read_f32s(reader, values).map_err(|e| err(format!("node 0: {e}")))?;
+            read_f32s(reader, values).map_err(|e| err(io(0, e)))?;
         }
         Ok(())
     }
@@ -120,12 +191,12 @@ impl NodeLink {
 /// Node 0 reads a new connection's hello: `Some((rank, connection))` for a node that may join,
 /// `None` for a connection to drop (silent, or not speaking anchorage's protocol), or an error for
 /// an anchorage node that cannot join (another recipe, a rank out of range or taken).
-fn greet(stream: TcpStream, from: std::net::SocketAddr, nodes: u32, fingerprint: u64, joined: &[Option<Pair>]) -> Result<Option<(u32, Pair)>, String> {
+fn greet(stream: TcpStream, from: std::net::SocketAddr, nodes: u32, fingerprint: u64, options: &LinkOptions, joined: &[Option<Pair>]) -> Result<Option<(u32, Pair)>, String> {
     stream.set_nonblocking(false).map_err(|e| e.to_string())?;
     stream.set_nodelay(true).ok();
     stream.set_read_timeout(Some(HELLO)).map_err(|e| e.to_string())?;
     let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
-    let mut hello = [0u8; 20];
+    let mut hello = [0u8; HELLO_LEN];
     if let Err(e) = reader.read_exact(&mut hello) {
         tracing::warn!(%from, error = %e, "dropping a connection that sent no anchorage hello");
         return Ok(None);
@@ -134,9 +205,14 @@ fn greet(stream: TcpStream, from: std::net::SocketAddr, nodes: u32, fingerprint:
         tracing::warn!(%from, "dropping a connection that is not an anchorage node");
         return Ok(None);
     }
-    stream.set_read_timeout(None).map_err(|e| e.to_string())?;
     let peer_rank = u32::from_le_bytes(hello[8..12].try_into().unwrap_or_default());
     let peer_print = u64::from_le_bytes(hello[12..20].try_into().unwrap_or_default());
+    let peer_tag = u64::from_le_bytes(hello[20..28].try_into().unwrap_or_default());
+    if peer_tag != options.secret_tag {
+        tracing::warn!(%from, claimed_node = peer_rank, "dropping a connection without this run's shared secret (ANCHORAGE_LINK_SECRET)");
+        return Ok(None);
+    }
+    stream.set_read_timeout(Some(options.collective_timeout)).map_err(|e| e.to_string())?;
     if peer_rank == 0 || peer_rank >= nodes || joined[peer_rank as usize - 1].is_some() {
         return Err(format!("{from} claims node rank {peer_rank}, which is out of range or taken (nodes = {nodes})"));
     }
@@ -227,6 +303,31 @@ mod tests {
         link.sum(&mut v).unwrap();
         assert_eq!(v, vec![3.0]);
         assert_eq!(node0.join().unwrap().unwrap().unwrap(), vec![3.0]);
+    }
+
+    #[test]
+    fn a_node_without_the_secret_is_dropped_and_a_silent_node_is_named() {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let master = format!("127.0.0.1:{port}");
+        let with = LinkOptions { secret_tag: secret_tag("s3cret"), collective_timeout: Duration::from_millis(300) };
+        let (m, o) = (master.clone(), with.clone());
+        let node0 = std::thread::spawn(move || {
+            let mut link = NodeLink::join_with(0, 2, &m, 7, &o)?;
+            let mut v = vec![1.0f32];
+            link.sum(&mut v)?;
+            // The second sum: node 1 never sends.
+            link.sum(&mut v).map(|()| v)
+        });
+        // Without the secret: dropped as a stray, node 0 keeps waiting.
+        let stray = NodeLink::join_with(1, 2, &master, 7, &LinkOptions::default()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let mut link = NodeLink::join_with(1, 2, &master, 7, &with).unwrap();
+        let mut v = vec![2.0f32];
+        link.sum(&mut v).unwrap();
+        assert_eq!(v, vec![3.0]);
+        let err = node0.join().unwrap().unwrap_err().to_string();
+        assert!(err.contains("node 1 sent nothing for 0 s"), "{err}");
+        drop((stray, link));
     }
 
     #[test]

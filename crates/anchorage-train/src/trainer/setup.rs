@@ -57,17 +57,23 @@ fn open_dataset<B: AutodiffBackend>(recipe: &Recipe, plan: &Plan, built: &Built<
         let message = format!("{} does not exist (see the manifest {} for where to get it)", annotations.display(), recipe.data.manifest.display());
         return Err(invalid(recipe, "data.root", message));
     }
-    Ok(LlavaDataset::open(DatasetConfig {
+    let dataset = LlavaDataset::open(DatasetConfig {
         annotations,
         image_root: data_root.join(&plan.manifest.image_root),
-        tokenizer,
+        tokenizer: tokenizer.clone(),
         template: plan.template,
         aspect: plan.aspect,
         processor: built.processor.clone(),
         max_len: recipe.data.max_length,
         image_tokens: built.model.image_tokens,
         over_length: OverLength::Skip,
-    })?)
+    })?;
+    let (tokens, rows) = (dataset.vocab_size(), built.llm_config.vocab_size);
+    if tokens > rows {
+        let message = format!("{} has {tokens} tokens but the LLM's embedding has {rows} rows: ids past {rows} could not be embedded; give the LLM's own tokenizer", tokenizer.display());
+        return Err(invalid(recipe, "llm.tokenizer", message));
+    }
+    Ok(dataset)
 }
 
 /// The FLOPs model's sizes of one synthetic sample's step.
