@@ -90,6 +90,19 @@ fn llava_in_hub_layout_with_padding_layer_list_and_tied_head_matches() {
 }
 
 #[test]
+fn llava_next_qwen2_sharded_with_layer_list_matches_at_three_aspect_ratios() {
+    check("llava_next_qwen2", "wide");
+    check("llava_next_qwen2", "tall");
+    check("llava_next_qwen2", "square");
+}
+
+#[test]
+fn llava_next_llama_under_transformers5_module_names_matches() {
+    check("llava_next_llama", "wide");
+    check("llava_next_llama", "tall");
+}
+
+#[test]
 fn bad_inputs_fail_with_a_message_and_no_output() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out.safetensors");

@@ -28,7 +28,7 @@ pub use error::HfLlavaError;
 pub use inspect::inspect_tensors;
 pub use keys::KeyLayout;
 pub use model::{HfLlava, HfLlavaOutput};
-pub use pack::{pack_image_features, select_best_resolution, unpad_ranges, AnyResGrid};
+pub use pack::{pack_image_features, unpad_ranges, AnyResGrid};
 pub use processor::{HfImageProcessor, ProcessedImage};
 
 #[cfg(test)]

@@ -1,41 +1,18 @@
 //! LLaVA-NeXT's packing of one image's tile features into the rows the LLM sees, with
 //! transformers' integer and float arithmetic (transformers 5.23
 //! `models/llava_next/modeling_llava_next.py`: `get_anyres_image_grid_shape`,
-//! `image_size_to_num_patches`, `unpad_image`, `LlavaNextModel.pack_image_features`;
-//! `image_processing_utils.py`: `select_best_resolution`).
+//! `image_size_to_num_patches`, `unpad_image`, `LlavaNextModel.pack_image_features`). The best
+//! resolution is anchorage-data's `select_best_resolution`, the one its AnyRes processor tiles by.
 //!
 //! The function works on one sample: a training batch whose samples have different images (so
 //! different row counts) packs each sample and lays the rows out itself.
 
 use std::ops::Range;
 
+use anchorage_data::image::select_best_resolution;
 use burn::tensor::{backend::Backend, Tensor};
 
 use super::HfLlavaError;
-
-/// `select_best_resolution`: the `(height, width)` among `possible` that keeps the most of an
-/// `original` `(height, width)` image after fitting it in, then wastes the least area.
-pub fn select_best_resolution(
-    original: (usize, usize),
-    possible: &[(usize, usize)],
-) -> Option<(usize, usize)> {
-    let (oh, ow) = original;
-    let mut best = None;
-    let mut max_effective = 0usize;
-    let mut min_wasted = usize::MAX;
-    for &(h, w) in possible {
-        let scale = (w as f64 / ow as f64).min(h as f64 / oh as f64);
-        let (dw, dh) = ((ow as f64 * scale) as usize, (oh as f64 * scale) as usize);
-        let effective = (dw * dh).min(ow * oh);
-        let wasted = (w * h).saturating_sub(effective);
-        if effective > max_effective || (effective == max_effective && wasted < min_wasted) {
-            max_effective = effective;
-            min_wasted = wasted;
-            best = Some((h, w));
-        }
-    }
-    best
-}
 
 /// The tile layout of one image: the grid of tiles after the base image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,17 +32,27 @@ impl AnyResGrid {
         pinpoints: &[(usize, usize)],
         tile: usize,
     ) -> Result<Self, HfLlavaError> {
-        let (h, w) = image_size;
-        if h == 0 || w == 0 || tile == 0 {
+        let positive = |v: usize| u32::try_from(v).ok().filter(|&v| v > 0);
+        let (Some(h), Some(w), Some(_)) = (
+            positive(image_size.0),
+            positive(image_size.1),
+            positive(tile),
+        ) else {
             return Err(HfLlavaError::Input(format!(
-                "image size {image_size:?} (tile {tile}): sizes must be positive"
+                "image size {image_size:?} (tile {tile}): sizes must be positive and fit in u32"
             )));
-        }
-        let (bh, bw) = select_best_resolution(image_size, pinpoints).ok_or_else(|| {
-            HfLlavaError::Input(format!(
-                "no image_grid_pinpoints fits an image of {h}x{w} (height x width)"
-            ))
-        })?;
+        };
+        let pins: Option<Vec<(u32, u32)>> = pinpoints
+            .iter()
+            .map(|&(ph, pw)| Some((positive(ph)?, positive(pw)?)))
+            .collect();
+        let Some(pins) = pins.filter(|p| !p.is_empty()) else {
+            return Err(HfLlavaError::Input(format!(
+                "image_grid_pinpoints {pinpoints:?}: need positive (height, width) pairs"
+            )));
+        };
+        let (bh, bw) = select_best_resolution((h, w), &pins);
+        let (bh, bw) = (bh as usize, bw as usize);
         Ok(Self {
             rows: bh / tile,
             cols: bw / tile,
@@ -154,25 +141,36 @@ mod tests {
     use burn::tensor::TensorData;
 
     #[test]
-    fn best_resolution_and_grid_follow_transformers() {
+    fn grid_follows_transformers() {
         let pins = [(336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008)];
-        // Values from transformers 5.23's select_best_resolution.
-        assert_eq!(select_best_resolution((480, 640), &pins), Some((672, 672)));
+        // Values from transformers 5.23's get_anyres_image_grid_shape and image_size_to_num_patches.
+        let grid = |hw| AnyResGrid::new(hw, &pins, 336).unwrap();
         assert_eq!(
-            select_best_resolution((300, 1000), &pins),
-            Some((336, 1008))
-        );
-        assert_eq!(select_best_resolution((800, 300), &pins), Some((1008, 336)));
-        let g = AnyResGrid::new((480, 640), &pins, 336).unwrap();
-        assert_eq!(
-            g,
+            grid((480, 640)),
             AnyResGrid {
                 rows: 2,
                 cols: 2,
                 num_tiles: 5
             }
         );
+        assert_eq!(
+            grid((300, 1000)),
+            AnyResGrid {
+                rows: 1,
+                cols: 3,
+                num_tiles: 4
+            }
+        );
+        assert_eq!(
+            grid((800, 300)),
+            AnyResGrid {
+                rows: 3,
+                cols: 1,
+                num_tiles: 4
+            }
+        );
         assert!(AnyResGrid::new((0, 5), &pins, 336).is_err());
+        assert!(AnyResGrid::new((5, 5), &[], 336).is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use anchorage_data::image::{decode_rgb, preprocess_rgb, Rgb8Image};
-use anchorage_data::{Aspect, ClipImageProcessor};
+use anchorage_data::{AnyResProcessor, Aspect, ClipImageProcessor};
 use serde::Deserialize;
 
 use super::config::{HfLlavaConfig, LlavaKind};
@@ -25,10 +25,13 @@ pub struct ProcessedImage {
 /// The processor of one llava-hf folder.
 #[derive(Debug, Clone)]
 pub enum HfImageProcessor {
+    /// LLaVA: one square view.
     Clip {
         processor: ClipImageProcessor,
         aspect: Aspect,
     },
+    /// LLaVA-NeXT: the base view, then the tiles of the best grid resolution.
+    AnyRes(AnyResProcessor),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -64,11 +67,9 @@ impl HfImageProcessor {
                 };
                 Ok(Self::Clip { processor, aspect })
             }
-            LlavaKind::LlavaNext { .. } => Err(HfLlavaError::Config {
-                path,
-                key: "image_processor_type".into(),
-                message: "LLaVA-NeXT AnyRes preprocessing is not available in this build".into(),
-            }),
+            LlavaKind::LlavaNext { .. } => Ok(Self::AnyRes(
+                AnyResProcessor::from_preprocessor_config(&path)?,
+            )),
         }
     }
 
@@ -78,6 +79,7 @@ impl HfImageProcessor {
     }
 
     pub fn process(&self, image: &Rgb8Image) -> ProcessedImage {
+        let image_size = (image.height, image.width);
         match self {
             Self::Clip { processor, aspect } => {
                 let pixels = preprocess_rgb(image, *aspect, processor);
@@ -85,7 +87,18 @@ impl HfImageProcessor {
                 ProcessedImage {
                     pixels: pixels.data,
                     shape: [1, 3, s, s],
-                    image_size: (image.height, image.width),
+                    image_size,
+                }
+            }
+            Self::AnyRes(processor) => {
+                let views = processor.preprocess(image);
+                let s = processor.tile_size() as usize;
+                let shape = [views.tiles.len(), 3, s, s];
+                let pixels = views.tiles.into_iter().flat_map(|t| t.data).collect();
+                ProcessedImage {
+                    pixels,
+                    shape,
+                    image_size,
                 }
             }
         }
