@@ -34,13 +34,22 @@ fn inspect(model: &Path, image: &Path, ids: &str, out: &Path) -> Output {
 
 /// Runs `folder` on `image` and compares every tensor of its reference file.
 fn check(folder: &str, image: &str) {
-    let dir = fixtures().join(folder);
-    let refs = read_tensors(&dir.join(format!("ref_{image}.safetensors"))).unwrap();
+    check_model(&fixtures().join(folder), folder, image);
+}
+
+/// Runs the model in `dir` on `image` and compares with `folder`'s reference file.
+fn check_model(dir: &Path, folder: &str, image: &str) {
+    let refs = read_tensors(
+        &fixtures()
+            .join(folder)
+            .join(format!("ref_{image}.safetensors")),
+    )
+    .unwrap();
     let ids: Vec<String> = ints(&refs["ids"]).iter().map(i64::to_string).collect();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out.safetensors");
     let o = inspect(
-        &dir,
+        dir,
         &fixtures().join(format!("{image}.png")),
         &ids.join(","),
         &out,
@@ -100,6 +109,35 @@ fn llava_next_qwen2_sharded_with_layer_list_matches_at_three_aspect_ratios() {
 fn llava_next_llama_under_transformers5_module_names_matches() {
     check("llava_next_llama", "wide");
     check("llava_next_llama", "tall");
+}
+
+#[test]
+fn llava_next_rewritten_to_the_hub_layout_matches() {
+    // llava_next_llama's weights under the Hub's transformers-4 names (top-level `image_newline`,
+    // `vision_tower.vision_model.*`, `language_model.{model,lm_head}.*`).
+    let src = fixtures().join("llava_next_llama");
+    let tmp = tempfile::tempdir().unwrap();
+    for f in ["config.json", "preprocessor_config.json"] {
+        std::fs::copy(src.join(f), tmp.path().join(f)).unwrap();
+    }
+    let hub = |k: &str| {
+        for (from, to) in [
+            ("model.vision_tower.", "vision_tower.vision_model."),
+            ("model.multi_modal_projector.", "multi_modal_projector."),
+            ("model.language_model.", "language_model.model."),
+            ("model.image_newline", "image_newline"),
+            ("lm_head.", "language_model.lm_head."),
+        ] {
+            if let Some(rest) = k.strip_prefix(from) {
+                return format!("{to}{rest}");
+            }
+        }
+        panic!("unexpected key {k}");
+    };
+    let tensors = read_tensors(&src.join("model.safetensors")).unwrap();
+    let renamed = tensors.into_iter().map(|(k, v)| (hub(&k), v)).collect();
+    anchorage_llm::write_tensors(&tmp.path().join("model.safetensors"), &renamed).unwrap();
+    check_model(tmp.path(), "llava_next_llama", "wide");
 }
 
 #[test]
