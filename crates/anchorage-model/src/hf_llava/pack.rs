@@ -207,4 +207,24 @@ mod tests {
             vec![0., 1., 2., 3., 4., 5., 8., 9., -1., 6., 7., 10., 11., -1.]
         );
     }
+
+    #[test]
+    fn tiles_that_do_not_form_the_grid_are_refused() {
+        type B = Flex;
+        let device = Default::default();
+        let newline = Tensor::<B, 1>::zeros([1], &device);
+        let grid = AnyResGrid {
+            rows: 1,
+            cols: 2,
+            num_tiles: 3,
+        };
+        // `full` keeps CLS: 5 features per tile cannot be a 2x2 map.
+        let tiles = Tensor::<B, 3>::zeros([3, 5, 1], &device);
+        let e = pack_image_features(tiles, grid, 2, (2, 4), newline.clone()).unwrap_err();
+        assert!(e.to_string().contains("full"), "{e}");
+        // One tile short of the grid.
+        let tiles = Tensor::<B, 3>::zeros([2, 4, 1], &device);
+        let e = pack_image_features(tiles, grid, 2, (2, 4), newline).unwrap_err();
+        assert!(e.to_string().contains("1x2 grid"), "{e}");
+    }
 }
