@@ -10,9 +10,9 @@ use std::rc::Rc;
 use anchorage_compress::CompressionPolicy;
 use anchorage_connectors::weights::Naming;
 use anchorage_connectors::{Connector, ConnectorConfig, MlpConfig, TensorFile};
-use anchorage_llm::load_llm_from;
+use anchorage_llm::{load_llm_from, Llm};
 use anchorage_tensors::Checkpoint;
-use anchorage_vision::{load_clip_vision_from, FeatureSelect, LoadOptions};
+use anchorage_vision::{load_clip_vision_from, ClipVisionModel, FeatureSelect, LoadOptions};
 use burn::tensor::{backend::Backend, DType, FloatDType, Tensor, TensorData};
 
 use super::config::{HfLlavaConfig, LlavaKind, SelectStrategy};
@@ -69,25 +69,7 @@ impl<B: Backend> HfLlava<B> {
                 device,
             )?),
         };
-        let feature = match config.select_strategy {
-            SelectStrategy::Default => FeatureSelect::Patch,
-            SelectStrategy::Full => FeatureSelect::ClsPatch,
-        };
-        // The composed model selects one layer; with a list, HfLlava::image_features concatenates
-        // them and `select` holds the last (it is what `Llava::encode_images` would use).
-        let last_layer = config.vision_feature_layers.last().copied().unwrap_or(-2);
-        let select = VisionSelect::new(&vision, last_layer, feature, false)?;
-        let model = Llava {
-            vision,
-            trainable: Trainable { connector, llm },
-            training: LlmTraining::Frozen,
-            select,
-            compression: CompressionPolicy::None,
-            connector_config,
-            image_size: config.vision.image_size,
-            image_tokens: config.tile_tokens(),
-            device: device.clone(),
-        };
+        let model = compose(&config, vision, connector, connector_config, llm, device)?;
         tracing::info!(dir = %dir.display(), kind = ?config.kind, layers = ?config.vision_feature_layers, "loaded llava-hf checkpoint");
         Ok(Self {
             model,
@@ -95,6 +77,37 @@ impl<B: Backend> HfLlava<B> {
             image_newline,
         })
     }
+}
+
+/// The composed model around the loaded parts: frozen, no compression.
+fn compose<B: Backend>(
+    config: &HfLlavaConfig,
+    vision: ClipVisionModel<B>,
+    connector: Connector<B>,
+    connector_config: ConnectorConfig,
+    llm: Llm<B>,
+    device: &B::Device,
+) -> Result<Llava<B>, HfLlavaError> {
+    let feature = match config.select_strategy {
+        SelectStrategy::Default => FeatureSelect::Patch,
+        SelectStrategy::Full => FeatureSelect::ClsPatch,
+    };
+    // The composed model selects one layer; with a list, HfLlava::image_features concatenates
+    // them and `select` holds the last (it is what `Llava::encode_images` would use).
+    let last_layer = config.vision_feature_layers.last().copied().unwrap_or(-2);
+    let select = VisionSelect::new(&vision, last_layer, feature, false)?;
+    Ok(Llava {
+        vision,
+        trainable: Trainable { connector, llm },
+        training: LlmTraining::Frozen,
+        select,
+        compression: CompressionPolicy::None,
+        connector_config,
+        image_size: config.vision.image_size,
+        // Per LLaVA image or per LLaVA-NeXT tile, before packing.
+        image_tokens: config.tile_tokens(),
+        device: device.clone(),
+    })
 }
 
 /// A tensor of the checkpoint as f32, its shape checked.
