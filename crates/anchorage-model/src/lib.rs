@@ -11,6 +11,7 @@ mod checkpoint_weights;
 mod error;
 pub mod export;
 mod generate;
+pub mod hf_llava;
 pub mod hub;
 mod llava;
 mod loss;
