@@ -93,7 +93,7 @@ fn tiny_mlp_run_exports_a_llava_folder_with_its_own_weights() {
     let o = export(&run, &out, &[]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("LlavaForConditionalGeneration") && text(&o).contains("<image> = 1024"), "{}", text(&o));
-    for f in ["config.json", "model.safetensors", "preprocessor_config.json", "processor_config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "README.md"] {
+    for f in ["config.json", "model.safetensors", "preprocessor_config.json", "processor_config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "chat_template.jinja", "README.md"] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let config = json(&out.join("config.json"));
@@ -134,6 +134,8 @@ fn tiny_mlp_run_exports_a_llava_folder_with_its_own_weights() {
     // The committed transformers check ran on exactly this export.
     let result = json(&Path::new(FIXTURES).join("result.json"));
     assert_eq!(result["missing_keys"], Value::Array(vec![]), "{result}");
+    assert_eq!(result["processor"]["chat_template_prompt_equal"], true, "apply_chat_template gives the run's prompt");
+    assert_eq!(result["processor"]["max_abs_pixel_diff"], 0.0, "LlavaImageProcessor (do_pad) gives anchorage's pixels");
     assert_eq!(result["unexpected_keys"], Value::Array(vec![]), "{result}");
     let diff = result["max_abs_logit_diff"].as_f64().unwrap();
     assert!(diff <= 1e-4, "transformers' logits differ from anchorage's by {diff}");

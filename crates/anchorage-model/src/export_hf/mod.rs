@@ -10,6 +10,7 @@
 //!
 //! The folder appears whole or not at all (`folder.rs`).
 
+mod chat_template;
 mod configs;
 mod error;
 mod folder;
@@ -179,6 +180,10 @@ fn write_llava<B: Backend>(
     staged.write_json(
         "generation_config.json",
         &configs::generation_config_json(&llm.config, (appended > 0).then_some(tok.image_token_id)),
+    )?;
+    staged.write_text(
+        "chat_template.jinja",
+        &chat_template::chat_template(run.card.template),
     )?;
     export.image_token_id = Some(tok.image_token_id);
     export.appended_rows = appended;

@@ -19,10 +19,13 @@ fn provenance<B: Backend>(run: &RunModel<B>, merged_lora: bool) -> String {
 }
 
 /// How a prompt is written under the run's template (the text `<image>` marks the image).
-fn prompt_section(template: Template) -> String {
+fn prompt_section(template: Template, chat_template: bool) -> String {
     let example = question_prompt(template, "What is in the picture?", true);
+    if !chat_template {
+        return format!("## Prompts\n\nThe run trained with the `{}` template; build prompts as LLaVA does, e.g.\n\n```text\n{example}\n```\n", template.name());
+    }
     format!(
-        "## Prompts\n\nThe run trained with the `{}` template; build prompts as LLaVA does (no chat template is shipped), e.g.\n\n```text\n{example}\n```\n",
+        "## Prompts\n\nThe run trained with the `{}` template. `chat_template.jinja` writes it: `processor.apply_chat_template([{{\"role\": \"user\", \"content\": [{{\"type\": \"image\"}}, {{\"type\": \"text\", \"text\": question}}]}}], add_generation_prompt=True)` gives, for example,\n\n```text\n{example}\n```\n",
         template.name()
     )
 }
@@ -50,7 +53,7 @@ pub(crate) fn llava<B: Backend>(
         "# LLaVA checkpoint (transformers)\n\n{}\nA `LlavaForConditionalGeneration` with its processor and tokenizer:\n\n```python\nfrom transformers import AutoProcessor, LlavaForConditionalGeneration\nmodel = LlavaForConditionalGeneration.from_pretrained(DIR)\nprocessor = AutoProcessor.from_pretrained(DIR)\ninputs = processor(images=image, text=prompt, return_tensors=\"pt\")\nlogits = model(**inputs).logits\n```\n\n{rows}\n## Images\n\n{}\n\n{}\n## Differences from anchorage\n\n- anchorage tokenises a prompt chunk by chunk around `<image>` (LLaVA's `tokenizer_image_token`); `LlavaProcessor` tokenises the whole text with `<image>` as a special token. The ids can differ right after the image; pass anchorage's ids (with the image token expanded to `image_seq_length` copies) for identical logits.\n- Weights are float32; evaluation-time compression (`[compression]`) is not part of the checkpoint.\n",
         provenance(run, merged_lora),
         aspect_note(run.card.aspect),
-        prompt_section(run.card.template),
+        prompt_section(run.card.template, true),
     )
 }
 
@@ -69,6 +72,6 @@ pub(crate) fn beside<B: Backend>(run: &RunModel<B>, reason: &str, merged_lora: b
         },
         model.image_tokens,
         aspect_note(run.card.aspect),
-        prompt_section(run.card.template),
+        prompt_section(run.card.template, false),
     )
 }
