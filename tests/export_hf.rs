@@ -6,7 +6,7 @@
 //! the tower and the connector side by side; refused exports leave nothing behind.
 //!
 //! Regenerating the transformers check (after a change to the export or the tiny run):
-//!   ANCHORAGE_WRITE_FIXTURES=1 cargo test --test export_hf
+//!   ANCHORAGE_WRITE_FIXTURES=1 cargo test --test export_hf tiny_mlp another_connector
 //!   /path/to/python tests/fixtures/export_hf/check.py tests/fixtures/export_hf/work
 //! (transformers 5.23, torch; `work/` is not committed, `result.json` is.)
 
@@ -126,7 +126,7 @@ fn tiny_mlp_run_exports_a_llava_folder_with_its_own_weights() {
     assert!(t.contains_key("vision_tower.encoder.layers.3.mlp.fc2.bias") && t.contains_key("vision_tower.pre_layrnorm.weight"));
     assert_eq!(t.keys().filter(|k| k.starts_with("multi_modal_projector.")).count(), 4);
 
-    if std::env::var_os("ANCHORAGE_WRITE_FIXTURES").is_some() {
+    if writing_fixtures() {
         write_check_inputs(&run, &out);
         eprintln!("wrote {FIXTURES}/work: now run check.py on it (see the file's header)");
         return;
@@ -151,13 +151,24 @@ fn tiny_mlp_run_exports_a_llava_folder_with_its_own_weights() {
     }
 }
 
+/// Whether this run regenerates the inputs of the transformers check.
+fn writing_fixtures() -> bool {
+    std::env::var_os("ANCHORAGE_WRITE_FIXTURES").is_some()
+}
+
+/// Copies the folder `export` to `work/<name>` (replacing it); returns `work/`.
+fn copy_to_work(export: &Path, name: &str) -> PathBuf {
+    let work = Path::new(FIXTURES).join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let _ = std::fs::remove_dir_all(work.join(name));
+    let status = std::process::Command::new("cp").args(["-r", export.to_str().unwrap(), work.join(name).to_str().unwrap()]).status().unwrap();
+    assert!(status.success());
+    work
+}
+
 /// `work/`: the export and anchorage's input and logits for the transformers check.
 fn write_check_inputs(run: &Path, export: &Path) {
-    let work = Path::new(FIXTURES).join("work");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
-    let status = std::process::Command::new("cp").args(["-r", export.to_str().unwrap(), work.join("hf").to_str().unwrap()]).status().unwrap();
-    assert!(status.success());
+    let work = copy_to_work(export, "hf");
     let loaded = load_run::<Flex>(run, &Default::default()).unwrap();
     let tokenizer = TextTokenizer::from_file(loaded.built.tokenizer.as_ref().unwrap()).unwrap();
     let ids = question_ids(&tokenizer, loaded.card.template, QUESTION, true).unwrap();
@@ -234,6 +245,19 @@ fn another_connector_leaves_llm_tower_and_connector_side_by_side() {
     let back = anchorage_llm::load_llm::<Flex>(&out.join("llm"), burn::tensor::DType::F32, &Default::default()).unwrap();
     let loaded = load_run::<Flex>(&run, &Default::default()).unwrap();
     assert_eq!(back.config, loaded.built.model.llm().config);
+    let embed = |m: &anchorage_llm::Llm<Flex>| -> Vec<f32> { m.model.embed_tokens.weight.val().into_data().to_vec().unwrap() };
+    assert_eq!(embed(&back), embed(loaded.built.model.llm()));
+    if writing_fixtures() {
+        copy_to_work(&out, "beside");
+        return;
+    }
+    // transformers loads both folders with no missing or unexpected key (check.py).
+    let result = json(&Path::new(FIXTURES).join("result.json"));
+    let beside = &result["beside"];
+    for key in ["llm_missing_keys", "llm_unexpected_keys", "vision_missing_keys", "vision_unexpected_keys"] {
+        assert_eq!(beside[key], Value::Array(vec![]), "{key}: {result}");
+    }
+    assert_eq!(beside["llm_class"], "LlamaForCausalLM");
 }
 
 #[test]
