@@ -224,3 +224,41 @@ fn a_tokenizer_larger_than_the_llm_vocabulary_is_refused() {
     let t = text(&out);
     assert!(!out.status.success() && t.contains("llm.tokenizer") && t.contains("1032 tokens") && t.contains("1024 rows"), "{t}");
 }
+
+/// `train bench prefill` runs every default policy in its own process and reports each one's
+/// prefill against no compression: the pruning methods keep fewer keys/values and cost fewer FLOPs.
+#[test]
+fn bench_prefill_compares_the_compression_methods_side_by_side() {
+    let out = train(&["bench", "prefill", "--image-size", "48", "--layers", "10", "--hidden", "128", "--text-len", "16", "--repeats", "1"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("144 visual tokens"), "{t}");
+    let rows: Vec<Vec<&str>> = t.lines().filter(|l| l.starts_with("| `")).map(|l| l.split('|').map(str::trim).collect()).collect();
+    assert_eq!(rows.len(), 4, "{t}");
+    let gflops = |r: &Vec<&str>| r[5].trim_end_matches('x').parse::<f64>().unwrap();
+    let kept = |r: &Vec<&str>| r[3].parse::<f64>().unwrap();
+    assert_eq!(kept(&rows[0]), 161.0, "no compression keeps all 1 + 144 + 16 tokens: {t}");
+    for r in &rows[1..] {
+        assert!(kept(r) < kept(&rows[0]) && gflops(r) < gflops(&rows[0]), "{t}");
+    }
+}
+
+/// A real run checks the data file and the connector export before it loads (or downloads) a tower:
+/// the LLaVA recipes name Hub towers, and the error is about the data, not the Hub.
+#[test]
+fn a_run_reports_missing_data_and_init_before_touching_the_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = ["--set", "devices.backend=flex", "--set", "devices.ids=[0]", "--set", "optim.micro_batch=128"];
+    let out_dir = format!("run.output_dir=\"{}\"", dir.path().display());
+    let mut args = vec!["pretrain", "recipes/pretrain/mlp2x_gelu.toml", "--set", "data.root=\"/no/such/data\"", "--set", &out_dir];
+    args.extend(base);
+    let out = train(&args);
+    let t = text(&out);
+    assert!(!out.status.success() && t.contains("data.root") && t.contains("does not exist"), "{t}");
+    assert!(!t.to_lowercase().contains("hub"), "{t}");
+    let mut args = vec!["ift", "recipes/ift/mlp2x_gelu.toml", "--set", "data.root=\"data-manifests/tiny/data\"", "--set", "data.manifest=\"data-manifests/tiny/ift.toml\"", "--set", &out_dir];
+    args.extend(base);
+    let out = train(&args);
+    let t = text(&out);
+    assert!(!out.status.success() && t.contains("connector.init") && t.contains("does not exist"), "{t}");
+}

@@ -293,3 +293,22 @@ fn a_larger_input_size_trains_with_interpolated_positions() {
     assert!(card.contains("image_size = 64"), "{card}");
     assert_eq!(losses(&dir.path().join("tiny-pretrain")).len(), 2);
 }
+
+/// `--resume` on a run that finished says so and rewrites nothing.
+#[test]
+fn resuming_a_finished_run_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = format!("run.output_dir=\"{}\"", dir.path().display());
+    run_ok(train(&["pretrain", "recipes/tiny/pretrain.toml", "--set", &set, "--set", "optim.max_steps=2"]));
+    let run = dir.path().join("tiny-pretrain");
+    let snapshot = || -> Vec<(String, Vec<u8>)> {
+        ["connector.safetensors", "recipe.toml", "plan.txt", "model.toml", "metrics.jsonl", "train_summary.json"]
+            .iter()
+            .map(|f| (f.to_string(), std::fs::read(run.join(f)).unwrap()))
+            .collect()
+    };
+    let before = snapshot();
+    let out = run_ok(train(&["pretrain", "recipes/tiny/pretrain.toml", "--set", &set, "--set", "optim.max_steps=2", "--resume", run.to_str().unwrap()]));
+    assert!(out.contains("finished all 2 steps"), "{out}");
+    assert_eq!(snapshot(), before);
+}

@@ -15,6 +15,9 @@ use clap::{Args, Subcommand};
 pub enum BenchCommand {
     /// Time the recipe's training step on synthetic samples (one image, TEXT_LEN caption tokens).
     Step(StepArgs),
+    /// Compression methods side by side at thousands of visual tokens: prefill FLOPs, time and peak
+    /// memory of each (`docs/benchmarks.md`).
+    Prefill(super::bench_prefill::PrefillArgs),
 }
 
 #[derive(Debug, Args)]
@@ -39,7 +42,10 @@ pub struct StepArgs {
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
-    let BenchCommand::Step(args) = cmd;
+    let args = match cmd {
+        BenchCommand::Step(args) => args,
+        BenchCommand::Prefill(args) => return super::bench_prefill::run(args),
+    };
     if args.warmup >= args.steps as usize {
         bail!("--warmup {} must be below --steps {}", args.warmup, args.steps);
     }

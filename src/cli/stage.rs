@@ -77,6 +77,12 @@ pub fn run(stage: Stage, args: StageArgs) -> anyhow::Result<()> {
         recipe.run.output_dir = run_dir.parent().map(|p| p.to_path_buf()).unwrap_or_default();
     }
     let plan = Plan::new(&recipe).context("planning the run")?;
+    if let Some(steps) = resume.as_deref().and_then(finished_steps).filter(|_| !args.dry_run) {
+        let run = resume.as_deref().unwrap_or_else(|| std::path::Path::new("."));
+        println!("{} finished all {steps} steps; nothing to resume, nothing was changed.", run.display());
+        println!("its connector: {}", run.join("connector.safetensors").display());
+        return Ok(());
+    }
     // What the run would hit in the towers' configs and the connector export, before any weight is
     // loaded or downloaded.
     let preflight = recipe.model_spec().preflight().with_context(|| format!("{}", args.recipe.display()))?;
@@ -132,6 +138,15 @@ pub fn run(stage: Stage, args: StageArgs) -> anyhow::Result<()> {
         println!("  {phase:<24} {secs:>8.2} s  {:>5.1}%", 100.0 * secs / total.max(1e-9));
     }
     Ok(())
+}
+
+/// The steps of a run that finished (train_summary.json says all steps ran and connector.safetensors
+/// is there), `None` for an unfinished one.
+fn finished_steps(run_dir: &std::path::Path) -> Option<u64> {
+    let text = std::fs::read_to_string(run_dir.join("train_summary.json")).ok()?;
+    let summary: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let (steps, total) = (summary["steps"].as_u64()?, summary["total_steps"].as_u64()?);
+    (steps == total && run_dir.join("connector.safetensors").is_file()).then_some(steps)
 }
 
 /// The run folder `--resume` names: the folder itself, or the run folder of a step folder

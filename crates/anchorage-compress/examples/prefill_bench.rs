@@ -1,7 +1,7 @@
 //! Side-by-side CPU prefill of every compression policy on one small random Llama at LLaVA-1.5
 //! proportions (35 text tokens, 576 image tokens, 40 text tokens): wall time (median of runs),
 //! peak heap growth during the forward (a counting global allocator; burn's Flex backend allocates
-//! through it), and the spec §5.4 FLOPs model both for this model (from the forward's trace) and for
+//! through it), and FastV's FLOPs model (arXiv 2403.06764) both for this model (from the forward's trace) and for
 //! LLaVA-1.5-7B shapes (from the settings).
 //!
 //! cargo run -p anchorage-compress --example prefill_bench [-- ROUNDS]

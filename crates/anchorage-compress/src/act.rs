@@ -1,5 +1,5 @@
 //! ACT-IN-LLM (Ding et al., ICLR 2025 submission; no public code: reconstructed from the abstract
-//! and reviews, spec §6). Every token stays a query in every layer; the deepest `coverage` of the
+//! and its public reviews, https://openreview.net/forum?id=3Ofy2jNsNL; no code was released). Every token stays a query in every layer; the deepest `coverage` of the
 //! layers carry an adaptive compression module that lets all queries attend to all text
 //! keys/values plus only a subset of the visual ones.
 //!

@@ -1,5 +1,5 @@
-//! The FLOPs model of spec §5.4 (the one FastV's paper is usually quoted with; not found verbatim,
-//! so it is documented as *a model*, not a measurement): one decoder layer over `n` tokens of width
+//! The FLOPs model FastV's paper (Chen et al. 2024, arXiv 2403.06764) is usually quoted with (not
+//! found verbatim, so it is documented as *a model*, not a measurement): one decoder layer over `n` tokens of width
 //! `d` with an FFN of width `m` costs `4·n·d² + 2·n²·d + 2·n·d·m`.
 //!
 //! Extended the obvious way for key/value restriction (ACT-IN-LLM): with `q` query tokens and `k`

@@ -1,6 +1,6 @@
 //! Visual-token compression inside the LLM: ACT-IN-LLM, FastV and HiMAP as
-//! [`LayerHooks`](anchorage_llm::LayerHooks) policies (spec §5–7), the scoring rules on plain
-//! attention maps, and the FLOPs model of spec §5.4.
+//! [`LayerHooks`](anchorage_llm::LayerHooks) policies (FastV: pkunlp-icler/FastV; HiMAP: ustc-hyin/HiMAP; ACT-IN-LLM: its ICLR 2025 submission), the scoring rules on plain
+//! attention maps, and the FLOPs model FastV's paper (arXiv 2403.06764) is quoted with.
 //!
 //! A recipe's `[compression]` table deserialises straight into [`CompressionPolicy`] (serde, tag
 //! `method`); [`CompressionPolicy::validate`] and [`CompressionPolicy::check`] are the only checks

@@ -12,16 +12,16 @@ type B = Flex;
 fn presets_have_the_published_parameter_and_token_counts() {
     let dev = Default::default();
     let count = |c: &ConnectorConfig| c.init::<B>(&dev).unwrap().parameter_count();
-    // LLaVA mlp2x_gelu 1024 -> 4096: ≈20.98M (spec §1.5).
+    // LLaVA mlp2x_gelu 1024 -> 4096: ≈20.98M (haotian-liu/LLaVA `llava/model/multimodal_projector/builder.py`).
     let mlp = ConnectorConfig::Mlp(MlpConfig::new(1024, 4096));
     assert_eq!(count(&mlp), 1024 * 4096 + 4096 + 4096 * 4096 + 4096);
     assert_eq!(mlp.output_tokens(576), 576);
-    // Honeybee C-Abstractor M144: ≈37.4M (spec §2.2).
+    // Honeybee C-Abstractor M144: ≈37.4M (kakaobrain/honeybee `honeybee/projectors.py`, timm 0.9.8 RegStage).
     let cabs = ConnectorConfig::CAbstractor(CAbstractorConfig::honeybee_m144());
     let n = count(&cabs);
     assert!((37_300_000..37_500_000).contains(&n), "{n}");
     assert_eq!(cabs.output_tokens(576), 144);
-    // AcFormer: ≈84M (spec §4.3), 145 or 257 tokens.
+    // AcFormer: ≈84M (AcFormer's `builder.py`), 145 or 257 tokens.
     for (c, tokens) in [(AnchorFormerConfig::anchors_145(), 145), (AnchorFormerConfig::anchors_257(), 257)] {
         let c = ConnectorConfig::AnchorFormer(c);
         let n = count(&c);

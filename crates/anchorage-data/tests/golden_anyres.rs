@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anchorage_data::image::{
     decode_rgb, patch_output_size, read_f32_tensor, read_i64_tensor, select_best_resolution,
-    AnyResProcessor,
+    AnyResProcessor, Rgb8Image,
 };
 use anchorage_data::DataError;
 use serde_json::Value;
@@ -29,6 +29,21 @@ fn sha256_f32<'a>(values: impl Iterator<Item = &'a f32>) -> String {
         h.update(x.to_le_bytes());
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The generator's `synthetic(w, h)`: r = (3x + 5y + xy / 7) % 256, g = (x ^ y) % 256,
+/// b = ((x * x + y) / 3) % 256.
+fn synthetic((w, h): (u32, u32)) -> Rgb8Image {
+    let mut data = Vec::with_capacity(w as usize * h as usize * 3);
+    for y in 0..h as u64 {
+        for x in 0..w as u64 {
+            let r = (3 * x + 5 * y + x * y / 7) % 256;
+            let g = (x ^ y) % 256;
+            let b = ((x * x + y) / 3) % 256;
+            data.extend_from_slice(&[r as u8, g as u8, b as u8]);
+        }
+    }
+    Rgb8Image::new(w as usize, h as usize, data)
 }
 
 #[test]
@@ -63,7 +78,7 @@ fn best_resolution_and_patch_size_match_transformers() {
 fn pixel_values_equal_the_pil_backend_exactly() {
     let golden = json("anyres_golden.json");
     let tensors = fixtures().join("anyres_golden.safetensors");
-    let mut with_tensor = 0;
+    let (mut with_tensor, mut checked_synthetic) = (0, 0);
     for (key, case) in golden.as_object().unwrap() {
         let config = fixtures().join(case["config"].as_str().unwrap());
         let mut p = AnyResProcessor::from_preprocessor_config(&config).unwrap();
@@ -71,8 +86,17 @@ fn pixel_values_equal_the_pil_backend_exactly() {
             // Not multiples of the crop: refused in config files, still transformers-exact when set.
             p.grid_pinpoints = grid.as_array().unwrap().iter().map(pair).collect();
         }
-        let image = case["image"].as_str().unwrap();
-        let out = p.preprocess(&decode_rgb(&fixtures().join("images").join(image)).unwrap());
+        let (image, img) = match case.get("synthetic") {
+            Some(wh) => ("", synthetic(pair(wh))),
+            None => {
+                let image = case["image"].as_str().unwrap();
+                (
+                    image,
+                    decode_rgb(&fixtures().join("images").join(image)).unwrap(),
+                )
+            }
+        };
+        let out = p.preprocess(&img);
         assert_eq!(out.image_size, pair(&case["image_sizes"]), "{key}");
         assert_eq!(out.best_resolution, pair(&case["best_resolution"]), "{key}");
         assert_eq!(
@@ -88,7 +112,8 @@ fn pixel_values_equal_the_pil_backend_exactly() {
         );
         let (rows, cols) = out.grid(p.tile_size());
         assert_eq!(1 + rows * cols, out.tiles.len() as u32, "{key}");
-        if key.starts_with("llava_next_32/") {
+        assert_eq!(p.num_views(out.image_size), out.tiles.len(), "{key}");
+        if !image.is_empty() && key.starts_with("llava_next_32/") {
             if let Ok((shape, want)) = read_f32_tensor(&tensors, &format!("{image}/pixel_values")) {
                 let side = case["side"].as_u64().unwrap() as usize;
                 assert_eq!(shape, vec![out.tiles.len(), 3, side, side], "{key}");
@@ -113,8 +138,10 @@ fn pixel_values_equal_the_pil_backend_exactly() {
         }
         let got = sha256_f32(out.tiles.iter().flat_map(|t| t.data.iter()));
         assert_eq!(got, case["sha256"].as_str().unwrap(), "{key}");
+        checked_synthetic += usize::from(image.is_empty());
     }
     assert_eq!(with_tensor, 4);
+    assert_eq!(checked_synthetic, 4);
 }
 
 fn config_error(edit: impl FnOnce(&mut Value)) -> String {

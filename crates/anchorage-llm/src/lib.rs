@@ -62,7 +62,7 @@ pub use hook_error::{BadRequest, HookError};
 pub use hf_config::{hf_config_check, hf_config_json};
 pub use hooks::{AttentionRows, HiddenRecorder, KvAccess, LayerHooks, LayerRequest, NoHooks, SampleLayout, SeqLayout};
 pub use layer::DecoderLayer;
-pub use load::{load_llm, read_config};
+pub use load::{load_llm, load_llm_from, read_config, LlmKeyPrefixes};
 pub use lora_adapter::{LoraAdapter, LoraSpec, LORA_TARGETS};
 pub use mlp::{Mlp, MlpConfig};
 pub use model::{LlamaModel, Llm};

@@ -26,15 +26,18 @@ use crate::wire::HfLlmConfig;
 const DECODER_PREFIXES: [&str; 4] = ["model.", "", "language_model.model.", "model.language_model."];
 const HEAD_PREFIXES: [&str; 2] = ["", "language_model."];
 
-struct Prefixes {
-    decoder: &'static str,
-    head: &'static str,
+/// Where the decoder (`model.*` of `LlamaForCausalLM`) and the output head (`lm_head.*`) sit in
+/// a checkpoint's key space: `decoder` replaces `model.`, `head` goes before `lm_head.`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlmKeyPrefixes {
+    pub decoder: String,
+    pub head: String,
 }
 
-impl Prefixes {
+impl LlmKeyPrefixes {
     /// The first layout under which the checkpoint has `embed_tokens.weight` (resp.
     /// `lm_head.weight`); the standard one when none matches (missing keys are then reported).
-    fn detect(checkpoint: &Checkpoint) -> Self {
+    pub fn detect(checkpoint: &Checkpoint) -> Self {
         let has = |k: String| checkpoint.contains_key(&k);
         let decoder = DECODER_PREFIXES
             .into_iter()
@@ -44,7 +47,7 @@ impl Prefixes {
             .into_iter()
             .find(|p| has(format!("{p}lm_head.weight")))
             .unwrap_or("");
-        Self { decoder, head }
+        Self { decoder: decoder.to_string(), head: head.to_string() }
     }
 
     /// The checkpoint key of one of our module paths.
@@ -66,9 +69,23 @@ pub fn read_config(dir: &Path) -> Result<LlamaConfig, LlmError> {
 pub fn load_llm<B: Backend>(dir: &Path, dtype: DType, device: &B::Device) -> Result<Llm<B>, LlmError> {
     let config = read_config(dir)?;
     let checkpoint = Rc::new(Checkpoint::open_dir(dir)?);
+    let prefixes = LlmKeyPrefixes::detect(&checkpoint);
+    load_llm_from(config, &checkpoint, &prefixes, dir, dtype, device)
+}
+
+/// Loads an LLM whose config was read elsewhere from an already opened checkpoint that may hold
+/// more than the LLM (a LLaVA checkpoint), its keys under `prefixes`. `dir` names the folder in
+/// errors.
+pub fn load_llm_from<B: Backend>(
+    config: LlamaConfig,
+    checkpoint: &Rc<Checkpoint>,
+    prefixes: &LlmKeyPrefixes,
+    dir: &Path,
+    dtype: DType,
+    device: &B::Device,
+) -> Result<Llm<B>, LlmError> {
     let mut model = config.init::<B>(device);
     let expected = model.collect(None, None, false);
-    let prefixes = Prefixes::detect(&checkpoint);
     let mut missing = Vec::new();
     let mut snapshots = Vec::with_capacity(expected.len());
     for want in &expected {
@@ -97,7 +114,7 @@ pub fn load_llm<B: Backend>(dir: &Path, dtype: DType, device: &B::Device) -> Res
                 found: entry.shape.clone(),
             });
         }
-        let source = Rc::clone(&checkpoint);
+        let source = Rc::clone(checkpoint);
         let shape = entry.shape.clone();
         let file_dtype = entry.dtype.to_burn();
         let data_fn = Rc::new(move || {

@@ -69,6 +69,50 @@ impl HfLlmConfig {
         })
     }
 
+    /// Reads the `text_config` of a composite config (LLaVA's), where transformers fills absent
+    /// fields from the text model class's defaults (`LlamaConfig`, `Qwen2Config` in transformers
+    /// 5.23; Hub configs such as llava-1.5-7b-hf list only what differs) and `model_type`
+    /// defaults to `llama`. `path` names the file in errors.
+    pub fn from_sub_config(value: &Value, path: &Path) -> Result<Self, LlmError> {
+        let mut object = match value {
+            Value::Object(map) => map.clone(),
+            Value::Null => serde_json::Map::new(),
+            other => {
+                return Err(LlmError::Config {
+                    path: path.to_path_buf(),
+                    key: "text_config".into(),
+                    message: format!("expected an object, found {other}"),
+                })
+            }
+        };
+        let model_type = object.entry("model_type").or_insert_with(|| Value::from("llama")).clone();
+        let defaults: &[(&str, Value)] = match model_type.as_str() {
+            Some("qwen2") => &[
+                ("vocab_size", Value::from(151936)),
+                ("hidden_size", Value::from(4096)),
+                ("intermediate_size", Value::from(22016)),
+                ("num_hidden_layers", Value::from(32)),
+                ("num_attention_heads", Value::from(32)),
+                ("num_key_value_heads", Value::from(32)),
+                ("max_position_embeddings", Value::from(32768)),
+            ],
+            _ => &[
+                ("vocab_size", Value::from(32000)),
+                ("hidden_size", Value::from(4096)),
+                ("intermediate_size", Value::from(11008)),
+                ("num_hidden_layers", Value::from(32)),
+                ("num_attention_heads", Value::from(32)),
+                ("max_position_embeddings", Value::from(2048)),
+                ("bos_token_id", Value::from(1)),
+                ("eos_token_id", Value::from(2)),
+            ],
+        };
+        for (key, default) in defaults {
+            object.entry(*key).or_insert_with(|| default.clone());
+        }
+        serde_json::from_value(Value::Object(object)).map_err(|source| LlmError::Json { path: path.to_path_buf(), source })
+    }
+
     /// Converts into the model configuration; `path` is only used in error messages.
     pub fn to_config(&self, path: &Path) -> Result<LlamaConfig, LlmError> {
         let err = |key: &str, message: String| LlmError::Config {
@@ -252,6 +296,20 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(c.rope_scaling, RopeScaling::Linear { factor: 4.0 });
+    }
+
+    #[test]
+    fn sub_config_takes_the_text_model_class_defaults() {
+        let sub = |json: &str| {
+            let value: Value = serde_json::from_str(json).unwrap();
+            HfLlmConfig::from_sub_config(&value, Path::new("config.json"))?.to_config(Path::new("config.json"))
+        };
+        let c = sub(r#"{"vocab_size": 32064, "rms_norm_eps": 1e-5}"#).unwrap();
+        assert_eq!((c.family, c.vocab_size, c.hidden_size, c.num_hidden_layers), (LlmFamily::Llama, 32064, 4096, 32));
+        assert_eq!((c.num_key_value_heads, c.max_position_embeddings, c.bos_token_id), (32, 2048, Some(1)));
+        let c = sub(r#"{"model_type": "qwen2", "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2}"#).unwrap();
+        assert_eq!((c.family, c.vocab_size, c.intermediate_size, c.max_position_embeddings), (LlmFamily::Qwen2, 151936, 22016, 32768));
+        assert!(sub("3").unwrap_err().to_string().contains("text_config"));
     }
 
     #[test]

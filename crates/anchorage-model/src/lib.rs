@@ -12,6 +12,7 @@ mod error;
 pub mod export;
 pub mod export_hf;
 mod generate;
+pub mod hf_llava;
 pub mod hub;
 mod llava;
 mod loss;

@@ -38,7 +38,8 @@ pub use error::{Result, VisionError};
 pub use inspect::{inspect_tensors, LLAVA_SELECT_LAYER};
 pub use layer::{ClipEncoderLayer, ClipMlp};
 pub use load::{
-    expected_tensors, load_clip_vision, load_clip_vision_with, LoadOptions, VISION_PREFIX,
+    expected_tensors, load_clip_vision, load_clip_vision_from, load_clip_vision_with, LoadOptions,
+    VISION_PREFIX,
 };
 pub use model::{
     select_features, ClipEncoder, ClipVisionModel, FeatureSelect, VisionOutput, VisionRequest,

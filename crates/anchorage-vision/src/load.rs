@@ -85,14 +85,9 @@ fn float_dtype(checkpoint: &Checkpoint, entry: &Entry, key: &str) -> Result<Floa
     }
 }
 
-/// Checks names, shapes and dtypes against the config; returns the checkpoint's prefix and the
-/// dtype of the patch embedding.
-fn verify(
-    dir: &Path,
-    config: &ClipVisionConfig,
-    checkpoint: &Checkpoint,
-) -> Result<(&'static str, FloatDType)> {
-    let prefix = if checkpoint
+/// `vision_model.` when the checkpoint's keys carry it, else none.
+fn detect_prefix(checkpoint: &Checkpoint) -> &'static str {
+    if checkpoint
         .tensors()
         .keys()
         .any(|k| k.starts_with(VISION_PREFIX))
@@ -100,7 +95,17 @@ fn verify(
         VISION_PREFIX
     } else {
         ""
-    };
+    }
+}
+
+/// Checks names (under `prefix`), shapes and dtypes against the config; returns the dtype of the
+/// patch embedding.
+fn verify(
+    dir: &Path,
+    config: &ClipVisionConfig,
+    checkpoint: &Checkpoint,
+    prefix: &str,
+) -> Result<FloatDType> {
     let mut missing = Vec::new();
     let mut patch_dtype = FloatDType::F32;
     for (name, shape) in expected_tensors(config) {
@@ -130,7 +135,7 @@ fn verify(
             keys: missing,
         });
     }
-    Ok((prefix, patch_dtype))
+    Ok(patch_dtype)
 }
 
 /// The checkpoint key of a module parameter: LayerNorm's `gamma`/`beta` are PyTorch's
@@ -212,8 +217,24 @@ pub fn load_clip_vision_with<B: Backend>(
 ) -> Result<(ClipVisionConfig, ClipVisionModel<B>)> {
     let config = read_config(dir)?;
     let checkpoint = Rc::new(Checkpoint::open_dir(dir)?);
-    let (prefix, stored) = verify(dir, &config, &checkpoint)?;
-    let expected = expected_tensors(&config);
+    let prefix = detect_prefix(&checkpoint);
+    let model = load_clip_vision_from(&config, &checkpoint, prefix, dir, device, options)?;
+    Ok((config, model))
+}
+
+/// Loads a tower whose keys sit under `prefix` in an already opened checkpoint that may hold
+/// more than the tower (a LLaVA checkpoint: `vision_tower.vision_model.`, ...), with a config
+/// read elsewhere. `dir` names the folder in errors. The returned tower is frozen (`no_grad`).
+pub fn load_clip_vision_from<B: Backend>(
+    config: &ClipVisionConfig,
+    checkpoint: &Rc<Checkpoint>,
+    prefix: &str,
+    dir: &Path,
+    device: &B::Device,
+    options: LoadOptions,
+) -> Result<ClipVisionModel<B>> {
+    let stored = verify(dir, config, checkpoint, prefix)?;
+    let expected = expected_tensors(config);
     let target = options.dtype.unwrap_or(stored);
     tracing::info!(
         dir = %dir.display(),
@@ -224,7 +245,7 @@ pub fn load_clip_vision_with<B: Backend>(
     );
 
     let mut model = config.init::<B>(device);
-    let snapshots = snapshots(&model, &checkpoint, prefix, target.into());
+    let snapshots = snapshots(&model, checkpoint, prefix, target.into());
     let label = checkpoint.label().unwrap_or(dir).to_path_buf();
     let result = model.apply(snapshots, None, Some(Box::new(PyTorchToBurnAdapter)), false);
     if let Some(err) = result.errors.first() {
@@ -242,8 +263,7 @@ pub fn load_clip_vision_with<B: Backend>(
         ));
     }
     // Parameters are already in `target`; the cast is for any the snapshots did not cover.
-    let model = model.map(&mut CastParams(target)).no_grad();
-    Ok((config, model))
+    Ok(model.map(&mut CastParams(target)).no_grad())
 }
 
 fn apply_error(file: &Path, message: String) -> VisionError {

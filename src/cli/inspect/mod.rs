@@ -3,6 +3,7 @@
 mod anchors;
 mod connector;
 mod image;
+mod llava;
 mod llm;
 mod prune;
 mod recipe;
@@ -27,6 +28,9 @@ pub enum InspectCommand {
     /// LLaVA records -> input_ids and labels (templates plain / vicuna_v1 / chatml), one JSON line
     /// per sample, as LLaVA's preprocessing returns them before image splicing.
     Tokens(tokens::TokensArgs),
+    /// Run a Hugging Face LLaVA / LLaVA-NeXT folder on one image and token ids (one -200); write
+    /// pixel_values, image_features, inputs_embeds and logits as transformers computes them.
+    Llava(llava::LlavaArgs),
     /// Run a decoder LLM on token ids; write logits, hidden states and greedy tokens (safetensors).
     Llm(llm::LlmArgs),
     /// Apply a visual-token pruning rule (FastV last-token, HiMAP text-to-image / image-to-image) to
@@ -44,6 +48,7 @@ pub fn run(cmd: InspectCommand) -> anyhow::Result<()> {
         InspectCommand::Image(args) => image::run(args),
         InspectCommand::Recipe(args) => recipe::run(args),
         InspectCommand::Tokens(args) => tokens::run(args),
+        InspectCommand::Llava(args) => llava::run(args),
         InspectCommand::Llm(args) => llm::run(args),
         InspectCommand::Prune(args) => prune::run(args),
         InspectCommand::Vision(args) => vision::run(args),

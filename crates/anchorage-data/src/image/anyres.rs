@@ -90,6 +90,22 @@ impl AnyResProcessor {
         self.clip.crop_size() as u32
     }
 
+    /// How many views [`Self::preprocess`] makes for an image of `image_hw`: transformers'
+    /// `image_size_to_num_patches` (tiles counted with partial ones, plus the base view).
+    pub fn num_views(&self, image_hw: (u32, u32)) -> usize {
+        let (h, w) = select_best_resolution(image_hw, &self.grid_pinpoints);
+        let t = self.tile_size().max(1);
+        1 + h.div_ceil(t) as usize * w.div_ceil(t) as usize
+    }
+
+    /// transformers' `get_anyres_image_grid_shape` with this processor's tile size:
+    /// `(best height // tile, best width // tile)`, `(rows, columns)`.
+    pub fn grid_shape(&self, image_hw: (u32, u32)) -> (u32, u32) {
+        let (h, w) = select_best_resolution(image_hw, &self.grid_pinpoints);
+        let t = self.tile_size().max(1);
+        (h / t, w / t)
+    }
+
     /// Decodes `path` as `Image.open(path).convert("RGB")` ([`decode_rgb`]), then [`Self::preprocess`].
     pub fn preprocess_file(&self, path: &Path) -> Result<AnyResPixels, DataError> {
         Ok(self.preprocess(&decode_rgb(path)?))
@@ -150,7 +166,7 @@ fn divide_to_patches(img: &Rgb8Image, tile: usize) -> Vec<Rgb8Image> {
     tiles
 }
 
-/// A JSON list of `[height, width]` pairs of positive integers.
+/// A JSON list of `[height, width]` pairs of non-negative integers ([`validate_pinpoints`] refuses 0).
 fn parse_pinpoints(v: &Value) -> Result<Vec<(u32, u32)>, String> {
     let list = v
         .as_array()
@@ -275,6 +291,8 @@ mod tests {
             let out = p.preprocess(&Rgb8Image::filled(w, h, [1, 2, 3]));
             let (rows, cols) = out.grid(4);
             assert_eq!(out.tiles.len() as u32, 1 + rows * cols, "{w}x{h}");
+            assert_eq!(out.tiles.len(), p.num_views(out.image_size), "{w}x{h}");
+            assert_eq!(p.grid_shape(out.image_size), (rows, cols), "{w}x{h}");
             assert!(out.tiles.iter().all(|t| t.size == 4 && t.data.len() == 48));
             assert_eq!(out.image_size, (h as u32, w as u32));
         }

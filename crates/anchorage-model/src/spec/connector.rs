@@ -11,7 +11,7 @@ use super::ProjectorType;
 
 /// `[connector]`: the trainable vision-language connector, tagged by `kind`.
 ///
-/// Sizes default to the published configurations (spec §1.5, §2, §3, §4). `init` names a
+/// Sizes default to the published configurations (LLaVA's `build_vision_projector`, Honeybee's C-Abstractor, open_flamingo's PerceiverResampler, AcFormer's `builder.py`). `init` names a
 /// connector exported by `train export` (or LLaVA's `mm_projector.bin`) to start from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]

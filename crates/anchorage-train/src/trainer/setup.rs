@@ -31,6 +31,14 @@ pub fn run_stage<B: AutodiffBackend>(
 ) -> Result<TrainSummary, TrainError> {
     let device = devices.first().ok_or_else(|| invalid(recipe, "devices.ids", "no device".into()))?;
     let spec: LlavaSpec = recipe.model_spec();
+    // What can be checked without the models comes first: a missing data file or connector export
+    // is reported before any tower is loaded or downloaded.
+    if data == StageData::Manifest {
+        annotations_file(recipe, plan)?;
+    }
+    if let Some(init) = recipe.connector.init().filter(|p| !p.is_file()) {
+        return Err(invalid(recipe, "connector.init", format!("{} does not exist (run stage 1 first, or drop `connector.init`)", init.display())));
+    }
     let built = spec.build::<B, B::InnerBackend>(device, recipe.connector.init())?;
     let source: Box<dyn SampleSource> = match data {
         StageData::Synthetic { samples, text_len } => Box::new(SyntheticSource { len: samples, text_len, vocab: built.llm_config.vocab_size, image_size: built.model.image_size }),
@@ -51,12 +59,7 @@ fn open_dataset<B: AutodiffBackend>(recipe: &Recipe, plan: &Plan, built: &Built<
     let tokenizer = built.tokenizer.clone().ok_or_else(|| {
         invalid(recipe, "llm.tokenizer", "a built-in LLM needs `llm.tokenizer` (recipes/tiny uses data-manifests/tiny/data/tokenizer.json)".into())
     })?;
-    let data_root = plan.data_root.clone().ok_or_else(|| invalid(recipe, "data.root", "give the folder that holds the data set's files".into()))?;
-    let annotations = data_root.join(&plan.manifest.annotations);
-    if !annotations.is_file() {
-        let message = format!("{} does not exist (see the manifest {} for where to get it)", annotations.display(), recipe.data.manifest.display());
-        return Err(invalid(recipe, "data.root", message));
-    }
+    let (data_root, annotations) = annotations_file(recipe, plan)?;
     let dataset = LlavaDataset::open(DatasetConfig {
         annotations,
         image_root: data_root.join(&plan.manifest.image_root),
@@ -74,6 +77,17 @@ fn open_dataset<B: AutodiffBackend>(recipe: &Recipe, plan: &Plan, built: &Built<
         return Err(invalid(recipe, "llm.tokenizer", message));
     }
     Ok(dataset)
+}
+
+/// The data root and the annotation file the manifest names in it, which must exist.
+fn annotations_file(recipe: &Recipe, plan: &Plan) -> Result<(std::path::PathBuf, std::path::PathBuf), TrainError> {
+    let data_root = plan.data_root.clone().ok_or_else(|| invalid(recipe, "data.root", "give the folder that holds the data set's files".into()))?;
+    let annotations = data_root.join(&plan.manifest.annotations);
+    if !annotations.is_file() {
+        let message = format!("{} does not exist (see the manifest {} for where to get it)", annotations.display(), recipe.data.manifest.display());
+        return Err(invalid(recipe, "data.root", message));
+    }
+    Ok((data_root, annotations))
 }
 
 /// The FLOPs model's sizes of one synthetic sample's step.
