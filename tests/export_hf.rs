@@ -281,3 +281,34 @@ fn refused_exports_leave_nothing_on_disk() {
     let o = train(&["export", run.to_str().unwrap(), "--format", "llava", "--out", tmp.path().join("c.safetensors").to_str().unwrap(), "--merge-lora"]);
     assert!(!o.status.success() && text(&o).contains("hf-llava-full"), "{}", text(&o));
 }
+
+/// The round trip inside anchorage: the exported folder, read back by `train inspect llava` (the
+/// llava-hf reader, with the folder's own processor), gives the run's pixels and logits.
+#[test]
+fn exported_folder_reads_back_through_inspect_llava_with_the_runs_logits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = mlp_run(tmp.path());
+    let out = tmp.path().join("hf");
+    let o = export(&run, &out, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let loaded = load_run::<Flex>(&run, &Default::default()).unwrap();
+    let tokenizer = TextTokenizer::from_file(loaded.built.tokenizer.as_ref().unwrap()).unwrap();
+    let ids = question_ids(&tokenizer, loaded.card.template, QUESTION, true).unwrap();
+    let pixels = load_pixel_values(Path::new(IMAGE), loaded.card.aspect, &loaded.built.processor).unwrap();
+    let ours: Vec<f32> = loaded.built.model.prompt_logits(&Prompt { input_ids: ids.clone(), pixels: Some(pixels.clone()) }).unwrap().into_data().to_vec().unwrap();
+
+    let inspected = tmp.path().join("inspect.safetensors");
+    let id_list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let o = train(&["inspect", "llava", "--model", out.to_str().unwrap(), "--image", IMAGE, &format!("--ids={id_list}"), "--out", inspected.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = anchorage_llm::read_tensors(&inspected).unwrap();
+    assert_eq!(f32s(&t["pixel_values"]), pixels.data, "the folder's LlavaImageProcessor (do_pad) gives the run's pixels");
+    let logits = &t["logits"];
+    let [_, len, vocab] = <[usize; 3]>::try_from(logits.shape.to_vec()).unwrap();
+    assert_eq!(vocab, 1025, "the <image> row");
+    assert_eq!(len * 1024, ours.len());
+    let theirs = f32s(logits);
+    let max = (0..len).flat_map(|p| (0..1024).map(move |v| (p, v))).map(|(p, v)| (theirs[p * vocab + v] - ours[p * 1024 + v]).abs()).fold(0.0f32, f32::max);
+    assert!(max < 1e-4, "read-back logits differ from the run's by {max}");
+}
