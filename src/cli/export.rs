@@ -1,5 +1,7 @@
 //! `train export RUN_DIR --format llava|hf-llava|anchorage --out FILE.safetensors`: the run's
-//! connector under upstream key names, for PyTorch / Hugging Face code.
+//! connector under upstream key names, for PyTorch / Hugging Face code; and
+//! `train export RUN --format hf-llava-full --out DIR [--merge-lora]`: the whole trained model as a
+//! Hugging Face folder (anchorage-model `export_hf`).
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +21,10 @@ pub enum FormatArg {
     HfLlava,
     /// anchorage's own format (`connector.*`), as in the run folder.
     Anchorage,
+    /// The whole model as a Hugging Face folder (--out DIR): a `LlavaForConditionalGeneration`
+    /// with processor and tokenizer for the 2-layer MLP connector; otherwise the LLM folder, the
+    /// vision tower folder and the connector beside them, with a README.
+    HfLlavaFull,
 }
 
 #[derive(Debug, Args)]
@@ -28,9 +34,12 @@ pub struct ExportArgs {
     pub run_dir: PathBuf,
     #[arg(long, value_enum)]
     pub format: FormatArg,
-    /// Output file (safetensors).
+    /// Output file (safetensors); a new folder for `hf-llava-full`.
     #[arg(long)]
     pub out: PathBuf,
+    /// `hf-llava-full` of a LoRA run: fold the adapters into the base weights (required).
+    #[arg(long)]
+    pub merge_lora: bool,
 }
 
 /// Fills provenance the connector file lacks from the run's saved recipe (typed, as the trainer
@@ -58,7 +67,35 @@ fn fill_from_recipe(meta: &mut format::ConnectorMeta, run_dir: &Path) -> anyhow:
     Ok(())
 }
 
+/// `hf-llava-full`: the run (or step folder) loaded as evaluation loads it, written as a folder.
+fn run_full(args: &ExportArgs) -> anyhow::Result<()> {
+    use anchorage_model::export_hf::{export_hf_llava_full, HfExportOptions, HfLayout};
+    let run = anchorage_model::run_dir::load_run::<Flex>(&args.run_dir, &Default::default())?;
+    let step = run.checkpoint.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("step-")).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut meta = format::ConnectorMeta { step, select_layer: run.built.model.select.layer as i32, ..Default::default() };
+    fill_from_recipe(&mut meta, &run.run_dir)?;
+    let options = HfExportOptions { merge_lora: args.merge_lora, meta };
+    let export = export_hf_llava_full(&run, &args.out, &options)?;
+    match &export.layout {
+        HfLayout::Llava => println!("layout:         LlavaForConditionalGeneration"),
+        HfLayout::LlmBesideConnector { reason } => println!("layout:         llm/ + vision_tower/ + connector.safetensors ({reason})"),
+    }
+    if let Some(id) = export.image_token_id {
+        println!("image token:    <image> = {id} ({} row(s) appended)", export.appended_rows);
+    }
+    println!("lora merged:    {}", export.merged_lora);
+    println!("checkpoint:     {}", run.checkpoint.display());
+    println!("wrote:          {}", export.dir.display());
+    Ok(())
+}
+
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
+    if matches!(args.format, FormatArg::HfLlavaFull) {
+        return run_full(&args);
+    }
+    if args.merge_lora {
+        anyhow::bail!("--merge-lora applies to --format hf-llava-full only (the other formats export the connector)");
+    }
     let device = Default::default();
     let src = args.run_dir.join("connector.safetensors");
     if !src.is_file() {
@@ -85,6 +122,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         FormatArg::Llava => ExportFormat::Llava,
         FormatArg::HfLlava => ExportFormat::HfLlava,
         FormatArg::Anchorage => ExportFormat::Anchorage,
+        FormatArg::HfLlavaFull => return run_full(&args),
     };
     format::save(&connector, &config, &meta, fmt, &args.out)?;
     println!("kind:           {}", config.kind());

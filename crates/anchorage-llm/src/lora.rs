@@ -12,6 +12,19 @@ use crate::error::LlmError;
 use crate::lora_adapter::{LoraAdapter, LoraSpec, LORA_TARGETS};
 use crate::model::Llm;
 
+/// `linear` with `adapter` folded in: `W' = W + (alpha / r) · A B` in burn's `[in, out]` layout
+/// (PyTorch's `W + (alpha / r) · B A` on `[out, in]`, PEFT's `merge_and_unload`), computed in
+/// f32 and stored in the weight's own dtype.
+fn merged<B: Backend>(mut linear: Linear<B>, adapter: Option<LoraAdapter<B>>) -> Linear<B> {
+    let Some(l) = adapter else { return linear };
+    let dtype = linear.weight.val().dtype();
+    let f32 = burn::tensor::FloatDType::F32;
+    let delta = l.lora_a.val().cast(f32).matmul(l.lora_b.val().cast(f32)).mul_scalar(l.scale);
+    let weight = (linear.weight.val().cast(f32) + delta).cast(dtype);
+    linear.weight = Param::from_tensor(weight);
+    linear
+}
+
 fn new_adapter<B: Backend>(linear: &Linear<B>, spec: &LoraSpec, device: &B::Device) -> Option<LoraAdapter<B>> {
     // burn's Linear weight is [in, out].
     let [d_in, d_out] = linear.weight.dims();
@@ -41,6 +54,29 @@ impl<B: Backend> Llm<B> {
             if wants("down_proj") { m.down_lora = new_adapter(&m.down_proj, spec, device); }
         }
         Ok(self)
+    }
+
+    /// The same model with every adapter folded into its projection and removed (PEFT's
+    /// `merge_and_unload`): its outputs equal the adapted model's, up to rounding, and its weights
+    /// are a plain base checkpoint. A model without adapters comes back unchanged.
+    pub fn merge_lora(mut self) -> Self {
+        for layer in &mut self.model.layers {
+            let a = &mut layer.self_attn;
+            a.q_proj = merged(a.q_proj.clone(), a.q_lora.take());
+            a.k_proj = merged(a.k_proj.clone(), a.k_lora.take());
+            a.v_proj = merged(a.v_proj.clone(), a.v_lora.take());
+            a.o_proj = merged(a.o_proj.clone(), a.o_lora.take());
+            let m = &mut layer.mlp;
+            m.gate_proj = merged(m.gate_proj.clone(), m.gate_lora.take());
+            m.up_proj = merged(m.up_proj.clone(), m.up_lora.take());
+            m.down_proj = merged(m.down_proj.clone(), m.down_lora.take());
+        }
+        self
+    }
+
+    /// Whether any projection carries an adapter.
+    pub fn has_lora(&self) -> bool {
+        self.lora_adapters().iter().any(Option::is_some)
     }
 
     /// Every adapter slot in a fixed order (per layer: q, k, v, o, gate, up, down), `None` where a

@@ -10,6 +10,7 @@ mod build;
 mod checkpoint_weights;
 mod error;
 pub mod export;
+pub mod export_hf;
 mod generate;
 pub mod hf_llava;
 pub mod hub;
