@@ -119,3 +119,29 @@ fn training_free_compression_switches_on_at_evaluation_time() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && text.contains("layer") && out.status.code() != Some(101), "{text}");
 }
+
+/// A released-style llava-hf folder evaluates like the run it came from: a tiny MLP run exported
+/// with `hf-llava-full` and evaluated as a folder (`--set template=plain`, the run's template) gives
+/// the run's own answers. A LLaVA-NeXT folder is refused with a message.
+#[test]
+fn a_llava_hf_folder_answers_as_the_run_it_was_exported_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = format!("run.output_dir=\"{}\"", dir.path().display());
+    ok(train(&["pretrain", "recipes/tiny/pretrain.toml", "--set", &out_dir, "--set", "optim.epochs=1", "--set", "connector.kind=mlp", "--set", "run.name=\"mlp\""]));
+    let run = dir.path().join("mlp");
+    let hf = dir.path().join("hf");
+    ok(train(&["export", run.to_str().unwrap(), "--format", "hf-llava-full", "--out", hf.to_str().unwrap()]));
+    let questions = question_file(dir.path());
+    let (from_run, from_hf) = (dir.path().join("run.jsonl"), dir.path().join("hf.jsonl"));
+    eval_run(&run, &questions, &from_run, 2, &[]);
+    eval_run(&hf, &questions, &from_hf, 2, &["--set", "template=plain"]);
+    let texts = |p: &Path| -> Vec<String> {
+        std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(texts(&from_run).len(), 8);
+    assert_eq!(texts(&from_hf), texts(&from_run));
+    let next = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf_llava/llava_next_llama");
+    let out = train(&["eval", "run", next.to_str().unwrap(), "--question-file", questions.to_str().unwrap(), "--image-folder", images().to_str().unwrap(), "--answers-file", dir.path().join("n.jsonl").to_str().unwrap()]);
+    let t = text(&out);
+    assert!(!out.status.success() && t.contains("LLaVA-NeXT"), "{t}");
+}
