@@ -87,7 +87,13 @@ fn fuzz(name: &str, seeds: &[PathBuf], mut target: impl FnMut(&[u8])) -> usize {
     while Instant::now() < deadline {
         let (path, seed) = &seeds[rng.below(seeds.len())];
         let input = mutate(seed, &mut rng);
+        let started = Instant::now();
         let ok = catch_unwind(AssertUnwindSafe(|| target(&input)));
+        if started.elapsed() > Duration::from_secs(1) {
+            let dump = std::env::temp_dir().join(format!("anchorage-fuzz-slow-{name}-{iterations}"));
+            let _ = std::fs::write(&dump, &input);
+            eprintln!("{name}: iteration {iterations} took {:.1} s (input of {} bytes from {} in {})", started.elapsed().as_secs_f64(), input.len(), path.display(), dump.display());
+        }
         assert!(ok.is_ok(), "{name}: a mutation of {} panicked (ANCHORAGE_FUZZ_SEED={stream}, iteration {iterations})", path.display());
         iterations += 1;
     }

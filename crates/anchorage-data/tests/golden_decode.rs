@@ -117,3 +117,13 @@ fn decompression_bombs_are_refused_before_allocating() {
     let err = decode_rgb_bytes(&bytes, &path).unwrap_err().to_string();
     assert!(err.contains("decompression-bomb"), "{err}");
 }
+
+/// A 1.2 KB progressive JPEG (found by tests/fuzz.rs) whose header claims 57059x30578 pixels is
+/// refused as a decompression bomb, as Pillow refuses it. The size is now checked right after the
+/// header: before, libjpeg first buffered every progressive scan of the claimed image (16 s).
+#[test]
+fn a_progressive_decompression_bomb_is_refused_from_its_header() {
+    let path = fixtures().join("images/bomb_progressive_57059x30578.jpg");
+    let err = anchorage_data::image::decode_rgb(&path).unwrap_err().to_string();
+    assert!(err.contains("57059x30578") && err.contains("decompression-bomb"), "{err}");
+}

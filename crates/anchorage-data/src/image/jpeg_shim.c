@@ -98,7 +98,10 @@ int anchorage_jpeg_decode(const unsigned char *data, unsigned long len, anchorag
         jpeg_destroy_decompress(&cinfo);
         return -1;
     }
-    jpeg_start_decompress(&cinfo);
+    /* The output size is known from the header: the size check (and the buffer) comes before
+     * jpeg_start_decompress, which for a progressive file reads and buffers every scan of the
+     * whole image (a decompression bomb would cost gigabytes and seconds before being refused). */
+    jpeg_calc_output_dimensions(&cinfo);
     out->width = cinfo.output_width;
     out->height = cinfo.output_height;
     out->components = cinfo.output_components;
@@ -107,6 +110,7 @@ int anchorage_jpeg_decode(const unsigned char *data, unsigned long len, anchorag
         jpeg_destroy_decompress(&cinfo);
         return -1;
     }
+    jpeg_start_decompress(&cinfo);
     stride = (size_t)cinfo.output_width * (size_t)cinfo.output_components;
     while (cinfo.output_scanline < cinfo.output_height) {
         JSAMPROW row = pixels + (size_t)cinfo.output_scanline * stride;
