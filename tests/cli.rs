@@ -262,3 +262,14 @@ fn a_run_reports_missing_data_and_init_before_touching_the_hub() {
     let t = text(&out);
     assert!(!out.status.success() && t.contains("connector.init") && t.contains("does not exist"), "{t}");
 }
+
+/// A folder given where a file goes, or a file where a folder goes, is named as such (not as missing).
+#[test]
+fn a_folder_for_a_file_and_a_file_for_a_folder_are_named() {
+    let out = train(&["pretrain", "recipes/tiny/pretrain.toml", "--dry-run", "--set", "llm.tokenizer=\"recipes\""]);
+    let t = text(&out);
+    assert!(!out.status.success() && t.contains("llm.tokenizer") && t.contains("is a folder"), "{t}");
+    let out = train(&["pretrain", "recipes/tiny/pretrain.toml", "--dry-run", "--set", "vision.model={ path = \"recipes/tiny/pretrain.toml\" }"]);
+    let t = text(&out);
+    assert!(!out.status.success() && t.contains("vision.model.path") && t.contains("is a file"), "{t}");
+}

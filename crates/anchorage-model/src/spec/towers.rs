@@ -202,6 +202,9 @@ impl LlmSection {
     pub fn check(&self) -> Result<(), (String, String)> {
         self.model.check_as("model")?;
         if let Some(tok) = &self.tokenizer {
+            if tok.is_dir() {
+                return Err(("tokenizer".into(), format!("{} is a folder; give its tokenizer.json", tok.display())));
+            }
             if !tok.is_file() {
                 return Err(("tokenizer".into(), format!("file {} does not exist", tok.display())));
             }
@@ -248,6 +251,9 @@ impl ModelSource {
     pub fn check_as(&self, key: &str) -> Result<(), (String, String)> {
         self.check().map_err(|m| (key.to_string(), m))?;
         if let Some(path) = &self.path {
+            if path.is_file() {
+                return Err((format!("{key}.path"), format!("{} is a file; give the Hugging Face model folder that holds it (config.json and safetensors)", path.display())));
+            }
             if !path.is_dir() {
                 return Err((
                     format!("{key}.path"),

@@ -103,7 +103,8 @@ impl NodeLink {
                     Ok((stream, from)) => {
                         // A connection that is not an anchorage node (a port scan, a health check) is
                         // dropped and the wait goes on; a node with the wrong recipe ends the run.
-                        if let Some((peer_rank, pair)) = greet(stream, from, nodes, fingerprint, options, &joined).map_err(err)? {
+                        if let Some((peer_rank, mut pair)) = greet(stream, from, nodes, fingerprint, options, &joined).map_err(err)? {
+                            pair.1.write_all(&[ACCEPTED]).and_then(|_| pair.1.flush()).map_err(|e| err(format!("node {peer_rank}: {e}")))?;
                             tracing::info!(node = peer_rank, %from, "node joined");
                             joined[peer_rank as usize - 1] = Some(pair);
                         }
@@ -144,6 +145,9 @@ impl NodeLink {
             hello.extend_from_slice(&fingerprint.to_le_bytes());
             hello.extend_from_slice(&options.secret_tag.to_le_bytes());
             writer.write_all(&hello).and_then(|_| writer.flush()).map_err(|e| err(e.to_string()))?;
+            let mut reader = BufReader::new(stream);
+            read_verdict(&mut reader).map_err(err)?;
+            let stream = reader.into_inner();
             Ok(Self { rank, peers: vec![(BufReader::new(stream), writer)], timeout: options.collective_timeout })
         }
     }
@@ -213,13 +217,42 @@ fn greet(stream: TcpStream, from: std::net::SocketAddr, nodes: u32, fingerprint:
         return Ok(None);
     }
     stream.set_read_timeout(Some(options.collective_timeout)).map_err(|e| e.to_string())?;
+    let refuse = |why: String| -> Result<Option<(u32, Pair)>, String> {
+        let mut w = &stream;
+        let mut verdict = vec![REFUSED];
+        verdict.extend_from_slice(&(why.len() as u32).to_le_bytes());
+        verdict.extend_from_slice(why.as_bytes());
+        let _ = w.write_all(&verdict).and_then(|_| w.flush());
+        Err(why)
+    };
     if peer_rank == 0 || peer_rank >= nodes || joined[peer_rank as usize - 1].is_some() {
-        return Err(format!("{from} claims node rank {peer_rank}, which is out of range or taken (nodes = {nodes})"));
+        return refuse(format!("{from} claims node rank {peer_rank}, which is out of range or taken (nodes = {nodes})"));
     }
     if peer_print != fingerprint {
-        return Err(format!("node {peer_rank} ({from}) runs a different recipe or plan than node 0"));
+        return refuse(format!("node {peer_rank} ({from}) runs a different recipe or plan than node 0"));
     }
     Ok(Some((peer_rank, (reader, BufWriter::new(stream)))))
+}
+
+/// Node 0's answer to a hello: accepted, or refused with its reason.
+const ACCEPTED: u8 = 0;
+const REFUSED: u8 = 1;
+
+/// A node reads node 0's verdict on its hello.
+fn read_verdict(r: &mut impl Read) -> Result<(), String> {
+    let mut status = [0u8; 1];
+    r.read_exact(&mut status).map_err(|e| {
+        format!("node 0 closed the connection without accepting this node ({e}): another ANCHORAGE_LINK_SECRET, or not an anchorage node 0")
+    })?;
+    if status[0] == ACCEPTED {
+        return Ok(());
+    }
+    let mut len = [0u8; 4];
+    let why = r.read_exact(&mut len).ok().and_then(|()| {
+        let mut text = vec![0u8; u32::from_le_bytes(len).min(4096) as usize];
+        r.read_exact(&mut text).ok().map(|()| String::from_utf8_lossy(&text).into_owned())
+    });
+    Err(format!("node 0 refused this node: {}", why.unwrap_or_else(|| "no reason given".into())))
 }
 
 fn read_u64(r: &mut impl Read) -> std::io::Result<u64> {
@@ -319,15 +352,15 @@ mod tests {
             link.sum(&mut v).map(|()| v)
         });
         // Without the secret: dropped as a stray, node 0 keeps waiting.
-        let stray = NodeLink::join_with(1, 2, &master, 7, &LinkOptions::default()).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        let stray = NodeLink::join_with(1, 2, &master, 7, &LinkOptions::default()).err().expect("dropped without the secret");
+        assert!(stray.to_string().contains("ANCHORAGE_LINK_SECRET"), "{stray}");
         let mut link = NodeLink::join_with(1, 2, &master, 7, &with).unwrap();
         let mut v = vec![2.0f32];
         link.sum(&mut v).unwrap();
         assert_eq!(v, vec![3.0]);
         let err = node0.join().unwrap().unwrap_err().to_string();
         assert!(err.contains("node 1 sent nothing for 0 s"), "{err}");
-        drop((stray, link));
+        drop(link);
     }
 
     #[test]
@@ -338,6 +371,8 @@ mod tests {
         let other = std::thread::spawn(move || NodeLink::join(1, 2, &m, 99));
         let err = NodeLink::join(0, 2, &master, 7).err().expect("fingerprints differ");
         assert!(err.to_string().contains("different recipe"), "{err}");
-        let _ = other.join();
+        // The refused node is told why, instead of a broken pipe later.
+        let refused = other.join().unwrap().err().expect("node 1 is refused");
+        assert!(refused.to_string().contains("node 0 refused this node") && refused.to_string().contains("different recipe"), "{refused}");
     }
 }
