@@ -50,6 +50,10 @@ pub fn check(backend: Backend) -> Result<(), String> {
         Backend::Wgpu => cfg!(feature = "wgpu"),
     };
     if built {
+        #[cfg(feature = "cuda")]
+        if backend == Backend::Cuda {
+            return cuda_libraries();
+        }
         Ok(())
     } else {
         let name = match backend {
@@ -61,4 +65,28 @@ pub fn check(backend: Backend) -> Result<(), String> {
             "devices.backend = \"{name}\" needs a binary built with `--features {name}` (this one was not)"
         ))
     }
+}
+
+/// The CUDA libraries burn's backend loads at run time (cudarc, dynamic loading): a missing one is
+/// an error naming it, instead of a panic inside cudarc on the first CUDA call.
+#[cfg(feature = "cuda")]
+fn cuda_libraries() -> Result<(), String> {
+    // SAFETY: each probe only opens and closes a shared library by name (libloading).
+    let present = unsafe {
+        [
+            ("libcuda (the NVIDIA driver)", cudarc::driver::sys::is_culib_present()),
+            ("libnvrtc (the CUDA runtime compiler)", cudarc::nvrtc::sys::is_culib_present()),
+            ("libnccl (NCCL)", cudarc::nccl::sys::is_culib_present()),
+        ]
+    };
+    let missing: Vec<&str> = present.iter().filter(|(_, ok)| !ok).map(|(name, _)| *name).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "devices.backend = \"cuda\": cannot load {}. Install the NVIDIA driver and CUDA 12 runtime, or put the \
+         folders holding them on LD_LIBRARY_PATH (a PyTorch install has libnvrtc and libnccl under \
+         site-packages/nvidia/*/lib; cudarc looks for libnccl.so, so link libnccl.so.2 to that name)",
+        missing.join(", ")
+    ))
 }
