@@ -221,7 +221,9 @@ fn sigterm_ends_the_step_writes_a_checkpoint_and_resume_repeats_the_losses() {
 fn a_second_signal_stops_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("twice");
-    let mut child = pretrain(dir.path(), "twice", &["--set", "optim.epochs=200"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    // Steps at 96 px (9x the visual tokens) take long enough that the first signal's step cannot
+    // finish between the two `kill`s even on a loaded machine.
+    let mut child = pretrain(dir.path(), "twice", &["--set", "optim.epochs=200", "--set", "vision.image_size=96"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     wait_for_steps(&mut child, &run, 2);
     let pid = child.id().to_string();
     // Both at once: the second arrives while the first step is still finishing.

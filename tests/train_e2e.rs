@@ -309,6 +309,6 @@ fn resuming_a_finished_run_changes_nothing() {
     };
     let before = snapshot();
     let out = run_ok(train(&["pretrain", "recipes/tiny/pretrain.toml", "--set", &set, "--set", "optim.max_steps=2", "--resume", run.to_str().unwrap()]));
-    assert!(out.contains("finished all 2 steps"), "{out}");
+    assert!(out.contains("had already finished all 2 steps"), "{out}");
     assert_eq!(snapshot(), before);
 }

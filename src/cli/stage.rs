@@ -77,12 +77,6 @@ pub fn run(stage: Stage, args: StageArgs) -> anyhow::Result<()> {
         recipe.run.output_dir = run_dir.parent().map(|p| p.to_path_buf()).unwrap_or_default();
     }
     let plan = Plan::new(&recipe).context("planning the run")?;
-    if let Some(steps) = resume.as_deref().and_then(finished_steps).filter(|_| !args.dry_run) {
-        let run = resume.as_deref().unwrap_or_else(|| std::path::Path::new("."));
-        println!("{} finished all {steps} steps; nothing to resume, nothing was changed.", run.display());
-        println!("its connector: {}", run.join("connector.safetensors").display());
-        return Ok(());
-    }
     // What the run would hit in the towers' configs and the connector export, before any weight is
     // loaded or downloaded.
     let preflight = recipe.model_spec().preflight().with_context(|| format!("{}", args.recipe.display()))?;
@@ -107,6 +101,9 @@ pub fn run(stage: Stage, args: StageArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let options = TrainOptions { resume: resume.is_some(), allow_recipe_change: args.allow_recipe_change, stop: Some(crate::signals::install()), ..Default::default() };
     let summary = crate::backend::run_stage(&recipe, &plan, options, world, anchorage_train::trainer::StageData::Manifest)?;
+    if resume.is_some() && summary.step_seconds.is_empty() && !summary.interrupted {
+        println!("{} had already finished all {} steps: nothing was trained and its files were left as they were.", summary.run_dir.display(), summary.steps);
+    }
     let last = summary.losses.last().copied().unwrap_or(f64::NAN);
     let first = summary.losses.first().copied().unwrap_or(f64::NAN);
     println!("run folder:   {}", summary.run_dir.display());
@@ -138,15 +135,6 @@ pub fn run(stage: Stage, args: StageArgs) -> anyhow::Result<()> {
         println!("  {phase:<24} {secs:>8.2} s  {:>5.1}%", 100.0 * secs / total.max(1e-9));
     }
     Ok(())
-}
-
-/// The steps of a run that finished (train_summary.json says all steps ran and connector.safetensors
-/// is there), `None` for an unfinished one.
-fn finished_steps(run_dir: &std::path::Path) -> Option<u64> {
-    let text = std::fs::read_to_string(run_dir.join("train_summary.json")).ok()?;
-    let summary: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let (steps, total) = (summary["steps"].as_u64()?, summary["total_steps"].as_u64()?);
-    (steps == total && run_dir.join("connector.safetensors").is_file()).then_some(steps)
 }
 
 /// The run folder `--resume` names: the folder itself, or the run folder of a step folder

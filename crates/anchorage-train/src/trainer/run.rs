@@ -389,7 +389,11 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
         self.progress.finish();
         let settings = self.settings;
         let run_dir = settings.run_dir.clone();
-        let leader = settings.world.is_leader();
+        let complete = self.state.step == settings.plan.total_steps && !self.interrupted;
+        // A resumed run that was already complete trains nothing: its files stay as they are (the
+        // export too, unless the process that trained the last step died before writing it).
+        let already_done = complete && self.step_seconds.is_empty() && run_dir.join("connector.safetensors").is_file();
+        let leader = settings.world.is_leader() && !already_done;
         if leader {
             write_atomic(&run_dir.join("skipped.jsonl"), self.skips.jsonl().as_bytes())?;
             let summary = serde_json::json!({
@@ -403,8 +407,7 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
             let path = run_dir.join("train_summary.json");
             write_atomic(&path, format!("{summary:#}\n").as_bytes())?;
         }
-        let mut exported = None;
-        let complete = self.state.step == settings.plan.total_steps && !self.interrupted;
+        let mut exported = already_done.then(|| run_dir.join("connector.safetensors"));
         if complete && self.state.samples_trained == Some(0) {
             return Err(TrainError::NothingTrained { run_dir, skipped: self.skips.total() });
         }
