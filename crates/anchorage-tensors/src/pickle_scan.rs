@@ -62,10 +62,7 @@ pub fn check_pytorch_file(path: &Path) -> Result<()> {
         for storage in scan.storages {
             let name = format!("{prefix}data/{}", storage.key);
             let have = archive.by_name(&name).map(|e| e.size()).unwrap_or(0);
-            let need = storage
-                .numel
-                .checked_mul(storage.element_size)
-                .unwrap_or(u64::MAX);
+            let need = storage.numel.saturating_mul(storage.element_size);
             if have < need {
                 return Err(TensorsError::Entry {
                     path: path.to_path_buf(),
