@@ -5,6 +5,7 @@
 //! Training and evaluation use this one model; neither reaches into the tower, connector or
 //! compression crates themselves.
 
+pub mod anyres_pack;
 mod batch;
 mod build;
 mod checkpoint_weights;
@@ -29,5 +30,5 @@ pub use hub::{resolve_hub_model, HubAccess, HubError};
 pub use llava::{ForwardOutput, Llava, Trainable, VisionSelect};
 pub use loss::{causal_lm_loss, LossParts};
 pub use spec::LlavaSpec;
-pub use splice::{splice_embeddings, ImageSpan, SpliceInput, SplicePlan, IGNORE_INDEX, IMAGE_TOKEN_INDEX};
+pub use splice::{splice_embeddings, splice_rows, ImageSpan, SpliceInput, SplicePlan, IGNORE_INDEX, IMAGE_TOKEN_INDEX};
 pub use towers::materialize;
