@@ -1,7 +1,8 @@
 //! `train pretrain` with LLaVA-NeXT AnyRes (`data.aspect = "anyres"`) on the embedded default's
 //! tiny data: small pinpoints over the tiny tower's 32 px tiles, for the MLP (LLaVA-NeXT's own
 //! spatial packing) and the Anchor Former (anchors per tile, fixed-count packing). Each run
-//! finishes with finite losses and checkpoints that hold the trained `image_newline`.
+//! finishes with finite losses and checkpoints that hold the trained `image_newline`, and a run
+//! killed mid-way resumes (image_newline and its optimizer state included) to the same losses.
 
 mod common;
 
@@ -10,20 +11,32 @@ use anchorage_train::Recipe;
 use burn::backend::Flex;
 use common::{text, train};
 use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 const PINPOINTS: &str = "vision.grid_pinpoints=[[32, 64], [64, 32], [64, 64]]";
 
+/// `train pretrain` on the tiny recipe with AnyRes, `steps` steps, a checkpoint every `every`.
+fn anyres_args(dir: &Path, name: &str, steps: u64, every: u64, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["pretrain".to_string(), "recipes/tiny/pretrain.toml".to_string()];
+    let sets = [
+        "data.aspect=\"anyres\"".to_string(),
+        PINPOINTS.to_string(),
+        "data.max_length=512".to_string(),
+        format!("optim.max_steps={steps}"),
+        format!("run.output_dir=\"{}\"", dir.display()),
+        format!("run.name=\"{name}\""),
+        format!("checkpoint.every_steps={every}"),
+    ];
+    for s in sets.iter().map(String::as_str).chain(extra.iter().copied()) {
+        args.extend(["--set".to_string(), s.to_string()]);
+    }
+    args
+}
+
 fn anyres_run(dir: &Path, name: &str, extra: &[&str]) -> std::path::PathBuf {
-    let out = dir.display().to_string();
-    let mut args = vec!["pretrain", "recipes/tiny/pretrain.toml", "--set", "data.aspect=\"anyres\"", "--set", PINPOINTS, "--set", "data.max_length=512", "--set", "optim.max_steps=2"];
-    let sets = [format!("run.output_dir=\"{out}\""), format!("run.name=\"{name}\""), "checkpoint.every_steps=1".to_string()];
-    for s in &sets {
-        args.extend(["--set", s.as_str()]);
-    }
-    for s in extra {
-        args.extend(["--set", s]);
-    }
-    let o = train(&args);
+    let args = anyres_args(dir, name, 2, 1, extra);
+    let o = train(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(o.status.success(), "{}", text(&o));
     dir.join(name)
 }
@@ -74,4 +87,36 @@ fn pinpoints_that_are_not_multiples_of_the_tile_are_refused() {
     let o = train(&["pretrain", "recipes/tiny/pretrain.toml", "--set", &out, "--set", "data.aspect=\"anyres\"", "--set", "vision.grid_pinpoints=[[32, 48]]"]);
     assert!(!o.status.success());
     assert!(text(&o).contains("vision.grid_pinpoints"), "{}", text(&o));
+}
+
+#[test]
+fn a_killed_anyres_run_resumes_to_the_uninterrupted_losses() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_train");
+    let whole = dir.path().join("whole");
+    let o = train(&anyres_args(dir.path(), "whole", 8, 2, &[]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", text(&o));
+    let whole_losses = common::losses(&whole);
+    assert_eq!(whole_losses.len(), 8);
+
+    let run = dir.path().join("killed");
+    let args = anyres_args(dir.path(), "killed", 8, 2, &[]);
+    let mut child = Command::new(bin).args(&args).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let start = Instant::now();
+    while std::fs::read_to_string(run.join("metrics.jsonl")).map(|t| t.lines().count()).unwrap_or(0) < 3 && start.elapsed() < Duration::from_secs(120) {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = common::losses(&run).len();
+    assert!(before < 8, "the run finished before it could be killed");
+
+    let mut resume = vec!["pretrain".to_string(), "recipes/tiny/pretrain.toml".to_string(), "--resume".to_string(), run.display().to_string()];
+    resume.extend(args.into_iter().skip(2));
+    let o = train(&resume.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(common::losses(&run), whole_losses, "killed after {before} logged steps");
 }
