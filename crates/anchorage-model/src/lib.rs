@@ -23,7 +23,7 @@ mod towers;
 
 pub use batch::{stack_images, ImageInput};
 pub use build::Built;
-pub use checkpoint_weights::CheckpointWeights;
+pub use checkpoint_weights::{CheckpointWeights, NEWLINE_TAG};
 pub use error::ModelError;
 pub use generate::{Generation, Prompt};
 pub use hub::{resolve_hub_model, HubAccess, HubError};
