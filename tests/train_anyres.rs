@@ -120,3 +120,38 @@ fn a_killed_anyres_run_resumes_to_the_uninterrupted_losses() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(common::losses(&run), whole_losses, "killed after {before} logged steps");
 }
+
+/// Two data-parallel replicas train like one device accumulating the same micro-batches: the same
+/// losses (to f32 summation order) and the same trained `image_newline` (its gradient is reduced
+/// with the connector's).
+#[test]
+fn two_devices_train_anyres_like_one_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let args = anyres_args(dir.path(), name, 4, 4, extra);
+        let o = train(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", text(&o));
+        dir.path().join(name)
+    };
+    let (one, two) = (run("one", &[]), run("two", &["devices.ids=[0, 1]"]));
+    let losses = |r: &Path| -> Vec<f64> {
+        let text = std::fs::read_to_string(r.join("metrics.jsonl")).unwrap();
+        text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect()
+    };
+    let (la, lb) = (losses(&one), losses(&two));
+    assert_eq!(la.len(), 4);
+    for (x, y) in la.iter().zip(&lb) {
+        assert!((x - y).abs() <= 1e-6 * x.abs(), "losses differ: {la:?} vs {lb:?}");
+    }
+    let newline_of = |r: &Path| {
+        let recipe = Recipe::from_saved(&r.join("recipe.toml")).unwrap();
+        let spec = recipe.model_spec();
+        let model = spec.build::<Flex, Flex>(&Default::default(), None).unwrap().model.with_image_newline(spec.seed.wrapping_add(4));
+        let path = r.join("step-00000004").join("trainable.bin");
+        let loaded = CheckpointWeights::load_bytes(model.trainable, model.training, std::fs::read(&path).unwrap(), &path, &Default::default()).unwrap();
+        newline(&loaded)
+    };
+    let (na, nb) = (newline_of(&one), newline_of(&two));
+    let diff = na.iter().zip(&nb).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+    assert!(diff <= 1e-5, "image_newline differs by {diff}");
+}
