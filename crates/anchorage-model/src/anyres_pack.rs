@@ -41,15 +41,25 @@ impl ImageViews {
     }
 }
 
-/// The views of a batch `[views, 3, S, S]`, each image's place among them, and which image each
-/// sample's placeholder uses. A batch without any image gets one zero view (as
-/// [`crate::stack_images`]), packed as an image no sample uses, so the connector and
-/// `image_newline` stay in the graph.
+/// The views of a batch, ready for the tower.
+#[derive(Debug, Clone)]
+pub struct BatchViews<V: Backend> {
+    /// Every view of every image, `[views, 3, S, S]`.
+    pub pixels: Tensor<V, 4>,
+    /// Each image's place among the views.
+    pub images: Vec<ImageViews>,
+    /// For each sample, the images its placeholders use.
+    pub image_of: Vec<Vec<usize>>,
+}
+
+/// The views of a batch, each image's place among them, and which image each sample's
+/// placeholder uses. A batch without any image gets one zero view (as [`crate::stack_images`]),
+/// packed as an image no sample uses, so the connector and `image_newline` stay in the graph.
 pub fn stack_views<V: Backend>(
     samples: &[Sample],
     size: usize,
     device: &V::Device,
-) -> Result<(Tensor<V, 4>, Vec<ImageViews>, Vec<Vec<usize>>), ModelError> {
+) -> Result<BatchViews<V>, ModelError> {
     let mut flat = Vec::new();
     let mut images = Vec::new();
     let mut image_of = Vec::with_capacity(samples.len());
@@ -102,11 +112,12 @@ pub fn stack_views<V: Backend>(
         });
         views = 1;
     }
-    Ok((
-        Tensor::from_data(TensorData::new(flat, [views, 3, size, size]), device),
+    let pixels = Tensor::from_data(TensorData::new(flat, [views, 3, size, size]), device);
+    Ok(BatchViews {
+        pixels,
         images,
         image_of,
-    ))
+    })
 }
 
 /// Packs every image of a batch from the connector's output per view.
@@ -236,8 +247,11 @@ mod tests {
             sample((1, 2), (10, 30), 0.0),
             sample((2, 1), (30, 10), 10.0),
         ];
-        let (pixels, images, image_of) =
-            stack_views::<B>(&samples, 2, &Default::default()).unwrap();
+        let BatchViews {
+            pixels,
+            images,
+            image_of,
+        } = stack_views::<B>(&samples, 2, &Default::default()).unwrap();
         assert_eq!(pixels.dims(), [6, 3, 2, 2]);
         assert_eq!(
             images,
@@ -313,7 +327,7 @@ mod tests {
             sample((2, 2), (30, 50), 0.0),
             sample((1, 3), (20, 61), 10.0),
         ];
-        let (_, images, _) = stack_views::<B>(&samples, 2, &Default::default()).unwrap();
+        let BatchViews { images, .. } = stack_views::<B>(&samples, 2, &Default::default()).unwrap();
         let newline =
             Tensor::<B, 1>::from_data(TensorData::new(vec![0.5f32], [1]), &Default::default());
         let all = features(9, 2);
@@ -347,7 +361,7 @@ mod tests {
     #[test]
     fn fixed_packing_puts_one_newline_after_each_row_of_tiles() {
         let samples = [sample((2, 2), (9, 9), 0.0)];
-        let (_, images, _) = stack_views::<B>(&samples, 2, &Default::default()).unwrap();
+        let BatchViews { images, .. } = stack_views::<B>(&samples, 2, &Default::default()).unwrap();
         let newline =
             Tensor::<B, 1>::from_data(TensorData::new(vec![-1f32], [1]), &Default::default());
         let packing = TilePacking::Fixed { tokens: 1 };
@@ -364,7 +378,11 @@ mod tests {
         let mut s = sample((1, 2), (10, 30), 0.0);
         s.input_ids = vec![1, 5];
         s.labels = vec![1, 5];
-        let (pixels, images, image_of) = stack_views::<B>(&[s], 2, &Default::default()).unwrap();
+        let BatchViews {
+            pixels,
+            images,
+            image_of,
+        } = stack_views::<B>(&[s], 2, &Default::default()).unwrap();
         assert_eq!(pixels.dims(), [1, 3, 2, 2]);
         assert_eq!(image_of, vec![Vec::<usize>::new()]);
         let newline = Tensor::<B, 1>::zeros([1], &Default::default());

@@ -16,7 +16,7 @@ use anchorage_connectors::ConnectorConfig as Kind;
 use anchorage_data::image::TilePacking;
 use burn::tensor::{backend::AutodiffBackend, backend::Backend, Bool, Distribution, FloatDType, Int, Tensor, TensorData};
 
-use crate::anyres_pack::{pack_batch, stack_views, ImageViews};
+use crate::anyres_pack::{pack_batch, stack_views, BatchViews, ImageViews};
 use crate::batch::{stack_images, ImageInput};
 use crate::spec::LlmTraining;
 use crate::{causal_lm_loss, splice_rows, LossParts, ModelError, SpliceInput, SplicePlan};
@@ -247,7 +247,7 @@ impl<B: AutodiffBackend> Llava<B, B::InnerBackend> {
     /// token count, then splice → LLM → loss.
     fn forward_loss_anyres(&self, samples: &[Sample], max_len: usize, pad_id: i64) -> Result<ForwardOutput<B>, ModelError> {
         let started = std::time::Instant::now();
-        let (pixels, images, image_of) = stack_views::<B::InnerBackend>(samples, self.image_size, &self.device)?;
+        let BatchViews { pixels, images, image_of } = stack_views::<B::InnerBackend>(samples, self.image_size, &self.device)?;
         let (features, cls) = self.encode_images(pixels)?;
         let vision_time = started.elapsed();
         let batch: Vec<SpliceInput<'_>> =
