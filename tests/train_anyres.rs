@@ -81,12 +81,16 @@ fn anyres_trains_the_anchor_former_per_tile() {
 }
 
 #[test]
-fn pinpoints_that_are_not_multiples_of_the_tile_are_refused() {
+fn pinpoints_that_are_not_multiples_of_the_tile_or_without_anyres_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let out = format!("run.output_dir=\"{}\"", dir.path().display());
     let o = train(&["pretrain", "recipes/tiny/pretrain.toml", "--set", &out, "--set", "data.aspect=\"anyres\"", "--set", "vision.grid_pinpoints=[[32, 48]]"]);
     assert!(!o.status.success());
     assert!(text(&o).contains("vision.grid_pinpoints"), "{}", text(&o));
+    // Pinpoints without AnyRes would be ignored: refused instead.
+    let o = train(&["pretrain", "recipes/tiny/pretrain.toml", "--set", &out, "--set", PINPOINTS]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("applies only with data.aspect = \"anyres\""), "{}", text(&o));
 }
 
 #[test]

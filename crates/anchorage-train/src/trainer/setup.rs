@@ -36,6 +36,10 @@ pub fn run_stage<B: AutodiffBackend>(
     if data == StageData::Manifest {
         annotations_file(recipe, plan)?;
     }
+    if plan.aspect != Aspect::AnyRes && recipe.vision.grid_pinpoints.is_some() {
+        let message = format!("applies only with data.aspect = \"anyres\" (this run's aspect is \"{}\")", plan.aspect.name());
+        return Err(invalid(recipe, "vision.grid_pinpoints", message));
+    }
     if let Some(init) = recipe.connector.init().filter(|p| !p.is_file()) {
         return Err(invalid(recipe, "connector.init", format!("{} does not exist (run stage 1 first, or drop `connector.init`)", init.display())));
     }
