@@ -141,6 +141,10 @@ impl LlavaDataset {
             TokenizeError::Data(d) => fail(SampleFault::new(FaultReason::Malformed, d.to_string())),
         })?;
         let n = t.image_count();
+        if self.cfg.anyres.is_none() {
+            // Judged before the image is read: the count does not depend on it.
+            self.check_length(t.full_len, n, self.cfg.image_tokens).map_err(fail)?;
+        }
         // A record with an image but no `<image>` in its turns: LLaVA trains on the text alone
         // and leaves the image unused (`prepare_inputs_labels_for_multimodal`, num_images == 0).
         let image = record.image.as_ref().filter(|_| n > 0);
@@ -161,15 +165,10 @@ impl LlavaDataset {
                 return Err(fail(fault));
             }
         };
-        // Over-length is judged on the sample's real visual-token count (AnyRes: after packing).
-        let tokens_per_image = match (&anyres, &self.cfg.anyres) {
-            (Some(v), Some(a)) => a.packing.packed_tokens(v.grid, v.image_size),
-            _ => self.cfg.image_tokens,
-        };
-        let spliced = t.full_len - n + n * tokens_per_image;
-        if spliced > self.cfg.max_len && self.cfg.over_length == OverLength::Skip {
-            let detail = format!("{spliced} tokens after splicing > max length {}", self.cfg.max_len);
-            return Err(fail(SampleFault::new(FaultReason::OverLength, detail)));
+        if let Some(a) = &self.cfg.anyres {
+            // AnyRes: the sample's real visual-token count, after packing its grid.
+            let per_image = anyres.as_ref().map_or(self.cfg.image_tokens, |v| a.packing.packed_tokens(v.grid, v.image_size));
+            self.check_length(t.full_len, n, per_image).map_err(fail)?;
         }
         Ok(Sample {
             id: record.id.clone(),
@@ -179,6 +178,19 @@ impl LlavaDataset {
             anyres,
             mismatch: t.mismatch,
         })
+    }
+}
+
+impl LlavaDataset {
+    /// An over-length fault (when they are skipped) for `full_len` tokens with `n` placeholders,
+    /// each becoming `per_image` tokens.
+    fn check_length(&self, full_len: usize, n: usize, per_image: usize) -> Result<(), SampleFault> {
+        let spliced = full_len - n + n * per_image;
+        if spliced > self.cfg.max_len && self.cfg.over_length == OverLength::Skip {
+            let detail = format!("{spliced} tokens after splicing > max length {}", self.cfg.max_len);
+            return Err(SampleFault::new(FaultReason::OverLength, detail));
+        }
+        Ok(())
     }
 }
 
