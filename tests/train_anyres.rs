@@ -2,7 +2,8 @@
 //! tiny data: small pinpoints over the tiny tower's 32 px tiles, for the MLP (LLaVA-NeXT's own
 //! spatial packing) and the Anchor Former (anchors per tile, fixed-count packing). Each run
 //! finishes with finite losses and checkpoints that hold the trained `image_newline`, and a run
-//! killed mid-way resumes (image_newline and its optimizer state included) to the same losses.
+//! killed mid-way resumes (image_newline and its optimizer state included) to the same losses, and
+//! evaluation refuses an AnyRes run by name.
 
 mod common;
 
@@ -78,6 +79,15 @@ fn anyres_trains_the_anchor_former_per_tile() {
     let dir = tempfile::tempdir().unwrap();
     let run = anyres_run(dir.path(), "anyres-anchor-former", &[]);
     check_run(&run);
+    // Evaluation splices one view per image: an AnyRes run is refused, by name, not run wrongly.
+    let questions = dir.path().join("q.jsonl");
+    std::fs::write(&questions, "{\"question_id\": 0, \"image\": \"img01.png\", \"text\": \"What is it?\"}\n").unwrap();
+    let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("data-manifests/tiny/data/images");
+    let answers = dir.path().join("a.jsonl");
+    let args = ["eval", "run", run.to_str().unwrap(), "--question-file", questions.to_str().unwrap(), "--image-folder", images.to_str().unwrap(), "--answers-file", answers.to_str().unwrap()];
+    let o = train(&args);
+    let t = text(&o);
+    assert!(!o.status.success() && t.contains("data.aspect") && !t.contains("panicked"), "{t}");
 }
 
 #[test]
