@@ -86,13 +86,16 @@ mod tests {
 
     #[test]
     fn spatial_count_is_base_plus_unpadded_rows_with_newlines() {
-        // LLaVA-NeXT 336px, 24x24 patches, a 480x640 image on a 2x2 grid: 48x48 map unpadded to
-        // 36x48, so 576 + 36 * 49 = 2340 rows (transformers' num_image_tokens for this image).
+        // LLaVA-NeXT 336 px (24x24 patches) on the default pinpoints. Expected values: transformers
+        // 5.23 LlavaNextProcessor._get_number_of_features(h, w, 336, 336) minus the 1 it removes
+        // for vision_feature_select_strategy "default" (2341, 2929, 2183, 2177).
         let p = TilePacking::new(576, true);
         assert_eq!(p, TilePacking::Spatial { side: 24 });
+        // 480x640 on a 2x2 grid: the 48x48 map is unpadded to 36x48, 576 + 36 * 49.
         assert_eq!(p.packed_tokens((2, 2), (480, 640)), 2340);
-        // A square image on a 2x2 grid keeps the whole map: 576 + 48 * 49 = 2928.
         assert_eq!(p.packed_tokens((2, 2), (672, 672)), 2928);
+        assert_eq!(p.packed_tokens((1, 3), (300, 1000)), 2182);
+        assert_eq!(p.packed_tokens((3, 1), (800, 300)), 2176);
     }
 
     #[test]
