@@ -100,3 +100,29 @@ fn high_resolution_variants_differ_only_in_input_size() {
         }
     }
 }
+
+/// The AnyRes variants change only how images reach the model (aspect, pinpoints) and what that
+/// forces (max length 4096 for the MLP's up to 2928 tokens, micro batch), and plan the same steps.
+#[test]
+fn anyres_variants_differ_only_in_tiling() {
+    use anchorage_data::{image::TilePacking, Aspect};
+    for stage in ["pretrain", "ift"] {
+        for (name, tokens, spatial) in [("mlp2x_gelu", 576, true), ("anchor_former_257", 257, false)] {
+            let base = load_recipe(&Path::new("recipes").join(stage).join(format!("{name}.toml")), &[]).unwrap();
+            let path = Path::new("recipes").join(stage).join(format!("{name}_anyres.toml"));
+            let any = load_recipe(&path, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(any.data.aspect, Some(Aspect::AnyRes), "{}", path.display());
+            assert_eq!(any.vision.pinpoints(), anchorage_data::image::DEFAULT_GRID_PINPOINTS.to_vec());
+            assert_eq!((any.optim.lr, any.optim.global_batch), (base.optim.lr, base.optim.global_batch));
+            assert_eq!(any.connector.kind_name(), base.connector.kind_name());
+            assert_eq!(any.vision.image_size, None);
+            // The largest packed image (a 2x2 grid, nothing unpadded) must fit with room for text.
+            let most = TilePacking::new(tokens, spatial).packed_tokens((2, 2), (672, 672));
+            assert!(any.data.max_length >= most + 1000, "{}: max_length {} for {most} image tokens", path.display(), any.data.max_length);
+            if let Some(init) = any.connector.init() {
+                assert!(init.to_str().unwrap().contains("-anyres/"), "{}", init.display());
+            }
+            assert_eq!(Plan::new(&any).unwrap().total_steps, Plan::new(&base).unwrap().total_steps);
+        }
+    }
+}

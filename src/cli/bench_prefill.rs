@@ -198,7 +198,7 @@ fn build(args: &PrefillArgs, compression: CompressionPolicy) -> anyhow::Result<L
     let select = VisionSelect::new(&vision, -2, FeatureSelect::Patch, false)?;
     Ok(Llava {
         vision,
-        trainable: Trainable { connector, llm },
+        trainable: Trainable::new(connector, llm),
         training: LlmTraining::Frozen,
         select,
         compression,

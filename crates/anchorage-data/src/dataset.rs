@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::image::{load_pixel_values, ClipImageProcessor, PixelValues};
+use crate::image::{decode_rgb, load_pixel_values, AnyResProcessor, ClipImageProcessor, PixelValues, TilePacking};
 use crate::text::{read_records, tokenize_record, Record, RecordResult, TextTokenizer, TokenizeError};
 use crate::{check_image, resolve_image_path, Aspect, DataError, FaultReason, SampleFault, Template};
 
@@ -30,6 +30,27 @@ pub struct DatasetConfig {
     /// Tokens one image becomes after the connector (over-length is judged after splicing).
     pub image_tokens: usize,
     pub over_length: OverLength,
+    /// With [`Aspect::AnyRes`]: how images are tiled and packed (then `image_tokens` is unused).
+    pub anyres: Option<AnyResData>,
+}
+
+/// What an AnyRes data set needs: the tiling, and how the model packs the connector's tiles (for
+/// each sample's visual-token count after packing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnyResData {
+    pub processor: AnyResProcessor,
+    pub packing: TilePacking,
+}
+
+/// The grid views of an AnyRes sample (its base view is the sample's `pixels`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnyResViews {
+    /// The grid tiles, row-major, each `[3, S, S]`.
+    pub tiles: Vec<PixelValues>,
+    /// The original `(height, width)` (transformers' `image_sizes`).
+    pub image_size: (usize, usize),
+    /// The tile grid `(rows, columns)` (`get_anyres_image_grid_shape`).
+    pub grid: (usize, usize),
 }
 
 /// One usable sample, before batching.
@@ -42,6 +63,8 @@ pub struct Sample {
     pub labels: Vec<i64>,
     /// The preprocessed image, `None` for text-only samples (they get zeros in a batch).
     pub pixels: Option<PixelValues>,
+    /// With AnyRes, the tiles after the base view (`pixels`); `None` otherwise.
+    pub anyres: Option<AnyResViews>,
     /// LLaVA's tokenization mismatch: kept (as LLaVA keeps it) with every label ignored.
     pub mismatch: bool,
 }
@@ -118,34 +141,66 @@ impl LlavaDataset {
             TokenizeError::Data(d) => fail(SampleFault::new(FaultReason::Malformed, d.to_string())),
         })?;
         let n = t.image_count();
-        let spliced = t.full_len - n + n * self.cfg.image_tokens;
-        if spliced > self.cfg.max_len && self.cfg.over_length == OverLength::Skip {
-            let detail = format!("{spliced} tokens after splicing > max length {}", self.cfg.max_len);
-            return Err(fail(SampleFault::new(FaultReason::OverLength, detail)));
+        if self.cfg.anyres.is_none() {
+            // Judged before the image is read: the count does not depend on it.
+            self.check_length(t.full_len, n, self.cfg.image_tokens).map_err(fail)?;
         }
         // A record with an image but no `<image>` in its turns: LLaVA trains on the text alone
         // and leaves the image unused (`prepare_inputs_labels_for_multimodal`, num_images == 0).
         let image = record.image.as_ref().filter(|_| n > 0);
-        let pixels = match image {
+        let path = match image {
             None => None,
-            Some(rel) => {
-                let path = resolve_image_path(&self.cfg.image_root, rel).map_err(fail)?;
-                match load_pixel_values(&path, self.cfg.aspect, &self.cfg.processor) {
-                    Ok(p) => Some(p),
-                    Err(e) => {
-                        let fault = check_image(&path)
-                            .unwrap_or_else(|| SampleFault::new(FaultReason::CorruptImage, e.to_string()));
-                        return Err(fail(fault));
-                    }
-                }
+            Some(rel) => Some(resolve_image_path(&self.cfg.image_root, rel).map_err(fail)?),
+        };
+        let loaded = match (&path, &self.cfg.anyres) {
+            (None, _) => Ok((None, None)),
+            (Some(path), None) => load_pixel_values(path, self.cfg.aspect, &self.cfg.processor).map(|p| (Some(p), None)),
+            (Some(path), Some(anyres)) => load_anyres(path, &anyres.processor).map(|(p, v)| (Some(p), Some(v))),
+        };
+        let (pixels, anyres) = match loaded {
+            Ok(v) => v,
+            Err(e) => {
+                let path = path.unwrap_or_default();
+                let fault = check_image(&path).unwrap_or_else(|| SampleFault::new(FaultReason::CorruptImage, e.to_string()));
+                return Err(fail(fault));
             }
         };
+        if let Some(a) = &self.cfg.anyres {
+            // AnyRes: the sample's real visual-token count, after packing its grid.
+            let per_image = anyres.as_ref().map_or(self.cfg.image_tokens, |v| a.packing.packed_tokens(v.grid, v.image_size));
+            self.check_length(t.full_len, n, per_image).map_err(fail)?;
+        }
         Ok(Sample {
             id: record.id.clone(),
             input_ids: t.input_ids,
             labels: t.labels,
             pixels,
+            anyres,
             mismatch: t.mismatch,
         })
     }
+}
+
+impl LlavaDataset {
+    /// An over-length fault (when they are skipped) for `full_len` tokens with `n` placeholders,
+    /// each becoming `per_image` tokens.
+    fn check_length(&self, full_len: usize, n: usize, per_image: usize) -> Result<(), SampleFault> {
+        let spliced = full_len - n + n * per_image;
+        if spliced > self.cfg.max_len && self.cfg.over_length == OverLength::Skip {
+            let detail = format!("{spliced} tokens after splicing > max length {}", self.cfg.max_len);
+            return Err(SampleFault::new(FaultReason::OverLength, detail));
+        }
+        Ok(())
+    }
+}
+
+/// An AnyRes image: the base view, and the grid tiles with the image size and grid.
+fn load_anyres(path: &std::path::Path, processor: &AnyResProcessor) -> Result<(PixelValues, AnyResViews), DataError> {
+    let rgb = decode_rgb(path)?;
+    let views = processor.preprocess(&rgb);
+    let (rows, cols) = processor.grid_shape(views.image_size);
+    let mut tiles = views.tiles.into_iter();
+    let base = tiles.next().ok_or_else(|| DataError::ImageDecode { path: path.to_path_buf(), message: "AnyRes made no views".into() })?;
+    let image_size = (views.image_size.0 as usize, views.image_size.1 as usize);
+    Ok((base, AnyResViews { tiles: tiles.collect(), image_size, grid: (rows as usize, cols as usize) }))
 }

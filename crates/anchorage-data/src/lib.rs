@@ -22,7 +22,7 @@ pub mod text;
 
 pub use check::{check_dataset, check_image, CheckOptions, CheckReport, FaultEntry};
 pub use count::count_json_array;
-pub use dataset::{DatasetConfig, LlavaDataset, OverLength, Sample};
+pub use dataset::{AnyResData, AnyResViews, DatasetConfig, LlavaDataset, OverLength, Sample};
 pub use error::DataError;
 pub use fault::{FaultReason, SampleFault};
 pub use image::{

@@ -35,6 +35,11 @@ pub enum Aspect {
     Square,
     /// `expand2square` onto the mean colour first, then resize (LLaVA stage 2, `image_aspect_ratio pad`).
     Pad,
+    /// LLaVA-NeXT's AnyRes: the whole image squashed to the square (the base view) plus the tiles
+    /// of the best grid resolution (`image_aspect_ratio anyres`). A single-view consumer gets
+    /// the base view ([`crate::image::preprocess_rgb`]); a training sample also carries the tiles.
+    #[serde(rename = "anyres")]
+    AnyRes,
 }
 
 impl Aspect {
@@ -42,6 +47,7 @@ impl Aspect {
         match self {
             Aspect::Square => "square",
             Aspect::Pad => "pad",
+            Aspect::AnyRes => "anyres",
         }
     }
 }

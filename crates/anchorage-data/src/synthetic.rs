@@ -44,7 +44,7 @@ impl SampleSource for SyntheticSource {
             .map(|p| (mix(seed ^ 0xABCD_0000_0000 ^ p as u64) >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
             .collect();
         let pixels = Some(PixelValues { size: self.image_size, data });
-        Ok(Sample { id: format!("synthetic-{index}"), input_ids, labels, pixels, mismatch: false })
+        Ok(Sample { id: format!("synthetic-{index}"), input_ids, labels, pixels, anyres: None, mismatch: false })
     }
 
     fn modality_lengths(&self) -> Vec<i64> {

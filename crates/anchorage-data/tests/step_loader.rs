@@ -26,6 +26,7 @@ fn dataset(file: &str, template: Template, aspect: Aspect) -> LlavaDataset {
         max_len: 128,
         image_tokens: 16,
         over_length: OverLength::Skip,
+        anyres: None,
     })
     .unwrap()
 }
@@ -165,6 +166,7 @@ fn image_placeholders_must_match_the_one_image() {
         max_len: 256,
         image_tokens: 16,
         over_length: OverLength::Skip,
+        anyres: None,
     })
     .unwrap();
     let (id, fault) = ds.get(0).unwrap_err();

@@ -61,7 +61,7 @@ impl LlavaSpec {
         let llm_config = llm.config.clone();
         let model = Llava {
             vision,
-            trainable: Trainable { connector, llm },
+            trainable: Trainable::new(connector, llm),
             training: self.llm.training,
             select,
             compression: self.compression.clone(),

@@ -5,6 +5,7 @@
 //! Training and evaluation use this one model; neither reaches into the tower, connector or
 //! compression crates themselves.
 
+pub mod anyres_pack;
 mod batch;
 mod build;
 mod checkpoint_weights;
@@ -23,12 +24,12 @@ mod towers;
 
 pub use batch::{stack_images, ImageInput};
 pub use build::Built;
-pub use checkpoint_weights::CheckpointWeights;
+pub use checkpoint_weights::{CheckpointWeights, NEWLINE_TAG};
 pub use error::ModelError;
 pub use generate::{Generation, Prompt};
 pub use hub::{resolve_hub_model, HubAccess, HubError};
 pub use llava::{ForwardOutput, Llava, Trainable, VisionSelect};
 pub use loss::{causal_lm_loss, LossParts};
 pub use spec::LlavaSpec;
-pub use splice::{splice_embeddings, ImageSpan, SpliceInput, SplicePlan, IGNORE_INDEX, IMAGE_TOKEN_INDEX};
+pub use splice::{splice_embeddings, splice_rows, ImageSpan, SpliceInput, SplicePlan, IGNORE_INDEX, IMAGE_TOKEN_INDEX};
 pub use towers::materialize;

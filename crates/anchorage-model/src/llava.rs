@@ -11,12 +11,15 @@ use anchorage_connectors::{Connector, ConnectorConfig};
 use anchorage_data::Sample;
 use anchorage_llm::{Llm, LlmInput};
 use anchorage_vision::{select_features, ClipVisionModel, FeatureSelect, VisionRequest};
-use burn::module::{AutodiffModule, Module};
-use burn::tensor::{backend::AutodiffBackend, backend::Backend, Bool, FloatDType, Int, Tensor, TensorData};
+use burn::module::{AutodiffModule, Module, Param};
+use anchorage_connectors::ConnectorConfig as Kind;
+use anchorage_data::image::TilePacking;
+use burn::tensor::{backend::AutodiffBackend, backend::Backend, Bool, Distribution, FloatDType, Int, Tensor, TensorData};
 
+use crate::anyres_pack::{pack_batch, stack_views, BatchViews, ImageViews};
 use crate::batch::{stack_images, ImageInput};
 use crate::spec::LlmTraining;
-use crate::{causal_lm_loss, splice_embeddings, LossParts, ModelError, SpliceInput, SplicePlan};
+use crate::{causal_lm_loss, splice_rows, LossParts, ModelError, SpliceInput, SplicePlan};
 
 /// How image features are taken from the vision tower (LLaVA's `mm_vision_select_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +52,16 @@ impl VisionSelect {
 pub struct Trainable<B: Backend> {
     pub connector: Connector<B>,
     pub llm: Llm<B>,
+    /// LLaVA-NeXT's `image_newline` `[d_llm]`, trained with the connector: present only when the
+    /// model packs AnyRes tiles ([`Llava::with_image_newline`]).
+    pub image_newline: Option<Param<Tensor<B, 1>>>,
+}
+
+impl<B: Backend> Trainable<B> {
+    /// The connector and the LLM, without `image_newline`.
+    pub fn new(connector: Connector<B>, llm: Llm<B>) -> Self {
+        Self { connector, llm, image_newline: None }
+    }
 }
 
 /// The LLaVA model. Build it with [`LlavaSpec::build`](crate::LlavaSpec::build).
@@ -90,6 +103,18 @@ impl<B: Backend, V: Backend<Device = B::Device>> Llava<B, V> {
         &self.trainable.llm
     }
 
+    /// The model for AnyRes training: a fresh trainable `image_newline` `[d_llm]`, drawn as
+    /// LLaVA-NeXT draws it (`randn(d) / sqrt(d)`, llava/model/llava_arch.py
+    /// `initialize_vision_modules`) from its own `seed`. Call it before loading a checkpoint
+    /// that holds one.
+    pub fn with_image_newline(mut self, seed: u64) -> Self {
+        let d = self.llm().config.hidden_size;
+        B::seed(&self.device, seed);
+        let draw = Tensor::<B, 1>::random([d], Distribution::Normal(0.0, 1.0), &self.device) / (d as f64).sqrt();
+        self.trainable.image_newline = Some(Param::from_tensor(draw));
+        self
+    }
+
     pub fn connector(&self) -> &Connector<B> {
         &self.trainable.connector
     }
@@ -126,11 +151,34 @@ impl<B: Backend, V: Backend<Device = B::Device>> Llava<B, V> {
 
     /// Connector → splice: the LLM's input for `samples` whose images are already encoded.
     pub(crate) fn splice(&self, samples: &[SpliceInput<'_>], features: Tensor<B, 3>, cls: Option<Tensor<B, 3>>, max_len: usize, pad_id: i64) -> Result<Spliced<B>, ModelError> {
-        let device = features.device();
         let num_images = features.dims()[0];
         let image_features = self.connector().forward(features, cls)?;
-        let image_tokens = image_features.dims()[1];
+        let [_, image_tokens, d] = image_features.dims();
         let plan = SplicePlan::new(samples, image_tokens, num_images, max_len, pad_id)?;
+        self.spliced_input(plan, image_features.reshape([num_images * image_tokens, d]))
+    }
+
+    /// Connector per view → AnyRes packing per image → splice, for views already encoded
+    /// (`images` says where each image's views are, see [`crate::anyres_pack`]).
+    pub(crate) fn splice_anyres(&self, samples: &[SpliceInput<'_>], views: (Tensor<B, 3>, Option<Tensor<B, 3>>), images: &[ImageViews], max_len: usize, pad_id: i64) -> Result<Spliced<B>, ModelError> {
+        let missing = || ModelError::Spec { key: "data.aspect".into(), message: "AnyRes packing needs the model's image_newline".into() };
+        let newline = self.trainable.image_newline.as_ref().ok_or_else(missing)?;
+        let image_features = self.connector().forward(views.0, views.1)?;
+        let (rows, counts) = pack_batch(image_features, images, self.tile_packing(), newline.val())?;
+        let plan = SplicePlan::with_image_tokens(samples, &counts, max_len, pad_id)?;
+        self.spliced_input(plan, rows)
+    }
+
+    /// How this model packs an AnyRes image's views: LLaVA-NeXT's spatial packing for the MLP
+    /// (its tokens are the tower's patch grid), fixed-count packing for the other connectors.
+    pub fn tile_packing(&self) -> TilePacking {
+        TilePacking::new(self.image_tokens, matches!(self.connector_config, Kind::Mlp(_)))
+    }
+
+    /// The text of `plan` embedded, with `image_rows` (the images' rows one after the other)
+    /// spliced in.
+    fn spliced_input(&self, plan: SplicePlan, image_rows: Tensor<B, 2>) -> Result<Spliced<B>, ModelError> {
+        let device = image_rows.device();
         let vocab = self.llm().config.vocab_size;
         if let Some((row, &id)) = plan.text_ids.iter().enumerate().find(|(_, &id)| id < 0 || id as usize >= vocab) {
             return Err(ModelError::TokenId { sample: row / plan.text_len, id, vocab });
@@ -138,8 +186,8 @@ impl<B: Backend, V: Backend<Device = B::Device>> Llava<B, V> {
         let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(plan.text_ids.clone(), [plan.batch, plan.text_len]), &device);
         let text_embeds = self.llm().embed(ids);
         // Image tokens enter the LLM in its own dtype (bf16 towers), as LLaVA casts them.
-        let image_features = image_features.cast(text_embeds.dtype());
-        let embeds = splice_embeddings(&plan, text_embeds, image_features)?;
+        let image_rows = image_rows.cast(text_embeds.dtype());
+        let embeds = splice_rows(&plan, text_embeds, image_rows)?;
         let input = LlmInput {
             embeds,
             attention_mask: Tensor::<B, 2, Bool>::from_data(TensorData::new(plan.attention_mask.clone(), [plan.batch, plan.len]), &device),
@@ -179,6 +227,9 @@ impl<B: AutodiffBackend> Llava<B, B::InnerBackend> {
     /// One training forward over a micro-batch of samples: images encoded without autodiff and
     /// lifted into the graph, then connector → splice (truncated to `max_len`) → LLM → loss.
     pub fn forward_loss(&self, samples: &[Sample], max_len: usize, pad_id: i64) -> Result<ForwardOutput<B>, ModelError> {
+        if self.trainable.image_newline.is_some() {
+            return self.forward_loss_anyres(samples, max_len, pad_id);
+        }
         let started = std::time::Instant::now();
         let inputs: Vec<ImageInput<'_>> = samples.iter().map(|s| ImageInput { input_ids: &s.input_ids, pixels: s.pixels.as_ref() }).collect();
         let (pixels, image_of) = stack_images::<B::InnerBackend>(&inputs, self.image_size, &self.device)?;
@@ -187,6 +238,22 @@ impl<B: AutodiffBackend> Llava<B, B::InnerBackend> {
         let batch: Vec<SpliceInput<'_>> =
             samples.iter().zip(&image_of).map(|(s, img)| SpliceInput { input_ids: &s.input_ids, labels: &s.labels, images: img.as_slice() }).collect();
         let spliced = self.splice(&batch, Tensor::from_inner(features), cls.map(Tensor::from_inner), max_len, pad_id)?;
+        let (loss, tokens) = self.loss(spliced)?;
+        Ok(ForwardOutput { loss, tokens, vision_time })
+    }
+
+    /// [`Self::forward_loss`] for an AnyRes model: every view of the batch through the tower in
+    /// one call, the connector per view, each image packed ([`crate::anyres_pack`]) to its own
+    /// token count, then splice → LLM → loss.
+    fn forward_loss_anyres(&self, samples: &[Sample], max_len: usize, pad_id: i64) -> Result<ForwardOutput<B>, ModelError> {
+        let started = std::time::Instant::now();
+        let BatchViews { pixels, images, image_of } = stack_views::<B::InnerBackend>(samples, self.image_size, &self.device)?;
+        let (features, cls) = self.encode_images(pixels)?;
+        let vision_time = started.elapsed();
+        let batch: Vec<SpliceInput<'_>> =
+            samples.iter().zip(&image_of).map(|(s, img)| SpliceInput { input_ids: &s.input_ids, labels: &s.labels, images: img.as_slice() }).collect();
+        let views = (Tensor::from_inner(features), cls.map(Tensor::from_inner));
+        let spliced = self.splice_anyres(&batch, views, &images, max_len, pad_id)?;
         let (loss, tokens) = self.loss(spliced)?;
         Ok(ForwardOutput { loss, tokens, vision_time })
     }

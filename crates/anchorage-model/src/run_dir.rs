@@ -77,6 +77,11 @@ pub fn load_run<B: burn::tensor::backend::Backend>(dir: &Path, device: &B::Devic
 /// from the run's own in what leaves the weights as they are: compression switched on at
 /// evaluation time).
 pub fn load_checkpoint<B: burn::tensor::backend::Backend>(card: ModelCard, run_dir: &Path, checkpoint: &Path, device: &B::Device) -> Result<RunModel<B>, ModelError> {
+    if card.aspect == anchorage_data::Aspect::AnyRes {
+        // Generation and evaluation splice one view per image; AnyRes packing is for training.
+        let message = "AnyRes (data.aspect = \"anyres\") models train, but evaluation and generation do not pack AnyRes tiles yet".into();
+        return Err(ModelError::Spec { key: "data.aspect".into(), message });
+    }
     let mut built = card.model.build::<B, B>(device, None)?;
     let weights = checkpoint.join("trainable.bin");
     let bytes = std::fs::read(&weights).map_err(|source| ModelError::Io { path: weights.clone(), source })?;

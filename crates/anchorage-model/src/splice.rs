@@ -43,9 +43,11 @@ pub struct SplicePlan {
     pub len: usize,
     /// Text positions before splicing (`input_ids` padded to this length).
     pub text_len: usize,
-    /// Tokens per image.
-    pub image_tokens: usize,
-    /// Images in the feature tensor.
+    /// Tokens of each image in the feature table (all equal without AnyRes).
+    pub image_tokens: Vec<usize>,
+    /// Where each image's first token is in the feature table (the prefix sums of `image_tokens`).
+    pub image_offsets: Vec<usize>,
+    /// Images in the feature table.
     pub num_images: usize,
     /// `[batch * text_len]` ids to embed: placeholders and padding replaced by `pad_id`.
     pub text_ids: Vec<i64>,
@@ -78,6 +80,27 @@ impl SplicePlan {
         max_len: usize,
         pad_id: i64,
     ) -> Result<Self, ModelError> {
+        Self::with_image_tokens(samples, &vec![image_tokens; num_images], max_len, pad_id)
+    }
+
+    /// [`Self::new`] with each image's own token count (AnyRes: the rows its packing gives), the
+    /// images laid out one after the other in the feature table.
+    pub fn with_image_tokens(
+        samples: &[SpliceInput<'_>],
+        image_tokens: &[usize],
+        max_len: usize,
+        pad_id: i64,
+    ) -> Result<Self, ModelError> {
+        let num_images = image_tokens.len();
+        let image_offsets: Vec<usize> = image_tokens
+            .iter()
+            .scan(0, |at, &n| {
+                let start = *at;
+                *at += n;
+                Some(start)
+            })
+            .collect();
+        let total_image_tokens: usize = image_tokens.iter().sum();
         if samples.is_empty() {
             return Err(ModelError::EmptyBatch);
         }
@@ -103,7 +126,7 @@ impl SplicePlan {
                     if image >= num_images {
                         return Err(ModelError::ImageIndex { sample: b, index: image, available: num_images });
                     }
-                    pieces.extend((0..image_tokens).map(|token| Piece::Image { image, token }));
+                    pieces.extend((0..image_tokens[image]).map(|token| Piece::Image { image, token }));
                 } else {
                     pieces.push(Piece::Text { row: b * text_len + j, label });
                 }
@@ -112,12 +135,13 @@ impl SplicePlan {
             per_sample.push(pieces);
         }
         let len = per_sample.iter().map(Vec::len).max().unwrap_or(0).max(1);
-        let zero_row = (batch * text_len + num_images * image_tokens) as i64;
+        let zero_row = (batch * text_len + total_image_tokens) as i64;
         let mut plan = SplicePlan {
             batch,
             len,
             text_len,
-            image_tokens,
+            image_tokens: image_tokens.to_vec(),
+            image_offsets,
             num_images,
             text_ids: vec![pad_id; batch * text_len],
             rows: vec![zero_row; batch * len],
@@ -145,7 +169,7 @@ impl SplicePlan {
                         plan.labels[at] = label;
                     }
                     Piece::Image { image, token } => {
-                        plan.rows[at] = (batch * text_len + image * image_tokens + token) as i64;
+                        plan.rows[at] = (batch * text_len + plan.image_offsets[image] + token) as i64;
                         if token == 0 {
                             plan.image_spans[b].push(ImageSpan { start: p, len: 0 });
                         }
@@ -175,22 +199,38 @@ pub fn splice_embeddings<B: Backend>(
     text_embeds: Tensor<B, 3>,
     image_features: Tensor<B, 3>,
 ) -> Result<Tensor<B, 3>, ModelError> {
+    let [ni, nt, di] = image_features.dims();
+    let d = text_embeds.dims()[2];
+    if ni != plan.num_images || plan.image_tokens.iter().any(|&n| n != nt) || di != d {
+        let expected = vec![plan.num_images, plan.image_tokens.first().copied().unwrap_or(0), d];
+        return Err(ModelError::Shape { what: "image features", expected, found: vec![ni, nt, di] });
+    }
+    splice_rows(plan, text_embeds, image_features.reshape([ni * nt, di]))
+}
+
+/// [`splice_embeddings`] over a feature table of the images' rows one after the other (images
+/// of different token counts, [`SplicePlan::with_image_tokens`]).
+///
+/// # Shapes
+/// `text_embeds` `[batch, text_len, d]`, `image_rows` `[sum of image_tokens, d]` → `[batch, len, d]`
+pub fn splice_rows<B: Backend>(
+    plan: &SplicePlan,
+    text_embeds: Tensor<B, 3>,
+    image_rows: Tensor<B, 2>,
+) -> Result<Tensor<B, 3>, ModelError> {
     let [tb, tl, d] = text_embeds.dims();
     if tb != plan.batch || tl != plan.text_len {
         return Err(ModelError::Shape { what: "text embeddings", expected: vec![plan.batch, plan.text_len, d], found: vec![tb, tl, d] });
     }
-    let [ni, nt, di] = image_features.dims();
-    if ni != plan.num_images || (ni > 0 && nt != plan.image_tokens) || di != d {
-        return Err(ModelError::Shape {
-            what: "image features",
-            expected: vec![plan.num_images, plan.image_tokens, d],
-            found: vec![ni, nt, di],
-        });
+    let [nr, dr] = image_rows.dims();
+    let total: usize = plan.image_tokens.iter().sum();
+    if nr != total || dr != d {
+        return Err(ModelError::Shape { what: "image feature rows", expected: vec![total, d], found: vec![nr, dr] });
     }
     let device = text_embeds.device();
     let mut parts = vec![text_embeds.reshape([tb * tl, d])];
-    if ni > 0 {
-        parts.push(image_features.reshape([ni * nt, d]));
+    if nr > 0 {
+        parts.push(image_rows);
     }
     parts.push(Tensor::zeros([1, d], &device));
     let table = Tensor::cat(parts, 0);

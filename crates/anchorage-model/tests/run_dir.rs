@@ -17,7 +17,7 @@ fn spec() -> LlavaSpec {
     let text = "kind = \"anchor_former\"\nanchors = 9\ndepth = 1\nheads = 2\ndim_head = 16\nff_mult = 2";
     let connector: ConnectorSection = toml::from_str(text).unwrap();
     LlavaSpec {
-        vision: VisionSection { model: tiny.clone(), select_layer: -2, feature_select: FeatureSelect::ClsPatch, dtype: Dtype::F32, image_size: None },
+        vision: VisionSection { model: tiny.clone(), select_layer: -2, feature_select: FeatureSelect::ClsPatch, dtype: Dtype::F32, image_size: None, grid_pinpoints: None },
         llm: LlmSection { model: tiny, tokenizer: None, training: LlmTraining::Full, lora: None, dtype: Dtype::F32, gradient_checkpointing: false },
         connector,
         compression: Default::default(),

@@ -32,7 +32,7 @@ impl SampleSource for Synthetic {
         let mut labels = vec![-100, -100];
         labels.extend(&caption);
         let data = (0..3 * 32 * 32).map(|p| ((p as i64 * (k + 1)) % 17) as f32 / 17.0 - 0.5).collect();
-        Ok(Sample { id: format!("s{i}"), input_ids, labels, pixels: Some(PixelValues { size: 32, data }), mismatch: false })
+        Ok(Sample { id: format!("s{i}"), input_ids, labels, pixels: Some(PixelValues { size: 32, data }), anyres: None, mismatch: false })
     }
     fn modality_lengths(&self) -> Vec<i64> {
         vec![6; 16]

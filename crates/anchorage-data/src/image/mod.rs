@@ -2,6 +2,7 @@
 //! CLIPImageProcessor's crop, rescale and normalisation, and LLaVA-NeXT's AnyRes tiling.
 
 mod anyres;
+mod anyres_tokens;
 mod best_resolution;
 mod decode;
 mod jpeg;
@@ -11,6 +12,7 @@ mod rgb;
 mod write;
 
 pub use anyres::{validate_pinpoints, AnyResPixels, AnyResProcessor, DEFAULT_GRID_PINPOINTS};
+pub use anyres_tokens::{unpad_ranges, TilePacking};
 pub use best_resolution::{padding_offset, patch_output_size, select_best_resolution};
 pub use decode::{decode_rgb, decode_rgb_bytes, dynamic_to_rgb, ImageFormat};
 pub use rgb::{cmyk_to_rgb, Rgb8Image};

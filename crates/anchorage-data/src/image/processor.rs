@@ -342,6 +342,11 @@ pub fn preprocess_rgb(img: &Rgb8Image, aspect: Aspect, p: &ClipImageProcessor) -
     match aspect {
         Aspect::Square => p.preprocess(img),
         Aspect::Pad => p.preprocess(&expand2square(img, p.background())),
+        // AnyRes's base view (`AnyResProcessor::preprocess`'s first view).
+        Aspect::AnyRes => {
+            let side = p.shortest_edge() as usize;
+            p.preprocess(&resize_bicubic(img, side, side))
+        }
     }
 }
 

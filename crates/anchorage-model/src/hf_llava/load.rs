@@ -98,7 +98,7 @@ fn compose<B: Backend>(
     let select = VisionSelect::new(&vision, last_layer, feature, false)?;
     Ok(Llava {
         vision,
-        trainable: Trainable { connector, llm },
+        trainable: Trainable::new(connector, llm),
         training: LlmTraining::Frozen,
         select,
         compression: CompressionPolicy::None,

@@ -7,8 +7,6 @@
 //! The function works on one sample: a training batch whose samples have different images (so
 //! different row counts) packs each sample and lays the rows out itself.
 
-use std::ops::Range;
-
 use anchorage_data::image::select_best_resolution;
 use burn::tensor::{backend::Backend, Tensor};
 
@@ -61,30 +59,8 @@ impl AnyResGrid {
     }
 }
 
-/// `unpad_image`'s crop of a `current` `(height, width)` feature map of an image that was
-/// `original` `(height, width)` before it was resized and padded into the grid: the rows and
-/// columns that hold the image. `int(round(x, 7))` is Python's: round to 7 decimals (correctly
-/// rounded, as Rust's `{:.7}` formats), then truncate.
-pub fn unpad_ranges(
-    current: (usize, usize),
-    original: (usize, usize),
-) -> (Range<usize>, Range<usize>) {
-    let (ch, cw) = current;
-    let (oh, ow) = original;
-    let round7 = |x: f64| format!("{x:.7}").parse::<f64>().unwrap_or(x) as i64;
-    if ow as f64 / oh as f64 > cw as f64 / ch as f64 {
-        let scale = cw as f64 / ow as f64;
-        let new_h = round7(oh as f64 * scale);
-        // new_h <= ch, so 0 <= pad <= ch / 2.
-        let pad = ((ch as i64 - new_h).max(0) / 2) as usize;
-        (pad..ch - pad, 0..cw)
-    } else {
-        let scale = ch as f64 / oh as f64;
-        let new_w = round7(ow as f64 * scale);
-        let pad = ((cw as i64 - new_w).max(0) / 2) as usize;
-        (0..ch, pad..cw - pad)
-    }
-}
+/// `unpad_image`'s crop, shared with the data side's token count (anchorage-data `unpad_ranges`).
+pub use anchorage_data::image::unpad_ranges;
 
 /// Packs one image: the base tile's rows first, then the tile grid's feature map (tiles row-major,
 /// `side x side` features each) cropped to the image by [`unpad_ranges`], each of its rows

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use anchorage_data::image::DEFAULT_GRID_PINPOINTS;
 use anchorage_vision::FeatureSelect;
 use serde::{Deserialize, Serialize};
 
@@ -114,6 +115,11 @@ pub struct VisionSection {
     /// AcFormer's high-resolution runs. A multiple of the patch size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_size: Option<usize>,
+    /// With `data.aspect = "anyres"`: the grid resolutions an image may be tiled at, `[height,
+    /// width]` pixel pairs, each a multiple of the input side (LLaVA-NeXT's
+    /// `image_grid_pinpoints`; absent means its default, [`DEFAULT_GRID_PINPOINTS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid_pinpoints: Option<Vec<[u32; 2]>>,
 }
 
 fn default_select_layer() -> i32 {
@@ -185,7 +191,15 @@ impl VisionSection {
         if self.image_size == Some(0) {
             return Err(("image_size".into(), "must be a positive multiple of the tower's patch size".into()));
         }
+        if self.grid_pinpoints.as_ref().is_some_and(|p| p.is_empty() || p.iter().any(|&[h, w]| h == 0 || w == 0)) {
+            return Err(("grid_pinpoints".into(), "need a non-empty list of positive [height, width] pairs".into()));
+        }
         Ok(())
+    }
+
+    /// The AnyRes grid resolutions `(height, width)`: `grid_pinpoints` or LLaVA-NeXT's default.
+    pub fn pinpoints(&self) -> Vec<(u32, u32)> {
+        self.grid_pinpoints.as_ref().map_or_else(|| DEFAULT_GRID_PINPOINTS.to_vec(), |p| p.iter().map(|&[h, w]| (h, w)).collect())
     }
 
     /// The input side for a tower whose config says `config`: `image_size` or the tower's own,

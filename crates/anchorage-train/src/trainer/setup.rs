@@ -1,7 +1,7 @@
 //! From a checked recipe to a running trainer: the model (built by anchorage-model from the
 //! recipe's model sections), the data source, the resolved settings, then [`Trainer`].
 
-use anchorage_data::{DatasetConfig, LlavaDataset, OverLength, SampleSource, SyntheticSource};
+use anchorage_data::{AnyResData, AnyResProcessor, Aspect, DatasetConfig, LlavaDataset, OverLength, SampleSource, SyntheticSource};
 use anchorage_model::{Built, LlavaSpec};
 use burn::tensor::backend::AutodiffBackend;
 
@@ -36,10 +36,21 @@ pub fn run_stage<B: AutodiffBackend>(
     if data == StageData::Manifest {
         annotations_file(recipe, plan)?;
     }
+    if plan.aspect != Aspect::AnyRes && recipe.vision.grid_pinpoints.is_some() {
+        let message = format!("applies only with data.aspect = \"anyres\" (this run's aspect is \"{}\")", plan.aspect.name());
+        return Err(invalid(recipe, "vision.grid_pinpoints", message));
+    }
     if let Some(init) = recipe.connector.init().filter(|p| !p.is_file()) {
         return Err(invalid(recipe, "connector.init", format!("{} does not exist (run stage 1 first, or drop `connector.init`)", init.display())));
     }
-    let built = spec.build::<B, B::InnerBackend>(device, recipe.connector.init())?;
+    let mut built = spec.build::<B, B::InnerBackend>(device, recipe.connector.init())?;
+    if plan.aspect == Aspect::AnyRes {
+        if data != StageData::Manifest {
+            return Err(invalid(recipe, "data.aspect", "synthetic benchmark data has no AnyRes tiles; use \"square\" or \"pad\"".into()));
+        }
+        // Its own seed, drawn at once: a resumed process draws the same image_newline.
+        built.model = built.model.with_image_newline(spec.seed.wrapping_add(4));
+    }
     let source: Box<dyn SampleSource> = match data {
         StageData::Synthetic { samples, text_len } => Box::new(SyntheticSource { len: samples, text_len, vocab: built.llm_config.vocab_size, image_size: built.model.image_size }),
         StageData::Manifest => Box::new(open_dataset(recipe, plan, &built)?),
@@ -60,6 +71,14 @@ fn open_dataset<B: AutodiffBackend>(recipe: &Recipe, plan: &Plan, built: &Built<
         invalid(recipe, "llm.tokenizer", "a built-in LLM needs `llm.tokenizer` (recipes/tiny uses data-manifests/tiny/data/tokenizer.json)".into())
     })?;
     let (data_root, annotations) = annotations_file(recipe, plan)?;
+    let anyres = match plan.aspect {
+        Aspect::AnyRes => {
+            let processor = AnyResProcessor::new(built.processor.clone(), recipe.vision.pinpoints())
+                .map_err(|m| invalid(recipe, "vision.grid_pinpoints", format!("{m} (each side a multiple of the input side {})", built.model.image_size)))?;
+            Some(AnyResData { processor, packing: built.model.tile_packing() })
+        }
+        _ => None,
+    };
     let dataset = LlavaDataset::open(DatasetConfig {
         annotations,
         image_root: data_root.join(&plan.manifest.image_root),
@@ -70,6 +89,7 @@ fn open_dataset<B: AutodiffBackend>(recipe: &Recipe, plan: &Plan, built: &Built<
         max_len: recipe.data.max_length,
         image_tokens: built.model.image_tokens,
         over_length: OverLength::Skip,
+        anyres,
     })?;
     let (tokens, rows) = (dataset.vocab_size(), built.llm_config.vocab_size);
     if tokens > rows {
