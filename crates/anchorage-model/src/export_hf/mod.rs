@@ -72,6 +72,12 @@ pub fn export_hf_llava_full<B: Backend>(
     out: &Path,
     options: &HfExportOptions,
 ) -> Result<HfExport, HfExportError> {
+    if run.card.aspect == anchorage_data::Aspect::AnyRes {
+        return Err(HfExportError::Refused {
+            path: run.checkpoint.clone(),
+            message: "an AnyRes run would leave as a LlavaNextForConditionalGeneration folder, which this export does not write yet; `--format llava` exports its connector".into(),
+        });
+    }
     let staged = StagedFolder::new(out)?;
     let refused = |message: String| HfExportError::Refused {
         path: run.checkpoint.clone(),

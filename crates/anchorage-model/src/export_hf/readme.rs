@@ -34,6 +34,8 @@ fn aspect_note(aspect: Aspect) -> &'static str {
     match aspect {
         Aspect::Pad => "Images are padded to a square with the CLIP mean colour before resizing (LLaVA's `expand2square`, `image_aspect_ratio pad`): `LlavaImageProcessor` with `do_pad: true` does the same.",
         Aspect::Square => "Images are resized on the shortest edge and centre cropped (LLaVA's default `image_aspect_ratio`).",
+        // Refused before any file is written (`export_hf_llava_full`).
+        Aspect::AnyRes => "Images are tiled as LLaVA-NeXT's AnyRes does.",
     }
 }
 
