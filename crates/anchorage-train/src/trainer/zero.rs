@@ -1,0 +1,120 @@
+//! ZeRO-1 (`optim.zero_stage = 1`): the AdamW state is sharded by parameter across the
+//! data-parallel ranks. Each rank owns a fixed share of the trainable parameters, keeps AdamW's
+//! moments for those only, and steps only them (on the full, already summed and clipped
+//! gradients); the updated values of every owned parameter are then made identical on every rank
+//! by the same sum the gradients travel through: each rank contributes its own parameters' new
+//! values and zeros for the rest, and since `x + 0 = x` exactly in floating point, every rank ends
+//! the step with bit-for-bit the weights an unsharded step gives. The optimizer memory of a rank
+//! is about `1 / world` of the unsharded one (DeepSpeed's ZeRO stage 1).
+//!
+//! Ownership is decided from the module's visiting order (the same on every rank, unlike parameter
+//! ids): the parameters in that order each go to the rank holding the fewest elements so far
+//! (ties to the lower rank), which balances the shards by element count.
+
+use std::collections::HashSet;
+
+use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::Tensor;
+
+use super::parallel::Peer;
+use crate::{Settings, TrainError};
+
+/// The file of rank `rank`'s optimizer shard in a step checkpoint.
+pub(crate) fn shard_file(rank: usize) -> String {
+    format!("optim-rank-{rank}.bin")
+}
+
+/// Whether the run shards its optimizer state: stage 1 with more than one replica in the run
+/// (with a single replica, stage 1 is the same as stage 0 and changes nothing).
+pub(crate) fn sharded(settings: &Settings) -> bool {
+    settings.optim.zero_stage == 1 && settings.plan.world_size > 1
+}
+
+/// The parameters global rank `rank` of `world` owns: trainable (gradient-requiring) float
+/// parameters, assigned in visiting order to the least-loaded rank by element count.
+pub(crate) fn owned_params<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M, world: usize, rank: usize) -> HashSet<ParamId> {
+    struct Sizes(Vec<(ParamId, usize)>);
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Sizes {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let value = param.val();
+            if value.is_require_grad() {
+                self.0.push((param.id, value.shape().num_elements()));
+            }
+        }
+    }
+    let mut sizes = Sizes(Vec::new());
+    module.visit(&mut sizes);
+    let mut load = vec![0usize; world.max(1)];
+    let mut owned = HashSet::new();
+    for (id, n) in sizes.0 {
+        let (least, _) = load.iter().enumerate().min_by_key(|&(r, &l)| (l, r)).unwrap_or((0, &0));
+        load[least] += n;
+        if least == rank {
+            owned.insert(id);
+        }
+    }
+    owned
+}
+
+/// The gradients of the owned parameters only: AdamW then steps (and keeps state for) those
+/// alone, and leaves every other parameter untouched.
+pub(crate) fn keep_owned<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M, grads: GradientsParams, owned: &HashSet<ParamId>) -> GradientsParams {
+    struct Keep<'a> {
+        all: GradientsParams,
+        kept: GradientsParams,
+        owned: &'a HashSet<ParamId>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Keep<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if self.owned.contains(&param.id) {
+                if let Some(grad) = self.all.remove::<B::InnerBackend, D>(param.id) {
+                    self.kept.register::<B::InnerBackend, D>(param.id, grad);
+                }
+            }
+        }
+    }
+    let mut keep = Keep { all: grads, kept: GradientsParams::new(), owned };
+    module.visit(&mut keep);
+    keep.kept
+}
+
+/// Makes every rank's parameters the stepped values of their owners: each rank contributes its
+/// owned parameters' values (and zeros elsewhere) to a sum over the ranks.
+pub(crate) fn share_owned<B: AutodiffBackend, M: AutodiffModule<B>>(peer: &Peer, module: M, owned: &HashSet<ParamId>) -> Result<M, TrainError> {
+    struct Own<'a> {
+        values: GradientsParams,
+        owned: &'a HashSet<ParamId>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Own<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let value = param.val();
+            if value.is_require_grad() && self.owned.contains(&param.id) {
+                self.values.register::<B::InnerBackend, D>(param.id, value.inner());
+            }
+        }
+    }
+    let mut own = Own { values: GradientsParams::new(), owned };
+    module.visit(&mut own);
+    // The gradient sum takes every trainable parameter in visiting order, zeros where a rank has
+    // none: exactly the "owned values, zeros elsewhere" sum.
+    let summed = peer.sum_gradients(&module, own.values)?;
+    Ok(module.map(&mut Replace { values: summed }))
+}
+
+/// Puts the summed values in place of the parameters' values (same ids, still trainable).
+struct Replace {
+    values: GradientsParams,
+}
+
+impl<B: AutodiffBackend> ModuleMapper<B> for Replace {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        let tensor = match self.values.remove::<B::InnerBackend, D>(id) {
+            Some(value) if tensor.is_require_grad() => Tensor::from_inner(value).require_grad(),
+            _ => tensor,
+        };
+        Param::from_mapped_value(id, tensor, mapper)
+    }
+}
