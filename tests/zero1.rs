@@ -92,6 +92,62 @@ fn sharded_adamw_trains_like_unsharded_and_each_rank_keeps_its_shard() {
     assert!(!state.contains("zero_world_size"), "stage 0 writes state.json as before: {state}");
 }
 
+/// Starts two nodes (processes joined on localhost) of two devices each, training run `name`;
+/// node 1 first, then node 0.
+fn start_two_nodes(dir: &Path, name: &str, extra: &[&str]) -> [std::process::Child; 2] {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let master = format!("127.0.0.1:{port}");
+    let node = |rank: &str| {
+        let nodes = ["--set", "optim.micro_batch=2", "--set", "devices.nodes=2", "--master", &master, "--node-rank", rank];
+        let a = args(dir, name, &[extra, &nodes[..]].concat());
+        Command::new(env!("CARGO_BIN_EXE_train")).args(&a).env("RUST_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    };
+    [node("1"), node("0")]
+}
+
+/// Two nodes of two devices training run `name` to the end.
+fn two_nodes(dir: &Path, name: &str, extra: &[&str]) {
+    let [n1, n0] = start_two_nodes(dir, name, extra);
+    let (o0, o1) = (n0.wait_with_output().unwrap(), n1.wait_with_output().unwrap());
+    assert!(o0.status.success(), "node 0: {}", common::text(&o0));
+    assert!(o1.status.success(), "node 1: {}", common::text(&o1));
+}
+
+#[test]
+fn over_two_nodes_node_0_checkpoints_every_rank_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let common = ["--set", "optim.epochs=2", "--set", "checkpoint.every_steps=4"];
+    two_nodes(dir.path(), "plain", &common);
+    two_nodes(dir.path(), "zero", &[&common[..], &["--set", "optim.zero_stage=1"]].concat());
+    let (plain, zero) = (dir.path().join("plain"), dir.path().join("zero"));
+    assert_eq!(losses(&plain).len(), 8);
+    assert_eq!(losses(&zero), losses(&plain), "ZeRO-1 over two nodes must train exactly like unsharded AdamW");
+    assert_eq!(connector(&zero), connector(&plain));
+    let whole = size(plain.join("step-00000008/optimizer.bin"));
+    let shards: Vec<u64> = (0..4).map(|r| size(zero.join(format!("step-00000008/optim-rank-{r}.bin")))).collect();
+    let sum: u64 = shards.iter().sum();
+    assert!(shards.iter().all(|s| s * 10 < whole * 5), "shards {shards:?} against {whole} unsharded");
+    assert!(sum * 10 > whole * 9 && sum * 10 < whole * 11, "shards {shards:?} against {whole} unsharded");
+
+    // Both nodes killed (SIGKILL) after at least 5 logged steps, then resumed: each node reads its
+    // own ranks' shards, and the losses are the uninterrupted run's.
+    let killed = dir.path().join("killed");
+    let extra = ["--set", "optim.epochs=2", "--set", "checkpoint.every_steps=2", "--set", "optim.zero_stage=1"];
+    let mut nodes = start_two_nodes(dir.path(), "killed", &extra);
+    let start = Instant::now();
+    while losses_logged(&killed) < 5 && start.elapsed() < Duration::from_secs(300) && nodes[1].try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    for node in &mut nodes {
+        let _ = node.kill();
+        node.wait().unwrap();
+    }
+    let before = losses_logged(&killed);
+    assert!((5..8).contains(&before), "killed after {before} logged steps");
+    two_nodes(dir.path(), "killed", &[&extra[..], &["--resume", killed.to_str().unwrap()]].concat());
+    assert_eq!(losses(&killed), losses(&zero), "killed after {before} logged steps");
+}
+
 /// Every file under a run folder with its bytes, to show a refused resume changed nothing.
 fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();

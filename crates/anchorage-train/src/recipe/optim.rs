@@ -38,7 +38,7 @@ pub struct OptimSection {
     pub max_nonfinite_steps: u64,
     /// ZeRO stage: 0 keeps the whole AdamW state on every data-parallel rank; 1 shards it by
     /// parameter across the ranks (each rank steps the parameters it owns, then the new values
-    /// are shared), so a rank holds about 1 / world of it. One node only.
+    /// are shared), so a rank holds about 1 / world of it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub zero_stage: u8,
 }

@@ -80,10 +80,6 @@ pub(super) fn validate(recipe: &Recipe, origin: &Path) -> Result<(), TrainError>
         let message = format!("{} is not a ZeRO stage anchorage has: 0 (every rank keeps the whole AdamW state) or 1 (the state sharded across the data-parallel ranks)", o.zero_stage);
         return Err(invalid("optim.zero_stage", message));
     }
-    if o.zero_stage == 1 && d.nodes > 1 {
-        let message = format!("ZeRO-1 shards the optimizer state across the devices of one node; with devices.nodes = {} use zero_stage = 0", d.nodes);
-        return Err(invalid("optim.zero_stage", message));
-    }
     let Some(per_step) = o.micro_batch.checked_mul(d.world_size()).filter(|&n| n <= MAX_SAMPLES_PER_STEP) else {
         return Err(invalid(
             "optim.micro_batch",

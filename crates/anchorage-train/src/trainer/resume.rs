@@ -33,7 +33,7 @@ pub(super) struct Resumed<B: AutodiffBackend> {
     pub(super) state: TrainState,
     pub(super) trainable: Trainable<B>,
     pub(super) optim: AdamWOptimizer<B>,
-    /// The optimizer state as read: `optimizer.bin`, or (ZeRO-1) every rank's shard by rank.
+    /// The optimizer state as read: `optimizer.bin`, or (ZeRO-1) this node's shards by local index.
     pub(super) optim_bytes: Vec<Vec<u8>>,
     /// Newer step folders that were passed over, and why.
     pub(super) rejected: Vec<(PathBuf, String)>,
@@ -189,9 +189,11 @@ fn load<B: AutodiffBackend>(settings: &Settings, model: &Llava<B, B::InnerBacken
     if state.step != step {
         return Err(format!("state.json is of step {}, the folder of step {step}", state.step));
     }
-    // ZeRO-1: every rank's shard (rank 0's is this replica's); otherwise the one optimizer.bin.
+    // ZeRO-1 (`check_zero` made sure the world size matches): the shards of this node's ranks,
+    // the first of them this replica's; otherwise the one optimizer.bin.
+    let first = settings.world.global_rank(0);
     let names = match state.zero_world_size {
-        Some(world) => (0..world as usize).map(zero::shard_file).collect(),
+        Some(_) => (first..first + settings.world.local).map(zero::shard_file).collect(),
         None => vec!["optimizer.bin".to_string()],
     };
     let weights = read("trainable.bin")?;
@@ -199,12 +201,16 @@ fn load<B: AutodiffBackend>(settings: &Settings, model: &Llava<B, B::InnerBacken
     let path = dir.join("trainable.bin");
     let (trainable, optim) = quietly(|| {
         let trainable = CheckpointWeights::load_bytes(model.trainable.clone(), model.training, weights, &path, &model.device).map_err(|e| e.to_string())?;
+        let ids = zero::param_ids(&trainable);
         let mut optims = names.iter().zip(&optim_bytes).map(|(name, bytes)| -> Result<AdamWOptimizer<B>, String> {
-            let record = BinBytesRecorder::<FullPrecisionSettings>::default().load(bytes.clone(), &model.device).map_err(|e| format!("{name}: {e}"))?;
+            let mut record = BinBytesRecorder::<FullPrecisionSettings>::default().load(bytes.clone(), &model.device).map_err(|e| format!("{name}: {e}"))?;
+            if state.zero_world_size.is_some() {
+                record = zero::by_id(record, &ids).map_err(|e| format!("{name}: {e}"))?;
+            }
             Ok(new_optimizer::<B>(&settings.optim).load_record(record))
         });
         let own = optims.next().unwrap_or_else(|| Err("no optimizer state".into()))?;
-        // The other shards are decoded too, so a damaged one is found before the run starts.
+        // This node's other shards are decoded too, so a damaged one is found before the run starts.
         optims.try_for_each(|o| o.map(drop))?;
         Ok((trainable, own))
     })?;

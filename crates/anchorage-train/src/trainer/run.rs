@@ -20,7 +20,7 @@ use burn::optim::Optimizer;
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 
-use super::parallel::Peer;
+use super::parallel::{ParallelError, Peer};
 use super::progress::Progress;
 use super::replica::{new_optimizer, AdamWOptimizer, Replica, StepOutcome, Timer};
 use super::resume::{self, Resumed};
@@ -270,7 +270,13 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
         self.interrupted = true;
         let step = self.state.step;
         if self.settings.world.is_leader() && step > 0 && self.saved_step != Some(step) {
-            self.save_checkpoint(workers)?;
+            if zero::gathers(self.settings) {
+                // The other nodes may not be stopping at this step: node 0 cannot collect their
+                // optimizer shards, so the run resumes from its last periodic checkpoint.
+                tracing::warn!(step, saved = ?self.saved_step, "a ZeRO-1 run over several nodes stops without a checkpoint of step {step}; it resumes from its last periodic checkpoint");
+            } else {
+                self.save_checkpoint(workers)?;
+            }
         }
         tracing::info!(step, "stopping on request after step {step}");
         Ok(())
@@ -363,28 +369,34 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
             return Err(TrainError::Diverged { step: next, first: next + 1 - in_a_row, in_a_row, limit });
         }
         self.progress.update(next, outcome.loss, lr, samples_per_s, tokens_per_s);
-        if self.settings.world.is_leader() && (next % self.settings.checkpoint.every_steps == 0 || last) {
+        // ZeRO-1 over several nodes: every node sends its optimizer shards to node 0.
+        let writes = self.settings.world.is_leader() || zero::gathers(self.settings);
+        if writes && (next % self.settings.checkpoint.every_steps == 0 || last) {
             self.save_checkpoint(workers)?;
         }
         Ok(())
     }
 
     /// Writes the step checkpoint: weights, optimizer (ZeRO-1: every rank's shard), state,
-    /// recipe, and the step's connector (so `train export RUN/step-N` works mid-run).
+    /// recipe, and the step's connector (so `train export RUN/step-N` works mid-run). On the
+    /// other nodes of a ZeRO-1 run it only sends the node's optimizer shards to node 0.
     fn save_checkpoint(&mut self, workers: &Workers<'_>) -> Result<(), TrainError> {
         let (step, run_dir) = (self.state.step, &self.settings.run_dir);
-        let sharded = zero::sharded(self.settings);
+        let mut record = self.optim.to_record();
+        if let Some(first) = self.replica.as_ref().filter(|_| zero::sharded(self.settings)) {
+            record = zero::by_position(record, &zero::param_ids(&first.model.trainable));
+        }
+        let own = BinBytesRecorder::<FullPrecisionSettings>::default()
+            .record(record, ())
+            .map_err(|source| TrainError::Record { path: run_dir.join("optimizer.bin"), source })?;
+        let optims: Vec<(String, Vec<u8>)> = if zero::sharded(self.settings) {
+            let Some(all) = self.zero_shards(own, workers)? else { return Ok(()) };
+            all.into_iter().enumerate().map(|(rank, bytes)| (zero::shard_file(rank), bytes)).collect()
+        } else {
+            vec![("optimizer.bin".into(), own)]
+        };
         let Some(model) = self.replica.as_ref().map(|r| &r.model) else { return Ok(()) };
         let weights = CheckpointWeights::to_bytes(&model.trainable, model.training)?;
-        let own_name = if sharded { zero::shard_file(0) } else { "optimizer.bin".into() };
-        let optim = BinBytesRecorder::<FullPrecisionSettings>::default()
-            .record(self.optim.to_record(), ())
-            .map_err(|source| TrainError::Record { path: run_dir.join(&own_name), source })?;
-        let mut optims = vec![(own_name, optim)];
-        if sharded {
-            let others = workers.optimizer_shards(step)?;
-            optims.extend(others.into_iter().enumerate().map(|(i, bytes)| (zero::shard_file(i + 1), bytes)));
-        }
         let state = serde_json::to_vec_pretty(&self.state).map_err(|source| TrainError::Json { path: run_dir.join("state.json"), source })?;
         let label = self.checkpoints.step_dir(step).join("connector.safetensors");
         let connector = model.connector_bytes(&self.settings.connector_meta(step), ExportFormat::Anchorage, &label)?;
@@ -398,6 +410,30 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
         self.saved_step = Some(step);
         tracing::debug!(dir = %dir.display(), "checkpoint written");
         Ok(())
+    }
+
+    /// ZeRO-1: every rank's optimizer shard by global rank, on node 0 (`None` on the other nodes,
+    /// which send theirs to node 0): this replica's `own`, the other local replicas', and over
+    /// several nodes the other nodes'.
+    fn zero_shards(&self, own: Vec<u8>, workers: &Workers<'_>) -> Result<Option<Vec<Vec<u8>>>, TrainError> {
+        let step = self.state.step;
+        let mut local = vec![own];
+        local.extend(workers.optimizer_shards(step)?);
+        if !zero::gathers(self.settings) {
+            return Ok(Some(local));
+        }
+        let peer = self.replica.as_ref().and_then(|r| r.peer.as_ref()).ok_or(TrainError::Stopped { what: "the node link", step })?;
+        let Some(nodes) = peer.gather(zero::pack(&local))? else { return Ok(None) };
+        let mut all = local;
+        for (node, packed) in nodes.iter().enumerate().skip(1) {
+            let shards = zero::unpack(packed).map_err(|message| ParallelError::Link { message: format!("node {node}'s optimizer shards: {message}") })?;
+            if shards.len() != self.settings.world.local {
+                let message = format!("node {node} sent {} optimizer shards, expected {}", shards.len(), self.settings.world.local);
+                return Err(ParallelError::Link { message }.into());
+            }
+            all.extend(shards);
+        }
+        Ok(Some(all))
     }
 
     /// skipped.jsonl, and at the plan's end the connector (and LoRA adapters) in the run folder.

@@ -109,6 +109,14 @@ fn run_worker<B: AutodiffBackend>(
     let mut optim = new_optimizer::<B>(&settings.optim);
     if let Some(bytes) = optim_bytes {
         match BinBytesRecorder::<FullPrecisionSettings>::default().load(bytes, &replica.model.device) {
+            Ok(record) if zero::sharded(settings) => match zero::by_id(record, &zero::param_ids(&replica.model.trainable)) {
+                Ok(record) => optim = optim.load_record(record),
+                Err(message) => {
+                    let path = zero::shard_file(settings.world.global_rank(local));
+                    let _ = results.send(Err(TrainError::Invalid { path: path.into(), key: "optimizer".into(), message }));
+                    return;
+                }
+            },
             Ok(record) => optim = optim.load_record(record),
             Err(source) => {
                 let _ = results.send(Err(TrainError::Record { path: "optimizer.bin".into(), source }));
@@ -130,7 +138,8 @@ fn run_worker<B: AutodiffBackend>(
             Order::Step { slices, lr } => (slices, lr),
             Order::Optimizer(answer) => {
                 let path = zero::shard_file(settings.world.global_rank(local)).into();
-                let bytes = BinBytesRecorder::<FullPrecisionSettings>::default().record(optim.to_record(), ()).map_err(|source| TrainError::Record { path, source });
+                let record = zero::by_position(optim.to_record(), &zero::param_ids(&replica.model.trainable));
+                let bytes = BinBytesRecorder::<FullPrecisionSettings>::default().record(record, ()).map_err(|source| TrainError::Record { path, source });
                 let _ = answer.send(bytes);
                 continue;
             }

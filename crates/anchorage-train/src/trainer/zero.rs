@@ -7,6 +7,10 @@
 //! the step with bit-for-bit the weights an unsharded step gives. The optimizer memory of a rank
 //! is about `1 / world` of the unsharded one (DeepSpeed's ZeRO stage 1).
 //!
+//! Checkpoints hold one `optim-rank-R.bin` per global rank, keyed by parameter position (ids are
+//! random per process): node 0 gets its workers' shards over channels and, over several nodes, the
+//! other nodes' over the node link ([`pack`]/[`unpack`]); on resume each node reads its ranks' shards.
+//!
 //! Ownership is decided from the module's visiting order (the same on every rank, unlike parameter
 //! ids): the parameters in that order each go to the rank holding the fewest elements so far
 //! (ties to the lower rank), which balances the shards by element count.
@@ -30,6 +34,74 @@ pub(crate) fn shard_file(rank: usize) -> String {
 /// (with a single replica, stage 1 is the same as stage 0 and changes nothing).
 pub(crate) fn sharded(settings: &Settings) -> bool {
     settings.optim.zero_stage == 1 && settings.plan.world_size > 1
+}
+
+/// Whether a checkpoint needs the other nodes' shards (sharded over several nodes): every node
+/// then takes part in writing it, sending its shards to node 0.
+pub(crate) fn gathers(settings: &Settings) -> bool {
+    sharded(settings) && settings.world.nodes > 1
+}
+
+/// One node's shards as one buffer for the node link: each one's length (u64, little-endian),
+/// then its bytes.
+pub(crate) fn pack(shards: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(shards.iter().map(|s| s.len() + 8).sum());
+    for shard in shards {
+        out.extend_from_slice(&(shard.len() as u64).to_le_bytes());
+        out.extend_from_slice(shard);
+    }
+    out
+}
+
+/// The shards of a [`pack`]ed buffer; an error when it is cut short.
+pub(crate) fn unpack(mut bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut shards = Vec::new();
+    while !bytes.is_empty() {
+        let (len, rest) = bytes.split_at_checked(8).ok_or("a shard length cut short")?;
+        let len = u64::from_le_bytes(len.try_into().map_err(|_| "a shard length cut short")?) as usize;
+        let (shard, rest) = rest.split_at_checked(len).ok_or_else(|| format!("a shard of {len} bytes with {} left", rest.len()))?;
+        shards.push(shard.to_vec());
+        bytes = rest;
+    }
+    Ok(shards)
+}
+
+/// Every float parameter's id, in visiting order.
+pub(crate) fn param_ids<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M) -> Vec<ParamId> {
+    struct Ids(Vec<ParamId>);
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Ids {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            self.0.push(param.id);
+        }
+    }
+    let mut ids = Ids(Vec::new());
+    module.visit(&mut ids);
+    ids.0
+}
+
+/// An optimizer record keyed by each parameter's position in visiting order (`ids`) instead of
+/// its id, as the shard files hold it: parameter ids are random per process, and a shard written
+/// by another node must match the weights node 0 wrote when the run resumes.
+pub(crate) fn by_position<R, V>(record: R, ids: &[ParamId]) -> R
+where
+    R: IntoIterator<Item = (ParamId, V)> + FromIterator<(ParamId, V)>,
+{
+    let position: std::collections::HashMap<ParamId, u64> = ids.iter().enumerate().map(|(i, id)| (*id, i as u64)).collect();
+    record.into_iter().filter_map(|(id, v)| position.get(&id).map(|&i| (ParamId::from(i), v))).collect()
+}
+
+/// The inverse of [`by_position`]: a shard's record keyed by this process's parameter ids.
+pub(crate) fn by_id<R, V>(record: R, ids: &[ParamId]) -> Result<R, String>
+where
+    R: IntoIterator<Item = (ParamId, V)> + FromIterator<(ParamId, V)>,
+{
+    record
+        .into_iter()
+        .map(|(position, v)| match ids.get(position.val() as usize) {
+            Some(id) => Ok((*id, v)),
+            None => Err(format!("optimizer state for parameter {} of a model with {}", position.val(), ids.len())),
+        })
+        .collect()
 }
 
 /// The parameters global rank `rank` of `world` owns: trainable (gradient-requiring) float
@@ -165,6 +237,15 @@ mod tests {
             h = h + layer.forward(Tensor::<AD, 2>::ones([1, inputs], &Default::default())).powf_scalar(2.0).sum();
         }
         GradientsParams::from_grads(h.backward(), m)
+    }
+
+    #[test]
+    fn packed_shards_unpack_and_a_cut_buffer_is_an_error() {
+        let shards = vec![vec![1u8, 2, 3], Vec::new(), vec![9u8; 20]];
+        let packed = pack(&shards);
+        assert_eq!(unpack(&packed).unwrap(), shards);
+        assert!(unpack(&packed[..packed.len() - 1]).is_err());
+        assert!(unpack(&packed[..5]).is_err());
     }
 
     #[test]
