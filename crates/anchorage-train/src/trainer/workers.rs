@@ -107,19 +107,21 @@ fn run_worker<B: AutodiffBackend>(
     results: Sender<Result<(), TrainError>>,
 ) {
     let mut optim = new_optimizer::<B>(&settings.optim);
+    // The resumed checkpoint's bytes were decoded once already (`resume.rs`); these errors are
+    // for completeness.
+    let file = if zero::sharded(settings) { zero::shard_file(settings.world.global_rank(local)) } else { "optimizer.bin".into() };
     if let Some(bytes) = optim_bytes {
         match BinBytesRecorder::<FullPrecisionSettings>::default().load(bytes, &replica.model.device) {
             Ok(record) if zero::sharded(settings) => match zero::by_id(record, &zero::param_ids(&replica.model.trainable)) {
                 Ok(record) => optim = optim.load_record(record),
                 Err(message) => {
-                    let path = zero::shard_file(settings.world.global_rank(local));
-                    let _ = results.send(Err(TrainError::Invalid { path: path.into(), key: "optimizer".into(), message }));
+                    let _ = results.send(Err(TrainError::Invalid { path: file.into(), key: "optim.zero_stage".into(), message }));
                     return;
                 }
             },
             Ok(record) => optim = optim.load_record(record),
             Err(source) => {
-                let _ = results.send(Err(TrainError::Record { path: "optimizer.bin".into(), source }));
+                let _ = results.send(Err(TrainError::Record { path: file.into(), source }));
                 return;
             }
         }
