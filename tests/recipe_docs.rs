@@ -55,6 +55,7 @@ fn resolved_keys() -> BTreeSet<String> {
         &["connector.kind=anchor_former"],
         &["llm.training=lora", "llm.lora={ rank = 4, alpha = 8.0, dropout = 0.0, targets = [\"q_proj\"] }"],
         &["vision.image_size=672", "optim.max_steps=3"],
+        &["optim.zero_stage=1"],
         &["vision.model={ hub = \"openai/clip-vit-large-patch14-336\", revision = \"main\" }", "llm.model={ path = \"recipes\" }"],
         &["vision.model={ path = \"recipes\" }", "llm.model={ hub = \"lmsys/vicuna-7b-v1.5\", revision = \"main\" }"],
     ];

@@ -36,6 +36,15 @@ pub struct OptimSection {
     /// stops as diverged. Such a step is skipped (no update) and counted.
     #[serde(default = "max_nonfinite_steps")]
     pub max_nonfinite_steps: u64,
+    /// ZeRO stage: 0 keeps the whole AdamW state on every data-parallel rank; 1 shards it by
+    /// parameter across the ranks (each rank steps the parameters it owns, then the new values
+    /// are shared), so a rank holds about 1 / world of it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub zero_stage: u8,
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
 }
 
 /// Learning-rate schedule after warmup (transformers' formulas).

@@ -76,6 +76,10 @@ pub(super) fn validate(recipe: &Recipe, origin: &Path) -> Result<(), TrainError>
     if d.nodes == 0 {
         return Err(invalid("devices.nodes", "must be at least 1".into()));
     }
+    if o.zero_stage > 1 {
+        let message = format!("{} is not a ZeRO stage anchorage has: 0 (every rank keeps the whole AdamW state) or 1 (the state sharded across the data-parallel ranks)", o.zero_stage);
+        return Err(invalid("optim.zero_stage", message));
+    }
     let Some(per_step) = o.micro_batch.checked_mul(d.world_size()).filter(|&n| n <= MAX_SAMPLES_PER_STEP) else {
         return Err(invalid(
             "optim.micro_batch",

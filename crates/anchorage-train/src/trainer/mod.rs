@@ -10,7 +10,9 @@
 //!
 //! Data parallel (`parallel.rs`): slice `j` of a step goes to replica `j mod world`; gradients are
 //! summed across replicas before clipping, and every replica takes the same optimizer step. A
-//! replica's error ends the run with that error (`workers.rs`).
+//! replica's error ends the run with that error (`workers.rs`). With `optim.zero_stage = 1` each
+//! replica steps only the parameters it owns and keeps AdamW state for those alone; the stepped
+//! values are then summed across replicas (`zero.rs`).
 //!
 //! Loss mean (`optim.loss_mean`): `micro_batch` (default) is LLaVA's: each micro-batch's loss is
 //! the mean over its supervised tokens, divided by the number of micro-batches of the step
@@ -30,6 +32,7 @@ mod setup;
 mod skips;
 mod state;
 mod workers;
+mod zero;
 
 pub use parallel::{NodeRole, ParallelError, World};
 pub use replica::Timer;

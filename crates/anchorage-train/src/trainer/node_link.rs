@@ -192,6 +192,35 @@ impl NodeLink {
     }
 }
 
+impl NodeLink {
+    /// Node 0 gets every node's `bytes`, in node order (its own first); the other nodes send
+    /// theirs and get `None`. Every node must call this at the same point of the run (ZeRO-1
+    /// checkpoints: the optimizer shards of the other nodes).
+    pub fn gather(&mut self, bytes: Vec<u8>) -> Result<Option<Vec<Vec<u8>>>, TrainError> {
+        let err = |what: String| -> TrainError { ParallelError::Link { message: what }.into() };
+        if self.rank != 0 {
+            let (_, writer) = &mut self.peers[0];
+            let sent = writer.write_all(&(bytes.len() as u64).to_le_bytes()).and_then(|()| writer.write_all(&bytes)).and_then(|()| writer.flush());
+            sent.map_err(|e| err(format!("node 0: {e}")))?;
+            return Ok(None);
+        }
+        let mut all = vec![bytes];
+        for (node, (reader, _)) in self.peers.iter_mut().enumerate() {
+            let mut received = || -> std::io::Result<Vec<u8>> {
+                let len = read_u64(reader)?;
+                let mut buf = Vec::new();
+                let got = std::io::Read::take(&mut *reader, len).read_to_end(&mut buf)?;
+                if got as u64 != len {
+                    return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("{got} of {len} bytes")));
+                }
+                Ok(buf)
+            };
+            all.push(received().map_err(|e| err(format!("node {}: {e}", node + 1)))?);
+        }
+        Ok(Some(all))
+    }
+}
+
 /// Node 0 reads a new connection's hello: `Some((rank, connection))` for a node that may join,
 /// `None` for a connection to drop (silent, or not speaking anchorage's protocol), or an error for
 /// an anchorage node that cannot join (another recipe, a rank out of range or taken).

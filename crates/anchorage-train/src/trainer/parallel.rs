@@ -195,6 +195,16 @@ impl Peer {
         Ok(sum.into_iter().map(f64::from).collect())
     }
 
+    /// Node 0's first replica gets every node's `bytes` in node order (its own first), the other
+    /// nodes' first replicas get `None`; on a single node, just its own. Every node calls it at the
+    /// same point of the run.
+    pub fn gather(&self, bytes: Vec<u8>) -> Result<Option<Vec<Vec<u8>>>, TrainError> {
+        match &self.link {
+            Some(link) => link.lock().map_err(|_| ParallelError::Link { message: "poisoned by a panicked thread".into() })?.gather(bytes),
+            None => Ok(Some(vec![bytes])),
+        }
+    }
+
     /// Leaves the collective.
     pub fn finish<B: Backend>(&self) {
         if self.local > 1 {

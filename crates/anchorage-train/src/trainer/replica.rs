@@ -5,15 +5,18 @@
 //! A replica whose forward fails still takes part in the step's sums, so the other replicas never
 //! wait for it in an all-reduce; it then reports the error instead of stepping.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anchorage_data::Sample;
 use anchorage_model::{Llava, Trainable, IGNORE_INDEX};
+use burn::module::ParamId;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::{backend::AutodiffBackend, ElementConversion};
 
 use super::parallel::Peer;
+use super::zero;
 use crate::grad_norm::clip_global_norm;
 use crate::recipe::{LossMean, OptimSection};
 use crate::{Settings, TrainError};
@@ -60,6 +63,9 @@ pub(crate) struct Replica<B: AutodiffBackend> {
     pub(crate) model: Llava<B, B::InnerBackend>,
     /// The other replicas, when there are any.
     pub(crate) peer: Option<Peer>,
+    /// ZeRO-1: the parameters this replica steps and keeps AdamW state for (`zero.rs`); `None`
+    /// when every replica steps every parameter.
+    pub(crate) owned: Option<HashSet<ParamId>>,
 }
 
 /// A step's numbers, summed over every replica.
@@ -133,7 +139,14 @@ impl<B: AutodiffBackend> Replica<B> {
         let applied = loss.is_finite() && grad_norm.is_finite();
         if applied {
             let trainable = self.model.trainable.clone();
-            self.model.trainable = optim.step(lr, trainable, grads);
+            self.model.trainable = match (&self.owned, &self.peer) {
+                (Some(owned), Some(peer)) => {
+                    let grads = zero::keep_owned(&trainable, grads, owned);
+                    let stepped = optim.step(lr, trainable, grads);
+                    zero::share_owned(peer, stepped, owned)?
+                }
+                _ => optim.step(lr, trainable, grads),
+            };
         }
         timer.optimizer += t.elapsed();
         Ok(StepOutcome { loss, grad_norm, applied, samples: numbers[3] as usize, tokens: numbers[2] as usize, extra: numbers[4..].to_vec() })

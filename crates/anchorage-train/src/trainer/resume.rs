@@ -18,6 +18,7 @@ use burn::tensor::backend::AutodiffBackend;
 
 use super::replica::{new_optimizer, AdamWOptimizer};
 use super::state::TrainState;
+use super::zero;
 use crate::checkpoint::{verify, Checkpoints, MANIFEST};
 use crate::recipe::{recipe_changes, RecipeChange};
 use crate::{Settings, TrainError};
@@ -32,7 +33,8 @@ pub(super) struct Resumed<B: AutodiffBackend> {
     pub(super) state: TrainState,
     pub(super) trainable: Trainable<B>,
     pub(super) optim: AdamWOptimizer<B>,
-    pub(super) optim_bytes: Vec<u8>,
+    /// The optimizer state as read: `optimizer.bin`, or (ZeRO-1) this node's shards by local index.
+    pub(super) optim_bytes: Vec<Vec<u8>>,
     /// Newer step folders that were passed over, and why.
     pub(super) rejected: Vec<(PathBuf, String)>,
     /// Keys the recipe changes since the checkpoint (allowed ones only).
@@ -66,6 +68,7 @@ pub(super) fn newest<B: AutodiffBackend>(
             }
         };
         let changes = recipe_changes(&saved, &settings.recipe_text).map_err(|message| TrainError::RecipeChanged { path: dir.join("recipe.toml"), message })?;
+        check_zero(settings, &dir)?;
         check_changes(&changes, allow_change, &dir)?;
         match load(settings, model, step, &dir) {
             Ok((state, trainable, optim, optim_bytes)) => {
@@ -93,6 +96,31 @@ fn verified_or_legacy(dir: &Path) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// Refuses a checkpoint whose optimizer state is laid out for another data-parallel world:
+/// ZeRO-1 shards resume only on the world size they were cut for, and a whole optimizer state
+/// does not resume sharded (or the reverse). A state.json that does not read is left to `load`.
+fn check_zero(settings: &Settings, dir: &Path) -> Result<(), TrainError> {
+    let Ok(state) = std::fs::read(dir.join("state.json")).map_err(|_| ()).and_then(|b| serde_json::from_slice::<TrainState>(&b).map_err(|_| ())) else {
+        return Ok(());
+    };
+    let world = settings.plan.world_size;
+    let now = zero::sharded(settings).then_some(world);
+    let message = match (state.zero_world_size, now) {
+        (saved, now) if saved == now => return Ok(()),
+        (Some(saved), Some(now)) => format!(
+            "the checkpoint's AdamW state is sharded (ZeRO-1) over a world of {saved} data-parallel ranks, and this run has a world of {now}: a sharded optimizer state resumes only on the world size it was saved with (devices.ids × devices.nodes = {saved}). Nothing was changed"
+        ),
+        (Some(saved), None) => format!(
+            "the checkpoint's AdamW state is sharded (ZeRO-1) over a world of {saved} data-parallel ranks, and this run (a world of {world}, optim.zero_stage = {}) does not shard it: resume with optim.zero_stage = 1 on {saved} ranks. Nothing was changed",
+            settings.optim.zero_stage
+        ),
+        (None, _) => format!(
+            "the checkpoint holds the whole AdamW state (optim.zero_stage = 0), and this run shards it (ZeRO-1) over a world of {world}: resume with optim.zero_stage = 0. Nothing was changed"
+        ),
+    };
+    Err(TrainError::Invalid { path: dir.join("state.json"), key: "optim.zero_stage".into(), message })
 }
 
 /// Refuses changes of fixed keys, and other changes unless they are allowed.
@@ -151,7 +179,7 @@ fn append_line(path: &Path, line: &str) -> Result<(), TrainError> {
     file.sync_all().map_err(io)
 }
 
-type Loaded<B> = (TrainState, Trainable<B>, AdamWOptimizer<B>, Vec<u8>);
+type Loaded<B> = (TrainState, Trainable<B>, AdamWOptimizer<B>, Vec<Vec<u8>>);
 
 /// Reads the state, weights and optimizer of a checkpoint without touching the trainer: a
 /// checkpoint that fails halfway leaves nothing half-loaded.
@@ -161,12 +189,30 @@ fn load<B: AutodiffBackend>(settings: &Settings, model: &Llava<B, B::InnerBacken
     if state.step != step {
         return Err(format!("state.json is of step {}, the folder of step {step}", state.step));
     }
-    let (weights, optim_bytes) = (read("trainable.bin")?, read("optimizer.bin")?);
+    // ZeRO-1 (`check_zero` made sure the world size matches): the shards of this node's ranks,
+    // the first of them this replica's; otherwise the one optimizer.bin.
+    let first = settings.world.global_rank(0);
+    let names = match state.zero_world_size {
+        Some(_) => (first..first + settings.world.local).map(zero::shard_file).collect(),
+        None => vec!["optimizer.bin".to_string()],
+    };
+    let weights = read("trainable.bin")?;
+    let optim_bytes = names.iter().map(|name| read(name)).collect::<Result<Vec<_>, _>>()?;
     let path = dir.join("trainable.bin");
     let (trainable, optim) = quietly(|| {
         let trainable = CheckpointWeights::load_bytes(model.trainable.clone(), model.training, weights, &path, &model.device).map_err(|e| e.to_string())?;
-        let record = BinBytesRecorder::<FullPrecisionSettings>::default().load(optim_bytes.clone(), &model.device).map_err(|e| format!("optimizer.bin: {e}"))?;
-        Ok((trainable, new_optimizer::<B>(&settings.optim).load_record(record)))
+        let ids = zero::param_ids(&trainable);
+        let mut optims = names.iter().zip(&optim_bytes).map(|(name, bytes)| -> Result<AdamWOptimizer<B>, String> {
+            let mut record = BinBytesRecorder::<FullPrecisionSettings>::default().load(bytes.clone(), &model.device).map_err(|e| format!("{name}: {e}"))?;
+            if state.zero_world_size.is_some() {
+                record = zero::by_id(record, &ids).map_err(|e| format!("{name}: {e}"))?;
+            }
+            Ok(new_optimizer::<B>(&settings.optim).load_record(record))
+        });
+        let own = optims.next().unwrap_or_else(|| Err("no optimizer state".into()))?;
+        // This node's other shards are decoded too, so a damaged one is found before the run starts.
+        optims.try_for_each(|o| o.map(drop))?;
+        Ok((trainable, own))
     })?;
     Ok((state, trainable, optim, optim_bytes))
 }

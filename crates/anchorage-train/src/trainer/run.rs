@@ -20,13 +20,14 @@ use burn::optim::Optimizer;
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 
-use super::parallel::Peer;
+use super::parallel::{ParallelError, Peer};
 use super::progress::Progress;
 use super::replica::{new_optimizer, AdamWOptimizer, Replica, StepOutcome, Timer};
 use super::resume::{self, Resumed};
 use super::skips::SkipLog;
 use super::state::TrainState;
 use super::workers::Workers;
+use super::zero;
 use crate::checkpoint::{write_atomic, Checkpoints};
 use crate::metrics::{MetricsLog, StepMetrics};
 use crate::run_lock::RunLock;
@@ -88,8 +89,9 @@ pub struct Trainer<'a, B: AutodiffBackend> {
     /// The other local replicas, until `run` hands them to their threads.
     others: Vec<Replica<B>>,
     optim: AdamWOptimizer<B>,
-    /// The optimizer state resumed from, for the other replicas.
-    optim_bytes: Option<Vec<u8>>,
+    /// The optimizer state resumed from, for the other replicas: one for all, or (ZeRO-1) one
+    /// per local replica.
+    optim_bytes: Option<Vec<Vec<u8>>>,
     state: TrainState,
     checkpoints: Checkpoints,
     metrics: Option<MetricsLog>,
@@ -149,7 +151,13 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
         trainer.progress = Progress::new(options.progress && world.is_leader(), options.bar, trainer.state.step, settings.plan.total_steps);
         // The other replicas start from the (possibly resumed) weights.
         if let Some(first) = &trainer.replica {
-            trainer.others = devices[1..].iter().map(|d| Replica { model: first.model.fork(d), peer: None }).collect();
+            trainer.others = devices[1..].iter().map(|d| Replica { model: first.model.fork(d), peer: None, owned: None }).collect();
+        }
+        if zero::sharded(settings) {
+            let size = world.size();
+            for (local, replica) in trainer.replica.iter_mut().chain(trainer.others.iter_mut()).enumerate() {
+                replica.owned = Some(zero::owned_params(&replica.model.trainable, size, world.global_rank(local)));
+            }
         }
         Ok(trainer)
     }
@@ -159,11 +167,16 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
         Self {
             settings,
             source,
-            replica: Some(Replica { model, peer: None }),
+            replica: Some(Replica { model, peer: None, owned: None }),
             others: Vec::new(),
             optim: new_optimizer::<B>(&settings.optim),
             optim_bytes: None,
-            state: TrainState { seed: settings.layout.seed, samples_trained: Some(0), ..TrainState::default() },
+            state: TrainState {
+                seed: settings.layout.seed,
+                samples_trained: Some(0),
+                zero_world_size: zero::sharded(settings).then_some(plan.world_size),
+                ..TrainState::default()
+            },
             checkpoints,
             metrics: None,
             skips: SkipLog::default(),
@@ -237,7 +250,7 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
     fn train_steps(&mut self, data: &Receiver<LoadedStep>, workers: &Workers<'_>) -> Result<(), TrainError> {
         while self.state.step < self.last_step {
             if self.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
-                return self.interrupt();
+                return self.interrupt(workers);
             }
             let step = self.state.step;
             let t0 = Instant::now();
@@ -247,17 +260,23 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
             let started = Instant::now();
             let lr = self.settings.schedule.lr(step);
             let outcome = self.step(per_rank, &new_skips, lr, workers)?;
-            self.after_step(outcome, lr, started.elapsed().as_secs_f64().max(1e-9))?;
+            self.after_step(outcome, lr, started.elapsed().as_secs_f64().max(1e-9), workers)?;
         }
         Ok(())
     }
 
     /// Ends the run early on request: a checkpoint of the step reached, unless there is one.
-    fn interrupt(&mut self) -> Result<(), TrainError> {
+    fn interrupt(&mut self, workers: &Workers<'_>) -> Result<(), TrainError> {
         self.interrupted = true;
         let step = self.state.step;
         if self.settings.world.is_leader() && step > 0 && self.saved_step != Some(step) {
-            self.save_checkpoint()?;
+            if zero::gathers(self.settings) {
+                // The other nodes may not be stopping at this step: node 0 cannot collect their
+                // optimizer shards, so the run resumes from its last periodic checkpoint.
+                tracing::warn!(step, saved = ?self.saved_step, "a ZeRO-1 run over several nodes stops without a checkpoint of step {step}; it resumes from its last periodic checkpoint");
+            } else {
+                self.save_checkpoint(workers)?;
+            }
         }
         tracing::info!(step, "stopping on request after step {step}");
         Ok(())
@@ -319,7 +338,7 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
     }
 
     /// The state after a step, its metrics and progress, and a checkpoint when one is due.
-    fn after_step(&mut self, outcome: StepOutcome, lr: f64, secs: f64) -> Result<(), TrainError> {
+    fn after_step(&mut self, outcome: StepOutcome, lr: f64, secs: f64, workers: &Workers<'_>) -> Result<(), TrainError> {
         let (plan, step) = (&self.settings.plan, self.state.step);
         let next = step + 1;
         self.state.step = next;
@@ -350,31 +369,40 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
             return Err(TrainError::Diverged { step: next, first: next + 1 - in_a_row, in_a_row, limit });
         }
         self.progress.update(next, outcome.loss, lr, samples_per_s, tokens_per_s);
-        if self.settings.world.is_leader() && (next % self.settings.checkpoint.every_steps == 0 || last) {
-            self.save_checkpoint()?;
+        // ZeRO-1 over several nodes: every node sends its optimizer shards to node 0.
+        let writes = self.settings.world.is_leader() || zero::gathers(self.settings);
+        if writes && (next % self.settings.checkpoint.every_steps == 0 || last) {
+            self.save_checkpoint(workers)?;
         }
         Ok(())
     }
 
-    /// Writes the step checkpoint: weights, optimizer, state, recipe, and the step's connector
-    /// (so `train export RUN/step-N` works mid-run).
-    fn save_checkpoint(&mut self) -> Result<(), TrainError> {
+    /// Writes the step checkpoint: weights, optimizer (ZeRO-1: every rank's shard), state,
+    /// recipe, and the step's connector (so `train export RUN/step-N` works mid-run). On the
+    /// other nodes of a ZeRO-1 run it only sends the node's optimizer shards to node 0.
+    fn save_checkpoint(&mut self, workers: &Workers<'_>) -> Result<(), TrainError> {
         let (step, run_dir) = (self.state.step, &self.settings.run_dir);
+        let mut record = self.optim.to_record();
+        if let Some(first) = self.replica.as_ref().filter(|_| zero::sharded(self.settings)) {
+            record = zero::by_position(record, &zero::param_ids(&first.model.trainable));
+        }
+        let own = BinBytesRecorder::<FullPrecisionSettings>::default()
+            .record(record, ())
+            .map_err(|source| TrainError::Record { path: run_dir.join("optimizer.bin"), source })?;
+        let optims: Vec<(String, Vec<u8>)> = if zero::sharded(self.settings) {
+            let Some(all) = self.zero_shards(own, workers)? else { return Ok(()) };
+            all.into_iter().enumerate().map(|(rank, bytes)| (zero::shard_file(rank), bytes)).collect()
+        } else {
+            vec![("optimizer.bin".into(), own)]
+        };
         let Some(model) = self.replica.as_ref().map(|r| &r.model) else { return Ok(()) };
         let weights = CheckpointWeights::to_bytes(&model.trainable, model.training)?;
-        let optim = BinBytesRecorder::<FullPrecisionSettings>::default()
-            .record(self.optim.to_record(), ())
-            .map_err(|source| TrainError::Record { path: run_dir.join("optimizer.bin"), source })?;
         let state = serde_json::to_vec_pretty(&self.state).map_err(|source| TrainError::Json { path: run_dir.join("state.json"), source })?;
         let label = self.checkpoints.step_dir(step).join("connector.safetensors");
         let connector = model.connector_bytes(&self.settings.connector_meta(step), ExportFormat::Anchorage, &label)?;
-        let files: [(&str, &[u8]); 5] = [
-            ("trainable.bin", &weights),
-            ("optimizer.bin", &optim),
-            ("state.json", &state),
-            ("recipe.toml", self.settings.recipe_text.as_bytes()),
-            ("connector.safetensors", &connector),
-        ];
+        let mut files: Vec<(&str, &[u8])> = vec![("trainable.bin", &weights)];
+        files.extend(optims.iter().map(|(name, bytes)| (name.as_str(), bytes.as_slice())));
+        files.extend([("state.json", state.as_slice()), ("recipe.toml", self.settings.recipe_text.as_bytes()), ("connector.safetensors", connector.as_slice())]);
         // The skipped-sample list as of this step, before the checkpoint: a resumed run adds to it,
         // and a list ahead of the checkpoint it resumes from only holds samples it meets again.
         write_atomic(&run_dir.join("skipped.jsonl"), self.skips.jsonl().as_bytes())?;
@@ -382,6 +410,30 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
         self.saved_step = Some(step);
         tracing::debug!(dir = %dir.display(), "checkpoint written");
         Ok(())
+    }
+
+    /// ZeRO-1: every rank's optimizer shard by global rank, on node 0 (`None` on the other nodes,
+    /// which send theirs to node 0): this replica's `own`, the other local replicas', and over
+    /// several nodes the other nodes'.
+    fn zero_shards(&self, own: Vec<u8>, workers: &Workers<'_>) -> Result<Option<Vec<Vec<u8>>>, TrainError> {
+        let step = self.state.step;
+        let mut local = vec![own];
+        local.extend(workers.optimizer_shards(step)?);
+        if !zero::gathers(self.settings) {
+            return Ok(Some(local));
+        }
+        let peer = self.replica.as_ref().and_then(|r| r.peer.as_ref()).ok_or(TrainError::Stopped { what: "the node link", step })?;
+        let Some(nodes) = peer.gather(zero::pack(&local))? else { return Ok(None) };
+        let mut all = local;
+        for (node, packed) in nodes.iter().enumerate().skip(1) {
+            let shards = zero::unpack(packed).map_err(|message| ParallelError::Link { message: format!("node {node}'s optimizer shards: {message}") })?;
+            if shards.len() != self.settings.world.local {
+                let message = format!("node {node} sent {} optimizer shards, expected {}", shards.len(), self.settings.world.local);
+                return Err(ParallelError::Link { message }.into());
+            }
+            all.extend(shards);
+        }
+        Ok(Some(all))
     }
 
     /// skipped.jsonl, and at the plan's end the connector (and LoRA adapters) in the run folder.

@@ -34,4 +34,9 @@ pub struct TrainState {
     /// counted.
     #[serde(default)]
     pub samples_trained: Option<u64>,
+    /// ZeRO-1: the optimizer state is split over this many ranks (`optim-rank-{r}.bin`, one per
+    /// global rank); absent when one `optimizer.bin` holds all of it. A sharded checkpoint
+    /// resumes only on the same number of ranks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zero_world_size: Option<u64>,
 }

@@ -12,35 +12,39 @@ use burn::tensor::backend::AutodiffBackend;
 
 use super::parallel::Peer;
 use super::replica::{new_optimizer, Replica, Timer};
+use super::zero;
 use crate::{Settings, TrainError};
 
-/// One step's share of a replica: its micro-batches (bad samples already dropped) and the lr.
-struct Work {
-    slices: Vec<Vec<Sample>>,
-    lr: f64,
+/// What a worker is asked to do.
+enum Order {
+    /// One step's share of the replica: its micro-batches (bad samples already dropped), the lr.
+    Step { slices: Vec<Vec<Sample>>, lr: f64 },
+    /// ZeRO-1 checkpoints: the replica's optimizer shard, serialised.
+    Optimizer(Sender<Result<Vec<u8>, TrainError>>),
 }
 
 /// The worker threads of one run.
 pub(crate) struct Workers<'scope> {
-    feeds: Vec<Sender<Work>>,
+    feeds: Vec<Sender<Order>>,
     results: Vec<Receiver<Result<(), TrainError>>>,
     handles: Vec<ScopedJoinHandle<'scope, ()>>,
 }
 
 impl<'scope> Workers<'scope> {
     /// Starts one thread per replica in `replicas` (local indices 1, 2, ...); `optim_bytes` is the
-    /// optimizer state to start from on resume.
+    /// optimizer state to start from on resume: one for every replica, or (ZeRO-1) one per local
+    /// replica, indexed by local index.
     pub(crate) fn spawn<'env, B: AutodiffBackend>(
         scope: &'scope Scope<'scope, 'env>,
         replicas: Vec<Replica<B>>,
         settings: &'env Settings,
-        optim_bytes: Option<Vec<u8>>,
+        optim_bytes: Option<Vec<Vec<u8>>>,
     ) -> Self {
         let mut workers = Workers { feeds: Vec::new(), results: Vec::new(), handles: Vec::new() };
         for (i, replica) in replicas.into_iter().enumerate() {
-            let (feed_tx, feed_rx) = channel::<Work>();
+            let (feed_tx, feed_rx) = channel::<Order>();
             let (result_tx, result_rx) = channel();
-            let optim_bytes = optim_bytes.clone();
+            let optim_bytes = optim_bytes.as_ref().and_then(|all| all.get(i + 1).or(all.first()).cloned());
             workers.handles.push(scope.spawn(move || run_worker(replica, settings, i + 1, optim_bytes, feed_rx, result_tx)));
             workers.feeds.push(feed_tx);
             workers.results.push(result_rx);
@@ -51,9 +55,21 @@ impl<'scope> Workers<'scope> {
     /// Hands each worker its slices of a step.
     pub(crate) fn send(&self, per_rank: impl Iterator<Item = Vec<Vec<Sample>>>, lr: f64, step: u64) -> Result<(), TrainError> {
         for (feed, slices) in self.feeds.iter().zip(per_rank) {
-            feed.send(Work { slices, lr }).map_err(|_| TrainError::Stopped { what: "a data-parallel replica", step })?;
+            feed.send(Order::Step { slices, lr }).map_err(|_| TrainError::Stopped { what: "a data-parallel replica", step })?;
         }
         Ok(())
+    }
+
+    /// Every worker's optimizer state, serialised, by local index from 1 (ZeRO-1 checkpoints).
+    pub(crate) fn optimizer_shards(&self, step: u64) -> Result<Vec<Vec<u8>>, TrainError> {
+        let stopped = || TrainError::Stopped { what: "a data-parallel replica", step };
+        let mut answers = Vec::with_capacity(self.feeds.len());
+        for feed in &self.feeds {
+            let (tx, rx) = channel();
+            feed.send(Order::Optimizer(tx)).map_err(|_| stopped())?;
+            answers.push(rx);
+        }
+        answers.into_iter().map(|rx| rx.recv().unwrap_or_else(|_| Err(stopped()))).collect()
     }
 
     /// Waits for every worker's result of the step; the first error, naming its replica.
@@ -80,22 +96,32 @@ impl<'scope> Workers<'scope> {
     }
 }
 
-/// A worker: registers with the other local replicas, then runs the step of every `Work` it is
-/// fed until the feed closes, answering each with its result.
+/// A worker: registers with the other local replicas, then runs every step it is fed until the
+/// feed closes, answering each with its result (and hands over its optimizer state on request).
 fn run_worker<B: AutodiffBackend>(
     mut replica: Replica<B>,
     settings: &Settings,
     local: usize,
     optim_bytes: Option<Vec<u8>>,
-    feed: Receiver<Work>,
+    feed: Receiver<Order>,
     results: Sender<Result<(), TrainError>>,
 ) {
     let mut optim = new_optimizer::<B>(&settings.optim);
+    // The resumed checkpoint's bytes were decoded once already (`resume.rs`); these errors are
+    // for completeness.
+    let file = if zero::sharded(settings) { zero::shard_file(settings.world.global_rank(local)) } else { "optimizer.bin".into() };
     if let Some(bytes) = optim_bytes {
         match BinBytesRecorder::<FullPrecisionSettings>::default().load(bytes, &replica.model.device) {
+            Ok(record) if zero::sharded(settings) => match zero::by_id(record, &zero::param_ids(&replica.model.trainable)) {
+                Ok(record) => optim = optim.load_record(record),
+                Err(message) => {
+                    let _ = results.send(Err(TrainError::Invalid { path: file.into(), key: "optim.zero_stage".into(), message }));
+                    return;
+                }
+            },
             Ok(record) => optim = optim.load_record(record),
             Err(source) => {
-                let _ = results.send(Err(TrainError::Record { path: "optimizer.bin".into(), source }));
+                let _ = results.send(Err(TrainError::Record { path: file.into(), source }));
                 return;
             }
         }
@@ -109,8 +135,18 @@ fn run_worker<B: AutodiffBackend>(
     }
     let mut timer = Timer::default();
     let extra = if settings.world.nodes > 1 { vec![0.0; anchorage_data::FaultReason::ALL.len()] } else { Vec::new() };
-    while let Ok(work) = feed.recv() {
-        let (next, result) = replica.step(settings, &work.slices, work.lr, &extra, &mut optim, &mut timer);
+    while let Ok(order) = feed.recv() {
+        let (slices, lr) = match order {
+            Order::Step { slices, lr } => (slices, lr),
+            Order::Optimizer(answer) => {
+                let path = zero::shard_file(settings.world.global_rank(local)).into();
+                let record = zero::by_position(optim.to_record(), &zero::param_ids(&replica.model.trainable));
+                let bytes = BinBytesRecorder::<FullPrecisionSettings>::default().record(record, ()).map_err(|source| TrainError::Record { path, source });
+                let _ = answer.send(bytes);
+                continue;
+            }
+        };
+        let (next, result) = replica.step(settings, &slices, lr, &extra, &mut optim, &mut timer);
         replica = next;
         let failed = result.is_err();
         if results.send(result.map(|_| ())).is_err() || failed {
