@@ -310,5 +310,6 @@ fn resuming_a_finished_run_changes_nothing() {
     let before = snapshot();
     let out = run_ok(train(&["pretrain", "recipes/tiny/pretrain.toml", "--set", &set, "--set", "optim.max_steps=2", "--resume", run.to_str().unwrap()]));
     assert!(out.contains("had already finished all 2 steps"), "{out}");
-    assert_eq!(snapshot(), before);
+    let changed: Vec<String> = snapshot().into_iter().zip(&before).filter(|(a, b)| a.1 != b.1).map(|(a, _)| a.0).collect();
+    assert!(changed.is_empty(), "rewritten: {changed:?}");
 }

@@ -130,7 +130,9 @@ fn truncate_after(path: &Path, step: u64) -> Result<(), TrainError> {
     let mut kept = Vec::with_capacity(lines.len());
     for (n, line) in lines.iter().enumerate() {
         match serde_json::from_str::<StepMetrics>(line) {
-            Ok(m) if m.step <= step => kept.push(m),
+            // The line itself is kept, not re-serialised: parsing and printing a float can change
+            // its last digit, and a resumed run's history must stay as it was written.
+            Ok(m) if m.step <= step => kept.push(*line),
             Ok(_) => {}
             Err(_) if n + 1 == lines.len() => {
                 tracing::warn!(path = %path.display(), line = n + 1, "cutting a torn last line of metrics.jsonl");
@@ -139,9 +141,12 @@ fn truncate_after(path: &Path, step: u64) -> Result<(), TrainError> {
         }
     }
     let mut text = String::new();
-    for m in &kept {
-        text.push_str(&serde_json::to_string(m).map_err(|e| TrainError::Io { path: path.to_path_buf(), source: e.into() })?);
+    for line in &kept {
+        text.push_str(line);
         text.push('\n');
+    }
+    if text.as_bytes() == fs::read(path).map_err(|e| io(path, e))?.as_slice() {
+        return Ok(());
     }
     crate::checkpoint::write_atomic(path, text.as_bytes())
 }
