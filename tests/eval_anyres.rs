@@ -288,3 +288,39 @@ fn llava_next_generation_prefill_equals_inspect_llava() {
         );
     }
 }
+
+/// A LLaVA-NeXT folder whose packing generation would not reproduce is refused, naming the key.
+#[test]
+fn llava_next_folders_that_generation_would_pack_differently_are_refused() {
+    let refusal = |file: &str, from: &str, to: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(fixture().join("llava_next_llama")).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+        let text = std::fs::read_to_string(dir.path().join(file)).unwrap();
+        let edited = text.replacen(from, to, 1);
+        assert_ne!(edited, text, "{file}: `{from}` not found");
+        std::fs::write(dir.path().join(file), edited).unwrap();
+        let hf = HfLlava::<Flex>::load(dir.path(), &Default::default()).unwrap();
+        let image = HfImageProcessor::read(dir.path(), &hf.config).unwrap();
+        match hf_llava_for_generation(hf, image) {
+            Ok(_) => panic!("{file}: {to} was accepted"),
+            Err(e) => e.to_string(),
+        }
+    };
+    // The processor tiles on another grid than the model packs.
+    let e = refusal(
+        "preprocessor_config.json",
+        "\"image_grid_pinpoints\": [",
+        "\"image_grid_pinpoints\": [[36, 36], ",
+    );
+    assert!(e.contains("image_grid_pinpoints"), "{e}");
+    // CLS kept: the projector's tokens are not the patch grid LLaVA-NeXT packs.
+    let e = refusal(
+        "config.json",
+        "\"vision_feature_select_strategy\": \"default\"",
+        "\"vision_feature_select_strategy\": \"full\"",
+    );
+    assert!(e.contains("vision_feature_select_strategy"), "{e}");
+}
