@@ -174,7 +174,7 @@ fn write_check_inputs(run: &Path, export: &Path) {
     let ids = question_ids(&tokenizer, loaded.card.template, QUESTION, true).unwrap();
     let pixels = load_pixel_values(Path::new(IMAGE), loaded.card.aspect, &loaded.built.processor).unwrap();
     let size = pixels.size;
-    let prompt = Prompt { input_ids: ids.clone(), pixels: Some(pixels.clone()) };
+    let prompt = Prompt { input_ids: ids.clone(), pixels: Some(pixels.clone()), anyres: None };
     let logits = loaded.built.model.prompt_logits(&prompt).unwrap().into_data();
     let image_tokens = loaded.built.model.image_tokens;
     let expanded: Vec<i64> = ids.iter().flat_map(|&id| if id == anchorage_model::IMAGE_TOKEN_INDEX { vec![1024; image_tokens] } else { vec![id] }).collect();
@@ -296,7 +296,7 @@ fn exported_folder_reads_back_through_inspect_llava_with_the_runs_logits() {
     let tokenizer = TextTokenizer::from_file(loaded.built.tokenizer.as_ref().unwrap()).unwrap();
     let ids = question_ids(&tokenizer, loaded.card.template, QUESTION, true).unwrap();
     let pixels = load_pixel_values(Path::new(IMAGE), loaded.card.aspect, &loaded.built.processor).unwrap();
-    let ours: Vec<f32> = loaded.built.model.prompt_logits(&Prompt { input_ids: ids.clone(), pixels: Some(pixels.clone()) }).unwrap().into_data().to_vec().unwrap();
+    let ours: Vec<f32> = loaded.built.model.prompt_logits(&Prompt { input_ids: ids.clone(), pixels: Some(pixels.clone()), anyres: None }).unwrap().into_data().to_vec().unwrap();
 
     let inspected = tmp.path().join("inspect.safetensors");
     let id_list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");

@@ -133,7 +133,7 @@ fn measure(args: &PrefillArgs, policy: &str) -> anyhow::Result<Measured> {
     let pixels = PixelValues::zeros(args.image_size);
     let mut ids = vec![1i64, -200];
     ids.extend((0..args.text_len as i64).map(|i| 3 + i % 500));
-    let prompt = Prompt { input_ids: ids, pixels: Some(pixels) };
+    let prompt = Prompt { input_ids: ids, pixels: Some(pixels), anyres: None };
     let mut times = Vec::new();
     let mut last = None;
     for i in 0..=args.repeats {

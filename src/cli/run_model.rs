@@ -5,8 +5,9 @@
 use std::path::Path;
 
 use anchorage_data::text::TextTokenizer;
-use anchorage_eval::run::EvalModel;
-use anchorage_model::hf_llava::{HfImageProcessor, HfLlava, LlavaKind};
+use anchorage_data::{AnyResProcessor, Aspect};
+use anchorage_eval::run::{hf_llava_for_generation, EvalModel, HfGenerationModel};
+use anchorage_model::hf_llava::{HfImageProcessor, HfLlava};
 use anchorage_model::run_dir::{load_checkpoint, locate, ModelCard};
 use anchorage_train::recipe::apply_override;
 use anchorage_train::tensorboard::EventWriter;
@@ -15,7 +16,7 @@ use anyhow::Context;
 use crate::backend::Flex;
 
 /// The run's model on the CPU, ready to answer. RUN may also be a llava-hf folder
-/// (`LlavaForConditionalGeneration`), to evaluate released models the same way.
+/// (LLaVA or LLaVA-NeXT), to evaluate released models the same way.
 pub fn open(run: &Path, overrides: &[String]) -> anyhow::Result<EvalModel<Flex>> {
     if !run.join(ModelCard::FILE).is_file() && run.join("config.json").is_file() && !run.join("trainable.bin").is_file() {
         return open_hf_llava(run, overrides);
@@ -27,14 +28,21 @@ pub fn open(run: &Path, overrides: &[String]) -> anyhow::Result<EvalModel<Flex>>
     }
     let card = ModelCard::from_table(table, &run_dir.join(ModelCard::FILE))?;
     let (template, aspect) = (card.template, card.aspect);
+    let pinpoints = card.model.vision.pinpoints();
     let loaded = load_checkpoint::<Flex>(card, &run_dir, &checkpoint, &Default::default())?;
     tracing::info!(checkpoint = %loaded.checkpoint.display(), "loaded");
     let tokenizer_path = loaded.built.tokenizer.clone().context("the run's LLM is built in and its recipe names no `llm.tokenizer`")?;
     let tokenizer = TextTokenizer::from_file(&tokenizer_path)?;
-    Ok(EvalModel { model: loaded.built.model, tokenizer, template, aspect, processor: loaded.built.processor, model_id: model_id(run, &run_dir, &checkpoint) })
+    // An AnyRes run tiles as its training data set did: its processor at `[vision] grid_pinpoints`.
+    let anyres = match aspect {
+        Aspect::AnyRes => Some(AnyResProcessor::new(loaded.built.processor.clone(), pinpoints).map_err(|m| anyhow::anyhow!("vision.grid_pinpoints: {m}"))?),
+        _ => None,
+    };
+    Ok(EvalModel { model: loaded.built.model, tokenizer, template, aspect, processor: loaded.built.processor, anyres, model_id: model_id(run, &run_dir, &checkpoint) })
 }
 
-/// A llava-hf folder as an evaluation model. Its prompt format is not in the folder in a form
+/// A llava-hf folder (LLaVA, or LLaVA-NeXT with its AnyRes tiling and `image_newline`) as an
+/// evaluation model. Its prompt format is not in the folder in a form
 /// anchorage reads, so the template is LLaVA's evaluation template, `vicuna_v1` (LLaVA-1.5's
 /// published numbers), unless `--set template=plain|vicuna_v1|chatml`; `--set compression.*` picks a
 /// training-free compression method as for runs.
@@ -53,21 +61,13 @@ fn open_hf_llava(dir: &Path, overrides: &[String]) -> anyhow::Result<EvalModel<F
     }
     let options: HfOptions = table.try_into().with_context(|| format!("{}: --set accepts `template` and `compression.*` for a llava-hf folder", dir.display()))?;
     let hf = HfLlava::<Flex>::load(dir, &Default::default())?;
-    if !matches!(hf.config.kind, LlavaKind::Llava) {
-        anyhow::bail!("{}: a LLaVA-NeXT folder; `train inspect llava` runs it, but generation with AnyRes packing is not built yet", dir.display());
-    }
-    if hf.config.vision_feature_layers.len() != 1 {
-        anyhow::bail!("{}: vision_feature_layer {:?} concatenates several layers; generation takes one", dir.display(), hf.config.vision_feature_layers);
-    }
-    let HfImageProcessor::Clip { processor, aspect } = HfImageProcessor::read(dir, &hf.config)? else {
-        anyhow::bail!("{}: not a LLaVA image processor", dir.display());
-    };
+    let image = HfImageProcessor::read(dir, &hf.config)?;
+    let HfGenerationModel { mut model, aspect, processor, anyres } = hf_llava_for_generation(hf, image).with_context(|| dir.display().to_string())?;
     let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
-    let mut model = hf.model;
     model.compression = options.compression;
     let model_id = dir.file_name().and_then(|n| n.to_str()).unwrap_or("model").to_string();
     tracing::info!(folder = %dir.display(), template = options.template.name(), "loaded a llava-hf folder");
-    Ok(EvalModel { model, tokenizer, template: options.template, aspect, processor, model_id })
+    Ok(EvalModel { model, tokenizer, template: options.template, aspect, processor, anyres, model_id })
 }
 
 /// What answers call the model, as LLaVA's `get_model_name_from_path` names a checkpoint: the run

@@ -16,7 +16,11 @@ pub fn train(args: &[&str]) -> Output {
 
 /// stdout followed by stderr, for assertions and failure messages.
 pub fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// Each logged step of a run as `step:loss`, the loss in its exact decimal text (equal strings are

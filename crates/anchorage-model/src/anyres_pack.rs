@@ -18,7 +18,7 @@
 //! batch) packs as LLaVA-NeXT packs a single view: its tokens then one `image_newline`.
 
 use anchorage_data::image::TilePacking;
-use anchorage_data::Sample;
+use anchorage_data::{AnyResViews, PixelValues, Sample};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 
 use crate::hf_llava::{pack_image_features, AnyResGrid};
@@ -52,11 +52,37 @@ pub struct BatchViews<V: Backend> {
     pub image_of: Vec<Vec<usize>>,
 }
 
+/// One sample's part in [`stack_views_of`]: its ids (a `-200` placeholder uses its image), its
+/// base view and its AnyRes tiles (none: a single view).
+#[derive(Debug, Clone, Copy)]
+pub struct ViewsInput<'a> {
+    pub input_ids: &'a [i64],
+    pub pixels: Option<&'a PixelValues>,
+    pub anyres: Option<&'a AnyResViews>,
+}
+
 /// The views of a batch, each image's place among them, and which image each sample's
 /// placeholder uses. A batch without any image gets one zero view (as [`crate::stack_images`]),
 /// packed as an image no sample uses, so the connector and `image_newline` stay in the graph.
 pub fn stack_views<V: Backend>(
     samples: &[Sample],
+    size: usize,
+    device: &V::Device,
+) -> Result<BatchViews<V>, ModelError> {
+    let inputs: Vec<ViewsInput<'_>> = samples
+        .iter()
+        .map(|s| ViewsInput {
+            input_ids: &s.input_ids,
+            pixels: s.pixels.as_ref(),
+            anyres: s.anyres.as_ref(),
+        })
+        .collect();
+    stack_views_of(&inputs, size, device)
+}
+
+/// [`stack_views`] for any inputs (training samples, generation prompts).
+pub fn stack_views_of<V: Backend>(
+    samples: &[ViewsInput<'_>],
     size: usize,
     device: &V::Device,
 ) -> Result<BatchViews<V>, ModelError> {
@@ -67,16 +93,14 @@ pub fn stack_views<V: Backend>(
     for (i, s) in samples.iter().enumerate() {
         let Some(base) = s
             .pixels
-            .as_ref()
             .filter(|_| s.input_ids.contains(&IMAGE_TOKEN_INDEX))
         else {
             image_of.push(Vec::new());
             continue;
         };
-        let tiles = s.anyres.as_ref().map_or(&[][..], |a| a.tiles.as_slice());
+        let tiles = s.anyres.map_or(&[][..], |a| a.tiles.as_slice());
         let (grid, image_size) = s
             .anyres
-            .as_ref()
             .map_or(((0, 0), (size, size)), |a| (a.grid, a.image_size));
         if tiles.len() != grid.0 * grid.1 {
             return Err(ModelError::Shape {

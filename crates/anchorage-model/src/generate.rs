@@ -5,18 +5,25 @@
 use std::time::{Duration, Instant};
 
 use anchorage_compress::{FlopsReport, FlopsShape};
-use anchorage_data::PixelValues;
+use anchorage_data::{AnyResViews, PixelValues};
 use anchorage_llm::{GenerateOptions, KvCache};
-use burn::tensor::backend::Backend;
+use burn::tensor::{backend::Backend, Tensor};
 
+use crate::anyres_pack::{stack_views_of, BatchViews, ViewsInput};
 use crate::batch::{stack_images, ImageInput};
+use crate::llava::Spliced;
 use crate::{Llava, ModelError, SpliceInput};
 
 /// One prompt: token ids with LLaVA's `-200` placeholder where the image goes, and its image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prompt {
     pub input_ids: Vec<i64>,
+    /// The image's (base) view.
     pub pixels: Option<PixelValues>,
+    /// The image's AnyRes grid tiles, original size and grid, for a model that packs AnyRes
+    /// (`image_newline` set); `None` there packs the base view alone, as LLaVA-NeXT packs a
+    /// single view. A model without `image_newline` refuses them.
+    pub anyres: Option<AnyResViews>,
 }
 
 /// What a generation produced and what it cost.
@@ -50,18 +57,7 @@ impl<B: Backend> Llava<B> {
             return Err(ModelError::EmptyBatch);
         }
         let started = Instant::now();
-        let inputs: Vec<ImageInput<'_>> = prompts.iter().map(|p| ImageInput { input_ids: &p.input_ids, pixels: p.pixels.as_ref() }).collect();
-        let (pixels, image_of) = stack_images::<B>(&inputs, self.image_size, &self.device)?;
-        let (features, cls) = self.encode_images(pixels)?;
-        let labels: Vec<Vec<i64>> = prompts.iter().map(|p| vec![crate::IGNORE_INDEX; p.input_ids.len()]).collect();
-        let batch: Vec<SpliceInput<'_>> = prompts
-            .iter()
-            .zip(&labels)
-            .zip(&image_of)
-            .map(|((p, l), img)| SpliceInput { input_ids: &p.input_ids, labels: l, images: img.as_slice() })
-            .collect();
-        // No truncation: the longest prompt after splicing fits as is.
-        let spliced = self.splice(&batch, features, cls, usize::MAX, pad_id)?;
+        let spliced = self.splice_prompts(prompts, pad_id)?;
         let visual_tokens = spliced.plan.image_spans.iter().map(|s| s.iter().map(|s| s.len).sum()).collect();
         let prompt_tokens = spliced.plan.lengths.clone();
         let encode_time = started.elapsed();
@@ -82,4 +78,45 @@ impl<B: Backend> Llava<B> {
             .sum();
         Ok(Generation { tokens, visual_tokens, prompt_tokens, kept_kv, encode_time, llm_time: started.elapsed(), prefill_time, prefill_flops })
     }
+
+    /// The logits of the prefill [`Self::generate`] runs for `prompts` (same images, packing,
+    /// splice and compression hooks), for checking generation against another code path.
+    ///
+    /// # Shapes
+    /// `-> [prompts, longest spliced prompt (or what compression kept), vocab]`
+    pub fn prefill_logits(&self, prompts: &[Prompt], pad_id: i64) -> Result<Tensor<B, 3>, ModelError> {
+        if prompts.is_empty() {
+            return Err(ModelError::EmptyBatch);
+        }
+        let spliced = self.splice_prompts(prompts, pad_id)?;
+        let out = self.llm().forward_embeds(spliced.input, &mut self.hooks()?)?;
+        Ok(self.llm().logits(out.hidden))
+    }
+
+    /// The LLM's input for `prompts`: their images encoded (every view in one tower call), the
+    /// connector, and the splice; AnyRes models pack each image to its own token count as training
+    /// does ([`crate::anyres_pack`], `Llava::splice_anyres`).
+    pub(crate) fn splice_prompts(&self, prompts: &[Prompt], pad_id: i64) -> Result<Spliced<B>, ModelError> {
+        let labels: Vec<Vec<i64>> = prompts.iter().map(|p| vec![crate::IGNORE_INDEX; p.input_ids.len()]).collect();
+        if self.trainable.image_newline.is_some() {
+            let inputs: Vec<ViewsInput<'_>> = prompts.iter().map(|p| ViewsInput { input_ids: &p.input_ids, pixels: p.pixels.as_ref(), anyres: p.anyres.as_ref() }).collect();
+            let BatchViews { pixels, images, image_of } = stack_views_of::<B>(&inputs, self.image_size, &self.device)?;
+            let views = self.encode_images(pixels)?;
+            // No truncation: the longest prompt after splicing fits as is.
+            return self.splice_anyres(&splice_inputs(prompts, &labels, &image_of), views, &images, usize::MAX, pad_id);
+        }
+        if prompts.iter().any(|p| p.anyres.is_some()) {
+            let message = "a prompt carries AnyRes tiles but the model has no image_newline to pack them (not an AnyRes model)".into();
+            return Err(ModelError::Spec { key: "data.aspect".into(), message });
+        }
+        let inputs: Vec<ImageInput<'_>> = prompts.iter().map(|p| ImageInput { input_ids: &p.input_ids, pixels: p.pixels.as_ref() }).collect();
+        let (pixels, image_of) = stack_images::<B>(&inputs, self.image_size, &self.device)?;
+        let (features, cls) = self.encode_images(pixels)?;
+        self.splice(&splice_inputs(prompts, &labels, &image_of), features, cls, usize::MAX, pad_id)
+    }
+}
+
+/// The splice's view of prompts without labels, each using the images `image_of` gives it.
+fn splice_inputs<'a>(prompts: &'a [Prompt], labels: &'a [Vec<i64>], image_of: &'a [Vec<usize>]) -> Vec<SpliceInput<'a>> {
+    prompts.iter().zip(labels).zip(image_of).map(|((p, l), img)| SpliceInput { input_ids: &p.input_ids, labels: l, images: img.as_slice() }).collect()
 }

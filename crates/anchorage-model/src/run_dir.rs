@@ -18,7 +18,8 @@ use crate::{Built, CheckpointWeights, LlavaSpec, ModelError};
 pub struct ModelCard {
     /// The conversation template the run trained with.
     pub template: Template,
-    /// How images were fitted to the square input (`pad` for LLaVA-1.5).
+    /// How images were fitted to the square input (`pad` for LLaVA-1.5; `anyres`: LLaVA-NeXT
+    /// tiles at `[vision] grid_pinpoints`, packed with the checkpoint's `image_newline`).
     pub aspect: Aspect,
     /// Maximum sequence length the run trained with.
     pub max_length: usize,
@@ -77,12 +78,12 @@ pub fn load_run<B: burn::tensor::backend::Backend>(dir: &Path, device: &B::Devic
 /// from the run's own in what leaves the weights as they are: compression switched on at
 /// evaluation time).
 pub fn load_checkpoint<B: burn::tensor::backend::Backend>(card: ModelCard, run_dir: &Path, checkpoint: &Path, device: &B::Device) -> Result<RunModel<B>, ModelError> {
-    if card.aspect == anchorage_data::Aspect::AnyRes {
-        // Generation and evaluation splice one view per image; AnyRes packing is for training.
-        let message = "AnyRes (data.aspect = \"anyres\") models train, but evaluation and generation do not pack AnyRes tiles yet".into();
-        return Err(ModelError::Spec { key: "data.aspect".into(), message });
-    }
     let mut built = card.model.build::<B, B>(device, None)?;
+    if card.aspect == Aspect::AnyRes {
+        // An AnyRes run's checkpoint holds its trained image_newline; the draw (training's seed)
+        // only gives the slot its shape and is replaced by the checkpoint's.
+        built.model = built.model.with_image_newline(card.model.seed.wrapping_add(4));
+    }
     let weights = checkpoint.join("trainable.bin");
     let bytes = std::fs::read(&weights).map_err(|source| ModelError::Io { path: weights.clone(), source })?;
     let model = &mut built.model;

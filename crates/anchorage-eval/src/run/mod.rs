@@ -7,17 +7,19 @@
 
 mod answers;
 mod efficiency;
+mod hf_folder;
 mod questions;
 
 pub use answers::{answer_line, AnswersFile};
 pub use efficiency::{peak_memory_bytes, Efficiency};
+pub use hf_folder::{hf_llava_for_generation, HfGenerationModel};
 pub use questions::{read_questions, read_science_questions, Question};
 
 use std::path::Path;
 
-use anchorage_data::image::load_pixel_values;
+use anchorage_data::image::{decode_rgb, load_pixel_values};
 use anchorage_data::text::{py_strip, question_ids, TextTokenizer};
-use anchorage_data::{Aspect, ClipImageProcessor, Template};
+use anchorage_data::{AnyResProcessor, AnyResViews, Aspect, ClipImageProcessor, PixelValues, Template};
 use anchorage_model::{Llava, Prompt};
 use burn::tensor::backend::Backend;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -31,6 +33,9 @@ pub struct EvalModel<B: Backend> {
     pub template: Template,
     pub aspect: Aspect,
     pub processor: ClipImageProcessor,
+    /// LLaVA-NeXT's tiling, for a model that packs AnyRes views (`aspect = anyres`: the run's
+    /// `[vision] grid_pinpoints`, or a LLaVA-NeXT folder's processor); `None` otherwise.
+    pub anyres: Option<AnyResProcessor>,
     /// What answers name as `model_id` (LLaVA: the model folder's name).
     pub model_id: String,
 }
@@ -78,11 +83,33 @@ impl<B: Backend> EvalModel<B> {
     /// The prompt of one question: its ids and, when it has one, its preprocessed image.
     pub fn prompt(&self, question: &str, image: Option<&Path>) -> Result<Prompt, EvalError> {
         let input_ids = question_ids(&self.tokenizer, self.template, question, image.is_some())?;
-        let pixels = match image {
-            Some(path) => Some(load_pixel_values(path, self.aspect, &self.processor)?),
-            None => None,
+        let (pixels, anyres) = match image {
+            Some(path) => {
+                let (base, views) = self.load_image(path)?;
+                (Some(base), views)
+            }
+            None => (None, None),
         };
-        Ok(Prompt { input_ids, pixels })
+        Ok(Prompt { input_ids, pixels, anyres })
+    }
+
+    /// One image as the model takes it: its (base) view, and for an AnyRes model its grid tiles,
+    /// original size and grid, as training's data set prepares them.
+    pub fn load_image(&self, path: &Path) -> Result<(PixelValues, Option<AnyResViews>), EvalError> {
+        let processor = match (&self.anyres, self.aspect) {
+            (Some(processor), Aspect::AnyRes) => processor,
+            (None, Aspect::AnyRes) => {
+                let message = "aspect anyres, but the model has no AnyRes processor (grid pinpoints) to tile its images".into();
+                return Err(anchorage_model::ModelError::Spec { key: "data.aspect".into(), message }.into());
+            }
+            _ => return Ok((load_pixel_values(path, self.aspect, &self.processor)?, None)),
+        };
+        let views = processor.preprocess(&decode_rgb(path)?);
+        let (rows, cols) = processor.grid_shape(views.image_size);
+        let mut tiles = views.tiles.into_iter();
+        let base = tiles.next().ok_or_else(|| anchorage_data::DataError::ImageDecode { path: path.to_path_buf(), message: "AnyRes made no views".into() })?;
+        let image_size = (views.image_size.0 as usize, views.image_size.1 as usize);
+        Ok((base, Some(AnyResViews { tiles: tiles.collect(), image_size, grid: (rows as usize, cols as usize) })))
     }
 }
 
