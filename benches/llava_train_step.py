@@ -12,11 +12,17 @@ tokens/s, peak CUDA memory (torch.cuda.max_memory_allocated) and MFU under the s
         --steps 12 --warmup 4 --device cuda --dtype bf16 --peak-tflops 989
 
 Presets: `tiny` (anchorage's built-in tiny towers: CLIP 32 px / patch 4 / width 64 / 4 layers; Llama
-width 64 / 2 layers / vocab 1024) and `llava-7b` (CLIP ViT-L/14-336 + a Llama-2-7B config).
+width 64 / 2 layers / vocab 1024) and `llava-7b` (CLIP ViT-L/14-336 + a Llama-2-7B config). Or
+`--towers DIR`: the configs of a `vision/` and an `llm/` Hugging Face folder, e.g. the demo's towers
+(`train demo towers --out DIR`), so the step is timed at demo size beside
+
+    train bench step recipes/bench/tiny_mlp2x_gelu.toml --set 'vision.model={ path = "DIR/vision" }' \
+        --set 'llm.model={ path = "DIR/llm" }'
 """
 
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -75,11 +81,17 @@ def main():
     p.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
     p.add_argument("--peak-tflops", type=float, default=0.0)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--towers", default=None, help="folder with vision/ and llm/ Hugging Face configs (overrides --preset)")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    vision, text = configs(a.preset)
+    if a.towers:
+        vision = CLIPVisionConfig.from_pretrained(os.path.join(a.towers, "vision"))
+        text = LlamaConfig.from_pretrained(os.path.join(a.towers, "llm"))
+        a.preset = f"towers:{a.towers}"
+    else:
+        vision, text = configs(a.preset)
     config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=text.vocab_size - 1,
                          projector_hidden_act="gelu", vision_feature_layer=-2,
                          vision_feature_select_strategy="default")
