@@ -8,8 +8,12 @@
 
 use std::time::Instant;
 
-use anchorage_data::synth::{caption, caption_record, conversation_record, Scene, YesNo};
-use anchorage_data::text::{tokenize_record, TextTokenizer, TokenizeError, IGNORE_INDEX, IMAGE_TOKEN_INDEX};
+use anchorage_data::synth::{
+    ask_colour, ask_presence, ask_shape, caption, caption_record, conversation_record, Question, Scene, YesNo,
+};
+use anchorage_data::text::{
+    tokenize_record, Record, TextTokenizer, TokenizeError, Turn, IGNORE_INDEX, IMAGE_TAG, IMAGE_TOKEN_INDEX,
+};
 use anchorage_data::{SplitMix64, Template};
 use anchorage_llm::{LlamaConfig, Llm, LlmFamily, LlmInput, NoHooks, RopeScaling};
 use burn::module::AutodiffModule;
@@ -199,7 +203,86 @@ pub fn lm_accuracy<B: Backend>(llm: &Llm<B>, batch: &LmBatch<B>) -> Result<f32, 
     Ok(hits / total.max(1.0))
 }
 
+/// An evaluation-style question (one round, `vicuna_v1`) about a fresh scene of stream `stream`,
+/// with a caption of the scene in the image's place: question `index` asks the shape, the colour,
+/// a "yes" presence question or a "no" one in turn, as the world's eval split does.
+pub fn question_sample(
+    tok: &TextTokenizer,
+    seed: u64,
+    stream: u64,
+    index: u64,
+    max_len: usize,
+) -> Result<(Question, LmSample), DemoError> {
+    let mut rng = SplitMix64::for_epoch(seed, stream, index);
+    let scene = Scene::sample(&mut rng, 64);
+    let q = match index % 4 {
+        0 => ask_shape(&mut rng, &scene),
+        1 => ask_colour(&mut rng, &scene),
+        k => ask_presence(&mut rng, &scene, k == 2),
+    };
+    let turn = |from: &str, value: String| Turn {
+        from: from.into(),
+        value,
+    };
+    let record = Record {
+        id: index.to_string(),
+        image: Some(String::new()),
+        conversations: vec![
+            turn("human", format!("{IMAGE_TAG}\n{}", q.prompt())),
+            turn("gpt", q.answer.clone()),
+        ],
+    };
+    let tokens = tokenize_record(&record, Template::VicunaV1, tok, max_len).map_err(tokenize_error)?;
+    let slot = tok.encode(&caption(&mut rng, &scene), false)?;
+    Ok((q, splice(&tokens.input_ids, &tokens.labels, &slot)))
+}
+
+/// Exact-match accuracy (every answer token and the end of the answer predicted, teacher-forced,
+/// which is what greedy decoding produces) of `n` evaluation-style questions read from captions:
+/// `[shape, colour, presence]`.
+pub fn answer_accuracy<B: Backend>(
+    llm: &Llm<B>,
+    tok: &TextTokenizer,
+    seed: u64,
+    n: usize,
+    max_len: usize,
+    device: &B::Device,
+) -> Result<[f32; 3], DemoError> {
+    let mut hits = [0usize; 3];
+    let mut totals = [0usize; 3];
+    for chunk in (0..n as u64).collect::<Vec<_>>().chunks(32) {
+        let (questions, samples): (Vec<Question>, Vec<LmSample>) = chunk
+            .iter()
+            .map(|&i| question_sample(tok, seed, QUESTION_STREAM, i, max_len))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .unzip();
+        let batch = lm_batch::<B>(&samples, tok.pad_id(), device);
+        let (logp, _) = target_log_probs(llm, &batch)?;
+        let [b, l, _] = logp.dims();
+        let pred = logp.argmax(2).reshape([b, l]);
+        let wrong = pred.not_equal(batch.targets.clone()).float() * batch.mask.clone();
+        let wrong: Vec<f32> = wrong
+            .sum_dim(1)
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .map_err(|e| DemoError::Train(format!("{e:?}")))?;
+        for (q, w) in questions.iter().zip(wrong) {
+            let k = match q.category.name() {
+                "shape" => 0,
+                "color" => 1,
+                _ => 2,
+            };
+            totals[k] += 1;
+            hits[k] += usize::from(w == 0.0);
+        }
+    }
+    Ok([0, 1, 2].map(|k| hits[k] as f32 / totals[k].max(1) as f32))
+}
+
 const TRAIN_STREAM: u64 = 200;
+const QUESTION_STREAM: u64 = 202;
 pub const HELD_OUT_STREAM: u64 = 201;
 
 /// A batch of stream `stream`.
@@ -257,15 +340,22 @@ pub fn train_llm<B: AutodiffBackend>(
     let held_out = lm_stream_batch::<B::InnerBackend>(tok, spec, seed, HELD_OUT_STREAM, 0, device)?;
     let loss: f32 = lm_loss(&llm, &held_out)?.into_scalar().elem();
     let accuracy = lm_accuracy(&llm, &held_out)?;
+    let [shape, colour, presence] = answer_accuracy(&llm, tok, seed, 400, spec.max_len, device)?;
     tracing::info!(
         seconds = log.seconds,
         loss,
         accuracy,
-        "demo LLM: held-out loss and token accuracy"
+        shape,
+        colour,
+        presence,
+        "demo LLM: held-out loss, token accuracy and answers read from captions"
     );
     log.metrics = vec![
         ("held_out_loss".into(), loss),
         ("held_out_token_accuracy".into(), accuracy),
+        ("caption_shape_accuracy".into(), shape),
+        ("caption_colour_accuracy".into(), colour),
+        ("caption_presence_accuracy".into(), presence),
     ];
     Ok((llm, log))
 }

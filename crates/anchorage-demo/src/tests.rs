@@ -73,7 +73,7 @@ fn saved_vision_tower_reloads_with_zero_missing_keys_and_same_outputs() {
     // The header uses the Hub's names; the loader checks every key (zero missing) and shape.
     let (config, loaded) = load_clip_vision_with::<Flex>(dir.path(), &device, LoadOptions::default()).unwrap();
     assert_eq!(config, spec.config);
-    let batch = vision_batch::<Flex>(1, HELD_OUT_STREAM, 0, 3, 32, &device);
+    let batch = vision_batch::<Flex>(1, HELD_OUT_STREAM, 0, 3, 32, 8, &device);
     let request = VisionRequest::select(-2).with_cls_attention(0).with_all_hidden_states();
     let a = probe.tower.forward(batch.pixels.clone(), &request).unwrap();
     let b = loaded.forward(batch.pixels, &request).unwrap();
@@ -121,7 +121,7 @@ fn short_training_lowers_both_losses() {
     let (probe, log) = train_vision::<A>(&tiny_vision(60), 2, &device).unwrap();
     let (first, last) = log.first_last(5);
     assert!(last < first * 0.9, "vision loss {first} -> {last}");
-    let batch = vision_batch::<Flex>(2, HELD_OUT_STREAM, 0, 64, 32, &device);
+    let batch = vision_batch::<Flex>(2, HELD_OUT_STREAM, 0, 64, 32, 8, &device);
     let acc = crate::vision::probe_accuracy(&probe, &batch).unwrap();
     assert!(acc.iter().all(|a| a.is_finite()));
 
@@ -153,4 +153,80 @@ fn ensure_towers_reuses_matching_folders_and_retrains_stale_ones() {
     assert!(other.trained_vision && other.trained_llm);
     load_clip_vision_with::<Flex>(&other.vision, &device, LoadOptions::default()).unwrap();
     anchorage_llm::load_llm::<Flex>(&other.llm, DType::F32, &device).unwrap();
+}
+
+#[test]
+fn patch_labels_mark_the_patches_the_shape_covers() {
+    use anchorage_data::synth::{Colour, Scene, Shape};
+    // A 16x16 rectangle on patch boundaries (8 px patches of a 32 px image): patches (1,1), (1,2),
+    // (2,1), (2,2) are covered, the others are background.
+    let scene = Scene {
+        shape: Shape::Rectangle,
+        colour: Colour::Teal,
+        cx: 16.0,
+        cy: 16.0,
+        half_w: 8.0,
+        half_h: 8.0,
+        angle: 0.0,
+        fill: [0, 128, 128],
+        background: [240, 240, 240],
+        size: 32,
+    };
+    let covers = crate::vision::shape_covers(&scene, 4);
+    let on: Vec<usize> = (0..16).filter(|&k| covers[k]).collect();
+    assert_eq!(on, vec![5, 6, 9, 10]);
+    // The batch's per-patch targets are 1 + the shape / colour index where covered, 0 elsewhere.
+    let device = Default::default();
+    let batch = vision_batch::<Flex>(3, HELD_OUT_STREAM, 0, 4, 32, 8, &device);
+    let shapes = batch.patch_shape.into_data().convert::<i64>().to_vec::<i64>().unwrap();
+    let colours = batch.patch_colour.into_data().convert::<i64>().to_vec::<i64>().unwrap();
+    for (i, scene) in batch.scenes.iter().enumerate() {
+        let covers = crate::vision::shape_covers(scene, 4);
+        assert!(covers.iter().any(|&c| c), "every scene covers some patch");
+        for k in 0..16 {
+            let (s, c) = (shapes[i * 16 + k], colours[i * 16 + k]);
+            if covers[k] {
+                assert_eq!(
+                    (s, c),
+                    (1 + scene.shape.index() as i64, 1 + scene.colour.index() as i64)
+                );
+            } else {
+                assert_eq!((s, c), (0, 0));
+            }
+        }
+    }
+}
+
+#[test]
+fn caption_questions_are_scored_per_category() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = Default::default();
+    let (tok, _) = small_tokenizer(dir.path());
+    // Eval-style questions rotate shape, colour, presence yes, presence no.
+    let cats: Vec<&str> = (0..8)
+        .map(|i| {
+            crate::llm::question_sample(&tok, 0, 7, i, 160)
+                .unwrap()
+                .0
+                .category
+                .name()
+        })
+        .collect();
+    assert_eq!(cats, ["shape", "color", "presence", "presence"].repeat(2));
+    let (q, sample) = crate::llm::question_sample(&tok, 0, 7, 2, 160).unwrap();
+    assert_eq!(q.answer, "yes");
+    // Only the answer and the end of the turn are supervised.
+    let supervised: Vec<u32> = sample
+        .ids
+        .iter()
+        .zip(&sample.supervised)
+        .filter(|(_, &s)| s)
+        .map(|(&i, _)| i as u32)
+        .collect();
+    assert_eq!(*supervised.last().unwrap(), 2, "the answer ends with </s>");
+    assert_eq!(tok.decode(&supervised, true).unwrap().trim(), "yes");
+    let spec = tiny_llm(tok.vocab_size(), 1);
+    let (llm, _) = train_llm::<A>(&spec, &tok, 1, &device).unwrap();
+    let acc = crate::llm::answer_accuracy(&llm, &tok, 0, 16, spec.max_len, &device).unwrap();
+    assert!(acc.iter().all(|a| (0.0..=1.0).contains(a)), "{acc:?}");
 }

@@ -17,7 +17,7 @@ use crate::vision::{train_vision, VisionSpec};
 use crate::DemoError;
 
 /// Bumped whenever what a stamp describes changes meaning (world, tokenizer, training code).
-pub const TOWER_FORMAT: u32 = 1;
+pub const TOWER_FORMAT: u32 = 2;
 pub const STAMP: &str = "anchorage-demo.json";
 
 /// Where the towers are.

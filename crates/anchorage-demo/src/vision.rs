@@ -34,14 +34,14 @@ pub struct VisionSpec {
 }
 
 impl Default for VisionSpec {
-    /// 64 px, patch 8 (64 patches + CLS), width 64, 3 layers of 4 heads, MLP 256; 240 steps of
-    /// 24 images (about a minute on two CPU cores).
+    /// 64 px, patch 8 (64 patches + CLS), width 64, 3 layers of 4 heads, MLP 256; 600 steps of
+    /// 32 images (about three minutes on two CPU cores).
     fn default() -> Self {
         Self {
             config: ClipVisionConfig::new(64, 8, 64, 256, 3, 4),
             train: TrainSpec {
-                steps: 240,
-                batch: 24,
+                steps: 600,
+                batch: 32,
                 lr: 3e-3,
                 warmup: 15,
                 weight_decay: 0.01,
@@ -50,12 +50,26 @@ impl Default for VisionSpec {
     }
 }
 
-/// The tower with its training probe.
+/// Per-patch classes: background or one of the shapes, background or one of the colours.
+const PATCH_CLASSES: usize = (1 + SHAPES) + (1 + COLOURS);
+
+/// The tower with its training probes.
 #[derive(Module, Debug)]
 pub struct VisionProbe<B: Backend> {
     pub tower: ClipVisionModel<B>,
-    /// `[D] -> [3 shapes | 8 colours | 9 places]`.
+    /// `[D] -> [3 shapes | 8 colours | 9 places]`, on the pooled CLS token.
     pub head: Linear<B>,
+    /// `[D] -> [background or shape (4) | background or colour (9)]`, on each patch token of the
+    /// layer connectors read (`hidden_states[-2]`, LLaVA's select layer).
+    pub patch_head: Linear<B>,
+}
+
+/// The probes' logits.
+pub struct ProbeLogits<B: Backend> {
+    /// `[B, 20]` from the pooled CLS token.
+    pub cls: Tensor<B, 2>,
+    /// `[B * N, 13]` from the `N` patch tokens of `hidden_states[-2]`, image-major.
+    pub patches: Tensor<B, 2>,
 }
 
 impl<B: Backend> VisionProbe<B> {
@@ -63,13 +77,28 @@ impl<B: Backend> VisionProbe<B> {
         Self {
             tower: config.init(device),
             head: LinearConfig::new(config.hidden_size, SHAPES + COLOURS + PLACES).init(device),
+            patch_head: LinearConfig::new(config.hidden_size, PATCH_CLASSES).init(device),
         }
     }
 
     /// # Shapes
-    /// `pixel_values [B, 3, S, S] -> logits [B, 20]`
-    pub fn forward(&self, pixel_values: Tensor<B, 4>) -> Result<Tensor<B, 2>, DemoError> {
-        Ok(self.head.forward(self.tower.pooled(pixel_values)?))
+    /// `pixel_values [B, 3, S, S] -> cls [B, 20], patches [B * N, 13]`
+    pub fn forward(&self, pixel_values: Tensor<B, 4>) -> Result<ProbeLogits<B>, DemoError> {
+        let out = self
+            .tower
+            .forward(pixel_values, &VisionRequest::select(-1).with_all_hidden_states())?;
+        let n = out.hidden_states.len();
+        let (last, read) = (out.selected, out.hidden_states[n.saturating_sub(2)].clone());
+        let [b, t, d] = last.dims();
+        let cls = self
+            .tower
+            .post_layernorm
+            .forward(last.slice([0..b, 0..1, 0..d]).reshape([b, d]));
+        let patches = read.slice([0..b, 1..t, 0..d]).reshape([b * (t - 1), d]);
+        Ok(ProbeLogits {
+            cls: self.head.forward(cls),
+            patches: self.patch_head.forward(patches),
+        })
     }
 }
 
@@ -80,6 +109,9 @@ pub struct VisionBatch<B: Backend> {
     pub shape: Tensor<B, 1, Int>,
     pub colour: Tensor<B, 1, Int>,
     pub place: Tensor<B, 1, Int>,
+    /// `[B * N]` each: per patch, 0 (background) or 1 + the shape / colour index.
+    pub patch_shape: Tensor<B, 1, Int>,
+    pub patch_colour: Tensor<B, 1, Int>,
     pub scenes: Vec<Scene>,
 }
 
@@ -89,13 +121,14 @@ fn place_index(s: &Scene) -> i64 {
 }
 
 /// Renders `count` scenes of stream `(seed, stream, batch)` and preprocesses them as
-/// CLIPImageProcessor does.
+/// CLIPImageProcessor does; per-patch labels for patches of `patch` pixels.
 pub fn vision_batch<B: Backend>(
     seed: u64,
     stream: u64,
     batch: u64,
     count: usize,
     size: u32,
+    patch: usize,
     device: &B::Device,
 ) -> VisionBatch<B> {
     let processor = ClipImageProcessor::with_size(size);
@@ -112,6 +145,17 @@ pub fn vision_batch<B: Backend>(
         .collect();
     let s = size as usize;
     let pixels: Vec<f32> = items.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+    let grid = s / patch;
+    let covered: Vec<bool> = items.iter().flat_map(|(sc, _)| shape_covers(sc, grid)).collect();
+    let per_patch = |f: &dyn Fn(&Scene) -> i64| {
+        let v: Vec<i64> = items
+            .iter()
+            .flat_map(|(sc, _)| std::iter::repeat_n(f(sc), grid * grid))
+            .zip(&covered)
+            .map(|(label, &on)| if on { 1 + label } else { 0 })
+            .collect();
+        Tensor::<B, 1, Int>::from_data(TensorData::new(v, [count * grid * grid]), device)
+    };
     let ints = |f: &dyn Fn(&Scene) -> i64| {
         let v: Vec<i64> = items.iter().map(|(sc, _)| f(sc)).collect();
         Tensor::<B, 1, Int>::from_data(TensorData::new(v, [count]), device)
@@ -121,6 +165,8 @@ pub fn vision_batch<B: Backend>(
         shape: ints(&|sc| sc.shape.index() as i64),
         colour: ints(&|sc| sc.colour.index() as i64),
         place: ints(&|sc| place_index(sc)),
+        patch_shape: per_patch(&|sc| sc.shape.index() as i64),
+        patch_colour: per_patch(&|sc| sc.colour.index() as i64),
         scenes: items.into_iter().map(|(sc, _)| sc).collect(),
     }
 }
@@ -135,6 +181,24 @@ pub fn shape_patches(scene: &Scene, grid: usize) -> Vec<bool> {
                 let (dy, dx) = ((j / 5) as f32 + 0.5, (j % 5) as f32 + 0.5);
                 scene.contains((c + dx / 5.0) * p, (r + dy / 5.0) * p)
             })
+        })
+        .collect()
+}
+
+/// Which patches (row-major, `grid`x`grid`) the shape covers: at least a third of 5x5 sample
+/// points inside (the per-patch probe's foreground).
+pub fn shape_covers(scene: &Scene, grid: usize) -> Vec<bool> {
+    let p = scene.size as f32 / grid as f32;
+    (0..grid * grid)
+        .map(|k| {
+            let (r, c) = ((k / grid) as f32, (k % grid) as f32);
+            let inside = (0..25)
+                .filter(|j| {
+                    let (dy, dx) = ((j / 5) as f32 + 0.5, (j % 5) as f32 + 0.5);
+                    scene.contains((c + dx / 5.0) * p, (r + dy / 5.0) * p)
+                })
+                .count();
+            inside * 3 >= 25
         })
         .collect()
 }
@@ -170,29 +234,52 @@ pub fn cls_attention_on_shape<B: Backend>(
     Ok((mass / b as f32, area / b as f32))
 }
 
-/// The probe's loss: cross-entropy of shape + colour + place.
-fn probe_loss<B: Backend>(logits: Tensor<B, 2>, batch: &VisionBatch<B>) -> Tensor<B, 1> {
-    let [b, _] = logits.dims();
-    let ce = CrossEntropyLossConfig::new().init(&logits.device());
-    let part = |lo: usize, hi: usize| logits.clone().slice([0..b, lo..hi]);
+/// The probes' loss: cross-entropy of shape + colour + place from CLS, plus the per-patch
+/// cross-entropies (background or shape, background or colour) averaged over patches.
+fn probe_loss<B: Backend>(logits: ProbeLogits<B>, batch: &VisionBatch<B>) -> Tensor<B, 1> {
+    let [b, _] = logits.cls.dims();
+    let [n, _] = logits.patches.dims();
+    let ce = CrossEntropyLossConfig::new().init(&logits.cls.device());
+    let part = |lo: usize, hi: usize| logits.cls.clone().slice([0..b, lo..hi]);
+    let patch = |lo: usize, hi: usize| logits.patches.clone().slice([0..n, lo..hi]);
     ce.forward(part(0, SHAPES), batch.shape.clone())
         + ce.forward(part(SHAPES, SHAPES + COLOURS), batch.colour.clone())
         + ce.forward(part(SHAPES + COLOURS, SHAPES + COLOURS + PLACES), batch.place.clone())
+        + ce.forward(patch(0, 1 + SHAPES), batch.patch_shape.clone())
+        + ce.forward(patch(1 + SHAPES, PATCH_CLASSES), batch.patch_colour.clone())
 }
 
-/// Accuracy of (shape, colour, place) on a batch.
-pub fn probe_accuracy<B: Backend>(probe: &VisionProbe<B>, batch: &VisionBatch<B>) -> Result<[f32; 3], DemoError> {
-    let logits = probe.forward(batch.pixels.clone())?;
+fn hit_rate<B: Backend>(logits: Tensor<B, 2>, target: &Tensor<B, 1, Int>) -> f32 {
     let [b, _] = logits.dims();
-    let acc = |lo: usize, hi: usize, target: &Tensor<B, 1, Int>| {
-        let pred = logits.clone().slice([0..b, lo..hi]).argmax(1).reshape([b]);
-        let hits: i64 = pred.equal(target.clone()).int().sum().into_scalar().elem();
-        hits as f32 / b as f32
-    };
+    let pred = logits.argmax(1).reshape([b]);
+    let hits: i64 = pred.equal(target.clone()).int().sum().into_scalar().elem();
+    hits as f32 / b as f32
+}
+
+/// Accuracy over the rows whose target is not background (0).
+fn foreground_hit_rate<B: Backend>(logits: Tensor<B, 2>, target: &Tensor<B, 1, Int>) -> f32 {
+    let [b, _] = logits.dims();
+    let pred = logits.argmax(1).reshape([b]);
+    let fg = target.clone().greater_elem(0).int();
+    let hits: i64 = (pred.equal(target.clone()).int() * fg.clone())
+        .sum()
+        .into_scalar()
+        .elem();
+    let total: i64 = fg.sum().into_scalar().elem();
+    hits as f32 / total.max(1) as f32
+}
+
+/// Accuracy of (shape, colour, place) from CLS and of the shape on the patches it covers.
+pub fn probe_accuracy<B: Backend>(probe: &VisionProbe<B>, batch: &VisionBatch<B>) -> Result<[f32; 4], DemoError> {
+    let logits = probe.forward(batch.pixels.clone())?;
+    let [b, _] = logits.cls.dims();
+    let [n, _] = logits.patches.dims();
+    let part = |lo: usize, hi: usize| logits.cls.clone().slice([0..b, lo..hi]);
     Ok([
-        acc(0, SHAPES, &batch.shape),
-        acc(SHAPES, SHAPES + COLOURS, &batch.colour),
-        acc(SHAPES + COLOURS, SHAPES + COLOURS + PLACES, &batch.place),
+        hit_rate(part(0, SHAPES), &batch.shape),
+        hit_rate(part(SHAPES, SHAPES + COLOURS), &batch.colour),
+        hit_rate(part(SHAPES + COLOURS, SHAPES + COLOURS + PLACES), &batch.place),
+        foreground_hit_rate(logits.patches.slice([0..n, 0..1 + SHAPES]), &batch.patch_shape),
     ])
 }
 
@@ -223,6 +310,7 @@ pub fn train_vision<B: AutodiffBackend>(
             step as u64,
             t.batch,
             spec.config.image_size as u32,
+            spec.config.patch_size,
             device,
         );
         let logits = probe.forward(batch.pixels.clone())?;
@@ -237,15 +325,23 @@ pub fn train_vision<B: AutodiffBackend>(
     }
     log.seconds = start.elapsed().as_secs_f64();
     let probe = probe.valid();
-    let held_out =
-        vision_batch::<B::InnerBackend>(seed, HELD_OUT_STREAM, 0, 256, spec.config.image_size as u32, device);
-    let [shape, colour, place] = probe_accuracy(&probe, &held_out)?;
+    let held_out = vision_batch::<B::InnerBackend>(
+        seed,
+        HELD_OUT_STREAM,
+        0,
+        256,
+        spec.config.image_size as u32,
+        spec.config.patch_size,
+        device,
+    );
+    let [shape, colour, place, patch_shape] = probe_accuracy(&probe, &held_out)?;
     let (on_shape, shape_area) = cls_attention_on_shape(&probe.tower, &held_out)?;
     tracing::info!(
         seconds = log.seconds,
         shape,
         colour,
         place,
+        patch_shape,
         on_shape,
         shape_area,
         "vision tower: held-out accuracy and CLS attention on the shape"
@@ -254,6 +350,7 @@ pub fn train_vision<B: AutodiffBackend>(
         ("shape_accuracy".into(), shape),
         ("colour_accuracy".into(), colour),
         ("place_accuracy".into(), place),
+        ("patch_shape_accuracy".into(), patch_shape),
         ("cls_attention_on_shape".into(), on_shape),
         ("shape_patch_share".into(), shape_area),
     ];

@@ -61,6 +61,10 @@ pub struct DemoArgs {
     /// Seed of the world, the towers and every run.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Train each tower for this many steps instead of its default (a quick try, as CI runs it;
+    /// the towers are then weaker).
+    #[arg(long)]
+    pub tower_steps: Option<usize>,
 }
 
 const WORLD_SUITE: &str = include_str!("../../../suites/world.toml");
@@ -82,7 +86,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let s = write_world(&world, &opts)?;
         println!("world:       {} ({} training images, {} eval questions)", world.display(), s.train_images, s.questions);
     }
-    anchorage_demo::ensure_towers::<Autodiff<Flex>>(&args.out.join("towers"), args.seed, &Default::default())?;
+    let mut specs = anchorage_demo::TowerSpecs::default();
+    if let Some(steps) = args.tower_steps {
+        specs.vision.train.steps = steps;
+        specs.llm.train.steps = steps;
+    }
+    anchorage_demo::ensure_towers_with::<Autodiff<Flex>>(&args.out.join("towers"), args.seed, &specs, &Default::default())?;
     println!("towers:      {} ({:.0} s so far)", args.out.join("towers").display(), started.elapsed().as_secs_f64());
     let ctx = Ctx { args: &args, world: &world, towers: &args.out.join("towers"), runs: &args.out.join("runs") };
     let mut evaluated = Vec::new();
