@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anchorage_compress::CompressionPolicy;
 use anchorage_data::PixelValues;
-use anchorage_llm::{LlamaConfig, LlmFamily, RopeScaling};
+use anchorage_llm::LlamaConfig;
 use anchorage_model::spec::{connector_config, ConnectorDims, ConnectorSection, FeatureSelect};
 use anchorage_model::spec::LlmTraining;
 use anchorage_model::{Llava, Prompt, Trainable, VisionSelect};
@@ -169,8 +169,8 @@ fn build(args: &PrefillArgs, compression: CompressionPolicy) -> anyhow::Result<L
         bail!("--hidden {} must be a positive multiple of 128 (heads of 128, as Vicuna's)", args.hidden);
     }
     let heads = args.hidden / 128;
+    // Vicuna-7B's layer recipe at reduced width (heads of 128, SwiGLU 11008/4096 of the width).
     let llm_config = LlamaConfig {
-        family: LlmFamily::Llama,
         vocab_size: 1024,
         hidden_size: args.hidden,
         intermediate_size: args.hidden * 11008 / 4096,
@@ -178,17 +178,7 @@ fn build(args: &PrefillArgs, compression: CompressionPolicy) -> anyhow::Result<L
         num_attention_heads: heads,
         num_key_value_heads: heads,
         head_dim: 128,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10000.0,
-        rope_scaling: RopeScaling::None,
-        max_position_embeddings: 4096,
-        qkv_bias: false,
-        o_bias: false,
-        mlp_bias: false,
-        tie_word_embeddings: false,
-        bos_token_id: Some(1),
-        eos_token_ids: vec![2],
-        pad_token_id: Some(0),
+        ..LlamaConfig::vicuna_7b()
     };
     let llm = llm_config.init::<Flex>(device).no_grad();
     let vision_tokens = vision_config.num_tokens_at(args.image_size, args.image_size) - 1;

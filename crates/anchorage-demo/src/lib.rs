@@ -16,7 +16,7 @@ pub mod vision;
 pub use error::DemoError;
 pub use llm::{train_llm, LlmSpec};
 pub use save::{
-    clip_vision_config_json, llama_config_json, preprocessor_config_json, save_clip_vision, save_llm,
+    preprocessor_config_json, save_clip_vision, save_llm,
     tokenizer_config_json, CONFIG, PREPROCESSOR, TOKENIZER, TOKENIZER_CONFIG, WEIGHTS,
 };
 pub use schedule::{TrainLog, TrainSpec};
