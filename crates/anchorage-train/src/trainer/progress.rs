@@ -29,7 +29,9 @@ impl Progress {
 
     /// After step `next` (1-based count of steps done).
     pub(crate) fn update(&self, next: u64, loss: f64, lr: f64, samples_per_s: f64, tokens_per_s: f64) {
-        let rates = format!("loss {loss:.4}  lr {lr:.2e}  {samples_per_s:.1} samples/s  {tokens_per_s:.0} tok/s");
+        // The first warmup step's lr is exactly 0 (transformers' schedule): say so plainly.
+        let lr = if lr == 0.0 { "0 (warmup)".to_string() } else { format!("{lr:.2e}") };
+        let rates = format!("loss {loss:.4}  lr {lr}  {samples_per_s:.1} samples/s  {tokens_per_s:.0} tok/s");
         self.bar.set_position(next);
         self.bar.set_message(rates.clone());
         if self.lines && (next % self.every == 0 || next == self.total) {
