@@ -81,15 +81,48 @@ pub fn check_pytorch_file(path: &Path) -> Result<()> {
             .read_to_end(&mut bytes)
             .map_err(io_err(path))?;
         let mut rest = bytes.as_slice();
+        let mut storages = Vec::new();
+        let mut pickles = 0;
         for _ in 0..5 {
             if rest.first() != Some(&0x80) {
                 break;
             }
             let scan = scan_pickle(rest).map_err(fail)?;
             rest = &rest[scan.len..];
+            storages.extend(scan.storages);
+            pickles += 1;
+        }
+        if pickles == 5 {
+            let data_start = (bytes.len() - rest.len()) as u64;
+            check_legacy_storages(path, data_start, file_len, storages)?;
         }
         Ok(())
     }
+}
+
+/// The legacy format's storages follow its pickles in sorted key order (torch `_legacy_save`),
+/// each an i64 element count and the elements: each must hold at least the elements the pickle
+/// declares, and lie inside the file.
+fn check_legacy_storages(path: &Path, mut at: u64, file_len: u64, mut storages: Vec<StorageRef>) -> Result<()> {
+    storages.sort_by(|a, b| a.key.cmp(&b.key));
+    storages.dedup_by(|a, b| a.key == b.key);
+    let mut file = std::fs::File::open(path).map_err(io_err(path))?;
+    for storage in storages {
+        let fail = |message: String| TensorsError::Entry { path: path.to_path_buf(), key: format!("storage {}", storage.key), message };
+        let mut count = [0u8; 8];
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(at)).map_err(io_err(path))?;
+        file.read_exact(&mut count).map_err(|_| fail(format!("the file ends at byte {file_len} before this storage: truncated")))?;
+        let count = u64::from_le_bytes(count);
+        let bytes = count.saturating_mul(storage.element_size);
+        if count < storage.numel {
+            return Err(fail(format!("holds {count} elements but the pickle declares {}: truncated or crafted file", storage.numel)));
+        }
+        at = at.saturating_add(8).saturating_add(bytes);
+        if at > file_len {
+            return Err(fail(format!("{count} elements of {} bytes run past the end of the file ({file_len} bytes): truncated", storage.element_size)));
+        }
+    }
+    Ok(())
 }
 
 /// A storage the pickle refers to.
@@ -357,13 +390,16 @@ fn read_line(p: &[u8], at: &mut usize, op: u8) -> std::result::Result<String, St
     Ok(String::from_utf8_lossy(&rest[..end]).into_owned())
 }
 
-/// `('storage', torch.XStorage, key, location, numel)`, torch's persistent id of a storage.
+/// `('storage', torch.XStorage, key, location, numel[, view_metadata])`, torch's persistent id of
+/// a storage (zip and legacy format).
 fn storage_ref(pid: &Item) -> Option<StorageRef> {
     let Item::Tuple(_, items) = pid else {
         return None;
     };
     match items.as_slice() {
+        // The zip format's 5-tuple, and the legacy format's 6-tuple with view metadata last.
         [Item::Text(tag), Item::Global(class), Item::Text(key), _, Item::Int(numel)]
+        | [Item::Text(tag), Item::Global(class), Item::Text(key), _, Item::Int(numel), _]
             if tag == "storage" =>
         {
             Some(StorageRef {

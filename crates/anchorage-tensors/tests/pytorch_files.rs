@@ -37,3 +37,27 @@ fn torch_saved_state_dicts_pass_the_checks_and_read_exactly() {
         assert_eq!(file.tensors()["e"].shape, vec![0, 4], "{name}");
     }
 }
+
+/// The legacy format's raw storages follow its pickles: a file cut anywhere in them is an error
+/// naming the storage (burn-store read the missing part as zeros), at every cut point.
+#[test]
+fn a_truncated_legacy_file_is_an_error_not_zeros() {
+    let whole = std::fs::read(fixture("state_legacy.bin")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut.bin");
+    let (mut refused, mut by_storage_check) = (0, 0);
+    for cut in (whole.len() - 120..whole.len()).rev() {
+        std::fs::write(&path, &whole[..cut]).unwrap();
+        match PytorchFile::open(&path).and_then(|f| f.read_all()) {
+            Ok(all) => panic!("cut at {cut} of {} read as {:?}", whole.len(), all.keys().collect::<Vec<_>>()),
+            Err(e) => {
+                assert!(e.to_string().contains("cut.bin"), "{e}");
+                refused += 1;
+                by_storage_check += usize::from(e.to_string().contains("storage"));
+            }
+        }
+    }
+    assert_eq!(refused, 120);
+    // The cuts inside the raw storages are found by the storage-length check itself.
+    assert!(by_storage_check >= 60, "{by_storage_check}");
+}
