@@ -312,3 +312,48 @@ fn exported_folder_reads_back_through_inspect_llava_with_the_runs_logits() {
     let max = (0..len).flat_map(|p| (0..1024).map(move |v| (p, v))).map(|(p, v)| (theirs[p * vocab + v] - ours[p * 1024 + v]).abs()).fold(0.0f32, f32::max);
     assert!(max < 1e-4, "read-back logits differ from the run's by {max}");
 }
+
+/// A recipe can start from a llava-hf folder: `[vision]` and `[llm]` `model.path` naming the folder
+/// load its tower and language model, and `connector.init` naming it starts the MLP connector from
+/// its `multi_modal_projector`. One warmup step (lr 0, as transformers' schedule starts) leaves the
+/// connector as it started: exactly the folder's projector, which is the exported run's connector.
+#[test]
+fn a_recipe_starts_from_a_llava_hf_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = format!("run.output_dir=\"{}\"", dir.path().display());
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_train")).args(args).env("RUST_LOG", "warn").output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    run(&["pretrain", "recipes/tiny/pretrain.toml", "--set", &out_dir, "--set", "optim.max_steps=2", "--set", "connector.kind=mlp", "--set", "run.name=\"src\""]);
+    let hf = dir.path().join("hf");
+    run(&["export", dir.path().join("src").to_str().unwrap(), "--format", "hf-llava-full", "--out", hf.to_str().unwrap()]);
+    let path = |key: &str| format!("{key}={{ path = \"{}\" }}", hf.display());
+    let init = format!("connector.init=\"{}\"", hf.display());
+    let args = ["ift", "recipes/tiny/ift.toml", "--set", &out_dir, "--set", "run.name=\"from-hf\"", "--set", "optim.max_steps=1", "--set", "optim.warmup_ratio=0.5",
+        "--set", "connector.kind=mlp", "--set", &init, "--set", &path("vision.model"), "--set", &path("llm.model")];
+    let dry = run(&[&args[..], &["--dry-run"]].concat());
+    assert!(dry.contains("checked:"), "{dry}");
+    run(&args);
+    let device = Default::default();
+    let load = |p: &Path| anchorage_connectors::format::load::<burn::backend::Flex>(p, &device).unwrap();
+    let flat = |c: &anchorage_connectors::Connector<burn::backend::Flex>| -> Vec<f32> {
+        use burn::module::Module;
+        struct Collect(Vec<f32>);
+        impl burn::module::ModuleVisitor<burn::backend::Flex> for Collect {
+            fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<burn::tensor::Tensor<burn::backend::Flex, D>>) {
+                self.0.extend(p.val().into_data().convert::<f32>().to_vec::<f32>().unwrap());
+            }
+        }
+        let mut v = Collect(Vec::new());
+        c.visit(&mut v);
+        v.0
+    };
+    let (src, _, _) = load(&dir.path().join("src/connector.safetensors"));
+    let (started, _, _) = load(&dir.path().join("from-hf/connector.safetensors"));
+    assert_eq!(flat(&started), flat(&src));
+    let card = std::fs::read_to_string(dir.path().join("from-hf/model.toml")).unwrap();
+    assert!(card.contains(&hf.display().to_string()), "{card}");
+}

@@ -90,9 +90,28 @@ impl LlavaSpec {
 
 /// A connector export (`connector.init`), checked against the spec before its weights are read.
 fn import_connector<B: Backend>(path: &Path, config: &ConnectorConfig, device: &B::Device) -> Result<Connector<B>, ModelError> {
+    if crate::hf_llava::is_llava_folder(path) {
+        return projector_of_llava_folder(path, config, device);
+    }
     if !path.is_file() {
         return Err(ModelError::ConnectorFile { path: path.to_path_buf(), message: "does not exist (run stage 1 first, or drop `connector.init`)".into() });
     }
     crate::spec::check_connector_kind(path, config.kind())?;
     Ok(connector_file::import::<B>(path, config, device)?)
+}
+
+/// `connector.init` naming a llava-hf folder: its `multi_modal_projector` starts the MLP connector,
+/// which must be the one the spec asks for (two layers, the towers' widths, the same activation).
+fn projector_of_llava_folder<B: Backend>(dir: &Path, config: &ConnectorConfig, device: &B::Device) -> Result<Connector<B>, ModelError> {
+    let refused = |message: String| ModelError::ConnectorFile { path: dir.to_path_buf(), message };
+    let (connector, found) = crate::hf_llava::load_projector_part::<B>(dir, device).map_err(|e| refused(e.to_string()))?;
+    // `sequential` only names the weights (LLaVA's `nn.Sequential` keys); the computation is the same.
+    let same = match (&found, config) {
+        (ConnectorConfig::Mlp(a), ConnectorConfig::Mlp(b)) => (a.d_input, a.d_output, a.depth, a.activation) == (b.d_input, b.d_output, b.depth, b.activation),
+        _ => false,
+    };
+    if !same {
+        return Err(refused(format!("its multi_modal_projector is {found:?}, the recipe's [connector] builds {config:?}: use kind = \"mlp\" with depth 2 and the folder's towers")));
+    }
+    Ok(connector)
 }

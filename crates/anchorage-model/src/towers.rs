@@ -39,7 +39,12 @@ pub fn vision_tower<B: Backend>(section: &VisionSection, device: &B::Device) -> 
         Dtype::Bf16 => FloatDType::BF16,
         Dtype::F16 => FloatDType::F16,
     };
-    let (config, model) = load_clip_vision_with::<B>(&dir, device, LoadOptions { dtype: Some(dtype) })?;
+    // A llava-hf folder (a released LLaVA) gives its own CLIP tower.
+    let (config, model) = if crate::hf_llava::is_llava_folder(&dir) {
+        crate::hf_llava::load_vision_part::<B>(&dir, dtype, device).map_err(|e| spec_err("vision.model.path", &e.to_string()))?
+    } else {
+        load_clip_vision_with::<B>(&dir, device, LoadOptions { dtype: Some(dtype) })?
+    };
     let pre = dir.join("preprocessor_config.json");
     let processor = if pre.is_file() { ClipImageProcessor::from_preprocessor_config(&pre)? } else { ClipImageProcessor::with_size(config.image_size as u32) };
     Ok(VisionTower { config, model, processor })
@@ -61,6 +66,11 @@ pub fn language_model<B: Backend>(section: &LlmSection, device: &B::Device) -> R
         Dtype::Bf16 => DType::BF16,
         Dtype::F16 => DType::F16,
     };
+    if crate::hf_llava::is_llava_folder(&dir) {
+        // A llava-hf folder gives its language model (and its tokenizer.json).
+        let llm = crate::hf_llava::load_llm_part::<B>(&dir, dtype, device).map_err(|e| spec_err("llm.model.path", &e.to_string()))?;
+        return Ok((llm, Some(dir)));
+    }
     Ok((load_llm::<B>(&dir, dtype, device)?, Some(dir)))
 }
 

@@ -144,7 +144,7 @@ fn read_checked(
 
 /// `LlavaMultiModalProjector` (`linear_1` → act → `linear_2`) as anchorage's two-layer MLP
 /// connector; without `multimodal_projector_bias` its biases are zeros, which computes the same.
-fn projector<B: Backend>(
+pub(super) fn projector<B: Backend>(
     config: &HfLlavaConfig,
     checkpoint: &Checkpoint,
     prefix: &str,

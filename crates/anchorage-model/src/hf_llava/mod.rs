@@ -21,6 +21,7 @@ mod keys;
 mod load;
 mod model;
 mod pack;
+mod parts;
 mod processor;
 
 pub use config::{HfLlavaConfig, LlavaKind, SelectStrategy};
@@ -29,6 +30,7 @@ pub use inspect::inspect_tensors;
 pub use keys::KeyLayout;
 pub use model::{HfLlava, HfLlavaOutput};
 pub use pack::{pack_image_features, unpad_ranges, AnyResGrid};
+pub use parts::{is_llava_folder, load_llm_part, load_projector_part, load_vision_part};
 pub use processor::{HfImageProcessor, ProcessedImage};
 
 #[cfg(test)]

@@ -107,9 +107,15 @@ fn vision_config(source: &ModelSource) -> Result<Option<ClipVisionConfig>, Model
         (Some(BuiltinModel::Tiny), _) => Some(ClipVisionConfig::tiny()),
         (Some(BuiltinModel::ClipVitL14At336), _) => Some(ClipVisionConfig::vit_l14_336()),
         (Some(BuiltinModel::Llama2At7b), _) => None,
+        (None, Some(dir)) if crate::hf_llava::is_llava_folder(dir) => Some(llava_folder_config(dir, "vision.model.path")?.vision),
         (None, Some(dir)) => Some(anchorage_vision::read_config(dir)?),
         (None, None) => None,
     })
+}
+
+/// The config of a llava-hf folder named as a tower (`[vision]`/`[llm]` `model.path`).
+fn llava_folder_config(dir: &std::path::Path, key: &str) -> Result<crate::hf_llava::HfLlavaConfig, ModelError> {
+    crate::hf_llava::HfLlavaConfig::read(dir).map_err(|e| ModelError::Spec { key: key.into(), message: e.to_string() })
 }
 
 fn llm_config(source: &ModelSource) -> Result<Option<LlamaConfig>, ModelError> {
@@ -117,6 +123,7 @@ fn llm_config(source: &ModelSource) -> Result<Option<LlamaConfig>, ModelError> {
         (Some(BuiltinModel::Tiny), _) => Some(LlamaConfig::tiny()),
         (Some(BuiltinModel::Llama2At7b), _) => Some(LlamaConfig::llama2_7b()),
         (Some(BuiltinModel::ClipVitL14At336), _) => None,
+        (None, Some(dir)) if crate::hf_llava::is_llava_folder(dir) => Some(llava_folder_config(dir, "llm.model.path")?.text),
         (None, Some(dir)) => Some(anchorage_llm::read_config(dir)?),
         (None, None) => None,
     })

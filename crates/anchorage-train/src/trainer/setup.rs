@@ -40,7 +40,7 @@ pub fn run_stage<B: AutodiffBackend>(
         let message = format!("applies only with data.aspect = \"anyres\" (this run's aspect is \"{}\")", plan.aspect.name());
         return Err(invalid(recipe, "vision.grid_pinpoints", message));
     }
-    if let Some(init) = recipe.connector.init().filter(|p| !p.is_file()) {
+    if let Some(init) = recipe.connector.init().filter(|p| !p.is_file() && !p.is_dir()) {
         return Err(invalid(recipe, "connector.init", format!("{} does not exist (run stage 1 first, or drop `connector.init`)", init.display())));
     }
     let mut built = spec.build::<B, B::InnerBackend>(device, recipe.connector.init())?;
