@@ -25,88 +25,81 @@ const LEGACY_PICKLE_BYTES: u64 = 256 << 20;
 /// Checks the pickles of a PyTorch file: a zip archive (`torch.save` since 1.6) or the legacy
 /// format (a sequence of pickles followed by raw storages).
 pub fn check_pytorch_file(path: &Path) -> Result<()> {
-    let fail = |message: String| TensorsError::Entry {
-        path: path.to_path_buf(),
-        key: "(pickle)".into(),
-        message,
-    };
-    let file = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut file = std::fs::File::open(path).map_err(io_err(path))?;
     let file_len = file.metadata().map_err(io_err(path))?.len();
     let mut head = Vec::new();
-    (&file)
-        .take(4)
-        .read_to_end(&mut head)
-        .map_err(io_err(path))?;
+    (&file).take(4).read_to_end(&mut head).map_err(io_err(path))?;
+    std::io::Seek::rewind(&mut file).map_err(io_err(path))?;
     if head == b"PK\x03\x04" {
-        let reader = std::io::BufReader::new(std::fs::File::open(path).map_err(io_err(path))?);
-        let mut archive = zip::ZipArchive::new(reader)
-            .map_err(|e| fail(format!("not a readable zip archive: {e}")))?;
-        let pickle_name = archive
-            .file_names()
-            .find(|n| n.ends_with("data.pkl"))
-            .map(str::to_string)
-            .ok_or_else(|| fail("no data.pkl in the archive".into()))?;
-        let prefix = pickle_name.trim_end_matches("data.pkl").to_string();
-        let mut pickle = Vec::new();
-        {
-            let entry = archive
-                .by_name(&pickle_name)
-                .map_err(|e| fail(e.to_string()))?;
-            // A pickle larger than the file (say, compressed 1000:1) is not a state dict.
-            entry
-                .take(file_len.saturating_mul(4))
-                .read_to_end(&mut pickle)
-                .map_err(|e| fail(format!("data.pkl: {e}")))?;
-        }
-        let scan = scan_pickle(&pickle).map_err(fail)?;
-        for storage in scan.storages {
-            let name = format!("{prefix}data/{}", storage.key);
-            let have = archive.by_name(&name).map(|e| e.size()).unwrap_or(0);
-            let need = storage.numel.saturating_mul(storage.element_size);
-            if have < need {
-                return Err(TensorsError::Entry {
-                    path: path.to_path_buf(),
-                    key: name,
-                    message: format!("storage holds {have} bytes but the pickle declares {} elements of {} bytes: truncated or crafted file", storage.numel, storage.element_size),
-                });
-            }
-        }
-        Ok(())
+        check_zip(path, file, file_len)
     } else {
-        // Legacy: magic number, protocol, system info, the state dict, the storage keys.
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)
-            .map_err(io_err(path))?
-            .take(LEGACY_PICKLE_BYTES)
-            .read_to_end(&mut bytes)
-            .map_err(io_err(path))?;
-        let mut rest = bytes.as_slice();
-        let mut storages = Vec::new();
-        let mut pickles = 0;
-        for _ in 0..5 {
-            if rest.first() != Some(&0x80) {
-                break;
-            }
-            let scan = scan_pickle(rest).map_err(fail)?;
-            rest = &rest[scan.len..];
-            storages.extend(scan.storages);
-            pickles += 1;
-        }
-        if pickles == 5 {
-            let data_start = (bytes.len() - rest.len()) as u64;
-            check_legacy_storages(path, data_start, file_len, storages)?;
-        }
-        Ok(())
+        check_legacy(path, file, file_len)
     }
+}
+
+/// An error about the file's pickles.
+fn pickle_error(path: &Path) -> impl Fn(String) -> TensorsError + '_ {
+    move |message| TensorsError::Entry { path: path.to_path_buf(), key: "(pickle)".into(), message }
+}
+
+/// The zip format: `data.pkl`, and each storage it names as an entry `data/<key>`.
+fn check_zip(path: &Path, file: std::fs::File, file_len: u64) -> Result<()> {
+    let fail = pickle_error(path);
+    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| fail(format!("not a readable zip archive: {e}")))?;
+    let pickle_name = archive.file_names().find(|n| n.ends_with("data.pkl")).map(str::to_string).ok_or_else(|| fail("no data.pkl in the archive".into()))?;
+    let prefix = pickle_name.trim_end_matches("data.pkl").to_string();
+    let mut pickle = Vec::new();
+    {
+        let entry = archive.by_name(&pickle_name).map_err(|e| fail(e.to_string()))?;
+        // A pickle larger than the file (say, compressed 1000:1) is not a state dict.
+        entry.take(file_len.saturating_mul(4)).read_to_end(&mut pickle).map_err(|e| fail(format!("data.pkl: {e}")))?;
+    }
+    let scan = scan_pickle(&pickle).map_err(&fail)?;
+    for storage in scan.storages {
+        let name = format!("{prefix}data/{}", storage.key);
+        let have = archive.by_name(&name).map(|e| e.size()).unwrap_or(0);
+        let need = storage.numel.saturating_mul(storage.element_size);
+        if have < need {
+            return Err(TensorsError::Entry {
+                path: path.to_path_buf(),
+                key: name,
+                message: format!("storage holds {have} bytes but the pickle declares {} elements of {} bytes: truncated or crafted file", storage.numel, storage.element_size),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The legacy format: magic number, protocol, system info, the state dict and the storage keys,
+/// then the raw storages.
+fn check_legacy(path: &Path, file: std::fs::File, file_len: u64) -> Result<()> {
+    let mut bytes = Vec::new();
+    (&file).take(LEGACY_PICKLE_BYTES).read_to_end(&mut bytes).map_err(io_err(path))?;
+    let mut rest = bytes.as_slice();
+    let mut storages = Vec::new();
+    let mut pickles = 0;
+    for _ in 0..5 {
+        if rest.first() != Some(&0x80) {
+            break;
+        }
+        let scan = scan_pickle(rest).map_err(pickle_error(path))?;
+        rest = &rest[scan.len..];
+        storages.extend(scan.storages);
+        pickles += 1;
+    }
+    if pickles == 5 {
+        let data_start = (bytes.len() - rest.len()) as u64;
+        check_legacy_storages(path, file, data_start, file_len, storages)?;
+    }
+    Ok(())
 }
 
 /// The legacy format's storages follow its pickles in sorted key order (torch `_legacy_save`),
 /// each an i64 element count and the elements: each must hold at least the elements the pickle
 /// declares, and lie inside the file.
-fn check_legacy_storages(path: &Path, mut at: u64, file_len: u64, mut storages: Vec<StorageRef>) -> Result<()> {
+fn check_legacy_storages(path: &Path, mut file: std::fs::File, mut at: u64, file_len: u64, mut storages: Vec<StorageRef>) -> Result<()> {
     storages.sort_by(|a, b| a.key.cmp(&b.key));
     storages.dedup_by(|a, b| a.key == b.key);
-    let mut file = std::fs::File::open(path).map_err(io_err(path))?;
     for storage in storages {
         let fail = |message: String| TensorsError::Entry { path: path.to_path_buf(), key: format!("storage {}", storage.key), message };
         let mut count = [0u8; 8];
@@ -163,141 +156,168 @@ impl Item {
 
 /// Walks one pickle's opcodes up to STOP.
 pub fn scan_pickle(p: &[u8]) -> std::result::Result<Scan, String> {
-    let mut stack: Vec<Item> = Vec::new();
-    let mut memo: HashMap<u64, Item> = HashMap::new();
-    let mut scan = Scan::default();
-    let mut at = 0usize;
+    let mut vm = Walk { p, at: 0, stack: Vec::new(), memo: HashMap::new(), storages: Vec::new() };
     loop {
-        let op = *p.get(at).ok_or("the pickle ends without STOP")?;
-        at += 1;
-        let mut take = |n: usize| -> std::result::Result<&[u8], String> {
-            let end = at.checked_add(n).filter(|&e| e <= p.len()).ok_or_else(|| {
-                format!(
-                    "opcode 0x{op:02x} at byte {} asks for {n} bytes past the end",
-                    at - 1
-                )
-            })?;
-            let arg = &p[at..end];
-            at = end;
-            Ok(arg)
-        };
-        let le = |b: &[u8]| b.iter().rev().fold(0u64, |v, &x| (v << 8) | u64::from(x));
+        let op = *p.get(vm.at).ok_or("the pickle ends without STOP")?;
+        vm.at += 1;
+        if op == b'.' {
+            return Ok(Scan { len: vm.at, storages: vm.storages });
+        }
+        if !vm.argument_op(op)? && !vm.stack_op(op)? {
+            return Err(format!("unknown pickle opcode 0x{op:02x} at byte {}", vm.at - 1));
+        }
+    }
+}
+
+/// The walk's state: where it is, what the stack and memo hold, the storages met.
+struct Walk<'a> {
+    p: &'a [u8],
+    at: usize,
+    stack: Vec<Item>,
+    memo: HashMap<u64, Item>,
+    storages: Vec<StorageRef>,
+}
+
+/// A little-endian unsigned number.
+fn le(b: &[u8]) -> u64 {
+    b.iter().rev().fold(0u64, |v, &x| (v << 8) | u64::from(x))
+}
+
+impl Walk<'_> {
+    /// The next `n` bytes of opcode `op`'s argument, refused past the end.
+    fn take(&mut self, op: u8, n: usize) -> std::result::Result<&[u8], String> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.p.len()).ok_or_else(|| {
+            format!("opcode 0x{op:02x} at byte {} asks for {n} bytes past the end", self.at - 1)
+        })?;
+        let arg = &self.p[self.at..end];
+        self.at = end;
+        Ok(arg)
+    }
+
+    fn top(&self) -> Item {
+        self.stack.last().cloned().unwrap_or(Item::Other(0))
+    }
+
+    fn recall(&self, idx: u64) -> Item {
+        self.memo.get(&idx).cloned().unwrap_or(Item::Other(0))
+    }
+
+    /// Opcodes with an argument in the bytes that follow (numbers, lengths and what they count,
+    /// lines, memo indices). `false` for any other opcode.
+    fn argument_op(&mut self, op: u8) -> std::result::Result<bool, String> {
         match op {
-            b'.' => {
-                scan.len = at;
-                return Ok(scan);
-            }
-            b'(' => stack.push(Item::Mark),
-            0x80 | b'K' | 0x82 => {
-                let v = le(take(1)?);
-                if op == b'K' {
-                    stack.push(Item::Int(v));
-                }
-                if op == 0x82 {
-                    stack.push(Item::Other(0));
-                }
-            }
-            b'M' | 0x83 => {
-                let v = le(take(2)?);
-                stack.push(if op == b'M' {
-                    Item::Int(v)
-                } else {
-                    Item::Other(0)
-                });
-            }
-            b'J' | 0x84 => {
-                let v = le(take(4)?);
-                stack.push(if op == b'J' {
-                    Item::Int(v)
-                } else {
-                    Item::Other(0)
-                });
-            }
-            b'G' => {
-                take(8)?;
-                stack.push(Item::Other(0));
+            0x80 => {
+                self.take(op, 1)?;
             }
             0x95 => {
-                take(8)?;
+                self.take(op, 8)?;
             }
-            b'h' | b'j' => {
-                let n = if op == b'h' { 1 } else { 4 };
-                let idx = le(take(n)?);
-                stack.push(memo.get(&idx).cloned().unwrap_or(Item::Other(0)));
-            }
-            b'q' | b'r' => {
-                let n = if op == b'q' { 1 } else { 4 };
-                let idx = le(take(n)?);
-                memo.insert(idx, stack.last().cloned().unwrap_or(Item::Other(0)));
-            }
-            0x94 => {
-                let idx = memo.len() as u64;
-                memo.insert(idx, stack.last().cloned().unwrap_or(Item::Other(0)));
-            }
-            b'X' | b'T' | b'B' | 0x8c | b'U' | b'C' | 0x8d | 0x8e | 0x96 | 0x8a | 0x8b => {
+            b'K' | b'M' | b'J' => {
                 let width = match op {
-                    0x8c | b'U' | b'C' | 0x8a => 1,
-                    b'X' | b'T' | b'B' | 0x8b => 4,
+                    b'K' => 1,
+                    b'M' => 2,
+                    _ => 4,
+                };
+                let v = le(self.take(op, width)?);
+                self.stack.push(Item::Int(v));
+            }
+            0x82..=0x84 | b'G' => {
+                let width = match op {
+                    0x82 => 1,
+                    0x83 => 2,
+                    0x84 => 4,
                     _ => 8,
                 };
-                let n = le(take(width)?);
-                let n = usize::try_from(n).map_err(|_| format!("a length of {n} bytes"))?;
-                let arg = take(n)?;
-                stack.push(match op {
-                    b'X' | 0x8c | 0x8d => Item::Text(String::from_utf8_lossy(arg).into_owned()),
-                    0x8a if n <= 8 => Item::Int(le(arg)),
-                    _ => Item::Other(0),
-                });
+                self.take(op, width)?;
+                self.stack.push(Item::Other(0));
             }
-            b'I' | b'L' | b'S' | b'V' | b'F' | b'g' | b'p' | b'P' => {
-                let line = read_line(p, &mut at, op)?;
-                match op {
-                    b'p' => {
-                        let idx = line.trim().parse().unwrap_or(u64::MAX);
-                        memo.insert(idx, stack.last().cloned().unwrap_or(Item::Other(0)));
-                    }
-                    b'g' => {
-                        let idx: u64 = line.trim().parse().unwrap_or(u64::MAX);
-                        stack.push(memo.get(&idx).cloned().unwrap_or(Item::Other(0)));
-                    }
-                    b'P' => stack.push(Item::Other(0)),
-                    b'I' | b'L' => stack.push(
-                        line.trim()
-                            .trim_end_matches('L')
-                            .parse()
-                            .map(Item::Int)
-                            .unwrap_or(Item::Other(0)),
-                    ),
-                    _ => stack.push(Item::Other(0)),
-                }
-            }
-            b'c' | b'i' => {
-                let module = read_line(p, &mut at, op)?;
-                let name = read_line(p, &mut at, op)?;
-                if op == b'i' {
-                    let items = pop_mark(&mut stack)?;
-                    stack.push(Item::Other(nested(&items)?));
+            b'h' | b'j' | b'q' | b'r' => {
+                let idx = le(self.take(op, if op == b'h' || op == b'q' { 1 } else { 4 })?);
+                if op == b'h' || op == b'j' {
+                    let item = self.recall(idx);
+                    self.stack.push(item);
                 } else {
-                    stack.push(Item::Global(format!("{module}.{name}")));
+                    self.memo.insert(idx, self.top());
                 }
             }
+            0x94 => {
+                self.memo.insert(self.memo.len() as u64, self.top());
+            }
+            b'X' | b'T' | b'B' | 0x8c | b'U' | b'C' | 0x8d | 0x8e | 0x96 | 0x8a | 0x8b => self.counted(op)?,
+            b'I' | b'L' | b'S' | b'V' | b'F' | b'g' | b'p' | b'P' => self.line(op)?,
+            b'c' | b'i' => {
+                let module = read_line(self.p, &mut self.at, op)?;
+                let name = read_line(self.p, &mut self.at, op)?;
+                if op == b'i' {
+                    let items = pop_mark(&mut self.stack)?;
+                    self.stack.push(Item::Other(nested(&items)?));
+                } else {
+                    self.stack.push(Item::Global(format!("{module}.{name}")));
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// A length-prefixed argument: text, bytes or a long integer.
+    fn counted(&mut self, op: u8) -> std::result::Result<(), String> {
+        let width = match op {
+            0x8c | b'U' | b'C' | 0x8a => 1,
+            b'X' | b'T' | b'B' | 0x8b => 4,
+            _ => 8,
+        };
+        let n = le(self.take(op, width)?);
+        let n = usize::try_from(n).map_err(|_| format!("a length of {n} bytes"))?;
+        let arg = self.take(op, n)?;
+        let item = match op {
+            b'X' | 0x8c | 0x8d => Item::Text(String::from_utf8_lossy(arg).into_owned()),
+            0x8a if n <= 8 => Item::Int(le(arg)),
+            _ => Item::Other(0),
+        };
+        self.stack.push(item);
+        Ok(())
+    }
+
+    /// A protocol-0 argument on its own line.
+    fn line(&mut self, op: u8) -> std::result::Result<(), String> {
+        let line = read_line(self.p, &mut self.at, op)?;
+        let index = || line.trim().parse::<u64>().unwrap_or(u64::MAX);
+        match op {
+            b'p' => {
+                self.memo.insert(index(), self.top());
+            }
+            b'g' => {
+                let item = self.recall(index());
+                self.stack.push(item);
+            }
+            b'I' | b'L' => self.stack.push(line.trim().trim_end_matches('L').parse().map(Item::Int).unwrap_or(Item::Other(0))),
+            _ => self.stack.push(Item::Other(0)),
+        }
+        Ok(())
+    }
+
+    /// Opcodes without an argument: atoms, containers, marks, calls. `false` for any other.
+    fn stack_op(&mut self, op: u8) -> std::result::Result<bool, String> {
+        let stack = &mut self.stack;
+        match op {
+            b'(' => stack.push(Item::Mark),
             b'N' | 0x88 | 0x89 | b'}' | b']' | b')' | 0x8f | 0x97 => stack.push(Item::Other(0)),
             0x98 => {}
             b't' => {
-                let items = pop_mark(&mut stack)?;
+                let items = pop_mark(stack)?;
                 stack.push(Item::Tuple(nested(&items)?, items));
             }
             b'l' | b'd' | 0x91 | b'o' => {
-                let items = pop_mark(&mut stack)?;
+                let items = pop_mark(stack)?;
                 stack.push(Item::Other(nested(&items)?));
             }
             0x85..=0x87 => {
-                let n = usize::from(op - 0x84);
-                let items = pop_n(&mut stack, n)?;
+                let items = pop_n(stack, usize::from(op - 0x84))?;
                 stack.push(Item::Tuple(nested(&items)?, items));
             }
             b'1' => {
-                pop_mark(&mut stack)?;
+                pop_mark(stack)?;
             }
             b'0' => {
                 stack.pop().ok_or("POP on an empty stack")?;
@@ -307,39 +327,27 @@ pub fn scan_pickle(p: &[u8]) -> std::result::Result<Scan, String> {
                 stack.push(top);
             }
             b'e' | b'u' | 0x90 => {
-                let items = pop_mark(&mut stack)?;
-                grow_top(&mut stack, nested(&items)?)?;
+                let items = pop_mark(stack)?;
+                grow_top(stack, nested(&items)?)?;
             }
             b'a' | b's' | b'b' => {
-                let items = pop_n(&mut stack, if op == b's' { 2 } else { 1 })?;
-                grow_top(&mut stack, nested(&items)?)?;
+                let items = pop_n(stack, if op == b's' { 2 } else { 1 })?;
+                grow_top(stack, nested(&items)?)?;
             }
             b'R' | 0x81 | 0x93 | 0x92 => {
-                let n = match op {
-                    0x92 => 3,
-                    _ => 2,
-                };
-                let items = pop_n(&mut stack, n)?;
-                stack.push(if op == 0x93 {
-                    Item::Other(0)
-                } else {
-                    Item::Other(nested(&items)?)
-                });
+                let items = pop_n(stack, if op == 0x92 { 3 } else { 2 })?;
+                stack.push(if op == 0x93 { Item::Other(0) } else { Item::Other(nested(&items)?) });
             }
             b'Q' => {
                 let pid = stack.pop().ok_or("BINPERSID on an empty stack")?;
                 if let Some(storage) = storage_ref(&pid) {
-                    scan.storages.push(storage);
+                    self.storages.push(storage);
                 }
-                stack.push(Item::Other(pid.depth() + 1));
+                self.stack.push(Item::Other(pid.depth() + 1));
             }
-            other => {
-                return Err(format!(
-                    "unknown pickle opcode 0x{other:02x} at byte {}",
-                    at - 1
-                ))
-            }
+            _ => return Ok(false),
         }
+        Ok(true)
     }
 }
 
