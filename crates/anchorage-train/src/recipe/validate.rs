@@ -3,7 +3,7 @@ use std::path::Path;
 
 use anchorage_data::Manifest;
 
-use super::Recipe;
+use super::{DataSection, DevicesSection, OptimSection, Recipe};
 use crate::TrainError;
 
 /// More samples than this in one optimizer step (micro_batch × devices) is a typo, not a recipe;
@@ -15,106 +15,116 @@ const MAX_SAMPLES_PER_STEP: u64 = 1 << 32;
 /// `connector.init`, which stage 1 produces) are not required here, so a dry run works on a
 /// machine without them; the plan reports whether they are present.
 pub(super) fn validate(recipe: &Recipe, origin: &Path) -> Result<(), TrainError> {
-    let invalid = |key: &str, message: String| TrainError::Invalid {
-        path: origin.to_path_buf(),
-        key: key.to_string(),
-        message,
-    };
-
-    recipe.model_spec().check().map_err(|(k, m)| invalid(&k, m))?;
-
+    let invalid = |(key, message): (String, String)| TrainError::Invalid { path: origin.to_path_buf(), key, message };
+    recipe.model_spec().check().map_err(invalid)?;
     let data = &recipe.data;
     if !data.manifest.is_file() {
-        return Err(invalid("data.manifest", format!("file {} does not exist", data.manifest.display())));
+        return Err(invalid(("data.manifest".into(), format!("file {} does not exist", data.manifest.display()))));
     }
     Manifest::load(&data.manifest)?;
+    check_data(data).map_err(invalid)?;
+    check_optim(&recipe.optim).map_err(invalid)?;
+    check_batch(&recipe.optim, &recipe.devices).map_err(invalid)?;
+    check_logging(recipe).map_err(invalid)?;
+    check_run_name(&recipe.run.name).map_err(|m| invalid(("run.name".into(), m)))
+}
+
+/// A problem with a key: (the key, what is wrong).
+type KeyError = (String, String);
+
+fn bad(key: &str, message: impl Into<String>) -> Result<(), KeyError> {
+    Err((key.to_string(), message.into()))
+}
+
+fn check_data(data: &DataSection) -> Result<(), KeyError> {
     if data.max_length < 2 {
-        return Err(invalid("data.max_length", format!("{} must be at least 2", data.max_length)));
+        return bad("data.max_length", format!("{} must be at least 2", data.max_length));
     }
     if data.workers == 0 {
-        return Err(invalid("data.workers", "must be at least 1".into()));
+        return bad("data.workers", "must be at least 1");
     }
+    Ok(())
+}
 
-    let o = &recipe.optim;
+/// AdamW, the schedule and the step counts.
+fn check_optim(o: &OptimSection) -> Result<(), KeyError> {
     if !(o.lr > 0.0 && o.lr.is_finite()) {
-        return Err(invalid("optim.lr", format!("{} must be a positive number", o.lr)));
+        return bad("optim.lr", format!("{} must be a positive number", o.lr));
     }
     if !(o.weight_decay >= 0.0) {
-        return Err(invalid("optim.weight_decay", format!("{} must be ≥ 0", o.weight_decay)));
+        return bad("optim.weight_decay", format!("{} must be ≥ 0", o.weight_decay));
     }
     for (i, b) in o.betas.iter().enumerate() {
         if !(0.0..1.0).contains(b) {
-            return Err(invalid(&format!("optim.betas[{i}]"), format!("{b} must be in [0, 1)")));
+            return bad(&format!("optim.betas[{i}]"), format!("{b} must be in [0, 1)"));
         }
     }
     if !(o.eps > 0.0) {
-        return Err(invalid("optim.eps", format!("{} must be positive", o.eps)));
+        return bad("optim.eps", format!("{} must be positive", o.eps));
     }
     if !(0.0..1.0).contains(&o.warmup_ratio) {
-        return Err(invalid("optim.warmup_ratio", format!("{} must be in [0, 1)", o.warmup_ratio)));
+        return bad("optim.warmup_ratio", format!("{} must be in [0, 1)", o.warmup_ratio));
     }
     if !(o.grad_clip >= 0.0) {
-        return Err(invalid("optim.grad_clip", format!("{} must be ≥ 0 (0 disables clipping)", o.grad_clip)));
+        return bad("optim.grad_clip", format!("{} must be ≥ 0 (0 disables clipping)", o.grad_clip));
     }
     if o.micro_batch == 0 {
-        return Err(invalid("optim.micro_batch", "must be at least 1".into()));
+        return bad("optim.micro_batch", "must be at least 1");
     }
     if o.epochs == Some(0) {
-        return Err(invalid("optim.epochs", "must be at least 1".into()));
+        return bad("optim.epochs", "must be at least 1");
     }
     if o.max_steps == Some(0) {
-        return Err(invalid("optim.max_steps", "must be at least 1".into()));
+        return bad("optim.max_steps", "must be at least 1");
     }
+    Ok(())
+}
 
-    let d = &recipe.devices;
+/// The devices, the ZeRO stage over them, and the batch sizes.
+fn check_batch(o: &OptimSection, d: &DevicesSection) -> Result<(), KeyError> {
     if d.ids.is_empty() {
-        return Err(invalid("devices.ids", "give at least one device index".into()));
+        return bad("devices.ids", "give at least one device index");
     }
     if d.ids.iter().collect::<HashSet<_>>().len() != d.ids.len() {
-        return Err(invalid("devices.ids", format!("{:?} lists a device twice", d.ids)));
+        return bad("devices.ids", format!("{:?} lists a device twice", d.ids));
     }
     if d.nodes == 0 {
-        return Err(invalid("devices.nodes", "must be at least 1".into()));
+        return bad("devices.nodes", "must be at least 1");
     }
     if o.zero_stage > 1 {
         let message = format!("{} is not a ZeRO stage anchorage has: 0 (every rank keeps the whole AdamW state) or 1 (the state sharded across the data-parallel ranks)", o.zero_stage);
-        return Err(invalid("optim.zero_stage", message));
+        return bad("optim.zero_stage", message);
     }
-    let Some(per_step) = o.micro_batch.checked_mul(d.world_size()).filter(|&n| n <= MAX_SAMPLES_PER_STEP) else {
-        return Err(invalid(
-            "optim.micro_batch",
-            format!(
-                "micro_batch × devices = {} × {} is larger than {MAX_SAMPLES_PER_STEP} samples per step",
-                o.micro_batch,
-                d.world_size()
-            ),
-        ));
+    let world = d.world_size();
+    let Some(per_step) = o.micro_batch.checked_mul(world).filter(|&n| n <= MAX_SAMPLES_PER_STEP) else {
+        return bad("optim.micro_batch", format!("micro_batch × devices = {} × {world} is larger than {MAX_SAMPLES_PER_STEP} samples per step", o.micro_batch));
     };
     if o.global_batch == 0 || o.global_batch % per_step != 0 {
-        return Err(invalid(
+        return bad(
             "optim.global_batch",
             format!(
-                "{} must be a positive multiple of micro_batch × devices = {} × {} = {per_step} (gradient accumulation = global / (micro × devices))",
-                o.global_batch,
-                o.micro_batch,
-                d.world_size()
+                "{} must be a positive multiple of micro_batch × devices = {} × {world} = {per_step} (gradient accumulation = global / (micro × devices))",
+                o.global_batch, o.micro_batch
             ),
-        ));
+        );
     }
+    Ok(())
+}
 
+/// Checkpoints, logging and the divergence limit.
+fn check_logging(recipe: &Recipe) -> Result<(), KeyError> {
     if recipe.checkpoint.every_steps == 0 {
-        return Err(invalid("checkpoint.every_steps", "must be at least 1".into()));
+        return bad("checkpoint.every_steps", "must be at least 1");
     }
     if recipe.checkpoint.keep_last == 0 {
-        return Err(invalid("checkpoint.keep_last", "must be at least 1".into()));
+        return bad("checkpoint.keep_last", "must be at least 1");
     }
     if recipe.log.every_steps == 0 {
-        return Err(invalid("log.every_steps", "must be at least 1".into()));
+        return bad("log.every_steps", "must be at least 1");
     }
-    if o.max_nonfinite_steps == 0 {
-        return Err(invalid("optim.max_nonfinite_steps", "must be at least 1".into()));
+    if recipe.optim.max_nonfinite_steps == 0 {
+        return bad("optim.max_nonfinite_steps", "must be at least 1");
     }
-    check_run_name(&recipe.run.name).map_err(|m| invalid("run.name", m))?;
     Ok(())
 }
 
