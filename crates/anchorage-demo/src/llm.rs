@@ -6,7 +6,6 @@
 //! it (negations included); a connector then only has to put the image there in a form the LLM
 //! reads.
 
-use std::time::Instant;
 
 use anchorage_data::synth::{
     ask_colour, ask_presence, ask_shape, caption, caption_record, conversation_record, Question, Scene, YesNo,
@@ -17,14 +16,12 @@ use anchorage_data::text::{
 use anchorage_data::{SplitMix64, Template};
 use anchorage_llm::{LlamaConfig, Llm, LlmFamily, LlmInput, NoHooks, RopeScaling};
 use burn::module::AutodiffModule;
-use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
-use crate::schedule::{TrainLog, TrainSpec};
+use crate::schedule::{train_steps, TrainLog, TrainSpec};
 use crate::DemoError;
 
 /// What the LLM is and how it trains.
@@ -316,26 +313,10 @@ pub fn train_llm<B: AutodiffBackend>(
         )));
     }
     B::seed(device, seed);
-    let mut llm = spec.config.init::<B>(device);
-    let t = &spec.train;
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(t.weight_decay)
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
-        .init();
-    let start = Instant::now();
-    let mut log = TrainLog::default();
-    for step in 0..t.steps {
+    let (llm, mut log) = train_steps(spec.config.init::<B>(device), &spec.train, "demo LLM", |step, llm| {
         let batch = lm_stream_batch::<B>(tok, spec, seed, TRAIN_STREAM, step, device)?;
-        let loss = lm_loss(&llm, &batch)?;
-        let value: f32 = loss.clone().into_scalar().elem();
-        log.losses.push(value);
-        let grads = GradientsParams::from_grads(loss.backward(), &llm);
-        llm = optim.step(t.lr_at(step), llm, grads);
-        if step % 50 == 0 || step + 1 == t.steps {
-            tracing::info!(step, loss = value, "demo LLM");
-        }
-    }
-    log.seconds = start.elapsed().as_secs_f64();
+        lm_loss(llm, &batch)
+    })?;
     let llm = llm.valid();
     let held_out = lm_stream_batch::<B::InnerBackend>(tok, spec, seed, HELD_OUT_STREAM, 0, device)?;
     let loss: f32 = lm_loss(&llm, &held_out)?.into_scalar().elem();

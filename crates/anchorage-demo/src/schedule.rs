@@ -1,7 +1,16 @@
 //! The towers' optimiser settings: AdamW with linear warmup and cosine decay, as transformers'
 //! `get_cosine_schedule_with_warmup`.
 
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
+
+use crate::DemoError;
 
 /// How long and how fast a tower trains.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,4 +53,33 @@ impl TrainLog {
             mean(&self.losses[self.losses.len().saturating_sub(n)..]),
         )
     }
+}
+
+/// Trains `module` for `t.steps` AdamW steps (weight decay, global-norm clipping at 1.0, the
+/// warmup + cosine schedule) on `loss_at(step, module)`, logging every 50 steps as `what`. The log
+/// holds each step's loss and the wall time; the caller adds its held-out metrics.
+pub fn train_steps<B: AutodiffBackend, M: AutodiffModule<B>>(
+    mut module: M,
+    t: &TrainSpec,
+    what: &'static str,
+    mut loss_at: impl FnMut(usize, &M) -> Result<Tensor<B, 1>, DemoError>,
+) -> Result<(M, TrainLog), DemoError> {
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(t.weight_decay)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
+        .init::<B, M>();
+    let start = Instant::now();
+    let mut log = TrainLog::default();
+    for step in 0..t.steps {
+        let loss = loss_at(step, &module)?;
+        let value: f32 = loss.clone().into_scalar().elem();
+        log.losses.push(value);
+        let grads = GradientsParams::from_grads(loss.backward(), &module);
+        module = optim.step(t.lr_at(step), module, grads);
+        if step % 50 == 0 || step + 1 == t.steps {
+            tracing::info!(step, loss = value, "{what}");
+        }
+    }
+    log.seconds = start.elapsed().as_secs_f64();
+    Ok((module, log))
 }

@@ -3,7 +3,6 @@
 //! the CLS token has to gather the shape's patches: its attention then falls on the shape, which
 //! is what AcFormer's anchors select. The probe is dropped; the tower is saved alone.
 
-use std::time::Instant;
 
 use anchorage_data::image::{preprocess_rgb, ClipImageProcessor, Rgb8Image};
 use anchorage_data::synth::{render, Scene};
@@ -12,14 +11,12 @@ use anchorage_vision::{ClipVisionConfig, ClipVisionModel, VisionRequest};
 use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::schedule::{TrainLog, TrainSpec};
+use crate::schedule::{train_steps, TrainLog, TrainSpec};
 use crate::DemoError;
 
 const SHAPES: usize = 3;
@@ -295,35 +292,12 @@ pub fn train_vision<B: AutodiffBackend>(
 ) -> Result<(VisionProbe<B::InnerBackend>, TrainLog), DemoError> {
     spec.config.check().map_err(DemoError::Train)?;
     B::seed(device, seed);
-    let mut probe = VisionProbe::<B>::new(&spec.config, device);
     let t = &spec.train;
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(t.weight_decay)
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
-        .init();
-    let start = Instant::now();
-    let mut log = TrainLog::default();
-    for step in 0..t.steps {
-        let batch = vision_batch::<B>(
-            seed,
-            TRAIN_STREAM,
-            step as u64,
-            t.batch,
-            spec.config.image_size as u32,
-            spec.config.patch_size,
-            device,
-        );
+    let (probe, mut log) = train_steps(VisionProbe::<B>::new(&spec.config, device), t, "vision tower", |step, probe| {
+        let batch = vision_batch::<B>(seed, TRAIN_STREAM, step as u64, t.batch, spec.config.image_size as u32, spec.config.patch_size, device);
         let logits = probe.forward(batch.pixels.clone())?;
-        let loss = probe_loss(logits, &batch);
-        let value: f32 = loss.clone().into_scalar().elem();
-        log.losses.push(value);
-        let grads = GradientsParams::from_grads(loss.backward(), &probe);
-        probe = optim.step(t.lr_at(step), probe, grads);
-        if step % 50 == 0 || step + 1 == t.steps {
-            tracing::info!(step, loss = value, "vision tower");
-        }
-    }
-    log.seconds = start.elapsed().as_secs_f64();
+        Ok(probe_loss(logits, &batch))
+    })?;
     let probe = probe.valid();
     let held_out = vision_batch::<B::InnerBackend>(
         seed,
