@@ -14,7 +14,7 @@ use anchorage_data::text::{
     tokenize_record, Record, TextTokenizer, TokenizeError, Turn, IGNORE_INDEX, IMAGE_TAG, IMAGE_TOKEN_INDEX,
 };
 use anchorage_data::{SplitMix64, Template};
-use anchorage_llm::{LlamaConfig, Llm, LlmFamily, LlmInput, NoHooks, RopeScaling};
+use anchorage_llm::{LlamaConfig, Llm, LlmInput, NoHooks};
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
@@ -39,7 +39,6 @@ impl LlmSpec {
     pub fn for_vocab(vocab: usize) -> Self {
         Self {
             config: LlamaConfig {
-                family: LlmFamily::Llama,
                 vocab_size: vocab,
                 hidden_size: 128,
                 intermediate_size: 344,
@@ -47,17 +46,8 @@ impl LlmSpec {
                 num_attention_heads: 4,
                 num_key_value_heads: 4,
                 head_dim: 32,
-                rms_norm_eps: 1e-5,
-                rope_theta: 10000.0,
-                rope_scaling: RopeScaling::None,
-                max_position_embeddings: 2048,
-                qkv_bias: false,
-                o_bias: false,
-                mlp_bias: false,
-                tie_word_embeddings: false,
-                bos_token_id: Some(1),
-                eos_token_ids: vec![2],
-                pad_token_id: Some(0),
+                // The tiny Llama's norm, RoPE, biases and special ids (the tokenizers agree).
+                ..LlamaConfig::tiny()
             },
             train: TrainSpec {
                 steps: 200,
