@@ -88,41 +88,25 @@ fn serialize<const N: usize>(
 /// Reads an f32 tensor `name` from a safetensors file: `(shape, values)`. Used by `inspect`
 /// comparisons and tests.
 pub fn read_f32_tensor(path: &Path, name: &str) -> Result<(Vec<usize>, Vec<f32>), DataError> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let err = |message: String| DataError::Safetensors {
-        path: path.to_path_buf(),
-        message,
-    };
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(e.to_string()))?;
-    let t = st.tensor(name).map_err(|e| err(format!("{name}: {e}")))?;
-    if t.dtype() != Dtype::F32 {
-        return Err(err(format!("{name}: dtype {:?}, expected F32", t.dtype())));
-    }
-    let values = t
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    Ok((t.shape().to_vec(), values))
+    read_tensor(path, name, Dtype::F32, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// Reads an i64 tensor `name` from a safetensors file: `(shape, values)` (`image_sizes`).
 pub fn read_i64_tensor(path: &Path, name: &str) -> Result<(Vec<usize>, Vec<i64>), DataError> {
+    read_tensor(path, name, Dtype::I64, |b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+}
+
+/// Tensor `name` of `dtype` from a safetensors file, each element decoded from its
+/// little-endian bytes by `decode`.
+fn read_tensor<T>(path: &Path, name: &str, dtype: Dtype, decode: impl Fn(&[u8]) -> T) -> Result<(Vec<usize>, Vec<T>), DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let err = |message: String| DataError::Safetensors {
-        path: path.to_path_buf(),
-        message,
-    };
+    let err = |message: String| DataError::Safetensors { path: path.to_path_buf(), message };
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(e.to_string()))?;
     let t = st.tensor(name).map_err(|e| err(format!("{name}: {e}")))?;
-    if t.dtype() != Dtype::I64 {
-        return Err(err(format!("{name}: dtype {:?}, expected I64", t.dtype())));
+    if t.dtype() != dtype {
+        return Err(err(format!("{name}: dtype {:?}, expected {dtype:?}", t.dtype())));
     }
-    let values = t
-        .data()
-        .chunks_exact(8)
-        .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
-        .collect();
+    let values = t.data().chunks_exact(dtype.size()).map(decode).collect();
     Ok((t.shape().to_vec(), values))
 }
 
