@@ -9,8 +9,6 @@ use std::process::{Command, Stdio};
 
 use anchorage_connectors::format as connector_file;
 use burn::backend::Flex;
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::Tensor;
 
 fn args(dir: &Path, name: &str, extra: &[&str]) -> Vec<String> {
     let mut a = vec![
@@ -54,25 +52,12 @@ fn assert_same_training(a: &Path, b: &Path) {
     let device = Default::default();
     let (ca, _, _) = connector_file::load::<Flex>(&a.join("connector.safetensors"), &device).unwrap();
     let (cb, _, _) = connector_file::load::<Flex>(&b.join("connector.safetensors"), &device).unwrap();
-    let (ta, tb) = (parameters(&ca), parameters(&cb));
+    let (ta, tb) = (common::parameters(&ca), common::parameters(&cb));
     assert_eq!(ta.len(), tb.len());
     for (i, (x, y)) in ta.iter().zip(&tb).enumerate() {
         let diff = x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
         assert!(diff <= 1e-5, "parameter {i}: connectors differ by {diff}");
     }
-}
-
-/// Every float parameter's values, in visiting order.
-fn parameters<M: Module<Flex>>(module: &M) -> Vec<Vec<f32>> {
-    struct Collect(Vec<Vec<f32>>);
-    impl ModuleVisitor<Flex> for Collect {
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<Flex, D>>) {
-            self.0.push(p.val().into_data().convert::<f32>().to_vec().unwrap());
-        }
-    }
-    let mut c = Collect(Vec::new());
-    module.visit(&mut c);
-    c.0
 }
 
 #[test]

@@ -339,18 +339,7 @@ fn a_recipe_starts_from_a_llava_hf_folder() {
     run(&args);
     let device = Default::default();
     let load = |p: &Path| anchorage_connectors::format::load::<burn::backend::Flex>(p, &device).unwrap();
-    let flat = |c: &anchorage_connectors::Connector<burn::backend::Flex>| -> Vec<f32> {
-        use burn::module::Module;
-        struct Collect(Vec<f32>);
-        impl burn::module::ModuleVisitor<burn::backend::Flex> for Collect {
-            fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<burn::tensor::Tensor<burn::backend::Flex, D>>) {
-                self.0.extend(p.val().into_data().convert::<f32>().to_vec::<f32>().unwrap());
-            }
-        }
-        let mut v = Collect(Vec::new());
-        c.visit(&mut v);
-        v.0
-    };
+    let flat = common::parameters::<anchorage_connectors::Connector<Flex>>;
     let (src, _, _) = load(&dir.path().join("src/connector.safetensors"));
     let (started, _, _) = load(&dir.path().join("from-hf/connector.safetensors"));
     assert_eq!(flat(&started), flat(&src));

@@ -169,18 +169,7 @@ fn a_step_checkpoint_exports_the_connector_of_its_step() {
     assert_eq!((mid_meta.step, end_meta.step), (2, 4));
     // The step-4 checkpoint holds the final connector; step 2's differs from it.
     let (last, _, _) = load(&run.join("step-00000004/connector.safetensors"));
-    use burn::module::Module;
-    let flat = |c: &anchorage_connectors::Connector<burn::backend::Flex>| -> Vec<f32> {
-        struct Collect(Vec<f32>);
-        impl burn::module::ModuleVisitor<burn::backend::Flex> for Collect {
-            fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<burn::tensor::Tensor<burn::backend::Flex, D>>) {
-                self.0.extend(p.val().into_data().convert::<f32>().to_vec::<f32>().unwrap());
-            }
-        }
-        let mut v = Collect(Vec::new());
-        c.visit(&mut v);
-        v.0
-    };
+    let flat = common::parameters::<anchorage_connectors::Connector<burn::backend::Flex>>;
     assert_eq!(flat(&end), flat(&last));
     assert_ne!(flat(&mid), flat(&end));
 }

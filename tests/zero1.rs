@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 
 use anchorage_connectors::format as connector_file;
 use burn::backend::Flex;
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::Tensor;
 use common::losses;
 
 fn args(dir: &Path, name: &str, extra: &[&str]) -> Vec<String> {
@@ -39,22 +37,9 @@ fn run(dir: &Path, name: &str, extra: &[&str]) {
     assert!(out.status.success(), "{}", common::text(&out));
 }
 
-/// Every float parameter's values, in visiting order.
-fn parameters<M: Module<Flex>>(module: &M) -> Vec<Vec<f32>> {
-    struct Collect(Vec<Vec<f32>>);
-    impl ModuleVisitor<Flex> for Collect {
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<Flex, D>>) {
-            self.0.push(p.val().into_data().convert::<f32>().to_vec().unwrap());
-        }
-    }
-    let mut c = Collect(Vec::new());
-    module.visit(&mut c);
-    c.0
-}
-
 fn connector(run: &Path) -> Vec<Vec<f32>> {
     let (c, _, _) = connector_file::load::<Flex>(&run.join("connector.safetensors"), &Default::default()).unwrap();
-    parameters(&c)
+    common::parameters(&c)
 }
 
 fn size(path: PathBuf) -> u64 {

@@ -35,3 +35,19 @@ pub fn losses(run: &Path) -> Vec<String> {
         })
         .collect()
 }
+
+/// Every float parameter's values of a module, in visiting order (to compare trained weights).
+pub fn parameters<M: burn::module::Module<burn::backend::Flex>>(module: &M) -> Vec<Vec<f32>> {
+    use burn::backend::Flex;
+    use burn::module::{ModuleVisitor, Param};
+    use burn::tensor::Tensor;
+    struct Collect(Vec<Vec<f32>>);
+    impl ModuleVisitor<Flex> for Collect {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<Flex, D>>) {
+            self.0.push(p.val().into_data().convert::<f32>().to_vec().unwrap());
+        }
+    }
+    let mut c = Collect(Vec::new());
+    module.visit(&mut c);
+    c.0
+}

@@ -106,7 +106,7 @@ fn read_tensor<T>(path: &Path, name: &str, dtype: Dtype, decode: impl Fn(&[u8]) 
     if t.dtype() != dtype {
         return Err(err(format!("{name}: dtype {:?}, expected {dtype:?}", t.dtype())));
     }
-    let values = t.data().chunks_exact(dtype.size()).map(decode).collect();
+    let values = t.data().chunks_exact(dtype.bitsize() / 8).map(decode).collect();
     Ok((t.shape().to_vec(), values))
 }
 
