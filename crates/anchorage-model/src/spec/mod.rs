@@ -10,7 +10,7 @@ mod towers;
 pub use anchorage_compress::{ActConfig, ActSelection, CompressionPolicy, FastVConfig, FastVRule, HimapConfig};
 pub use anchorage_vision::FeatureSelect;
 pub use connector::{connector_config, ConnectorDims, ConnectorSection, ResamplerVariant};
-pub use preflight::Preflight;
+pub use preflight::{tokenizer_fits, Preflight};
 pub(crate) use preflight::check_connector_kind;
 pub use projector_type::ProjectorType;
 pub use towers::{BuiltinModel, Dtype, LlmSection, LlmTraining, LoraSection, ModelSource, VisionSection};

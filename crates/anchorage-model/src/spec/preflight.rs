@@ -78,16 +78,19 @@ impl LlavaSpec {
     fn check_tokenizer_vocab(&self, llm: &LlamaConfig) -> Result<Option<String>, ModelError> {
         let Some(path) = self.tokenizer(self.llm.model.path.as_deref()).filter(|p| p.is_file()) else { return Ok(None) };
         let tokens = anchorage_data::text::TextTokenizer::from_file(&path)?.vocab_size();
-        if tokens > llm.vocab_size {
-            let message = format!(
-                "{} has {tokens} tokens but the LLM's embedding has {} rows: give the LLM's own tokenizer",
-                path.display(),
-                llm.vocab_size
-            );
-            return Err(ModelError::Spec { key: "llm.tokenizer".into(), message });
-        }
+        tokenizer_fits(&path, tokens, llm.vocab_size)?;
         Ok(Some(format!("llm.tokenizer {}: {tokens} tokens fit the LLM's {} rows", path.display(), llm.vocab_size)))
     }
+}
+
+/// A tokenizer of `tokens` ids (added ones included) must not produce ids past the LLM's `rows`
+/// embedding rows. The dry run checks it from the files, a run again with the towers it loaded.
+pub fn tokenizer_fits(path: &std::path::Path, tokens: usize, rows: usize) -> Result<(), ModelError> {
+    if tokens > rows {
+        let message = format!("{} has {tokens} tokens but the LLM's embedding has {rows} rows: give the LLM's own tokenizer", path.display());
+        return Err(ModelError::Spec { key: "llm.tokenizer".into(), message });
+    }
+    Ok(())
 }
 
 /// An export whose metadata names another connector kind is refused by name (instead of a list of

@@ -91,11 +91,7 @@ fn open_dataset<B: AutodiffBackend>(recipe: &Recipe, plan: &Plan, built: &Built<
         over_length: OverLength::Skip,
         anyres,
     })?;
-    let (tokens, rows) = (dataset.vocab_size(), built.llm_config.vocab_size);
-    if tokens > rows {
-        let message = format!("{} has {tokens} tokens but the LLM's embedding has {rows} rows: ids past {rows} could not be embedded; give the LLM's own tokenizer", tokenizer.display());
-        return Err(invalid(recipe, "llm.tokenizer", message));
-    }
+    anchorage_model::spec::tokenizer_fits(&tokenizer, dataset.vocab_size(), built.llm_config.vocab_size)?;
     Ok(dataset)
 }
 
