@@ -158,18 +158,23 @@ impl ConnectorConfig {
         matches!(self, Self::AnchorFormer(_))
     }
 
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Connector<B>> {
+    /// Sizes whose [`Self::parameter_estimate`] passes [`MAX_PARAMETERS`] are refused before
+    /// anything is allocated: `(key, message)`.
+    pub fn check_size(&self) -> std::result::Result<(), (String, String)> {
         let estimate = self.parameter_estimate();
         if estimate > MAX_PARAMETERS {
-            return Err(ConnectorError::Config {
-                key: "connector".into(),
-                message: format!(
-                    "these sizes ask for about {:.1e} parameters ({:.0} GiB in f32), more than the {MAX_PARAMETERS:.0e} a connector may have; check the widths, depths and token counts",
-                    estimate,
-                    estimate * 4.0 / f64::from(1u32 << 30)
-                ),
-            });
+            let message = format!(
+                "these sizes ask for about {:.1e} parameters ({:.0} GiB in f32), more than the {MAX_PARAMETERS:.0e} a connector may have; check the widths, depths and token counts",
+                estimate,
+                estimate * 4.0 / f64::from(1u32 << 30)
+            );
+            return Err(("connector".into(), message));
         }
+        Ok(())
+    }
+
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Connector<B>> {
+        self.check_size().map_err(|(key, message)| ConnectorError::Config { key, message })?;
         Ok(match self {
             Self::Mlp(c) => Connector::Mlp(c.init(device)),
             Self::CAbstractor(c) => Connector::CAbstractor(c.init(device)?),

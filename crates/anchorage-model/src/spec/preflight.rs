@@ -58,11 +58,8 @@ impl LlavaSpec {
         if let (Some(d_vision), Some(d_llm)) = widths {
             let dims = super::ConnectorDims { d_vision, d_llm, vision_tokens: 0 };
             self.connector.check_dims(dims).map_err(|(key, message)| ModelError::Spec { key: format!("connector.{key}"), message })?;
-            let estimate = super::connector_config(&self.connector, super::ConnectorDims { vision_tokens: 1, ..dims }).parameter_estimate();
-            if estimate > anchorage_connectors::connector::MAX_PARAMETERS {
-                let message = format!("these sizes ask for about {estimate:.1e} parameters, more than a connector may have ({:.0e})", anchorage_connectors::connector::MAX_PARAMETERS);
-                return Err(ModelError::Spec { key: "connector".into(), message });
-            }
+            let config = super::connector_config(&self.connector, super::ConnectorDims { vision_tokens: 1, ..dims });
+            config.check_size().map_err(|(key, message)| ModelError::Spec { key, message })?;
             report.checked.push(format!("connector: vision width {d_vision} → LLM width {d_llm}"));
         }
         if let Some(init) = self.connector.init().filter(|p| p.is_file()) {
