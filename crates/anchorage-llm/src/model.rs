@@ -59,6 +59,12 @@ impl<B: Backend> Llm<B> {
         self.model.embed_tokens.forward(ids)
     }
 
+    /// The position and value of the first id outside the vocabulary, if any.
+    pub fn first_bad_id(&self, ids: &[i64]) -> Option<(usize, i64)> {
+        let vocab = self.config.vocab_size;
+        ids.iter().enumerate().find(|(_, &id)| id < 0 || id as usize >= vocab).map(|(i, &id)| (i, id))
+    }
+
     /// Checks ids against the vocabulary, then embeds them (for ids that come from users).
     pub fn embed_checked(&self, ids: &[Vec<i64>], device: &B::Device) -> Result<Tensor<B, 3>, LlmError> {
         let vocab = self.config.vocab_size;
@@ -72,12 +78,10 @@ impl<B: Backend> Llm<B> {
                     found: vec![ids.len(), row.len()],
                 });
             }
-            for &id in row {
-                if id < 0 || id as usize >= vocab {
-                    return Err(LlmError::TokenId { id, vocab });
-                }
-                flat.push(id);
+            if let Some((_, id)) = self.first_bad_id(row) {
+                return Err(LlmError::TokenId { id, vocab });
             }
+            flat.extend_from_slice(row);
         }
         let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(flat, [ids.len(), len]), device);
         Ok(self.embed(ids))

@@ -179,9 +179,8 @@ impl<B: Backend, V: Backend<Device = B::Device>> Llava<B, V> {
     /// spliced in.
     fn spliced_input(&self, plan: SplicePlan, image_rows: Tensor<B, 2>) -> Result<Spliced<B>, ModelError> {
         let device = image_rows.device();
-        let vocab = self.llm().config.vocab_size;
-        if let Some((row, &id)) = plan.text_ids.iter().enumerate().find(|(_, &id)| id < 0 || id as usize >= vocab) {
-            return Err(ModelError::TokenId { sample: row / plan.text_len, id, vocab });
+        if let Some((at, id)) = self.llm().first_bad_id(&plan.text_ids) {
+            return Err(ModelError::TokenId { sample: at / plan.text_len, id, vocab: self.llm().config.vocab_size });
         }
         let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(plan.text_ids.clone(), [plan.batch, plan.text_len]), &device);
         let text_embeds = self.llm().embed(ids);
