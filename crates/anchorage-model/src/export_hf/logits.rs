@@ -4,8 +4,7 @@
 use anchorage_llm::NoHooks;
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::batch::{stack_images, ImageInput};
-use crate::{Llava, ModelError, Prompt, SpliceInput};
+use crate::{Llava, ModelError, Prompt};
 
 impl<B: Backend> Llava<B> {
     /// Logits over the spliced prompt (its `-200` placeholder replaced by the image tokens).
@@ -13,19 +12,9 @@ impl<B: Backend> Llava<B> {
     /// # Shapes
     /// `-> [1, spliced_len, vocab]`
     pub fn prompt_logits(&self, prompt: &Prompt) -> Result<Tensor<B, 3>, ModelError> {
-        let input = [ImageInput {
-            input_ids: &prompt.input_ids,
-            pixels: prompt.pixels.as_ref(),
-        }];
-        let (pixels, image_of) = stack_images::<B>(&input, self.image_size, &self.device)?;
-        let (features, cls) = self.encode_images(pixels)?;
-        let labels = vec![crate::IGNORE_INDEX; prompt.input_ids.len()];
-        let batch = [SpliceInput {
-            input_ids: &prompt.input_ids,
-            labels: &labels,
-            images: image_of[0].as_slice(),
-        }];
-        let spliced = self.splice(&batch, features, cls, usize::MAX, 0)?;
+        // Generation's image encoding and splice (AnyRes packing included), then the LLM with no
+        // compression hooks whatever the model's policy.
+        let spliced = self.splice_prompts(std::slice::from_ref(prompt), 0)?;
         let out = self.llm().forward_embeds(spliced.input, &mut NoHooks)?;
         Ok(self.llm().logits(out.hidden))
     }
