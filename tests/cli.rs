@@ -1,6 +1,6 @@
 //! The `train` binary as a user meets it: help, dry runs and errors on bad recipes.
 
-mod common;
+use crate::common;
 
 use common::{text, train};
 

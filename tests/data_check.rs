@@ -3,7 +3,7 @@
 //! over-length sample): each is reported by id and reason, the check keeps going, and the exit
 //! status follows --max-bad-fraction.
 
-mod common;
+use crate::common;
 
 use common::{text, train};
 

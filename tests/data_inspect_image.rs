@@ -2,7 +2,7 @@
 //! tests/fixtures/data/make_image_fixtures.py, and `--aspect anyres` against
 //! LlavaNextImageProcessorPil goldens made by tests/fixtures/data/make_anyres_fixtures.py.
 
-mod common;
+use crate::common;
 
 use common::{text, train};
 

@@ -2,7 +2,7 @@
 //! tests/fixtures/data/make_token_fixtures.py): two Llama-style tokenizers, `plain` and
 //! `vicuna_v1`, at max length 2048 and 128.
 
-mod common;
+use crate::common;
 
 use common::{text, train};
 

@@ -2,7 +2,7 @@
 //! CPU) and two nodes of two replicas (two processes joined through `--master` on localhost) train
 //! the same losses, skip counts and connector as one device accumulating the same micro-batches.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

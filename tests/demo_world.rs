@@ -1,6 +1,6 @@
 //! `train data synth` writes a world that `train data check` accepts, tokenizer included.
 
-mod common;
+use crate::common;
 
 use common::{text, train};
 

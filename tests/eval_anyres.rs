@@ -8,7 +8,7 @@
 //!   and image, alone and batched with other aspect ratios, and greedy decoding starts with the
 //!   argmax of the inspect logits' last row.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

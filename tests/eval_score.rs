@@ -5,7 +5,7 @@
 //! must be byte-identical, the warnings that name a quirk must appear, and where the reference
 //! crashes the binary must fail with a message naming the file and id, never a panic.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

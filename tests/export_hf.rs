@@ -6,11 +6,11 @@
 //! the tower and the connector side by side; refused exports leave nothing behind.
 //!
 //! Regenerating the transformers check (after a change to the export or the tiny run):
-//!   ANCHORAGE_WRITE_FIXTURES=1 cargo test --test export_hf tiny_mlp another_connector
+//!   ANCHORAGE_WRITE_FIXTURES=1 cargo test --test integration -- export_hf::tiny_mlp export_hf::another_connector
 //!   /path/to/python tests/fixtures/export_hf/check.py tests/fixtures/export_hf/work
 //! (transformers 5.23, torch; `work/` is not committed, `result.json` is.)
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! killed mid-way resumes (image_newline and its optimizer state included) to the same losses, and
 //! the Anchor Former run evaluates (tests/eval_anyres.rs checks AnyRes evaluation itself).
 
-mod common;
+use crate::common;
 
 use anchorage_model::{CheckpointWeights, Trainable};
 use anchorage_train::Recipe;

@@ -3,7 +3,7 @@
 //! stage 1's export, and a run killed with SIGKILL at a random step that resumes to exactly the
 //! losses of a run that was never interrupted.
 
-mod common;
+use crate::common;
 
 use common::losses;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! the AdamW state, a killed run resumes to the uninterrupted losses, and a checkpoint resumed on
 //! another world size is refused naming both sizes.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

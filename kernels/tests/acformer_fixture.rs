@@ -51,7 +51,7 @@ fn reference_twin_matches_acformer_host_loop_in_pytorch() {
 }
 
 #[cfg(feature = "wgpu")]
-mod support;
+use crate::support;
 
 #[cfg(feature = "wgpu")]
 #[test]

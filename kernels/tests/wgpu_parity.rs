@@ -1,13 +1,13 @@
 //! Kernel vs reference-twin parity on wgpu (CubeCL kernels; on a CPU machine through Mesa's
 //! lavapipe Vulkan driver, `apt-get install mesa-vulkan-drivers`). The reference runs on flex.
 //!
-//! `cargo test -p anchorage-kernels --features wgpu --test wgpu_parity`
+//! `cargo test -p anchorage-kernels --features wgpu --test integration wgpu_parity::`
 //!
 //! Sizes are small (lavapipe runs the kernels on the CPU) except one real-shaped anchor case
 //! (`T = 577`, `H = 16`, `N = 144/256`, two samples).
 #![cfg(feature = "wgpu")]
 
-mod support;
+use crate::support;
 
 use anchorage_kernels::{anchor, gather_tokens, runs_kernels, select_anchors, topk, topk_gather_rows};
 use burn::backend::{Autodiff, Flex, Wgpu};

@@ -210,7 +210,7 @@ fn f16_logits_within_bound_of_transformers_f32() {
 
 /// A real checkpoint (e.g. lmsys/vicuna-7b-v1.5 or Qwen/Qwen2-0.5B) loads with zero missing keys
 /// and produces finite logits: `ANCHORAGE_LLM_DIR=/path/to/folder cargo test -p anchorage-llm
-/// --test parity -- --ignored`.
+/// --test integration parity::real_checkpoint -- --ignored`.
 #[test]
 #[ignore = "needs local weights"]
 fn real_checkpoint_loads_and_runs() {

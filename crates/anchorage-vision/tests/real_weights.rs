@@ -1,6 +1,6 @@
 //! Checks on the real LLaVA-1.5 tower. Needs a local copy of openai/clip-vit-large-patch14-336
 //! (config.json + model.safetensors); point ANCHORAGE_CLIP_L336 at the folder and run
-//! `cargo test -p anchorage-vision --test real_weights -- --ignored`.
+//! `cargo test -p anchorage-vision --test integration real_weights:: -- --ignored`.
 
 use std::path::PathBuf;
 

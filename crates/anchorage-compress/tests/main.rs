@@ -1,0 +1,8 @@
+//! This package's integration tests as one test binary: each file below is a module, so the
+//! package links one test executable instead of one per file (less disk and link time in CI).
+//! Run one file's tests with `cargo test --test integration <file>::`.
+
+mod golden;
+mod model;
+mod parity;
+mod recipe_table;
