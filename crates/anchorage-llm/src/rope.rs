@@ -87,10 +87,17 @@ impl Rope {
 pub fn apply_rope<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
     let [b, h, l, d] = x.dims();
     let half = d / 2;
+    // Every operand dense in `[batch, heads, len, head_dim]` order: `x` arrives as a transposed
+    // view of the projection and the tables broadcast over heads, and CPU backends (burn-flex)
+    // walk such views one index at a time, in the backward pass too. The reshapes through
+    // `[batch * heads, ...]` copy a view into that order once (and are free on a dense tensor).
+    let dense = |t: Tensor<B, 4>| t.reshape([b * h, l, d]).reshape([b, h, l, d]);
+    let x = dense(x);
+    let (cos, sin) = (dense(cos.clone().expand([b, h, l, d])), dense(sin.clone().expand([b, h, l, d])));
     let x1 = x.clone().slice([0..b, 0..h, 0..l, 0..half]);
     let x2 = x.clone().slice([0..b, 0..h, 0..l, half..d]);
     let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-    x * cos.clone() + rotated * sin.clone()
+    x * cos + rotated * sin
 }
 
 #[cfg(test)]

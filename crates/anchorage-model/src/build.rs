@@ -30,6 +30,7 @@ impl LlavaSpec {
     /// `None` draws a fresh connector. Every random draw has its own seed derived from
     /// `self.seed` and happens at once, so a resumed process draws the same weights.
     pub fn build<B: Backend, V: Backend<Device = B::Device>>(&self, device: &B::Device, connector: Option<&Path>) -> Result<Built<B, V>, ModelError> {
+        let _draws = crate::seeded::lock();
         V::seed(device, self.seed);
         let VisionTower { config: vision_config, model: vision, processor } = vision_tower::<V>(&self.vision, device)?;
         let input_size = self.vision.input_size(&vision_config).map_err(|(key, message)| ModelError::Spec { key: format!("vision.{key}"), message })?;

@@ -19,6 +19,7 @@ mod llava;
 mod loss;
 pub mod run_dir;
 pub mod spec;
+pub mod seeded;
 mod splice;
 mod towers;
 

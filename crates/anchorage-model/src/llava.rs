@@ -109,6 +109,7 @@ impl<B: Backend, V: Backend<Device = B::Device>> Llava<B, V> {
     /// that holds one.
     pub fn with_image_newline(mut self, seed: u64) -> Self {
         let d = self.llm().config.hidden_size;
+        let _draws = crate::seeded::lock();
         B::seed(&self.device, seed);
         let draw = Tensor::<B, 1>::random([d], Distribution::Normal(0.0, 1.0), &self.device) / (d as f64).sqrt();
         self.trainable.image_newline = Some(Param::from_tensor(draw));

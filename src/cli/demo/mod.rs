@@ -65,6 +65,10 @@ pub struct DemoArgs {
     /// the towers are then weaker).
     #[arg(long)]
     pub tower_steps: Option<usize>,
+    /// Data-parallel CPU replicas per run (a divisor of the global batch, 32). Default: one per
+    /// core, up to 4. The results do not depend on it; the time does.
+    #[arg(long)]
+    pub replicas: Option<usize>,
 }
 
 const WORLD_SUITE: &str = include_str!("../../../suites/world.toml");
@@ -78,6 +82,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     for c in &args.compression {
         recipes::compression_table(c).with_context(|| format!("--compression: unknown method `{c}`; known: {}", COMPRESSIONS.join(", ")))?;
+    }
+    let replicas = args.replicas.unwrap_or_else(recipes::default_replicas);
+    if replicas == 0 || recipes::GLOBAL_BATCH % replicas != 0 {
+        bail!("--replicas {replicas}: must divide the global batch of {} (1, 2, 4, 8, 16 or 32)", recipes::GLOBAL_BATCH);
     }
     let started = std::time::Instant::now();
     let world = args.out.join("world");
@@ -93,7 +101,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     anchorage_demo::ensure_towers_with::<Autodiff<Flex>>(&args.out.join("towers"), args.seed, &specs, &Default::default())?;
     println!("towers:      {} ({:.0} s so far)", args.out.join("towers").display(), started.elapsed().as_secs_f64());
-    let ctx = Ctx { args: &args, world: &world, towers: &args.out.join("towers"), runs: &args.out.join("runs") };
+    let ctx = Ctx { args: &args, replicas, world: &world, towers: &args.out.join("towers"), runs: &args.out.join("runs") };
     let mut evaluated = Vec::new();
     for (i, connector) in args.connectors.iter().enumerate() {
         let stage1 = ctx.train(&format!("{connector}-pretrain"), "pretrain", connector, "none", None)?;
@@ -120,6 +128,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
 struct Ctx<'a> {
     args: &'a DemoArgs,
+    replicas: usize,
     world: &'a Path,
     towers: &'a Path,
     runs: &'a Path,
@@ -132,7 +141,7 @@ impl Ctx<'_> {
         if run.join("connector.safetensors").is_file() {
             return Ok(run);
         }
-        let spec = RunSpec { name, stage, connector, compression, init, epochs: self.args.epochs, max_steps: self.args.max_steps };
+        let spec = RunSpec { name, stage, connector, compression, init, epochs: self.args.epochs, max_steps: self.args.max_steps, replicas: self.replicas };
         let text = recipe(&spec, self.world, self.towers, self.runs, self.args.seed).context("demo recipe")?;
         let path = self.runs.parent().unwrap_or(Path::new(".")).join("recipes").join(format!("{name}.toml"));
         std::fs::create_dir_all(path.parent().unwrap_or(Path::new("."))).with_context(|| format!("creating {}", path.display()))?;

@@ -31,6 +31,9 @@ pub fn compression_table(name: &str) -> Option<&'static str> {
     })
 }
 
+/// Samples per optimizer step in every demo run.
+pub const GLOBAL_BATCH: usize = 32;
+
 /// What varies between the demo's runs.
 pub struct RunSpec<'a> {
     pub name: &'a str,
@@ -41,6 +44,20 @@ pub struct RunSpec<'a> {
     pub init: Option<&'a Path>,
     pub epochs: u32,
     pub max_steps: Option<u64>,
+    /// CPU replicas (data parallel, each a thread): the global batch of 32 is split between them.
+    pub replicas: usize,
+}
+
+/// Data-parallel CPU replicas the demo uses on this machine: one per core, up to 4. burn-flex runs
+/// elementwise ops on one thread, so a lone replica leaves the other cores mostly idle; the
+/// replicas' summed gradients equal one device's (tests/data_parallel.rs), so the numbers do not
+/// depend on the machine.
+pub fn default_replicas() -> usize {
+    match std::thread::available_parallelism().map(usize::from).unwrap_or(1) {
+        0 | 1 => 1,
+        2 | 3 => 2,
+        _ => 4,
+    }
 }
 
 /// A recipe file's text.
@@ -50,6 +67,10 @@ pub fn recipe(spec: &RunSpec<'_>, world: &Path, towers: &Path, runs: &Path, seed
     let ift = spec.stage == "ift";
     let init = spec.init.map(|p| format!("init = \"{}\"\n", p.display())).unwrap_or_default();
     let max_steps = spec.max_steps.map(|s| format!("max_steps = {s}\n")).unwrap_or_default();
+    if spec.replicas == 0 || GLOBAL_BATCH % spec.replicas != 0 {
+        return None;
+    }
+    let ids = (0..spec.replicas).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
     Some(format!(
         r#"# Written by `train demo`: {stage} of the {connector} connector on the demo world.
 [run]
@@ -84,10 +105,13 @@ workers = 2
 [optim]
 lr = {lr}
 warmup_ratio = 0.05
-global_batch = 32
-micro_batch = 32
+global_batch = {GLOBAL_BATCH}
+micro_batch = {micro}
 epochs = {epochs}
 {max_steps}
+[devices]
+ids = [{ids}]
+
 [checkpoint]
 every_steps = 1000000
 keep_last = 1
@@ -107,5 +131,6 @@ tensorboard = true
         manifest = world.join(if ift { "ift.toml" } else { "pretrain.toml" }).display(),
         lr = if ift { "1e-3" } else { "2e-3" },
         epochs = spec.epochs,
+        micro = GLOBAL_BATCH / spec.replicas,
     ))
 }
