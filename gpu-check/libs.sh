@@ -33,7 +33,7 @@ EOF
 
 # Folders to search, most preferred first: LD_LIBRARY_PATH, the system's, then PyTorch's.
 gpu_check_lib_dirs() {
-    local d
+    local d lib
     if [[ -n "${LD_LIBRARY_PATH:-}" ]]; then
         tr ':' '\n' <<<"$LD_LIBRARY_PATH"
     fi
@@ -46,11 +46,21 @@ gpu_check_lib_dirs() {
         printf '%s\n' /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/local/nvidia/lib64 /usr/local/nvidia/lib \
             /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/wsl/lib
     fi
-    local sites
+    gpu_check_site_dirs | while IFS= read -r d; do
+        echo "$d/torch/lib"
+        for lib in "$d"/nvidia/*/lib; do
+            if [[ -d "$lib" ]]; then echo "$lib"; fi
+        done
+    done
+}
+
+# Python's site-packages folders (where PyTorch and its nvidia wheels are installed).
+gpu_check_site_dirs() {
     if [[ -n "${GPU_CHECK_SITE_DIRS+set}" ]]; then
-        sites=$(tr ':' '\n' <<<"$GPU_CHECK_SITE_DIRS")
-    else
-        sites=$("${GPU_CHECK_PYTHON:-python3}" - <<'EOF' 2>/dev/null
+        tr ':' '\n' <<<"$GPU_CHECK_SITE_DIRS"
+        return
+    fi
+    "${GPU_CHECK_PYTHON:-python3}" - <<'PY' 2>/dev/null
 import importlib.util, os, site
 dirs = []
 spec = importlib.util.find_spec("torch")
@@ -60,17 +70,8 @@ try:
     dirs += site.getsitepackages() + [site.getusersitepackages()]
 except AttributeError:
     pass
-print("\n".join(dict.fromkeys(dirs)))
-EOF
-)
-    fi
-    while IFS= read -r d; do
-        [[ -n "$d" ]] || continue
-        echo "$d/torch/lib"
-        for lib in "$d"/nvidia/*/lib; do
-            [[ -d "$lib" ]] && echo "$lib"
-        done
-    done <<<"$sites"
+print("\n".join(d for d in dict.fromkeys(dirs) if os.path.isdir(d)))
+PY
 }
 
 # The first file named libX.so* (highest version within a folder) in the folders on stdin; failing
@@ -118,4 +119,78 @@ gpu_check_libs() {
         fi
     done
     return "$missing"
+}
+
+# The folders on stdout that hold pip wheels' CUDA headers (site-packages/nvidia/*/include).
+gpu_check_wheel_include_dirs() {
+    local d inc
+    gpu_check_site_dirs | while IFS= read -r d; do
+        for inc in "$d"/nvidia/*/include; do
+            if [[ -d "$inc" ]]; then echo "$inc"; fi
+        done
+    done
+}
+
+# gpu_check_headers ROOT: CubeCL's CUDA compiler passes $CUDA_PATH/include (default /usr/local/cuda,
+# /opt/cuda, or /usr when /usr/bin/nvcc exists) to NVRTC, whose kernels include cuda_runtime.h and
+# cuda_fp16.h/cuda_bf16.h (cubecl-cuda 0.10 `install::include_path`). Where those folders lack
+# cuda_runtime.h (a pip-only machine, or a "runtime" container whose /usr/local/cuda has no
+# headers), it merges the include folders of PyTorch's nvidia wheels (cuda_runtime, cuda_nvrtc,
+# cuda_cccl, ... : each ships part of the headers) into ROOT/include by symbolic links and exports
+# CUDA_PATH=ROOT. Prints one line; returns 1 when no headers were found.
+gpu_check_headers() {
+    local root=$1 system dir entry
+    if [[ -n "${CUDA_PATH:-}" ]]; then
+        if [[ -f "$CUDA_PATH/include/cuda_runtime.h" ]]; then
+            echo "CUDA headers: $CUDA_PATH/include (CUDA_PATH)"
+            return 0
+        fi
+        echo "CUDA headers: CUDA_PATH=$CUDA_PATH has no include/cuda_runtime.h; looking elsewhere"
+    else
+        for system in "${GPU_CHECK_SYSTEM_CUDA:-/usr/local/cuda}" /opt/cuda; do
+            if [[ -e "$system" ]]; then
+                # CubeCL takes the first of these that exists, headers or not.
+                if [[ -f "$system/include/cuda_runtime.h" ]]; then
+                    echo "CUDA headers: $system/include"
+                    return 0
+                fi
+                break
+            fi
+        done
+    fi
+    if [[ ! -e /usr/local/cuda && ! -e /opt/cuda && -x /usr/bin/nvcc && -f /usr/include/cuda_runtime.h ]]; then
+        echo "CUDA headers: /usr/include (beside /usr/bin/nvcc)"
+        return 0
+    fi
+    mkdir -p "$root/include"
+    local merged=0 name dest first sub
+    while IFS= read -r dir; do
+        for entry in "$dir"/*; do
+            name=$(basename "$entry")
+            dest="$root/include/$name"
+            [[ -e "$entry" && "$name" != __* ]] || continue
+            if [[ ! -e "$dest" ]]; then
+                ln -s "$entry" "$dest"
+                merged=1
+            elif [[ -d "$entry" && -d "$dest" ]]; then
+                # Two wheels with the same subfolder (e.g. crt/): merge it one level down.
+                if [[ -L "$dest" ]]; then
+                    first=$(readlink "$dest")
+                    rm "$dest"
+                    mkdir "$dest"
+                    ln -s "$first"/* "$dest/"
+                fi
+                for sub in "$entry"/*; do
+                    [[ -e "$dest/$(basename "$sub")" ]] || ln -s "$sub" "$dest/"
+                done
+            fi
+        done
+    done < <(gpu_check_wheel_include_dirs)
+    if [[ $merged == 1 && -f "$root/include/cuda_runtime.h" ]]; then
+        export CUDA_PATH=$root
+        echo "CUDA headers: merged from PyTorch's nvidia wheels into $root/include (CUDA_PATH)"
+        return 0
+    fi
+    echo "CUDA headers: MISSING (no cuda_runtime.h in /usr/local/cuda, /opt/cuda or PyTorch's nvidia wheels); CubeCL cannot compile kernels"
+    return 1
 }

@@ -4,7 +4,8 @@
 #
 #   tar xf gpu-check.tar && gpu-check/run.sh
 #
-# It decompresses the prebuilt binaries, makes libcuda/libnvrtc/libnccl findable (libs.sh), then runs,
+# It decompresses the prebuilt binaries, makes libcuda/libnvrtc/libnccl and the CUDA headers NVRTC
+# needs findable (libs.sh, also from PyTorch's pip wheels), then runs,
 # each part under its own timeout and the whole under GPU_CHECK_BUDGET_S (default 470 s):
 #   1. the CUDA kernel parity tests (prebuilt test binary, ANCHORAGE_REQUIRE_CUDA=1)
 #   2. the kernel benchmark at real sizes (kernel vs reference twin vs PyTorch)
@@ -57,7 +58,9 @@ esac
 
 # --- 2. Unpack the binaries. -----------------------------------------------------------------------
 work=$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# Only the main shell cleans up: a background child (the memory poller) killed before it has exec'd
+# would otherwise run this EXIT trap too and delete the folder under the running parts.
+trap '[[ $BASHPID == "$$" ]] && rm -rf "$work"' EXIT
 mkdir -p "$work/bin" "$work/parts"
 for xzfile in "$here"/bin/*.xz; do
     name=$(basename "$xzfile" .xz)
@@ -72,9 +75,9 @@ done
 # --- 3. CUDA libraries. ----------------------------------------------------------------------------
 # shellcheck source=gpu-check/libs.sh
 source "$here/libs.sh"
-libs_report=$(gpu_check_libs "$work/libs")
-echo "$libs_report"
-echo "$libs_report" >"$work/libs.txt"
+gpu_check_libs "$work/libs" >"$work/libs.txt"
+gpu_check_headers "$work/cuda" >>"$work/libs.txt"
+cat "$work/libs.txt"
 
 # --- 4. The parts. ---------------------------------------------------------------------------------
 # part NAME TIMEOUT SHOWN_COMMAND -- COMMAND...: runs COMMAND in the bundle folder under

@@ -64,4 +64,36 @@ if out=$(GPU_CHECK_SYSTEM_DIRS="$sys" GPU_CHECK_SITE_DIRS="$site" gpu_check_libs
 fi
 grep -q "libnccl: MISSING" <<<"$out" || fail "expected 'libnccl: MISSING': $out"
 
+# 6. CUDA headers: none in the system, so the wheels' include folders are merged (crt/ from two wheels).
+unset CUDA_PATH
+mkdir -p "$site/nvidia/cuda_runtime/include/crt" "$site/nvidia/cuda_nvrtc/include/crt" "$site/nvidia/cuda_cccl/include/nv"
+touch "$site/nvidia/cuda_runtime/include/cuda_runtime.h" "$site/nvidia/cuda_runtime/include/cuda_bf16.h" \
+    "$site/nvidia/cuda_runtime/include/__init__.py" "$site/nvidia/cuda_runtime/include/crt/host_config.h" \
+    "$site/nvidia/cuda_nvrtc/include/nvrtc.h" "$site/nvidia/cuda_nvrtc/include/crt/nvrtc_extra.h" \
+    "$site/nvidia/cuda_cccl/include/nv/target"
+out=$(GPU_CHECK_SYSTEM_CUDA="$tmp/no-cuda" GPU_CHECK_SYSTEM_DIRS="$sys" GPU_CHECK_SITE_DIRS="$site" gpu_check_headers "$tmp/cuda"; echo "rc=$?")
+grep -q "rc=0" <<<"$out" || fail "headers: $out"
+for f in cuda_runtime.h cuda_bf16.h nvrtc.h crt/host_config.h crt/nvrtc_extra.h nv/target; do
+    [[ -e "$tmp/cuda/include/$f" ]] || fail "merged headers lack $f"
+done
+[[ ! -e "$tmp/cuda/include/__init__.py" ]] || fail "merged the wheel's __init__.py"
+GPU_CHECK_SYSTEM_CUDA="$tmp/no-cuda" GPU_CHECK_SYSTEM_DIRS="$sys" GPU_CHECK_SITE_DIRS="$site" gpu_check_headers "$tmp/cuda2" >/dev/null
+[[ "$CUDA_PATH" == "$tmp/cuda2" ]] || fail "CUDA_PATH=$CUDA_PATH"
+
+# 7. A system CUDA with headers is used as it is; one without headers (a runtime image) is not.
+unset CUDA_PATH
+mkdir -p "$tmp/syscuda/include" "$tmp/runtime-cuda/lib64"
+touch "$tmp/syscuda/include/cuda_runtime.h"
+out=$(GPU_CHECK_SYSTEM_CUDA="$tmp/syscuda" GPU_CHECK_SITE_DIRS="$site" gpu_check_headers "$tmp/cuda3")
+[[ "$out" == "CUDA headers: $tmp/syscuda/include" ]] || fail "system headers: $out"
+out=$(GPU_CHECK_SYSTEM_CUDA="$tmp/runtime-cuda" GPU_CHECK_SYSTEM_DIRS="$sys" GPU_CHECK_SITE_DIRS="$site" gpu_check_headers "$tmp/cuda4")
+grep -q "merged from PyTorch" <<<"$out" || fail "runtime image: $out"
+
+# 8. No headers anywhere: reported, and the function fails.
+rm -rf "$site/nvidia/cuda_runtime/include"
+if out=$(GPU_CHECK_SYSTEM_CUDA="$tmp/no-cuda" GPU_CHECK_SYSTEM_DIRS="$sys" GPU_CHECK_SITE_DIRS="$site" gpu_check_headers "$tmp/cuda5"); then
+    fail "missing headers not reported: $out"
+fi
+grep -q "CUDA headers: MISSING" <<<"$out" || fail "expected MISSING: $out"
+
 echo "test_libs.sh: all checks passed"
