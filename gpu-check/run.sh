@@ -16,7 +16,8 @@
 # GPU_CHECK_OUT (default: the current folder). A failing part is recorded with the tail of its
 # output and the next part runs. Exit status: 0 all parts passed, 1 some failed, 2 no NVIDIA GPU.
 #
-# Environment: GPU_CHECK_OUT, GPU_CHECK_BUDGET_S, GPU_CHECK_STEPS (default 8) and GPU_CHECK_WARMUP
+# Environment: GPU_CHECK_OUT, GPU_CHECK_BUDGET_S, GPU_CHECK_TIMEOUT_SCALE (an integer factor on
+# every part's timeout, default 1), GPU_CHECK_STEPS (default 8) and GPU_CHECK_WARMUP
 # (3) for the step parts, GPU_CHECK_PYTHON (python3), GPU_CHECK_PARTS (space-separated subset of
 # parity kernels step_mlp step_anchor_former step_transformers vision_tower).
 set -uo pipefail
@@ -95,6 +96,7 @@ part() {
         echo "gpu-check: $name skipped (budget spent)"
         return 0
     fi
+    limit=$((limit * ${GPU_CHECK_TIMEOUT_SCALE:-1}))
     ((limit > left)) && limit=$left
     echo "gpu-check: $name (timeout ${limit} s): $shown"
     nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i 0 -lms 250 >"$dir/mem" 2>/dev/null &
