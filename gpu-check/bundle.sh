@@ -28,6 +28,7 @@ done
 
 # One cargo invocation for the three executables, so that they share one feature resolution
 # (and one build of burn): the root package's `cuda` feature and the kernels package's.
+# shellcheck disable=SC2054 # the comma separates cargo features, not array elements
 build=(cargo build --release -p anchorage -p anchorage-kernels
        --features anchorage/cuda,anchorage-kernels/cuda
        --bin train --bench anchor_gather --test integration --message-format=json-render-diagnostics)

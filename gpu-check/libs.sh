@@ -110,7 +110,8 @@ gpu_check_libs() {
         fi
         file=$(readlink -f "$file")
         ln -sf "$file" "$link_dir/lib$name.so"
-        export LD_LIBRARY_PATH="$link_dir:$(dirname "$file")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        LD_LIBRARY_PATH="$link_dir:$(dirname "$file")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        export LD_LIBRARY_PATH
         if how=$(gpu_check_loadable "$name"); then
             echo "lib$name: $file (linked as $link_dir/lib$name.so)"
         else

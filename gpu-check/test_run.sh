@@ -5,6 +5,7 @@
 # hangs past its timeout; the test checks that every part still runs and that the JSON and Markdown
 # report each part's result. Also checks the no-GPU exit. Run: gpu-check/test_run.sh
 set -euo pipefail
+# shellcheck disable=SC2016 # the fakes' scripts and the expected Markdown are literal text
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
