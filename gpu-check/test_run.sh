@@ -4,8 +4,8 @@
 # ones print), and a python3 wrapper that fakes benches/llava_train_step.py. One part fails and one
 # hangs past its timeout; the test checks that every part still runs and that the JSON and Markdown
 # report each part's result. Also checks the no-GPU exit. Run: gpu-check/test_run.sh
-set -euo pipefail
 # shellcheck disable=SC2016 # the fakes' scripts and the expected Markdown are literal text
+set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
