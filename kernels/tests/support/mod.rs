@@ -9,6 +9,7 @@
 
 use std::path::Path;
 
+#[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
 pub fn wgpu_available() -> bool {
     let has_icd = std::env::var_os("VK_ICD_FILENAMES").is_some()
         || ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d", "/usr/local/share/vulkan/icd.d"].iter().any(|d| {
