@@ -45,6 +45,10 @@ IFS=, read -r device memory driver <<<"$(head -n 1 <<<"$gpu_list")"
 device=$(xargs <<<"$device")
 echo "gpu-check: $(wc -l <<<"$gpu_list") GPU(s); using GPU 0: $device, $(xargs <<<"$memory"), driver $(xargs <<<"$driver")"
 export CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0}
+if ! command -v "$python" >/dev/null; then
+    echo "gpu-check: needs Python 3 with PyTorch and transformers as $python (set GPU_CHECK_PYTHON)" >&2
+    exit 1
+fi
 
 # Peak numbers for MFU and bandwidth, by card (dense bf16 TFLOP/s, HBM GB/s); unknown cards get none.
 case "$device" in
