@@ -5,4 +5,6 @@
 mod support;
 
 mod acformer_fixture;
+mod cuda_parity;
+mod parity_cases;
 mod wgpu_parity;

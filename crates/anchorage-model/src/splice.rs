@@ -228,11 +228,14 @@ pub fn splice_rows<B: Backend>(
         return Err(ModelError::Shape { what: "image feature rows", expected: vec![total, d], found: vec![nr, dr] });
     }
     let device = text_embeds.device();
+    let dtype = text_embeds.dtype();
     let mut parts = vec![text_embeds.reshape([tb * tl, d])];
     if nr > 0 {
         parts.push(image_rows);
     }
-    parts.push(Tensor::zeros([1, d], &device));
+    // The padding row in the embeddings' dtype: `cat` of a bf16 LLM's rows with a default-dtype
+    // (f32) row panics on flex ("cat: dtype mismatch").
+    parts.push(Tensor::<B, 2>::zeros([1, d], &device).cast(dtype));
     let table = Tensor::cat(parts, 0);
     let rows = Tensor::<B, 1, Int>::from_data(TensorData::new(plan.rows.clone(), [plan.rows.len()]), &device);
     Ok(table.select(0, rows).reshape([plan.batch, plan.len, d]))

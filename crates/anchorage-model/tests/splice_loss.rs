@@ -2,7 +2,7 @@
 
 use anchorage_model::{causal_lm_loss, splice_embeddings, ImageSpan, ModelError, SpliceInput, SplicePlan, IGNORE_INDEX as IGN, IMAGE_TOKEN_INDEX as IMG};
 use burn::backend::{Autodiff, Flex};
-use burn::tensor::{Distribution, Tensor, TensorData};
+use burn::tensor::{DType, Distribution, Tensor, TensorData};
 
 type B = Flex;
 type AD = Autodiff<Flex>;
@@ -44,6 +44,24 @@ fn splice_replaces_placeholders_pads_right_and_restarts_positions() {
     let zero = vec![0.0; 4];
     let want1 = vec![t1[0].clone(), t1[1].clone(), t1[2].clone(), zero.clone(), zero.clone(), zero.clone(), zero];
     assert_eq!(rows(&out, 1), want1);
+}
+
+#[test]
+fn splice_keeps_a_bf16_llm_dtype_including_the_padding_rows() {
+    // A bf16 LLM's embeddings (train bench step's 7B recipes): the zero rows that pad the shorter
+    // sample must be bf16 too (an f32 padding row made `cat` panic on flex).
+    let device = Default::default();
+    let (ids0, lab0, ids1, lab1) = two_samples();
+    let samples = [SpliceInput { input_ids: &ids0, labels: &lab0, images: &[0] }, SpliceInput { input_ids: &ids1, labels: &lab1, images: &[] }];
+    let plan = SplicePlan::new(&samples, 3, 2, 100, 0).unwrap();
+    let text = Tensor::<B, 3>::random([2, 5, 4], Distribution::Normal(0.0, 1.0), &device).cast(DType::BF16);
+    let images = Tensor::<B, 3>::random([2, 3, 4], Distribution::Normal(0.0, 1.0), &device).cast(DType::BF16);
+    let out = splice_embeddings(&plan, text.clone(), images).unwrap();
+    assert_eq!(out.dtype(), DType::BF16);
+    let out = out.cast(DType::F32);
+    let t1 = rows(&text.cast(DType::F32), 1);
+    let zero = vec![0.0; 4];
+    assert_eq!(rows(&out, 1), vec![t1[0].clone(), t1[1].clone(), t1[2].clone(), zero.clone(), zero.clone(), zero.clone(), zero]);
 }
 
 #[test]

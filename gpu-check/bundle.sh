@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Builds the GPU check's bundle (docs/gpu-check.md): one tarball holding the `train` binary, the
+# kernels' integration-test binary and the anchor_gather benchmark, all `--release --features cuda`,
+# stripped and xz-compressed, beside run.sh and the files the run reads. Run it from anywhere in the
+# repository on a machine with cargo; copy the tarball to the GPU machine, which needs no cargo:
+#
+#   gpu-check/bundle.sh                   # writes $CARGO_TARGET_DIR/gpu-check.tar (default target/)
+#   tar xf gpu-check.tar && gpu-check/run.sh
+#
+# Environment:
+#   CARGO_TARGET_DIR      honoured (default: target/ in the repository)
+#   CARGO_LOCK            a file to `flock` around the cargo build (machines that share their cores)
+#   CUDARC_CUDA_VERSION   the CUDA API cudarc binds (default 12080, CUDA 12.8: a newer driver runs it
+#                         too, while bindings of the newest CUDA need symbols older drivers lack)
+#   GPU_CHECK_TAR         where to write the tarball
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+target=${CARGO_TARGET_DIR:-$repo/target}
+tarball=${GPU_CHECK_TAR:-$target/gpu-check.tar}
+limit=$((64 * 1024 * 1024))
+export CUDARC_CUDA_VERSION=${CUDARC_CUDA_VERSION:-12080}
+
+for tool in cargo strip xz tar python3; do
+    command -v "$tool" >/dev/null || { echo "bundle.sh: needs $tool on PATH" >&2; exit 1; }
+done
+
+# One cargo invocation for the three executables, so that they share one feature resolution
+# (and one build of burn): the root package's `cuda` feature and the kernels package's.
+# shellcheck disable=SC2054 # the comma separates cargo features, not array elements
+build=(cargo build --release -p anchorage -p anchorage-kernels
+       --features anchorage/cuda,anchorage-kernels/cuda
+       --bin train --bench anchor_gather --test integration --message-format=json-render-diagnostics)
+artifacts=$(mktemp)
+trap 'rm -f "$artifacts"' EXIT
+echo "building (CUDARC_CUDA_VERSION=$CUDARC_CUDA_VERSION, target $target): ${build[*]}" >&2
+if [[ -n "${CARGO_LOCK:-}" ]]; then
+    CARGO_TARGET_DIR=$target flock "$CARGO_LOCK" "${build[@]}" >"$artifacts"
+else
+    CARGO_TARGET_DIR=$target "${build[@]}" >"$artifacts"
+fi
+
+# The executables from cargo's JSON messages (the kernels' `integration` test, not the root's).
+read -r train_exe tests_exe bench_exe < <(python3 - "$artifacts" <<'EOF'
+import json, sys
+found = {}
+for line in open(sys.argv[1]):
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") != "compiler-artifact" or not m.get("executable"):
+        continue
+    pkg, name = m["package_id"], m["target"]["name"]
+    if name == "train":
+        found["train"] = m["executable"]
+    elif name == "integration" and "anchorage-kernels" in pkg:
+        found["tests"] = m["executable"]
+    elif name == "anchor_gather":
+        found["bench"] = m["executable"]
+missing = [k for k in ("train", "tests", "bench") if k not in found]
+if missing:
+    sys.exit(f"bundle.sh: cargo reported no executable for {missing}")
+print(found["train"], found["tests"], found["bench"])
+EOF
+)
+
+stage="$target/gpu-check-stage"
+rm -rf "$stage"
+root="$stage/gpu-check"
+mkdir -p "$root/bin" "$root/benches" "$root/kernels/benches" "$root/recipes/bench" "$root/data-manifests"
+for pair in "train:$train_exe" "kernels-tests:$tests_exe" "anchor_gather:$bench_exe"; do
+    name=${pair%%:*}
+    exe=${pair#*:}
+    strip -o "$root/bin/$name" "$exe"
+    echo "$name: $(stat -c %s "$root/bin/$name") bytes stripped" >&2
+    xz -T0 -9 "$root/bin/$name"
+done
+cp gpu-check/run.sh gpu-check/libs.sh gpu-check/report.py "$root/"
+cp benches/llava_train_step.py "$root/benches/"
+cp kernels/benches/acformer_host_loop.py "$root/kernels/benches/"
+cp recipes/bench/llava7b_*.toml "$root/recipes/bench/"
+# The bench recipes name a data manifest (its samples are not read: the step runs on synthetic ones).
+cp -r data-manifests/tiny "$root/data-manifests/"
+{
+    echo "commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo '+dirty')"
+    echo "built=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "rustc=$(rustc --version 2>/dev/null || echo unknown)"
+    echo "cudarc_cuda_version=$CUDARC_CUDA_VERSION"
+} >"$root/BUILD_INFO"
+
+mkdir -p "$(dirname "$tarball")"
+tar -C "$stage" -cf "$tarball" gpu-check
+size=$(stat -c %s "$tarball")
+echo "$tarball: $size bytes ($((size / 1024 / 1024)) MiB; limit 64 MiB)"
+if ((size > limit)); then
+    echo "bundle.sh: the bundle is over 64 MiB" >&2
+    exit 1
+fi

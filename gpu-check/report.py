@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Writes gpu-check-results.json and gpu-check-results.md from run.sh's part folders.
+
+Each part folder holds `command`, `rc` (an exit status or `skipped`), `seconds`, `timeout`, `log`
+(stdout and stderr) and `mem` (GPU memory used in MiB, polled by nvidia-smi while it ran). Exits 0
+when every part passed, 1 otherwise. Standard library only (it runs on the GPU machine).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import re
+import sys
+
+ORDER = ["parity", "kernels", "step_mlp", "step_anchor_former", "step_transformers", "vision_tower"]
+TITLES = {
+    "parity": "CUDA kernel parity tests",
+    "kernels": "kernel benchmark, real sizes",
+    "step_mlp": "train bench step, 7B, MLP (anchorage)",
+    "step_anchor_former": "train bench step, 7B, Anchor Former (anchorage)",
+    "step_transformers": "training step, 7B, MLP (transformers)",
+    "vision_tower": "vision tower ViT-L/14-336 (step with a tiny LLM)",
+}
+
+
+def read(path, default=""):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return default
+
+
+def last_json(log):
+    """The last line of the log that is a JSON object (the step benches print one)."""
+    for line in reversed(log.splitlines()):
+        line = line.strip()
+        if line.startswith("{") and line.endswith("}"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                continue
+    return None
+
+
+def parity_result(log):
+    m = re.findall(r"test result: (\w+)\. (\d+) passed; (\d+) failed; (\d+) ignored", log)
+    if not m:
+        return None, "no test summary"
+    status, passed, failed, ignored = m[-1]
+    data = {"passed": int(passed), "failed": int(failed), "ignored": int(ignored)}
+    if int(passed) == 0 and int(failed) == 0:
+        return data, "no test ran"
+    return data, f"{passed} passed, {failed} failed"
+
+
+def kernels_result(log):
+    rows = [line.strip() for line in log.splitlines() if line.strip().startswith("|")]
+    header = next((line.strip() for line in log.splitlines() if line.startswith("backend:")), "")
+    data = {"backend_line": header, "table": rows}
+    body = [r for r in rows[2:]] if len(rows) > 2 else []
+    return data, f"{len(body)} rows (table below)" if body else "no table"
+
+
+def step_result(log, mem_peak_mib):
+    j = last_json(log)
+    if j is None:
+        return None, "no JSON line"
+    parts = [f"{j['step_s']:.3f} s/step", f"{j['samples_per_s']:.2f} samples/s", f"{j['tokens_per_s']:.0f} tokens/s"]
+    if j.get("mfu") is not None:
+        parts.append(f"MFU {100 * j['mfu']:.1f}%")
+    if j.get("peak_mem_gib") is not None:
+        parts.append(f"peak allocated {j['peak_mem_gib']:.1f} GiB")
+    if mem_peak_mib is not None:
+        parts.append(f"peak used {mem_peak_mib / 1024:.1f} GiB (nvidia-smi)")
+    return j, ", ".join(parts)
+
+
+def mem_peak(text):
+    values = [int(v) for v in re.findall(r"^\s*(\d+)\s*$", text, re.M)]
+    return max(values) if values else None
+
+
+def one_part(folder, name):
+    d = os.path.join(folder, name)
+    rc_text = read(os.path.join(d, "rc")).strip()
+    log = read(os.path.join(d, "log"))
+    seconds = read(os.path.join(d, "seconds")).strip()
+    timeout = read(os.path.join(d, "timeout")).strip()
+    peak = mem_peak(read(os.path.join(d, "mem")))
+    entry = {
+        "part": name,
+        "title": TITLES.get(name, name),
+        "command": read(os.path.join(d, "command")).strip(),
+        "seconds": int(seconds) if seconds.isdigit() else None,
+        "timeout_s": int(timeout) if timeout.isdigit() else None,
+        "gpu_mem_peak_mib": peak,
+    }
+    if rc_text == "skipped":
+        entry.update(status="skipped", ok=False, summary="skipped: time budget spent")
+        return entry
+    rc = int(rc_text) if rc_text.lstrip("-").isdigit() else None
+    entry["rc"] = rc
+    if name == "parity":
+        data, summary = parity_result(log)
+    elif name == "kernels":
+        data, summary = kernels_result(log)
+    else:
+        data, summary = step_result(log, peak)
+    entry["data"] = data
+    if rc == 0 and data is not None and summary not in ("no test ran", "no table"):
+        entry.update(status="ok", ok=True, summary=summary)
+    else:
+        if rc in (124, 137):
+            why = f"timed out after {timeout} s"
+        elif rc == 0:
+            why = f"exit 0 but {summary}"
+        else:
+            why = f"failed (exit {rc})"
+        entry.update(status="failed", ok=False, summary=f"{why}; {summary}" if data is not None else why)
+    entry["log_tail"] = log.splitlines()[-(15 if entry["ok"] else 60):]
+    return entry
+
+
+def markdown(result):
+    when = result["date"]
+    dev = result["device"]
+    lines = [
+        f"### GPU check (`gpu-check/run.sh`), {when[:10]}",
+        "",
+        f"- Device: {dev['name']} ({dev['memory']}, driver {dev['driver']}); "
+        f"{result['seconds']} s for the whole check.",
+        f"- Bundle: {', '.join(f'{k} {v}' for k, v in result['build'].items())}.",
+        f"- CUDA libraries: {'; '.join(result['libraries'])}.",
+        "",
+        "| part | command | result | device | date |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for p in result["parts"]:
+        status = "" if p["ok"] else f"**{p['status']}**: "
+        secs = f" ({p['seconds']} s)" if p.get("seconds") is not None else ""
+        cmd = p["command"].replace("|", "\\|")
+        summary = p["summary"].replace("|", "\\|")
+        lines.append(f"| {p['title']} | `{cmd}` | {status}{summary}{secs} | {dev['name']} | {when[:10]} |")
+    kernels = next((p for p in result["parts"] if p["part"] == "kernels" and p.get("data")), None)
+    if kernels and kernels["data"]["table"]:
+        lines += ["", f"Kernel benchmark ({kernels['data']['backend_line']}):", ""] + kernels["data"]["table"]
+    failed = [p for p in result["parts"] if not p["ok"]]
+    for p in failed:
+        lines += ["", f"{p['title']}: {p['summary']}; last lines of its output:", "", "```"]
+        lines += p.get("log_tail", [])[-30:] + ["```"]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--parts", required=True)
+    ap.add_argument("--libs", required=True)
+    ap.add_argument("--build-info", required=True)
+    ap.add_argument("--device", required=True)
+    ap.add_argument("--memory", default="")
+    ap.add_argument("--driver", default="")
+    ap.add_argument("--seconds", type=int, default=0)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    names = [n for n in ORDER if os.path.isdir(os.path.join(a.parts, n))]
+    build = dict(line.split("=", 1) for line in read(a.build_info).splitlines() if "=" in line)
+    result = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "device": {"name": a.device, "memory": a.memory, "driver": a.driver},
+        "seconds": a.seconds,
+        "build": build,
+        "libraries": [line for line in read(a.libs).splitlines() if line.strip()],
+        "parts": [one_part(a.parts, n) for n in names],
+    }
+    result["ok"] = bool(result["parts"]) and all(p["ok"] for p in result["parts"])
+    with open(os.path.join(a.out, "gpu-check-results.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    with open(os.path.join(a.out, "gpu-check-results.md"), "w") as f:
+        f.write(markdown(result))
+    for p in result["parts"]:
+        print(f"  {p['part']:20} {p['status']:8} {p['summary']}")
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

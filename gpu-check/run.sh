@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# The one-command GPU check (docs/gpu-check.md). On a Linux x86_64 machine with an NVIDIA GPU and
+# PyTorch + transformers in python3 (no cargo, no network needed):
+#
+#   tar xf gpu-check.tar && gpu-check/run.sh
+#
+# It decompresses the prebuilt binaries, makes libcuda/libnvrtc/libnccl and the CUDA headers NVRTC
+# needs findable (libs.sh, also from PyTorch's pip wheels), then runs,
+# each part under its own timeout and the whole under GPU_CHECK_BUDGET_S (default 470 s):
+#   1. the CUDA kernel parity tests (prebuilt test binary, ANCHORAGE_REQUIRE_CUDA=1)
+#   2. the kernel benchmark at real sizes (kernel vs reference twin vs PyTorch)
+#   3. `train bench step` at 7B size with the MLP connector, 4. with Anchor Former,
+#   5. benches/llava_train_step.py (transformers) at the same size,
+#   6. the vision tower at real size (ViT-L/14-336 with a tiny LLM in the same step),
+# and writes gpu-check-results.json and gpu-check-results.md (a table for docs/benchmarks.md) into
+# GPU_CHECK_OUT (default: the current folder). A failing part is recorded with the tail of its
+# output and the next part runs. Exit status: 0 all parts passed, 1 some failed, 2 no NVIDIA GPU.
+#
+# Environment: GPU_CHECK_OUT, GPU_CHECK_BUDGET_S, GPU_CHECK_TIMEOUT_SCALE (an integer factor on
+# every part's timeout, default 1), GPU_CHECK_STEPS (default 8) and GPU_CHECK_WARMUP
+# (3) for the step parts, GPU_CHECK_PYTHON (python3), GPU_CHECK_PARTS (space-separated subset of
+# parity kernels step_mlp step_anchor_former step_transformers vision_tower).
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+out=$(mkdir -p "${GPU_CHECK_OUT:-$PWD}" && cd "${GPU_CHECK_OUT:-$PWD}" && pwd)
+budget=${GPU_CHECK_BUDGET_S:-470}
+steps=${GPU_CHECK_STEPS:-8}
+warmup=${GPU_CHECK_WARMUP:-3}
+python=${GPU_CHECK_PYTHON:-python3}
+parts=${GPU_CHECK_PARTS:-parity kernels step_mlp step_anchor_former step_transformers vision_tower}
+started=$SECONDS
+
+# --- 1. An NVIDIA GPU, or a clear no. --------------------------------------------------------------
+no_gpu() {
+    echo "gpu-check: NO NVIDIA GPU: $1" >&2
+    echo "gpu-check: this check needs a machine with an NVIDIA GPU and its driver (nvidia-smi); nothing was run." >&2
+    exit 2
+}
+command -v nvidia-smi >/dev/null || no_gpu "nvidia-smi is not installed (no NVIDIA driver on this machine)"
+gpu_list=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1) ||
+    no_gpu "nvidia-smi failed: $gpu_list"
+[[ -n "$gpu_list" ]] || no_gpu "nvidia-smi lists no GPU"
+IFS=, read -r device memory driver <<<"$(head -n 1 <<<"$gpu_list")"
+device=$(xargs <<<"$device")
+echo "gpu-check: $(wc -l <<<"$gpu_list") GPU(s); using GPU 0: $device, $(xargs <<<"$memory"), driver $(xargs <<<"$driver")"
+export CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0}
+if ! command -v "$python" >/dev/null; then
+    echo "gpu-check: needs Python 3 with PyTorch and transformers as $python (set GPU_CHECK_PYTHON)" >&2
+    exit 1
+fi
+
+# Peak numbers for MFU and bandwidth, by card (dense bf16 TFLOP/s, HBM GB/s); unknown cards get none.
+case "$device" in
+    *H200*) peak_tflops=989 peak_gbs=4800 ;;
+    *H100*PCIe*) peak_tflops=756 peak_gbs=2000 ;;
+    *H100*NVL*) peak_tflops=835 peak_gbs=3900 ;;
+    *H100*) peak_tflops=989 peak_gbs=3350 ;;
+    *A100*80GB*) peak_tflops=312 peak_gbs=2039 ;;
+    *A100*) peak_tflops=312 peak_gbs=1555 ;;
+    *) peak_tflops="" peak_gbs="" ;;
+esac
+
+# --- 2. Unpack the binaries. -----------------------------------------------------------------------
+work=$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")
+# Only the main shell cleans up: a background child (the memory poller) killed before it has exec'd
+# would otherwise run this EXIT trap too and delete the folder under the running parts.
+trap '[[ $BASHPID == "$$" ]] && rm -rf "$work"' EXIT
+mkdir -p "$work/bin" "$work/parts"
+for xzfile in "$here"/bin/*.xz; do
+    name=$(basename "$xzfile" .xz)
+    if command -v xz >/dev/null; then
+        xz -dc "$xzfile" >"$work/bin/$name"
+    else
+        "$python" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$xzfile" "$work/bin/$name"
+    fi || { echo "gpu-check: cannot decompress $xzfile" >&2; exit 1; }
+    chmod +x "$work/bin/$name"
+done
+
+# --- 3. CUDA libraries. ----------------------------------------------------------------------------
+# shellcheck source=gpu-check/libs.sh
+source "$here/libs.sh"
+gpu_check_libs "$work/libs" >"$work/libs.txt"
+gpu_check_headers "$work/cuda" >>"$work/libs.txt"
+cat "$work/libs.txt"
+
+# --- 4. The parts. ---------------------------------------------------------------------------------
+# part NAME TIMEOUT SHOWN_COMMAND -- COMMAND...: runs COMMAND in the bundle folder under
+# min(TIMEOUT, what is left of the budget), polling GPU memory; records rc, seconds, peak MiB, log.
+part() {
+    local name=$1 limit=$2 shown=$3
+    shift 4
+    [[ " $parts " == *" $name "* ]] || return 0
+    local dir="$work/parts/$name" left=$((budget - (SECONDS - started)))
+    mkdir -p "$dir"
+    echo "$shown" >"$dir/command"
+    if ((left < 15)); then
+        echo "skipped: the ${budget} s budget is spent" >"$dir/log"
+        echo "skipped" >"$dir/rc"
+        echo "gpu-check: $name skipped (budget spent)"
+        return 0
+    fi
+    limit=$((limit * ${GPU_CHECK_TIMEOUT_SCALE:-1}))
+    ((limit > left)) && limit=$left
+    echo "gpu-check: $name (timeout ${limit} s): $shown"
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i 0 -lms 250 >"$dir/mem" 2>/dev/null &
+    local poll=$! t0=$SECONDS rc
+    (cd "$here" && timeout -k 10 "$limit" "$@") >"$dir/log" 2>&1
+    rc=$?
+    kill "$poll" 2>/dev/null
+    wait "$poll" 2>/dev/null
+    echo "$rc" >"$dir/rc"
+    echo "$((SECONDS - t0))" >"$dir/seconds"
+    echo "$limit" >"$dir/timeout"
+    echo "gpu-check: $name rc=$rc in $((SECONDS - t0)) s"
+}
+
+bin=$work/bin
+peak=(${peak_tflops:+--peak-tflops "$peak_tflops"})
+step_args=(--text-len 64 --steps "$steps" --warmup "$warmup" "${peak[@]}")
+
+part parity 60 "kernels-tests cuda_parity:: (ANCHORAGE_REQUIRE_CUDA=1)" -- \
+    env ANCHORAGE_REQUIRE_CUDA=1 "$bin/kernels-tests" cuda_parity::
+part kernels 75 "anchor_gather --backend cuda --sizes real --iters 10 --warmup 3 --acformer-python $python${peak_gbs:+ --peak-gbs $peak_gbs}" -- \
+    "$bin/anchor_gather" --backend cuda --sizes real --iters 10 --warmup 3 --acformer-python "$python" \
+    --acformer-script kernels/benches/acformer_host_loop.py ${peak_gbs:+--peak-gbs "$peak_gbs"}
+part step_mlp 100 "train bench step recipes/bench/llava7b_mlp2x_gelu.toml ${step_args[*]}" -- \
+    "$bin/train" bench step recipes/bench/llava7b_mlp2x_gelu.toml "${step_args[@]}"
+part step_anchor_former 90 "train bench step recipes/bench/llava7b_anchor_former.toml ${step_args[*]}" -- \
+    "$bin/train" bench step recipes/bench/llava7b_anchor_former.toml "${step_args[@]}"
+part step_transformers 140 "python benches/llava_train_step.py --preset llava-7b --micro-batch 16 ${step_args[*]} --device cuda --dtype bf16" -- \
+    "$python" benches/llava_train_step.py --preset llava-7b --micro-batch 16 "${step_args[@]}" --device cuda --dtype bf16
+tiny_llm='llm.model={ builtin = "tiny" }'
+part vision_tower 40 "train bench step recipes/bench/llava7b_mlp2x_gelu.toml --set '$tiny_llm' ${step_args[*]}" -- \
+    "$bin/train" bench step recipes/bench/llava7b_mlp2x_gelu.toml --set "$tiny_llm" "${step_args[@]}"
+
+# --- 5. Report. ------------------------------------------------------------------------------------
+"$python" "$here/report.py" --parts "$work/parts" --libs "$work/libs.txt" --build-info "$here/BUILD_INFO" \
+    --device "$device" --memory "$(xargs <<<"$memory")" --driver "$(xargs <<<"$driver")" \
+    --seconds "$((SECONDS - started))" --out "$out"
+status=$?
+echo "gpu-check: $((SECONDS - started)) s in all; results in $out/gpu-check-results.json and $out/gpu-check-results.md"
+exit "$status"

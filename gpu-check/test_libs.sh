@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# CPU test of libs.sh's library finding against a fake machine: a "system" folder with only the
+# driver's versioned libcuda.so.1, and a PyTorch pip install with libnvrtc.so.12 (+ builtins) and
+# libnccl.so.2 under site-packages/nvidia/*/lib. The fake libraries are copies of a real shared
+# library (libz), so dlopen accepts them. Run: gpu-check/test_libs.sh (exits non-zero on a failure).
+# Meant for a machine without CUDA: where the real libcuda/libnvrtc/libnccl load, case 1 finds them
+# loadable and makes no links.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=gpu-check/libs.sh
+source "$here/libs.sh"
+
+real=$(ldconfig -p | sed -n 's/.*libz\.so\.1 .*=> \(.*\)/\1/p' | head -n 1)
+[[ -f "$real" ]] || { echo "test_libs.sh: needs libz.so.1 to copy" >&2; exit 1; }
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+sys="$tmp/usr/lib"
+site="$tmp/site-packages"
+mkdir -p "$sys" "$site/torch/lib" "$site/nvidia/cuda_nvrtc/lib" "$site/nvidia/nccl/lib" "$site/nvidia/cublas/lib"
+cp "$real" "$sys/libcuda.so.1"
+cp "$real" "$site/nvidia/cuda_nvrtc/lib/libnvrtc.so.12"
+cp "$real" "$site/nvidia/cuda_nvrtc/lib/libnvrtc-builtins.so.12.8"
+cp "$real" "$site/nvidia/nccl/lib/libnccl.so.2"
+cp "$real" "$site/nvidia/cublas/lib/libcublas.so.12"
+
+# 1. Libraries only in PyTorch's folders get linked under the names cudarc tries.
+unset LD_LIBRARY_PATH
+out=$(GPU_CHECK_SYSTEM_DIRS="$sys" GPU_CHECK_SITE_DIRS="$site" gpu_check_libs "$tmp/links"; echo "rc=$?")
+echo "$out"
+grep -q "rc=0" <<<"$out" || fail "gpu_check_libs reported a missing library"
+for name in cuda nvrtc nccl; do
+    [[ -L "$tmp/links/lib$name.so" ]] || fail "no link lib$name.so"
+done
+[[ $(readlink "$tmp/links/libnvrtc.so") == "$site/nvidia/cuda_nvrtc/lib/libnvrtc.so.12" ]] || fail "libnvrtc.so links to $(readlink "$tmp/links/libnvrtc.so")"
+[[ $(readlink "$tmp/links/libnccl.so") == "$site/nvidia/nccl/lib/libnccl.so.2" ]] || fail "libnccl.so links to $(readlink "$tmp/links/libnccl.so")"
+[[ $(readlink "$tmp/links/libcuda.so") == "$sys/libcuda.so.1" ]] || fail "libcuda.so links to $(readlink "$tmp/links/libcuda.so")"
+
+# 2. In this shell (not the subshell above) LD_LIBRARY_PATH holds the link folder and NVRTC's folder.
+GPU_CHECK_SYSTEM_DIRS="$sys" GPU_CHECK_SITE_DIRS="$site" gpu_check_libs "$tmp/links2" >/dev/null || fail "second run"
+[[ ":$LD_LIBRARY_PATH:" == *":$tmp/links2:"* ]] || fail "link folder not on LD_LIBRARY_PATH: $LD_LIBRARY_PATH"
+[[ ":$LD_LIBRARY_PATH:" == *":$site/nvidia/cuda_nvrtc/lib:"* ]] || fail "NVRTC's folder not on LD_LIBRARY_PATH"
+python3 -c 'import ctypes; [ctypes.CDLL(f"lib{n}.so") for n in ("cuda", "nvrtc", "nccl")]' || fail "a fresh process cannot load the links"
+
+# 3. A library that already loads is left alone (no link made).
+out=$(GPU_CHECK_SYSTEM_DIRS="$sys" GPU_CHECK_SITE_DIRS="$site" gpu_check_libs "$tmp/links3")
+grep -q "libnccl: loads as libnccl.so" <<<"$out" || fail "expected libnccl to load as is: $out"
+[[ ! -e "$tmp/links3/libnccl.so" ]] || fail "linked a library that already loads"
+
+# 4. The hashed name of older torch wheels is found; libnvrtc-builtins is never taken for libnvrtc.
+unset LD_LIBRARY_PATH
+rm "$site/nvidia/cuda_nvrtc/lib/libnvrtc.so.12"
+cp "$real" "$site/torch/lib/libnvrtc-672ee683.so.11.2"
+out=$(GPU_CHECK_SYSTEM_DIRS="$sys" GPU_CHECK_SITE_DIRS="$site" gpu_check_libs "$tmp/links4")
+[[ $(readlink "$tmp/links4/libnvrtc.so") == "$site/torch/lib/libnvrtc-672ee683.so.11.2" ]] || fail "hashed libnvrtc: $out"
+
+# 5. A library found nowhere is reported, and the function fails.
+unset LD_LIBRARY_PATH
+rm "$site/nvidia/nccl/lib/libnccl.so.2"
+if out=$(GPU_CHECK_SYSTEM_DIRS="$sys" GPU_CHECK_SITE_DIRS="$site" gpu_check_libs "$tmp/links5"); then
+    fail "missing libnccl not reported"
+fi
+grep -q "libnccl: MISSING" <<<"$out" || fail "expected 'libnccl: MISSING': $out"
+
+# 6. CUDA headers: none in the system, so the wheels' include folders are merged (crt/ from two wheels).
+unset CUDA_PATH
+mkdir -p "$site/nvidia/cuda_runtime/include/crt" "$site/nvidia/cuda_nvrtc/include/crt" "$site/nvidia/cuda_cccl/include/nv"
+touch "$site/nvidia/cuda_runtime/include/cuda_runtime.h" "$site/nvidia/cuda_runtime/include/cuda_bf16.h" \
+    "$site/nvidia/cuda_runtime/include/__init__.py" "$site/nvidia/cuda_runtime/include/crt/host_config.h" \
+    "$site/nvidia/cuda_nvrtc/include/nvrtc.h" "$site/nvidia/cuda_nvrtc/include/crt/nvrtc_extra.h" \
+    "$site/nvidia/cuda_cccl/include/nv/target"
+out=$(GPU_CHECK_SYSTEM_CUDA="$tmp/no-cuda" GPU_CHECK_SYSTEM_DIRS="$sys" GPU_CHECK_SITE_DIRS="$site" gpu_check_headers "$tmp/cuda"; echo "rc=$?")
+grep -q "rc=0" <<<"$out" || fail "headers: $out"
+for f in cuda_runtime.h cuda_bf16.h nvrtc.h crt/host_config.h crt/nvrtc_extra.h nv/target; do
+    [[ -e "$tmp/cuda/include/$f" ]] || fail "merged headers lack $f"
+done
+[[ ! -e "$tmp/cuda/include/__init__.py" ]] || fail "merged the wheel's __init__.py"
+GPU_CHECK_SYSTEM_CUDA="$tmp/no-cuda" GPU_CHECK_SYSTEM_DIRS="$sys" GPU_CHECK_SITE_DIRS="$site" gpu_check_headers "$tmp/cuda2" >/dev/null
+[[ "$CUDA_PATH" == "$tmp/cuda2" ]] || fail "CUDA_PATH=$CUDA_PATH"
+
+# 7. A system CUDA with headers is used as it is; one without headers (a runtime image) is not.
+unset CUDA_PATH
+mkdir -p "$tmp/syscuda/include" "$tmp/runtime-cuda/lib64"
+touch "$tmp/syscuda/include/cuda_runtime.h"
+out=$(GPU_CHECK_SYSTEM_CUDA="$tmp/syscuda" GPU_CHECK_SITE_DIRS="$site" gpu_check_headers "$tmp/cuda3")
+[[ "$out" == "CUDA headers: $tmp/syscuda/include" ]] || fail "system headers: $out"
+out=$(GPU_CHECK_SYSTEM_CUDA="$tmp/runtime-cuda" GPU_CHECK_SYSTEM_DIRS="$sys" GPU_CHECK_SITE_DIRS="$site" gpu_check_headers "$tmp/cuda4")
+grep -q "merged from PyTorch" <<<"$out" || fail "runtime image: $out"
+
+# 8. No headers anywhere: reported, and the function fails.
+rm -rf "$site/nvidia/cuda_runtime/include"
+if out=$(GPU_CHECK_SYSTEM_CUDA="$tmp/no-cuda" GPU_CHECK_SYSTEM_DIRS="$sys" GPU_CHECK_SITE_DIRS="$site" gpu_check_headers "$tmp/cuda5"); then
+    fail "missing headers not reported: $out"
+fi
+grep -q "CUDA headers: MISSING" <<<"$out" || fail "expected MISSING: $out"
+
+echo "test_libs.sh: all checks passed"

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# CPU test of run.sh's orchestration on a fake machine: a fake nvidia-smi (an H100), fake binaries
+# standing in for the three prebuilt executables (xz-compressed shell scripts printing what the real
+# ones print), and a python3 wrapper that fakes benches/llava_train_step.py. One part fails and one
+# hangs past its timeout; the test checks that every part still runs and that the JSON and Markdown
+# report each part's result. Also checks the no-GPU exit. Run: gpu-check/test_run.sh
+# shellcheck disable=SC2016 # the fakes' scripts and the expected Markdown are literal text
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# No nvidia-smi on PATH: exit 2 with the clear message.
+set +e
+msg=$(PATH=/usr/bin:/bin bash "$here/run.sh" 2>&1)
+rc=$?
+set -e
+[[ $rc == 2 ]] || fail "no-GPU exit status $rc"
+grep -q "NO NVIDIA GPU" <<<"$msg" || fail "no-GPU message: $msg"
+# nvidia-smi present but failing (driver not loaded): also exit 2.
+mkdir -p "$tmp/badsmi"
+printf '#!/bin/sh\necho "NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver." >&2\nexit 9\n' >"$tmp/badsmi/nvidia-smi"
+chmod +x "$tmp/badsmi/nvidia-smi"
+set +e
+msg=$(PATH="$tmp/badsmi:/usr/bin:/bin" bash "$here/run.sh" 2>&1)
+rc=$?
+set -e
+[[ $rc == 2 ]] || fail "failing nvidia-smi: exit status $rc"
+grep -q "nvidia-smi failed: NVIDIA-SMI has failed" <<<"$msg" || fail "failing nvidia-smi message: $msg"
+
+# The fake bundle.
+b="$tmp/bundle/gpu-check"
+mkdir -p "$b/bin" "$tmp/fakebin" "$tmp/out"
+cp "$here/run.sh" "$here/libs.sh" "$here/report.py" "$b/"
+printf 'commit=abc123\nbuilt=2026-12-01T00:00:00Z\n' >"$b/BUILD_INFO"
+cat >"$tmp/fakebin/nvidia-smi" <<'EOF'
+#!/bin/sh
+case "$*" in
+    *memory.used*) while true; do echo 40960; sleep 0.1; done ;;
+    *) echo "NVIDIA H100 80GB HBM3, 81559 MiB, 550.54.15" ;;
+esac
+EOF
+fake() { printf '#!/bin/sh\n%s\n' "$2" >"$b/bin/$1"; xz "$b/bin/$1"; }
+fake kernels-tests '[ "$ANCHORAGE_REQUIRE_CUDA" = 1 ] || { echo "REQUIRE not set"; exit 3; }; echo "running 9 tests"; echo "test result: ok. 9 passed; 0 failed; 0 ignored; 0 measured; 3 filtered out; finished in 4.2s"'
+fake anchor_gather 'echo "backend: cuda (CudaDevice 0); kernels used: true"; echo "| op | B | N or k | kernel ms |"; echo "| --- | --- | --- | --- |"; echo "| anchor_select (H 16, T 577) | 32 | 144 | 0.05 |"'
+fake train 'case "$3" in
+  *anchor_former*) echo "Error: out of memory" >&2; exit 1 ;;
+esac
+for a in "$@"; do case "$a" in *tiny*) sleep 30 ;; esac; done
+echo "{\"impl\": \"anchorage\", \"step_s\": 1.5, \"samples_per_s\": 10.67, \"tokens_per_s\": 6837, \"mfu\": 0.19, \"loss\": 10.4}"'
+real_python=$(command -v python3)
+cat >"$tmp/fakebin/python3" <<EOF
+#!/bin/sh
+if [ "\$1" = benches/llava_train_step.py ]; then
+    echo '{"impl": "transformers", "step_s": 0.75, "samples_per_s": 21.3, "tokens_per_s": 13675, "mfu": 0.38, "peak_mem_gib": 52.5}'
+    exit 0
+fi
+exec "$real_python" "\$@"
+EOF
+chmod +x "$tmp/fakebin/"*
+
+# The vision-tower part hangs (sleep 30) and gets only what is left of a 35 s budget... so the
+# budget is set to leave it under 15 s: it is skipped, or times out. Either way it is not ok.
+set +e
+(cd "$tmp/out" && PATH="$tmp/fakebin:$PATH" GPU_CHECK_BUDGET_S=25 bash "$b/run.sh") >"$tmp/run.log" 2>&1
+rc=$?
+set -e
+cat "$tmp/run.log"
+[[ $rc == 1 ]] || fail "exit status $rc with a failed part (expected 1)"
+json="$tmp/out/gpu-check-results.json"
+[[ -f "$json" && -f "$tmp/out/gpu-check-results.md" ]] || fail "no results files"
+python3 - "$json" <<'EOF' || fail "results JSON"
+import json, sys
+r = json.load(open(sys.argv[1]))
+parts = {p["part"]: p for p in r["parts"]}
+assert r["device"]["name"] == "NVIDIA H100 80GB HBM3", r["device"]
+assert list(parts) == ["parity", "kernels", "step_mlp", "step_anchor_former", "step_transformers", "vision_tower"], list(parts)
+assert parts["parity"]["ok"] and parts["parity"]["data"]["passed"] == 9, parts["parity"]
+assert parts["kernels"]["ok"] and len(parts["kernels"]["data"]["table"]) == 3, parts["kernels"]
+assert parts["step_mlp"]["ok"] and parts["step_mlp"]["data"]["step_s"] == 1.5, parts["step_mlp"]
+assert "--peak-tflops 989" in parts["step_mlp"]["command"], parts["step_mlp"]["command"]
+assert parts["step_mlp"]["gpu_mem_peak_mib"] == 40960, parts["step_mlp"]
+af = parts["step_anchor_former"]
+assert not af["ok"] and af["rc"] == 1 and "Error: out of memory" in af["log_tail"], af
+assert parts["step_transformers"]["ok"] and parts["step_transformers"]["data"]["peak_mem_gib"] == 52.5
+vt = parts["vision_tower"]
+assert not vt["ok"] and vt["status"] in ("skipped", "failed"), vt
+assert not r["ok"]
+assert any(line.startswith("libcuda") for line in r["libraries"]), r["libraries"]
+print("results JSON checks passed")
+EOF
+md="$tmp/out/gpu-check-results.md"
+cat "$md"
+grep -q '^| CUDA kernel parity tests | `kernels-tests cuda_parity:: (ANCHORAGE_REQUIRE_CUDA=1)` | 9 passed, 0 failed' "$md" || fail "parity row"
+grep -q '| \*\*failed\*\*: failed (exit 1)' "$md" || fail "failed row"
+grep -q '^| anchor_select (H 16, T 577) | 32 | 144 | 0.05 |' "$md" || fail "kernel table"
+echo "test_run.sh: all checks passed"

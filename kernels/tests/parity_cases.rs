@@ -1,0 +1,319 @@
+//! Kernel vs reference-twin parity, written once for every CubeCL backend `K` (the kernel path,
+//! plain and under `Autodiff<K>`); the reference twin runs on flex. `wgpu_parity.rs` and
+//! `cuda_parity.rs` instantiate the cases with [`parity_tests!`], each behind its own availability
+//! check (`support/mod.rs`).
+//!
+//! Sizes are small (lavapipe runs the wgpu kernels on the CPU) except one real-shaped anchor case
+//! (`T = 577`, `H = 16`, `N = 144/256`, two samples).
+#![cfg(any(feature = "wgpu", feature = "cuda"))]
+
+use anchorage_kernels::{
+    anchor, gather_tokens, runs_kernels, select_anchors, topk, topk_gather_rows,
+};
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+
+type AF = Autodiff<Flex>;
+
+/// One `#[test]` per case below for the kernel backend `$backend`; a case runs only when
+/// `$available()` says the backend's device is there (it panics instead where a variable requires it).
+macro_rules! parity_tests {
+    ($backend:ty, $available:path) => {
+        parity_tests!(
+            $backend,
+            $available;
+            dispatch_takes_the_kernel_here_and_the_reference_on_flex,
+            anchor_indices_match_the_reference_on_tie_free_attention,
+            anchor_ties_break_like_the_reference,
+            anchor_kernel_runs_under_autodiff_and_checks_arguments,
+            gather_tokens_matches_the_reference_with_repeats,
+            topk_gather_matches_the_reference_values_and_indices,
+            topk_radix_select_handles_signs_zeros_infinities_and_long_rows,
+            topk_gather_gradients_match_the_reference,
+            gather_tokens_gradients_scatter_add_under_autodiff,
+        );
+    };
+    ($backend:ty, $available:path; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                if $available() {
+                    $crate::parity_cases::$case::<$backend>();
+                }
+            }
+        )*
+    };
+}
+pub(crate) use parity_tests;
+
+/// Seeded uniform [0, 1) values; `levels > 0` quantises them so that ties are frequent.
+fn values(n: usize, seed: u64, levels: u32) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let v = ((x >> 33) as f32) / (1u64 << 31) as f32;
+            if levels > 0 {
+                (v * levels as f32).floor() / levels as f32
+            } else {
+                v
+            }
+        })
+        .collect()
+}
+
+fn tensor<B: Backend, const D: usize>(data: &[f32], shape: [usize; D]) -> Tensor<B, D> {
+    Tensor::from_data(TensorData::new(data.to_vec(), shape), &Default::default())
+}
+
+fn ints<B: Backend, const D: usize>(t: Tensor<B, D, Int>) -> Vec<i64> {
+    t.into_data().convert::<i64>().to_vec::<i64>().unwrap()
+}
+
+fn floats<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
+}
+
+pub fn dispatch_takes_the_kernel_here_and_the_reference_on_flex<K: Backend>() {
+    assert!(runs_kernels(&tensor::<K, 2>(&[1.0, 2.0], [1, 2])));
+    assert!(runs_kernels(&tensor::<Autodiff<K>, 2>(&[1.0, 2.0], [1, 2])));
+    assert!(!runs_kernels(&tensor::<Flex, 2>(&[1.0, 2.0], [1, 2])));
+}
+
+pub fn anchor_indices_match_the_reference_on_tie_free_attention<K: Backend>() {
+    for (b, h, t, count, seed) in [
+        (3, 4, 37, 8, 11),
+        (2, 2, 10, 8, 12),
+        (2, 16, 145, 144, 13),
+        (2, 16, 577, 144, 14),
+        (2, 16, 577, 256, 15),
+    ] {
+        let att = values(b * h * t, seed, 0);
+        let want = ints(
+            anchor::reference::select_anchors(tensor::<Flex, 3>(&att, [b, h, t]), count).unwrap(),
+        );
+        let got = ints(select_anchors(tensor::<K, 3>(&att, [b, h, t]), count).unwrap());
+        assert_eq!(got, want, "b={b} h={h} t={t} count={count}");
+        // CLS first, ascending, no duplicates.
+        for row in got.chunks(count + 1) {
+            assert_eq!(row[0], 0);
+            assert!(row.windows(2).all(|w| w[0] < w[1]), "{row:?}");
+        }
+    }
+}
+
+pub fn anchor_ties_break_like_the_reference<K: Backend>() {
+    // Scores on 3 levels: most comparisons are ties, resolved by the larger token index.
+    for (b, h, t, count, seed) in [(2, 4, 33, 16, 21), (1, 16, 65, 48, 22)] {
+        let att = values(b * h * t, seed, 3);
+        let want = ints(
+            anchor::reference::select_anchors(tensor::<Flex, 3>(&att, [b, h, t]), count).unwrap(),
+        );
+        let got = ints(select_anchors(tensor::<K, 3>(&att, [b, h, t]), count).unwrap());
+        assert_eq!(got, want, "b={b} h={h} t={t} count={count}");
+    }
+    let flat =
+        ints(select_anchors(tensor::<K, 3>(&[9.0, 1.0, 1.0, 1.0, 1.0], [1, 1, 5]), 2).unwrap());
+    assert_eq!(flat, vec![0, 3, 4]);
+}
+
+pub fn anchor_kernel_runs_under_autodiff_and_checks_arguments<K: Backend>() {
+    let (b, h, t, count) = (2, 4, 29, 12);
+    let att = values(b * h * t, 31, 0);
+    let plain = ints(select_anchors(tensor::<K, 3>(&att, [b, h, t]), count).unwrap());
+    let ad = ints(
+        select_anchors(
+            tensor::<Autodiff<K>, 3>(&att, [b, h, t]).require_grad(),
+            count,
+        )
+        .unwrap(),
+    );
+    assert_eq!(plain, ad);
+    assert!(select_anchors(tensor::<K, 3>(&att, [b, h, t]), 6).is_err());
+    assert!(select_anchors(tensor::<K, 3>(&att, [b, h, t]), 32).is_err());
+}
+
+pub fn gather_tokens_matches_the_reference_with_repeats<K: Backend>() {
+    // D = 12 (vectorised by 4), 6 (by 2) and 5 (scalar).
+    for d in [12, 6, 5] {
+        let (b, t, n) = (2, 9, 5);
+        let x = values(b * t * d, 41 + d as u64, 0);
+        let idx = vec![0i64, 3, 3, 8, 1, 8, 7, 0, 2, 2];
+        let want = floats(
+            anchor::reference::gather_tokens(
+                tensor::<Flex, 3>(&x, [b, t, d]),
+                Tensor::from_data(TensorData::new(idx.clone(), [b, n]), &Default::default()),
+            )
+            .unwrap(),
+        );
+        let got = floats(
+            gather_tokens(
+                tensor::<K, 3>(&x, [b, t, d]),
+                Tensor::from_data(TensorData::new(idx, [b, n]), &Default::default()),
+            )
+            .unwrap(),
+        );
+        assert_eq!(got, want, "d={d}");
+    }
+}
+
+pub fn topk_gather_matches_the_reference_values_and_indices<K: Backend>() {
+    for (b, h, l, d, k, levels, seed) in [
+        (2, 3, 50, 8, 7, 0, 51),
+        (1, 2, 64, 6, 64, 0, 52),
+        (2, 2, 40, 5, 13, 4, 53),
+        (1, 4, 300, 16, 30, 0, 54),
+    ] {
+        let s = values(b * h * l, seed, levels);
+        let r = values(b * h * l * d, seed + 100, 0);
+        let (want_rows, want_idx) = topk::reference::topk_gather_rows(
+            tensor::<Flex, 3>(&s, [b, h, l]),
+            tensor::<Flex, 4>(&r, [b, h, l, d]),
+            k,
+        )
+        .unwrap();
+        let (got_rows, got_idx) = topk_gather_rows(
+            tensor::<K, 3>(&s, [b, h, l]),
+            tensor::<K, 4>(&r, [b, h, l, d]),
+            k,
+        )
+        .unwrap();
+        assert_eq!(
+            ints(got_idx),
+            ints(want_idx),
+            "b={b} h={h} l={l} k={k} levels={levels}"
+        );
+        assert_eq!(
+            floats(got_rows),
+            floats(want_rows),
+            "b={b} h={h} l={l} k={k}"
+        );
+    }
+    // k = L keeps every row in order.
+    let (l, d) = (20, 4);
+    let r = values(l * d, 55, 0);
+    let (kept, idx) = topk_gather_rows(
+        tensor::<K, 3>(&values(l, 56, 0), [1, 1, l]),
+        tensor::<K, 4>(&r, [1, 1, l, d]),
+        l,
+    )
+    .unwrap();
+    assert_eq!(ints(idx), (0..l as i64).collect::<Vec<_>>());
+    assert_eq!(floats(kept), r);
+}
+
+pub fn topk_radix_select_handles_signs_zeros_infinities_and_long_rows<K: Backend>() {
+    // Negative scores, both zeros (equal, so the larger index wins), infinities, huge magnitudes.
+    let special = [
+        -1.5f32,
+        0.0,
+        -0.0,
+        2.0,
+        f32::INFINITY,
+        -3.0e30,
+        0.0,
+        f32::NEG_INFINITY,
+        7.0e-40,
+        -7.0e-40,
+        1.0e30,
+        -0.0,
+        2.0,
+        -2.0,
+        0.5,
+        -0.5,
+    ];
+    let l = special.len();
+    for k in [1, 3, 5, 8, 11, 15] {
+        let want = ints(
+            topk::reference::topk_gather_rows(
+                tensor::<Flex, 3>(&special, [1, 1, l]),
+                tensor::<Flex, 4>(&special, [1, 1, l, 1]),
+                k,
+            )
+            .unwrap()
+            .1,
+        );
+        let got = ints(
+            topk_gather_rows(
+                tensor::<K, 3>(&special, [1, 1, l]),
+                tensor::<K, 4>(&special, [1, 1, l, 1]),
+                k,
+            )
+            .unwrap()
+            .1,
+        );
+        assert_eq!(got, want, "k={k}");
+    }
+    // Real key/value row length (L = 2048, several tokens per unit), with and without ties.
+    for (levels, seed) in [(0, 71), (64, 72)] {
+        let (h, l, k) = (2, 2048, 512);
+        let s = values(h * l, seed, levels);
+        let want = ints(
+            topk::reference::topk_gather_rows(
+                tensor::<Flex, 3>(&s, [1, h, l]),
+                tensor::<Flex, 4>(&s, [1, h, l, 1]),
+                k,
+            )
+            .unwrap()
+            .1,
+        );
+        let got = ints(
+            topk_gather_rows(
+                tensor::<K, 3>(&s, [1, h, l]),
+                tensor::<K, 4>(&s, [1, h, l, 1]),
+                k,
+            )
+            .unwrap()
+            .1,
+        );
+        assert_eq!(got, want, "levels={levels}");
+    }
+}
+
+pub fn topk_gather_gradients_match_the_reference<K: Backend>() {
+    let (b, h, l, d, k) = (2, 2, 24, 4, 6);
+    let s = values(b * h * l, 61, 0);
+    let r = values(b * h * l * d, 62, 0);
+    let w = values(b * h * k * d, 63, 0);
+    let grad_of = |kernel: bool| -> (Vec<f32>, Vec<f32>) {
+        if kernel {
+            let rows = tensor::<Autodiff<K>, 4>(&r, [b, h, l, d]).require_grad();
+            let (kept, _) =
+                topk_gather_rows(tensor::<Autodiff<K>, 3>(&s, [b, h, l]), rows.clone(), k).unwrap();
+            let grads = (kept.clone() * tensor::<Autodiff<K>, 4>(&w, [b, h, k, d]))
+                .sum()
+                .backward();
+            (floats(kept), floats(rows.grad(&grads).unwrap()))
+        } else {
+            let rows = tensor::<AF, 4>(&r, [b, h, l, d]).require_grad();
+            let (kept, _) =
+                topk::reference::topk_gather_rows(tensor::<AF, 3>(&s, [b, h, l]), rows.clone(), k)
+                    .unwrap();
+            let grads = (kept.clone() * tensor::<AF, 4>(&w, [b, h, k, d]))
+                .sum()
+                .backward();
+            (floats(kept), floats(rows.grad(&grads).unwrap()))
+        }
+    };
+    let (kv, kg) = grad_of(true);
+    let (rv, rg) = grad_of(false);
+    assert_eq!(kv, rv);
+    assert_eq!(kg, rg, "scatter-add gradient");
+    assert_eq!(kg.iter().filter(|g| **g != 0.0).count(), b * h * k * d);
+}
+
+pub fn gather_tokens_gradients_scatter_add_under_autodiff<K: Backend>() {
+    let (b, t, d) = (1, 4, 3);
+    let x = tensor::<Autodiff<K>, 3>(&(0..12).map(|v| v as f32).collect::<Vec<_>>(), [b, t, d])
+        .require_grad();
+    let idx = Tensor::<Autodiff<K>, 2, Int>::from_data(
+        TensorData::new(vec![0i64, 2, 2], [1, 3]),
+        &Default::default(),
+    );
+    let y = gather_tokens(x.clone(), idx).unwrap();
+    assert_eq!(floats(y.clone()), vec![0., 1., 2., 6., 7., 8., 6., 7., 8.]);
+    let g = floats(x.grad(&y.sum().backward()).unwrap());
+    assert_eq!(g, vec![1., 1., 1., 0., 0., 0., 2., 2., 2., 0., 0., 0.]);
+}
