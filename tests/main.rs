@@ -18,6 +18,7 @@ mod eval_run;
 mod eval_score;
 mod export_hf;
 mod fuzz;
+mod gpu_check_scripts;
 mod hf_llava_inspect;
 mod import_graph;
 mod llm_inspect;
