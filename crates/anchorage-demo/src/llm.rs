@@ -282,8 +282,21 @@ pub fn lm_stream_batch<B: Backend>(
     device: &B::Device,
 ) -> Result<LmBatch<B>, DemoError> {
     let n = spec.train.batch;
-    let samples = (0..n)
-        .map(|k| lm_sample(tok, seed, stream, (batch * n + k) as u64, spec.max_len))
+    lm_stream_samples(tok, spec, seed, stream, batch * n..(batch + 1) * n, device)
+}
+
+/// Samples `range` of stream `stream` (sample `batch * spec.train.batch + k` is the `k`th of
+/// [`lm_stream_batch`]'s batch `batch`).
+pub fn lm_stream_samples<B: Backend>(
+    tok: &TextTokenizer,
+    spec: &LlmSpec,
+    seed: u64,
+    stream: u64,
+    range: std::ops::Range<usize>,
+    device: &B::Device,
+) -> Result<LmBatch<B>, DemoError> {
+    let samples = range
+        .map(|i| lm_sample(tok, seed, stream, i as u64, spec.max_len))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(lm_batch(&samples, tok.pad_id(), device))
 }
@@ -303,8 +316,10 @@ pub fn train_llm<B: AutodiffBackend>(
         )));
     }
     B::seed(device, seed);
-    let (llm, mut log) = train_steps(spec.config.init::<B>(device), &spec.train, "demo LLM", |step, llm| {
-        let batch = lm_stream_batch::<B>(tok, spec, seed, TRAIN_STREAM, step, device)?;
+    let (llm, mut log) = train_steps(spec.config.init::<B>(device), &spec.train, "demo LLM", |step, slice, llm| {
+        let n = spec.train.batch;
+        let range = step * n + slice.start..step * n + slice.end;
+        let batch = lm_stream_samples::<B>(tok, spec, seed, TRAIN_STREAM, range, device)?;
         lm_loss(llm, &batch)
     })?;
     let llm = llm.valid();

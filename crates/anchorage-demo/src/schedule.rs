@@ -1,11 +1,12 @@
 //! The towers' optimiser settings: AdamW with linear warmup and cosine decay, as transformers'
 //! `get_cosine_schedule_with_warmup`.
 
+use std::ops::Range;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
@@ -55,14 +56,22 @@ impl TrainLog {
     }
 }
 
+/// Each step's batch is split into this many slices, computed on their own threads (burn-flex
+/// runs elementwise work on one thread, so one slice leaves the other cores idle). Fixed, not the
+/// machine's core count, so the towers do not depend on the machine.
+pub const SLICES: usize = 2;
+
 /// Trains `module` for `t.steps` AdamW steps (weight decay, global-norm clipping at 1.0, the
-/// warmup + cosine schedule) on `loss_at(step, module)`, logging every 50 steps as `what`. The log
-/// holds each step's loss and the wall time; the caller adds its held-out metrics.
-pub fn train_steps<B: AutodiffBackend, M: AutodiffModule<B>>(
+/// warmup + cosine schedule) on `loss_at(step, slice, module)`, the mean loss over samples `slice`
+/// of step `step`'s batch of `t.batch`, logging every 50 steps as `what`. The step's gradient is
+/// the slices' gradients weighted by their share of the batch (as gradient accumulation over
+/// micro-batches). The log holds each step's loss and the wall time; the caller adds its
+/// held-out metrics.
+pub fn train_steps<B: AutodiffBackend, M: AutodiffModule<B> + Send>(
     mut module: M,
     t: &TrainSpec,
     what: &'static str,
-    mut loss_at: impl FnMut(usize, &M) -> Result<Tensor<B, 1>, DemoError>,
+    loss_at: impl Fn(usize, Range<usize>, &M) -> Result<Tensor<B, 1>, DemoError> + Sync,
 ) -> Result<(M, TrainLog), DemoError> {
     let mut optim = AdamWConfig::new()
         .with_weight_decay(t.weight_decay)
@@ -71,15 +80,61 @@ pub fn train_steps<B: AutodiffBackend, M: AutodiffModule<B>>(
     let start = Instant::now();
     let mut log = TrainLog::default();
     for step in 0..t.steps {
-        let loss = loss_at(step, &module)?;
-        let value: f32 = loss.clone().into_scalar().elem();
+        let slices = slices(t.batch, SLICES);
+        let device = module.devices().into_iter().next();
+        let results: Vec<Result<(f32, GradientsParams), DemoError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = slices
+                .iter()
+                .map(|slice| {
+                    // Each thread its own autodiff leaves (the same parameter ids): burn 0.21's
+                    // autodiff deadlocks when two threads' graphs share leaf nodes.
+                    let module = match &device {
+                        Some(device) => module.clone().fork(device),
+                        None => module.clone(),
+                    };
+                    let (loss_at, slice) = (&loss_at, slice.clone());
+                    scope.spawn(move || {
+                        let share = slice.len() as f64 / t.batch as f64;
+                        let loss = loss_at(step, slice, &module)?.mul_scalar(share);
+                        let value: f32 = loss.clone().into_scalar().elem();
+                        Ok((value, GradientsParams::from_grads(loss.backward(), &module)))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(DemoError::Train(format!("{what}: a training thread panicked")))))
+                .collect()
+        });
+        let mut sum = GradientsAccumulator::<M>::new();
+        let mut value = 0.0;
+        for result in results {
+            let (v, grads) = result?;
+            value += v;
+            sum.accumulate(&module, grads);
+        }
         log.losses.push(value);
-        let grads = GradientsParams::from_grads(loss.backward(), &module);
-        module = optim.step(t.lr_at(step), module, grads);
+        module = optim.step(t.lr_at(step), module, sum.grads());
         if step % 50 == 0 || step + 1 == t.steps {
             tracing::info!(step, loss = value, "{what}");
         }
     }
     log.seconds = start.elapsed().as_secs_f64();
     Ok((module, log))
+}
+
+/// `n` contiguous, non-empty slices of `0..batch` (fewer when the batch is smaller than `n`),
+/// the first ones one longer when `n` does not divide it.
+pub fn slices(batch: usize, n: usize) -> Vec<Range<usize>> {
+    let n = n.clamp(1, batch.max(1));
+    let (base, extra) = (batch / n, batch % n);
+    let mut start = 0;
+    (0..n)
+        .map(|i| {
+            let len = base + usize::from(i < extra);
+            let r = start..start + len;
+            start += len;
+            r
+        })
+        .collect()
 }

@@ -230,3 +230,20 @@ fn caption_questions_are_scored_per_category() {
     let acc = crate::llm::answer_accuracy(&llm, &tok, 0, 16, spec.max_len, &device).unwrap();
     assert!(acc.iter().all(|a| (0.0..=1.0).contains(a)), "{acc:?}");
 }
+
+#[test]
+fn batches_split_into_contiguous_slices_that_cover_them() {
+    use crate::schedule::slices;
+    assert_eq!(slices(32, 2), [0..16, 16..32]);
+    assert_eq!(slices(5, 2), [0..3, 3..5]);
+    assert_eq!(slices(7, 3), [0..3, 3..5, 5..7]);
+    assert_eq!(slices(1, 2), [0..1], "never an empty slice");
+    // The slices of a step are the samples of the unsliced batch, in order.
+    let whole = vision_batch::<Flex>(4, HELD_OUT_STREAM, 3, 6, 32, 8, &Default::default());
+    let parts: Vec<_> = slices(6, 2)
+        .into_iter()
+        .map(|r| crate::vision::vision_samples::<Flex>(4, HELD_OUT_STREAM, 3 * 6 + r.start as u64, r.len(), 32, 8, &Default::default()))
+        .collect();
+    let joined: Vec<_> = parts.iter().flat_map(|p| p.scenes.clone()).collect();
+    assert_eq!(joined, whole.scenes);
+}

@@ -128,11 +128,24 @@ pub fn vision_batch<B: Backend>(
     patch: usize,
     device: &B::Device,
 ) -> VisionBatch<B> {
+    vision_samples(seed, stream, batch * count as u64, count, size, patch, device)
+}
+
+/// Scenes `first..first + count` of stream `(seed, stream)`, as [`vision_batch`] makes them.
+pub fn vision_samples<B: Backend>(
+    seed: u64,
+    stream: u64,
+    first: u64,
+    count: usize,
+    size: u32,
+    patch: usize,
+    device: &B::Device,
+) -> VisionBatch<B> {
     let processor = ClipImageProcessor::with_size(size);
     let items: Vec<(Scene, Vec<f32>)> = (0..count)
         .into_par_iter()
         .map(|k| {
-            let mut rng = SplitMix64::for_epoch(seed, stream, batch * count as u64 + k as u64);
+            let mut rng = SplitMix64::for_epoch(seed, stream, first + k as u64);
             let scene = Scene::sample(&mut rng, size);
             let img = render(&scene);
             let rgb = Rgb8Image::new(size as usize, size as usize, img.into_raw());
@@ -293,8 +306,9 @@ pub fn train_vision<B: AutodiffBackend>(
     spec.config.check().map_err(DemoError::Train)?;
     B::seed(device, seed);
     let t = &spec.train;
-    let (probe, mut log) = train_steps(VisionProbe::<B>::new(&spec.config, device), t, "vision tower", |step, probe| {
-        let batch = vision_batch::<B>(seed, TRAIN_STREAM, step as u64, t.batch, spec.config.image_size as u32, spec.config.patch_size, device);
+    let (probe, mut log) = train_steps(VisionProbe::<B>::new(&spec.config, device), t, "vision tower", |step, slice, probe| {
+        let first = (step * t.batch + slice.start) as u64;
+        let batch = vision_samples::<B>(seed, TRAIN_STREAM, first, slice.len(), spec.config.image_size as u32, spec.config.patch_size, device);
         let logits = probe.forward(batch.pixels.clone())?;
         Ok(probe_loss(logits, &batch))
     })?;
