@@ -10,7 +10,9 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // burn-collective prints its whole configuration at `info` for every replica of
+                // every run; its warnings and errors still show.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,burn_collective=warn")),
         )
         .with_writer(std::io::stderr)
         // Plain text when the log is piped or redirected, or when NO_COLOR is set.
