@@ -66,7 +66,7 @@ pub struct DemoArgs {
     #[arg(long)]
     pub tower_steps: Option<usize>,
     /// Data-parallel CPU replicas per run (a divisor of the global batch, 32). Default: one per
-    /// core, up to 4. The results do not depend on it; the time does.
+    /// core, up to 4. The results depend on it only through float rounding; the time does.
     #[arg(long)]
     pub replicas: Option<usize>,
 }
