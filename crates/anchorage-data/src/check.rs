@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::image::decode_rgb;
-use crate::text::{for_each_record, tokenize_record, validate_structure, TextTokenizer, TokenizeError};
+use crate::text::{for_each_record, tokenize_record, validate_structure, Record, TextTokenizer, TokenizeError};
 use crate::{resolve_image_path, DataError, FaultReason, Manifest, SampleFault};
 
 /// What to check beyond structure and images.
@@ -73,77 +73,119 @@ pub fn check_dataset(manifest_path: &Path, root: &Path, opts: &CheckOptions) -> 
     let image_root = root.join(&manifest.image_root);
     let tokenizer = opts.tokenizer.as_deref().map(TextTokenizer::from_file).transpose()?;
 
-    let mut faults: Vec<(usize, FaultEntry)> = Vec::new();
-    let mut jobs: Vec<(usize, String, PathBuf)> = Vec::new();
-    let (mut with_image, mut text_only) = (0, 0);
-    let push = |faults: &mut Vec<(usize, FaultEntry)>, i: usize, id: &str, f: SampleFault| {
-        faults.push((
-            i,
-            FaultEntry {
-                id: id.to_string(),
-                reason: f.reason,
-                detail: f.detail,
-            },
-        ))
-    };
+    let text = text_pass(&manifest, &annotations, &image_root, tokenizer.as_ref(), opts)?;
+    if text.samples as u64 != manifest.expected_samples {
+        tracing::warn!(counted = text.samples, expected = manifest.expected_samples, "sample count differs from the manifest");
+    }
+    let mut faults = text.faults;
+    faults.extend(image_pass(&text.jobs, opts.progress));
+    faults.sort_by_key(|(i, _)| *i);
+    let faults: Vec<FaultEntry> = faults.into_iter().map(|(_, f)| f).collect();
+
+    let mut counts: BTreeMap<&'static str, usize> = FaultReason::ALL.iter().map(|r| (r.name(), 0)).collect();
+    for f in &faults {
+        *counts.entry(f.reason.name()).or_default() += 1;
+    }
+    let (samples, bad_samples) = (text.samples, faults.len());
+    Ok(CheckReport {
+        manifest: manifest.name,
+        annotations,
+        image_root,
+        samples,
+        expected_samples: manifest.expected_samples,
+        with_image: text.with_image,
+        text_only: text.text_only,
+        images_checked: text.jobs.len(),
+        tokenized: tokenizer.is_some(),
+        bad_samples,
+        bad_fraction: if samples == 0 { 0.0 } else { bad_samples as f64 / samples as f64 },
+        counts,
+        faults,
+    })
+}
+
+/// A fault found in record `index` (file order), with the sample's id.
+type IndexedFault = (usize, FaultEntry);
+
+fn indexed(index: usize, id: &str, f: SampleFault) -> IndexedFault {
+    (index, FaultEntry { id: id.to_string(), reason: f.reason, detail: f.detail })
+}
+
+/// What the streamed pass over the annotation file found.
+struct TextPass {
+    samples: usize,
+    with_image: usize,
+    text_only: usize,
+    faults: Vec<IndexedFault>,
+    /// Images to check: record index, sample id, resolved path.
+    jobs: Vec<(usize, String, PathBuf)>,
+}
+
+/// Streams the annotation file: structure, tokens (with a tokenizer) and image paths per record.
+fn text_pass(manifest: &Manifest, annotations: &Path, image_root: &Path, tokenizer: Option<&TextTokenizer>, opts: &CheckOptions) -> Result<TextPass, DataError> {
+    let mut pass = TextPass { samples: 0, with_image: 0, text_only: 0, faults: Vec::new(), jobs: Vec::new() };
     let mut token_error: Option<DataError> = None;
-    let samples = for_each_record(&annotations, |i, rec| {
+    pass.samples = for_each_record(annotations, |i, rec| {
         let rec = match rec {
             Ok(r) => r,
-            Err(msg) => {
-                push(&mut faults, i, &format!("#{i}"), SampleFault::new(FaultReason::Malformed, msg));
-                return;
-            }
+            Err(msg) => return pass.faults.push(indexed(i, &format!("#{i}"), SampleFault::new(FaultReason::Malformed, msg))),
         };
         if let Err(f) = validate_structure(&rec, manifest.template) {
-            push(&mut faults, i, &rec.id, f);
-            return;
+            return pass.faults.push(indexed(i, &rec.id, f));
         }
-        if let Some(tok) = &tokenizer {
-            match tokenize_record(&rec, manifest.template, tok, opts.max_len) {
-                Ok(s) => {
-                    let n = s.image_count();
-                    let spliced = s.full_len - n + n * opts.image_tokens;
-                    if spliced > opts.max_len {
-                        let detail = format!("{spliced} tokens after splicing > max length {}", opts.max_len);
-                        push(&mut faults, i, &rec.id, SampleFault::new(FaultReason::OverLength, detail));
-                        return;
-                    }
-                    if s.mismatch {
-                        let detail = "LLaVA's tokenization mismatch: every label would be ignored";
-                        push(&mut faults, i, &rec.id, SampleFault::new(FaultReason::TokenizationMismatch, detail));
-                        return;
-                    }
-                }
-                Err(TokenizeError::Fault(f)) => {
-                    push(&mut faults, i, &rec.id, f);
-                    return;
-                }
-                Err(TokenizeError::Data(e)) => {
+        if let Some(tok) = tokenizer {
+            match token_fault(&rec, manifest, tok, opts) {
+                Ok(None) => {}
+                Ok(Some(f)) => return pass.faults.push(indexed(i, &rec.id, f)),
+                Err(e) => {
                     token_error.get_or_insert(e);
                     return;
                 }
             }
         }
         match &rec.image {
-            None => text_only += 1,
+            None => pass.text_only += 1,
             Some(rel) => {
-                with_image += 1;
-                match resolve_image_path(&image_root, rel) {
-                    Ok(path) => jobs.push((i, rec.id.clone(), path)),
-                    Err(f) => push(&mut faults, i, &rec.id, f),
+                pass.with_image += 1;
+                match resolve_image_path(image_root, rel) {
+                    Ok(path) => pass.jobs.push((i, rec.id.clone(), path)),
+                    Err(f) => pass.faults.push(indexed(i, &rec.id, f)),
                 }
             }
         }
     })?;
-    if let Some(e) = token_error {
-        return Err(e);
+    match token_error {
+        Some(e) => Err(e),
+        None => Ok(pass),
     }
-    if samples as u64 != manifest.expected_samples {
-        tracing::warn!(counted = samples, expected = manifest.expected_samples, "sample count differs from the manifest");
-    }
+}
 
-    let bar = if opts.progress {
+/// Tokenises a record as training will: over-length after splicing `opts.image_tokens` per image,
+/// LLaVA's tokenization mismatch, or the record's own fault. `Err` is a tokenizer failure, which
+/// ends the check.
+fn token_fault(rec: &Record, manifest: &Manifest, tok: &TextTokenizer, opts: &CheckOptions) -> Result<Option<SampleFault>, DataError> {
+    match tokenize_record(rec, manifest.template, tok, opts.max_len) {
+        Ok(s) => {
+            let n = s.image_count();
+            let spliced = s.full_len - n + n * opts.image_tokens;
+            if spliced > opts.max_len {
+                let detail = format!("{spliced} tokens after splicing > max length {}", opts.max_len);
+                return Ok(Some(SampleFault::new(FaultReason::OverLength, detail)));
+            }
+            if s.mismatch {
+                let detail = "LLaVA's tokenization mismatch: every label would be ignored";
+                return Ok(Some(SampleFault::new(FaultReason::TokenizationMismatch, detail)));
+            }
+            Ok(None)
+        }
+        Err(TokenizeError::Fault(f)) => Ok(Some(f)),
+        Err(TokenizeError::Data(e)) => Err(e),
+    }
+}
+
+/// Checks every image in parallel, with a progress bar when asked.
+fn image_pass(jobs: &[(usize, String, PathBuf)], progress: bool) -> Vec<IndexedFault> {
+    let bar = if progress {
         let bar = ProgressBar::new(jobs.len() as u64);
         if let Ok(style) = ProgressStyle::with_template("{spinner} images {pos}/{len} [{elapsed_precise}<{eta_precise}] {per_sec}") {
             bar.set_style(style);
@@ -152,48 +194,16 @@ pub fn check_dataset(manifest_path: &Path, root: &Path, opts: &CheckOptions) -> 
     } else {
         ProgressBar::hidden()
     };
-    let image_faults: Vec<(usize, FaultEntry)> = jobs
+    let faults = jobs
         .par_iter()
         .filter_map(|(i, id, path)| {
             let fault = check_image(path);
             bar.inc(1);
-            fault.map(|f| {
-                (
-                    *i,
-                    FaultEntry {
-                        id: id.clone(),
-                        reason: f.reason,
-                        detail: f.detail,
-                    },
-                )
-            })
+            fault.map(|f| indexed(*i, id, f))
         })
         .collect();
     bar.finish_and_clear();
-    faults.extend(image_faults);
-    faults.sort_by_key(|(i, _)| *i);
-    let faults: Vec<FaultEntry> = faults.into_iter().map(|(_, f)| f).collect();
-
-    let mut counts: BTreeMap<&'static str, usize> = FaultReason::ALL.iter().map(|r| (r.name(), 0)).collect();
-    for f in &faults {
-        *counts.entry(f.reason.name()).or_default() += 1;
-    }
-    let bad_samples = faults.len();
-    Ok(CheckReport {
-        manifest: manifest.name,
-        annotations,
-        image_root,
-        samples,
-        expected_samples: manifest.expected_samples,
-        with_image,
-        text_only,
-        images_checked: jobs.len(),
-        tokenized: tokenizer.is_some(),
-        bad_samples,
-        bad_fraction: if samples == 0 { 0.0 } else { bad_samples as f64 / samples as f64 },
-        counts,
-        faults,
-    })
+    faults
 }
 
 /// Missing, or present but not decodable as Pillow would decode it.
