@@ -11,24 +11,11 @@ use anchorage_connectors::format as connector_file;
 use burn::backend::Flex;
 
 fn args(dir: &Path, name: &str, extra: &[&str]) -> Vec<String> {
-    let mut a = vec![
-        "pretrain".to_string(),
-        "recipes/tiny/pretrain.toml".into(),
-        "--set".into(),
-        format!("run.output_dir=\"{}\"", dir.display()),
-        "--set".into(),
-        format!("run.name=\"{name}\""),
-        "--set".into(),
-        "optim.epochs=2".into(),
-    ];
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
+    common::stage_args("pretrain", "recipes/tiny/pretrain.toml", dir, name, &["optim.epochs=2"], extra)
 }
 
 fn run(dir: &Path, name: &str, extra: &[&str]) {
-    let a = args(dir, name, extra);
-    let out = common::train(&a.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(out.status.success(), "{}", common::text(&out));
+    common::train_ok(&args(dir, name, extra));
 }
 
 /// (losses, final skip counts) from metrics.jsonl.

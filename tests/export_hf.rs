@@ -30,24 +30,8 @@ const QUESTION: &str = "What color is the bottle?";
 
 /// A tiny `ift` run (full fine-tuning of the LLM) with `connector` settings, `steps` steps.
 fn tiny_run(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
-    let mut args = vec![
-        "ift".to_string(),
-        "recipes/tiny/ift.toml".into(),
-        "--set".into(),
-        format!("run.output_dir=\"{}\"", dir.display()),
-        "--set".into(),
-        format!("run.name=\"{name}\""),
-        "--set".into(),
-        "optim.max_steps=2".into(),
-        "--set".into(),
-        "optim.lr=1e-2".into(),
-    ];
-    for s in extra {
-        args.extend(["--set".to_string(), s.to_string()]);
-    }
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = train(&refs);
-    assert!(out.status.success(), "{}", text(&out));
+    let sets = [&["optim.max_steps=2", "optim.lr=1e-2"][..], extra].concat();
+    common::train_ok(&common::stage_args("ift", "recipes/tiny/ift.toml", dir, name, &sets, &[]));
     dir.join(name)
 }
 

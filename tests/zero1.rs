@@ -15,26 +15,12 @@ use burn::backend::Flex;
 use common::losses;
 
 fn args(dir: &Path, name: &str, extra: &[&str]) -> Vec<String> {
-    let mut a = vec![
-        "ift".to_string(),
-        "recipes/tiny/ift.toml".into(),
-        "--set".into(),
-        format!("run.output_dir=\"{}\"", dir.display()),
-        "--set".into(),
-        format!("run.name=\"{name}\""),
-        "--set".into(),
-        "llm.training=\"full\"".into(),
-        "--set".into(),
-        "devices.ids=[0,1]".into(),
-    ];
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
+    let sets = ["llm.training=\"full\"", "devices.ids=[0,1]"];
+    common::stage_args("ift", "recipes/tiny/ift.toml", dir, name, &sets, extra)
 }
 
 fn run(dir: &Path, name: &str, extra: &[&str]) {
-    let a = args(dir, name, extra);
-    let out = common::train(&a.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(out.status.success(), "{}", common::text(&out));
+    common::train_ok(&args(dir, name, extra));
 }
 
 fn connector(run: &Path) -> Vec<Vec<f32>> {

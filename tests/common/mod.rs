@@ -14,6 +14,25 @@ pub fn train(args: &[&str]) -> Output {
         .expect("run train")
 }
 
+/// `train STAGE RECIPE` writing run `name` under `dir`, with `--set` for each of `sets`, then
+/// `extra` as given (more flags, `--resume`, `--node-rank` ...).
+pub fn stage_args(stage: &str, recipe: &str, dir: &Path, name: &str, sets: &[&str], extra: &[&str]) -> Vec<String> {
+    let mut a = vec![stage.to_string(), recipe.to_string()];
+    let run = [format!("run.output_dir=\"{}\"", dir.display()), format!("run.name=\"{name}\"")];
+    for set in run.iter().map(String::as_str).chain(sets.iter().copied()) {
+        a.extend(["--set".to_string(), set.to_string()]);
+    }
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+/// Runs `train` with `args` and asserts that it succeeded (its output in the failure message).
+pub fn train_ok(args: &[String]) -> Output {
+    let out = train(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", text(&out));
+    out
+}
+
 /// stdout followed by stderr, for assertions and failure messages.
 pub fn text(out: &Output) -> String {
     format!(
