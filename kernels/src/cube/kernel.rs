@@ -2,8 +2,9 @@
 //! round the key/value top-k) and a vectorised row gather. Launches live in [`super::launch`].
 
 // `#[cube]` bodies are expanded into kernel IR: a comptime `if` cannot merge with a runtime one, and
-// `usize::div_ceil` has no cube expansion.
-#![allow(clippy::collapsible_if, clippy::manual_div_ceil)]
+// `usize::div_ceil` has no cube expansion; the helpers take the kernel's shared buffers and indices
+// as arguments.
+#![allow(clippy::collapsible_if, clippy::manual_div_ceil, clippy::too_many_arguments)]
 
 use cubecl::prelude::*;
 
@@ -43,6 +44,84 @@ fn sum_partials(partial: &SharedMemory<u32>, groups: &mut SharedMemory<u32>, bas
         total += groups[group_base + g];
     }
     total
+}
+
+/// One round's choice once the k-th largest key `kth` is known: every key above it, and of the keys
+/// equal to it the `need` with the largest indices (suffix sums of the per-unit tie counts over
+/// the units' contiguous chunks `[start, end)`). Uses `partial[0 .. units]`.
+#[cube]
+fn take_round(
+    keys: &SharedMemory<u32>,
+    chosen: &mut SharedMemory<u32>,
+    partial: &mut SharedMemory<u32>,
+    kth: u32,
+    need: u32,
+    start: usize,
+    end: usize,
+    unit: usize,
+    units: usize,
+) {
+    let mut ties = 0u32;
+    for t in start..end {
+        if keys[t] == kth {
+            ties += 1u32;
+        }
+    }
+    partial[unit] = ties;
+    sync_cube();
+    let mut after = 0u32;
+    for v in (unit + 1)..units {
+        after += partial[v];
+    }
+    let mut i = end;
+    while i > start {
+        i -= 1;
+        let key = keys[i];
+        if key > kth {
+            chosen[i] = 1u32;
+        }
+        if key == kth {
+            if after < need {
+                chosen[i] = 1u32;
+            }
+            after += 1u32;
+        }
+    }
+}
+
+/// Compaction: writes row `row`'s chosen tokens to `out[row, :]` ascending; a chosen token's slot
+/// is the number of chosen tokens before it (prefix sums of the per-unit counts in
+/// `partial[max_units ..]`).
+#[cube]
+fn write_chosen<I: Numeric>(
+    chosen: &SharedMemory<u32>,
+    partial: &mut SharedMemory<u32>,
+    out: &mut Tensor<I>,
+    row: usize,
+    n_out: usize,
+    start: usize,
+    end: usize,
+    unit: usize,
+    max_units: usize,
+) {
+    let mut kept = 0u32;
+    for t in start..end {
+        kept += chosen[t];
+    }
+    partial[max_units + unit] = kept;
+    sync_cube();
+    let mut slot = 0u32;
+    for v in 0..unit {
+        slot += partial[max_units + v];
+    }
+    for t in start..end {
+        if chosen[t] == 1u32 {
+            if (slot as usize) < n_out {
+                out[row * n_out + slot as usize] = I::cast_from(t as u32);
+            }
+            slot += 1u32;
+        }
+    }
 }
 
 /// Progressive, de-duplicated top-`per_round` selection, one cube per row.
@@ -138,59 +217,14 @@ pub fn select_kernel<F: Float, I: Numeric>(
                 need -= total;
             }
         }
-        let kth = prefix;
 
-        // Ties at the k-th key: the `need` with the largest indices. `partial` half 0 was last read
-        // in pass 30, before every unit reached pass 31's barriers.
-        let mut ties = 0u32;
-        for t in start..end {
-            if keys[t] == kth {
-                ties += 1u32;
-            }
-        }
-        partial[unit] = ties;
-        sync_cube();
-        let mut after = 0u32;
-        for v in (unit + 1)..units {
-            after += partial[v];
-        }
-        let mut i = end;
-        while i > start {
-            i -= 1;
-            let key = keys[i];
-            if key > kth {
-                chosen[i] = 1u32;
-            }
-            if key == kth {
-                if after < need {
-                    chosen[i] = 1u32;
-                }
-                after += 1u32;
-            }
-        }
+        // `partial` half 0 was last read in pass 30, before every unit reached pass 31's barriers.
+        take_round(&keys, &mut chosen, &mut partial, prefix, need, start, end, unit, units);
         // `keys`, `chosen` and `partial` half 0 are rewritten next round.
         sync_cube();
     }
 
-    // Compaction: a chosen token's slot is the number of chosen tokens before it.
-    let mut kept = 0u32;
-    for t in start..end {
-        kept += chosen[t];
-    }
-    partial[max_units + unit] = kept;
-    sync_cube();
-    let mut slot = 0u32;
-    for v in 0..unit {
-        slot += partial[max_units + v];
-    }
-    for t in start..end {
-        if chosen[t] == 1u32 {
-            if (slot as usize) < n_out {
-                out[row * n_out + slot as usize] = I::cast_from(t as u32);
-            }
-            slot += 1u32;
-        }
-    }
+    write_chosen(&chosen, &mut partial, out, row, n_out, start, end, unit, max_units);
 }
 
 /// Row gather: `out[r, m, :] = input[r, indices[r, m], :]`, one unit per output vector of `N`
