@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release -p anchorage-demo --example tower_probe -- vision steps=400 lr=3e-3
 //! cargo run --release -p anchorage-demo --example tower_probe -- llm steps=300 batch=16
+//! cargo run --release -p anchorage-demo --example tower_probe -- llm curriculum=presence steps=2000 corpus_first=0.05
 //! ```
 
 use anchorage_data::synth::{train_tokenizer, TokenizerOptions};
@@ -17,6 +18,7 @@ fn set(train: &mut TrainSpec, key: &str, value: &str) -> bool {
         "batch" => train.batch = value.parse().expect("batch"),
         "lr" => train.lr = value.parse().expect("lr"),
         "warmup" => train.warmup = value.parse().expect("warmup"),
+        "slices" => train.slices = value.parse().expect("slices"),
         _ => return false,
     }
     true
@@ -49,11 +51,21 @@ fn main() {
         let path = std::env::temp_dir().join(format!("tower-probe-tokenizer-{}.json", std::process::id()));
         std::fs::write(&path, &trained.json).expect("tokenizer file");
         let tok = TextTokenizer::from_file(&path).expect("tokenizer");
-        let mut spec = LlmSpec::for_vocab(tok.vocab_size());
+        // `curriculum=presence` first: the other settings then override its values.
+        let mut spec = if pairs.contains(&("curriculum", "presence")) {
+            LlmSpec::with_presence_curriculum(tok.vocab_size())
+        } else {
+            LlmSpec::for_vocab(tok.vocab_size())
+        };
         for (k, v) in pairs {
             if !set(&mut spec.train, k, v) {
                 match k {
                     "layers" => spec.config.num_hidden_layers = v.parse().expect("layers"),
+                    "curriculum" => assert!(v == "presence", "curriculum=presence is the one curriculum"),
+                    "corpus_first" => spec.curriculum.corpus_first = v.parse().expect("corpus_first"),
+                    "matching" => spec.curriculum.matching = v.parse().expect("matching"),
+                    "negation" => spec.curriculum.negation = v.parse().expect("negation"),
+                    "drill_share" => spec.curriculum.drill_share = v.parse().expect("drill_share"),
                     _ => panic!("unknown setting {k}"),
                 }
             }

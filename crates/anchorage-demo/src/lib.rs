@@ -14,7 +14,7 @@ mod towers;
 pub mod vision;
 
 pub use error::DemoError;
-pub use llm::{train_llm, LlmSpec};
+pub use llm::{train_llm, Curriculum, Draw, LlmSpec};
 pub use save::{
     preprocessor_config_json, save_clip_vision, save_llm,
     tokenizer_config_json, CONFIG, PREPROCESSOR, TOKENIZER, TOKENIZER_CONFIG, WEIGHTS,

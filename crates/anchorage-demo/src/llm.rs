@@ -3,12 +3,19 @@
 //! `plain`, a 665k-style conversation under `vicuna_v1`) tokenised and labelled exactly as
 //! training will tokenise it, with the image placeholder replaced by the tokens of a caption of
 //! the same scene. So the LLM learns to read a description where the image goes and answer from
-//! it (negations included); a connector then only has to put the image there in a form the LLM
+//! it; a connector then only has to put the image there in a form the LLM
 //! reads.
+//!
+//! A presence answer ("is there not a red shape?") is an equality test between what the question
+//! names and what the scene holds, flipped by a negation; neither part alone predicts it, and a
+//! small model trained on the corpus alone (the default, [`LlmSpec::for_vocab`]) stays at chance on
+//! them. [`LlmSpec::with_presence_curriculum`] trains through a curriculum ([`Curriculum`]) that
+//! learns them: short presence drills (`red circle. Is there a red shape? ASSISTANT: yes</s>`)
+//! first without negation, then with it, then batches of drills and corpus records.
 
 
 use anchorage_data::synth::{
-    ask_colour, ask_presence, ask_shape, caption, caption_record, conversation_record, Question, Scene, YesNo,
+    ask_colour, ask_presence, ask_presence_negated, ask_shape, caption, caption_record, conversation_record, Question, Scene, YesNo,
 };
 use anchorage_data::text::{
     tokenize_record, Record, TextTokenizer, TokenizeError, Turn, IGNORE_INDEX, IMAGE_TAG, IMAGE_TOKEN_INDEX,
@@ -29,13 +36,63 @@ use crate::DemoError;
 pub struct LlmSpec {
     pub config: LlamaConfig,
     pub train: TrainSpec,
+    pub curriculum: Curriculum,
     /// Longest training sequence (tokens).
     pub max_len: usize,
 }
 
+/// The order the LLM's samples come in, as fractions of the training steps: presence drills
+/// without negation, then drills negated a third of the time (as in the world), then the corpus
+/// with a share of drills. Fractions, so that shortened runs (tests, `--tower-steps`) keep the
+/// shape of the curriculum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Curriculum {
+    /// Fraction of the steps on the corpus first (the templates, captions, shape and colour
+    /// answers, at the schedule's peak learning rate).
+    pub corpus_first: f64,
+    /// Fraction of the steps on drills without negation, after those.
+    pub matching: f64,
+    /// Fraction of the steps on drills with negation, after those.
+    pub negation: f64,
+    /// Share of drills in each batch of the remaining steps (the others are corpus records).
+    pub drill_share: f64,
+}
+
+/// What a training sample is drawn from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Draw {
+    /// A presence drill, negated a third of the time when `negation`.
+    Drill { negation: bool },
+    /// A corpus record (a caption or a conversation).
+    Corpus,
+}
+
+impl LlmSpec {
+    /// What sample `k` of step `step`'s batch is drawn from. In the last phase the first
+    /// `drill_share` of each batch are drills and the rest corpus records: the drills are short,
+    /// and the batch's slices pad separately, so the drills are not padded to the corpus' length.
+    pub fn draw_at(&self, step: usize, k: usize) -> Draw {
+        let steps = self.train.steps.max(1) as f64;
+        let c = &self.curriculum;
+        let corpus = (c.corpus_first * steps).round() as usize;
+        let matching = ((c.corpus_first + c.matching) * steps).round() as usize;
+        let drills = ((c.corpus_first + c.matching + c.negation) * steps).round() as usize;
+        if step < corpus {
+            Draw::Corpus
+        } else if step < matching {
+            Draw::Drill { negation: false }
+        } else if step < drills || k < (c.drill_share * self.train.batch as f64).round() as usize {
+            Draw::Drill { negation: true }
+        } else {
+            Draw::Corpus
+        }
+    }
+}
+
 impl LlmSpec {
     /// Width 128, 2 layers of 4 heads of 32, SwiGLU 344, over a vocabulary of `vocab` tokens;
-    /// 200 steps of 12 sequences (about a minute on two CPU cores).
+    /// 200 steps of 12 corpus records at lr 3e-3 (about half a minute on two CPU cores). It
+    /// answers shape and colour questions from a caption, presence questions at chance.
     pub fn for_vocab(vocab: usize) -> Self {
         Self {
             config: LlamaConfig {
@@ -55,8 +112,45 @@ impl LlmSpec {
                 lr: 3e-3,
                 warmup: 15,
                 weight_decay: 0.01,
+                slices: 2,
             },
+            curriculum: Curriculum::corpus_only(),
             max_len: 256,
+        }
+    }
+
+    /// [`Self::for_vocab`] trained through the presence curriculum: 2500 steps of 32 at lr 1e-3,
+    /// a fifth drills without negation, two fifths with, then batches of half drills, half corpus
+    /// records, in four slices (two of drills, two of records). It learns to answer presence
+    /// questions from a caption, at many times the default's training time (docs/demo.md).
+    pub fn with_presence_curriculum(vocab: usize) -> Self {
+        let mut spec = Self::for_vocab(vocab);
+        spec.train = TrainSpec {
+            steps: 2500,
+            batch: 32,
+            lr: 1e-3,
+            warmup: 50,
+            weight_decay: 0.01,
+            slices: 4,
+        };
+        spec.curriculum = Curriculum {
+            corpus_first: 0.0,
+            matching: 0.2,
+            negation: 0.4,
+            drill_share: 0.5,
+        };
+        spec
+    }
+}
+
+impl Curriculum {
+    /// Corpus records at every step (no drills).
+    pub fn corpus_only() -> Self {
+        Self {
+            corpus_first: 1.0,
+            matching: 0.0,
+            negation: 0.0,
+            drill_share: 0.0,
         }
     }
 }
@@ -94,17 +188,45 @@ fn tokenize_error(e: TokenizeError) -> DemoError {
     }
 }
 
-/// Sample `index` of stream `stream`: a third caption records (`plain`), two thirds conversations
-/// (`vicuna_v1`), with a caption of the scene in the image's place.
+/// A presence drill, `{colour} {shape}. {question} ASSISTANT: {answer}</s>`, a yes or a no with
+/// equal odds, the answer and the end supervised (as `vicuna_v1` supervises an answer).
+fn drill_sample(
+    tok: &TextTokenizer,
+    rng: &mut SplitMix64,
+    scene: &Scene,
+    negation: bool,
+) -> Result<LmSample, DemoError> {
+    let yes = rng.below(2) == 0;
+    let negated = negation && rng.below(3) == 0;
+    let q = ask_presence_negated(rng, scene, yes, negated);
+    let prefix = format!("{} {}. {} ASSISTANT:", scene.colour.name(), scene.shape.name(), q.text);
+    let head = tok.encode(&prefix, true)?;
+    let ids = tok.encode(&format!("{prefix} {}</s>", q.answer), true)?;
+    if ids.len() <= head.len() || ids[..head.len()] != head[..] {
+        return Err(DemoError::Train(format!(
+            "the drill {prefix:?} does not tokenise as a prefix of itself with its answer"
+        )));
+    }
+    let supervised = (0..ids.len()).map(|i| i >= head.len()).collect();
+    Ok(LmSample { ids, supervised })
+}
+
+/// Sample `index` of stream `stream` as `draw` says: a presence drill, or a corpus record (a third
+/// caption records (`plain`), two thirds conversations (`vicuna_v1`), with a caption of the scene
+/// in the image's place).
 pub fn lm_sample(
     tok: &TextTokenizer,
     seed: u64,
     stream: u64,
     index: u64,
     max_len: usize,
+    draw: Draw,
 ) -> Result<LmSample, DemoError> {
     let mut rng = SplitMix64::for_epoch(seed, stream, index);
     let scene = Scene::sample(&mut rng, 64);
+    if let Draw::Drill { negation } = draw {
+        return drill_sample(tok, &mut rng, &scene, negation);
+    }
     let mut yes_no = YesNo::default();
     if rng.below(2) == 0 {
         yes_no.next();
@@ -282,7 +404,7 @@ pub fn lm_stream_batch<B: Backend>(
     device: &B::Device,
 ) -> Result<LmBatch<B>, DemoError> {
     let n = spec.train.batch;
-    lm_stream_samples(tok, spec, seed, stream, batch * n..(batch + 1) * n, device)
+    lm_stream_samples(tok, spec, seed, stream, batch * n..(batch + 1) * n, |_| Draw::Corpus, device)
 }
 
 /// Samples `range` of stream `stream` (sample `batch * spec.train.batch + k` is the `k`th of
@@ -293,10 +415,11 @@ pub fn lm_stream_samples<B: Backend>(
     seed: u64,
     stream: u64,
     range: std::ops::Range<usize>,
+    draw: impl Fn(usize) -> Draw,
     device: &B::Device,
 ) -> Result<LmBatch<B>, DemoError> {
     let samples = range
-        .map(|i| lm_sample(tok, seed, stream, i as u64, spec.max_len))
+        .map(|i| lm_sample(tok, seed, stream, i as u64, spec.max_len, draw(i)))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(lm_batch(&samples, tok.pad_id(), device))
 }
@@ -319,7 +442,8 @@ pub fn train_llm<B: AutodiffBackend>(
     let (llm, mut log) = train_steps(spec.config.init::<B>(device), &spec.train, "demo LLM", |step, slice, llm| {
         let n = spec.train.batch;
         let range = step * n + slice.start..step * n + slice.end;
-        let batch = lm_stream_samples::<B>(tok, spec, seed, TRAIN_STREAM, range, device)?;
+        let draw = |i: usize| spec.draw_at(step, i - step * n);
+        let batch = lm_stream_samples::<B>(tok, spec, seed, TRAIN_STREAM, range, draw, device)?;
         lm_loss(llm, &batch)
     })?;
     let llm = llm.valid();

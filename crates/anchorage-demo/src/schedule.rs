@@ -21,6 +21,11 @@ pub struct TrainSpec {
     pub lr: f64,
     pub warmup: usize,
     pub weight_decay: f32,
+    /// Each step's batch is split into this many contiguous slices, computed on their own
+    /// threads (burn-flex runs elementwise work on one thread, so one slice leaves the other
+    /// cores idle). Fixed by the spec, not the machine's core count, so that a tower does not
+    /// depend on the machine.
+    pub slices: usize,
 }
 
 impl TrainSpec {
@@ -56,11 +61,6 @@ impl TrainLog {
     }
 }
 
-/// Each step's batch is split into this many slices, computed on their own threads (burn-flex
-/// runs elementwise work on one thread, so one slice leaves the other cores idle). Fixed, not the
-/// machine's core count, so the towers do not depend on the machine.
-pub const SLICES: usize = 2;
-
 /// Trains `module` for `t.steps` AdamW steps (weight decay, global-norm clipping at 1.0, the
 /// warmup + cosine schedule) on `loss_at(step, slice, module)`, the mean loss over samples `slice`
 /// of step `step`'s batch of `t.batch`, logging every 50 steps as `what`. The step's gradient is
@@ -80,7 +80,7 @@ pub fn train_steps<B: AutodiffBackend, M: AutodiffModule<B> + Send>(
     let start = Instant::now();
     let mut log = TrainLog::default();
     for step in 0..t.steps {
-        let slices = slices(t.batch, SLICES);
+        let slices = slices(t.batch, t.slices);
         let device = module.devices().into_iter().next();
         let results: Vec<Result<(f32, GradientsParams), DemoError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = slices

@@ -25,6 +25,7 @@ fn tiny_vision(steps: usize) -> VisionSpec {
             lr: 3e-3,
             warmup: 3,
             weight_decay: 0.0,
+            slices: 2,
         },
     }
 }
@@ -54,6 +55,7 @@ fn tiny_llm(vocab: usize, steps: usize) -> LlmSpec {
         lr: 5e-3,
         warmup: 3,
         weight_decay: 0.0,
+        slices: 2,
     };
     spec.max_len = 160;
     spec
@@ -246,4 +248,50 @@ fn batches_split_into_contiguous_slices_that_cover_them() {
         .collect();
     let joined: Vec<_> = parts.iter().flat_map(|p| p.scenes.clone()).collect();
     assert_eq!(joined, whole.scenes);
+}
+
+#[test]
+fn presence_drills_follow_the_curriculum_and_are_answered_by_the_world_oracle() {
+    use anchorage_data::synth::{answer_for, Scene};
+    use anchorage_data::SplitMix64;
+    let dir = tempfile::tempdir().unwrap();
+    let (tok, _) = small_tokenizer(dir.path());
+    let mut spec = LlmSpec::with_presence_curriculum(tok.vocab_size());
+    assert_eq!(LlmSpec::for_vocab(8).draw_at(0, 0), Draw::Corpus, "the default trains on the corpus alone");
+    spec.train.steps = 10;
+    spec.train.batch = 4;
+    spec.curriculum.corpus_first = 0.1;
+    let (plain, negated, corpus) = (Draw::Drill { negation: false }, Draw::Drill { negation: true }, Draw::Corpus);
+    let draws: Vec<[Draw; 4]> = (0..10).map(|s| [0, 1, 2, 3].map(|k| spec.draw_at(s, k))).collect();
+    assert_eq!(draws[0], [corpus; 4]);
+    assert_eq!(draws[1..3], [[plain; 4]; 2]);
+    assert_eq!(draws[3..7], [[negated; 4]; 4]);
+    assert_eq!(draws[7..], [[negated, negated, corpus, corpus]; 3], "drills first, then the corpus");
+    spec.curriculum.drill_share = 0.25;
+    assert_eq!([0, 1, 2, 3].map(|k| spec.draw_at(9, k)), [negated, corpus, corpus, corpus]);
+
+    let (mut negations, mut yes) = (0, 0);
+    for i in 0..300u64 {
+        let negation = i % 2 == 1;
+        let sample = crate::llm::lm_sample(&tok, 5, 9, i, 160, Draw::Drill { negation }).unwrap();
+        // The sample's scene is the first draw of the same generator.
+        let scene = Scene::sample(&mut SplitMix64::for_epoch(5, 9, i), 64);
+        let text = tok.decode(&sample.ids.iter().map(|&t| t as u32).collect::<Vec<_>>(), false).unwrap();
+        let (prefix, rest) = text.split_once(" ASSISTANT:").unwrap();
+        let prefix = prefix.trim_start_matches("<s>").trim();
+        let (head, question) = prefix.split_once(". ").unwrap();
+        assert_eq!(head, format!("{} {}", scene.colour.name(), scene.shape.name()));
+        let supervised: Vec<u32> =
+            sample.ids.iter().zip(&sample.supervised).filter(|(_, &s)| s).map(|(&t, _)| t as u32).collect();
+        let answer = tok.decode(&supervised, true).unwrap();
+        assert_eq!(rest.trim(), format!("{}</s>", answer.trim()));
+        assert_eq!(answer_for(&scene, question).as_deref(), Some(answer.trim()), "{text}");
+        let q = question.to_lowercase();
+        let is_negated = q.contains(" not ") || q.contains(" no ");
+        assert!(negation || !is_negated, "no negation before the negation phase: {text}");
+        negations += usize::from(is_negated);
+        yes += usize::from(answer.trim() == "yes");
+    }
+    assert!((30..70).contains(&negations), "a third of the negation drills are negated: {negations}/150");
+    assert!((120..180).contains(&yes), "yes and no equally likely: {yes}/300");
 }

@@ -42,6 +42,7 @@ impl Default for VisionSpec {
                 lr: 3e-3,
                 warmup: 15,
                 weight_decay: 0.01,
+                slices: 2,
             },
         }
     }

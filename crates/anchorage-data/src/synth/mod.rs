@@ -15,7 +15,7 @@ mod write;
 pub use draw::{png_bytes, render, write_png};
 pub use records::{any_question, caption_record, caption_sentence, conversation_record, YesNo};
 pub use text::{
-    answer_for, ask_colour, ask_presence, ask_shape, capitalise, caption, normalise_answer, Category, Question,
+    answer_for, ask_colour, ask_presence, ask_presence_negated, ask_shape, capitalise, caption, normalise_answer, Category, Question,
     CAPTION_PROMPTS, SHORT_ANSWER_SUFFIX,
 };
 pub use tokenizer::{corpus, train_tokenizer, TokenizerOptions, TrainedTokenizer};

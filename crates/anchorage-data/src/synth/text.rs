@@ -175,6 +175,12 @@ fn other<T: Copy + PartialEq>(rng: &mut SplitMix64, all: &[T], not: T) -> T {
 /// is absent.
 pub fn ask_presence(rng: &mut SplitMix64, scene: &Scene, answer_yes: bool) -> Question {
     let negated = rng.below(3) == 0;
+    ask_presence_negated(rng, scene, answer_yes, negated)
+}
+
+/// [`ask_presence`] with the negation chosen by the caller (the demo LLM's curriculum first
+/// drills presence questions without negation).
+pub fn ask_presence_negated(rng: &mut SplitMix64, scene: &Scene, answer_yes: bool, negated: bool) -> Question {
     let present = answer_yes != negated;
     let target = match rng.below(3) {
         0 => Target::Colour(if present {
