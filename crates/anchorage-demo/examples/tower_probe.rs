@@ -65,6 +65,7 @@ fn main() {
                     "corpus_first" => spec.curriculum.corpus_first = v.parse().expect("corpus_first"),
                     "matching" => spec.curriculum.matching = v.parse().expect("matching"),
                     "negation" => spec.curriculum.negation = v.parse().expect("negation"),
+                    "drills_first" => spec.curriculum.drills_first = v.parse().expect("drills_first"),
                     "drill_share" => spec.curriculum.drill_share = v.parse().expect("drill_share"),
                     _ => panic!("unknown setting {k}"),
                 }

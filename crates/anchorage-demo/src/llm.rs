@@ -56,21 +56,27 @@ pub struct Curriculum {
     pub negation: f64,
     /// Share of drills in each batch of the remaining steps (the others are corpus records).
     pub drill_share: f64,
+    /// In the remaining steps, the first `drill_share` of each batch are drills (true), or each
+    /// sample is a drill with probability `drill_share`, drawn from its own generator (false).
+    pub drills_first: bool,
 }
 
 /// What a training sample is drawn from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Draw {
     /// A presence drill, negated a third of the time when `negation`.
     Drill { negation: bool },
     /// A corpus record (a caption or a conversation).
     Corpus,
+    /// A drill with negation with probability `share`, else a corpus record.
+    Mixed { share: f64 },
 }
 
 impl LlmSpec {
-    /// What sample `k` of step `step`'s batch is drawn from. In the last phase the first
-    /// `drill_share` of each batch are drills and the rest corpus records: the drills are short,
-    /// and the batch's slices pad separately, so the drills are not padded to the corpus' length.
+    /// What sample `k` of step `step`'s batch is drawn from. In the last phase, with
+    /// `drills_first`, the first `drill_share` of each batch are drills and the rest corpus
+    /// records: the drills are short, and the batch's slices pad separately, so the drills are not
+    /// padded to the corpus' length.
     pub fn draw_at(&self, step: usize, k: usize) -> Draw {
         let steps = self.train.steps.max(1) as f64;
         let c = &self.curriculum;
@@ -81,10 +87,12 @@ impl LlmSpec {
             Draw::Corpus
         } else if step < matching {
             Draw::Drill { negation: false }
-        } else if step < drills || k < (c.drill_share * self.train.batch as f64).round() as usize {
+        } else if step < drills || (c.drills_first && k < (c.drill_share * self.train.batch as f64).round() as usize) {
             Draw::Drill { negation: true }
-        } else {
+        } else if c.drills_first {
             Draw::Corpus
+        } else {
+            Draw::Mixed { share: c.drill_share }
         }
     }
 }
@@ -120,9 +128,9 @@ impl LlmSpec {
     }
 
     /// [`Self::for_vocab`] trained through the presence curriculum: 2500 steps of 32 at lr 1e-3,
-    /// a fifth drills without negation, two fifths with, then batches of half drills, half corpus
-    /// records, in four slices (two of drills, two of records). It learns to answer presence
-    /// questions from a caption, at many times the default's training time (docs/demo.md).
+    /// a fifth drills without negation, two fifths with, then each sample a drill or a corpus
+    /// record with equal odds. It learns to answer presence questions from a caption and keeps
+    /// shape and colour, at many times the default's training time (docs/demo.md).
     pub fn with_presence_curriculum(vocab: usize) -> Self {
         let mut spec = Self::for_vocab(vocab);
         spec.train = TrainSpec {
@@ -131,13 +139,14 @@ impl LlmSpec {
             lr: 1e-3,
             warmup: 50,
             weight_decay: 0.01,
-            slices: 4,
+            slices: 2,
         };
         spec.curriculum = Curriculum {
             corpus_first: 0.0,
             matching: 0.2,
             negation: 0.4,
             drill_share: 0.5,
+            drills_first: false,
         };
         spec
     }
@@ -151,6 +160,7 @@ impl Curriculum {
             matching: 0.0,
             negation: 0.0,
             drill_share: 0.0,
+            drills_first: true,
         }
     }
 }
@@ -224,7 +234,12 @@ pub fn lm_sample(
 ) -> Result<LmSample, DemoError> {
     let mut rng = SplitMix64::for_epoch(seed, stream, index);
     let scene = Scene::sample(&mut rng, 64);
-    if let Draw::Drill { negation } = draw {
+    let drill = match draw {
+        Draw::Drill { negation } => Some(negation),
+        Draw::Mixed { share } => ((rng.below(1_000_000) as f64) < share * 1e6).then_some(true),
+        Draw::Corpus => None,
+    };
+    if let Some(negation) = drill {
         return drill_sample(tok, &mut rng, &scene, negation);
     }
     let mut yes_no = YesNo::default();

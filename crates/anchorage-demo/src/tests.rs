@@ -261,6 +261,7 @@ fn presence_drills_follow_the_curriculum_and_are_answered_by_the_world_oracle() 
     spec.train.steps = 10;
     spec.train.batch = 4;
     spec.curriculum.corpus_first = 0.1;
+    spec.curriculum.drills_first = true;
     let (plain, negated, corpus) = (Draw::Drill { negation: false }, Draw::Drill { negation: true }, Draw::Corpus);
     let draws: Vec<[Draw; 4]> = (0..10).map(|s| [0, 1, 2, 3].map(|k| spec.draw_at(s, k))).collect();
     assert_eq!(draws[0], [corpus; 4]);
@@ -269,6 +270,16 @@ fn presence_drills_follow_the_curriculum_and_are_answered_by_the_world_oracle() 
     assert_eq!(draws[7..], [[negated, negated, corpus, corpus]; 3], "drills first, then the corpus");
     spec.curriculum.drill_share = 0.25;
     assert_eq!([0, 1, 2, 3].map(|k| spec.draw_at(9, k)), [negated, corpus, corpus, corpus]);
+    // Without drills_first each sample of the last phase draws: about a quarter drills.
+    spec.curriculum.drills_first = false;
+    assert_eq!(spec.draw_at(9, 0), Draw::Mixed { share: 0.25 });
+    let drills = (0..400u64)
+        .filter(|&i| {
+            let s = crate::llm::lm_sample(&tok, 5, 9, i, 160, Draw::Mixed { share: 0.25 }).unwrap();
+            s.ids.len() < 40 && s.supervised.iter().filter(|&&x| x).count() == 2
+        })
+        .count();
+    assert!((60..140).contains(&drills), "about a quarter of the mixed samples are drills: {drills}/400");
 
     let (mut negations, mut yes) = (0, 0);
     for i in 0..300u64 {
