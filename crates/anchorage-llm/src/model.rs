@@ -105,6 +105,18 @@ impl<B: Backend> Llm<B> {
         }
     }
 
+    /// Output logits of rows of (already normed) hidden states: [`Self::logits`] for chosen
+    /// positions only.
+    ///
+    /// # Shapes
+    /// `rows [n, hidden]` -> `[n, vocab]`
+    pub fn logits_rows(&self, rows: Tensor<B, 2>) -> Tensor<B, 2> {
+        match &self.lm_head {
+            Some(head) => head.forward(rows),
+            None => rows.matmul(self.model.embed_tokens.weight.val().transpose()),
+        }
+    }
+
     /// Number of decoder layers.
     pub fn num_layers(&self) -> usize {
         self.model.layers.len()

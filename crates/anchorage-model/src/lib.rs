@@ -30,7 +30,7 @@ pub use error::ModelError;
 pub use generate::{Generation, Prompt};
 pub use hub::{resolve_hub_model, HubAccess, HubError};
 pub use llava::{ForwardOutput, Llava, Trainable, VisionSelect};
-pub use loss::{causal_lm_loss, LossParts};
+pub use loss::{causal_lm_loss, causal_lm_loss_from_hidden, LossParts};
 pub use spec::LlavaSpec;
 pub use splice::{splice_embeddings, splice_rows, ImageSpan, SpliceInput, SplicePlan, IGNORE_INDEX, IMAGE_TOKEN_INDEX};
 pub use towers::materialize;

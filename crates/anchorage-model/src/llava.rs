@@ -19,7 +19,7 @@ use burn::tensor::{backend::AutodiffBackend, backend::Backend, Bool, Distributio
 use crate::anyres_pack::{pack_batch, stack_views, BatchViews, ImageViews};
 use crate::batch::{stack_images, ImageInput};
 use crate::spec::LlmTraining;
-use crate::{causal_lm_loss, splice_rows, LossParts, ModelError, SpliceInput, SplicePlan};
+use crate::{causal_lm_loss_from_hidden, splice_rows, LossParts, ModelError, SpliceInput, SplicePlan};
 
 /// How image features are taken from the vision tower (LLaVA's `mm_vision_select_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,8 +204,8 @@ impl<B: Backend, V: Backend<Device = B::Device>> Llava<B, V> {
         let mut hooks = self.hooks()?;
         // A hook that fails fails the forward (LlmError::Hook), never leaving an uncompressed result.
         let out = self.llm().forward_embeds(input, &mut hooks)?;
-        let logits = self.llm().logits(out.hidden);
-        let [b, kept_len, _] = logits.dims();
+        let hidden = out.hidden;
+        let [b, kept_len, _] = hidden.dims();
         // A hook may have dropped positions: realign labels with the surviving original indices.
         let (labels, mask) = if kept_len == plan.len {
             (plan.labels.clone(), plan.label_mask())
@@ -219,7 +219,9 @@ impl<B: Backend, V: Backend<Device = B::Device>> Llava<B, V> {
             let mask = labels.iter().map(|&l| l != crate::IGNORE_INDEX).collect();
             (labels, mask)
         };
-        Ok((causal_lm_loss(logits, &labels, &mask)?, plan.lengths.iter().sum()))
+        let llm = self.llm();
+        let parts = causal_lm_loss_from_hidden(hidden, llm.config.vocab_size, |rows| llm.logits_rows(rows), &labels, &mask)?;
+        Ok((parts, plan.lengths.iter().sum()))
     }
 }
 

@@ -1,6 +1,6 @@
 //! Splice and loss on tiny hand-checked batches.
 
-use anchorage_model::{causal_lm_loss, splice_embeddings, ImageSpan, ModelError, SpliceInput, SplicePlan, IGNORE_INDEX as IGN, IMAGE_TOKEN_INDEX as IMG};
+use anchorage_model::{causal_lm_loss, causal_lm_loss_from_hidden, splice_embeddings, ImageSpan, ModelError, SpliceInput, SplicePlan, IGNORE_INDEX as IGN, IMAGE_TOKEN_INDEX as IMG};
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Distribution, Tensor, TensorData};
 
@@ -128,4 +128,62 @@ fn loss_is_shifted_masked_cross_entropy() {
     assert!((parts.sum.into_scalar() as f64 - (lse(0.0, 1.0) - 1.0)).abs() < 1e-5);
     let parts = causal_lm_loss(logits, &labels, &[false; 3]).unwrap();
     assert_eq!(parts.mean().into_scalar(), 0.0);
+}
+
+#[test]
+fn loss_from_hidden_equals_the_loss_of_every_logit_with_the_same_gradient() {
+    let device = Default::default();
+    let (batch, len, width, vocab) = (3, 7, 5, 11);
+    let hidden = Tensor::<AD, 3>::random([batch, len, width], Distribution::Normal(0.0, 1.0), &device).require_grad();
+    let head = Tensor::<AD, 2>::random([width, vocab], Distribution::Normal(0.0, 1.0), &device).require_grad();
+    // Labels: a mix of supervised ids, ignored positions, ids outside the vocabulary and a
+    // sample with nothing supervised.
+    let mut labels = Vec::new();
+    let mut mask = Vec::new();
+    for b in 0..batch {
+        for t in 0..len {
+            let label = match (b, t % 4) {
+                (2, _) => IGN,
+                (_, 0) => IGN,
+                (1, 3) => vocab as i64 + 2,
+                _ => ((b * 5 + t * 3) % vocab) as i64,
+            };
+            labels.push(label);
+            mask.push(label != IGN);
+        }
+    }
+    let full = causal_lm_loss(hidden.clone().reshape([batch * len, width]).matmul(head.clone()).reshape([batch, len, vocab]), &labels, &mask).unwrap();
+    let rows = causal_lm_loss_from_hidden(hidden.clone(), vocab, |r| r.matmul(head.clone()), &labels, &mask).unwrap();
+    assert_eq!(full.count, rows.count);
+    assert!(rows.count > 4, "{}", rows.count);
+    let (f, r): (f32, f32) = (full.sum.clone().into_scalar(), rows.sum.clone().into_scalar());
+    assert!((f - r).abs() < 1e-5 * f.abs().max(1.0), "{f} vs {r}");
+    let (gf, gr) = (full.sum.backward(), rows.sum.backward());
+    let grad = |g: &<AD as burn::tensor::backend::AutodiffBackend>::Gradients, x: &Tensor<AD, 3>| -> Vec<f32> {
+        x.grad(g).unwrap().into_data().to_vec().unwrap()
+    };
+    let (a, b) = (grad(&gf, &hidden), grad(&gr, &hidden));
+    assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5), "hidden gradients differ");
+    assert!(a.iter().any(|x| x.abs() > 1e-3), "the gradient is empty");
+    let (a, b): (Vec<f32>, Vec<f32>) = (
+        head.grad(&gf).unwrap().into_data().to_vec().unwrap(),
+        head.grad(&gr).unwrap().into_data().to_vec().unwrap(),
+    );
+    assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5), "head gradients differ");
+
+    // Nothing supervised: a zero sum, still connected to the graph.
+    let none = causal_lm_loss_from_hidden(hidden, vocab, |r| r.matmul(head), &labels, &[false; 21]).unwrap();
+    assert_eq!(none.count, 0);
+    assert_eq!(none.mean().into_scalar(), 0.0);
+}
+
+#[test]
+fn loss_from_hidden_refuses_mismatched_labels_and_a_head_of_another_vocabulary() {
+    let device = Default::default();
+    let hidden = Tensor::<B, 3>::zeros([1, 3, 2], &device);
+    let head = Tensor::<B, 2>::zeros([2, 4], &device);
+    let err = causal_lm_loss_from_hidden(hidden.clone(), 4, |r| r.matmul(head.clone()), &[1, 2], &[true, true]).unwrap_err();
+    assert!(matches!(err, ModelError::Shape { what: "labels", .. }), "{err}");
+    let err = causal_lm_loss_from_hidden(hidden, 5, |r| r.matmul(head), &[1, 2, 3], &[true; 3]).unwrap_err();
+    assert!(matches!(err, ModelError::Shape { what: "head output", .. }), "{err}");
 }
