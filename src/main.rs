@@ -1,5 +1,6 @@
 //! `train`: the anchorage command line.
 
+mod allocator;
 mod backend;
 mod cli;
 mod signals;
@@ -7,6 +8,7 @@ mod signals;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    allocator::tune();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
