@@ -38,4 +38,19 @@ fn a_short_demo_learns_above_chance_and_writes_the_comparison() {
     let again = Command::new(env!("CARGO_BIN_EXE_train")).args(args).env("RUST_LOG", "warn").output().unwrap();
     let again_text = String::from_utf8_lossy(&again.stdout).into_owned();
     assert!(again.status.success() && !again_text.contains(" steps  loss"), "{again_text}");
+
+    // A bad tower setting is refused before anything is touched.
+    let bad = Command::new(env!("CARGO_BIN_EXE_train")).args(args).args(["--llm", "stepz=3"]).env("RUST_LOG", "warn").output().unwrap();
+    let bad_text = String::from_utf8_lossy(&bad.stderr).into_owned();
+    assert!(!bad.status.success() && bad_text.contains("stepz"), "{bad_text}");
+    assert!(out.join("runs/mlp2x_gelu/connector.safetensors").is_file());
+
+    // Another LLM: its runs are trained again, and the old ones are set aside, not deleted.
+    let other = Command::new(env!("CARGO_BIN_EXE_train")).args(args).args(["--llm", "steps=40"]).env("RUST_LOG", "warn").output().unwrap();
+    let other_text = String::from_utf8_lossy(&other.stdout).into_owned();
+    assert!(other.status.success() && other_text.contains("made with other towers") && other_text.contains(" steps  loss"), "{other_text}");
+    let aside: Vec<_> = std::fs::read_dir(&out).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("runs-stale-")).collect();
+    assert_eq!(aside.len(), 1, "one folder of stale runs");
+    assert!(aside[0].path().join("mlp2x_gelu/connector.safetensors").is_file() && aside[0].path().join("recipes").is_dir());
+    assert!(out.join("runs/mlp2x_gelu/connector.safetensors").is_file() && out.join("runs/towers.json").is_file());
 }

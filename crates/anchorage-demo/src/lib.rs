@@ -8,6 +8,7 @@ mod error;
 pub mod llm;
 mod save;
 mod schedule;
+mod settings;
 #[cfg(test)]
 mod tests;
 mod towers;

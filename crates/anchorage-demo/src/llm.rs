@@ -54,11 +54,9 @@ pub struct Curriculum {
     pub matching: f64,
     /// Fraction of the steps on drills with negation, after those.
     pub negation: f64,
-    /// Share of drills in each batch of the remaining steps (the others are corpus records).
+    /// In the remaining steps, the odds that a sample is a drill (else a corpus record), drawn
+    /// from the sample's own generator.
     pub drill_share: f64,
-    /// In the remaining steps, the first `drill_share` of each batch are drills (true), or each
-    /// sample is a drill with probability `drill_share`, drawn from its own generator (false).
-    pub drills_first: bool,
 }
 
 /// What a training sample is drawn from.
@@ -73,11 +71,8 @@ pub enum Draw {
 }
 
 impl LlmSpec {
-    /// What sample `k` of step `step`'s batch is drawn from. In the last phase, with
-    /// `drills_first`, the first `drill_share` of each batch are drills and the rest corpus
-    /// records: the drills are short, and the batch's slices pad separately, so the drills are not
-    /// padded to the corpus' length.
-    pub fn draw_at(&self, step: usize, k: usize) -> Draw {
+    /// What the samples of step `step` are drawn from.
+    pub fn draw_at(&self, step: usize) -> Draw {
         let steps = self.train.steps.max(1) as f64;
         let c = &self.curriculum;
         let corpus = (c.corpus_first * steps).round() as usize;
@@ -87,10 +82,8 @@ impl LlmSpec {
             Draw::Corpus
         } else if step < matching {
             Draw::Drill { negation: false }
-        } else if step < drills || (c.drills_first && k < (c.drill_share * self.train.batch as f64).round() as usize) {
+        } else if step < drills {
             Draw::Drill { negation: true }
-        } else if c.drills_first {
-            Draw::Corpus
         } else {
             Draw::Mixed { share: c.drill_share }
         }
@@ -120,7 +113,7 @@ impl LlmSpec {
                 lr: 3e-3,
                 warmup: 15,
                 weight_decay: 0.01,
-                slices: 2,
+                slices: 4,
             },
             curriculum: Curriculum::corpus_only(),
             max_len: 256,
@@ -139,14 +132,13 @@ impl LlmSpec {
             lr: 1e-3,
             warmup: 50,
             weight_decay: 0.01,
-            slices: 2,
+            slices: 4,
         };
         spec.curriculum = Curriculum {
             corpus_first: 0.0,
             matching: 0.2,
             negation: 0.4,
             drill_share: 0.5,
-            drills_first: false,
         };
         spec
     }
@@ -160,7 +152,6 @@ impl Curriculum {
             matching: 0.0,
             negation: 0.0,
             drill_share: 0.0,
-            drills_first: true,
         }
     }
 }
@@ -171,6 +162,13 @@ pub struct LmSample {
     pub ids: Vec<i64>,
     /// `labels[i]` is `ids[i]` where supervised.
     pub supervised: Vec<bool>,
+}
+
+impl LmSample {
+    /// How many tokens the loss counts (a first token has nothing before it to predict it).
+    pub fn supervised_count(&self) -> usize {
+        self.supervised.iter().skip(1).filter(|&&s| s).count()
+    }
 }
 
 /// Replaces the image placeholder by `slot` (unsupervised).
@@ -265,19 +263,24 @@ pub fn lm_sample(
     Ok(s)
 }
 
-/// Right-padded ids `[B, L]`, lengths, next-token targets `[B, L-1]` and their mask.
+/// Right-padded ids `[B, L]`, lengths, next-token targets `[B, L-1]` and their mask, and the
+/// supervised positions alone: their rows of the flattened `[B * L]` positions and their targets
+/// `[n, 1]` (what the loss needs).
 pub struct LmBatch<B: Backend> {
     pub ids: Tensor<B, 2, Int>,
     pub lengths: Vec<usize>,
     pub targets: Tensor<B, 2, Int>,
     pub mask: Tensor<B, 2>,
+    pub rows: Tensor<B, 1, Int>,
+    pub row_targets: Tensor<B, 2, Int>,
 }
 
 pub fn lm_batch<B: Backend>(samples: &[LmSample], pad: i64, device: &B::Device) -> LmBatch<B> {
     let b = samples.len();
     let len = samples.iter().map(|s| s.ids.len()).max().unwrap_or(1).max(2);
     let (mut ids, mut targets, mut mask) = (Vec::new(), Vec::new(), Vec::new());
-    for s in samples {
+    let (mut rows, mut row_targets) = (Vec::new(), Vec::new());
+    for (i, s) in samples.iter().enumerate() {
         for j in 0..len {
             ids.push(s.ids.get(j).copied().unwrap_or(pad));
         }
@@ -285,41 +288,57 @@ pub fn lm_batch<B: Backend>(samples: &[LmSample], pad: i64, device: &B::Device) 
             let sup = s.supervised.get(j).copied().unwrap_or(false);
             targets.push(if sup { s.ids[j] } else { 0 });
             mask.push(if sup { 1.0f32 } else { 0.0 });
+            if sup {
+                rows.push((i * len + j - 1) as i64);
+                row_targets.push(s.ids[j]);
+            }
         }
     }
+    let n = rows.len();
     LmBatch {
         ids: Tensor::from_data(TensorData::new(ids, [b, len]), device),
         lengths: samples.iter().map(|s| s.ids.len()).collect(),
         targets: Tensor::from_data(TensorData::new(targets, [b, len - 1]), device),
         mask: Tensor::from_data(TensorData::new(mask, [b, len - 1]), device),
+        rows: Tensor::from_data(TensorData::new(rows, [n]), device),
+        row_targets: Tensor::from_data(TensorData::new(row_targets, [n, 1]), device),
     }
 }
 
-/// Next-token log-probabilities of the targets `[B, L-1]`.
-fn target_log_probs<B: Backend>(llm: &Llm<B>, batch: &LmBatch<B>) -> Result<(Tensor<B, 3>, Tensor<B, 2>), DemoError> {
+/// Next-token log-probabilities at every position `[B, L-1, vocab]` (for accuracies; the loss
+/// computes the supervised positions only).
+fn next_token_log_probs<B: Backend>(llm: &Llm<B>, batch: &LmBatch<B>) -> Result<Tensor<B, 3>, DemoError> {
     let [b, len] = batch.ids.dims();
     let embeds = llm.embed(batch.ids.clone());
     let input = LlmInput::padded(embeds, &batch.lengths, vec![0..0; b]);
     let hidden = llm.forward_embeds(input, &mut NoHooks)?.hidden;
-    let logits = llm.logits(hidden).slice([0..b, 0..len - 1]);
-    let logp = log_softmax(logits, 2);
-    let picked = logp
-        .clone()
-        .gather(2, batch.targets.clone().unsqueeze_dim(2))
-        .squeeze_dim(2);
-    Ok((logp, picked))
+    Ok(log_softmax(llm.logits(hidden).slice([0..b, 0..len - 1]), 2))
+}
+
+/// Summed negative log-likelihood of the supervised tokens. The output head and the log-softmax
+/// run on the supervised positions only (a few answer tokens of each record).
+pub fn lm_nll_sum<B: Backend>(llm: &Llm<B>, batch: &LmBatch<B>) -> Result<Tensor<B, 1>, DemoError> {
+    let [b, len] = batch.ids.dims();
+    let embeds = llm.embed(batch.ids.clone());
+    let input = LlmInput::padded(embeds, &batch.lengths, vec![0..0; b]);
+    let hidden = llm.forward_embeds(input, &mut NoHooks)?.hidden;
+    if batch.rows.dims()[0] == 0 {
+        return Ok(hidden.sum().reshape([1]) * 0.0);
+    }
+    let width = hidden.dims()[2];
+    let rows = hidden.reshape([b * len, width]).select(0, batch.rows.clone());
+    Ok(log_softmax(llm.logits_rows(rows), 1).gather(1, batch.row_targets.clone()).sum().neg())
 }
 
 /// Mean negative log-likelihood over the supervised tokens.
 pub fn lm_loss<B: Backend>(llm: &Llm<B>, batch: &LmBatch<B>) -> Result<Tensor<B, 1>, DemoError> {
-    let (_, picked) = target_log_probs(llm, batch)?;
-    let count = batch.mask.clone().sum().clamp_min(1.0);
-    Ok((picked * batch.mask.clone()).sum().neg() / count)
+    let n = batch.rows.dims()[0];
+    Ok(lm_nll_sum(llm, batch)? / n.max(1) as f32)
 }
 
 /// Fraction of supervised tokens predicted exactly (greedy, teacher-forced).
 pub fn lm_accuracy<B: Backend>(llm: &Llm<B>, batch: &LmBatch<B>) -> Result<f32, DemoError> {
-    let (logp, _) = target_log_probs(llm, batch)?;
+    let logp = next_token_log_probs(llm, batch)?;
     let pred = logp.argmax(2).squeeze_dim::<2>(2);
     let hits = pred.equal(batch.targets.clone()).float() * batch.mask.clone();
     let hits: f32 = hits.sum().into_scalar().elem();
@@ -382,7 +401,7 @@ pub fn answer_accuracy<B: Backend>(
             .into_iter()
             .unzip();
         let batch = lm_batch::<B>(&samples, tok.pad_id(), device);
-        let (logp, _) = target_log_probs(llm, &batch)?;
+        let logp = next_token_log_probs(llm, &batch)?;
         let [b, l, _] = logp.dims();
         let pred = logp.argmax(2).reshape([b, l]);
         let wrong = pred.not_equal(batch.targets.clone()).float() * batch.mask.clone();
@@ -439,6 +458,19 @@ pub fn lm_stream_samples<B: Backend>(
     Ok(lm_batch(&samples, tok.pad_id(), device))
 }
 
+/// Step `step`'s training samples, shortest first. Each slice of the step pads its samples to its
+/// own longest, so slicing a sorted batch puts the short ones (captions, drills) together and
+/// pads far less than the order they were drawn in; the step's loss is the token mean over the
+/// whole batch however it is sliced.
+fn step_samples(tok: &TextTokenizer, spec: &LlmSpec, seed: u64, step: usize) -> Result<Vec<LmSample>, DemoError> {
+    let n = spec.train.batch;
+    let mut samples = (step * n..(step + 1) * n)
+        .map(|i| lm_sample(tok, seed, TRAIN_STREAM, i as u64, spec.max_len, spec.draw_at(step)))
+        .collect::<Result<Vec<_>, _>>()?;
+    samples.sort_by_key(|s| s.ids.len());
+    Ok(samples)
+}
+
 /// Trains the LLM; returns it on the inner backend with its losses.
 pub fn train_llm<B: AutodiffBackend>(
     spec: &LlmSpec,
@@ -455,11 +487,10 @@ pub fn train_llm<B: AutodiffBackend>(
     }
     B::seed(device, seed);
     let (llm, mut log) = train_steps(spec.config.init::<B>(device), &spec.train, "demo LLM", |step, slice, llm| {
-        let n = spec.train.batch;
-        let range = step * n + slice.start..step * n + slice.end;
-        let draw = |i: usize| spec.draw_at(step, i - step * n);
-        let batch = lm_stream_samples::<B>(tok, spec, seed, TRAIN_STREAM, range, draw, device)?;
-        lm_loss(llm, &batch)
+        let samples = step_samples(tok, spec, seed, step)?;
+        let total: usize = samples.iter().map(LmSample::supervised_count).sum();
+        let batch = lm_batch::<B>(&samples[slice], tok.pad_id(), device);
+        Ok(lm_nll_sum(llm, &batch)? / total.max(1) as f32)
     })?;
     let llm = llm.valid();
     let held_out = lm_stream_batch::<B::InnerBackend>(tok, spec, seed, HELD_OUT_STREAM, 0, device)?;

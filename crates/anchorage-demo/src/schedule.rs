@@ -62,11 +62,11 @@ impl TrainLog {
 }
 
 /// Trains `module` for `t.steps` AdamW steps (weight decay, global-norm clipping at 1.0, the
-/// warmup + cosine schedule) on `loss_at(step, slice, module)`, the mean loss over samples `slice`
-/// of step `step`'s batch of `t.batch`, logging every 50 steps as `what`. The step's gradient is
-/// the slices' gradients weighted by their share of the batch (as gradient accumulation over
-/// micro-batches). The log holds each step's loss and the wall time; the caller adds its
-/// held-out metrics.
+/// warmup + cosine schedule) on `loss_at(step, slice, module)`, the part of step `step`'s loss
+/// that samples `slice` of its batch of `t.batch` contribute (the step's loss is the sum over its
+/// slices: a per-sample mean weighted by the slice's share of the batch, or a sum over the slice's
+/// tokens divided by the batch's token count), logging every 50 steps as `what`. The log holds
+/// each step's loss and the wall time; the caller adds its held-out metrics.
 pub fn train_steps<B: AutodiffBackend, M: AutodiffModule<B> + Send>(
     mut module: M,
     t: &TrainSpec,
@@ -94,8 +94,7 @@ pub fn train_steps<B: AutodiffBackend, M: AutodiffModule<B> + Send>(
                     };
                     let (loss_at, slice) = (&loss_at, slice.clone());
                     scope.spawn(move || {
-                        let share = slice.len() as f64 / t.batch as f64;
-                        let loss = loss_at(step, slice, &module)?.mul_scalar(share);
+                        let loss = loss_at(step, slice, &module)?;
                         let value: f32 = loss.clone().into_scalar().elem();
                         Ok((value, GradientsParams::from_grads(loss.backward(), &module)))
                     })

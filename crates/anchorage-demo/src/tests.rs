@@ -257,22 +257,19 @@ fn presence_drills_follow_the_curriculum_and_are_answered_by_the_world_oracle() 
     let dir = tempfile::tempdir().unwrap();
     let (tok, _) = small_tokenizer(dir.path());
     let mut spec = LlmSpec::with_presence_curriculum(tok.vocab_size());
-    assert_eq!(LlmSpec::for_vocab(8).draw_at(0, 0), Draw::Corpus, "the default trains on the corpus alone");
+    assert_eq!(LlmSpec::for_vocab(8).draw_at(0), Draw::Corpus, "the default trains on the corpus alone");
     spec.train.steps = 10;
     spec.train.batch = 4;
     spec.curriculum.corpus_first = 0.1;
-    spec.curriculum.drills_first = true;
     let (plain, negated, corpus) = (Draw::Drill { negation: false }, Draw::Drill { negation: true }, Draw::Corpus);
-    let draws: Vec<[Draw; 4]> = (0..10).map(|s| [0, 1, 2, 3].map(|k| spec.draw_at(s, k))).collect();
-    assert_eq!(draws[0], [corpus; 4]);
-    assert_eq!(draws[1..3], [[plain; 4]; 2]);
-    assert_eq!(draws[3..7], [[negated; 4]; 4]);
-    assert_eq!(draws[7..], [[negated, negated, corpus, corpus]; 3], "drills first, then the corpus");
+    let draws: Vec<Draw> = (0..10).map(|s| spec.draw_at(s)).collect();
+    assert_eq!(draws[0], corpus);
+    assert_eq!(draws[1..3], [plain; 2]);
+    assert_eq!(draws[3..7], [negated; 4]);
+    // Then each sample of the last phase draws: about a quarter drills.
     spec.curriculum.drill_share = 0.25;
-    assert_eq!([0, 1, 2, 3].map(|k| spec.draw_at(9, k)), [negated, corpus, corpus, corpus]);
-    // Without drills_first each sample of the last phase draws: about a quarter drills.
-    spec.curriculum.drills_first = false;
-    assert_eq!(spec.draw_at(9, 0), Draw::Mixed { share: 0.25 });
+    assert_eq!(draws[7..], [Draw::Mixed { share: 0.5 }; 3]);
+    assert_eq!(spec.draw_at(9), Draw::Mixed { share: 0.25 });
     let drills = (0..400u64)
         .filter(|&i| {
             let s = crate::llm::lm_sample(&tok, 5, 9, i, 160, Draw::Mixed { share: 0.25 }).unwrap();
@@ -305,4 +302,34 @@ fn presence_drills_follow_the_curriculum_and_are_answered_by_the_world_oracle() 
     }
     assert!((30..70).contains(&negations), "a third of the negation drills are negated: {negations}/150");
     assert!((120..180).contains(&yes), "yes and no equally likely: {yes}/300");
+}
+
+#[test]
+fn settings_override_the_specs_and_bad_ones_are_errors_naming_the_key() {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let llm = LlmSpec::with_settings(512, &s(&["curriculum=presence", "steps=1200", "drill_share=0.25"])).unwrap();
+    let want = LlmSpec::with_presence_curriculum(512);
+    assert_eq!(llm.train.steps, 1200);
+    assert_eq!(llm.train.lr, want.train.lr);
+    assert_eq!((llm.curriculum.matching, llm.curriculum.drill_share), (0.2, 0.25));
+    // `curriculum=presence` sets the base wherever it stands; later keys override it.
+    let later = LlmSpec::with_settings(512, &s(&["steps=1200", "curriculum=presence"])).unwrap();
+    assert_eq!(later.train.steps, 1200);
+    assert_eq!(LlmSpec::with_settings(512, &[]).unwrap(), LlmSpec::for_vocab(512));
+    let vision = VisionSpec::with_settings(&s(&["layers=2", "lr=1e-3"])).unwrap();
+    assert_eq!((vision.config.num_hidden_layers, vision.train.lr), (2, 1e-3));
+
+    for (bad, names) in [
+        (s(&["stepz=3"]), "stepz"),
+        (s(&["steps=many"]), "steps=many"),
+        (s(&["steps=0"]), "steps=0"),
+        (s(&["lr"]), "key=value"),
+        (s(&["curriculum=speed"]), "curriculum=speed"),
+        (s(&["matching=0.7", "negation=0.5"]), "must not exceed 1"),
+    ] {
+        let err = LlmSpec::with_settings(512, &bad).unwrap_err().to_string();
+        assert!(err.contains(names), "{bad:?}: {err}");
+    }
+    let err = VisionSpec::with_settings(&s(&["drill_share=0.5"])).unwrap_err().to_string();
+    assert!(err.contains("drill_share"), "{err}");
 }

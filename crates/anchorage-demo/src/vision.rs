@@ -311,7 +311,8 @@ pub fn train_vision<B: AutodiffBackend>(
         let first = (step * t.batch + slice.start) as u64;
         let batch = vision_samples::<B>(seed, TRAIN_STREAM, first, slice.len(), spec.config.image_size as u32, spec.config.patch_size, device);
         let logits = probe.forward(batch.pixels.clone())?;
-        Ok(probe_loss(logits, &batch))
+        // A per-image mean, weighted by the slice's share of the batch.
+        Ok(probe_loss(logits, &batch).mul_scalar(slice.len() as f64 / t.batch as f64))
     })?;
     let probe = probe.valid();
     let held_out = vision_batch::<B::InnerBackend>(

@@ -65,6 +65,16 @@ pub struct DemoArgs {
     /// the towers are then weaker).
     #[arg(long)]
     pub tower_steps: Option<usize>,
+    /// Settings over the demo LLM's spec, KEY=VALUE comma-separated, applied after
+    /// `--tower-steps`: `curriculum=presence` (the presence curriculum, docs/demo.md), `steps`,
+    /// `batch`, `lr`, `warmup`, `slices`, `layers`, `corpus_first`, `matching`, `negation`,
+    /// `drill_share`. A changed LLM is trained again, and the runs with it.
+    #[arg(long, value_delimiter = ',', value_name = "KEY=VALUE")]
+    pub llm: Vec<String>,
+    /// Settings over the demo vision tower's spec, as `--llm`: `steps`, `batch`, `lr`, `warmup`,
+    /// `slices`, `layers`, `width`, `mlp`, `heads`, `patch`.
+    #[arg(long, value_delimiter = ',', value_name = "KEY=VALUE")]
+    pub vision: Vec<String>,
     /// Data-parallel CPU replicas per run (a divisor of the global batch, 32). Default: one per
     /// core, up to 4. The results depend on it only through float rounding; the time does.
     #[arg(long)]
@@ -87,6 +97,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     if replicas == 0 || recipes::GLOBAL_BATCH % replicas != 0 {
         bail!("--replicas {replicas}: must divide the global batch of {} (1, 2, 4, 8, 16 or 32)", recipes::GLOBAL_BATCH);
     }
+    let specs = tower_specs(&args)?;
     let started = std::time::Instant::now();
     let world = args.out.join("world");
     if !world.join("world.json").is_file() {
@@ -94,13 +105,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let s = write_world(&world, &opts)?;
         println!("world:       {} ({} training images, {} eval questions)", world.display(), s.train_images, s.questions);
     }
-    let mut specs = anchorage_demo::TowerSpecs::default();
-    if let Some(steps) = args.tower_steps {
-        specs.vision.train.steps = steps;
-        specs.llm.train.steps = steps;
-    }
     anchorage_demo::ensure_towers_with::<Autodiff<Flex>>(&args.out.join("towers"), args.seed, &specs, &Default::default())?;
     println!("towers:      {} ({:.0} s so far)", args.out.join("towers").display(), started.elapsed().as_secs_f64());
+    set_runs_aside_if_stale(&args.out)?;
     let ctx = Ctx { args: &args, replicas, world: &world, towers: &args.out.join("towers"), runs: &args.out.join("runs") };
     let mut evaluated = Vec::new();
     for (i, connector) in args.connectors.iter().enumerate() {
@@ -124,6 +131,52 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("compare:     {} (table, CSV, plots)", args.out.join("compare").display());
     println!("total:       {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Runs made with other towers (another `--llm`, `--vision`, `--tower-steps` or seed, or an
+/// older anchorage) cannot be reused: `OUT/runs` (and the recipes written for it) move to
+/// `OUT/runs-stale-<unix seconds>` (nothing is deleted), and `OUT/runs/towers.json` records the
+/// towers' stamps for the runs made from now on.
+fn set_runs_aside_if_stale(out: &Path) -> anyhow::Result<()> {
+    let towers = out.join("towers");
+    let mut stamps = serde_json::Map::new();
+    for tower in ["vision", "llm"] {
+        let path = towers.join(tower).join(anchorage_demo::STAMP);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let value: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        stamps.insert(tower.into(), value);
+    }
+    let stamps = serde_json::Value::Object(stamps);
+    let runs = out.join("runs");
+    let record = runs.join("towers.json");
+    if runs.is_dir() {
+        let recorded: Option<serde_json::Value> = std::fs::read_to_string(&record).ok().and_then(|t| serde_json::from_str(&t).ok());
+        if recorded.as_ref() == Some(&stamps) {
+            return Ok(());
+        }
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let aside = out.join(format!("runs-stale-{secs}"));
+        std::fs::rename(&runs, &aside).with_context(|| format!("moving {} to {}", runs.display(), aside.display()))?;
+        let recipes = out.join("recipes");
+        if recipes.is_dir() {
+            std::fs::rename(&recipes, aside.join("recipes")).with_context(|| format!("moving {} into {}", recipes.display(), aside.display()))?;
+        }
+        println!("runs:        {} were made with other towers; moved to {}", runs.display(), aside.display());
+    }
+    std::fs::create_dir_all(&runs).with_context(|| format!("creating {}", runs.display()))?;
+    let text = serde_json::to_string_pretty(&stamps)?;
+    anchorage_train::checkpoint::write_atomic(&record, text.as_bytes()).with_context(|| format!("writing {}", record.display()))?;
+    Ok(())
+}
+
+/// The towers' specs: the defaults, `--tower-steps`, then `--vision` and `--llm` settings.
+fn tower_specs(args: &DemoArgs) -> anyhow::Result<anchorage_demo::TowerSpecs> {
+    let mut specs = anchorage_demo::TowerSpecs::default();
+    let steps = args.tower_steps.map(|n| format!("steps={n}"));
+    let with_steps = |settings: &[String]| steps.iter().cloned().chain(settings.iter().cloned()).collect::<Vec<_>>();
+    specs.vision = anchorage_demo::VisionSpec::with_settings(&with_steps(&args.vision)).context("--vision")?;
+    specs.llm = anchorage_demo::LlmSpec::with_settings(specs.tokenizer.vocab_size, &with_steps(&args.llm)).context("--llm")?;
+    Ok(specs)
 }
 
 struct Ctx<'a> {

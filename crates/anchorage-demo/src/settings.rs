@@ -1,0 +1,113 @@
+//! `key=value` settings over a tower's spec, for tuning without a rebuild: `train demo --llm ...`,
+//! `train demo --vision ...` and the `tower_probe` example read them. A changed setting changes
+//! the tower's stamp, so `train demo` trains that tower again instead of reusing it.
+
+use crate::{DemoError, LlmSpec, TrainSpec, VisionSpec};
+
+fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, DemoError> {
+    value
+        .parse()
+        .map_err(|_| DemoError::Train(format!("setting `{key}={value}`: `{value}` is not a valid value for `{key}`")))
+}
+
+fn split(setting: &str) -> Result<(&str, &str), DemoError> {
+    setting
+        .split_once('=')
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .ok_or_else(|| DemoError::Train(format!("setting `{setting}`: expected key=value")))
+}
+
+/// The training keys both towers share. `Ok(false)`: not one of them.
+fn set_train(train: &mut TrainSpec, key: &str, value: &str) -> Result<bool, DemoError> {
+    match key {
+        "steps" => train.steps = parse(key, value)?,
+        "batch" => train.batch = parse(key, value)?,
+        "lr" => train.lr = parse(key, value)?,
+        "warmup" => train.warmup = parse(key, value)?,
+        "slices" => train.slices = parse(key, value)?,
+        _ => return Ok(false),
+    }
+    if train.batch == 0 || train.steps == 0 || train.slices == 0 {
+        return Err(DemoError::Train(format!("setting `{key}={value}`: steps, batch and slices must be at least 1")));
+    }
+    Ok(true)
+}
+
+const TRAIN_KEYS: &str = "steps, batch, lr, warmup, slices";
+
+impl LlmSpec {
+    /// The default LLM for `vocab` with `settings` applied in order. `curriculum=presence` starts
+    /// from [`LlmSpec::with_presence_curriculum`] wherever it stands; the others override
+    /// single values: the training keys, `layers`, and the curriculum's `corpus_first`,
+    /// `matching`, `negation`, `drill_share`.
+    pub fn with_settings(vocab: usize, settings: &[String]) -> Result<Self, DemoError> {
+        let pairs = settings.iter().map(|s| split(s)).collect::<Result<Vec<_>, _>>()?;
+        let mut spec = if pairs.contains(&("curriculum", "presence")) {
+            Self::with_presence_curriculum(vocab)
+        } else {
+            Self::for_vocab(vocab)
+        };
+        for (key, value) in pairs {
+            if set_train(&mut spec.train, key, value)? {
+                continue;
+            }
+            let c = &mut spec.curriculum;
+            match key {
+                "curriculum" if value == "presence" || value == "none" => {
+                    if value == "none" {
+                        spec.curriculum = crate::Curriculum::corpus_only();
+                    }
+                }
+                "curriculum" => {
+                    return Err(DemoError::Train(format!("setting `curriculum={value}`: known curricula are `presence` and `none`")))
+                }
+                "layers" => spec.config.num_hidden_layers = parse(key, value)?,
+                "corpus_first" => c.corpus_first = parse(key, value)?,
+                "matching" => c.matching = parse(key, value)?,
+                "negation" => c.negation = parse(key, value)?,
+                "drill_share" => c.drill_share = parse(key, value)?,
+                _ => {
+                    return Err(DemoError::Train(format!(
+                        "LLM setting `{key}`: unknown; known: {TRAIN_KEYS}, curriculum, layers, corpus_first, matching, negation, drill_share"
+                    )))
+                }
+            }
+        }
+        let c = &spec.curriculum;
+        let phases = [c.corpus_first, c.matching, c.negation, c.drill_share];
+        if phases.iter().any(|f| !(0.0..=1.0).contains(f)) || c.corpus_first + c.matching + c.negation > 1.0 + 1e-9 {
+            return Err(DemoError::Train(format!(
+                "LLM curriculum {c:?}: every fraction must lie in [0, 1] and corpus_first + matching + negation must not exceed 1"
+            )));
+        }
+        Ok(spec)
+    }
+}
+
+impl VisionSpec {
+    /// The default vision tower with `settings` applied in order: the training keys and `layers`,
+    /// `width`, `mlp`, `heads`, `patch`.
+    pub fn with_settings(settings: &[String]) -> Result<Self, DemoError> {
+        let mut spec = Self::default();
+        for setting in settings {
+            let (key, value) = split(setting)?;
+            if set_train(&mut spec.train, key, value)? {
+                continue;
+            }
+            let config = &mut spec.config;
+            match key {
+                "layers" => config.num_hidden_layers = parse(key, value)?,
+                "width" => config.hidden_size = parse(key, value)?,
+                "mlp" => config.intermediate_size = parse(key, value)?,
+                "heads" => config.num_attention_heads = parse(key, value)?,
+                "patch" => config.patch_size = parse(key, value)?,
+                _ => {
+                    return Err(DemoError::Train(format!(
+                        "vision setting `{key}`: unknown; known: {TRAIN_KEYS}, layers, width, mlp, heads, patch"
+                    )))
+                }
+            }
+        }
+        Ok(spec)
+    }
+}
