@@ -1,4 +1,5 @@
-//! The shortened demo CI keeps (one connector, a small world, shorter towers, a few steps per stage): it builds the
+//! The shortened demo CI keeps (one connector, a small world, shorter towers and the corpus-only LLM, a few steps per
+//! stage): it builds the
 //! world and towers, trains both stages, evaluates on the world's eval split and writes the
 //! comparison; the trained connector answers well above chance (colour questions: 8 colours, so
 //! chance is 12.5%; overall: above the majority answer alone).
@@ -15,7 +16,7 @@ fn jsonl(path: &Path) -> Vec<serde_json::Value> {
 fn a_short_demo_learns_above_chance_and_writes_the_comparison() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
-    let args = ["demo", "--out", out.to_str().unwrap(), "--connectors", "mlp2x_gelu", "--compression", "none", "--train-images", "300", "--eval-images", "25", "--max-steps", "12", "--tower-steps", "150"];
+    let args = ["demo", "--out", out.to_str().unwrap(), "--connectors", "mlp2x_gelu", "--compression", "none", "--train-images", "300", "--eval-images", "25", "--max-steps", "12", "--tower-steps", "150", "--llm", "curriculum=none"];
     let o = Command::new(env!("CARGO_BIN_EXE_train")).args(args).env("RUST_LOG", "warn").output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{text}");
@@ -40,13 +41,13 @@ fn a_short_demo_learns_above_chance_and_writes_the_comparison() {
     assert!(again.status.success() && !again_text.contains(" steps  loss"), "{again_text}");
 
     // A bad tower setting is refused before anything is touched.
-    let bad = Command::new(env!("CARGO_BIN_EXE_train")).args(args).args(["--llm", "stepz=3"]).env("RUST_LOG", "warn").output().unwrap();
+    let bad = Command::new(env!("CARGO_BIN_EXE_train")).args(args).args(["--llm", "curriculum=none,stepz=3"]).env("RUST_LOG", "warn").output().unwrap();
     let bad_text = String::from_utf8_lossy(&bad.stderr).into_owned();
     assert!(!bad.status.success() && bad_text.contains("stepz"), "{bad_text}");
     assert!(out.join("runs/mlp2x_gelu/connector.safetensors").is_file());
 
     // Another LLM: its runs are trained again, and the old ones are set aside, not deleted.
-    let other = Command::new(env!("CARGO_BIN_EXE_train")).args(args).args(["--llm", "steps=40"]).env("RUST_LOG", "warn").output().unwrap();
+    let other = Command::new(env!("CARGO_BIN_EXE_train")).args(args).args(["--llm", "curriculum=none,steps=40"]).env("RUST_LOG", "warn").output().unwrap();
     let other_text = String::from_utf8_lossy(&other.stdout).into_owned();
     assert!(other.status.success() && other_text.contains("made with other towers") && other_text.contains(" steps  loss"), "{other_text}");
     let aside: Vec<_> = std::fs::read_dir(&out).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("runs-stale-")).collect();

@@ -3,8 +3,8 @@
 //!
 //! ```sh
 //! cargo run --release -p anchorage-demo --example tower_probe -- vision steps=400 lr=3e-3
-//! cargo run --release -p anchorage-demo --example tower_probe -- llm steps=300 batch=16
-//! cargo run --release -p anchorage-demo --example tower_probe -- llm curriculum=presence steps=2000 corpus_first=0.05
+//! cargo run --release -p anchorage-demo --example tower_probe -- llm curriculum=none steps=300 batch=16
+//! cargo run --release -p anchorage-demo --example tower_probe -- llm steps=2000 corpus_first=0.05
 //! ```
 
 use anchorage_data::synth::{train_tokenizer, TokenizerOptions};

@@ -1,6 +1,6 @@
 //! The demo world's frozen towers, made by anchorage itself (no package ships CLIP or Llama
 //! weights): a tiny CLIP-architecture vision tower and a small Llama-architecture LLM, trained in
-//! about a minute each on a CPU on the world of `anchorage_data::synth`, and saved as Hugging Face
+//! a few minutes each on a CPU on the world of `anchorage_data::synth`, and saved as Hugging Face
 //! folders that the real loaders (`anchorage_vision::load_clip_vision_with`,
 //! `anchorage_llm::load_llm`) read like any checkpoint. See `docs/demo.md`.
 

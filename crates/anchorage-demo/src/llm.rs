@@ -8,10 +8,11 @@
 //!
 //! A presence answer ("is there not a red shape?") is an equality test between what the question
 //! names and what the scene holds, flipped by a negation; neither part alone predicts it, and a
-//! small model trained on the corpus alone (the default, [`LlmSpec::for_vocab`]) stays at chance on
-//! them. [`LlmSpec::with_presence_curriculum`] trains through a curriculum ([`Curriculum`]) that
-//! learns them: short presence drills (`red circle. Is there a red shape? ASSISTANT: yes</s>`)
-//! first without negation, then with it, then batches of drills and corpus records.
+//! small model trained on the corpus alone ([`LlmSpec::for_vocab`]) stays at chance on them.
+//! [`LlmSpec::with_presence_curriculum`], the demo's default, trains through a curriculum
+//! ([`Curriculum`]) that learns them: short presence drills (`red circle. Is there a red shape?
+//! ASSISTANT: yes</s>`) first without negation, then with it, then drills, evaluation-style
+//! questions and corpus records.
 
 
 use anchorage_data::synth::{
@@ -54,9 +55,13 @@ pub struct Curriculum {
     pub matching: f64,
     /// Fraction of the steps on drills with negation, after those.
     pub negation: f64,
-    /// In the remaining steps, the odds that a sample is a drill (else a corpus record), drawn
-    /// from the sample's own generator.
+    /// In the remaining steps, the odds that a sample is a drill, drawn from the sample's own
+    /// generator.
     pub drill_share: f64,
+    /// In the remaining steps, the odds that a sample is an evaluation-style question (one round
+    /// in the full prompt, shape, colour and presence in turn); the rest are corpus records.
+    #[serde(default)]
+    pub question_share: f64,
 }
 
 /// What a training sample is drawn from.
@@ -66,8 +71,10 @@ pub enum Draw {
     Drill { negation: bool },
     /// A corpus record (a caption or a conversation).
     Corpus,
-    /// A drill with negation with probability `share`, else a corpus record.
-    Mixed { share: f64 },
+    /// A drill with negation with probability `share`, an evaluation-style question (one round,
+    /// the full `vicuna_v1` prompt, as [`question_sample`]) with probability `questions`, else a
+    /// corpus record.
+    Mixed { share: f64, questions: f64 },
 }
 
 impl LlmSpec {
@@ -85,7 +92,7 @@ impl LlmSpec {
         } else if step < drills {
             Draw::Drill { negation: true }
         } else {
-            Draw::Mixed { share: c.drill_share }
+            Draw::Mixed { share: c.drill_share, questions: c.question_share }
         }
     }
 }
@@ -121,9 +128,10 @@ impl LlmSpec {
     }
 
     /// [`Self::for_vocab`] trained through the presence curriculum: 2500 steps of 32 at lr 1e-3,
-    /// a fifth drills without negation, two fifths with, then each sample a drill or a corpus
-    /// record with equal odds. It learns to answer presence questions from a caption and keeps
-    /// shape and colour, at many times the default's training time (docs/demo.md).
+    /// a fifth drills without negation, two fifths with, then each sample a drill (30%), an
+    /// evaluation-style question in the full prompt (40%) or a corpus record (30%). It learns to
+    /// answer presence questions from a caption and keeps shape and colour, at about ten times the
+    /// default's training time (docs/demo.md).
     pub fn with_presence_curriculum(vocab: usize) -> Self {
         let mut spec = Self::for_vocab(vocab);
         spec.train = TrainSpec {
@@ -138,7 +146,8 @@ impl LlmSpec {
             corpus_first: 0.0,
             matching: 0.2,
             negation: 0.4,
-            drill_share: 0.5,
+            drill_share: 0.3,
+            question_share: 0.4,
         };
         spec
     }
@@ -152,6 +161,7 @@ impl Curriculum {
             matching: 0.0,
             negation: 0.0,
             drill_share: 0.0,
+            question_share: 0.0,
         }
     }
 }
@@ -234,7 +244,13 @@ pub fn lm_sample(
     let scene = Scene::sample(&mut rng, 64);
     let drill = match draw {
         Draw::Drill { negation } => Some(negation),
-        Draw::Mixed { share } => ((rng.below(1_000_000) as f64) < share * 1e6).then_some(true),
+        Draw::Mixed { share, questions } => {
+            let r = rng.below(1_000_000) as f64;
+            if r >= share * 1e6 && r < (share + questions) * 1e6 {
+                return Ok(question_sample(tok, seed, stream, index, max_len)?.1);
+            }
+            (r < share * 1e6).then_some(true)
+        }
         Draw::Corpus => None,
     };
     if let Some(negation) = drill {

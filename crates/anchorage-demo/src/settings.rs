@@ -36,16 +36,17 @@ fn set_train(train: &mut TrainSpec, key: &str, value: &str) -> Result<bool, Demo
 const TRAIN_KEYS: &str = "steps, batch, lr, warmup, slices";
 
 impl LlmSpec {
-    /// The default LLM for `vocab` with `settings` applied in order. `curriculum=presence` starts
-    /// from [`LlmSpec::with_presence_curriculum`] wherever it stands; the others override
+    /// The demo's LLM for `vocab` ([`LlmSpec::with_presence_curriculum`], the default) with
+    /// `settings` applied in order. `curriculum=none` starts from [`LlmSpec::for_vocab`] instead
+    /// (the corpus alone, its own shorter training), wherever it stands; the others override
     /// single values: the training keys, `layers`, and the curriculum's `corpus_first`,
-    /// `matching`, `negation`, `drill_share`.
+    /// `matching`, `negation`, `drill_share`, `question_share`.
     pub fn with_settings(vocab: usize, settings: &[String]) -> Result<Self, DemoError> {
         let pairs = settings.iter().map(|s| split(s)).collect::<Result<Vec<_>, _>>()?;
-        let mut spec = if pairs.contains(&("curriculum", "presence")) {
-            Self::with_presence_curriculum(vocab)
-        } else {
+        let mut spec = if pairs.contains(&("curriculum", "none")) {
             Self::for_vocab(vocab)
+        } else {
+            Self::with_presence_curriculum(vocab)
         };
         for (key, value) in pairs {
             if set_train(&mut spec.train, key, value)? {
@@ -53,11 +54,7 @@ impl LlmSpec {
             }
             let c = &mut spec.curriculum;
             match key {
-                "curriculum" if value == "presence" || value == "none" => {
-                    if value == "none" {
-                        spec.curriculum = crate::Curriculum::corpus_only();
-                    }
-                }
+                "curriculum" if value == "presence" || value == "none" => {}
                 "curriculum" => {
                     return Err(DemoError::Train(format!("setting `curriculum={value}`: known curricula are `presence` and `none`")))
                 }
@@ -66,18 +63,22 @@ impl LlmSpec {
                 "matching" => c.matching = parse(key, value)?,
                 "negation" => c.negation = parse(key, value)?,
                 "drill_share" => c.drill_share = parse(key, value)?,
+                "question_share" => c.question_share = parse(key, value)?,
                 _ => {
                     return Err(DemoError::Train(format!(
-                        "LLM setting `{key}`: unknown; known: {TRAIN_KEYS}, curriculum, layers, corpus_first, matching, negation, drill_share"
+                        "LLM setting `{key}`: unknown; known: {TRAIN_KEYS}, curriculum, layers, corpus_first, matching, negation, drill_share, question_share"
                     )))
                 }
             }
         }
         let c = &spec.curriculum;
-        let phases = [c.corpus_first, c.matching, c.negation, c.drill_share];
-        if phases.iter().any(|f| !(0.0..=1.0).contains(f)) || c.corpus_first + c.matching + c.negation > 1.0 + 1e-9 {
+        let phases = [c.corpus_first, c.matching, c.negation, c.drill_share, c.question_share];
+        if phases.iter().any(|f| !(0.0..=1.0).contains(f))
+            || c.corpus_first + c.matching + c.negation > 1.0 + 1e-9
+            || c.drill_share + c.question_share > 1.0 + 1e-9
+        {
             return Err(DemoError::Train(format!(
-                "LLM curriculum {c:?}: every fraction must lie in [0, 1] and corpus_first + matching + negation must not exceed 1"
+                "LLM curriculum {c:?}: every fraction must lie in [0, 1], and neither corpus_first + matching + negation nor drill_share + question_share may exceed 1"
             )));
         }
         Ok(spec)

@@ -268,15 +268,20 @@ fn presence_drills_follow_the_curriculum_and_are_answered_by_the_world_oracle() 
     assert_eq!(draws[3..7], [negated; 4]);
     // Then each sample of the last phase draws: about a quarter drills.
     spec.curriculum.drill_share = 0.25;
-    assert_eq!(draws[7..], [Draw::Mixed { share: 0.5 }; 3]);
-    assert_eq!(spec.draw_at(9), Draw::Mixed { share: 0.25 });
+    assert_eq!(draws[7..], [Draw::Mixed { share: 0.3, questions: 0.4 }; 3]);
+    assert_eq!(spec.draw_at(9), Draw::Mixed { share: 0.25, questions: 0.4 });
     let drills = (0..400u64)
         .filter(|&i| {
-            let s = crate::llm::lm_sample(&tok, 5, 9, i, 160, Draw::Mixed { share: 0.25 }).unwrap();
+            let s = crate::llm::lm_sample(&tok, 5, 9, i, 160, Draw::Mixed { share: 0.25, questions: 0.0 }).unwrap();
             s.ids.len() < 40 && s.supervised.iter().filter(|&&x| x).count() == 2
         })
         .count();
     assert!((60..140).contains(&drills), "about a quarter of the mixed samples are drills: {drills}/400");
+    // With a question share, those samples are the evaluation-style questions of the same index.
+    for i in 0..8u64 {
+        let s = crate::llm::lm_sample(&tok, 5, 9, i, 160, Draw::Mixed { share: 0.0, questions: 1.0 }).unwrap();
+        assert_eq!(s, crate::llm::question_sample(&tok, 5, 9, i, 160).unwrap().1);
+    }
 
     let (mut negations, mut yes) = (0, 0);
     for i in 0..300u64 {
@@ -312,10 +317,11 @@ fn settings_override_the_specs_and_bad_ones_are_errors_naming_the_key() {
     assert_eq!(llm.train.steps, 1200);
     assert_eq!(llm.train.lr, want.train.lr);
     assert_eq!((llm.curriculum.matching, llm.curriculum.drill_share), (0.2, 0.25));
-    // `curriculum=presence` sets the base wherever it stands; later keys override it.
-    let later = LlmSpec::with_settings(512, &s(&["steps=1200", "curriculum=presence"])).unwrap();
-    assert_eq!(later.train.steps, 1200);
-    assert_eq!(LlmSpec::with_settings(512, &[]).unwrap(), LlmSpec::for_vocab(512));
+    // The curriculum is the default; `curriculum=none` sets the corpus-only base wherever it
+    // stands, and the other keys override it.
+    assert_eq!(LlmSpec::with_settings(512, &[]).unwrap(), want);
+    let none = LlmSpec::with_settings(512, &s(&["steps=120", "curriculum=none"])).unwrap();
+    assert_eq!((none.train.steps, none.train.batch, none.curriculum.clone()), (120, 12, Curriculum::corpus_only()));
     let vision = VisionSpec::with_settings(&s(&["layers=2", "lr=1e-3"])).unwrap();
     assert_eq!((vision.config.num_hidden_layers, vision.train.lr), (2, 1e-3));
 
@@ -325,7 +331,8 @@ fn settings_override_the_specs_and_bad_ones_are_errors_naming_the_key() {
         (s(&["steps=0"]), "steps=0"),
         (s(&["lr"]), "key=value"),
         (s(&["curriculum=speed"]), "curriculum=speed"),
-        (s(&["matching=0.7", "negation=0.5"]), "must not exceed 1"),
+        (s(&["matching=0.7", "negation=0.5"]), "may exceed 1"),
+        (s(&["drill_share=0.7", "question_share=0.5"]), "may exceed 1"),
     ] {
         let err = LlmSpec::with_settings(512, &bad).unwrap_err().to_string();
         assert!(err.contains(names), "{bad:?}: {err}");

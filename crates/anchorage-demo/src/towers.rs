@@ -45,7 +45,7 @@ impl Default for TowerSpecs {
         let tokenizer = TokenizerOptions::default();
         Self {
             vision: VisionSpec::default(),
-            llm: LlmSpec::for_vocab(tokenizer.vocab_size),
+            llm: LlmSpec::with_presence_curriculum(tokenizer.vocab_size),
             tokenizer,
         }
     }
