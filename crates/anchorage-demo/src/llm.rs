@@ -95,9 +95,7 @@ impl LlmSpec {
             Draw::Mixed { share: c.drill_share, questions: c.question_share }
         }
     }
-}
 
-impl LlmSpec {
     /// Width 128, 2 layers of 4 heads of 32, SwiGLU 344, over a vocabulary of `vocab` tokens;
     /// 200 steps of 12 corpus records at lr 3e-3 (about half a minute on two CPU cores). It
     /// answers shape and colour questions from a caption, presence questions at chance.
