@@ -26,6 +26,7 @@ fn newline(t: &Trainable<Flex>) -> Vec<f32> {
 
 #[test]
 fn image_newline_is_written_read_back_and_required_only_by_anyres_models() {
+    let _rng = crate::backend_rng();
     let device = Default::default();
     let plain = spec().build::<Flex, Flex>(&device, None).unwrap().model;
     let anyres = plain.clone().with_image_newline(99);

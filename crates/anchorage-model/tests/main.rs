@@ -5,3 +5,11 @@
 mod checkpoint_newline;
 mod run_dir;
 mod splice_loss;
+
+/// Tests that seed or draw from the backend's global random generator hold this guard: the tests
+/// of one binary run on parallel threads, and a draw in one test between another test's seeding
+/// and its draws changes that test's "same seed, same weights" (run_dir.rs failed so).
+pub fn backend_rng() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -33,6 +33,7 @@ fn logits<B: burn::tensor::backend::Backend>(llm: &anchorage_llm::Llm<B>) -> Vec
 
 #[test]
 fn towers_are_drawn_alike_for_training_and_evaluation_and_checkpoints_load_back() {
+    let _rng = crate::backend_rng();
     let device = Default::default();
     let trained = spec().build::<AD, Flex>(&device, None).unwrap().model;
     let fresh = spec().build::<Flex, Flex>(&device, None).unwrap().model;

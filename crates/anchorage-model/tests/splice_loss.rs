@@ -19,6 +19,7 @@ fn two_samples() -> (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>) {
 
 #[test]
 fn splice_replaces_placeholders_pads_right_and_restarts_positions() {
+    let _rng = crate::backend_rng();
     let device = Default::default();
     let (ids0, lab0, ids1, lab1) = two_samples();
     let samples = [
@@ -48,6 +49,7 @@ fn splice_replaces_placeholders_pads_right_and_restarts_positions() {
 
 #[test]
 fn splice_keeps_a_bf16_llm_dtype_including_the_padding_rows() {
+    let _rng = crate::backend_rng();
     // A bf16 LLM's embeddings (train bench step's 7B recipes): the zero rows that pad the shorter
     // sample must be bf16 too (an f32 padding row made `cat` panic on flex).
     let device = Default::default();
@@ -132,6 +134,7 @@ fn loss_is_shifted_masked_cross_entropy() {
 
 #[test]
 fn loss_from_hidden_equals_the_loss_of_every_logit_with_the_same_gradient() {
+    let _rng = crate::backend_rng();
     let device = Default::default();
     let (batch, len, width, vocab) = (3, 7, 5, 11);
     let hidden = Tensor::<AD, 3>::random([batch, len, width], Distribution::Normal(0.0, 1.0), &device).require_grad();
