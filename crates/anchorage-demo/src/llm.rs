@@ -323,19 +323,22 @@ pub fn lm_batch<B: Backend>(samples: &[LmSample], pad: i64, device: &B::Device) 
 /// computes the supervised positions only).
 fn next_token_log_probs<B: Backend>(llm: &Llm<B>, batch: &LmBatch<B>) -> Result<Tensor<B, 3>, DemoError> {
     let [b, len] = batch.ids.dims();
+    Ok(log_softmax(llm.logits(hidden_states(llm, batch)?).slice([0..b, 0..len - 1]), 2))
+}
+
+/// The LLM's final (normed) hidden states of the batch `[B, L, hidden]`.
+fn hidden_states<B: Backend>(llm: &Llm<B>, batch: &LmBatch<B>) -> Result<Tensor<B, 3>, DemoError> {
+    let b = batch.ids.dims()[0];
     let embeds = llm.embed(batch.ids.clone());
     let input = LlmInput::padded(embeds, &batch.lengths, vec![0..0; b]);
-    let hidden = llm.forward_embeds(input, &mut NoHooks)?.hidden;
-    Ok(log_softmax(llm.logits(hidden).slice([0..b, 0..len - 1]), 2))
+    Ok(llm.forward_embeds(input, &mut NoHooks)?.hidden)
 }
 
 /// Summed negative log-likelihood of the supervised tokens. The output head and the log-softmax
 /// run on the supervised positions only (a few answer tokens of each record).
 pub fn lm_nll_sum<B: Backend>(llm: &Llm<B>, batch: &LmBatch<B>) -> Result<Tensor<B, 1>, DemoError> {
     let [b, len] = batch.ids.dims();
-    let embeds = llm.embed(batch.ids.clone());
-    let input = LlmInput::padded(embeds, &batch.lengths, vec![0..0; b]);
-    let hidden = llm.forward_embeds(input, &mut NoHooks)?.hidden;
+    let hidden = hidden_states(llm, batch)?;
     if batch.rows.dims()[0] == 0 {
         return Ok(hidden.sum().reshape([1]) * 0.0);
     }
@@ -500,11 +503,14 @@ pub fn train_llm<B: AutodiffBackend>(
         )));
     }
     B::seed(device, seed);
-    let (llm, mut log) = train_steps(spec.config.init::<B>(device), &spec.train, "demo LLM", |step, slice, llm| {
+    let prepare = |step| {
         let samples = step_samples(tok, spec, seed, step)?;
         let total: usize = samples.iter().map(LmSample::supervised_count).sum();
+        Ok((samples, total))
+    };
+    let (llm, mut log) = train_steps(spec.config.init::<B>(device), &spec.train, "demo LLM", prepare, |(samples, total), _, slice, llm| {
         let batch = lm_batch::<B>(&samples[slice], tok.pad_id(), device);
-        Ok(lm_nll_sum(llm, &batch)? / total.max(1) as f32)
+        Ok(lm_nll_sum(llm, &batch)? / (*total).max(1) as f32)
     })?;
     let llm = llm.valid();
     let held_out = lm_stream_batch::<B::InnerBackend>(tok, spec, seed, HELD_OUT_STREAM, 0, device)?;

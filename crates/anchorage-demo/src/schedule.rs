@@ -62,16 +62,19 @@ impl TrainLog {
 }
 
 /// Trains `module` for `t.steps` AdamW steps (weight decay, global-norm clipping at 1.0, the
-/// warmup + cosine schedule) on `loss_at(step, slice, module)`, the part of step `step`'s loss
-/// that samples `slice` of its batch of `t.batch` contribute (the step's loss is the sum over its
-/// slices: a per-sample mean weighted by the slice's share of the batch, or a sum over the slice's
-/// tokens divided by the batch's token count), logging every 50 steps as `what`. The log holds
-/// each step's loss and the wall time; the caller adds its held-out metrics.
-pub fn train_steps<B: AutodiffBackend, M: AutodiffModule<B> + Send>(
+/// warmup + cosine schedule), logging every 50 steps as `what`. Each step, `prepare(step)` runs
+/// once (what the step's slices share, such as its samples), then `loss_at(&prepared, step, slice,
+/// module)` on each slice's thread gives the part of the step's loss that samples `slice` of its
+/// batch of `t.batch` contribute (the step's loss is the sum over its slices: a per-sample mean
+/// weighted by the slice's share of the batch, or a sum over the slice's tokens divided by the
+/// batch's token count). The log holds each step's loss and the wall time; the caller adds its
+/// held-out metrics.
+pub fn train_steps<B: AutodiffBackend, M: AutodiffModule<B> + Send, P: Sync>(
     mut module: M,
     t: &TrainSpec,
     what: &'static str,
-    loss_at: impl Fn(usize, Range<usize>, &M) -> Result<Tensor<B, 1>, DemoError> + Sync,
+    prepare: impl Fn(usize) -> Result<P, DemoError>,
+    loss_at: impl Fn(&P, usize, Range<usize>, &M) -> Result<Tensor<B, 1>, DemoError> + Sync,
 ) -> Result<(M, TrainLog), DemoError> {
     let mut optim = AdamWConfig::new()
         .with_weight_decay(t.weight_decay)
@@ -81,6 +84,7 @@ pub fn train_steps<B: AutodiffBackend, M: AutodiffModule<B> + Send>(
     let mut log = TrainLog::default();
     for step in 0..t.steps {
         let slices = slices(t.batch, t.slices);
+        let prepared = prepare(step)?;
         let device = module.devices().into_iter().next();
         let results: Vec<Result<(f32, GradientsParams), DemoError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = slices
@@ -92,9 +96,9 @@ pub fn train_steps<B: AutodiffBackend, M: AutodiffModule<B> + Send>(
                         Some(device) => module.clone().fork(device),
                         None => module.clone(),
                     };
-                    let (loss_at, slice) = (&loss_at, slice.clone());
+                    let (loss_at, prepared, slice) = (&loss_at, &prepared, slice.clone());
                     scope.spawn(move || {
-                        let loss = loss_at(step, slice, &module)?;
+                        let loss = loss_at(prepared, step, slice, &module)?;
                         let value: f32 = loss.clone().into_scalar().elem();
                         Ok((value, GradientsParams::from_grads(loss.backward(), &module)))
                     })

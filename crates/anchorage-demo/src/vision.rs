@@ -307,7 +307,7 @@ pub fn train_vision<B: AutodiffBackend>(
     spec.config.check().map_err(DemoError::Train)?;
     B::seed(device, seed);
     let t = &spec.train;
-    let (probe, mut log) = train_steps(VisionProbe::<B>::new(&spec.config, device), t, "vision tower", |step, slice, probe| {
+    let (probe, mut log) = train_steps(VisionProbe::<B>::new(&spec.config, device), t, "vision tower", |_| Ok(()), |_, step, slice, probe| {
         let first = (step * t.batch + slice.start) as u64;
         let batch = vision_samples::<B>(seed, TRAIN_STREAM, first, slice.len(), spec.config.image_size as u32, spec.config.patch_size, device);
         let logits = probe.forward(batch.pixels.clone())?;

@@ -1,6 +1,6 @@
 //! The causal language-model loss over supervised tokens, with an explicit mask.
 
-use burn::tensor::{activation::log_softmax, backend::Backend, Bool, Int, Tensor, TensorData};
+use burn::tensor::{activation::log_softmax, backend::Backend, Int, Tensor, TensorData};
 
 use crate::ModelError;
 
@@ -29,32 +29,9 @@ pub fn causal_lm_loss<B: Backend>(
     labels: &[i64],
     mask: &[bool],
 ) -> Result<LossParts<B>, ModelError> {
-    let [batch, len, vocab] = logits.dims();
-    if labels.len() != batch * len || mask.len() != batch * len {
-        return Err(ModelError::Shape { what: "labels", expected: vec![batch * len], found: vec![labels.len(), mask.len()] });
-    }
-    let device = logits.device();
-    if len < 2 {
-        return Ok(LossParts { sum: logits.sum().reshape([1]) * 0.0, count: 0 });
-    }
-    let n = len - 1;
-    let mut targets = Vec::with_capacity(batch * n);
-    let mut keep = Vec::with_capacity(batch * n);
-    for b in 0..batch {
-        for t in 1..len {
-            let i = b * len + t;
-            let on = mask[i] && labels[i] >= 0 && (labels[i] as usize) < vocab;
-            targets.push(if on { labels[i] } else { 0 });
-            keep.push(on);
-        }
-    }
-    let count = keep.iter().filter(|&&k| k).count();
-    let logp = log_softmax(logits.slice([0..batch, 0..n, 0..vocab]), 2);
-    let targets = Tensor::<B, 3, Int>::from_data(TensorData::new(targets, [batch, n, 1]), &device);
-    let picked = logp.gather(2, targets).reshape([batch, n]);
-    let keep = Tensor::<B, 2, Bool>::from_data(TensorData::new(keep, [batch, n]), &device);
-    let sum = picked.mask_fill(keep.bool_not(), 0.0).sum().neg();
-    Ok(LossParts { sum, count })
+    // The logits are the "hidden states" of an identity head.
+    let vocab = logits.dims()[2];
+    causal_lm_loss_from_hidden(logits, vocab, |rows| rows, labels, mask)
 }
 
 /// The positions whose logits [`causal_lm_loss`] counts, as rows of the flattened `[batch * len]`

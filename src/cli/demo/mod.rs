@@ -172,12 +172,9 @@ fn set_runs_aside_if_stale(out: &Path) -> anyhow::Result<()> {
 
 /// The towers' specs: the defaults, `--tower-steps`, then `--vision` and `--llm` settings.
 fn tower_specs(args: &DemoArgs) -> anyhow::Result<anchorage_demo::TowerSpecs> {
-    let mut specs = anchorage_demo::TowerSpecs::default();
     let steps = args.tower_steps.map(|n| format!("steps={n}"));
     let with_steps = |settings: &[String]| steps.iter().cloned().chain(settings.iter().cloned()).collect::<Vec<_>>();
-    specs.vision = anchorage_demo::VisionSpec::with_settings(&with_steps(&args.vision)).context("--vision")?;
-    specs.llm = anchorage_demo::LlmSpec::with_settings(specs.tokenizer.vocab_size, &with_steps(&args.llm)).context("--llm")?;
-    Ok(specs)
+    towers::specs(&with_steps(&args.vision), &with_steps(&args.llm))
 }
 
 struct Ctx<'a> {

@@ -25,12 +25,19 @@ pub struct TowersArgs {
 
 pub fn run(args: TowersArgs) -> anyhow::Result<()> {
     let device = Default::default();
-    let mut specs = anchorage_demo::TowerSpecs::default();
-    specs.vision = anchorage_demo::VisionSpec::with_settings(&args.vision).context("--vision")?;
-    specs.llm = anchorage_demo::LlmSpec::with_settings(specs.tokenizer.vocab_size, &args.llm).context("--llm")?;
+    let specs = specs(&args.vision, &args.llm)?;
     let paths = anchorage_demo::ensure_towers_with::<Autodiff<Flex>>(&args.out, args.seed, &specs, &device)?;
     let what = |trained: bool| if trained { "trained" } else { "reused" };
     println!("vision tower: {} ({})", paths.vision.display(), what(paths.trained_vision));
     println!("LLM:          {} ({})", paths.llm.display(), what(paths.trained_llm));
     Ok(())
+}
+
+/// The default towers' specs with `--vision` and `--llm` settings applied (`train demo` and
+/// `train demo towers`).
+pub(super) fn specs(vision: &[String], llm: &[String]) -> anyhow::Result<anchorage_demo::TowerSpecs> {
+    let mut specs = anchorage_demo::TowerSpecs::default();
+    specs.vision = anchorage_demo::VisionSpec::with_settings(vision).context("--vision")?;
+    specs.llm = anchorage_demo::LlmSpec::with_settings(specs.tokenizer.vocab_size, llm).context("--llm")?;
+    Ok(specs)
 }
