@@ -13,9 +13,10 @@ import os
 import re
 import sys
 
-ORDER = ["parity", "kernels", "step_mlp", "step_anchor_former", "step_transformers", "vision_tower"]
+ORDER = ["parity", "allreduce", "kernels", "step_mlp", "step_anchor_former", "step_transformers", "vision_tower"]
 TITLES = {
     "parity": "CUDA kernel parity tests",
+    "allreduce": "NCCL all-reduce, every GPU (sums checked)",
     "kernels": "kernel benchmark, real sizes",
     "step_mlp": "train bench step, 7B, MLP (anchorage)",
     "step_anchor_former": "train bench step, 7B, Anchor Former (anchorage)",
@@ -77,6 +78,18 @@ def step_result(log, mem_peak_mib):
     return j, ", ".join(parts)
 
 
+def allreduce_result(log):
+    j = last_json(log)
+    if j is None or j.get("bench") != "allreduce":
+        return None, "no JSON line"
+    summary = (f"{j['ranks']} rank(s), {j['elements']} {j['dtype']} elements: sums exact, "
+               f"NCCL {1e3 * j['nccl_s']:.2f} ms ("
+               + (f"bus {j['nccl_busbw_gbs']:.1f} GB/s" if j["ranks"] > 1 else "one rank: a copy, no bandwidth")
+               + "), "
+               f"through the host {1e3 * j['host_s']:.2f} ms ({j['host_over_nccl']:.1f}x)")
+    return j, summary
+
+
 def mem_peak(text):
     values = [int(v) for v in re.findall(r"^\s*(\d+)\s*$", text, re.M)]
     return max(values) if values else None
@@ -106,6 +119,8 @@ def one_part(folder, name):
         data, summary = parity_result(log)
     elif name == "kernels":
         data, summary = kernels_result(log)
+    elif name == "allreduce":
+        data, summary = allreduce_result(log)
     else:
         data, summary = step_result(log, peak)
     entry["data"] = data

@@ -8,7 +8,8 @@
 # needs findable (libs.sh, also from PyTorch's pip wheels), then runs,
 # each part under its own timeout and the whole under GPU_CHECK_BUDGET_S (default 470 s):
 #   1. the CUDA kernel parity tests (prebuilt test binary, ANCHORAGE_REQUIRE_CUDA=1)
-#   2. the kernel benchmark at real sizes (kernel vs reference twin vs PyTorch)
+#   2. the NCCL all-reduce of CUDA runs on every visible GPU, sums checked (`train bench allreduce`),
+#   2b. the kernel benchmark at real sizes (kernel vs reference twin vs PyTorch)
 #   3. `train bench step` at 7B size with the MLP connector, 4. with Anchor Former,
 #   5. benches/llava_train_step.py (transformers) at the same size,
 #   6. the vision tower at real size (ViT-L/14-336 with a tiny LLM in the same step),
@@ -19,7 +20,7 @@
 # Environment: GPU_CHECK_OUT, GPU_CHECK_BUDGET_S, GPU_CHECK_TIMEOUT_SCALE (an integer factor on
 # every part's timeout, default 1), GPU_CHECK_STEPS (default 8) and GPU_CHECK_WARMUP
 # (3) for the step parts, GPU_CHECK_PYTHON (python3), GPU_CHECK_PARTS (space-separated subset of
-# parity kernels step_mlp step_anchor_former step_transformers vision_tower).
+# parity allreduce kernels step_mlp step_anchor_former step_transformers vision_tower).
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -28,7 +29,7 @@ budget=${GPU_CHECK_BUDGET_S:-470}
 steps=${GPU_CHECK_STEPS:-8}
 warmup=${GPU_CHECK_WARMUP:-3}
 python=${GPU_CHECK_PYTHON:-python3}
-parts=${GPU_CHECK_PARTS:-parity kernels step_mlp step_anchor_former step_transformers vision_tower}
+parts=${GPU_CHECK_PARTS:-parity allreduce kernels step_mlp step_anchor_former step_transformers vision_tower}
 started=$SECONDS
 
 # --- 1. An NVIDIA GPU, or a clear no. --------------------------------------------------------------
@@ -121,6 +122,8 @@ step_args=(--text-len 64 --steps "$steps" --warmup "$warmup" "${peak[@]}")
 
 part parity 60 "kernels-tests cuda_parity:: (ANCHORAGE_REQUIRE_CUDA=1)" -- \
     env ANCHORAGE_REQUIRE_CUDA=1 "$bin/kernels-tests" cuda_parity::
+part allreduce 40 "train bench allreduce --iters 10" -- \
+    "$bin/train" bench allreduce --iters 10
 part kernels 75 "anchor_gather --backend cuda --sizes real --iters 10 --warmup 3 --acformer-python $python${peak_gbs:+ --peak-gbs $peak_gbs}" -- \
     "$bin/anchor_gather" --backend cuda --sizes real --iters 10 --warmup 3 --acformer-python "$python" \
     --acformer-script kernels/benches/acformer_host_loop.py ${peak_gbs:+--peak-gbs "$peak_gbs"}

@@ -44,7 +44,10 @@ EOF
 fake() { printf '#!/bin/sh\n%s\n' "$2" >"$b/bin/$1"; xz "$b/bin/$1"; }
 fake kernels-tests '[ "$ANCHORAGE_REQUIRE_CUDA" = 1 ] || { echo "REQUIRE not set"; exit 3; }; echo "running 9 tests"; echo "test result: ok. 9 passed; 0 failed; 0 ignored; 0 measured; 3 filtered out; finished in 4.2s"'
 fake anchor_gather 'echo "backend: cuda (CudaDevice 0); kernels used: true"; echo "| op | B | N or k | kernel ms |"; echo "| --- | --- | --- | --- |"; echo "| anchor_select (H 16, T 577) | 32 | 144 | 0.05 |"'
-fake train 'case "$3" in
+fake train 'case "$2" in
+  allreduce) echo "{\"bench\": \"allreduce\", \"devices\": [0], \"ranks\": 1, \"elements\": 33554432, \"dtype\": \"f32\", \"sums_exact\": true, \"nccl_s\": 0.0004, \"host_s\": 0.05, \"host_over_nccl\": 125.0, \"nccl_algbw_gbs\": 335.5, \"nccl_busbw_gbs\": 0.0}"; exit 0 ;;
+esac
+case "$3" in
   *anchor_former*) echo "Error: out of memory" >&2; exit 1 ;;
 esac
 for a in "$@"; do case "$a" in *tiny*) sleep 30 ;; esac; done
@@ -75,8 +78,9 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 parts = {p["part"]: p for p in r["parts"]}
 assert r["device"]["name"] == "NVIDIA H100 80GB HBM3", r["device"]
-assert list(parts) == ["parity", "kernels", "step_mlp", "step_anchor_former", "step_transformers", "vision_tower"], list(parts)
+assert list(parts) == ["parity", "allreduce", "kernels", "step_mlp", "step_anchor_former", "step_transformers", "vision_tower"], list(parts)
 assert parts["parity"]["ok"] and parts["parity"]["data"]["passed"] == 9, parts["parity"]
+assert parts["allreduce"]["ok"] and parts["allreduce"]["data"]["host_over_nccl"] == 125.0, parts["allreduce"]
 assert parts["kernels"]["ok"] and len(parts["kernels"]["data"]["table"]) == 3, parts["kernels"]
 assert parts["step_mlp"]["ok"] and parts["step_mlp"]["data"]["step_s"] == 1.5, parts["step_mlp"]
 assert "--peak-tflops 989" in parts["step_mlp"]["command"], parts["step_mlp"]["command"]
@@ -93,6 +97,7 @@ EOF
 md="$tmp/out/gpu-check-results.md"
 cat "$md"
 grep -q '^| CUDA kernel parity tests | `kernels-tests cuda_parity:: (ANCHORAGE_REQUIRE_CUDA=1)` | 9 passed, 0 failed' "$md" || fail "parity row"
+grep -q '^| NCCL all-reduce, every GPU (sums checked) | `train bench allreduce --iters 10` | 1 rank(s), 33554432 f32 elements: sums exact, NCCL 0.40 ms' "$md" || fail "allreduce row"
 grep -q '| \*\*failed\*\*: failed (exit 1)' "$md" || fail "failed row"
 grep -q '^| anchor_select (H 16, T 577) | 32 | 144 | 0.05 |' "$md" || fail "kernel table"
 echo "test_run.sh: all checks passed"

@@ -18,6 +18,9 @@ pub enum BenchCommand {
     /// Compression methods side by side at thousands of visual tokens: prefill FLOPs, time and peak
     /// memory of each (`docs/benchmarks.md`).
     Prefill(super::bench_prefill::PrefillArgs),
+    /// CUDA builds: the gradient all-reduce on the GPUs given, NCCL on device memory beside the
+    /// same sum through the host; checks the sums, prints bandwidths (one JSON line).
+    Allreduce(super::bench_allreduce::AllReduceArgs),
 }
 
 #[derive(Debug, Args)]
@@ -45,6 +48,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     let args = match cmd {
         BenchCommand::Step(args) => args,
         BenchCommand::Prefill(args) => return super::bench_prefill::run(args),
+        BenchCommand::Allreduce(args) => return super::bench_allreduce::run(args),
     };
     if args.warmup >= args.steps as usize {
         bail!("--warmup {} must be below --steps {}", args.warmup, args.steps);
@@ -65,7 +69,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     crate::backend::check(recipe.devices.backend).map_err(anyhow::Error::msg)?;
     let plan = Plan::new(&recipe).context("planning the run")?;
     let samples = (plan.global_batch * args.steps) as usize;
-    let world = World { local: recipe.devices.ids.len(), nodes: 1, node: None };
+    let world = World::new(recipe.devices.ids.len(), 1, None);
     let data = StageData::Synthetic { samples, text_len: args.text_len };
     let result = crate::backend::run_stage(&recipe, &plan, Default::default(), world, data);
     let _ = std::fs::remove_dir_all(&dir);

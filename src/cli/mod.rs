@@ -1,6 +1,7 @@
 //! Command-line definitions: one module per subcommand; `main` is one `match`.
 
 pub mod bench;
+pub mod bench_allreduce;
 pub mod bench_prefill;
 pub mod export;
 pub mod generate;

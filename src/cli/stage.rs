@@ -55,7 +55,7 @@ fn world(recipe: &anchorage_train::Recipe, args: &StageArgs) -> anyhow::Result<W
             Some(NodeRole { rank: *rank, master })
         }
     };
-    Ok(World { local: recipe.devices.ids.len(), nodes, node })
+    Ok(World::new(recipe.devices.ids.len(), nodes, node))
 }
 
 pub fn run(stage: Stage, args: StageArgs) -> anyhow::Result<()> {

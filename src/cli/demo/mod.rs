@@ -204,7 +204,7 @@ impl Ctx<'_> {
         // The demo writes its recipes afresh each time: an interrupted run continues under the new
         // flags' values where they may change (epochs, steps); the trainer refuses the others.
         let options = anchorage_train::trainer::TrainOptions { resume, allow_recipe_change: resume, ..Default::default() };
-        let summary = crate::backend::run_stage(&recipe, &plan, options, World { local: self.replicas, nodes: 1, node: None }, StageData::Manifest)?;
+        let summary = crate::backend::run_stage(&recipe, &plan, options, World::new(self.replicas, 1, None), StageData::Manifest)?;
         let (first, last) = (summary.losses.first().copied().unwrap_or(f64::NAN), summary.losses.last().copied().unwrap_or(f64::NAN));
         println!("{name:<26} {stage:<8} {} steps  loss {first:.3} → {last:.3}  {:.0} s", summary.steps, t.elapsed().as_secs_f64());
         if summary.connector.is_none() {

@@ -21,10 +21,13 @@
 //! token losses of every micro-batch by the supervised tokens of the whole global batch.
 
 mod export;
+#[cfg(feature = "cuda")]
+pub mod nccl;
 mod node_link;
 mod parallel;
 mod parallel_error;
 mod progress;
+mod rendezvous;
 mod replica;
 mod resume;
 mod run;
@@ -34,7 +37,7 @@ mod state;
 mod workers;
 mod zero;
 
-pub use parallel::{NodeRole, ParallelError, World};
+pub use parallel::{NodeRole, ParallelError, Rendezvous, World};
 pub use replica::Timer;
 pub use run::{TrainOptions, TrainSummary, Trainer};
 pub use setup::{run_stage, StageData};

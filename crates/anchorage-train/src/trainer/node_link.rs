@@ -147,8 +147,9 @@ impl NodeLink {
             writer.write_all(&hello).and_then(|_| writer.flush()).map_err(|e| err(e.to_string()))?;
             let mut reader = BufReader::new(stream);
             read_verdict(&mut reader).map_err(err)?;
-            let stream = reader.into_inner();
-            Ok(Self { rank, peers: vec![(BufReader::new(stream), writer)], timeout: options.collective_timeout })
+            // The same reader from here on: node 0 may send more right behind its verdict (a
+            // broadcast), which this reader may already hold in its buffer.
+            Ok(Self { rank, peers: vec![(reader, writer)], timeout: options.collective_timeout })
         }
     }
 
@@ -219,7 +220,39 @@ impl NodeLink {
         }
         Ok(Some(all))
     }
+
+    /// Node 0's `bytes` on every node: node 0 passes `Some` and sends them, the others pass `None`
+    /// and receive them (the NCCL unique id of a CUDA run). Every node must call this at the same
+    /// point of the run.
+    pub fn broadcast(&mut self, bytes: Option<Vec<u8>>) -> Result<Vec<u8>, TrainError> {
+        let err = |what: String| -> TrainError { ParallelError::Link { message: what }.into() };
+        if self.rank == 0 {
+            let bytes = bytes.ok_or_else(|| err("node 0 has nothing to broadcast".into()))?;
+            for (node, (_, writer)) in self.peers.iter_mut().enumerate() {
+                let sent = writer.write_all(&(bytes.len() as u64).to_le_bytes()).and_then(|()| writer.write_all(&bytes)).and_then(|()| writer.flush());
+                sent.map_err(|e| err(format!("node {}: {e}", node + 1)))?;
+            }
+            return Ok(bytes);
+        }
+        let (reader, _) = &mut self.peers[0];
+        let mut received = || -> std::io::Result<Vec<u8>> {
+            let len = read_u64(reader)?;
+            if len > MAX_BROADCAST {
+                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("node 0 announced {len} bytes (at most {MAX_BROADCAST})")));
+            }
+            let mut buf = Vec::new();
+            let got = std::io::Read::take(&mut *reader, len).read_to_end(&mut buf)?;
+            if got as u64 != len {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("{got} of {len} bytes")));
+            }
+            Ok(buf)
+        };
+        received().map_err(|e| err(format!("node 0: {e}")))
+    }
 }
+
+/// Largest [`NodeLink::broadcast`] a node accepts (bytes).
+const MAX_BROADCAST: u64 = 1 << 20;
 
 /// Node 0 reads a new connection's hello: `Some((rank, connection))` for a node that may join,
 /// `None` for a connection to drop (silent, or not speaking anchorage's protocol), or an error for
@@ -339,6 +372,44 @@ mod tests {
                 assert_eq!(r[round as usize], expected);
             }
         }
+    }
+
+    #[test]
+    fn node_zeros_bytes_reach_every_node_and_sums_still_follow() {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let master = format!("127.0.0.1:{port}");
+        let id: Vec<u8> = (0..128u32).map(|i| (i * 37 % 256) as u8).collect();
+        let handles: Vec<_> = (0..3u32)
+            .map(|rank| {
+                let (master, id) = (master.clone(), id.clone());
+                std::thread::spawn(move || {
+                    let mut link = NodeLink::join(rank, 3, &master, 7).unwrap();
+                    // Only node 0's bytes count; the others' argument is ignored.
+                    // Node 0 sends right behind its last verdict: what node 2 reads with its
+                    // verdict must not be lost.
+                    let got = link.broadcast((rank == 0).then_some(id)).unwrap();
+                    let mut v = vec![rank as f32];
+                    link.sum(&mut v).unwrap();
+                    (got, v)
+                })
+            })
+            .collect();
+        for h in handles {
+            let (got, v) = h.join().unwrap();
+            assert_eq!(got, id);
+            assert_eq!(v, vec![3.0]);
+        }
+        // Node 0 without bytes is an error, not a hang of the others.
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let master = format!("127.0.0.1:{port}");
+        let m = master.clone();
+        let other = std::thread::spawn(move || NodeLink::join_with(1, 2, &m, 7, &LinkOptions { collective_timeout: Duration::from_millis(300), ..LinkOptions::default() }).and_then(|mut l| l.broadcast(None)));
+        let mut link = NodeLink::join(0, 2, &master, 7).unwrap();
+        let err = link.broadcast(None).unwrap_err().to_string();
+        assert!(err.contains("nothing to broadcast"), "{err}");
+        let err = other.join().unwrap().unwrap_err().to_string();
+        assert!(err.contains("node 0"), "{err}");
+        drop(link);
     }
 
     #[test]

@@ -14,6 +14,10 @@
 //! burn-collective sums across the devices; between nodes the local sums travel over
 //! [`NodeLink`](super::node_link::NodeLink) (node 0 listens on `--master`), and the total is
 //! broadcast back to the node's devices. See the README for the launch.
+//!
+//! On CUDA (feature `cuda`) none of that: one NCCL communicator spans every GPU of every node
+//! (rank = global rank) and sums the buckets on device memory (`nccl.rs`); the node link only
+//! carries NCCL's unique id from node 0 to the others (and ZeRO-1's checkpoint shards).
 
 use burn::module::{AutodiffModule, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
@@ -24,6 +28,7 @@ use std::sync::{Arc, Mutex};
 
 use super::node_link::NodeLink;
 pub use super::parallel_error::ParallelError;
+pub use super::rendezvous::Rendezvous;
 use crate::TrainError;
 
 
@@ -45,12 +50,19 @@ pub struct World {
     pub nodes: u32,
     /// This node's role; `None` on a single node.
     pub node: Option<NodeRole>,
+    /// Where the process's first replica hands the others the collective's id (NCCL on CUDA).
+    pub rendezvous: Rendezvous,
 }
 
 impl World {
     /// One device, one node.
     pub fn single() -> Self {
-        Self { local: 1, nodes: 1, node: None }
+        Self::new(1, 1, None)
+    }
+
+    /// `local` devices here, `nodes` nodes, this node's role.
+    pub fn new(local: usize, nodes: u32, node: Option<NodeRole>) -> Self {
+        Self { local, nodes, node, rendezvous: Rendezvous::default() }
     }
 
     /// Replicas in the whole run.
@@ -93,24 +105,56 @@ pub struct Peer {
     link: Option<Arc<Mutex<NodeLink>>>,
     /// Several nodes: the other local replicas receive the total by broadcast.
     nodes: bool,
+    /// CUDA: the NCCL communicator over every replica of the run, which does every sum.
+    #[cfg(feature = "cuda")]
+    nccl: Option<Arc<super::nccl::NcclComm>>,
 }
 
 impl Peer {
     /// Registers local device `local` (blocks until every local replica registered); the first
     /// replica of a node also gets the node `link`.
+    ///
+    /// On CUDA it joins the run's NCCL communicator instead: the first replica of node 0 makes
+    /// its unique id, which reaches the other nodes over the link and the other local replicas
+    /// through `world.rendezvous`.
     pub fn register<B: Backend>(world: &World, local: usize, device: &B::Device, link: Option<Arc<Mutex<NodeLink>>>) -> Result<Self, TrainError> {
         let id = PeerId::from(local);
+        #[cfg(feature = "cuda")]
+        if let Some(ordinal) = super::nccl::cuda_ordinal::<B>(device) {
+            let comm = join_nccl(world, local, ordinal, link.as_ref())?;
+            return Ok(Self { id, local: world.local, link, nodes: world.nodes > 1, nccl: Some(Arc::new(comm)) });
+        }
         if world.local > 1 {
             let config = CollectiveConfig::default().with_num_devices(world.local);
             register::<B>(id, device.clone(), config).map_err(|e| collective_err("register", e))?;
         }
-        Ok(Self { id, local: world.local, link, nodes: world.nodes > 1 })
+        Ok(Self {
+            id,
+            local: world.local,
+            link,
+            nodes: world.nodes > 1,
+            #[cfg(feature = "cuda")]
+            nccl: None,
+        })
+    }
+
+    /// Whether burn-collective sums across this node's devices (several local devices, not NCCL).
+    fn burn_collective(&self) -> bool {
+        #[cfg(feature = "cuda")]
+        if self.nccl.is_some() {
+            return false;
+        }
+        self.local > 1
     }
 
     /// Sums a flat tensor over every replica of the run: burn-collective across this node's
     /// devices, then the node link across nodes, then a broadcast of the total to this node's
     /// devices.
     fn sum<B: Backend>(&self, tensor: Tensor<B, 1>) -> Result<Tensor<B, 1>, TrainError> {
+        #[cfg(feature = "cuda")]
+        if let Some(comm) = &self.nccl {
+            return comm.sum(tensor);
+        }
         let mut tensor = tensor;
         if self.local > 1 {
             let sum = all_reduce::<B>(self.id, tensor.into_primitive().tensor(), ReduceOperation::Sum).map_err(|e| collective_err("all-reduce", e))?;
@@ -207,12 +251,38 @@ impl Peer {
 
     /// Leaves the collective.
     pub fn finish<B: Backend>(&self) {
-        if self.local > 1 {
+        if self.burn_collective() {
             if let Err(e) = finish_collective::<B>(self.id) {
                 tracing::warn!(peer = %self.id, error = ?e, "leaving the collective");
             }
         }
     }
+}
+
+/// How long a replica waits for its process's first replica to publish the NCCL id: the first
+/// replica may be waiting for the other nodes to start.
+#[cfg(feature = "cuda")]
+const RENDEZVOUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// Joins the run's NCCL communicator as local replica `local` on CUDA device `ordinal` (see
+/// [`Peer::register`]).
+#[cfg(feature = "cuda")]
+fn join_nccl(world: &World, local: usize, ordinal: usize, link: Option<&Arc<Mutex<NodeLink>>>) -> Result<super::nccl::NcclComm, TrainError> {
+    use super::nccl;
+    let id = if local == 0 {
+        let made = (|| -> Result<Vec<u8>, TrainError> {
+            let mine = if world.is_leader() { Some(nccl::new_id()?) } else { None };
+            match link {
+                Some(link) => link.lock().map_err(|_| ParallelError::Link { message: "poisoned by a panicked thread".into() })?.broadcast(mine),
+                None => mine.ok_or_else(|| ParallelError::Link { message: "a multi-node run without a link".into() }.into()),
+            }
+        })();
+        world.rendezvous.publish(made.as_ref().map(Clone::clone).map_err(ToString::to_string));
+        made?
+    } else {
+        world.rendezvous.wait(RENDEZVOUS_TIMEOUT)?
+    };
+    nccl::NcclComm::join(ordinal, world.global_rank(local), world.size(), &id)
 }
 
 /// Largest gradient bucket reduced in one transfer (elements; 128 MiB of f32).

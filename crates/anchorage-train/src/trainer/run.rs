@@ -242,8 +242,13 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
         use std::hash::{Hash, Hasher};
         let mut fingerprint = std::collections::hash_map::DefaultHasher::new();
         (self.settings.recipe_text.as_str(), format!("{}", self.settings.plan), self.state.step).hash(&mut fingerprint);
-        let link = world.link(fingerprint.finish())?;
-        replica.peer = Some(Peer::register::<B::InnerBackend>(world, 0, &replica.model.device, link)?);
+        let registered = world.link(fingerprint.finish()).and_then(|link| Peer::register::<B::InnerBackend>(world, 0, &replica.model.device, link));
+        // The other local replicas may be waiting for this one (the NCCL id): tell them it failed.
+        // (A no-op when the id was published already, or off CUDA.)
+        if let Err(e) = &registered {
+            world.rendezvous.publish(Err(e.to_string()));
+        }
+        replica.peer = Some(registered?);
         Ok(())
     }
 
