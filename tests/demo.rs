@@ -16,7 +16,7 @@ fn jsonl(path: &Path) -> Vec<serde_json::Value> {
 fn a_short_demo_learns_above_chance_and_writes_the_comparison() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
-    let args = ["demo", "--out", out.to_str().unwrap(), "--connectors", "mlp2x_gelu", "--compression", "none", "--train-images", "300", "--eval-images", "25", "--max-steps", "12", "--tower-steps", "150", "--llm", "curriculum=none"];
+    let args = ["demo", "--out", out.to_str().unwrap(), "--connectors", "mlp2x_gelu", "--compression", "none", "--train-images", "300", "--eval-images", "25", "--max-steps", "20", "--tower-steps", "150", "--llm", "curriculum=none"];
     let o = Command::new(env!("CARGO_BIN_EXE_train")).args(args).env("RUST_LOG", "warn").output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{text}");

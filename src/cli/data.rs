@@ -35,6 +35,25 @@ pub struct SynthArgs {
     /// Image side in pixels.
     #[arg(long, default_value_t = 64)]
     pub size: u32,
+    /// Rounds of each conversation record in ift.json, fewest and most (`MIN-MAX` or one number).
+    #[arg(long, default_value = "2-4", value_parser = parse_rounds)]
+    pub rounds: (usize, usize),
+}
+
+/// `MIN-MAX` or `N` (1 <= MIN <= MAX <= 64).
+pub fn parse_rounds(text: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("rounds must be MIN-MAX or N with 1 <= MIN <= MAX <= 64, got {text:?}");
+    let (low, high) = match text.split_once('-') {
+        Some((a, b)) => (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?),
+        None => {
+            let n = text.trim().parse().map_err(|_| bad())?;
+            (n, n)
+        }
+    };
+    if low == 0 || low > high || high > 64 {
+        return Err(bad());
+    }
+    Ok((low, high))
 }
 
 #[derive(Debug, Args)]
@@ -79,6 +98,7 @@ fn synth(args: SynthArgs) -> anyhow::Result<()> {
         eval: args.eval,
         seed: args.seed,
         size: args.size,
+        rounds: args.rounds,
     };
     let s = anchorage_data::synth::write_world(&args.out, &opts)?;
     println!(

@@ -95,8 +95,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         recipes::compression_table(c).with_context(|| format!("--compression: unknown method `{c}`; known: {}", COMPRESSIONS.join(", ")))?;
     }
     let replicas = args.replicas.unwrap_or_else(recipes::default_replicas);
-    if replicas == 0 || recipes::GLOBAL_BATCH % replicas != 0 {
-        bail!("--replicas {replicas}: must divide the global batch of {} (1, 2, 4, 8, 16 or 32)", recipes::GLOBAL_BATCH);
+    if !recipes::replicas_fit(replicas) {
+        bail!(
+            "--replicas {replicas}: must divide the global batches of {} (stage 1) and {} (stage 2)",
+            recipes::PRETRAIN_GLOBAL_BATCH,
+            recipes::IFT_GLOBAL_BATCH
+        );
     }
     let specs = tower_specs(&args)?;
     let started = std::time::Instant::now();

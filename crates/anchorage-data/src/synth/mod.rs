@@ -13,7 +13,7 @@ mod world;
 mod write;
 
 pub use draw::{png_bytes, render, write_png};
-pub use records::{any_question, caption_record, caption_sentence, conversation_record, YesNo};
+pub use records::{any_question, caption_record, caption_sentence, conversation_record, conversation_record_with, YesNo, CONVERSATION_ROUNDS};
 pub use text::{
     answer_for, ask_colour, ask_presence, ask_presence_negated, ask_shape, capitalise, caption, normalise_answer, Category, Question,
     CAPTION_PROMPTS, SHORT_ANSWER_SUFFIX,

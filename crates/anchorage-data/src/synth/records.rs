@@ -59,6 +59,9 @@ pub fn caption_sentence(rng: &mut SplitMix64, scene: &Scene) -> String {
     format!("{first}{}.", chars.as_str())
 }
 
+/// Rounds of a [`conversation_record`]: 2 to 4.
+pub const CONVERSATION_ROUNDS: (usize, usize) = (2, 4);
+
 /// A conversation record as in `llava_v1_5_mix665k.json`: 2 to 4 rounds of short-answer questions
 /// (now and then a brief description instead), the first human turn starting with `<image>\n`.
 pub fn conversation_record(
@@ -68,7 +71,22 @@ pub fn conversation_record(
     scene: &Scene,
     yes_no: &mut YesNo,
 ) -> Record {
-    let rounds = 2 + rng.below(3) as usize;
+    conversation_record_with(rng, id, image, scene, yes_no, CONVERSATION_ROUNDS)
+}
+
+/// [`conversation_record`] with `rounds.0` to `rounds.1` rounds (drawn uniformly; `rounds.0 >= 1`
+/// and `rounds.0 <= rounds.1`, else clamped so).
+pub fn conversation_record_with(
+    rng: &mut SplitMix64,
+    id: String,
+    image: String,
+    scene: &Scene,
+    yes_no: &mut YesNo,
+    rounds: (usize, usize),
+) -> Record {
+    let low = rounds.0.max(1);
+    let high = rounds.1.max(low);
+    let rounds = low + rng.below((high - low + 1) as u64) as usize;
     let mut conversations = Vec::with_capacity(2 * rounds);
     for r in 0..rounds {
         let (human, gpt) = if rng.below(6) == 0 {

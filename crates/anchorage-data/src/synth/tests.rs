@@ -13,6 +13,7 @@ fn small() -> SynthOptions {
         eval: 12,
         seed: 7,
         size: 64,
+        ..SynthOptions::default()
     }
 }
 
@@ -151,4 +152,24 @@ fn the_tokenizer_covers_the_world_and_matches_llava_round_lengths() {
         again.json,
         std::fs::read_to_string(dir.path().join(files::TOKENIZER)).unwrap()
     );
+}
+
+#[test]
+fn conversation_rounds_follow_the_option_and_the_default_world_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    write_world(dir.path(), &SynthOptions { rounds: (6, 8), ..small() }).unwrap();
+    let records = read_records(&dir.path().join(files::IFT)).unwrap();
+    let rounds: Vec<usize> = records.iter().map(|r| r.as_ref().unwrap().conversations.len() / 2).collect();
+    assert!(rounds.iter().all(|r| (6..=8).contains(r)), "{rounds:?}");
+    assert!(rounds.contains(&6) && rounds.contains(&8), "{rounds:?}");
+    // The default draws 2 to 4 rounds exactly as `conversation_record` always has (seeded records
+    // of existing worlds do not move).
+    let mut a = crate::SplitMix64::for_epoch(3, 4, 5);
+    let mut b = a.clone();
+    let scene = Scene::sample_with(&mut crate::SplitMix64::new(9), Shape::Circle, Colour::Teal, 64);
+    for _ in 0..20 {
+        let plain = conversation_record(&mut a, "x".into(), "i".into(), &scene, &mut YesNo::default());
+        let with = conversation_record_with(&mut b, "x".into(), "i".into(), &scene, &mut YesNo::default(), (2, 4));
+        assert_eq!(plain, with);
+    }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::draw::write_png;
-use super::records::{caption_record, conversation_record, YesNo};
+use super::records::{caption_record, conversation_record_with, YesNo, CONVERSATION_ROUNDS};
 use super::text::{ask_colour, ask_presence, ask_shape};
 use super::tokenizer::{train_tokenizer, TokenizerOptions};
 use super::world::Scene;
@@ -24,6 +24,9 @@ pub struct SynthOptions {
     pub seed: u64,
     /// Image side in pixels.
     pub size: u32,
+    /// Rounds of each conversation record, fewest and most (LLaVA-665k's VQA records group many
+    /// questions about one image; more rounds give stage 2 more answers per image).
+    pub rounds: (usize, usize),
 }
 
 impl Default for SynthOptions {
@@ -33,6 +36,7 @@ impl Default for SynthOptions {
             eval: 100,
             seed: 0,
             size: 64,
+            rounds: CONVERSATION_ROUNDS,
         }
     }
 }
@@ -237,13 +241,7 @@ pub fn write_world(dir: &Path, opts: &SynthOptions) -> Result<SynthSummary, Data
         let mut rng = SplitMix64::for_epoch(opts.seed, 4, i as u64);
         let id = format!("{:06}", i);
         captions.push(caption_record(&mut rng, id.clone(), entry.image.clone(), &entry.scene));
-        conversations.push(conversation_record(
-            &mut rng,
-            id,
-            entry.image.clone(),
-            &entry.scene,
-            &mut yes_no,
-        ));
+        conversations.push(conversation_record_with(&mut rng, id, entry.image.clone(), &entry.scene, &mut yes_no, opts.rounds));
     }
     write_json(&dir.join(files::PRETRAIN), &captions)?;
     write_json(&dir.join(files::IFT), &conversations)?;

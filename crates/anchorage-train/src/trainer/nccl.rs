@@ -28,7 +28,7 @@ use cubecl::cuda::{CudaDevice, CudaRuntime};
 use cudarc::driver::safe::{CudaContext, CudaStream};
 use cudarc::nccl::{result as nccl, sys as nccl_sys};
 
-use super::parallel::ParallelError;
+use super::parallel_error::ParallelError;
 use crate::TrainError;
 
 /// Bytes of an NCCL unique id (`ncclUniqueId`, `NCCL_UNIQUE_ID_BYTES`).

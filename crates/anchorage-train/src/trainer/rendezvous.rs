@@ -5,7 +5,7 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use super::parallel::ParallelError;
+use super::parallel_error::ParallelError;
 use crate::TrainError;
 
 /// The bytes the process's first replica publishes for the others (the NCCL unique id), or the reason
