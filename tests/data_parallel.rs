@@ -58,6 +58,27 @@ fn two_devices_train_like_one_device_accumulating() {
 }
 
 #[test]
+fn gradients_summed_in_bf16_train_close_to_f32_but_not_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    run(dir.path(), "f32", &["--set", "devices.ids=[0,1]"]);
+    run(dir.path(), "bf16", &["--set", "devices.ids=[0,1]", "--set", "devices.reduce_dtype=\"bf16\""]);
+    let ((a, _), (b, _)) = (metrics(&dir.path().join("f32")), metrics(&dir.path().join("bf16")));
+    assert_eq!(a.len(), b.len());
+    // The first loss comes before any update; later ones follow bf16-rounded gradients.
+    assert!((a[0] - b[0]).abs() <= 1e-6 * a[0].abs(), "{a:?} vs {b:?}");
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= 2e-2 * x.abs(), "bf16 sums drift too far: {a:?} vs {b:?}");
+    }
+    let device = Default::default();
+    let (ca, _, _) = connector_file::load::<Flex>(&dir.path().join("f32/connector.safetensors"), &device).unwrap();
+    let (cb, _, _) = connector_file::load::<Flex>(&dir.path().join("bf16/connector.safetensors"), &device).unwrap();
+    let diff = common::parameters(&ca).iter().zip(&common::parameters(&cb)).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0f32, f32::max);
+    assert!(diff > 0.0 && diff < 1e-2, "bf16 sums changed the connector by {diff}");
+    let recipe = std::fs::read_to_string(dir.path().join("bf16/recipe.toml")).unwrap();
+    assert!(recipe.contains("reduce_dtype = \"bf16\""), "{recipe}");
+}
+
+#[test]
 fn two_nodes_of_two_devices_train_like_one_device_accumulating() {
     let dir = tempfile::tempdir().unwrap();
     // micro 2: 4 slices per step, one per replica (2 nodes × 2 devices), or 4 accumulated on one.

@@ -51,6 +51,7 @@ impl Settings {
     /// Resolves `recipe` for a data set of `records` records (the plan is re-derived when the
     /// manifest expected another count) with padding id `pad_id`, on `world`.
     pub fn new(recipe: &Recipe, plan: &Plan, world: World, records: usize, pad_id: i64) -> Self {
+        let world = World { reduce_dtype: recipe.devices.reduce_dtype, ..world };
         let plan = if records as u64 == plan.samples.count {
             plan.clone()
         } else {

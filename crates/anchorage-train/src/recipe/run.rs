@@ -101,6 +101,19 @@ pub enum Backend {
     Wgpu,
 }
 
+/// Precision the gradients are summed in between replicas (`devices.reduce_dtype`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReduceDtype {
+    /// The gradients as they are (f32).
+    #[default]
+    F32,
+    /// Each gradient bucket rounded to bf16 before the sum: NCCL moves and adds bf16 (half the
+    /// bytes); the CPU engines round the values and still add in f32. Parameters (ZeRO-1) and
+    /// loss/token counts always travel in f32.
+    Bf16,
+}
+
 /// `[devices]`: where the run executes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,6 +126,9 @@ pub struct DevicesSection {
     /// Number of nodes (one process per node).
     #[serde(default = "default_nodes")]
     pub nodes: u32,
+    /// Precision of the gradient all-reduce between replicas.
+    #[serde(default)]
+    pub reduce_dtype: ReduceDtype,
 }
 
 fn default_backend() -> Backend {
@@ -131,6 +147,7 @@ impl Default for DevicesSection {
             backend: default_backend(),
             ids: default_ids(),
             nodes: default_nodes(),
+            reduce_dtype: ReduceDtype::default(),
         }
     }
 }

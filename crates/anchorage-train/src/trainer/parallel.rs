@@ -22,13 +22,14 @@
 use burn::module::{AutodiffModule, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 use burn_collective::{all_reduce, broadcast, finish_collective, register, CollectiveConfig, PeerId, ReduceOperation};
 use std::sync::{Arc, Mutex};
 
 use super::node_link::NodeLink;
 pub use super::parallel_error::ParallelError;
 pub use super::rendezvous::Rendezvous;
+use crate::recipe::ReduceDtype;
 use crate::TrainError;
 
 
@@ -52,6 +53,8 @@ pub struct World {
     pub node: Option<NodeRole>,
     /// Where the process's first replica hands the others the collective's id (NCCL on CUDA).
     pub rendezvous: Rendezvous,
+    /// Precision of the gradient sums (`devices.reduce_dtype`).
+    pub reduce_dtype: ReduceDtype,
 }
 
 impl World {
@@ -62,7 +65,7 @@ impl World {
 
     /// `local` devices here, `nodes` nodes, this node's role.
     pub fn new(local: usize, nodes: u32, node: Option<NodeRole>) -> Self {
-        Self { local, nodes, node, rendezvous: Rendezvous::default() }
+        Self { local, nodes, node, rendezvous: Rendezvous::default(), reduce_dtype: ReduceDtype::F32 }
     }
 
     /// Replicas in the whole run.
@@ -105,6 +108,8 @@ pub struct Peer {
     link: Option<Arc<Mutex<NodeLink>>>,
     /// Several nodes: the other local replicas receive the total by broadcast.
     nodes: bool,
+    /// Gradients are rounded to bf16 for their sum (`devices.reduce_dtype = "bf16"`).
+    bf16: bool,
     /// CUDA: the NCCL communicator over every replica of the run, which does every sum.
     #[cfg(feature = "cuda")]
     nccl: Option<Arc<super::nccl::NcclComm>>,
@@ -119,10 +124,11 @@ impl Peer {
     /// through `world.rendezvous`.
     pub fn register<B: Backend>(world: &World, local: usize, device: &B::Device, link: Option<Arc<Mutex<NodeLink>>>) -> Result<Self, TrainError> {
         let id = PeerId::from(local);
+        let bf16 = world.reduce_dtype == ReduceDtype::Bf16;
         #[cfg(feature = "cuda")]
         if let Some(ordinal) = super::nccl::cuda_ordinal::<B>(device) {
             let comm = join_nccl(world, local, ordinal, link.as_ref())?;
-            return Ok(Self { id, local: world.local, link, nodes: world.nodes > 1, nccl: Some(Arc::new(comm)) });
+            return Ok(Self { id, local: world.local, link, nodes: world.nodes > 1, bf16, nccl: Some(Arc::new(comm)) });
         }
         if world.local > 1 {
             let config = CollectiveConfig::default().with_num_devices(world.local);
@@ -133,6 +139,7 @@ impl Peer {
             local: world.local,
             link,
             nodes: world.nodes > 1,
+            bf16,
             #[cfg(feature = "cuda")]
             nccl: None,
         })
@@ -186,7 +193,20 @@ impl Peer {
     /// reduced one bucket at a time, as DDP does: a few large transfers instead of one per
     /// parameter. A parameter without a gradient here (a replica with no sample this step)
     /// contributes zeros.
+    ///
+    /// With `devices.reduce_dtype = "bf16"` each bucket is rounded to bf16 first: NCCL sums the
+    /// bf16 buffer (half the bytes), the other engines sum the rounded values in f32.
     pub fn sum_gradients<B: AutodiffBackend, M: AutodiffModule<B>>(&self, module: &M, grads: GradientsParams) -> Result<GradientsParams, TrainError> {
+        self.sum_per_parameter(module, grads, self.bf16)
+    }
+
+    /// [`Self::sum_gradients`] for values that must arrive exactly (ZeRO-1's parameters): always in
+    /// the tensors' own precision.
+    pub fn sum_parameters<B: AutodiffBackend, M: AutodiffModule<B>>(&self, module: &M, values: GradientsParams) -> Result<GradientsParams, TrainError> {
+        self.sum_per_parameter(module, values, false)
+    }
+
+    fn sum_per_parameter<B: AutodiffBackend, M: AutodiffModule<B>>(&self, module: &M, grads: GradientsParams, bf16: bool) -> Result<GradientsParams, TrainError> {
         /// Each trainable parameter's id, shape and flattened gradient, in visiting order.
         struct Take<'a, B: AutodiffBackend> {
             grads: &'a mut GradientsParams,
@@ -219,7 +239,7 @@ impl Peer {
                 end += 1;
             }
             let bucket = Tensor::cat(taken[start..end].iter().map(|(_, _, g)| g.clone()).collect(), 0);
-            let sum = self.sum(bucket)?;
+            let sum = if bf16 { self.sum_bf16(bucket)? } else { self.sum(bucket)? };
             let mut offset = 0;
             for (id, dims, g) in &taken[start..end] {
                 let n = g.dims()[0];
@@ -229,6 +249,18 @@ impl Peer {
             start = end;
         }
         Ok(out)
+    }
+
+    /// [`Self::sum`] of `tensor` rounded to bf16, back in its own dtype: NCCL moves and adds the
+    /// bf16 buffer; the CPU engines add the rounded values in f32.
+    fn sum_bf16<B: Backend>(&self, tensor: Tensor<B, 1>) -> Result<Tensor<B, 1>, TrainError> {
+        let dtype = tensor.dtype();
+        let rounded = tensor.cast(DType::BF16);
+        #[cfg(feature = "cuda")]
+        if self.nccl.is_some() {
+            return Ok(self.sum(rounded)?.cast(dtype));
+        }
+        self.sum(rounded.cast(dtype))
     }
 
     /// Sums a few numbers (losses, counts) across the replicas, in f32.

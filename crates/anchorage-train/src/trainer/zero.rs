@@ -171,7 +171,7 @@ pub(crate) fn share_owned<B: AutodiffBackend, M: AutodiffModule<B>>(peer: &Peer,
     module.visit(&mut own);
     // The gradient sum takes every trainable parameter in visiting order, zeros where a rank has
     // none: exactly the "owned values, zeros elsewhere" sum.
-    let summed = peer.sum_gradients(&module, own.values)?;
+    let summed = peer.sum_parameters(&module, own.values)?;
     Ok(module.map(&mut Replace { values: summed }))
 }
 
