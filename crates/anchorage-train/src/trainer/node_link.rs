@@ -201,22 +201,12 @@ impl NodeLink {
         let err = |what: String| -> TrainError { ParallelError::Link { message: what }.into() };
         if self.rank != 0 {
             let (_, writer) = &mut self.peers[0];
-            let sent = writer.write_all(&(bytes.len() as u64).to_le_bytes()).and_then(|()| writer.write_all(&bytes)).and_then(|()| writer.flush());
-            sent.map_err(|e| err(format!("node 0: {e}")))?;
+            write_bytes(writer, &bytes).map_err(|e| err(format!("node 0: {e}")))?;
             return Ok(None);
         }
         let mut all = vec![bytes];
         for (node, (reader, _)) in self.peers.iter_mut().enumerate() {
-            let mut received = || -> std::io::Result<Vec<u8>> {
-                let len = read_u64(reader)?;
-                let mut buf = Vec::new();
-                let got = std::io::Read::take(&mut *reader, len).read_to_end(&mut buf)?;
-                if got as u64 != len {
-                    return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("{got} of {len} bytes")));
-                }
-                Ok(buf)
-            };
-            all.push(received().map_err(|e| err(format!("node {}: {e}", node + 1)))?);
+            all.push(read_bytes(reader, u64::MAX).map_err(|e| err(format!("node {}: {e}", node + 1)))?);
         }
         Ok(Some(all))
     }
@@ -229,25 +219,12 @@ impl NodeLink {
         if self.rank == 0 {
             let bytes = bytes.ok_or_else(|| err("node 0 has nothing to broadcast".into()))?;
             for (node, (_, writer)) in self.peers.iter_mut().enumerate() {
-                let sent = writer.write_all(&(bytes.len() as u64).to_le_bytes()).and_then(|()| writer.write_all(&bytes)).and_then(|()| writer.flush());
-                sent.map_err(|e| err(format!("node {}: {e}", node + 1)))?;
+                write_bytes(writer, &bytes).map_err(|e| err(format!("node {}: {e}", node + 1)))?;
             }
             return Ok(bytes);
         }
         let (reader, _) = &mut self.peers[0];
-        let mut received = || -> std::io::Result<Vec<u8>> {
-            let len = read_u64(reader)?;
-            if len > MAX_BROADCAST {
-                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("node 0 announced {len} bytes (at most {MAX_BROADCAST})")));
-            }
-            let mut buf = Vec::new();
-            let got = std::io::Read::take(&mut *reader, len).read_to_end(&mut buf)?;
-            if got as u64 != len {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("{got} of {len} bytes")));
-            }
-            Ok(buf)
-        };
-        received().map_err(|e| err(format!("node 0: {e}")))
+        read_bytes(reader, MAX_BROADCAST).map_err(|e| err(format!("node 0: {e}")))
     }
 }
 
@@ -321,6 +298,27 @@ fn read_u64(r: &mut impl Read) -> std::io::Result<u64> {
     let mut b = [0u8; 8];
     r.read_exact(&mut b)?;
     Ok(u64::from_le_bytes(b))
+}
+
+/// One length-prefixed byte message (u64 little-endian length, then the bytes), flushed.
+fn write_bytes(w: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
+    w.write_all(&(bytes.len() as u64).to_le_bytes())?;
+    w.write_all(bytes)?;
+    w.flush()
+}
+
+/// The message [`write_bytes`] sent; an announced length above `limit` is refused unread.
+fn read_bytes(r: &mut impl Read, limit: u64) -> std::io::Result<Vec<u8>> {
+    let len = read_u64(r)?;
+    if len > limit {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("announced {len} bytes (at most {limit})")));
+    }
+    let mut buf = Vec::new();
+    let got = r.take(len).read_to_end(&mut buf)?;
+    if got as u64 != len {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("{got} of {len} bytes")));
+    }
+    Ok(buf)
 }
 
 fn read_f32s(r: &mut impl Read, out: &mut [f32]) -> std::io::Result<()> {
