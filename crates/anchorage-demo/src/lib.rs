@@ -21,5 +21,5 @@ pub use save::{
     tokenizer_config_json, CONFIG, PREPROCESSOR, TOKENIZER, TOKENIZER_CONFIG, WEIGHTS,
 };
 pub use schedule::{TrainLog, TrainSpec};
-pub use towers::{ensure_towers, ensure_towers_with, TowerPaths, TowerSpecs, STAMP, TOWER_FORMAT};
+pub use towers::{ensure_towers, ensure_towers_with, TowerPaths, TowerSpecs, STAMP, LLM_FORMAT, VISION_FORMAT};
 pub use vision::{train_vision, VisionProbe, VisionSpec};

@@ -16,7 +16,8 @@
 
 
 use anchorage_data::synth::{
-    ask_colour, ask_presence, ask_presence_negated, ask_shape, caption, caption_record, conversation_record, Question, Scene, YesNo,
+    ask_colour, ask_presence, ask_presence_naming, ask_shape, caption, caption_record, conversation_record, PresenceNames, Question, Scene, YesNo,
+    SHORT_ANSWER_SUFFIX,
 };
 use anchorage_data::text::{
     tokenize_record, Record, TextTokenizer, TokenizeError, Turn, IGNORE_INDEX, IMAGE_TAG, IMAGE_TOKEN_INDEX,
@@ -30,6 +31,7 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::schedule::{train_steps, TrainLog, TrainSpec};
+use crate::vision::shape_covers;
 use crate::DemoError;
 
 /// What the LLM is and how it trains.
@@ -62,19 +64,33 @@ pub struct Curriculum {
     /// in the full prompt, shape, colour and presence in turn); the rest are corpus records.
     #[serde(default)]
     pub question_share: f64,
+    /// The share of drills that name a colour alone (`is there a red shape?`); the rest name a
+    /// shape or both, equally. The world's questions name each a third of the time; eight colours
+    /// are harder to tell apart than three shapes, so the default drills them more.
+    #[serde(default = "third")]
+    pub colour_drills: f64,
+    /// The share of training samples whose image slot holds a word grid instead of a caption
+    /// ([`describe`]).
+    #[serde(default)]
+    pub grid_slots: f64,
+}
+
+fn third() -> f64 {
+    1.0 / 3.0
 }
 
 /// What a training sample is drawn from.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Draw {
-    /// A presence drill, negated a third of the time when `negation`.
-    Drill { negation: bool },
+    /// A presence drill, negated a third of the time when `negation`, naming a colour alone with
+    /// probability `colour` ([`Curriculum::colour_drills`]).
+    Drill { negation: bool, colour: f64 },
     /// A corpus record (a caption or a conversation).
     Corpus,
     /// A drill with negation with probability `share`, an evaluation-style question (one round,
     /// the full `vicuna_v1` prompt, as [`question_sample`]) with probability `questions`, else a
     /// corpus record.
-    Mixed { share: f64, questions: f64 },
+    Mixed { share: f64, questions: f64, colour: f64 },
 }
 
 impl LlmSpec {
@@ -88,11 +104,11 @@ impl LlmSpec {
         if step < corpus {
             Draw::Corpus
         } else if step < matching {
-            Draw::Drill { negation: false }
+            Draw::Drill { negation: false, colour: c.colour_drills }
         } else if step < drills {
-            Draw::Drill { negation: true }
+            Draw::Drill { negation: true, colour: c.colour_drills }
         } else {
-            Draw::Mixed { share: c.drill_share, questions: c.question_share }
+            Draw::Mixed { share: c.drill_share, questions: c.question_share, colour: c.colour_drills }
         }
     }
 
@@ -146,7 +162,11 @@ impl LlmSpec {
             negation: 0.4,
             drill_share: 0.3,
             question_share: 0.4,
+            colour_drills: 1.0 / 3.0,
+            grid_slots: 0.5,
         };
+        // Room for an 8×8 grid in place of a caption.
+        spec.max_len = 320;
         spec
     }
 }
@@ -160,6 +180,8 @@ impl Curriculum {
             negation: 0.0,
             drill_share: 0.0,
             question_share: 0.0,
+            colour_drills: third(),
+            grid_slots: 0.0,
         }
     }
 }
@@ -204,18 +226,66 @@ fn tokenize_error(e: TokenizeError) -> DemoError {
     }
 }
 
-/// A presence drill, `{colour} {shape}. {question} ASSISTANT: {answer}</s>`, a yes or a no with
-/// equal odds, the answer and the end supervised (as `vicuna_v1` supervises an answer).
+/// What stands where the image goes: a caption of the scene, or with probability `grid` a word
+/// grid, one word per cell of a 4×4 or 8×8 grid over the image in reading order: `background`,
+/// or on the cells the shape covers ([`shape_covers`]: at least a third of the cell) its colour
+/// and its shape in turn. A caption is what stage 1 teaches a connector to make the LLM say; a
+/// grid is what a connector that maps each patch on its own (the MLP's 64 tokens, the 16 of the
+/// resampler and C-Abstractor) can most easily put there, since the vision tower's patch tokens
+/// are trained to name exactly that. Scenes covering fewer than two cells get a caption.
+pub(crate) fn describe(rng: &mut SplitMix64, scene: &Scene, grid: f64) -> String {
+    if grid > 0.0 && (rng.below(1_000_000) as f64) < grid * 1e6 {
+        let side = if rng.below(2) == 0 { 4 } else { 8 };
+        let covered = shape_covers(scene, side);
+        if covered.iter().filter(|&&c| c).count() >= 2 {
+            let mut k = 0;
+            let words: Vec<&str> = covered
+                .iter()
+                .map(|&on| {
+                    if !on {
+                        return "background";
+                    }
+                    k += 1;
+                    if k % 2 == 1 {
+                        scene.colour.name()
+                    } else {
+                        scene.shape.name()
+                    }
+                })
+                .collect();
+            return words.join(" ");
+        }
+    }
+    caption(rng, scene)
+}
+
+/// A presence drill, `{caption}. {question}[\n{suffix}] ASSISTANT: {answer}</s>`, a yes or a no
+/// with equal odds, the short-answer suffix half the time, the answer and the end supervised (as
+/// `vicuna_v1` supervises an answer). The caption is one of the world's (2 to 10 words), so the
+/// words to compare sit at varying distances from the question, as in the full prompt: with a
+/// fixed two-word caption (`red circle.`, until 2026-12-02) the drills could be answered by
+/// position alone, and that did not carry over to the full prompt.
 fn drill_sample(
     tok: &TextTokenizer,
     rng: &mut SplitMix64,
     scene: &Scene,
     negation: bool,
+    colour_drills: f64,
+    grid: f64,
 ) -> Result<LmSample, DemoError> {
     let yes = rng.below(2) == 0;
     let negated = negation && rng.below(3) == 0;
-    let q = ask_presence_negated(rng, scene, yes, negated);
-    let prefix = format!("{} {}. {} ASSISTANT:", scene.colour.name(), scene.shape.name(), q.text);
+    let names = if (rng.below(1_000_000) as f64) < colour_drills * 1e6 {
+        PresenceNames::Colour
+    } else if rng.below(2) == 0 {
+        PresenceNames::Shape
+    } else {
+        PresenceNames::Both
+    };
+    let q = ask_presence_naming(rng, scene, yes, negated, names);
+    let described = describe(rng, scene, grid);
+    let suffix = if rng.below(2) == 0 { format!("\n{SHORT_ANSWER_SUFFIX}") } else { String::new() };
+    let prefix = format!("{described}. {}{suffix} ASSISTANT:", q.text);
     let head = tok.encode(&prefix, true)?;
     let ids = tok.encode(&format!("{prefix} {}</s>", q.answer), true)?;
     if ids.len() <= head.len() || ids[..head.len()] != head[..] {
@@ -237,22 +307,23 @@ pub fn lm_sample(
     index: u64,
     max_len: usize,
     draw: Draw,
+    grid: f64,
 ) -> Result<LmSample, DemoError> {
     let mut rng = SplitMix64::for_epoch(seed, stream, index);
     let scene = Scene::sample(&mut rng, 64);
     let drill = match draw {
-        Draw::Drill { negation } => Some(negation),
-        Draw::Mixed { share, questions } => {
+        Draw::Drill { negation, colour } => Some((negation, colour)),
+        Draw::Mixed { share, questions, colour } => {
             let r = rng.below(1_000_000) as f64;
             if r >= share * 1e6 && r < (share + questions) * 1e6 {
-                return Ok(question_sample(tok, seed, stream, index, max_len)?.1);
+                return Ok(question_sample(tok, seed, stream, index, max_len, grid)?.1);
             }
-            (r < share * 1e6).then_some(true)
+            (r < share * 1e6).then_some((true, colour))
         }
         Draw::Corpus => None,
     };
-    if let Some(negation) = drill {
-        return drill_sample(tok, &mut rng, &scene, negation);
+    if let Some((negation, colour)) = drill {
+        return drill_sample(tok, &mut rng, &scene, negation, colour, grid);
     }
     let mut yes_no = YesNo::default();
     if rng.below(2) == 0 {
@@ -270,7 +341,7 @@ pub fn lm_sample(
         )
     };
     let tokens = tokenize_record(&record, template, tok, max_len).map_err(tokenize_error)?;
-    let slot = tok.encode(&caption(&mut rng, &scene), false)?;
+    let slot = tok.encode(&describe(&mut rng, &scene, grid), false)?;
     let mut s = splice(&tokens.input_ids, &tokens.labels, &slot);
     s.ids.truncate(max_len);
     s.supervised.truncate(max_len);
@@ -372,6 +443,7 @@ pub fn question_sample(
     stream: u64,
     index: u64,
     max_len: usize,
+    grid: f64,
 ) -> Result<(Question, LmSample), DemoError> {
     let mut rng = SplitMix64::for_epoch(seed, stream, index);
     let scene = Scene::sample(&mut rng, 64);
@@ -393,7 +465,7 @@ pub fn question_sample(
         ],
     };
     let tokens = tokenize_record(&record, Template::VicunaV1, tok, max_len).map_err(tokenize_error)?;
-    let slot = tok.encode(&caption(&mut rng, &scene), false)?;
+    let slot = tok.encode(&describe(&mut rng, &scene, grid), false)?;
     Ok((q, splice(&tokens.input_ids, &tokens.labels, &slot)))
 }
 
@@ -413,7 +485,7 @@ pub fn answer_accuracy<B: Backend>(
     for chunk in (0..n as u64).collect::<Vec<_>>().chunks(32) {
         let (questions, samples): (Vec<Question>, Vec<LmSample>) = chunk
             .iter()
-            .map(|&i| question_sample(tok, seed, QUESTION_STREAM, i, max_len))
+            .map(|&i| question_sample(tok, seed, QUESTION_STREAM, i, max_len, 0.0))
             .collect::<Result<Vec<_>, _>>()?
             .into_iter()
             .unzip();
@@ -470,7 +542,7 @@ pub fn lm_stream_samples<B: Backend>(
     device: &B::Device,
 ) -> Result<LmBatch<B>, DemoError> {
     let samples = range
-        .map(|i| lm_sample(tok, seed, stream, i as u64, spec.max_len, draw(i)))
+        .map(|i| lm_sample(tok, seed, stream, i as u64, spec.max_len, draw(i), 0.0))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(lm_batch(&samples, tok.pad_id(), device))
 }
@@ -482,7 +554,7 @@ pub fn lm_stream_samples<B: Backend>(
 fn step_samples(tok: &TextTokenizer, spec: &LlmSpec, seed: u64, step: usize) -> Result<Vec<LmSample>, DemoError> {
     let n = spec.train.batch;
     let mut samples = (step * n..(step + 1) * n)
-        .map(|i| lm_sample(tok, seed, TRAIN_STREAM, i as u64, spec.max_len, spec.draw_at(step)))
+        .map(|i| lm_sample(tok, seed, TRAIN_STREAM, i as u64, spec.max_len, spec.draw_at(step), spec.curriculum.grid_slots))
         .collect::<Result<Vec<_>, _>>()?;
     samples.sort_by_key(|s| s.ids.len());
     Ok(samples)

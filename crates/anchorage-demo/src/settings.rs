@@ -40,7 +40,7 @@ impl LlmSpec {
     /// `settings` applied in order. `curriculum=none` starts from [`LlmSpec::for_vocab`] instead
     /// (the corpus alone, its own shorter training), wherever it stands; the others override
     /// single values: the training keys, `layers`, and the curriculum's `corpus_first`,
-    /// `matching`, `negation`, `drill_share`, `question_share`.
+    /// `matching`, `negation`, `drill_share`, `question_share`, `colour_drills`, `grid_slots`.
     pub fn with_settings(vocab: usize, settings: &[String]) -> Result<Self, DemoError> {
         let pairs = settings.iter().map(|s| split(s)).collect::<Result<Vec<_>, _>>()?;
         let mut spec = if pairs.contains(&("curriculum", "none")) {
@@ -64,15 +64,17 @@ impl LlmSpec {
                 "negation" => c.negation = parse(key, value)?,
                 "drill_share" => c.drill_share = parse(key, value)?,
                 "question_share" => c.question_share = parse(key, value)?,
+                "colour_drills" => c.colour_drills = parse(key, value)?,
+                "grid_slots" => c.grid_slots = parse(key, value)?,
                 _ => {
                     return Err(DemoError::Train(format!(
-                        "LLM setting `{key}`: unknown; known: {TRAIN_KEYS}, curriculum, layers, corpus_first, matching, negation, drill_share, question_share"
+                        "LLM setting `{key}`: unknown; known: {TRAIN_KEYS}, curriculum, layers, corpus_first, matching, negation, drill_share, question_share, colour_drills, grid_slots"
                     )))
                 }
             }
         }
         let c = &spec.curriculum;
-        let phases = [c.corpus_first, c.matching, c.negation, c.drill_share, c.question_share];
+        let phases = [c.corpus_first, c.matching, c.negation, c.drill_share, c.question_share, c.colour_drills, c.grid_slots];
         if phases.iter().any(|f| !(0.0..=1.0).contains(f))
             || c.corpus_first + c.matching + c.negation > 1.0 + 1e-9
             || c.drill_share + c.question_share > 1.0 + 1e-9

@@ -207,7 +207,7 @@ fn caption_questions_are_scored_per_category() {
     // Eval-style questions rotate shape, colour, presence yes, presence no.
     let cats: Vec<&str> = (0..8)
         .map(|i| {
-            crate::llm::question_sample(&tok, 0, 7, i, 160)
+            crate::llm::question_sample(&tok, 0, 7, i, 160, 0.0)
                 .unwrap()
                 .0
                 .category
@@ -215,7 +215,7 @@ fn caption_questions_are_scored_per_category() {
         })
         .collect();
     assert_eq!(cats, ["shape", "color", "presence", "presence"].repeat(2));
-    let (q, sample) = crate::llm::question_sample(&tok, 0, 7, 2, 160).unwrap();
+    let (q, sample) = crate::llm::question_sample(&tok, 0, 7, 2, 160, 0.0).unwrap();
     assert_eq!(q.answer, "yes");
     // Only the answer and the end of the turn are supervised.
     let supervised: Vec<u32> = sample
@@ -252,7 +252,7 @@ fn batches_split_into_contiguous_slices_that_cover_them() {
 
 #[test]
 fn presence_drills_follow_the_curriculum_and_are_answered_by_the_world_oracle() {
-    use anchorage_data::synth::{answer_for, Scene};
+    use anchorage_data::synth::{answer_for, Scene, SHORT_ANSWER_SUFFIX};
     use anchorage_data::SplitMix64;
     let dir = tempfile::tempdir().unwrap();
     let (tok, _) = small_tokenizer(dir.path());
@@ -261,39 +261,43 @@ fn presence_drills_follow_the_curriculum_and_are_answered_by_the_world_oracle() 
     spec.train.steps = 10;
     spec.train.batch = 4;
     spec.curriculum.corpus_first = 0.1;
-    let (plain, negated, corpus) = (Draw::Drill { negation: false }, Draw::Drill { negation: true }, Draw::Corpus);
+    let (plain, negated, corpus) = (Draw::Drill { negation: false, colour: 0.5 }, Draw::Drill { negation: true, colour: 0.5 }, Draw::Corpus);
     let draws: Vec<Draw> = (0..10).map(|s| spec.draw_at(s)).collect();
     assert_eq!(draws[0], corpus);
     assert_eq!(draws[1..3], [plain; 2]);
     assert_eq!(draws[3..7], [negated; 4]);
     // Then each sample of the last phase draws: about a quarter drills.
     spec.curriculum.drill_share = 0.25;
-    assert_eq!(draws[7..], [Draw::Mixed { share: 0.3, questions: 0.4 }; 3]);
-    assert_eq!(spec.draw_at(9), Draw::Mixed { share: 0.25, questions: 0.4 });
+    assert_eq!(draws[7..], [Draw::Mixed { share: 0.3, questions: 0.4, colour: 0.5 }; 3]);
+    assert_eq!(spec.draw_at(9), Draw::Mixed { share: 0.25, questions: 0.4, colour: 0.5 });
     let drills = (0..400u64)
         .filter(|&i| {
-            let s = crate::llm::lm_sample(&tok, 5, 9, i, 160, Draw::Mixed { share: 0.25, questions: 0.0 }).unwrap();
-            s.ids.len() < 40 && s.supervised.iter().filter(|&&x| x).count() == 2
+            let s = crate::llm::lm_sample(&tok, 5, 9, i, 160, Draw::Mixed { share: 0.25, questions: 0.0, colour: 0.5 }, 0.0).unwrap();
+            s.ids.len() < 60 && s.supervised.iter().filter(|&&x| x).count() == 2
         })
         .count();
     assert!((60..140).contains(&drills), "about a quarter of the mixed samples are drills: {drills}/400");
     // With a question share, those samples are the evaluation-style questions of the same index.
     for i in 0..8u64 {
-        let s = crate::llm::lm_sample(&tok, 5, 9, i, 160, Draw::Mixed { share: 0.0, questions: 1.0 }).unwrap();
-        assert_eq!(s, crate::llm::question_sample(&tok, 5, 9, i, 160).unwrap().1);
+        let s = crate::llm::lm_sample(&tok, 5, 9, i, 160, Draw::Mixed { share: 0.0, questions: 1.0, colour: 0.5 }, 0.0).unwrap();
+        assert_eq!(s, crate::llm::question_sample(&tok, 5, 9, i, 160, 0.0).unwrap().1);
     }
 
-    let (mut negations, mut yes) = (0, 0);
+    let (mut negations, mut yes, mut suffixes) = (0, 0, 0);
     for i in 0..300u64 {
         let negation = i % 2 == 1;
-        let sample = crate::llm::lm_sample(&tok, 5, 9, i, 160, Draw::Drill { negation }).unwrap();
+        let sample = crate::llm::lm_sample(&tok, 5, 9, i, 160, Draw::Drill { negation, colour: 0.5 }, 0.0).unwrap();
         // The sample's scene is the first draw of the same generator.
         let scene = Scene::sample(&mut SplitMix64::for_epoch(5, 9, i), 64);
         let text = tok.decode(&sample.ids.iter().map(|&t| t as u32).collect::<Vec<_>>(), false).unwrap();
-        let (prefix, rest) = text.split_once(" ASSISTANT:").unwrap();
+        // The tokenizer lower-cases, so the decoded drill is lower case.
+        let (prefix, rest) = text.split_once(" assistant:").unwrap();
         let prefix = prefix.trim_start_matches("<s>").trim();
+        let prefix = prefix.strip_suffix(&format!("\n{}", SHORT_ANSWER_SUFFIX.to_lowercase())).unwrap_or(prefix);
         let (head, question) = prefix.split_once(". ").unwrap();
-        assert_eq!(head, format!("{} {}", scene.colour.name(), scene.shape.name()));
+        // One of the world's captions of the scene.
+        assert!(head.starts_with("a ") && head.contains(&format!("{} {}", scene.colour.name(), scene.shape.name())), "{text}");
+        suffixes += usize::from(text.contains(&SHORT_ANSWER_SUFFIX.to_lowercase()));
         let supervised: Vec<u32> =
             sample.ids.iter().zip(&sample.supervised).filter(|(_, &s)| s).map(|(&t, _)| t as u32).collect();
         let answer = tok.decode(&supervised, true).unwrap();
@@ -307,6 +311,7 @@ fn presence_drills_follow_the_curriculum_and_are_answered_by_the_world_oracle() 
     }
     assert!((30..70).contains(&negations), "a third of the negation drills are negated: {negations}/150");
     assert!((120..180).contains(&yes), "yes and no equally likely: {yes}/300");
+    assert!((120..180).contains(&suffixes), "the short-answer suffix half the time: {suffixes}/300");
 }
 
 #[test]
@@ -339,4 +344,41 @@ fn settings_override_the_specs_and_bad_ones_are_errors_naming_the_key() {
     }
     let err = VisionSpec::with_settings(&s(&["drill_share=0.5"])).unwrap_err().to_string();
     assert!(err.contains("drill_share"), "{err}");
+}
+
+#[test]
+fn word_grids_name_the_covered_cells_and_captions_fill_the_rest() {
+    use anchorage_data::synth::{Colour, Scene, Shape};
+    use anchorage_data::SplitMix64;
+    let (mut grids, mut captions) = (0, 0);
+    for i in 0..200u64 {
+        let mut rng = SplitMix64::new(i);
+        let scene = Scene::sample_with(&mut rng, Shape::ALL[i as usize % 3], Colour::ALL[i as usize % 8], 64);
+        let text = crate::llm::describe(&mut rng, &scene, 0.5);
+        let words: Vec<&str> = text.split(' ').collect();
+        if words.len() == 16 || words.len() == 64 {
+            grids += 1;
+            let side = if words.len() == 16 { 4 } else { 8 };
+            let covered = crate::vision::shape_covers(&scene, side);
+            let mut k = 0;
+            for (w, on) in words.iter().zip(covered) {
+                if on {
+                    k += 1;
+                    let want = if k % 2 == 1 { scene.colour.name() } else { scene.shape.name() };
+                    assert_eq!(*w, want, "{text}");
+                } else {
+                    assert_eq!(*w, "background", "{text}");
+                }
+            }
+            assert!(k >= 2, "{text}");
+        } else {
+            captions += 1;
+            assert!(text.starts_with("a ") && text.contains(scene.colour.name()) && text.contains(scene.shape.name()), "{text}");
+        }
+        // Without grids, the caption the generator would have drawn anyway.
+        let mut a = SplitMix64::new(i + 1000);
+        let mut b = a.clone();
+        assert_eq!(crate::llm::describe(&mut a, &scene, 0.0), anchorage_data::synth::caption(&mut b, &scene));
+    }
+    assert!((60..140).contains(&grids) && grids + captions == 200, "{grids} grids, {captions} captions");
 }

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anchorage_data::synth::{train_tokenizer, TokenizerOptions};
+use anchorage_data::synth::{train_tokenizer, TokenizerOptions, TOKENIZER_VERSION};
 use anchorage_data::text::TextTokenizer;
 use burn::tensor::backend::AutodiffBackend;
 use serde_json::{json, Value};
@@ -16,8 +16,11 @@ use crate::save::{save_clip_vision, save_llm, write_json, TOKENIZER};
 use crate::vision::{train_vision, VisionSpec};
 use crate::DemoError;
 
-/// Bumped whenever what a stamp describes changes meaning (world, tokenizer, training code).
-pub const TOWER_FORMAT: u32 = 2;
+/// Bumped whenever what a vision stamp describes changes meaning (world, training code).
+pub const VISION_FORMAT: u32 = 2;
+/// The same for the LLM (its stamp also holds the tokenizer's options and version). 3: drills
+/// with the world's captions (2026-12-02).
+pub const LLM_FORMAT: u32 = 3;
 pub const STAMP: &str = "anchorage-demo.json";
 
 /// Where the towers are.
@@ -51,8 +54,8 @@ impl Default for TowerSpecs {
     }
 }
 
-fn stamp(kind: &str, seed: u64, spec: Value) -> Value {
-    json!({"format": TOWER_FORMAT, "kind": kind, "seed": seed, "spec": spec})
+fn stamp(format: u32, kind: &str, seed: u64, spec: Value) -> Value {
+    json!({"format": format, "kind": kind, "seed": seed, "spec": spec})
 }
 
 fn read_stamp(dir: &Path) -> Option<Value> {
@@ -98,7 +101,7 @@ pub fn ensure_towers_with<B: AutodiffBackend>(
     let vision_dir = dir.join("vision");
     let llm_dir = dir.join("llm");
 
-    let want = stamp("clip_vision", seed, to_value(&specs.vision)?);
+    let want = stamp(VISION_FORMAT, "clip_vision", seed, to_value(&specs.vision)?);
     let trained_vision = read_stamp(&vision_dir).as_ref() != Some(&want);
     if trained_vision {
         tracing::info!(dir = %vision_dir.display(), "training the demo vision tower");
@@ -111,8 +114,9 @@ pub fn ensure_towers_with<B: AutodiffBackend>(
     }
 
     let tok_opts = &specs.tokenizer;
-    let tok_spec = json!({"seed": tok_opts.seed, "vocab_size": tok_opts.vocab_size, "scenes": tok_opts.scenes});
+    let tok_spec = json!({"version": TOKENIZER_VERSION, "seed": tok_opts.seed, "vocab_size": tok_opts.vocab_size, "scenes": tok_opts.scenes});
     let want = stamp(
+        LLM_FORMAT,
         "llama",
         seed,
         json!({"llm": to_value(&specs.llm)?, "tokenizer": tok_spec}),

@@ -69,7 +69,7 @@ pub struct DemoArgs {
     /// `--tower-steps`: `curriculum=presence` (the default: the presence curriculum, docs/demo.md)
     /// or `curriculum=none` (the corpus alone: faster, presence questions at chance), `steps`,
     /// `batch`, `lr`, `warmup`, `slices`, `layers`, `corpus_first`, `matching`, `negation`,
-    /// `drill_share`, `question_share`. A changed LLM is trained again, and the runs with it.
+    /// `drill_share`, `question_share`, `colour_drills`, `grid_slots`. A changed LLM is trained again, and the runs with it.
     #[arg(long, value_delimiter = ',', value_name = "KEY=VALUE")]
     pub llm: Vec<String>,
     /// Settings over the demo vision tower's spec, as `--llm`: `steps`, `batch`, `lr`, `warmup`,

@@ -15,10 +15,10 @@ mod write;
 pub use draw::{png_bytes, render, write_png};
 pub use records::{any_question, caption_record, caption_sentence, conversation_record, conversation_record_with, YesNo, CONVERSATION_ROUNDS};
 pub use text::{
-    answer_for, ask_colour, ask_presence, ask_presence_negated, ask_shape, capitalise, caption, normalise_answer, Category, Question,
+    answer_for, ask_colour, ask_presence, ask_presence_naming, ask_presence_negated, ask_shape, capitalise, caption, normalise_answer, Category, PresenceNames, Question,
     CAPTION_PROMPTS, SHORT_ANSWER_SUFFIX,
 };
-pub use tokenizer::{corpus, train_tokenizer, TokenizerOptions, TrainedTokenizer};
+pub use tokenizer::{corpus, train_tokenizer, TokenizerOptions, TrainedTokenizer, TOKENIZER_VERSION};
 pub use world::{place_name, Colour, Scene, Shape};
 pub use write::{
     eval_questions, files, image_name, scene_at, write_world, EvalAnswer, EvalQuestion, SceneEntry, Split,

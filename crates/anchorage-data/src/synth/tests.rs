@@ -121,6 +121,14 @@ fn the_tokenizer_covers_the_world_and_matches_llava_round_lengths() {
     assert_eq!(tok.vocab_size(), 512);
     assert_eq!((tok.bos_id(), tok.pad_id()), (Some(1), 0));
     assert_eq!(tok.encode("</s>", false).unwrap(), vec![2]);
+    // Lower-cased before anything else: every capitalisation of a question is the same tokens.
+    let lower = tok.encode("is there not a teal triangle in the image?", true).unwrap();
+    for q in ["Is there not a teal triangle in the image?", "IS THERE NOT A TEAL TRIANGLE IN THE IMAGE?", "Is There Not A Teal Triangle In The Image?"] {
+        assert_eq!(tok.encode(q, true).unwrap(), lower, "{q}");
+    }
+    for word in ["▁red", "▁green", "▁teal", "▁circle", "▁triangle", "▁rectangle", "▁yes", "▁no"] {
+        assert_eq!(tok.encode(word.trim_start_matches('▁'), false).unwrap().len(), 1, "{word} is one token");
+    }
     let is_byte = |id: &i64| (3..259).contains(id);
     let questions: Vec<EvalQuestion> = jsonl(&dir.path().join(files::QUESTIONS));
     for q in &questions {

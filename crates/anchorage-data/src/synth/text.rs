@@ -181,19 +181,39 @@ pub fn ask_presence(rng: &mut SplitMix64, scene: &Scene, answer_yes: bool) -> Qu
 /// [`ask_presence`] with the negation chosen by the caller (the demo LLM's curriculum first
 /// drills presence questions without negation).
 pub fn ask_presence_negated(rng: &mut SplitMix64, scene: &Scene, answer_yes: bool, negated: bool) -> Question {
+    let names = match rng.below(3) {
+        0 => PresenceNames::Colour,
+        1 => PresenceNames::Shape,
+        _ => PresenceNames::Both,
+    };
+    ask_presence_naming(rng, scene, answer_yes, negated, names)
+}
+
+/// What a presence question names: `is there a red shape?` (a colour), `is there a circle?` (a
+/// shape) or `is there a red circle?` (both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceNames {
+    Colour,
+    Shape,
+    Both,
+}
+
+/// [`ask_presence_negated`] naming what the caller chooses (the demo LLM's drills ask about
+/// colours more often than the world does: eight colours are harder to compare than three shapes).
+pub fn ask_presence_naming(rng: &mut SplitMix64, scene: &Scene, answer_yes: bool, negated: bool, names: PresenceNames) -> Question {
     let present = answer_yes != negated;
-    let target = match rng.below(3) {
-        0 => Target::Colour(if present {
+    let target = match names {
+        PresenceNames::Colour => Target::Colour(if present {
             scene.colour
         } else {
             other(rng, &Colour::ALL, scene.colour)
         }),
-        1 => Target::Shape(if present {
+        PresenceNames::Shape => Target::Shape(if present {
             scene.shape
         } else {
             other(rng, &Shape::ALL, scene.shape)
         }),
-        _ => {
+        PresenceNames::Both => {
             let (mut c, mut s) = (scene.colour, scene.shape);
             if !present {
                 match rng.below(3) {

@@ -6,10 +6,17 @@
 //! `vicuna_v1` start every chunk with BOS (`tokenizer_image_token`), `vicuna_v1` ends each
 //! answer with `</s>`, and LLaVA pads with `<unk>`.
 //!
-//! As in Vicuna's vocabulary, `USER` is a token but `▁USER` is not: a round after the first is
-//! `USER` right after `</s>` but `▁` + `USER` when tokenised alone, the one-token difference that
-//! LLaVA's round-length correction (`preprocess_v1`, legacy = false) subtracts. Words starting
-//! with `▁U` are therefore fed to the trainer as `▁` + the rest, so no merge joins them.
+//! Unlike Llama's, it lower-cases its input (a `Lowercase` normalizer, as uncased BERT
+//! tokenizers do): the world asks its questions in any capitalisation, and a two-layer LLM
+//! trained for minutes cannot learn that `RED`, spelt letter by letter, is the `red` of a
+//! caption; with the normalizer `Is There A Red Shape?` and `is there a red shape?` are the same
+//! tokens. Special tokens are matched before normalization, so `</s>` stays `</s>`.
+//!
+//! As in Vicuna's vocabulary, the `vicuna_v1` role `user` (lower-cased `USER`) is a token but
+//! `▁user` is not: a round after the first is `user` right after `</s>` but `▁` + `user` when
+//! tokenised alone, the one-token difference that LLaVA's round-length correction
+//! (`preprocess_v1`, legacy = false) subtracts. Words starting with `▁u` are therefore fed to the
+//! trainer as `▁` + the rest, so no merge joins them.
 
 use serde_json::{json, Value};
 use tokenizers::models::bpe::{BpeTrainer, BPE};
@@ -20,6 +27,10 @@ use super::text::{caption, CAPTION_PROMPTS, SHORT_ANSWER_SUFFIX};
 use super::world::Scene;
 use crate::text::{vicuna_v1_prompt, Record, IMAGE_TAG, VICUNA_SYSTEM};
 use crate::{DataError, SplitMix64};
+
+/// Changes whenever the same options train a different tokenizer (a stamp of what a demo LLM was
+/// trained with includes it). 2: lower-cases its input (2026-12-02).
+pub const TOKENIZER_VERSION: u32 = 2;
 
 const UNK: &str = "<unk>";
 const BOS: &str = "<s>";
@@ -104,10 +115,11 @@ pub fn corpus(seed: u64, scenes: usize) -> Vec<(String, bool)> {
     out
 }
 
-/// Metaspace with `split = true`: spaces become `▁`, `▁` is prepended to a first section, and
-/// each `▁` starts a new word; `▁U…` is cut after the `▁` (see the module docs).
+/// The normalizer (lower case), then Metaspace with `split = true`: spaces become `▁`, `▁` is
+/// prepended to a first section, and each `▁` starts a new word; `▁u…` is cut after the `▁` (see
+/// the module docs).
 fn words(text: &str, first: bool) -> Vec<String> {
-    let mut s = text.replace(' ', &SPACE.to_string());
+    let mut s = text.to_lowercase().replace(' ', &SPACE.to_string());
     if first && !s.starts_with(SPACE) {
         s.insert(0, SPACE);
     }
@@ -123,7 +135,7 @@ fn words(text: &str, first: bool) -> Vec<String> {
     let mut cut = Vec::with_capacity(out.len());
     for w in out {
         match w.strip_prefix(SPACE) {
-            Some(rest) if rest.starts_with('U') => {
+            Some(rest) if rest.starts_with('u') => {
                 cut.push(SPACE.to_string());
                 cut.push(rest.to_string());
             }
@@ -203,7 +215,7 @@ fn tokenizer_json(vocab: Value, merges: Value) -> Value {
         "truncation": null,
         "padding": null,
         "added_tokens": [added(0, UNK), added(1, BOS), added(2, EOS)],
-        "normalizer": null,
+        "normalizer": {"type": "Lowercase"},
         "pre_tokenizer": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": false},
         "post_processor": {
             "type": "TemplateProcessing",
@@ -232,8 +244,8 @@ mod tests {
 
     #[test]
     fn words_follow_metaspace_and_cut_user() {
-        assert_eq!(words("a red circle", true), ["▁a", "▁red", "▁circle"]);
-        assert_eq!(words("USER: is it", false), ["USER:", "▁is", "▁it"]);
-        assert_eq!(words("x. USER: ", true), ["▁x.", "▁", "USER:", "▁"]);
+        assert_eq!(words("a Red CIRCLE", true), ["▁a", "▁red", "▁circle"]);
+        assert_eq!(words("USER: is it", false), ["user:", "▁is", "▁it"]);
+        assert_eq!(words("x. USER: using", true), ["▁x.", "▁", "user:", "▁", "using"]);
     }
 }
