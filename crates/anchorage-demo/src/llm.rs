@@ -12,7 +12,8 @@
 //! [`LlmSpec::with_presence_curriculum`], the demo's default, trains through a curriculum
 //! ([`Curriculum`]) that learns them: short presence drills (`red circle. Is there a red shape?
 //! ASSISTANT: yes</s>`) first without negation, then with it, then drills, evaluation-style
-//! questions and corpus records.
+//! questions and corpus records. Half the image slots hold a word grid instead of a caption
+//! ([`describe`]), the form a patch-wise connector most easily produces.
 
 
 use anchorage_data::synth::{
@@ -65,8 +66,8 @@ pub struct Curriculum {
     #[serde(default)]
     pub question_share: f64,
     /// The share of drills that name a colour alone (`is there a red shape?`); the rest name a
-    /// shape or both, equally. The world's questions name each a third of the time; eight colours
-    /// are harder to tell apart than three shapes, so the default drills them more.
+    /// shape or both, equally. A third by default, as the world's questions do (0.5 was tried
+    /// and did not help through a connector: docs/demo.md).
     #[serde(default = "third")]
     pub colour_drills: f64,
     /// The share of training samples whose image slot holds a word grid instead of a caption

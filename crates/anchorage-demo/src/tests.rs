@@ -261,6 +261,7 @@ fn presence_drills_follow_the_curriculum_and_are_answered_by_the_world_oracle() 
     spec.train.steps = 10;
     spec.train.batch = 4;
     spec.curriculum.corpus_first = 0.1;
+    spec.curriculum.colour_drills = 0.5;
     let (plain, negated, corpus) = (Draw::Drill { negation: false, colour: 0.5 }, Draw::Drill { negation: true, colour: 0.5 }, Draw::Corpus);
     let draws: Vec<Draw> = (0..10).map(|s| spec.draw_at(s)).collect();
     assert_eq!(draws[0], corpus);
