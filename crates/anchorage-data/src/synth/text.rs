@@ -198,8 +198,8 @@ pub enum PresenceNames {
     Both,
 }
 
-/// [`ask_presence_negated`] naming what the caller chooses (the demo LLM's drills ask about
-/// colours more often than the world does: eight colours are harder to compare than three shapes).
+/// [`ask_presence_negated`] naming what the caller chooses (the demo LLM's drills choose with
+/// their `colour_drills` share).
 pub fn ask_presence_naming(rng: &mut SplitMix64, scene: &Scene, answer_yes: bool, negated: bool, names: PresenceNames) -> Question {
     let present = answer_yes != negated;
     let target = match names {
