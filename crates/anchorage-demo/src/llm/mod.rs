@@ -1,29 +1,22 @@
 //! The demo's LLM: a small Llama trained as a language model on the world's text in the
 //! templates' formats. Each sample is a LLaVA record of the world (a 558k-style caption under
 //! `plain`, a 665k-style conversation under `vicuna_v1`) tokenised and labelled exactly as
-//! training will tokenise it, with the image placeholder replaced by the tokens of a caption of
-//! the same scene. So the LLM learns to read a description where the image goes and answer from
-//! it; a connector then only has to put the image there in a form the LLM
-//! reads.
+//! training will tokenise it, with the image placeholder replaced by the tokens of a description
+//! of the same scene (a caption or a word grid; `samples`). So the LLM learns to read a
+//! description where the image goes and answer from it; a connector then only has to put the
+//! image there in a form the LLM reads.
 //!
 //! A presence answer ("is there not a red shape?") is an equality test between what the question
 //! names and what the scene holds, flipped by a negation; neither part alone predicts it, and a
 //! small model trained on the corpus alone ([`LlmSpec::for_vocab`]) stays at chance on them.
 //! [`LlmSpec::with_presence_curriculum`], the demo's default, trains through a curriculum
-//! ([`Curriculum`]) that learns them: short presence drills (`red circle. Is there a red shape?
-//! ASSISTANT: yes</s>`) first without negation, then with it, then drills, evaluation-style
+//! ([`Curriculum`]) that learns them: short presence drills (`a red circle. Is there a red
+//! shape? ASSISTANT: yes</s>`) first without negation, then with it, then drills, evaluation-style
 //! questions and corpus records. Half the image slots hold a word grid instead of a caption
-//! ([`describe`]), the form a patch-wise connector most easily produces.
+//! (`samples::describe`), the form a patch-wise connector most easily produces.
 
-
-use anchorage_data::synth::{
-    ask_colour, ask_presence, ask_presence_naming, ask_shape, caption, caption_record, conversation_record, PresenceNames, Question, Scene, YesNo,
-    SHORT_ANSWER_SUFFIX,
-};
-use anchorage_data::text::{
-    tokenize_record, Record, TextTokenizer, TokenizeError, Turn, IGNORE_INDEX, IMAGE_TAG, IMAGE_TOKEN_INDEX,
-};
-use anchorage_data::{SplitMix64, Template};
+use anchorage_data::synth::Question;
+use anchorage_data::text::TextTokenizer;
 use anchorage_llm::{LlamaConfig, Llm, LlmInput, NoHooks};
 use burn::module::AutodiffModule;
 use burn::prelude::*;
@@ -32,8 +25,13 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::schedule::{train_steps, TrainLog, TrainSpec};
-use crate::vision::shape_covers;
 use crate::DemoError;
+
+mod samples;
+
+#[cfg(test)]
+pub(crate) use samples::describe;
+pub use samples::{lm_sample, question_sample, LmSample};
 
 /// What the LLM is and how it trains.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,7 +69,7 @@ pub struct Curriculum {
     #[serde(default = "third")]
     pub colour_drills: f64,
     /// The share of training samples whose image slot holds a word grid instead of a caption
-    /// ([`describe`]).
+    /// (`samples::describe`).
     #[serde(default)]
     pub grid_slots: f64,
 }
@@ -187,168 +185,6 @@ impl Curriculum {
     }
 }
 
-/// One training sequence: ids and labels aligned (LLaVA's convention: the loss shifts them).
-#[derive(Debug, Clone, PartialEq)]
-pub struct LmSample {
-    pub ids: Vec<i64>,
-    /// `labels[i]` is `ids[i]` where supervised.
-    pub supervised: Vec<bool>,
-}
-
-impl LmSample {
-    /// How many tokens the loss counts (a first token has nothing before it to predict it).
-    pub fn supervised_count(&self) -> usize {
-        self.supervised.iter().skip(1).filter(|&&s| s).count()
-    }
-}
-
-/// Replaces the image placeholder by `slot` (unsupervised).
-fn splice(ids: &[i64], labels: &[i64], slot: &[i64]) -> LmSample {
-    let mut out = LmSample {
-        ids: Vec::with_capacity(ids.len() + slot.len()),
-        supervised: Vec::with_capacity(ids.len() + slot.len()),
-    };
-    for (&id, &label) in ids.iter().zip(labels) {
-        if id == IMAGE_TOKEN_INDEX {
-            out.ids.extend_from_slice(slot);
-            out.supervised.extend(std::iter::repeat_n(false, slot.len()));
-        } else {
-            out.ids.push(id);
-            out.supervised.push(label != IGNORE_INDEX);
-        }
-    }
-    out
-}
-
-fn tokenize_error(e: TokenizeError) -> DemoError {
-    match e {
-        TokenizeError::Data(d) => DemoError::Data(d),
-        TokenizeError::Fault(f) => DemoError::Train(format!("a generated record was refused: {f:?}")),
-    }
-}
-
-/// What stands where the image goes: a caption of the scene, or with probability `grid` a word
-/// grid, one word per cell of a 4×4 or 8×8 grid over the image in reading order: `background`,
-/// or on the cells the shape covers ([`shape_covers`]: at least a third of the cell) its colour
-/// and its shape in turn. A caption is what stage 1 teaches a connector to make the LLM say; a
-/// grid is what a connector that maps each patch on its own (the MLP's 64 tokens, the 16 of the
-/// resampler and C-Abstractor) can most easily put there, since the vision tower's patch tokens
-/// are trained to name exactly that. Scenes covering fewer than two cells get a caption.
-pub(crate) fn describe(rng: &mut SplitMix64, scene: &Scene, grid: f64) -> String {
-    if grid > 0.0 && (rng.below(1_000_000) as f64) < grid * 1e6 {
-        let side = if rng.below(2) == 0 { 4 } else { 8 };
-        let covered = shape_covers(scene, side);
-        if covered.iter().filter(|&&c| c).count() >= 2 {
-            let mut k = 0;
-            let words: Vec<&str> = covered
-                .iter()
-                .map(|&on| {
-                    if !on {
-                        return "background";
-                    }
-                    k += 1;
-                    if k % 2 == 1 {
-                        scene.colour.name()
-                    } else {
-                        scene.shape.name()
-                    }
-                })
-                .collect();
-            return words.join(" ");
-        }
-    }
-    caption(rng, scene)
-}
-
-/// A presence drill, `{caption}. {question}[\n{suffix}] ASSISTANT: {answer}</s>`, a yes or a no
-/// with equal odds, the short-answer suffix half the time, the answer and the end supervised (as
-/// `vicuna_v1` supervises an answer). The caption is one of the world's (2 to 10 words), so the
-/// words to compare sit at varying distances from the question, as in the full prompt: with a
-/// fixed two-word caption (`red circle.`, until 2026-12-02) the drills could be answered by
-/// position alone, and that did not carry over to the full prompt.
-fn drill_sample(
-    tok: &TextTokenizer,
-    rng: &mut SplitMix64,
-    scene: &Scene,
-    negation: bool,
-    colour_drills: f64,
-    grid: f64,
-) -> Result<LmSample, DemoError> {
-    let yes = rng.below(2) == 0;
-    let negated = negation && rng.below(3) == 0;
-    let names = if (rng.below(1_000_000) as f64) < colour_drills * 1e6 {
-        PresenceNames::Colour
-    } else if rng.below(2) == 0 {
-        PresenceNames::Shape
-    } else {
-        PresenceNames::Both
-    };
-    let q = ask_presence_naming(rng, scene, yes, negated, names);
-    let described = describe(rng, scene, grid);
-    let suffix = if rng.below(2) == 0 { format!("\n{SHORT_ANSWER_SUFFIX}") } else { String::new() };
-    let prefix = format!("{described}. {}{suffix} ASSISTANT:", q.text);
-    let head = tok.encode(&prefix, true)?;
-    let ids = tok.encode(&format!("{prefix} {}</s>", q.answer), true)?;
-    if ids.len() <= head.len() || ids[..head.len()] != head[..] {
-        return Err(DemoError::Train(format!(
-            "the drill {prefix:?} does not tokenise as a prefix of itself with its answer"
-        )));
-    }
-    let supervised = (0..ids.len()).map(|i| i >= head.len()).collect();
-    Ok(LmSample { ids, supervised })
-}
-
-/// Sample `index` of stream `stream` as `draw` says: a presence drill, or a corpus record (a third
-/// caption records (`plain`), two thirds conversations (`vicuna_v1`), with a caption of the scene
-/// in the image's place).
-pub fn lm_sample(
-    tok: &TextTokenizer,
-    seed: u64,
-    stream: u64,
-    index: u64,
-    max_len: usize,
-    draw: Draw,
-    grid: f64,
-) -> Result<LmSample, DemoError> {
-    let mut rng = SplitMix64::for_epoch(seed, stream, index);
-    let scene = Scene::sample(&mut rng, 64);
-    let drill = match draw {
-        Draw::Drill { negation, colour } => Some((negation, colour)),
-        Draw::Mixed { share, questions, colour } => {
-            let r = rng.below(1_000_000) as f64;
-            if r >= share * 1e6 && r < (share + questions) * 1e6 {
-                return Ok(question_sample(tok, seed, stream, index, max_len, grid)?.1);
-            }
-            (r < share * 1e6).then_some((true, colour))
-        }
-        Draw::Corpus => None,
-    };
-    if let Some((negation, colour)) = drill {
-        return drill_sample(tok, &mut rng, &scene, negation, colour, grid);
-    }
-    let mut yes_no = YesNo::default();
-    if rng.below(2) == 0 {
-        yes_no.next();
-    }
-    let (record, template) = if rng.below(3) == 0 {
-        (
-            caption_record(&mut rng, index.to_string(), String::new(), &scene),
-            Template::Plain,
-        )
-    } else {
-        (
-            conversation_record(&mut rng, index.to_string(), String::new(), &scene, &mut yes_no),
-            Template::VicunaV1,
-        )
-    };
-    let tokens = tokenize_record(&record, template, tok, max_len).map_err(tokenize_error)?;
-    let slot = tok.encode(&describe(&mut rng, &scene, grid), false)?;
-    let mut s = splice(&tokens.input_ids, &tokens.labels, &slot);
-    s.ids.truncate(max_len);
-    s.supervised.truncate(max_len);
-    Ok(s)
-}
-
 /// Right-padded ids `[B, L]`, lengths, next-token targets `[B, L-1]` and their mask, and the
 /// supervised positions alone: their rows of the flattened `[B * L]` positions and their targets
 /// `[n, 1]` (what the loss needs).
@@ -433,41 +269,6 @@ pub fn lm_accuracy<B: Backend>(llm: &Llm<B>, batch: &LmBatch<B>) -> Result<f32, 
     let hits: f32 = hits.sum().into_scalar().elem();
     let total: f32 = batch.mask.clone().sum().into_scalar().elem();
     Ok(hits / total.max(1.0))
-}
-
-/// An evaluation-style question (one round, `vicuna_v1`) about a fresh scene of stream `stream`,
-/// with a caption of the scene in the image's place: question `index` asks the shape, the colour,
-/// a "yes" presence question or a "no" one in turn, as the world's eval split does.
-pub fn question_sample(
-    tok: &TextTokenizer,
-    seed: u64,
-    stream: u64,
-    index: u64,
-    max_len: usize,
-    grid: f64,
-) -> Result<(Question, LmSample), DemoError> {
-    let mut rng = SplitMix64::for_epoch(seed, stream, index);
-    let scene = Scene::sample(&mut rng, 64);
-    let q = match index % 4 {
-        0 => ask_shape(&mut rng, &scene),
-        1 => ask_colour(&mut rng, &scene),
-        k => ask_presence(&mut rng, &scene, k == 2),
-    };
-    let turn = |from: &str, value: String| Turn {
-        from: from.into(),
-        value,
-    };
-    let record = Record {
-        id: index.to_string(),
-        image: Some(String::new()),
-        conversations: vec![
-            turn("human", format!("{IMAGE_TAG}\n{}", q.prompt())),
-            turn("gpt", q.answer.clone()),
-        ],
-    };
-    let tokens = tokenize_record(&record, Template::VicunaV1, tok, max_len).map_err(tokenize_error)?;
-    let slot = tok.encode(&describe(&mut rng, &scene, grid), false)?;
-    Ok((q, splice(&tokens.input_ids, &tokens.labels, &slot)))
 }
 
 /// Exact-match accuracy (every answer token and the end of the answer predicted, teacher-forced,
