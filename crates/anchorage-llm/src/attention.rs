@@ -77,6 +77,9 @@ pub enum KeyMask<B: Backend> {
     CausalValid(Tensor<B, 2, Bool>),
     /// Any mask: `[batch, len_q, len_k]`, true = masked.
     Explicit(Tensor<B, 3, Bool>),
+    /// Any mask, already dense per head: `[batch, heads, len_q, len_k]`, true = masked (small
+    /// masks: `plan.rs`, `DENSE_MASK_ELEMENTS`).
+    Dense(Tensor<B, 4, Bool>),
 }
 
 /// Per-layer instructions the decoder loop prepares for [`Attention::forward`].
@@ -238,6 +241,7 @@ impl<B: Backend> Attention<B> {
                 (Some(m), true)
             }
             KeyMask::Explicit(m) => (Some(m.clone().unsqueeze_dim::<4>(1).expand([b, h, lq, lk])), false),
+            KeyMask::Dense(m) => (Some(m.clone()), false),
         };
         let options = AttentionModuleOptions {
             scale: None,
@@ -264,5 +268,64 @@ impl<B: Backend> Attention<B> {
         let scores = q_rows.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt();
         let scores = scores.mask_fill(mask.clone().unsqueeze_dim::<4>(1).expand([b, h, r, lk]), f32::NEG_INFINITY);
         softmax(scores, 3).mean_dim(1).squeeze_dim::<3>(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::{SampleLayout, SeqLayout};
+    use crate::plan::dense_causal_mask;
+    use burn::tensor::Distribution;
+
+    type B = burn::backend::Flex;
+
+    fn attention(heads: usize) -> Attention<B> {
+        AttentionConfig::new(8, heads, heads, 4, false, false).init(&Default::default())
+    }
+
+    fn values(t: Tensor<B, 4>) -> Vec<f32> {
+        t.into_data().to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn dense_masks_attend_exactly_as_the_broadcast_ones() {
+        let device = Default::default();
+        let (b, h, len, d) = (3, 2, 6, 4);
+        let lengths = [6, 4, 1];
+        let layout = SeqLayout {
+            samples: lengths.iter().map(|&n| SampleLayout { index: (0..n).collect(), image: 0..0 }).collect(),
+            padded_len: len,
+        };
+        let valid: Vec<bool> = lengths.iter().flat_map(|&n| (0..len).map(move |k| k < n)).collect();
+        let valid = Tensor::<B, 2, Bool>::from_data(TensorData::new(valid, [b, len]), &device);
+        let qkv = || Tensor::<B, 4>::random([b, h, len, d], Distribution::Normal(0.0, 1.0), &device);
+        let (q, k, v) = (qkv(), qkv(), qkv());
+        let layer = attention(h);
+
+        let dense = dense_causal_mask::<B>(&layout, h, &device);
+        let broadcast = layer.attend(q.clone(), k.clone(), v.clone(), &KeyMask::CausalValid(valid));
+        let from_dense = layer.attend(q.clone(), k.clone(), v.clone(), &KeyMask::Dense(dense.clone()));
+        assert_eq!(values(broadcast), values(from_dense));
+
+        // An explicit mask (here: every other key hidden as well) and its dense copy.
+        let explicit: Vec<bool> = (0..b * len * len).map(|i| (i % len) > (i / len) % len || i % 2 == 1).collect();
+        let explicit = Tensor::<B, 3, Bool>::from_data(TensorData::new(explicit, [b, len, len]), &device);
+        let explicit_dense = explicit.clone().unsqueeze_dim::<4>(1).expand([b, h, len, len]).reshape([b * h, len, len]).reshape([b, h, len, len]);
+        let a = layer.attend(q.clone(), k.clone(), v.clone(), &KeyMask::Explicit(explicit));
+        let c = layer.attend(q, k, v, &KeyMask::Dense(explicit_dense));
+        assert_eq!(values(a), values(c));
+
+        // The dense causal mask masks what causality and padding mask, nothing else.
+        let mask = dense.into_data().to_vec::<bool>().unwrap();
+        for (s, &n) in lengths.iter().enumerate() {
+            for head in 0..h {
+                for q in 0..len {
+                    for k in 0..len {
+                        assert_eq!(mask[((s * h + head) * len + q) * len + k], k > q || k >= n);
+                    }
+                }
+            }
+        }
     }
 }

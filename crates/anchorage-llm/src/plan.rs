@@ -24,10 +24,9 @@ impl<B: Backend> Llm<B> {
         let device = valid.device();
         let batch = layout.samples.len();
         let len = layout.padded_len;
+        let heads = self.config.num_attention_heads;
+        let dense = batch * heads * len * len <= DENSE_MASK_ELEMENTS;
         let mut plan = AttnPlan::causal();
-        if padded {
-            plan.mask = KeyMask::CausalValid(valid.clone());
-        }
         if caching {
             plan.key_valid = Some(valid.clone());
         }
@@ -60,6 +59,13 @@ impl<B: Backend> Llm<B> {
             }
             KvAccess::All => None,
         };
+        if slots.is_none() {
+            if dense {
+                plan.mask = KeyMask::Dense(dense_causal_mask(layout, heads, &device));
+            } else if padded {
+                plan.mask = KeyMask::CausalValid(valid.clone());
+            }
+        }
         if let Some((key_at, counts, count)) = slots {
             let key_valid: Vec<bool> = counts.iter().flat_map(|&n| (0..count).map(move |m| m < n)).collect();
             let key_valid: Tensor<B, 2, Bool> = Tensor::from_data(TensorData::new(key_valid, [batch, count]), &device);
@@ -69,7 +75,15 @@ impl<B: Backend> Llm<B> {
             let key_at = key_at.reshape([batch, 1, count]).expand(shape);
             let query_at = Tensor::<B, 1, Int>::arange(0..len as i64, &device).reshape([1, len, 1]).expand(shape);
             let filler = key_valid.clone().bool_not().reshape([batch, 1, count]).expand(shape);
-            plan.mask = KeyMask::Explicit(key_at.greater(query_at).bool_or(filler));
+            let mask = key_at.greater(query_at).bool_or(filler);
+            plan.mask = if batch * heads * len * count <= DENSE_MASK_ELEMENTS {
+                // One copy into `[batch, heads, len, slots]` order for all the layers that reuse
+                // the plan, instead of one in every masking op forward and backward.
+                let shape = [batch, heads, len, count];
+                KeyMask::Dense(mask.unsqueeze_dim::<4>(1).expand(shape).reshape([batch * heads, len, count]).reshape(shape))
+            } else {
+                KeyMask::Explicit(mask)
+            };
             if caching {
                 plan.key_valid = Some(key_valid);
             }
@@ -86,6 +100,35 @@ impl<B: Backend> Llm<B> {
         }
         Ok(plan)
     }
+}
+
+/// Masks with at most this many elements (`batch * heads * queries * keys`; 16 MiB of bools) are
+/// built dense, in the attention scores' own `[batch, heads, queries, keys]` order. burn's
+/// attention without a fused kernel (every autodiff backend, so all training) masks the scores
+/// with `mask_fill`, and a mask broadcast over heads (or its causal mask, broadcast over batch
+/// and heads) is first copied dense by CPU backends (burn-flex) one index at a time, in the
+/// forward pass and again in the backward pass, for every layer: about an eighth of the demo
+/// LLM's training step. Larger masks (long sequences on a GPU) keep the broadcast forms and the
+/// backends' causal path.
+pub(crate) const DENSE_MASK_ELEMENTS: usize = 1 << 24;
+
+/// The causal mask of a right-padded batch over all its current keys, `[batch, heads, len,
+/// len]`, true = masked: the key comes after the query or is padding (what `is_causal` plus
+/// [`KeyMask::CausalValid`] mask).
+pub(crate) fn dense_causal_mask<B: Backend>(layout: &SeqLayout, heads: usize, device: &B::Device) -> Tensor<B, 4, Bool> {
+    let (batch, len) = (layout.samples.len(), layout.padded_len);
+    let mut mask = Vec::with_capacity(batch * heads * len * len);
+    for sample in &layout.samples {
+        let n = sample.len();
+        let start = mask.len();
+        for q in 0..len {
+            mask.extend((0..len).map(|k| k > q || k >= n));
+        }
+        for _ in 1..heads {
+            mask.extend_from_within(start..start + len * len);
+        }
+    }
+    Tensor::from_data(TensorData::new(mask, [batch, heads, len, len]), device)
 }
 
 /// The query index `[batch, rows]` of the requested rows (a sample's last request repeated up to
