@@ -229,7 +229,7 @@ impl<B: Backend> Attention<B> {
     }
 
     /// softmax(q kᵀ / sqrt(d)) v through burn's fused attention op.
-    fn attend(&self, q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>, mask: &KeyMask<B>) -> Tensor<B, 4> {
+    pub(crate) fn attend(&self, q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>, mask: &KeyMask<B>) -> Tensor<B, 4> {
         let [b, h, lq, _] = q.dims();
         let k = self.repeat_kv(k);
         let v = self.repeat_kv(v);
@@ -271,61 +271,3 @@ impl<B: Backend> Attention<B> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::hooks::{SampleLayout, SeqLayout};
-    use crate::plan::dense_causal_mask;
-    use burn::tensor::Distribution;
-
-    type B = burn::backend::Flex;
-
-    fn attention(heads: usize) -> Attention<B> {
-        AttentionConfig::new(8, heads, heads, 4, false, false).init(&Default::default())
-    }
-
-    fn values(t: Tensor<B, 4>) -> Vec<f32> {
-        t.into_data().to_vec::<f32>().unwrap()
-    }
-
-    #[test]
-    fn dense_masks_attend_exactly_as_the_broadcast_ones() {
-        let device = Default::default();
-        let (b, h, len, d) = (3, 2, 6, 4);
-        let lengths = [6, 4, 1];
-        let layout = SeqLayout {
-            samples: lengths.iter().map(|&n| SampleLayout { index: (0..n).collect(), image: 0..0 }).collect(),
-            padded_len: len,
-        };
-        let valid: Vec<bool> = lengths.iter().flat_map(|&n| (0..len).map(move |k| k < n)).collect();
-        let valid = Tensor::<B, 2, Bool>::from_data(TensorData::new(valid, [b, len]), &device);
-        let qkv = || Tensor::<B, 4>::random([b, h, len, d], Distribution::Normal(0.0, 1.0), &device);
-        let (q, k, v) = (qkv(), qkv(), qkv());
-        let layer = attention(h);
-
-        let dense = dense_causal_mask::<B>(&layout, h, &device);
-        let broadcast = layer.attend(q.clone(), k.clone(), v.clone(), &KeyMask::CausalValid(valid));
-        let from_dense = layer.attend(q.clone(), k.clone(), v.clone(), &KeyMask::Dense(dense.clone()));
-        assert_eq!(values(broadcast), values(from_dense));
-
-        // An explicit mask (here: every other key hidden as well) and its dense copy.
-        let explicit: Vec<bool> = (0..b * len * len).map(|i| (i % len) > (i / len) % len || i % 2 == 1).collect();
-        let explicit = Tensor::<B, 3, Bool>::from_data(TensorData::new(explicit, [b, len, len]), &device);
-        let explicit_dense = explicit.clone().unsqueeze_dim::<4>(1).expand([b, h, len, len]).reshape([b * h, len, len]).reshape([b, h, len, len]);
-        let a = layer.attend(q.clone(), k.clone(), v.clone(), &KeyMask::Explicit(explicit));
-        let c = layer.attend(q, k, v, &KeyMask::Dense(explicit_dense));
-        assert_eq!(values(a), values(c));
-
-        // The dense causal mask masks what causality and padding mask, nothing else.
-        let mask = dense.into_data().to_vec::<bool>().unwrap();
-        for (s, &n) in lengths.iter().enumerate() {
-            for head in 0..h {
-                for q in 0..len {
-                    for k in 0..len {
-                        assert_eq!(mask[((s * h + head) * len + q) * len + k], k > q || k >= n);
-                    }
-                }
-            }
-        }
-    }
-}
