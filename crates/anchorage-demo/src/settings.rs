@@ -34,6 +34,10 @@ fn set_train(train: &mut TrainSpec, key: &str, value: &str) -> Result<bool, Demo
 }
 
 const TRAIN_KEYS: &str = "steps, batch, lr, warmup, slices";
+/// The LLM's own keys (after [`TRAIN_KEYS`]), as the error for an unknown key lists them.
+const LLM_KEYS: &str = "curriculum, layers, corpus_first, matching, negation, drill_share, question_share, colour_drills, grid_slots";
+/// The vision tower's own keys (after [`TRAIN_KEYS`]).
+const VISION_KEYS: &str = "layers, width, mlp, heads, patch";
 
 impl LlmSpec {
     /// The demo's LLM for `vocab` ([`LlmSpec::with_presence_curriculum`], the default) with
@@ -68,7 +72,7 @@ impl LlmSpec {
                 "grid_slots" => c.grid_slots = parse(key, value)?,
                 _ => {
                     return Err(DemoError::Train(format!(
-                        "LLM setting `{key}`: unknown; known: {TRAIN_KEYS}, curriculum, layers, corpus_first, matching, negation, drill_share, question_share, colour_drills, grid_slots"
+                        "LLM setting `{key}`: unknown; known: {TRAIN_KEYS}, {LLM_KEYS}"
                     )))
                 }
             }
@@ -106,7 +110,7 @@ impl VisionSpec {
                 "patch" => config.patch_size = parse(key, value)?,
                 _ => {
                     return Err(DemoError::Train(format!(
-                        "vision setting `{key}`: unknown; known: {TRAIN_KEYS}, layers, width, mlp, heads, patch"
+                        "vision setting `{key}`: unknown; known: {TRAIN_KEYS}, {VISION_KEYS}"
                     )))
                 }
             }
