@@ -270,4 +270,3 @@ impl<B: Backend> Attention<B> {
         softmax(scores, 3).mean_dim(1).squeeze_dim::<3>(1)
     }
 }
-

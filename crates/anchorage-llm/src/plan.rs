@@ -110,7 +110,7 @@ impl<B: Backend> Llm<B> {
 /// forward pass and again in the backward pass, for every layer: about an eighth of the demo
 /// LLM's training step. Larger masks (long sequences on a GPU) keep the broadcast forms and the
 /// backends' causal path.
-pub(crate) const DENSE_MASK_ELEMENTS: usize = 1 << 24;
+const DENSE_MASK_ELEMENTS: usize = 1 << 24;
 
 /// The causal mask of a right-padded batch over all its current keys, `[batch, heads, len,
 /// len]`, true = masked: the key comes after the query or is padding (what `is_causal` plus
