@@ -2,6 +2,7 @@
 //! `get_cosine_schedule_with_warmup`.
 
 use std::ops::Range;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
@@ -38,6 +39,18 @@ impl TrainSpec {
         let progress = (step - self.warmup) as f64 / span;
         self.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos())
     }
+}
+
+/// Seeds the backend's generator with `seed` and runs `init` (a module's random initialisation)
+/// while no other caller does: burn's CPU backend keeps one generator per process, and the two
+/// towers train side by side on threads of their own (`towers.rs`), so each tower's weights
+/// start from its seed whatever the other is doing. Nothing else in a tower's training draws from
+/// that generator.
+pub fn seeded_init<B: Backend, T>(device: &B::Device, seed: u64, init: impl FnOnce() -> T) -> T {
+    static INIT: Mutex<()> = Mutex::new(());
+    let _alone = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    B::seed(device, seed);
+    init()
 }
 
 /// Losses seen while training, for logs and tests.

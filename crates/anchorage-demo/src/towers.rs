@@ -101,30 +101,36 @@ pub fn ensure_towers_with<B: AutodiffBackend>(
     let vision_dir = dir.join("vision");
     let llm_dir = dir.join("llm");
 
-    let want = stamp(VISION_FORMAT, "clip_vision", seed, to_value(&specs.vision)?);
-    let trained_vision = read_stamp(&vision_dir).as_ref() != Some(&want);
-    if trained_vision {
-        tracing::info!(dir = %vision_dir.display(), "training the demo vision tower");
-        build_into(&vision_dir, &want, |tmp| {
-            let (probe, log) = train_vision::<B>(&specs.vision, seed, device)?;
-            let (first, last) = log.first_last(20);
-            tracing::info!(seconds = log.seconds, first, last, "vision tower trained");
-            save_clip_vision(tmp, &specs.vision.config, &probe.tower)
-        })?;
-    }
-
+    let want_vision = stamp(VISION_FORMAT, "clip_vision", seed, to_value(&specs.vision)?);
+    let trained_vision = read_stamp(&vision_dir).as_ref() != Some(&want_vision);
     let tok_opts = &specs.tokenizer;
     let tok_spec = json!({"version": TOKENIZER_VERSION, "seed": tok_opts.seed, "vocab_size": tok_opts.vocab_size, "scenes": tok_opts.scenes});
-    let want = stamp(
+    let want_llm = stamp(
         LLM_FORMAT,
         "llama",
         seed,
         json!({"llm": to_value(&specs.llm)?, "tokenizer": tok_spec}),
     );
-    let trained_llm = read_stamp(&llm_dir).as_ref() != Some(&want);
-    if trained_llm {
+    let trained_llm = read_stamp(&llm_dir).as_ref() != Some(&want_llm);
+
+    let vision = || -> Result<(), DemoError> {
+        if !trained_vision {
+            return Ok(());
+        }
+        tracing::info!(dir = %vision_dir.display(), "training the demo vision tower");
+        build_into(&vision_dir, &want_vision, |tmp| {
+            let (probe, log) = train_vision::<B>(&specs.vision, seed, device)?;
+            let (first, last) = log.first_last(20);
+            tracing::info!(seconds = log.seconds, first, last, "vision tower trained");
+            save_clip_vision(tmp, &specs.vision.config, &probe.tower)
+        })
+    };
+    let llm = || -> Result<(), DemoError> {
+        if !trained_llm {
+            return Ok(());
+        }
         tracing::info!(dir = %llm_dir.display(), "training the demo LLM");
-        build_into(&llm_dir, &want, |tmp| {
+        build_into(&llm_dir, &want_llm, |tmp| {
             let trained = train_tokenizer(tok_opts)?;
             let tok_path = tmp.join(TOKENIZER);
             std::fs::write(&tok_path, &trained.json).map_err(|e| DemoError::io(&tok_path, e))?;
@@ -133,8 +139,20 @@ pub fn ensure_towers_with<B: AutodiffBackend>(
             let (first, last) = log.first_last(20);
             tracing::info!(seconds = log.seconds, first, last, "LLM trained");
             save_llm(tmp, &llm, &trained.json)
-        })?;
-    }
+        })
+    };
+    // Side by side: each tower's step leaves a core idle part of the time (burn-flex runs
+    // elementwise work on one thread), which the other fills. Each starts from its own seed
+    // (`seeded_init`) and its steps are the same operations either way, so the towers are the
+    // same as trained one after the other.
+    let (vision, llm) = std::thread::scope(|scope| {
+        let vision = scope.spawn(vision);
+        let llm = llm();
+        let vision = vision.join().unwrap_or_else(|_| Err(DemoError::Train("the vision tower's training thread panicked".into())));
+        (vision, llm)
+    });
+    vision?;
+    llm?;
     Ok(TowerPaths {
         vision: vision_dir,
         llm: llm_dir,

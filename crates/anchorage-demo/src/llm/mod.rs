@@ -24,7 +24,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
-use crate::schedule::{train_steps, TrainLog, TrainSpec};
+use crate::schedule::{seeded_init, train_steps, TrainLog, TrainSpec};
 use crate::DemoError;
 
 mod samples;
@@ -376,13 +376,13 @@ pub fn train_llm<B: AutodiffBackend>(
             spec.config.vocab_size
         )));
     }
-    B::seed(device, seed);
+    let init = seeded_init::<B, _>(device, seed, || spec.config.init::<B>(device));
     let prepare = |step| {
         let samples = step_samples(tok, spec, seed, step)?;
         let total: usize = samples.iter().map(LmSample::supervised_count).sum();
         Ok((samples, total))
     };
-    let (llm, mut log) = train_steps(spec.config.init::<B>(device), &spec.train, "demo LLM", prepare, |(samples, total), _, slice, llm| {
+    let (llm, mut log) = train_steps(init, &spec.train, "demo LLM", prepare, |(samples, total), _, slice, llm| {
         let batch = lm_batch::<B>(&samples[slice], tok.pad_id(), device);
         Ok(lm_nll_sum(llm, &batch)? / (*total).max(1) as f32)
     })?;
