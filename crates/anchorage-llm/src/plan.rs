@@ -25,7 +25,6 @@ impl<B: Backend> Llm<B> {
         let batch = layout.samples.len();
         let len = layout.padded_len;
         let heads = self.config.num_attention_heads;
-        let dense = batch * heads * len * len <= DENSE_MASK_ELEMENTS;
         let mut plan = AttnPlan::causal();
         if caching {
             plan.key_valid = Some(valid.clone());
@@ -60,7 +59,7 @@ impl<B: Backend> Llm<B> {
             KvAccess::All => None,
         };
         if slots.is_none() {
-            if dense {
+            if fits_dense([batch, heads, len, len]) {
                 plan.mask = KeyMask::Dense(dense_causal_mask(layout, heads, &device));
             } else if padded {
                 plan.mask = KeyMask::CausalValid(valid.clone());
@@ -76,11 +75,11 @@ impl<B: Backend> Llm<B> {
             let query_at = Tensor::<B, 1, Int>::arange(0..len as i64, &device).reshape([1, len, 1]).expand(shape);
             let filler = key_valid.clone().bool_not().reshape([batch, 1, count]).expand(shape);
             let mask = key_at.greater(query_at).bool_or(filler);
-            plan.mask = if batch * heads * len * count <= DENSE_MASK_ELEMENTS {
+            let per_head = [batch, heads, len, count];
+            plan.mask = if fits_dense(per_head) {
                 // One copy into `[batch, heads, len, slots]` order for all the layers that reuse
                 // the plan, instead of one in every masking op forward and backward.
-                let shape = [batch, heads, len, count];
-                KeyMask::Dense(mask.unsqueeze_dim::<4>(1).expand(shape).reshape([batch * heads, len, count]).reshape(shape))
+                KeyMask::Dense(mask.unsqueeze_dim::<4>(1).expand(per_head).reshape([batch * heads, len, count]).reshape(per_head))
             } else {
                 KeyMask::Explicit(mask)
             };
@@ -111,6 +110,11 @@ impl<B: Backend> Llm<B> {
 /// LLM's training step. Larger masks (long sequences on a GPU) keep the broadcast forms and the
 /// backends' causal path.
 const DENSE_MASK_ELEMENTS: usize = 1 << 24;
+
+/// Whether a mask of `[batch, heads, queries, keys]` is built dense ([`DENSE_MASK_ELEMENTS`]).
+fn fits_dense(shape: [usize; 4]) -> bool {
+    shape.iter().product::<usize>() <= DENSE_MASK_ELEMENTS
+}
 
 /// The causal mask of a right-padded batch over all its current keys, `[batch, heads, len,
 /// len]`, true = masked: the key comes after the query or is padding (what `is_causal` plus
