@@ -35,7 +35,7 @@ fn set_train(train: &mut TrainSpec, key: &str, value: &str) -> Result<bool, Demo
 
 const TRAIN_KEYS: &str = "steps, batch, lr, warmup, slices";
 /// The LLM's own keys (after [`TRAIN_KEYS`]), as the error for an unknown key lists them.
-const LLM_KEYS: &str = "curriculum, layers, corpus_first, matching, negation, drill_share, question_share, colour_drills, grid_slots";
+const LLM_KEYS: &str = "curriculum, layers, width, mlp, heads, corpus_first, matching, negation, drill_share, question_share, colour_drills, grid_slots";
 /// The vision tower's own keys (after [`TRAIN_KEYS`]).
 const VISION_KEYS: &str = "layers, width, mlp, heads, patch";
 
@@ -43,7 +43,8 @@ impl LlmSpec {
     /// The demo's LLM for `vocab` ([`LlmSpec::with_presence_curriculum`], the default) with
     /// `settings` applied in order. `curriculum=none` starts from [`LlmSpec::for_vocab`] instead
     /// (the corpus alone, its own shorter training), wherever it stands; the others override
-    /// single values: the training keys, `layers`, and the curriculum's `corpus_first`,
+    /// single values: the training keys, `layers`, `width`, `mlp`, `heads` (each a key/value head
+    /// of `width / heads`), and the curriculum's `corpus_first`,
     /// `matching`, `negation`, `drill_share`, `question_share`, `colour_drills`, `grid_slots`.
     pub fn with_settings(vocab: usize, settings: &[String]) -> Result<Self, DemoError> {
         let pairs = settings.iter().map(|s| split(s)).collect::<Result<Vec<_>, _>>()?;
@@ -63,6 +64,9 @@ impl LlmSpec {
                     return Err(DemoError::Train(format!("setting `curriculum={value}`: known curricula are `presence` and `none`")))
                 }
                 "layers" => spec.config.num_hidden_layers = parse(key, value)?,
+                "width" => spec.config.hidden_size = parse(key, value)?,
+                "mlp" => spec.config.intermediate_size = parse(key, value)?,
+                "heads" => spec.config.num_attention_heads = parse(key, value)?,
                 "corpus_first" => c.corpus_first = parse(key, value)?,
                 "matching" => c.matching = parse(key, value)?,
                 "negation" => c.negation = parse(key, value)?,
@@ -77,6 +81,16 @@ impl LlmSpec {
                 }
             }
         }
+        // Every head is a key/value head, and the heads split the width.
+        let config = &mut spec.config;
+        if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
+            return Err(DemoError::Train(format!(
+                "LLM settings: {} heads do not split a width of {}",
+                config.num_attention_heads, config.hidden_size
+            )));
+        }
+        config.num_key_value_heads = config.num_attention_heads;
+        config.head_dim = config.hidden_size / config.num_attention_heads;
         let c = &spec.curriculum;
         let phases = [c.corpus_first, c.matching, c.negation, c.drill_share, c.question_share, c.colour_drills, c.grid_slots];
         if phases.iter().any(|f| !(0.0..=1.0).contains(f))

@@ -251,6 +251,29 @@ fn batches_split_into_contiguous_slices_that_cover_them() {
 }
 
 #[test]
+fn presence_samples_name_what_they_are_asked_to_and_are_answered_by_the_world_oracle() {
+    use anchorage_data::synth::{answer_for, Colour, PresenceNames, Scene};
+    use anchorage_data::SplitMix64;
+    let dir = tempfile::tempdir().unwrap();
+    let (tok, _) = small_tokenizer(dir.path());
+    for (names, colour, shape) in [(PresenceNames::Colour, true, false), (PresenceNames::Shape, false, true), (PresenceNames::Both, true, true)] {
+        for i in 0..40u64 {
+            let (q, sample) = crate::llm::presence_sample(&tok, 3, 7, i, names, 256, 0.5).unwrap();
+            let scene = Scene::sample(&mut SplitMix64::for_epoch(3, 7, i), 64);
+            assert_eq!(answer_for(&scene, &q.text).as_deref(), Some(q.answer.as_str()), "{}", q.text);
+            assert_eq!(q.answer == "yes", i % 2 == 0, "even questions are answered yes: {}", q.text);
+            let text = q.text.to_lowercase();
+            let names_colour = Colour::ALL.iter().any(|c| text.contains(c.name()));
+            let names_shape = ["circle", "rectangle", "triangle"].iter().any(|s| text.contains(s));
+            assert_eq!((names_colour, names_shape), (colour, shape), "{names:?}: {}", q.text);
+            let supervised: Vec<u32> =
+                sample.ids.iter().zip(&sample.supervised).filter(|(_, &s)| s).map(|(&t, _)| t as u32).collect();
+            assert_eq!(tok.decode(&supervised, true).unwrap().trim(), q.answer);
+        }
+    }
+}
+
+#[test]
 fn presence_drills_follow_the_curriculum_and_are_answered_by_the_world_oracle() {
     use anchorage_data::synth::{answer_for, Scene, SHORT_ANSWER_SUFFIX};
     use anchorage_data::SplitMix64;
@@ -330,6 +353,9 @@ fn settings_override_the_specs_and_bad_ones_are_errors_naming_the_key() {
     assert_eq!((none.train.steps, none.train.batch, none.curriculum.clone()), (120, 12, Curriculum::corpus_only()));
     let vision = VisionSpec::with_settings(&s(&["layers=2", "lr=1e-3"])).unwrap();
     assert_eq!((vision.config.num_hidden_layers, vision.train.lr), (2, 1e-3));
+    // Heads split the width; each is a key/value head.
+    let heads = LlmSpec::with_settings(512, &s(&["heads=16", "width=256"])).unwrap().config;
+    assert_eq!((heads.num_attention_heads, heads.num_key_value_heads, heads.head_dim, heads.hidden_size), (16, 16, 16, 256));
 
     for (bad, names) in [
         (s(&["stepz=3"]), "stepz"),
@@ -339,6 +365,7 @@ fn settings_override_the_specs_and_bad_ones_are_errors_naming_the_key() {
         (s(&["curriculum=speed"]), "curriculum=speed"),
         (s(&["matching=0.7", "negation=0.5"]), "may exceed 1"),
         (s(&["drill_share=0.7", "question_share=0.5"]), "may exceed 1"),
+        (s(&["heads=3"]), "3 heads do not split a width of 128"),
     ] {
         let err = LlmSpec::with_settings(512, &bad).unwrap_err().to_string();
         assert!(err.contains(names), "{bad:?}: {err}");

@@ -199,12 +199,44 @@ pub fn question_sample(
         1 => ask_colour(&mut rng, &scene),
         k => ask_presence(&mut rng, &scene, k == 2),
     };
+    one_round_sample(tok, &mut rng, &scene, q, max_len, grid)
+}
+
+/// A presence question about a fresh scene of stream `stream` naming what `names` says, answered
+/// "yes" for even `index`, negated a third of the time, in one round of the full `vicuna_v1`
+/// prompt with a description of the scene in the image's place (for the LLM's per-kind accuracy).
+pub fn presence_sample(
+    tok: &TextTokenizer,
+    seed: u64,
+    stream: u64,
+    index: u64,
+    names: PresenceNames,
+    max_len: usize,
+    grid: f64,
+) -> Result<(Question, LmSample), DemoError> {
+    let mut rng = SplitMix64::for_epoch(seed, stream, index);
+    let scene = Scene::sample(&mut rng, 64);
+    let negated = rng.below(3) == 0;
+    let q = ask_presence_naming(&mut rng, &scene, index % 2 == 0, negated, names);
+    one_round_sample(tok, &mut rng, &scene, q, max_len, grid)
+}
+
+/// `q` asked in one round of the full `vicuna_v1` prompt with a description of `scene` where the
+/// image goes.
+fn one_round_sample(
+    tok: &TextTokenizer,
+    rng: &mut SplitMix64,
+    scene: &Scene,
+    q: Question,
+    max_len: usize,
+    grid: f64,
+) -> Result<(Question, LmSample), DemoError> {
     let turn = |from: &str, value: String| Turn {
         from: from.into(),
         value,
     };
     let record = Record {
-        id: index.to_string(),
+        id: String::new(),
         image: Some(String::new()),
         conversations: vec![
             turn("human", format!("{IMAGE_TAG}\n{}", q.prompt())),
@@ -212,6 +244,6 @@ pub fn question_sample(
         ],
     };
     let tokens = tokenize_record(&record, Template::VicunaV1, tok, max_len).map_err(tokenize_error)?;
-    let slot = tok.encode(&describe(&mut rng, &scene, grid), false)?;
+    let slot = tok.encode(&describe(rng, scene, grid), false)?;
     Ok((q, splice(&tokens.input_ids, &tokens.labels, &slot)))
 }
