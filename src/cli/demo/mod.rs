@@ -52,8 +52,9 @@ pub struct DemoArgs {
     /// Evaluation images of the world (four questions each).
     #[arg(long, default_value_t = 100)]
     pub eval_images: usize,
-    /// Epochs of each stage.
-    #[arg(long, default_value_t = 1)]
+    /// Epochs of each stage. Two by default: with one, the demo takes about 3.5 minutes less on
+    /// a 2-core CPU and the connectors score 2-8 points lower (docs/demo.md).
+    #[arg(long, default_value_t = 2)]
     pub epochs: u32,
     /// Stop each stage after this many optimizer steps (a shortened demo, as CI runs it).
     #[arg(long)]
@@ -68,7 +69,7 @@ pub struct DemoArgs {
     /// Settings over the demo LLM's spec, KEY=VALUE comma-separated, applied after
     /// `--tower-steps`: `curriculum=presence` (the default: the presence curriculum, docs/demo.md)
     /// or `curriculum=none` (the corpus alone: faster, presence questions at chance), `steps`,
-    /// `batch`, `lr`, `warmup`, `slices`, `layers`, `corpus_first`, `matching`, `negation`,
+    /// `batch`, `lr`, `warmup`, `slices`, `layers`, `width`, `mlp`, `heads`, `corpus_first`, `matching`, `negation`,
     /// `drill_share`, `question_share`, `colour_drills`, `grid_slots`. A changed LLM is trained again, and the runs with it.
     #[arg(long, value_delimiter = ',', value_name = "KEY=VALUE")]
     pub llm: Vec<String>,
