@@ -81,16 +81,11 @@ impl LlmSpec {
                 }
             }
         }
-        // Every head is a key/value head, and the heads split the width.
-        let config = &mut spec.config;
-        if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
-            return Err(DemoError::Train(format!(
-                "LLM settings: {} heads do not split a width of {}",
-                config.num_attention_heads, config.hidden_size
-            )));
+        let (heads, width) = (spec.config.num_attention_heads, spec.config.hidden_size);
+        if heads == 0 || width % heads != 0 {
+            return Err(DemoError::Train(format!("LLM settings: {heads} heads do not split a width of {width}")));
         }
-        config.num_key_value_heads = config.num_attention_heads;
-        config.head_dim = config.hidden_size / config.num_attention_heads;
+        spec.split_heads(heads);
         let c = &spec.curriculum;
         let phases = [c.corpus_first, c.matching, c.negation, c.drill_share, c.question_share, c.colour_drills, c.grid_slots];
         if phases.iter().any(|f| !(0.0..=1.0).contains(f))

@@ -149,9 +149,7 @@ impl LlmSpec {
     /// at 74%; with 8 the drills are learnt (loss 0.003 against 0.19) and it reaches 98%.
     pub fn with_presence_curriculum(vocab: usize) -> Self {
         let mut spec = Self::for_vocab(vocab);
-        spec.config.num_attention_heads = 8;
-        spec.config.num_key_value_heads = 8;
-        spec.config.head_dim = 16;
+        spec.split_heads(8);
         spec.train = TrainSpec {
             steps: 2500,
             batch: 32,
@@ -172,6 +170,15 @@ impl LlmSpec {
         // Room for an 8×8 grid in place of a caption.
         spec.max_len = 320;
         spec
+    }
+
+    /// `heads` attention heads, each a key/value head, splitting the width between them (the
+    /// callers check that they do).
+    pub(crate) fn split_heads(&mut self, heads: usize) {
+        let config = &mut self.config;
+        config.num_attention_heads = heads;
+        config.num_key_value_heads = heads;
+        config.head_dim = config.hidden_size / heads;
     }
 }
 
