@@ -10,10 +10,14 @@
 //! - [`topk_gather_rows`]: keep the `k` best-scoring rows of `[B, Hkv, L, d]` per head, in their
 //!   original order -> `[B, Hkv, k, d]` (for key/value or hidden-state compression).
 //!
-//! Tie-break (every op): among equal scores the larger token index wins. This mimics AcFormer's
+//! - [`attention::fused_attention`]: RoPE + masked softmax attention + value sum in one host pass
+//!   per (sample, head), with its own backward, for burn-flex (`Flex`, `Autodiff<Flex>`).
+//!
+//! Tie-break (every top-k op): among equal scores the larger token index wins. This mimics AcFormer's
 //! `argsort(a)[-p:]` ("last = best") under a stable ascending sort.
 
 pub mod anchor;
+pub mod attention;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;
 mod error;

@@ -5,6 +5,7 @@
 mod support;
 
 mod acformer_fixture;
+mod attention_parity;
 mod cuda_parity;
 mod parity_cases;
 mod wgpu_parity;

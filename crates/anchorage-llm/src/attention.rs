@@ -15,6 +15,9 @@ use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
+use anchorage_kernels::attention::{fused_attention, runs_fused, AttentionSpec, Visibility};
+use burn::tensor::DType;
+
 use crate::cache::LayerKv;
 use crate::lora_adapter::{project, LoraAdapter};
 use crate::rope::apply_rope;
@@ -100,6 +103,10 @@ pub struct AttnPlan<B: Backend> {
     /// Rows to report: query indices `[batch, rows]` and their mask over all current keys
     /// `[batch, rows, len]` (true = masked).
     pub rows: Option<(Tensor<B, 2, Int>, Tensor<B, 3, Bool>)>,
+    /// Each sample's real length when `mask` is exactly causal over right padding (no
+    /// restriction, pooling or rows): the layer may then run the fused CPU attention
+    /// (`anchorage_kernels::attention`), which reads the lengths instead of a mask.
+    pub prefix_lengths: Option<Vec<usize>>,
 }
 
 impl<B: Backend> AttnPlan<B> {
@@ -112,6 +119,7 @@ impl<B: Backend> AttnPlan<B> {
             project_all_kv: false,
             key_valid: None,
             rows: None,
+            prefix_lengths: None,
         }
     }
 }
@@ -138,6 +146,9 @@ impl<B: Backend> Attention<B> {
         plan: &AttnPlan<B>,
         cache: CacheMode<'_, B>,
     ) -> (Tensor<B, 3>, Option<Tensor<B, 3>>) {
+        if let Some(out) = self.fused(&x, cos, sin, plan, &cache) {
+            return (out, None);
+        }
         let [batch, len, width] = x.dims();
         let (h, hk, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let split = |t: Tensor<B, 3>, heads: usize| {
@@ -218,6 +229,36 @@ impl<B: Backend> Attention<B> {
         (project(&self.o_proj, &self.o_lora, out), rows)
     }
 
+    /// The layer through the fused CPU attention (RoPE, causal softmax over each sample's real
+    /// keys, value sum, and its backward in one host pass per head), where the plan allows it
+    /// (training and scoring without cache, restriction, pooling or rows) and the backend runs it
+    /// (f32 burn-flex, plain or under `Autodiff`); `None` otherwise.
+    fn fused(
+        &self,
+        x: &Tensor<B, 3>,
+        cos: &Tensor<B, 4>,
+        sin: &Tensor<B, 4>,
+        plan: &AttnPlan<B>,
+        cache: &CacheMode<'_, B>,
+    ) -> Option<Tensor<B, 3>> {
+        let lengths = plan.prefix_lengths.as_ref()?;
+        let plain = matches!(cache, CacheMode::None) && plan.kv_index.is_none() && plan.kv_pool.is_none() && plan.rows.is_none();
+        if !plain || !runs_fused::<B>() || x.dtype() != DType::F32 {
+            return None;
+        }
+        let spec = AttentionSpec {
+            heads: self.num_heads,
+            kv_heads: self.num_kv_heads,
+            head_dim: self.head_dim,
+            visibility: Visibility::Causal { lengths: lengths.clone() },
+        };
+        let q = project(&self.q_proj, &self.q_lora, x.clone());
+        let k = project(&self.k_proj, &self.k_lora, x.clone());
+        let v = project(&self.v_proj, &self.v_lora, x.clone());
+        let context = fused_attention(&q, &k, &v, Some((cos, sin)), &spec)?;
+        Some(project(&self.o_proj, &self.o_lora, context))
+    }
+
     /// Repeats each key/value head for its group of query heads.
     fn repeat_kv(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let groups = self.num_heads / self.num_kv_heads;
@@ -268,5 +309,66 @@ impl<B: Backend> Attention<B> {
         let scores = q_rows.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt();
         let scores = scores.mask_fill(mask.clone().unsqueeze_dim::<4>(1).expand([b, h, r, lk]), f32::NEG_INFINITY);
         softmax(scores, 3).mean_dim(1).squeeze_dim::<3>(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::{Distribution, TensorData};
+
+    use crate::config::RopeScaling;
+    use crate::rope::Rope;
+
+    type A = Autodiff<Flex>;
+
+    fn floats<B2: Backend, const D: usize>(t: Tensor<B2, D>) -> Vec<f32> {
+        t.into_data().to_vec::<f32>().unwrap()
+    }
+
+    fn worst(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    }
+
+    /// The layer through the fused CPU attention equals the layer through its tensor-op path
+    /// (broadcast padding mask, burn's attention op): output, the input's gradient and a
+    /// projection weight's gradient, with grouped key/value heads, right padding and positions
+    /// that do not start at 0.
+    #[test]
+    fn fused_layer_equals_the_tensor_op_layer() {
+        let device = Default::default();
+        let (b, len, hidden) = (3, 7, 16);
+        let layer = AttentionConfig::new(hidden, 4, 2, 4, true, false).init::<A>(&device);
+        let lengths = vec![7, 5, 1];
+        let valid: Vec<bool> = lengths.iter().flat_map(|&n| (0..len).map(move |k| k < n)).collect();
+        let valid = Tensor::<A, 2, Bool>::from_data(TensorData::new(valid, [b, len]), &device);
+        let positions: Vec<i64> = (0..b * len).map(|i| (i % len + 3 * (i / len)) as i64).collect();
+        let positions = Tensor::<A, 2, Int>::from_data(TensorData::new(positions, [b, len]), &device);
+        let (cos, sin) = Rope::new(4, 10000.0, RopeScaling::None).cos_sin(positions, DType::F32);
+        let x = Tensor::<A, 3>::random([b, len, hidden], Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<A, 3>::random([b, len, hidden], Distribution::Normal(0.0, 1.0), &device);
+
+        let run = |fused: bool| {
+            let mut plan = AttnPlan::causal();
+            plan.mask = KeyMask::CausalValid(valid.clone());
+            plan.prefix_lengths = fused.then(|| lengths.clone());
+            let x = x.clone().require_grad();
+            let (out, _) = layer.forward(x.clone(), &cos, &sin, &plan, CacheMode::None);
+            let grads = (out.clone() * w.clone()).sum().backward();
+            let dx = x.grad(&grads).unwrap();
+            let dw = layer.q_proj.weight.val().grad(&grads).unwrap();
+            (floats(out.inner()), floats(dx), floats(dw))
+        };
+        let mut plan = AttnPlan::causal();
+        plan.prefix_lengths = Some(lengths.clone());
+        assert!(layer.fused(&x, &cos, &sin, &plan, &CacheMode::None).is_some(), "the fused path is taken");
+        let (out_f, dx_f, dw_f) = run(true);
+        let (out_r, dx_r, dw_r) = run(false);
+        // Every row is compared, padded ones included (both paths let a padded query see its
+        // sample's real keys).
+        assert!(worst(&out_f, &out_r) < 1e-5, "output: {}", worst(&out_f, &out_r));
+        assert!(worst(&dx_f, &dx_r) < 1e-5, "input gradient: {}", worst(&dx_f, &dx_r));
+        assert!(worst(&dw_f, &dw_r) < 1e-5, "q_proj gradient: {}", worst(&dw_f, &dw_r));
     }
 }

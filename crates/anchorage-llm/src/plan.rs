@@ -59,7 +59,14 @@ impl<B: Backend> Llm<B> {
             KvAccess::All => None,
         };
         if slots.is_none() {
-            if fits_dense([batch, heads, len, len]) {
+            plan.prefix_lengths = Some(layout.samples.iter().map(|s| s.len()).collect());
+            if anchorage_kernels::attention::runs_fused::<B>() {
+                // The fused attention reads the lengths; a tensor-op fallback (another dtype,
+                // rows, the cache) masks with the broadcast forms below.
+                if padded {
+                    plan.mask = KeyMask::CausalValid(valid.clone());
+                }
+            } else if fits_dense([batch, heads, len, len]) {
                 plan.mask = KeyMask::Dense(dense_causal_mask(layout, heads, &device));
             } else if padded {
                 plan.mask = KeyMask::CausalValid(valid.clone());

@@ -1,6 +1,7 @@
 //! Multi-head self-attention of an encoder layer (transformers `CLIPAttention`,
 //! huggingface/transformers `src/transformers/models/clip/modeling_clip.py`).
 
+use anchorage_kernels::attention::{fused_attention, AttentionSpec, Visibility};
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
@@ -37,8 +38,8 @@ impl<B: Backend> ClipAttention<B> {
 
     /// Attention output, and on request the CLS query's softmax probabilities per head.
     ///
-    /// The context goes through burn's fused attention (flex tiles long sequences and never keeps
-    /// the `[T, T]` map); the CLS row, when asked, is one extra `[1, T]` score row per head, so no
+    /// The context goes through the fused CPU attention on burn-flex
+    /// (`anchorage_kernels::attention`) and burn's attention op on other backends; the CLS row, when asked, is one extra `[1, T]` score row per head, so no
     /// full attention map is ever materialised by this function. Probabilities are computed and
     /// returned in f32 whatever the weights' dtype (transformers also runs its softmax in f32).
     ///
@@ -49,22 +50,33 @@ impl<B: Backend> ClipAttention<B> {
         let h = self.num_heads;
         let hd = d / h;
         let heads = |y: Tensor<B, 3>| y.reshape([b, t, h, hd]).swap_dims(1, 2); // [B, H, T, hd]
-        let q = heads(self.q_proj.forward(x.clone()));
-        let k = heads(self.k_proj.forward(x.clone()));
-        let v = heads(self.v_proj.forward(x));
+        let q = self.q_proj.forward(x.clone());
+        let k = self.k_proj.forward(x.clone());
+        let v = self.v_proj.forward(x);
 
         let cls = cls_row.then(|| {
-            let q0 = q
-                .clone()
+            let q0 = heads(q.clone())
                 .slice([0..b, 0..h, 0..1, 0..hd])
                 .cast(FloatDType::F32);
             let scores =
-                q0.matmul(k.clone().cast(FloatDType::F32).swap_dims(2, 3)) * (hd as f64).powf(-0.5); // [B, H, 1, T]
+                q0.matmul(heads(k.clone()).cast(FloatDType::F32).swap_dims(2, 3)) * (hd as f64).powf(-0.5); // [B, H, 1, T]
             softmax(scores, 3).reshape([b, h, t])
         });
 
-        let context = attention(q, k, v, None, None, AttentionModuleOptions::default()); // [B, H, T, hd]
-        let context = context.swap_dims(1, 2).reshape([b, t, d]);
+        // The fused CPU attention on burn-flex (one host pass per image and head, its own
+        // backward), burn's attention op elsewhere.
+        let spec = AttentionSpec {
+            heads: h,
+            kv_heads: h,
+            head_dim: hd,
+            visibility: Visibility::All,
+        };
+        let context = match fused_attention(&q, &k, &v, None, &spec) {
+            Some(context) => context,
+            None => attention(heads(q), heads(k), heads(v), None, None, AttentionModuleOptions::default()) // [B, H, T, hd]
+                .swap_dims(1, 2)
+                .reshape([b, t, d]),
+        };
         (self.out_proj.forward(context), cls)
     }
 }
