@@ -7,7 +7,7 @@
 //! backward step, and a head split, RoPE and a head merge around it that copy transposed views one
 //! index at a time on burn-flex. For the demo's LLM (head width 16) that was about half of a
 //! training step's time. [`fused_attention`] is the dispatch point: tensors of burn-flex (`Flex`,
-//! plain or under `Autodiff<Flex>`, f32) take the [`host`] kernel; every other backend, dtype or
+//! plain or under `Autodiff<Flex>` with or without balanced checkpointing, f32) take the [`host`] kernel; every other backend, dtype or
 //! shape gets `None`, and the caller runs its tensor-op path, which [`reference`] writes out as
 //! this kernel's twin.
 
@@ -18,6 +18,7 @@ use std::any::{Any, TypeId};
 use std::sync::Arc;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::{Autodiff, Flex};
@@ -46,7 +47,8 @@ pub struct AttentionSpec {
 /// Whether [`fused_attention`] runs the host kernel for backend `B` (f32 tensors of burn-flex,
 /// plain or under `Autodiff`), so that callers can skip building masks it does not read.
 pub fn runs_fused<B: Backend>() -> bool {
-    TypeId::of::<B>() == TypeId::of::<Flex>() || TypeId::of::<B>() == TypeId::of::<Autodiff<Flex>>()
+    let b = TypeId::of::<B>();
+    b == TypeId::of::<Flex>() || b == TypeId::of::<Autodiff<Flex>>() || b == TypeId::of::<Autodiff<Flex, BalancedCheckpointing>>()
 }
 
 /// `softmax(rope(q) rope(k)ᵀ / sqrt(head_dim), masked) v` with the heads side by side, or `None`
@@ -75,6 +77,10 @@ pub fn fused_attention<B: Backend>(
         None => None,
     };
     if let Some(q) = (q as &dyn Any).downcast_ref::<Tensor<Autodiff<Flex>, 3>>() {
+        let out = tracked(q, downcast(k)?, downcast(v)?, layout, rope)?;
+        return back_to::<B>(out);
+    }
+    if let Some(q) = (q as &dyn Any).downcast_ref::<Tensor<Autodiff<Flex, BalancedCheckpointing>, 3>>() {
         let out = tracked(q, downcast(k)?, downcast(v)?, layout, rope)?;
         return back_to::<B>(out);
     }
@@ -134,6 +140,8 @@ fn host_values<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<Vec<f32>>
         t.clone().into_data()
     } else if let Some(t) = (t as &dyn Any).downcast_ref::<Tensor<Autodiff<Flex>, D>>() {
         t.clone().inner().into_data()
+    } else if let Some(t) = (t as &dyn Any).downcast_ref::<Tensor<Autodiff<Flex, BalancedCheckpointing>, D>>() {
+        t.clone().inner().into_data()
     } else {
         return None;
     };
@@ -185,16 +193,17 @@ impl Backward<Flex, 3> for FusedAttentionBackward {
     }
 }
 
-/// The forward under `Autodiff<Flex>`, recording [`FusedAttentionBackward`] when an input needs a
-/// gradient.
-fn tracked(
-    q: &Tensor<Autodiff<Flex>, 3>,
-    k: &Tensor<Autodiff<Flex>, 3>,
-    v: &Tensor<Autodiff<Flex>, 3>,
+/// The forward under `Autodiff<Flex, C>`, recording [`FusedAttentionBackward`] when an input needs
+/// a gradient. The step is compute-bound: under a checkpointing strategy its output is kept, never
+/// recomputed.
+fn tracked<C: CheckpointStrategy>(
+    q: &Tensor<Autodiff<Flex, C>, 3>,
+    k: &Tensor<Autodiff<Flex, C>, 3>,
+    v: &Tensor<Autodiff<Flex, C>, 3>,
     layout: Layout,
     rope: Option<host::RopeTables>,
-) -> Option<Tensor<Autodiff<Flex>, 3>> {
-    let primitive = |t: &Tensor<Autodiff<Flex>, 3>| match t.clone().into_primitive() {
+) -> Option<Tensor<Autodiff<Flex, C>, 3>> {
+    let primitive = |t: &Tensor<Autodiff<Flex, C>, 3>| match t.clone().into_primitive() {
         TensorPrimitive::Float(p) => Some(p),
         TensorPrimitive::QFloat(_) => None,
     };
@@ -202,7 +211,7 @@ fn tracked(
     let (qh, kh, vh) = (host_values(q)?, host_values(k)?, host_values(v)?);
     let shape = [layout.batch, layout.len, layout.heads * layout.head_dim];
     let prep = FusedAttentionBackward
-        .prepare::<burn::backend::autodiff::checkpoint::strategy::NoCheckpointing>([qp.node.clone(), kp.node.clone(), vp.node.clone()])
+        .prepare::<C>([qp.node.clone(), kp.node.clone(), vp.node.clone()])
         .compute_bound()
         .stateful();
     let out = match prep {
