@@ -12,6 +12,7 @@
 //!
 //! - [`attention::fused_attention`]: RoPE + masked softmax attention + value sum in one host pass
 //!   per (sample, head), with its own backward, for burn-flex (`Flex`, `Autodiff<Flex>`).
+//! - [`swiglu::swiglu`]: `silu(gate) * up` in one host pass with its own backward (burn-flex).
 //!
 //! Tie-break (every top-k op): among equal scores the larger token index wins. This mimics AcFormer's
 //! `argsort(a)[-p:]` ("last = best") under a stable ascending sort.
@@ -21,8 +22,10 @@ pub mod attention;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;
 mod error;
+mod flex_bridge;
 mod mask;
 mod probe;
+pub mod swiglu;
 pub mod topk;
 
 pub use anchor::{gather_tokens, select_anchors, select_anchors_with_heads};

@@ -5,7 +5,7 @@
 mod support;
 
 mod acformer_fixture;
-mod attention_parity;
+mod host_ops_parity;
 mod cuda_parity;
 mod parity_cases;
 mod wgpu_parity;

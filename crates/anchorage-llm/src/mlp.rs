@@ -1,7 +1,9 @@
-//! The SwiGLU MLP of Llama/Qwen2: `down_proj(silu(gate_proj(x)) * up_proj(x))`.
+//! The SwiGLU MLP of Llama/Qwen2: `down_proj(silu(gate_proj(x)) * up_proj(x))`, the activation
+//! fused on the CPU backend (`anchorage_kernels::swiglu`).
 
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
+use anchorage_kernels::swiglu::swiglu;
 use burn::tensor::activation::silu;
 
 use crate::lora_adapter::{project, LoraAdapter};
@@ -49,7 +51,10 @@ impl<B: Backend> Mlp<B> {
     /// # Shapes
     /// `[batch, len, hidden] -> [batch, len, hidden]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = silu(project(&self.gate_proj, &self.gate_lora, x.clone()));
-        project(&self.down_proj, &self.down_lora, gate * project(&self.up_proj, &self.up_lora, x))
+        let gate = project(&self.gate_proj, &self.gate_lora, x.clone());
+        let up = project(&self.up_proj, &self.up_lora, x);
+        // One host pass with its own backward on the CPU backend, burn's ops elsewhere.
+        let act = swiglu(&gate, &up).unwrap_or_else(|| silu(gate) * up);
+        project(&self.down_proj, &self.down_lora, act)
     }
 }

@@ -4,6 +4,10 @@
 //! their dozen backward ops, and the strided copies between them) that burn's attention falls back
 //! to under autodiff.
 //!
+//! Inside a task the products (`Q Kᵀ`, `P V` and the four of the backward) are small dense
+//! matrix products through gemm's register-blocked kernels, over every (query, key) pair; the
+//! softmax then zeroes what a query does not see.
+//!
 //! Every mask this kernel takes is a prefix: query `i` of sample `b` sees keys `0..visible(b, i)`
 //! (causal with right padding: `min(i + 1, len_b)`; no mask: every key). A query that sees no key
 //! gets zero output and zero probabilities, as burn's NaN-safe softmax gives.
@@ -97,43 +101,95 @@ fn head_rows(x: &[f32], lay: &Layout, heads: usize, b: usize, head: usize, rope:
     rows
 }
 
-/// `[len, d]` rows transposed to `[d, len]`.
-fn transpose(rows: &[f32], len: usize, d: usize) -> Vec<f32> {
-    let mut out = vec![0.0; len * d];
-    for i in 0..len {
-        for t in 0..d {
-            out[t * len + i] = rows[i * d + t];
+/// A row-major view of a matrix inside a slice: `rows × cols`, element `(r, c)` at
+/// `r * row_stride + c * col_stride` (a transpose swaps the strides).
+#[derive(Clone, Copy)]
+struct View<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> View<'a> {
+    /// A dense row-major `rows × cols` matrix.
+    fn dense(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self { data, rows, cols, row_stride: cols, col_stride: 1 }
+    }
+
+    fn t(self) -> Self {
+        Self { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
+    }
+
+    /// Whether every element lies inside the slice.
+    fn in_bounds(&self) -> bool {
+        self.rows == 0 || self.cols == 0 || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride < self.data.len()
+    }
+}
+
+/// `dst (+)= a · b` for a dense row-major `dst [a.rows × b.cols]` (added to when `accumulate`),
+/// through gemm's register-blocked kernels on this thread (the callers are rayon tasks already).
+fn matmul(dst: &mut [f32], accumulate: bool, a: View<'_>, b: View<'_>) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(b.rows == k && dst.len() == m * n && a.in_bounds() && b.in_bounds(), "attention matmul: operands disagree");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.fill(0.0);
         }
+        return;
     }
-    out
+    // SAFETY: the shapes agree and every element of both operands and of `dst` lies inside its
+    // slice (checked above); `dst` is a unique borrow, so it aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
 }
 
-/// `y += a * x`.
-#[inline]
-fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
-    }
-}
-
-/// Scores of one query against the visible keys (`s[j] = scale * q . k_j`), softmaxed in place.
-fn softmax_row(q: &[f32], keys_t: &[f32], len: usize, scale: f32, s: &mut [f32]) {
-    s.fill(0.0);
-    for (t, &qt) in q.iter().enumerate() {
-        axpy(qt, &keys_t[t * len..t * len + s.len()], s);
-    }
-    let mut max = f32::NEG_INFINITY;
-    for v in s.iter_mut() {
-        *v *= scale;
-        max = max.max(*v);
-    }
-    let mut sum = 0.0;
-    for v in s.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    for v in s.iter_mut() {
-        *v /= sum;
+/// Softmax of each score row over its visible prefix (scaled first); the rest of the row is set
+/// to zero. `scores [len, len]`.
+fn softmax_rows(lay: &Layout, b: usize, scores: &mut [f32]) {
+    let len = lay.len;
+    for (i, row) in scores.chunks_exact_mut(len).enumerate() {
+        let m = lay.visible(b, i);
+        let (seen, hidden) = row.split_at_mut(m);
+        hidden.fill(0.0);
+        let mut max = f32::NEG_INFINITY;
+        for v in seen.iter_mut() {
+            *v *= lay.scale;
+            max = max.max(*v);
+        }
+        let mut sum = 0.0;
+        for v in seen.iter_mut() {
+            *v = (*v - max).exp();
+            sum += *v;
+        }
+        for v in seen.iter_mut() {
+            *v /= sum;
+        }
     }
 }
 
@@ -146,23 +202,15 @@ pub fn forward(lay: &Layout, q: &[f32], k: &[f32], v: &[f32], rope: Option<&Rope
         .map(|&(b, head)| {
             let g = head / lay.group();
             let queries = head_rows(q, lay, h, b, head, rope);
-            let keys_t = transpose(&head_rows(k, lay, lay.kv_heads, b, g, rope), len, d);
+            let keys = head_rows(k, lay, lay.kv_heads, b, g, rope);
             let values = head_rows(v, lay, lay.kv_heads, b, g, None);
+            // scores = Q Kᵀ over every pair (a causal row's hidden part is zeroed by the softmax)
+            let mut probs = vec![0.0; len * len];
+            matmul(&mut probs, false, View::dense(&queries, len, d), View::dense(&keys, len, d).t());
+            softmax_rows(lay, b, &mut probs);
             let mut out = vec![0.0; len * d];
-            let mut probs = vec![0.0; if keep_probs { len * len } else { len }];
-            for i in 0..len {
-                let m = lay.visible(b, i);
-                if m == 0 {
-                    continue;
-                }
-                let row = if keep_probs { &mut probs[i * len..i * len + m] } else { &mut probs[..m] };
-                softmax_row(&queries[i * d..(i + 1) * d], &keys_t, len, lay.scale, row);
-                let o = &mut out[i * d..(i + 1) * d];
-                for (j, &p) in row.iter().enumerate() {
-                    axpy(p, &values[j * d..(j + 1) * d], o);
-                }
-            }
-            (out, probs)
+            matmul(&mut out, false, View::dense(&probs, len, len), View::dense(&values, len, d));
+            (out, if keep_probs { probs } else { Vec::new() })
         })
         .collect();
     let mut out = vec![0.0; lay.batch * len * h * d];
@@ -198,55 +246,36 @@ pub fn backward(
         .par_iter()
         .map(|&(b, g)| {
             let keys = head_rows(k, lay, hk, b, g, rope);
-            let values_t = transpose(&head_rows(v, lay, hk, b, g, None), len, d);
+            let values = head_rows(v, lay, hk, b, g, None);
             let mut dkeys = vec![0.0; len * d];
             let mut dvalues = vec![0.0; len * d];
             let mut dqueries = vec![0.0; group * len * d];
-            let mut dp = vec![0.0; len];
-            let mut dq_row = vec![0.0; d];
+            let mut ds = vec![0.0; len * len];
             for member in 0..group {
                 let head = g * group + member;
                 let queries = head_rows(q, lay, h, b, head, rope);
-                let probs = &probs[b * h + head];
-                for i in 0..len {
-                    let m = lay.visible(b, i);
-                    if m == 0 {
-                        continue;
+                let dout_h = head_rows(dout, lay, h, b, head, None);
+                let p = &probs[b * h + head];
+                // dV += Pᵀ dO; dP = dO Vᵀ
+                matmul(&mut dvalues, member > 0, View::dense(p, len, len).t(), View::dense(&dout_h, len, d));
+                matmul(&mut ds, false, View::dense(&dout_h, len, d), View::dense(&values, len, d).t());
+                // dS = P ⊙ (dP − rowsum(P ⊙ dP)), times the scale: the gradient of the raw products
+                for (p_row, ds_row) in p.chunks_exact(len).zip(ds.chunks_exact_mut(len)) {
+                    let dot: f32 = p_row.iter().zip(ds_row.iter()).map(|(p, dp)| p * dp).sum();
+                    for (dsv, &pv) in ds_row.iter_mut().zip(p_row) {
+                        *dsv = pv * (*dsv - dot) * lay.scale;
                     }
-                    let p = &probs[i * len..i * len + m];
-                    let dout_i = &dout[((b * len + i) * h + head) * d..][..d];
-                    let dp = &mut dp[..m];
-                    dp.fill(0.0);
-                    for (t, &dt) in dout_i.iter().enumerate() {
-                        axpy(dt, &values_t[t * len..t * len + m], dp);
-                    }
-                    let dot: f32 = p.iter().zip(dp.iter()).map(|(p, dp)| p * dp).sum();
-                    dq_row.fill(0.0);
-                    let q_i = &queries[i * d..(i + 1) * d];
-                    for j in 0..m {
-                        // gradient of the raw dot product q_i . k_j
-                        let ds = p[j] * (dp[j] - dot) * lay.scale;
-                        axpy(ds, &keys[j * d..(j + 1) * d], &mut dq_row);
-                        axpy(ds, q_i, &mut dkeys[j * d..(j + 1) * d]);
-                        axpy(p[j], dout_i, &mut dvalues[j * d..(j + 1) * d]);
-                    }
-                    let dst = &mut dqueries[(member * len + i) * d..][..d];
-                    match rope {
-                        Some(r) => {
-                            let at = (b * len + i) * d;
-                            unrotate(&dq_row, &r.cos[at..at + d], &r.sin[at..at + d], dst);
-                        }
-                        None => dst.copy_from_slice(&dq_row),
-                    }
+                }
+                // dQ = dS K; dK += dSᵀ Q
+                let dq_h = &mut dqueries[member * len * d..(member + 1) * len * d];
+                matmul(dq_h, false, View::dense(&ds, len, len), View::dense(&keys, len, d));
+                matmul(&mut dkeys, member > 0, View::dense(&ds, len, len).t(), View::dense(&queries, len, d));
+                if let Some(r) = rope {
+                    unrotate_rows(dq_h, r, b, len, d);
                 }
             }
             if let Some(r) = rope {
-                let mut row = vec![0.0; d];
-                for j in 0..len {
-                    let at = (b * len + j) * d;
-                    unrotate(&dkeys[j * d..(j + 1) * d], &r.cos[at..at + d], &r.sin[at..at + d], &mut row);
-                    dkeys[j * d..(j + 1) * d].copy_from_slice(&row);
-                }
+                unrotate_rows(&mut dkeys, r, b, len, d);
             }
             (dqueries, dkeys, dvalues)
         })
@@ -266,6 +295,16 @@ pub fn backward(
         }
     }
     (dq, dk, dv)
+}
+
+/// Undoes RoPE on the gradients of sample `b`'s rotated rows `[len, d]`, in place.
+fn unrotate_rows(rows: &mut [f32], r: &RopeTables, b: usize, len: usize, d: usize) {
+    let mut row = vec![0.0; d];
+    for j in 0..len {
+        let at = (b * len + j) * d;
+        unrotate(&rows[j * d..(j + 1) * d], &r.cos[at..at + d], &r.sin[at..at + d], &mut row);
+        rows[j * d..(j + 1) * d].copy_from_slice(&row);
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! The fused CPU attention against its tensor-op twin (`attention::reference`, burn's own attention
-//! op under burn's autodiff): outputs and the gradients of q, k and v, with grouped key/value heads,
-//! RoPE, right padding (an empty sample included) and no mask.
+//! The fused CPU ops against their tensor-op twins. Attention (`attention::reference`, burn's
+//! attention op under burn's autodiff): outputs and the gradients of q, k and v, with grouped
+//! key/value heads, RoPE, right padding (an empty sample included) and no mask. SwiGLU
+//! (`swiglu::reference`): values and both gradients.
 
 use anchorage_kernels::attention::reference::attention_reference;
 use anchorage_kernels::attention::{fused_attention, runs_fused, AttentionSpec, Visibility};
@@ -140,4 +141,30 @@ fn shapes_that_disagree_with_the_spec_are_declined() {
     assert!(fused_attention(&c.q, &c.k, &c.v, None, &spec).is_none());
     let bf16 = c.q.clone().cast(burn::tensor::DType::BF16);
     assert!(fused_attention(&bf16, &c.k, &c.v, None, &c.spec).is_none());
+}
+
+/// The fused SwiGLU against `silu(gate) * up` in tensor ops: values and both gradients, plain and
+/// under both autodiff strategies.
+#[test]
+fn swiglu_matches_the_reference() {
+    use anchorage_kernels::swiglu::{reference::swiglu_reference, swiglu};
+    let device = Default::default();
+    let gate = Tensor::<Flex, 3>::random([3, 5, 7], Distribution::Normal(0.0, 3.0), &device);
+    let up = Tensor::<Flex, 3>::random([3, 5, 7], Distribution::Normal(0.0, 1.0), &device);
+    let ours = swiglu(&gate, &up).expect("flex takes the fused path");
+    assert!(worst(&floats(ours), &floats(swiglu_reference(gate.clone(), up.clone()))) < 1e-6);
+    fn grads<A: burn::tensor::backend::AutodiffBackend<InnerBackend = Flex>>(gate: &Tensor<Flex, 3>, up: &Tensor<Flex, 3>, fused: bool) -> [Vec<f32>; 2] {
+        let (g, u) = (Tensor::<A, 3>::from_inner(gate.clone()).require_grad(), Tensor::<A, 3>::from_inner(up.clone()).require_grad());
+        let out = if fused { swiglu(&g, &u).unwrap() } else { swiglu_reference(g.clone(), u.clone()) };
+        let grads = (out * 0.5).exp().sum().backward();
+        [floats(g.grad(&grads).unwrap()), floats(u.grad(&grads).unwrap())]
+    }
+    for (a, b) in [(grads::<A>(&gate, &up, true), grads::<A>(&gate, &up, false)), (grads::<Balanced>(&gate, &up, true), grads::<Balanced>(&gate, &up, false))] {
+        for (x, y) in a.iter().zip(&b) {
+            let scale = y.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+            assert!(worst(x, y) < 1e-5 * scale, "gradient differs by {}", worst(x, y));
+        }
+    }
+    let other = Tensor::<Flex, 3>::zeros([3, 5, 6], &device);
+    assert!(swiglu(&gate, &other).is_none(), "shapes that differ are declined");
 }
