@@ -12,11 +12,13 @@
 //!
 //! - [`attention::fused_attention`]: RoPE + masked softmax attention + value sum in one host pass
 //!   per (sample, head), with its own backward, for burn-flex (`Flex`, `Autodiff<Flex>`).
-//! - [`swiglu::swiglu`]: `silu(gate) * up` in one host pass with its own backward (burn-flex).
+//! - [`activation::swiglu`], [`activation::quick_gelu`]: the LLM's and CLIP's MLP activations in
+//!   one host pass with their own backward (burn-flex).
 //!
 //! Tie-break (every top-k op): among equal scores the larger token index wins. This mimics AcFormer's
 //! `argsort(a)[-p:]` ("last = best") under a stable ascending sort.
 
+pub mod activation;
 pub mod anchor;
 pub mod attention;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
@@ -25,7 +27,6 @@ mod error;
 mod flex_bridge;
 mod mask;
 mod probe;
-pub mod swiglu;
 pub mod topk;
 
 pub use anchor::{gather_tokens, select_anchors, select_anchors_with_heads};

@@ -1,7 +1,7 @@
 //! The fused CPU ops against their tensor-op twins. Attention (`attention::reference`, burn's
 //! attention op under burn's autodiff): outputs and the gradients of q, k and v, with grouped
 //! key/value heads, RoPE, right padding (an empty sample included) and no mask. SwiGLU
-//! (`swiglu::reference`): values and both gradients.
+//! (`activation::reference`) and quick GELU: values and gradients.
 
 use anchorage_kernels::attention::reference::attention_reference;
 use anchorage_kernels::attention::{fused_attention, runs_fused, AttentionSpec, Visibility};
@@ -147,7 +147,7 @@ fn shapes_that_disagree_with_the_spec_are_declined() {
 /// under both autodiff strategies.
 #[test]
 fn swiglu_matches_the_reference() {
-    use anchorage_kernels::swiglu::{reference::swiglu_reference, swiglu};
+    use anchorage_kernels::activation::{reference::swiglu_reference, swiglu};
     let device = Default::default();
     let gate = Tensor::<Flex, 3>::random([3, 5, 7], Distribution::Normal(0.0, 3.0), &device);
     let up = Tensor::<Flex, 3>::random([3, 5, 7], Distribution::Normal(0.0, 1.0), &device);
@@ -167,4 +167,24 @@ fn swiglu_matches_the_reference() {
     }
     let other = Tensor::<Flex, 3>::zeros([3, 5, 6], &device);
     assert!(swiglu(&gate, &other).is_none(), "shapes that differ are declined");
+}
+
+/// The fused quick GELU against `x * sigmoid(1.702 x)` in tensor ops: values and the gradient,
+/// plain and under both autodiff strategies.
+#[test]
+fn quick_gelu_matches_the_reference() {
+    use anchorage_kernels::activation::{quick_gelu, reference::quick_gelu_reference};
+    let device = Default::default();
+    let x = Tensor::<Flex, 3>::random([2, 9, 5], Distribution::Normal(0.0, 3.0), &device);
+    assert!(worst(&floats(quick_gelu(&x).expect("flex")), &floats(quick_gelu_reference(x.clone()))) < 1e-6);
+    fn grad<A: burn::tensor::backend::AutodiffBackend<InnerBackend = Flex>>(x: &Tensor<Flex, 3>, fused: bool) -> Vec<f32> {
+        let x = Tensor::<A, 3>::from_inner(x.clone()).require_grad();
+        let out = if fused { quick_gelu(&x).unwrap() } else { quick_gelu_reference(x.clone()) };
+        let grads = (out * 0.5).exp().sum().backward();
+        floats(x.grad(&grads).unwrap())
+    }
+    for (a, b) in [(grad::<A>(&x, true), grad::<A>(&x, false)), (grad::<Balanced>(&x, true), grad::<Balanced>(&x, false))] {
+        let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        assert!(worst(&a, &b) < 1e-5 * scale, "gradient differs by {}", worst(&a, &b));
+    }
 }

@@ -1,9 +1,9 @@
 //! The SwiGLU MLP of Llama/Qwen2: `down_proj(silu(gate_proj(x)) * up_proj(x))`, the activation
-//! fused on the CPU backend (`anchorage_kernels::swiglu`).
+//! fused on the CPU backend (`anchorage_kernels::activation`).
 
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use anchorage_kernels::swiglu::swiglu;
+use anchorage_kernels::activation::swiglu;
 use burn::tensor::activation::silu;
 
 use crate::lora_adapter::{project, LoraAdapter};

@@ -1,6 +1,7 @@
 //! A pre-LN encoder layer and its MLP (transformers `CLIPEncoderLayer`, `CLIPMLP`,
 //! huggingface/transformers `src/transformers/models/clip/modeling_clip.py`).
 
+use anchorage_kernels::activation::quick_gelu;
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
@@ -34,7 +35,8 @@ impl<B: Backend> ClipMlp<B> {
         let x = self.fc1.forward(x);
         let x = match self.act {
             // x * sigmoid(1.702 x) (transformers activations.py QuickGELUActivation)
-            HiddenAct::QuickGelu => x.clone() * sigmoid(x * 1.702),
+            // One host pass with its own backward on the CPU backend, burn's ops elsewhere.
+            HiddenAct::QuickGelu => quick_gelu(&x).unwrap_or_else(|| x.clone() * sigmoid(x * 1.702)),
             HiddenAct::Gelu => gelu(x),
             HiddenAct::GeluTanh => gelu_approximate(x),
         };

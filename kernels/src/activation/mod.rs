@@ -1,0 +1,73 @@
+//! Fused activations for the CPU backend, each one host pass forward and one backward instead of
+//! burn's chain of elementwise ops (each a pass, an allocation and a recorded backward step under
+//! `Autodiff`):
+//! - [`swiglu`]: `silu(gate) * up`, the gated MLP of Llama/Qwen2;
+//! - [`quick_gelu`]: `x * sigmoid(1.702 x)`, CLIP's MLP activation.
+//!
+//! Each is a dispatch point, as [`crate::attention::fused_attention`]: f32 tensors of burn-flex
+//! (plain or under `Autodiff`) take the [`host`] pass; everything else gets `None` and the caller
+//! runs the tensor-op twin in [`reference`].
+
+pub mod host;
+pub mod reference;
+
+use std::sync::Arc;
+
+use burn::tensor::{backend::Backend, Tensor};
+
+use crate::flex_bridge::{run_host, HostGrad};
+
+/// `silu(gate) * up` elementwise, or `None` where the host pass does not apply (another
+/// backend, a dtype other than f32, shapes that differ).
+pub fn swiglu<B: Backend, const D: usize>(gate: &Tensor<B, D>, up: &Tensor<B, D>) -> Option<Tensor<B, D>> {
+    if gate.dims() != up.dims() {
+        return None;
+    }
+    run_host(
+        [gate, up],
+        gate.dims(),
+        Box::new(|[g, u], keep| {
+            let out = host::swiglu(&g, &u);
+            (out, keep.then(|| Arc::new(SwigluSaved { g, u }) as Arc<dyn HostGrad>))
+        }),
+    )
+}
+
+/// `x * sigmoid(1.702 x)` elementwise (transformers' `QuickGELUActivation`), or `None` where the
+/// host pass does not apply (another backend, a dtype other than f32).
+pub fn quick_gelu<B: Backend, const D: usize>(x: &Tensor<B, D>) -> Option<Tensor<B, D>> {
+    run_host(
+        [x],
+        x.dims(),
+        Box::new(|[x], keep| {
+            let out = host::quick_gelu(&x);
+            (out, keep.then(|| Arc::new(QuickGeluSaved { x }) as Arc<dyn HostGrad>))
+        }),
+    )
+}
+
+/// SwiGLU's inputs, for its backward.
+#[derive(Debug)]
+struct SwigluSaved {
+    g: Vec<f32>,
+    u: Vec<f32>,
+}
+
+impl HostGrad for SwigluSaved {
+    fn grads(&self, dout: &[f32]) -> Vec<Vec<f32>> {
+        let (dg, du) = host::swiglu_backward(&self.g, &self.u, dout);
+        vec![dg, du]
+    }
+}
+
+/// Quick GELU's input, for its backward.
+#[derive(Debug)]
+struct QuickGeluSaved {
+    x: Vec<f32>,
+}
+
+impl HostGrad for QuickGeluSaved {
+    fn grads(&self, dout: &[f32]) -> Vec<Vec<f32>> {
+        vec![host::quick_gelu_backward(&self.x, dout)]
+    }
+}
