@@ -97,7 +97,7 @@ fn run(llm: &Llm<B>, embeds: &Tensor<B, 3>, policy: &CompressionPolicy) -> (anch
 }
 
 #[test]
-fn keep_all_equals_no_compression_exactly() {
+fn keep_all_equals_no_compression_up_to_rounding() {
     let (llm, embeds) = setup::<B>();
     let plain = values(llm.forward_embeds(input(&embeds), &mut NoHooks).unwrap().hidden);
     let options = GenerateOptions { max_new_tokens: 4, stop_tokens: vec![] };
@@ -105,7 +105,11 @@ fn keep_all_equals_no_compression_exactly() {
     let plain_tokens = llm.generate(input(&embeds), &mut NoHooks, &mut cache, &options).unwrap();
     for policy in keep_all() {
         let (out, hooks) = run(&llm, &embeds, &policy);
-        assert_eq!(values(out.hidden), plain, "{policy:?}");
+        // The uncompressed forward runs the fused CPU attention (anchorage_kernels::attention);
+        // a policy's layers with a restriction, pooling or rows run the tensor-op attention, so
+        // the two agree up to f32 rounding, not bit for bit. The tokens below stay exact.
+        let worst = values(out.hidden).iter().zip(&plain).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(worst < 1e-5, "{policy:?}: hidden states differ by {worst}");
         assert!(!hooks.trace().unwrap().selections.is_empty(), "{policy:?} did select");
         let mut hooks = policy.hooks(LAYERS).unwrap();
         let mut cache = KvCache::new(LAYERS);

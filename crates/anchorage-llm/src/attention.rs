@@ -1,6 +1,8 @@
 //! Self-attention of Llama/Qwen2 with grouped key/value heads, RoPE at explicit positions, burn's
 //! fused `attention` op, optional key/value restriction or pooling per sample, optional head-mean
-//! attention rows, and the KV cache.
+//! attention rows, and the KV cache. A plain layer (no cache, restriction, pooling or rows) on the
+//! CPU backend runs RoPE and attention as one host op with its own backward instead
+//! (`anchorage_kernels::attention`).
 //!
 //! A restricted layer projects keys/values of the kept rows only (their RoPE at their own
 //! positions), unless it reports head-mean rows, which need every key: it then projects all rows
@@ -9,13 +11,12 @@
 //! `src/transformers/models/llama/modeling_llama.py` (`LlamaAttention`) and
 //! `models/qwen2/modeling_qwen2.py` (biases on q/k/v).
 
+use anchorage_kernels::attention::{fused_attention, runs_fused, AttentionSpec, Visibility};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-
-use anchorage_kernels::attention::{fused_attention, runs_fused, AttentionSpec, Visibility};
 use burn::tensor::DType;
 
 use crate::cache::LayerKv;

@@ -103,7 +103,10 @@ fn singleton_groups_equal_keep_all_and_no_restriction() {
     let kept = values(llm.forward_embeds(input(&embeds), &mut AllPositions { pool: false }).unwrap().hidden);
     let plain = values(llm.forward_embeds(input(&embeds), &mut NoHooks).unwrap().hidden);
     assert_eq!(pooled, kept, "singleton pooling is keeping the same positions, bit for bit");
-    assert_eq!(pooled, plain, "and no restriction at all");
+    // No restriction runs the fused CPU attention, the restricted forms the tensor-op one: equal
+    // up to f32 rounding.
+    let worst = pooled.iter().zip(&plain).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(worst < 1e-5, "and no restriction at all: they differ by {worst}");
 }
 
 /// One decoder layer written out: pooled keys/values built group by group, plain softmax attention

@@ -39,9 +39,11 @@ impl<B: Backend> ClipAttention<B> {
     /// Attention output, and on request the CLS query's softmax probabilities per head.
     ///
     /// The context goes through the fused CPU attention on burn-flex
-    /// (`anchorage_kernels::attention`) and burn's attention op on other backends; the CLS row, when asked, is one extra `[1, T]` score row per head, so no
-    /// full attention map is ever materialised by this function. Probabilities are computed and
-    /// returned in f32 whatever the weights' dtype (transformers also runs its softmax in f32).
+    /// (`anchorage_kernels::attention`: one host pass per image and head, which holds that head's
+    /// `[T, T]` probabilities while it runs, and keeps them for the backward under autodiff) and
+    /// through burn's attention op on other backends. The CLS row, when asked, is one extra
+    /// `[1, T]` score row per head. Probabilities are computed and returned in f32 whatever the
+    /// weights' dtype (transformers also runs its softmax in f32).
     ///
     /// # Shapes
     /// `x [B, T, D] -> ([B, T, D], Some([B, H, T]) if cls_row)`

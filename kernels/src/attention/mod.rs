@@ -6,10 +6,10 @@
 //! scale, two mask fills, max, clamp, subtract, exp, sum, clamp, divide, matmul), each recording a
 //! backward step, and a head split, RoPE and a head merge around it that copy transposed views one
 //! index at a time on burn-flex. For the demo's LLM (head width 16) that was about half of a
-//! training step's time. [`fused_attention`] is the dispatch point: tensors of burn-flex (`Flex`,
-//! plain or under `Autodiff<Flex>` with or without balanced checkpointing, f32) take the [`host`] kernel; every other backend, dtype or
-//! shape gets `None`, and the caller runs its tensor-op path, which [`reference`] writes out as
-//! this kernel's twin.
+//! training step's time. [`fused_attention`] is the dispatch point: f32 tensors of burn-flex
+//! (`Flex`, or `Autodiff<Flex>` with no or balanced checkpointing; `crate::flex_bridge`) take the
+//! [`host`] kernel; every other backend, dtype or shape gets `None`, and the caller runs its
+//! tensor-op path, which [`reference`] writes out as this kernel's twin.
 
 pub mod host;
 pub mod reference;
