@@ -1,5 +1,5 @@
 //! Host ops on burn-flex with their own backward step: the shared plumbing of the fused CPU ops
-//! (`attention`, `swiglu`).
+//! (`attention`, `activation`).
 //!
 //! burn 0.21 gives no trait to ask a generic backend whether it is burn-flex, so, as `cube/bridge.rs`
 //! does for CubeCL, the types are compared at run time (`Any`): `Flex` itself, or `Autodiff<Flex>`
