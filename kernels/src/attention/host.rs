@@ -101,6 +101,15 @@ fn head_rows(x: &[f32], lay: &Layout, heads: usize, b: usize, head: usize, rope:
     rows
 }
 
+/// Writes `rows [len, d]` back as head `head` of sample `b` of `x [batch, len, heads * d]` (the
+/// inverse of [`head_rows`] without RoPE).
+fn put_head_rows(x: &mut [f32], rows: &[f32], lay: &Layout, heads: usize, b: usize, head: usize) {
+    let (len, d) = (lay.len, lay.head_dim);
+    for i in 0..len {
+        x[((b * len + i) * heads + head) * d..][..d].copy_from_slice(&rows[i * d..(i + 1) * d]);
+    }
+}
+
 /// A row-major view of a matrix inside a slice: `rows × cols`, element `(r, c)` at
 /// `r * row_stride + c * col_stride` (a transpose swaps the strides).
 #[derive(Clone, Copy)]
@@ -216,9 +225,7 @@ pub fn forward(lay: &Layout, q: &[f32], k: &[f32], v: &[f32], rope: Option<&Rope
     let mut out = vec![0.0; lay.batch * len * h * d];
     let mut kept = Vec::with_capacity(if keep_probs { tasks.len() } else { 0 });
     for (&(b, head), (o, probs)) in tasks.iter().zip(results) {
-        for i in 0..len {
-            out[((b * len + i) * h + head) * d..][..d].copy_from_slice(&o[i * d..(i + 1) * d]);
-        }
+        put_head_rows(&mut out, &o, lay, h, b, head);
         if keep_probs {
             kept.push(probs);
         }
@@ -284,14 +291,11 @@ pub fn backward(
     let mut dk = vec![0.0; lay.batch * len * hk * d];
     let mut dv = vec![0.0; lay.batch * len * hk * d];
     for (&(b, g), (dqueries, dkeys, dvalues)) in tasks.iter().zip(results) {
-        for i in 0..len {
-            let kv_at = ((b * len + i) * hk + g) * d;
-            dk[kv_at..kv_at + d].copy_from_slice(&dkeys[i * d..(i + 1) * d]);
-            dv[kv_at..kv_at + d].copy_from_slice(&dvalues[i * d..(i + 1) * d]);
-            for member in 0..group {
-                let head = g * group + member;
-                dq[((b * len + i) * h + head) * d..][..d].copy_from_slice(&dqueries[(member * len + i) * d..][..d]);
-            }
+        put_head_rows(&mut dk, &dkeys, lay, hk, b, g);
+        put_head_rows(&mut dv, &dvalues, lay, hk, b, g);
+        for member in 0..group {
+            let dq_h = &dqueries[member * len * d..(member + 1) * len * d];
+            put_head_rows(&mut dq, dq_h, lay, h, b, g * group + member);
         }
     }
     (dq, dk, dv)
