@@ -1,10 +1,10 @@
 //! The SwiGLU MLP of Llama/Qwen2: `down_proj(silu(gate_proj(x)) * up_proj(x))`, the activation
 //! fused on the CPU backend (`anchorage_kernels::activation`).
 
+use anchorage_kernels::activation::reference::swiglu_reference;
+use anchorage_kernels::activation::swiglu;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use anchorage_kernels::activation::swiglu;
-use burn::tensor::activation::silu;
 
 use crate::lora_adapter::{project, LoraAdapter};
 
@@ -54,7 +54,7 @@ impl<B: Backend> Mlp<B> {
         let gate = project(&self.gate_proj, &self.gate_lora, x.clone());
         let up = project(&self.up_proj, &self.up_lora, x);
         // One host pass with its own backward on the CPU backend, burn's ops elsewhere.
-        let act = swiglu(&gate, &up).unwrap_or_else(|| silu(gate) * up);
+        let act = swiglu(&gate, &up).unwrap_or_else(|| swiglu_reference(gate, up));
         project(&self.down_proj, &self.down_lora, act)
     }
 }

@@ -1,13 +1,12 @@
 //! Multi-head self-attention of an encoder layer (transformers `CLIPAttention`,
 //! huggingface/transformers `src/transformers/models/clip/modeling_clip.py`).
 
+use anchorage_kernels::attention::reference::attention_reference;
 use anchorage_kernels::attention::{fused_attention, AttentionSpec, Visibility};
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::FloatDType;
 
 use crate::config::ClipVisionConfig;
@@ -66,19 +65,14 @@ impl<B: Backend> ClipAttention<B> {
         });
 
         // The fused CPU attention on burn-flex (one host pass per image and head, its own
-        // backward), burn's attention op elsewhere.
+        // backward), its tensor-op twin (burn's attention op) elsewhere.
         let spec = AttentionSpec {
             heads: h,
             kv_heads: h,
             head_dim: hd,
             visibility: Visibility::All,
         };
-        let context = match fused_attention(&q, &k, &v, None, &spec) {
-            Some(context) => context,
-            None => attention(heads(q), heads(k), heads(v), None, None, AttentionModuleOptions::default()) // [B, H, T, hd]
-                .swap_dims(1, 2)
-                .reshape([b, t, d]),
-        };
+        let context = fused_attention(&q, &k, &v, None, &spec).unwrap_or_else(|| attention_reference(q, k, v, None, &spec));
         (self.out_proj.forward(context), cls)
     }
 }

@@ -2,10 +2,11 @@
 //! huggingface/transformers `src/transformers/models/clip/modeling_clip.py`).
 
 use anchorage_kernels::activation::quick_gelu;
+use anchorage_kernels::activation::reference::quick_gelu_reference;
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, gelu_approximate, sigmoid};
+use burn::tensor::activation::{gelu, gelu_approximate};
 
 use crate::attention::ClipAttention;
 use crate::config::{ClipVisionConfig, HiddenAct};
@@ -36,7 +37,7 @@ impl<B: Backend> ClipMlp<B> {
         let x = match self.act {
             // x * sigmoid(1.702 x) (transformers activations.py QuickGELUActivation)
             // One host pass with its own backward on the CPU backend, burn's ops elsewhere.
-            HiddenAct::QuickGelu => quick_gelu(&x).unwrap_or_else(|| x.clone() * sigmoid(x * 1.702)),
+            HiddenAct::QuickGelu => quick_gelu(&x).unwrap_or_else(|| quick_gelu_reference(x)),
             HiddenAct::Gelu => gelu(x),
             HiddenAct::GeluTanh => gelu_approximate(x),
         };

@@ -1,8 +1,8 @@
 //! The fused attention's twin in tensor ops (any backend, differentiable by burn's autodiff): the
 //! heads split off the projections, RoPE in transformers' "rotate_half" layout, burn's attention
-//! op with the mask written out, and the heads merged back. Callers such as the LLM keep their own
-//! tensor-op path for the cases the host kernel does not take; this one is what the parity tests
-//! and the benchmark compare the kernel with.
+//! op with the mask written out, and the heads merged back. The CLIP tower falls back to it; the
+//! LLM keeps its own tensor-op path (cache, restriction, pooling, rows); the parity tests and the
+//! benchmark compare the kernel with it.
 
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -26,8 +26,11 @@ pub fn attention_reference<B: Backend>(
         q = rotate(q, cos, sin);
         k = rotate(k, cos, sin);
     }
+    let groups = h / hk;
     let repeat = |t: Tensor<B, 4>| {
-        let groups = h / hk;
+        if groups == 1 {
+            return t;
+        }
         t.unsqueeze_dim::<5>(2).expand([batch, hk, groups, len, d]).reshape([batch, h, len, d])
     };
     let (k, v) = (repeat(k), repeat(v));
