@@ -48,6 +48,11 @@ fn cases() -> Vec<(&'static str, Case, bool)> {
         ("causal, padded, GQA, RoPE", case(3, 7, 4, 2, 8, Visibility::Causal { lengths: vec![7, 4, 0] }), true),
         ("causal, unpadded, MHA, RoPE", case(2, 5, 3, 3, 4, Visibility::Causal { lengths: vec![5, 5] }), true),
         ("no mask, no RoPE (a vision tower)", case(2, 9, 4, 4, 6, Visibility::All), false),
+        (
+            "packed sequences, GQA, RoPE",
+            case(2, 8, 4, 2, 8, Visibility::Packed { segments: vec![vec![3, 5], vec![2, 0, 4]] }),
+            true,
+        ),
     ]
 }
 
@@ -138,6 +143,11 @@ fn shapes_that_disagree_with_the_spec_are_declined() {
     assert!(fused_attention(&c.q, &c.k, &c.v, None, &spec).is_none());
     let mut spec = c.spec.clone();
     spec.visibility = Visibility::Causal { lengths: vec![5] };
+    assert!(fused_attention(&c.q, &c.k, &c.v, None, &spec).is_none());
+    // Packed sequences longer than the row, or segments for another number of rows.
+    spec.visibility = Visibility::Packed { segments: vec![vec![5], vec![3, 3]] };
+    assert!(fused_attention(&c.q, &c.k, &c.v, None, &spec).is_none());
+    spec.visibility = Visibility::Packed { segments: vec![vec![5]] };
     assert!(fused_attention(&c.q, &c.k, &c.v, None, &spec).is_none());
     let bf16 = c.q.clone().cast(burn::tensor::DType::BF16);
     assert!(fused_attention(&bf16, &c.k, &c.v, None, &c.spec).is_none());

@@ -1,22 +1,26 @@
 //! The fused attention on the host, forward and backward, over plain `f32` slices: RoPE on the
-//! queries and keys, scaled dot products, prefix masking, softmax, the weighted sum of values, and
-//! the gradients of all of it, in one pass per (sample, head) instead of the dozen tensor ops (and
+//! queries and keys, scaled dot products, masking, softmax, the weighted sum of values, and the
+//! gradients of all of it, in one pass per (sequence, head) instead of the dozen tensor ops (and
 //! their dozen backward ops, and the strided copies between them) that burn's attention falls back
 //! to under autodiff.
 //!
 //! Inside a task the products (`Q Kᵀ`, `P V` and the four of the backward) are small dense
-//! matrix products through gemm's register-blocked kernels, over every (query, key) pair; the
-//! softmax then zeroes what a query does not see.
+//! matrix products through gemm's register-blocked kernels, over every (query, key) pair of the
+//! sequence; the softmax then zeroes what a query does not see.
 //!
-//! Every mask this kernel takes is a prefix: query `i` of sample `b` sees keys `0..visible(b, i)`
-//! (causal with right padding: `min(i + 1, len_b)`; no mask: every key). A query that sees no key
-//! gets zero output and zero probabilities, as burn's NaN-safe softmax gives.
+//! A task is one [`Span`] of a row, and every mask this kernel takes is a prefix within it: query
+//! `i` of the span sees its keys `0..visible(i)`. Causal with right padding: the whole row,
+//! `min(i + 1, len_b)`; no mask: the whole row, every key; packed sequences: each sequence its own
+//! span, `i + 1` (tokens after a row's last sequence belong to no span and get zeros). A query that
+//! sees no key gets zero output and zero probabilities, as burn's NaN-safe softmax gives.
 //!
 //! Layouts are the projections' own: `q [batch, len, heads * head_dim]`, `k`/`v [batch, len,
 //! kv_heads * head_dim]`, output `[batch, len, heads * head_dim]`; RoPE tables `[batch, len,
 //! head_dim]` ("rotate_half" layout, as transformers' Llama).
 
 use rayon::prelude::*;
+
+use super::Visibility;
 
 /// Shapes and masking of one call.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,18 +32,49 @@ pub struct Layout {
     /// Key/value heads; `heads` is a multiple of it (grouped-query attention).
     pub kv_heads: usize,
     pub head_dim: usize,
-    /// Causal with each sample's real length (`Some`, one per sample), or every key visible.
-    pub causal_lengths: Option<Vec<usize>>,
+    /// Which keys each query sees (the lengths and segments agree with `batch` and `len`).
+    pub visibility: Visibility,
     /// Multiplies the dot products (`1 / sqrt(head_dim)` as a rule).
     pub scale: f32,
 }
 
+/// The tokens `start..start + len` of row `b`: one attention problem.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Span {
+    pub b: usize,
+    pub start: usize,
+    pub len: usize,
+}
+
 impl Layout {
-    /// How many keys (a prefix) query `i` of sample `b` sees.
-    fn visible(&self, b: usize, i: usize) -> usize {
-        match &self.causal_lengths {
-            Some(lengths) => (i + 1).min(lengths[b]).min(self.len),
-            None => self.len,
+    /// The attention problems of the call: each row whole, or each packed sequence (empty ones
+    /// left out).
+    pub fn spans(&self) -> Vec<Span> {
+        match &self.visibility {
+            Visibility::Packed { segments } => segments
+                .iter()
+                .enumerate()
+                .flat_map(|(b, row)| {
+                    let mut start = 0;
+                    row.iter()
+                        .map(move |&len| {
+                            let span = Span { b, start, len };
+                            start += len;
+                            span
+                        })
+                        .filter(|span| span.len > 0)
+                })
+                .collect(),
+            _ => (0..self.batch).map(|b| Span { b, start: 0, len: self.len }).collect(),
+        }
+    }
+
+    /// How many keys (a prefix of the span) its query `i` sees.
+    fn visible(&self, span: &Span, i: usize) -> usize {
+        match &self.visibility {
+            Visibility::All => span.len,
+            Visibility::Causal { lengths } => (i + 1).min(lengths[span.b]).min(span.len),
+            Visibility::Packed { .. } => i + 1,
         }
     }
 
@@ -82,17 +117,18 @@ fn unrotate(dy: &[f32], cos: &[f32], sin: &[f32], out: &mut [f32]) {
     }
 }
 
-/// Rows of head `head` of sample `b` from `x [batch, len, heads * d]` as `[len, d]`, rotated when
-/// tables are given.
-fn head_rows(x: &[f32], lay: &Layout, heads: usize, b: usize, head: usize, rope: Option<&RopeTables>) -> Vec<f32> {
-    let (len, d) = (lay.len, lay.head_dim);
-    let mut rows = vec![0.0; len * d];
-    for i in 0..len {
-        let src = &x[((b * len + i) * heads + head) * d..][..d];
+/// The span's rows of head `head` from `x [batch, len, heads * d]` as `[span.len, d]`, rotated
+/// when tables are given.
+fn head_rows(x: &[f32], lay: &Layout, heads: usize, span: &Span, head: usize, rope: Option<&RopeTables>) -> Vec<f32> {
+    let d = lay.head_dim;
+    let mut rows = vec![0.0; span.len * d];
+    for i in 0..span.len {
+        let token = span.b * lay.len + span.start + i;
+        let src = &x[(token * heads + head) * d..][..d];
         let dst = &mut rows[i * d..(i + 1) * d];
         match rope {
             Some(r) => {
-                let at = (b * len + i) * d;
+                let at = token * d;
                 rotate(src, &r.cos[at..at + d], &r.sin[at..at + d], dst);
             }
             None => dst.copy_from_slice(src),
@@ -101,12 +137,13 @@ fn head_rows(x: &[f32], lay: &Layout, heads: usize, b: usize, head: usize, rope:
     rows
 }
 
-/// Writes `rows [len, d]` back as head `head` of sample `b` of `x [batch, len, heads * d]` (the
-/// inverse of [`head_rows`] without RoPE).
-fn put_head_rows(x: &mut [f32], rows: &[f32], lay: &Layout, heads: usize, b: usize, head: usize) {
-    let (len, d) = (lay.len, lay.head_dim);
-    for i in 0..len {
-        x[((b * len + i) * heads + head) * d..][..d].copy_from_slice(&rows[i * d..(i + 1) * d]);
+/// Writes `rows [span.len, d]` back as the span's rows of head `head` of `x [batch, len, heads *
+/// d]` (the inverse of [`head_rows`] without RoPE).
+fn put_head_rows(x: &mut [f32], rows: &[f32], lay: &Layout, heads: usize, span: &Span, head: usize) {
+    let d = lay.head_dim;
+    for i in 0..span.len {
+        let token = span.b * lay.len + span.start + i;
+        x[(token * heads + head) * d..][..d].copy_from_slice(&rows[i * d..(i + 1) * d]);
     }
 }
 
@@ -179,11 +216,10 @@ fn matmul(dst: &mut [f32], accumulate: bool, a: View<'_>, b: View<'_>) {
 }
 
 /// Softmax of each score row over its visible prefix (scaled first); the rest of the row is set
-/// to zero. `scores [len, len]`.
-fn softmax_rows(lay: &Layout, b: usize, scores: &mut [f32]) {
-    let len = lay.len;
-    for (i, row) in scores.chunks_exact_mut(len).enumerate() {
-        let m = lay.visible(b, i);
+/// to zero. `scores [span.len, span.len]`.
+fn softmax_rows(lay: &Layout, span: &Span, scores: &mut [f32]) {
+    for (i, row) in scores.chunks_exact_mut(span.len).enumerate() {
+        let m = lay.visible(span, i);
         let (seen, hidden) = row.split_at_mut(m);
         hidden.fill(0.0);
         let mut max = f32::NEG_INFINITY;
@@ -202,30 +238,32 @@ fn softmax_rows(lay: &Layout, b: usize, scores: &mut [f32]) {
     }
 }
 
-/// The forward pass; keeps the probabilities when `keep_probs` (for [`backward`]).
+/// The forward pass; keeps the probabilities when `keep_probs` (for [`backward`]): one `[n, n]`
+/// matrix per (span, head), in [`Layout::spans`]' order, heads innermost.
 pub fn forward(lay: &Layout, q: &[f32], k: &[f32], v: &[f32], rope: Option<&RopeTables>, keep_probs: bool) -> Forward {
-    let (len, d, h) = (lay.len, lay.head_dim, lay.heads);
-    let tasks: Vec<(usize, usize)> = (0..lay.batch).flat_map(|b| (0..h).map(move |head| (b, head))).collect();
+    let (d, h) = (lay.head_dim, lay.heads);
+    let spans = lay.spans();
+    let tasks: Vec<(Span, usize)> = spans.iter().flat_map(|&span| (0..h).map(move |head| (span, head))).collect();
     let results: Vec<(Vec<f32>, Vec<f32>)> = tasks
         .par_iter()
-        .map(|&(b, head)| {
-            let g = head / lay.group();
-            let queries = head_rows(q, lay, h, b, head, rope);
-            let keys = head_rows(k, lay, lay.kv_heads, b, g, rope);
-            let values = head_rows(v, lay, lay.kv_heads, b, g, None);
+        .map(|&(span, head)| {
+            let (g, n) = (head / lay.group(), span.len);
+            let queries = head_rows(q, lay, h, &span, head, rope);
+            let keys = head_rows(k, lay, lay.kv_heads, &span, g, rope);
+            let values = head_rows(v, lay, lay.kv_heads, &span, g, None);
             // scores = Q Kᵀ over every pair (a causal row's hidden part is zeroed by the softmax)
-            let mut probs = vec![0.0; len * len];
-            matmul(&mut probs, false, View::dense(&queries, len, d), View::dense(&keys, len, d).t());
-            softmax_rows(lay, b, &mut probs);
-            let mut out = vec![0.0; len * d];
-            matmul(&mut out, false, View::dense(&probs, len, len), View::dense(&values, len, d));
+            let mut probs = vec![0.0; n * n];
+            matmul(&mut probs, false, View::dense(&queries, n, d), View::dense(&keys, n, d).t());
+            softmax_rows(lay, &span, &mut probs);
+            let mut out = vec![0.0; n * d];
+            matmul(&mut out, false, View::dense(&probs, n, n), View::dense(&values, n, d));
             (out, if keep_probs { probs } else { Vec::new() })
         })
         .collect();
-    let mut out = vec![0.0; lay.batch * len * h * d];
+    let mut out = vec![0.0; lay.batch * lay.len * h * d];
     let mut kept = Vec::with_capacity(if keep_probs { tasks.len() } else { 0 });
-    for (&(b, head), (o, probs)) in tasks.iter().zip(results) {
-        put_head_rows(&mut out, &o, lay, h, b, head);
+    for (&(span, head), (o, probs)) in tasks.iter().zip(results) {
+        put_head_rows(&mut out, &o, lay, h, &span, head);
         if keep_probs {
             kept.push(probs);
         }
@@ -244,25 +282,27 @@ pub fn backward(
     probs: &[Vec<f32>],
     dout: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let (len, d, h, hk) = (lay.len, lay.head_dim, lay.heads, lay.kv_heads);
+    let (d, h, hk) = (lay.head_dim, lay.heads, lay.kv_heads);
     let group = lay.group();
-    let tasks: Vec<(usize, usize)> = (0..lay.batch).flat_map(|b| (0..hk).map(move |g| (b, g))).collect();
-    // One task per (sample, key/value head): it owns that head's key and value gradients and the
+    let spans = lay.spans();
+    let tasks: Vec<(usize, usize)> = (0..spans.len()).flat_map(|s| (0..hk).map(move |g| (s, g))).collect();
+    // One task per (span, key/value head): it owns that head's key and value gradients and the
     // query gradients of its group of heads.
     let results: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = tasks
         .par_iter()
-        .map(|&(b, g)| {
-            let keys = head_rows(k, lay, hk, b, g, rope);
-            let values = head_rows(v, lay, hk, b, g, None);
+        .map(|&(s, g)| {
+            let (span, len) = (spans[s], spans[s].len);
+            let keys = head_rows(k, lay, hk, &span, g, rope);
+            let values = head_rows(v, lay, hk, &span, g, None);
             let mut dkeys = vec![0.0; len * d];
             let mut dvalues = vec![0.0; len * d];
             let mut dqueries = vec![0.0; group * len * d];
             let mut ds = vec![0.0; len * len];
             for member in 0..group {
                 let head = g * group + member;
-                let queries = head_rows(q, lay, h, b, head, rope);
-                let dout_h = head_rows(dout, lay, h, b, head, None);
-                let p = &probs[b * h + head];
+                let queries = head_rows(q, lay, h, &span, head, rope);
+                let dout_h = head_rows(dout, lay, h, &span, head, None);
+                let p = &probs[s * h + head];
                 // dV += Pᵀ dO; dP = dO Vᵀ
                 matmul(&mut dvalues, member > 0, View::dense(p, len, len).t(), View::dense(&dout_h, len, d));
                 matmul(&mut ds, false, View::dense(&dout_h, len, d), View::dense(&values, len, d).t());
@@ -278,34 +318,37 @@ pub fn backward(
                 matmul(dq_h, false, View::dense(&ds, len, len), View::dense(&keys, len, d));
                 matmul(&mut dkeys, member > 0, View::dense(&ds, len, len).t(), View::dense(&queries, len, d));
                 if let Some(r) = rope {
-                    unrotate_rows(dq_h, r, b, len, d);
+                    unrotate_rows(dq_h, r, lay, &span);
                 }
             }
             if let Some(r) = rope {
-                unrotate_rows(&mut dkeys, r, b, len, d);
+                unrotate_rows(&mut dkeys, r, lay, &span);
             }
             (dqueries, dkeys, dvalues)
         })
         .collect();
-    let mut dq = vec![0.0; lay.batch * len * h * d];
-    let mut dk = vec![0.0; lay.batch * len * hk * d];
-    let mut dv = vec![0.0; lay.batch * len * hk * d];
-    for (&(b, g), (dqueries, dkeys, dvalues)) in tasks.iter().zip(results) {
-        put_head_rows(&mut dk, &dkeys, lay, hk, b, g);
-        put_head_rows(&mut dv, &dvalues, lay, hk, b, g);
+    let tokens = lay.batch * lay.len;
+    let mut dq = vec![0.0; tokens * h * d];
+    let mut dk = vec![0.0; tokens * hk * d];
+    let mut dv = vec![0.0; tokens * hk * d];
+    for (&(s, g), (dqueries, dkeys, dvalues)) in tasks.iter().zip(results) {
+        let span = spans[s];
+        put_head_rows(&mut dk, &dkeys, lay, hk, &span, g);
+        put_head_rows(&mut dv, &dvalues, lay, hk, &span, g);
         for member in 0..group {
-            let dq_h = &dqueries[member * len * d..(member + 1) * len * d];
-            put_head_rows(&mut dq, dq_h, lay, h, b, g * group + member);
+            let dq_h = &dqueries[member * span.len * d..(member + 1) * span.len * d];
+            put_head_rows(&mut dq, dq_h, lay, h, &span, g * group + member);
         }
     }
     (dq, dk, dv)
 }
 
-/// Undoes RoPE on the gradients of sample `b`'s rotated rows `[len, d]`, in place.
-fn unrotate_rows(rows: &mut [f32], r: &RopeTables, b: usize, len: usize, d: usize) {
+/// Undoes RoPE on the gradients of the span's rotated rows `[span.len, d]`, in place.
+fn unrotate_rows(rows: &mut [f32], r: &RopeTables, lay: &Layout, span: &Span) {
+    let d = lay.head_dim;
     let mut row = vec![0.0; d];
-    for j in 0..len {
-        let at = (b * len + j) * d;
+    for j in 0..span.len {
+        let at = (span.b * lay.len + span.start + j) * d;
         unrotate(&rows[j * d..(j + 1) * d], &r.cos[at..at + d], &r.sin[at..at + d], &mut row);
         rows[j * d..(j + 1) * d].copy_from_slice(&row);
     }
@@ -315,27 +358,30 @@ fn unrotate_rows(rows: &mut [f32], r: &RopeTables, b: usize, len: usize, d: usiz
 mod tests {
     use super::*;
 
-    /// Attention written out naively in f64 (full score matrix, explicit mask), for the host
-    /// kernel's own checks; the tensor-op reference twin is compared in the integration tests.
+    /// Attention written out naively in f64 (every row whole, each (query, key) pair masked by
+    /// `Visibility::sees`), for the host kernel's own checks; the tensor-op reference twin is
+    /// compared in the integration tests.
     fn naive(lay: &Layout, q: &[f32], k: &[f32], v: &[f32], rope: Option<&RopeTables>) -> Vec<f64> {
         let (len, d, h, hk) = (lay.len, lay.head_dim, lay.heads, lay.kv_heads);
         let mut out = vec![0.0; lay.batch * len * h * d];
         for b in 0..lay.batch {
+            let row = Span { b, start: 0, len };
             for head in 0..h {
                 let g = head / lay.group();
-                let qs = head_rows(q, lay, h, b, head, rope);
-                let ks = head_rows(k, lay, hk, b, g, rope);
-                let vs = head_rows(v, lay, hk, b, g, None);
+                let qs = head_rows(q, lay, h, &row, head, rope);
+                let ks = head_rows(k, lay, hk, &row, g, rope);
+                let vs = head_rows(v, lay, hk, &row, g, None);
                 for i in 0..len {
-                    let m = lay.visible(b, i);
-                    let s: Vec<f64> = (0..m)
-                        .map(|j| (0..d).map(|t| qs[i * d + t] as f64 * ks[j * d + t] as f64).sum::<f64>() * lay.scale as f64)
+                    let seen: Vec<usize> = (0..len).filter(|&j| lay.visibility.sees(b, i, j, len)).collect();
+                    let s: Vec<f64> = seen
+                        .iter()
+                        .map(|&j| (0..d).map(|t| qs[i * d + t] as f64 * ks[j * d + t] as f64).sum::<f64>() * lay.scale as f64)
                         .collect();
                     let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                     let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
                     let sum: f64 = e.iter().sum();
                     for t in 0..d {
-                        out[((b * len + i) * h + head) * d + t] = (0..m).map(|j| e[j] / sum * vs[j * d + t] as f64).sum();
+                        out[((b * len + i) * h + head) * d + t] = seen.iter().zip(&e).map(|(&j, e)| e / sum * vs[j * d + t] as f64).sum();
                     }
                 }
             }
@@ -347,14 +393,14 @@ mod tests {
         (0..n).map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 1000) as f32 / 500.0 - 1.0).collect()
     }
 
-    fn case(causal: bool) -> (Layout, Vec<f32>, Vec<f32>, Vec<f32>, RopeTables) {
+    fn case(visibility: Visibility) -> (Layout, Vec<f32>, Vec<f32>, Vec<f32>, RopeTables) {
         let lay = Layout {
             batch: 2,
             len: 5,
             heads: 4,
             kv_heads: 2,
             head_dim: 4,
-            causal_lengths: causal.then(|| vec![5, 3]),
+            visibility,
             scale: 0.5,
         };
         let (b, l, d) = (lay.batch, lay.len, lay.head_dim);
@@ -362,20 +408,53 @@ mod tests {
         (lay, data(b * l * 4 * d, 1), data(b * l * 2 * d, 2), data(b * l * 2 * d, 3), rope)
     }
 
+    fn causal() -> Visibility {
+        Visibility::Causal { lengths: vec![5, 3] }
+    }
+
+    /// Row 0: sequences of 2 and 3 tokens; row 1: one of 1, an empty one, one of 2, then padding.
+    fn packed() -> Visibility {
+        Visibility::Packed { segments: vec![vec![2, 3], vec![1, 0, 2]] }
+    }
+
     #[test]
     fn forward_matches_a_naive_f64_attention() {
-        for causal in [true, false] {
-            let (lay, q, k, v, rope) = case(causal);
+        for visibility in [causal(), Visibility::All, packed()] {
+            let (lay, q, k, v, rope) = case(visibility.clone());
             let ours = forward(&lay, &q, &k, &v, Some(&rope), false).out;
             let want = naive(&lay, &q, &k, &v, Some(&rope));
             let worst = ours.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
-            assert!(worst < 1e-5, "causal={causal}: worst difference {worst}");
+            assert!(worst < 1e-5, "{visibility:?}: worst difference {worst}");
         }
     }
 
     #[test]
+    fn packed_sequences_equal_each_sequence_alone() {
+        // Row 0 of `packed()` holds tokens 0..2 and 2..5 as two sequences: each must come out as
+        // that sequence alone in a row of its own (same tokens, same RoPE tables).
+        let (lay, q, k, v, rope) = case(packed());
+        let ours = forward(&lay, &q, &k, &v, Some(&rope), false).out;
+        let (h, hk, d) = (lay.heads, lay.kv_heads, lay.head_dim);
+        for (start, n) in [(0, 2), (2, 3)] {
+            let alone = Layout { batch: 1, len: n, visibility: Visibility::Causal { lengths: vec![n] }, ..lay.clone() };
+            let cut = |x: &[f32], width: usize| x[start * width..(start + n) * width].to_vec();
+            let rope_alone = RopeTables { cos: cut(&rope.cos, d), sin: cut(&rope.sin, d) };
+            let want = forward(&alone, &cut(&q, h * d), &cut(&k, hk * d), &cut(&v, hk * d), Some(&rope_alone), false).out;
+            assert_eq!(&ours[start * h * d..(start + n) * h * d], &want[..], "sequence at {start}");
+        }
+        // Row 1's padding (its last two tokens) gets zeros.
+        assert!(ours[(lay.len + 3) * h * d..].iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
     fn backward_matches_finite_differences() {
-        let (lay, q, k, v, rope) = case(true);
+        for visibility in [causal(), packed()] {
+            backward_case(visibility);
+        }
+    }
+
+    fn backward_case(visibility: Visibility) {
+        let (lay, q, k, v, rope) = case(visibility);
         let dout = data(q.len(), 5);
         let fwd = forward(&lay, &q, &k, &v, Some(&rope), true);
         let (dq, dk, dv) = backward(&lay, &q, &k, &v, Some(&rope), fwd.probs.as_ref().unwrap(), &dout);
@@ -385,14 +464,15 @@ mod tests {
         };
         let eps = 1e-3f32;
         for (which, grad) in [(0, &dq), (1, &dk), (2, &dv)] {
-            for at in [0, 3, 17, grad.len() - 1] {
+            for at in (0..grad.len()).step_by(7).chain([grad.len() - 1]) {
                 let (mut plus, mut minus) = ([q.clone(), k.clone(), v.clone()], [q.clone(), k.clone(), v.clone()]);
                 plus[which][at] += eps;
                 minus[which][at] -= eps;
                 let numeric = (loss(&plus[0], &plus[1], &plus[2]) - loss(&minus[0], &minus[1], &minus[2])) / (2.0 * eps as f64);
                 assert!(
                     (numeric - grad[at] as f64).abs() < 2e-3,
-                    "input {which} element {at}: analytic {} numeric {numeric}",
+                    "{:?}: input {which} element {at}: analytic {} numeric {numeric}",
+                    lay.visibility,
                     grad[at]
                 );
             }
@@ -401,8 +481,7 @@ mod tests {
 
     #[test]
     fn a_query_that_sees_no_key_gets_zeros() {
-        let (mut lay, q, k, v, rope) = case(true);
-        lay.causal_lengths = Some(vec![5, 0]);
+        let (lay, q, k, v, rope) = case(Visibility::Causal { lengths: vec![5, 0] });
         let fwd = forward(&lay, &q, &k, &v, Some(&rope), true);
         let per_sample = lay.len * lay.heads * lay.head_dim;
         assert!(fwd.out[per_sample..].iter().all(|&x| x == 0.0));

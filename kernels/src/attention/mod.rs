@@ -1,5 +1,5 @@
-//! Fused self-attention for the CPU backend: RoPE, scaled dot products, a prefix mask (causal with
-//! right padding, or none), softmax and the weighted values in one host pass per (sample, head),
+//! Fused self-attention for the CPU backend: RoPE, scaled dot products, a mask (causal with right
+//! padding, causal within packed sequences, or none), softmax and the weighted values in one host pass per (sample, head),
 //! with its own backward under `Autodiff`.
 //!
 //! burn 0.21 runs attention under `Autodiff` as a dozen separate tensor ops (its fallback: matmul,
@@ -29,6 +29,30 @@ pub enum Visibility {
     All,
     /// Keys `0..=i` of the sample's first `lengths[b]` (a right-padded causal decoder).
     Causal { lengths: Vec<usize> },
+    /// Packed sequences: row `b` holds sequences of `segments[b]` tokens back to back (then
+    /// padding); a query sees the keys of its own sequence up to itself, and a padding query sees
+    /// nothing (zero output). The caller restarts the RoPE positions at each sequence's start.
+    Packed { segments: Vec<Vec<usize>> },
+}
+
+impl Visibility {
+    /// Whether query `i` of row `b` sees key `j` (rows of `len` tokens).
+    pub fn sees(&self, b: usize, i: usize, j: usize, len: usize) -> bool {
+        match self {
+            Visibility::All => i < len && j < len,
+            Visibility::Causal { lengths } => j <= i && j < lengths[b] && i < len,
+            Visibility::Packed { segments } => {
+                let mut start = 0;
+                for &n in &segments[b] {
+                    if i < start + n {
+                        return j >= start && j <= i;
+                    }
+                    start += n;
+                }
+                false
+            }
+        }
+    }
 }
 
 /// What one call attends: head counts and widths, and the mask.
@@ -104,18 +128,21 @@ fn layout_of<B: Backend>(
             return None;
         }
     }
-    let causal_lengths = match &spec.visibility {
-        Visibility::All => None,
-        Visibility::Causal { lengths } if lengths.len() == batch => Some(lengths.clone()),
-        Visibility::Causal { .. } => return None,
+    let fits = match &spec.visibility {
+        Visibility::All => true,
+        Visibility::Causal { lengths } => lengths.len() == batch,
+        Visibility::Packed { segments } => segments.len() == batch && segments.iter().all(|row| row.iter().sum::<usize>() <= len),
     };
+    if !fits {
+        return None;
+    }
     Some(Layout {
         batch,
         len,
         heads: spec.heads,
         kv_heads: spec.kv_heads,
         head_dim: d,
-        causal_lengths,
+        visibility: spec.visibility.clone(),
         scale: (1.0 / (d as f64).sqrt()) as f32,
     })
 }

@@ -36,10 +36,9 @@ pub fn attention_reference<B: Backend>(
     let (k, v) = (repeat(k), repeat(v));
     let mask = match &spec.visibility {
         Visibility::All => None,
-        Visibility::Causal { lengths } => {
-            let masked: Vec<bool> = lengths
-                .iter()
-                .flat_map(|&n| (0..len).flat_map(move |i| (0..len).map(move |j| j > i || j >= n)))
+        visibility => {
+            let masked: Vec<bool> = (0..batch)
+                .flat_map(|b| (0..len).flat_map(move |i| (0..len).map(move |j| !visibility.sees(b, i, j, len))))
                 .collect();
             let mask: Tensor<B, 3, Bool> = Tensor::from_data(TensorData::new(masked, [batch, len, len]), &q.device());
             Some(mask.unsqueeze_dim::<4>(1).expand([batch, h, len, len]))
