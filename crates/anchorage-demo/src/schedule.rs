@@ -76,17 +76,18 @@ impl TrainLog {
 
 /// Trains `module` for `t.steps` AdamW steps (weight decay, global-norm clipping at 1.0, the
 /// warmup + cosine schedule), logging every 50 steps as `what`. Each step, `prepare(step)` runs
-/// once (what the step's slices share, such as its samples), then `loss_at(&prepared, step, slice,
-/// module)` on each slice's thread gives the part of the step's loss that samples `slice` of its
-/// batch of `t.batch` contribute (the step's loss is the sum over its slices: a per-sample mean
-/// weighted by the slice's share of the batch, or a sum over the slice's tokens divided by the
+/// once and gives what the step's slices share (such as its samples) and the slices themselves
+/// (ranges of the step's batch of `t.batch`: [`slices`], or [`balanced_slices`]); then
+/// `loss_at(&prepared, step, slice, module)` on each slice's thread gives the part of the step's
+/// loss that samples `slice` contribute (the step's loss is the sum over its slices: a per-sample
+/// mean weighted by the slice's share of the batch, or a sum over the slice's tokens divided by the
 /// batch's token count). The log holds each step's loss and the wall time; the caller adds its
 /// held-out metrics.
 pub fn train_steps<B: AutodiffBackend, M: AutodiffModule<B> + Send, P: Sync>(
     mut module: M,
     t: &TrainSpec,
     what: &'static str,
-    prepare: impl Fn(usize) -> Result<P, DemoError>,
+    prepare: impl Fn(usize) -> Result<(P, Vec<Range<usize>>), DemoError>,
     loss_at: impl Fn(&P, usize, Range<usize>, &M) -> Result<Tensor<B, 1>, DemoError> + Sync,
 ) -> Result<(M, TrainLog), DemoError> {
     let mut optim = AdamWConfig::new()
@@ -96,8 +97,7 @@ pub fn train_steps<B: AutodiffBackend, M: AutodiffModule<B> + Send, P: Sync>(
     let start = Instant::now();
     let mut log = TrainLog::default();
     for step in 0..t.steps {
-        let slices = slices(t.batch, t.slices);
-        let prepared = prepare(step)?;
+        let (prepared, slices) = prepare(step)?;
         let device = module.devices().into_iter().next();
         let results: Vec<Result<(f32, GradientsParams), DemoError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = slices
@@ -153,4 +153,30 @@ pub fn slices(batch: usize, n: usize) -> Vec<Range<usize>> {
             r
         })
         .collect()
+}
+
+/// `n` contiguous, non-empty slices of `0..costs.len()` (fewer when there are fewer items) whose
+/// summed costs are as even as contiguous cuts allow: each cut falls where the running total comes
+/// nearest its share. For packed sequences, where a slice's work is its token count rather than
+/// its sample count.
+pub fn balanced_slices(costs: &[usize], n: usize) -> Vec<Range<usize>> {
+    let items = costs.len();
+    let n = n.clamp(1, items.max(1));
+    let total: usize = costs.iter().sum();
+    let (mut start, mut before) = (0, 0);
+    let mut out = Vec::with_capacity(n);
+    for k in 1..n {
+        let target = total * k / n;
+        // Slice k - 1 takes items from `start` while each one brings its running total nearer the
+        // target, leaving one item at least for each slice after it.
+        let (mut end, mut sum) = (start + 1, before + costs[start]);
+        while end < items - (n - k) && 2 * sum + costs[end] < 2 * target {
+            sum += costs[end];
+            end += 1;
+        }
+        out.push(start..end);
+        (start, before) = (end, sum);
+    }
+    out.push(start..items);
+    out
 }

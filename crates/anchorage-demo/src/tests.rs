@@ -117,6 +117,45 @@ fn saved_llm_reloads_with_zero_missing_keys_and_same_logits() {
     );
 }
 
+/// The LLM trains on its samples packed back to back; the loss and every weight's gradient equal
+/// those of the same samples right-padded (the curriculum's mixed phase: drills, questions and
+/// records of different lengths).
+#[test]
+fn packed_loss_and_gradients_equal_the_padded_ones() {
+    use crate::llm::{lm_batch, lm_nll_sum, lm_sample, packed_batch, packed_nll_sum, Draw};
+    let dir = tempfile::tempdir().unwrap();
+    let device = Default::default();
+    let (tok, _) = small_tokenizer(dir.path());
+    let mut spec = tiny_llm(tok.vocab_size(), 1);
+    spec.config.num_attention_heads = 4;
+    spec.config.num_key_value_heads = 2;
+    spec.config.head_dim = 8;
+    let draw = Draw::Mixed { share: 0.3, questions: 0.4, colour: 1.0 / 3.0 };
+    let samples: Vec<_> = (0..7).map(|i| lm_sample(&tok, 3, 77, i, 320, draw, 0.5).unwrap()).collect();
+    let lengths: Vec<usize> = samples.iter().map(|s| s.ids.len()).collect();
+    assert!(lengths.iter().max() > lengths.iter().min(), "samples of different lengths: {lengths:?}");
+    let llm = spec.config.init::<A>(&device);
+    let packed = packed_nll_sum(&llm, &packed_batch::<A>(&samples, &device)).unwrap();
+    let padded = lm_nll_sum(&llm, &lm_batch::<A>(&samples, tok.pad_id(), &device)).unwrap();
+    let (a, b): (f32, f32) = (packed.clone().into_scalar(), padded.clone().into_scalar());
+    assert!((a - b).abs() < 1e-4 * b.abs(), "packed {a}, padded {b}");
+    let (ga, gb) = (packed.backward(), padded.backward());
+    let weights = |g: &<A as burn::tensor::backend::AutodiffBackend>::Gradients| {
+        let layer = &llm.model.layers[0];
+        [
+            layer.self_attn.q_proj.weight.grad(g).unwrap(),
+            layer.self_attn.k_proj.weight.grad(g).unwrap(),
+            layer.mlp.down_proj.weight.grad(g).unwrap(),
+            llm.model.embed_tokens.weight.grad(g).unwrap(),
+        ]
+    };
+    for (x, y) in weights(&ga).into_iter().zip(weights(&gb)) {
+        let scale: f32 = y.clone().abs().max().into_scalar();
+        let diff = max_diff(x, y);
+        assert!(diff < 1e-4 * scale.max(1e-3), "gradient differs by {diff} (largest {scale})");
+    }
+}
+
 #[test]
 fn short_training_lowers_both_losses() {
     let device = Default::default();
@@ -248,6 +287,36 @@ fn batches_split_into_contiguous_slices_that_cover_them() {
         .collect();
     let joined: Vec<_> = parts.iter().flat_map(|p| p.scenes.clone()).collect();
     assert_eq!(joined, whole.scenes);
+}
+
+#[test]
+fn balanced_slices_even_out_the_costs_and_cover_the_batch() {
+    use crate::schedule::balanced_slices;
+    assert_eq!(balanced_slices(&[1; 8], 4), [0..2, 2..4, 4..6, 6..8], "equal costs: equal counts");
+    assert_eq!(balanced_slices(&[10, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], 2), [0..1, 1..11]);
+    assert_eq!(balanced_slices(&[1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 10], 2), [0..10, 10..11]);
+    assert_eq!(balanced_slices(&[5, 1, 1, 1, 5], 2), [0..2, 2..5]);
+    assert_eq!(balanced_slices(&[100, 0, 0], 3), [0..1, 1..2, 2..3], "never an empty slice");
+    assert_eq!(balanced_slices(&[3, 4], 4), [0..1, 1..2], "no more slices than items");
+    assert_eq!(balanced_slices(&[], 2), [0..0]);
+    // Random costs: contiguous, covering, and no slice further from the even share than its
+    // largest item.
+    let mut rng = anchorage_data::SplitMix64::for_epoch(1, 2, 3);
+    for _ in 0..200 {
+        let costs: Vec<usize> = (0..1 + rng.below(40) as usize).map(|_| 1 + rng.below(300) as usize).collect();
+        let n = 1 + rng.below(6) as usize;
+        let parts = balanced_slices(&costs, n);
+        assert_eq!(parts.len(), n.min(costs.len()));
+        assert_eq!(parts[0].start, 0);
+        assert_eq!(parts.last().unwrap().end, costs.len());
+        assert!(parts.windows(2).all(|w| w[0].end == w[1].start) && parts.iter().all(|p| !p.is_empty()));
+        let share = costs.iter().sum::<usize>() as f64 / parts.len() as f64;
+        let largest = *costs.iter().max().unwrap() as f64;
+        for p in &parts {
+            let cost = costs[p.clone()].iter().sum::<usize>() as f64;
+            assert!((cost - share).abs() <= 2.0 * largest, "{costs:?} into {n}: {parts:?}");
+        }
+    }
 }
 
 #[test]

@@ -19,8 +19,9 @@ use crate::DemoError;
 /// Bumped whenever what a vision stamp describes changes meaning (world, training code).
 pub const VISION_FORMAT: u32 = 2;
 /// The same for the LLM (its stamp also holds the tokenizer's options and version). 3: drills
-/// with the world's captions (2026-12-02).
-pub const LLM_FORMAT: u32 = 3;
+/// with the world's captions (2026-12-02). 4: each slice's samples packed into one row, slices cut
+/// to equal token counts (2026-12-03).
+pub const LLM_FORMAT: u32 = 4;
 pub const STAMP: &str = "anchorage-demo.json";
 
 /// Where the towers are.

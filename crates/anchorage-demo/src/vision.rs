@@ -16,7 +16,7 @@ use burn::tensor::backend::AutodiffBackend;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::schedule::{seeded_init, train_steps, TrainLog, TrainSpec};
+use crate::schedule::{seeded_init, slices, train_steps, TrainLog, TrainSpec};
 use crate::DemoError;
 
 const SHAPES: usize = 3;
@@ -307,7 +307,7 @@ pub fn train_vision<B: AutodiffBackend>(
     spec.config.check().map_err(DemoError::Train)?;
     let init = seeded_init::<B, _>(device, seed, || VisionProbe::<B>::new(&spec.config, device));
     let t = &spec.train;
-    let (probe, mut log) = train_steps(init, t, "vision tower", |_| Ok(()), |_, step, slice, probe| {
+    let (probe, mut log) = train_steps(init, t, "vision tower", |_| Ok(((), slices(t.batch, t.slices))), |_, step, slice, probe| {
         let first = (step * t.batch + slice.start) as u64;
         let batch = vision_samples::<B>(seed, TRAIN_STREAM, first, slice.len(), spec.config.image_size as u32, spec.config.patch_size, device);
         let logits = probe.forward(batch.pixels.clone())?;

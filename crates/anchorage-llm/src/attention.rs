@@ -108,6 +108,10 @@ pub struct AttnPlan<B: Backend> {
     /// restriction, pooling or rows): the layer may then run the fused CPU attention
     /// (`anchorage_kernels::attention`), which reads the lengths instead of a mask.
     pub prefix_lengths: Option<Vec<usize>>,
+    /// Packed sequences (`packed.rs`): per row, the token counts of the sequences back to back in
+    /// it. The fused attention reads them; `mask` then holds the block-diagonal form for the
+    /// tensor-op path, when one was built.
+    pub packed: Option<Vec<Vec<usize>>>,
 }
 
 impl<B: Backend> AttnPlan<B> {
@@ -121,6 +125,7 @@ impl<B: Backend> AttnPlan<B> {
             key_valid: None,
             rows: None,
             prefix_lengths: None,
+            packed: None,
         }
     }
 }
@@ -242,7 +247,11 @@ impl<B: Backend> Attention<B> {
         plan: &AttnPlan<B>,
         cache: &CacheMode<'_, B>,
     ) -> Option<Tensor<B, 3>> {
-        let lengths = plan.prefix_lengths.as_ref()?;
+        let visibility = match (&plan.packed, &plan.prefix_lengths) {
+            (Some(segments), _) => Visibility::Packed { segments: segments.clone() },
+            (None, Some(lengths)) => Visibility::Causal { lengths: lengths.clone() },
+            (None, None) => return None,
+        };
         let plain = matches!(cache, CacheMode::None) && plan.kv_index.is_none() && plan.kv_pool.is_none() && plan.rows.is_none();
         if !plain || !runs_fused::<B>() || x.dtype() != DType::F32 {
             return None;
@@ -251,7 +260,7 @@ impl<B: Backend> Attention<B> {
             heads: self.num_heads,
             kv_heads: self.num_kv_heads,
             head_dim: self.head_dim,
-            visibility: Visibility::Causal { lengths: lengths.clone() },
+            visibility,
         };
         let q = project(&self.q_proj, &self.q_lora, x.clone());
         let k = project(&self.k_proj, &self.k_lora, x.clone());

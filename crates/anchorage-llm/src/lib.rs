@@ -44,6 +44,7 @@ mod lora_adapter;
 mod mlp;
 mod model;
 mod norm;
+mod packed;
 mod plan;
 mod rope;
 mod safetensors;

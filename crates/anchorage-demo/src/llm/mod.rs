@@ -24,7 +24,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
-use crate::schedule::{seeded_init, train_steps, TrainLog, TrainSpec};
+use crate::schedule::{balanced_slices, seeded_init, train_steps, TrainLog, TrainSpec};
 use crate::DemoError;
 
 mod samples;
@@ -239,6 +239,49 @@ pub fn lm_batch<B: Backend>(samples: &[LmSample], pad: i64, device: &B::Device) 
     }
 }
 
+/// Samples back to back in one row, for [`Llm::forward_packed`]: ids `[1, T]` (T the samples'
+/// summed lengths, no padding), each sample's length, and the supervised positions alone (their
+/// rows of the `T` positions and their targets `[n, 1]`).
+pub struct PackedBatch<B: Backend> {
+    pub ids: Tensor<B, 2, Int>,
+    pub segments: Vec<usize>,
+    pub rows: Tensor<B, 1, Int>,
+    pub row_targets: Tensor<B, 2, Int>,
+}
+
+pub fn packed_batch<B: Backend>(samples: &[LmSample], device: &B::Device) -> PackedBatch<B> {
+    let (mut ids, mut rows, mut row_targets) = (Vec::new(), Vec::new(), Vec::new());
+    for s in samples {
+        let offset = ids.len();
+        for j in 1..s.ids.len() {
+            if s.supervised.get(j).copied().unwrap_or(false) {
+                rows.push((offset + j - 1) as i64);
+                row_targets.push(s.ids[j]);
+            }
+        }
+        ids.extend_from_slice(&s.ids);
+    }
+    let (t, n) = (ids.len(), rows.len());
+    PackedBatch {
+        ids: Tensor::from_data(TensorData::new(ids, [1, t]), device),
+        segments: samples.iter().map(|s| s.ids.len()).collect(),
+        rows: Tensor::from_data(TensorData::new(rows, [n]), device),
+        row_targets: Tensor::from_data(TensorData::new(row_targets, [n, 1]), device),
+    }
+}
+
+/// Summed negative log-likelihood of a packed batch's supervised tokens: the same as
+/// [`lm_nll_sum`] over the samples right-padded, up to float rounding, without the padding's work.
+pub fn packed_nll_sum<B: Backend>(llm: &Llm<B>, batch: &PackedBatch<B>) -> Result<Tensor<B, 1>, DemoError> {
+    let hidden = llm.forward_packed(llm.embed(batch.ids.clone()), std::slice::from_ref(&batch.segments))?;
+    let [_, t, width] = hidden.dims();
+    if batch.rows.dims()[0] == 0 {
+        return Ok(hidden.sum().reshape([1]) * 0.0);
+    }
+    let rows = hidden.reshape([t, width]).select(0, batch.rows.clone());
+    Ok(log_softmax(llm.logits_rows(rows), 1).gather(1, batch.row_targets.clone()).sum().neg())
+}
+
 /// Next-token log-probabilities at every position `[B, L-1, vocab]` (for accuracies; the loss
 /// computes the supervised positions only).
 fn next_token_log_probs<B: Backend>(llm: &Llm<B>, batch: &LmBatch<B>) -> Result<Tensor<B, 3>, DemoError> {
@@ -397,17 +440,12 @@ pub fn lm_stream_samples<B: Backend>(
     Ok(lm_batch(&samples, tok.pad_id(), device))
 }
 
-/// Step `step`'s training samples, shortest first. Each slice of the step pads its samples to its
-/// own longest, so slicing a sorted batch puts the short ones (captions, drills) together and
-/// pads far less than the order they were drawn in; the step's loss is the token mean over the
-/// whole batch however it is sliced.
+/// Step `step`'s training samples, in the order they are drawn.
 fn step_samples(tok: &TextTokenizer, spec: &LlmSpec, seed: u64, step: usize) -> Result<Vec<LmSample>, DemoError> {
     let n = spec.train.batch;
-    let mut samples = (step * n..(step + 1) * n)
+    (step * n..(step + 1) * n)
         .map(|i| lm_sample(tok, seed, TRAIN_STREAM, i as u64, spec.max_len, spec.draw_at(step), spec.curriculum.grid_slots))
-        .collect::<Result<Vec<_>, _>>()?;
-    samples.sort_by_key(|s| s.ids.len());
-    Ok(samples)
+        .collect()
 }
 
 /// Trains the LLM; returns it on the inner backend with its losses.
@@ -425,14 +463,19 @@ pub fn train_llm<B: AutodiffBackend>(
         )));
     }
     let init = seeded_init::<B, _>(device, seed, || spec.config.init::<B>(device));
+    // Each slice packs its samples into one row (no padding), and the slices hold equal token
+    // counts as nearly as whole samples allow; the step's loss is the token mean over the whole
+    // batch however it is sliced.
     let prepare = |step| {
         let samples = step_samples(tok, spec, seed, step)?;
         let total: usize = samples.iter().map(LmSample::supervised_count).sum();
-        Ok((samples, total))
+        let lengths: Vec<usize> = samples.iter().map(|s| s.ids.len()).collect();
+        let slices = balanced_slices(&lengths, spec.train.slices);
+        Ok(((samples, total), slices))
     };
     let (llm, mut log) = train_steps(init, &spec.train, "demo LLM", prepare, |(samples, total), _, slice, llm| {
-        let batch = lm_batch::<B>(&samples[slice], tok.pad_id(), device);
-        Ok(lm_nll_sum(llm, &batch)? / (*total).max(1) as f32)
+        let batch = packed_batch::<B>(&samples[slice], device);
+        Ok(packed_nll_sum(llm, &batch)? / (*total).max(1) as f32)
     })?;
     let llm = llm.valid();
     let held_out = lm_stream_batch::<B::InnerBackend>(tok, spec, seed, HELD_OUT_STREAM, 0, device)?;
