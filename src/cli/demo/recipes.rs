@@ -120,6 +120,7 @@ gradient_checkpointing = false
 manifest = "{manifest}"
 max_length = 512
 workers = 2
+group_by_modality_length = {ift}
 
 [optim]
 lr = {lr}
