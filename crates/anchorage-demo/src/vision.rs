@@ -81,17 +81,18 @@ impl<B: Backend> VisionProbe<B> {
 
     /// # Shapes
     /// `pixel_values [B, 3, S, S] -> cls [B, 20], patches [B * N, 13]`
+    ///
+    /// The tower runs up to `hidden_states[-2]`, and its last layer at the CLS token alone
+    /// (`ClipEncoderLayer::forward_cls`): nothing else of that layer reaches a probe, so the rest
+    /// of it would be work without a gradient (about a quarter of the tower's).
     pub fn forward(&self, pixel_values: Tensor<B, 4>) -> Result<ProbeLogits<B>, DemoError> {
-        let out = self
-            .tower
-            .forward(pixel_values, &VisionRequest::select(-1).with_all_hidden_states())?;
-        let n = out.hidden_states.len();
-        let (last, read) = (out.selected, out.hidden_states[n.saturating_sub(2)].clone());
-        let [b, t, d] = last.dims();
-        let cls = self
-            .tower
-            .post_layernorm
-            .forward(last.slice([0..b, 0..1, 0..d]).reshape([b, d]));
+        let read = self.tower.forward(pixel_values, &VisionRequest::select(-2))?.selected;
+        let [b, t, d] = read.dims();
+        let last = match self.tower.encoder.layers.last() {
+            Some(layer) => layer.forward_cls(read.clone()),
+            None => read.clone().slice([0..b, 0..1, 0..d]),
+        };
+        let cls = self.tower.post_layernorm.forward(last.reshape([b, d]));
         let patches = read.slice([0..b, 1..t, 0..d]).reshape([b * (t - 1), d]);
         Ok(ProbeLogits {
             cls: self.head.forward(cls),

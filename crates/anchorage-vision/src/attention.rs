@@ -75,4 +75,22 @@ impl<B: Backend> ClipAttention<B> {
         let context = fused_attention(&q, &k, &v, None, &spec).unwrap_or_else(|| attention_reference(q, k, v, None, &spec));
         (self.out_proj.forward(context), cls)
     }
+
+    /// The attention output at the CLS token alone: its query over every token's key and value
+    /// (a `[1, T]` score row per head), then the output projection of that one row.
+    ///
+    /// # Shapes
+    /// `x [B, T, D] -> [B, 1, D]`
+    pub fn forward_cls(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, t, d] = x.dims();
+        let h = self.num_heads;
+        let hd = d / h;
+        let heads = |y: Tensor<B, 3>, rows: usize| y.reshape([b, rows, h, hd]).swap_dims(1, 2); // [B, H, rows, hd]
+        let q = heads(self.q_proj.forward(x.clone().slice([0..b, 0..1, 0..d])), 1);
+        let k = heads(self.k_proj.forward(x.clone()), t);
+        let v = heads(self.v_proj.forward(x), t);
+        let scores = q.matmul(k.swap_dims(2, 3)) * (hd as f64).powf(-0.5); // [B, H, 1, T]
+        let context = softmax(scores, 3).matmul(v); // [B, H, 1, hd]
+        self.out_proj.forward(context.swap_dims(1, 2).reshape([b, 1, d]))
+    }
 }

@@ -81,4 +81,18 @@ impl<B: Backend> ClipEncoderLayer<B> {
         let x = x.clone() + self.mlp.forward(self.layer_norm2.forward(x));
         (x, cls)
     }
+
+    /// The layer's output at the CLS token alone: what [`Self::forward`] gives at row 0, with the
+    /// CLS query attending to every token's key and value but no other query, output projection
+    /// or MLP computed. A tower whose last layer feeds only the pooled output (CLIP's
+    /// `pooler_output`, a probe on it) needs no more of that layer.
+    ///
+    /// # Shapes
+    /// `x [B, T, D] -> [B, 1, D]`
+    pub fn forward_cls(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, _, d] = x.dims();
+        let attn = self.self_attn.forward_cls(self.layer_norm1.forward(x.clone()));
+        let x = x.slice([0..b, 0..1, 0..d]) + attn;
+        x.clone() + self.mlp.forward(self.layer_norm2.forward(x))
+    }
 }

@@ -301,10 +301,14 @@ impl<B: Backend> ClipVisionModel<B> {
     /// # Shapes
     /// `[B, C, S, S] -> [B, D]`
     pub fn pooled(&self, pixel_values: Tensor<B, 4>) -> Result<Tensor<B, 2>> {
-        let last = self.hidden_state(pixel_values, -1)?;
-        let [b, _, d] = last.dims();
-        let cls = last.slice([0..b, 0..1, 0..d]).reshape([b, d]);
-        Ok(self.post_layernorm.forward(cls))
+        // Every layer but the last in full; the last at the CLS token alone.
+        let before = self.hidden_state(pixel_values, -2)?;
+        let [b, _, d] = before.dims();
+        let cls = match self.encoder.layers.last() {
+            Some(layer) => layer.forward_cls(before),
+            None => before.slice([0..b, 0..1, 0..d]),
+        };
+        Ok(self.post_layernorm.forward(cls.reshape([b, d])))
     }
 }
 
@@ -381,6 +385,45 @@ mod tests {
             [2, 65, 64]
         );
         assert_eq!(model.pooled(x).unwrap().dims(), [2, 64]);
+    }
+
+    /// A last layer run at the CLS token alone gives the full layer's CLS row, and the same
+    /// gradients to every weight and to its input.
+    #[test]
+    fn the_cls_only_layer_equals_the_full_layer_at_cls() {
+        type A = Autodiff<Flex>;
+        let device = Default::default();
+        let model = ClipVisionConfig::tiny().init::<A>(&device);
+        let layer = &model.encoder.layers[3];
+        let x = Tensor::<B, 3>::random([2, 65, 64], Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<A, 3>::random([2, 1, 64], Distribution::Normal(0.0, 1.0), &device);
+        let run = |cls_only: bool| {
+            let x = Tensor::<A, 3>::from_inner(x.clone()).require_grad();
+            let out = if cls_only { layer.forward_cls(x.clone()) } else { layer.forward(x.clone(), false).0.slice([0..2, 0..1, 0..64]) };
+            let grads = (out.clone() * w.clone()).sum().backward();
+            let g = [
+                x.grad(&grads).unwrap(),
+                layer.self_attn.q_proj.weight.grad(&grads).unwrap().reshape([1, 64, 64]),
+                layer.self_attn.v_proj.weight.grad(&grads).unwrap().reshape([1, 64, 64]),
+                layer.mlp.fc1.weight.grad(&grads).unwrap().reshape([1, 64, 256]),
+            ];
+            (out.inner(), g)
+        };
+        let ((a, ga), (b, gb)) = (run(true), run(false));
+        let worst = |a: Tensor<B, 3>, b: Tensor<B, 3>| -> f32 { (a - b).abs().max().into_scalar() };
+        assert!(worst(a, b) < 1e-5);
+        for (x, y) in ga.into_iter().zip(gb) {
+            let scale: f32 = y.clone().abs().max().into_scalar();
+            let d = worst(x, y);
+            assert!(d < 1e-5 * scale.max(1.0), "gradient differs by {d} (largest {scale})");
+        }
+        // `pooled` takes it: the same as the full tower's last hidden state at CLS.
+        let px = Tensor::<B, 4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+        let plain = burn::module::AutodiffModule::valid(&model);
+        let last = plain.hidden_state(px.clone(), -1).unwrap();
+        let want = plain.post_layernorm.forward(last.slice([0..2, 0..1, 0..64]).reshape([2, 64]));
+        let d: f32 = (plain.pooled(px).unwrap() - want).abs().max().into_scalar();
+        assert!(d < 1e-5, "pooled differs by {d}");
     }
 
     #[test]
