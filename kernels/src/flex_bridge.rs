@@ -10,12 +10,14 @@
 //! tensor-op path.
 
 use std::any::{Any, TypeId};
+use std::ops::Deref;
 use std::sync::Arc;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{backend::Backend, DType, Tensor, TensorData, TensorPrimitive};
 
@@ -26,14 +28,50 @@ pub(crate) fn is_flex<B: Backend>() -> bool {
 }
 
 /// What an op's forward kept for its backward: the gradients of its inputs (in order, each the
-/// input's size) from the gradient of its output.
+/// input's size) from the gradient of its output. `needed[i]` says whether input `i` asks for
+/// one; an op may skip the work for the others and give `None` there.
 pub(crate) trait HostGrad: std::fmt::Debug + Send + Sync {
-    fn grads(&self, dout: &[f32]) -> Vec<Vec<f32>>;
+    fn grads(&self, dout: &[f32], needed: &[bool]) -> Vec<Option<Vec<f32>>>;
+}
+
+/// The f32 values of a burn-flex tensor, row-major, read in place: a dense tensor's own buffer
+/// (shared, not copied: burn-flex copies on write when a buffer is shared), a strided view made
+/// dense once. Cheap to keep for a backward pass: it holds the tensor, not a copy.
+pub(crate) struct HostValues {
+    tensor: FlexTensor,
+    start: usize,
+    end: usize,
+}
+
+impl HostValues {
+    /// `None` for a dtype other than f32.
+    fn of(tensor: FlexTensor) -> Option<Self> {
+        if tensor.dtype() != DType::F32 {
+            return None;
+        }
+        let tensor = if tensor.layout().contiguous_offsets().is_some() { tensor } else { tensor.to_contiguous() };
+        let (start, end) = tensor.layout().contiguous_offsets()?;
+        Some(Self { tensor, start, end })
+    }
+}
+
+impl Deref for HostValues {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        &self.tensor.storage::<f32>()[self.start..self.end]
+    }
+}
+
+impl std::fmt::Debug for HostValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostValues").field("len", &(self.end - self.start)).finish()
+    }
 }
 
 /// The forward of a host op: the inputs' values in; the output's values out, and, when asked
 /// (`true`: an input needs a gradient), what the backward needs.
-pub(crate) type HostForward<'a, const N: usize> = dyn FnOnce([Vec<f32>; N], bool) -> (Vec<f32>, Option<Arc<dyn HostGrad>>) + 'a;
+pub(crate) type HostForward<'a, const N: usize> = dyn FnOnce([HostValues; N], bool) -> (Vec<f32>, Option<Arc<dyn HostGrad>>) + 'a;
 
 /// Runs a host op on `inputs` (f32 tensors of one burn-flex backend) giving an output of
 /// `out_shape`; `None` when `B` is not burn-flex or an input is not f32.
@@ -65,25 +103,28 @@ fn back_to<B: Backend, const D: usize>(t: impl Any) -> Option<Tensor<B, D>> {
     (Box::new(t) as Box<dyn Any>).downcast::<Tensor<B, D>>().ok().map(|t| *t)
 }
 
-fn host_values_all<B: Backend, const D: usize, const N: usize>(inputs: &[&Tensor<B, D>; N]) -> Option<[Vec<f32>; N]> {
-    let values: Vec<Vec<f32>> = inputs.iter().map(|t| host_values(*t)).collect::<Option<_>>()?;
+fn host_values_all<B: Backend, const D: usize, const N: usize>(inputs: &[&Tensor<B, D>; N]) -> Option<[HostValues; N]> {
+    let values: Vec<HostValues> = inputs.iter().map(|t| host_values(*t)).collect::<Option<_>>()?;
     values.try_into().ok()
 }
 
 /// The f32 values of a tensor of burn-flex (plain, or the inner values under `Autodiff`),
-/// row-major; `None` for any other backend or dtype.
-pub(crate) fn host_values<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<Vec<f32>> {
+/// row-major, without a copy when the tensor is dense; `None` for any other backend or dtype.
+pub(crate) fn host_values<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<HostValues> {
     let any = t as &dyn Any;
-    let data = if let Some(t) = any.downcast_ref::<Tensor<Flex, D>>() {
-        t.clone().into_data()
+    let flex = if let Some(t) = any.downcast_ref::<Tensor<Flex, D>>() {
+        t.clone()
     } else if let Some(t) = any.downcast_ref::<Tensor<Autodiff<Flex>, D>>() {
-        t.clone().inner().into_data()
+        t.clone().inner()
     } else if let Some(t) = any.downcast_ref::<Tensor<Autodiff<Flex, BalancedCheckpointing>, D>>() {
-        t.clone().inner().into_data()
+        t.clone().inner()
     } else {
         return None;
     };
-    data.into_vec::<f32>().ok()
+    match flex.into_primitive() {
+        TensorPrimitive::Float(p) => HostValues::of(p),
+        TensorPrimitive::QFloat(_) => None,
+    }
 }
 
 fn flex_primitive<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> <Flex as burn::tensor::backend::BackendTypes>::FloatTensorPrimitive {
@@ -105,15 +146,15 @@ impl<const D: usize, const N: usize> Backward<Flex, N> for HostStep<D, N> {
     type State = StepState<D, N>;
 
     fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-        let dout = grads.consume::<Flex>(&ops.node);
-        let Some(dout) = Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(dout)).into_data().into_vec::<f32>().ok() else {
+        let Some(dout) = HostValues::of(grads.consume::<Flex>(&ops.node)) else {
             // Not reachable for the f32 gradient of an f32 op; the inputs then get no gradient
             // rather than the step aborting.
             return;
         };
-        let input_grads = ops.state.grad.grads(&dout);
+        let needed: Vec<bool> = ops.parents.iter().map(Option::is_some).collect();
+        let input_grads = ops.state.grad.grads(&dout, &needed);
         for ((parent, grad), shape) in ops.parents.iter().zip(input_grads).zip(ops.state.shapes) {
-            if let Some(node) = parent {
+            if let (Some(node), Some(grad)) = (parent, grad) {
                 grads.register::<Flex>(node.id, flex_primitive(grad, shape));
             }
         }

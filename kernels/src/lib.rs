@@ -14,6 +14,8 @@
 //!   per (sample, head), with its own backward, for burn-flex (`Flex`, `Autodiff<Flex>`).
 //! - [`activation::swiglu`], [`activation::quick_gelu`]: the LLM's and CLIP's MLP activations in
 //!   one host pass with their own backward (burn-flex).
+//! - [`linear::forward`]: a `Linear` layer as one gemm over every row, with a backward step that
+//!   computes only the gradients asked for (burn-flex).
 //!
 //! Tie-break (every top-k op): among equal scores the larger token index wins. This mimics AcFormer's
 //! `argsort(a)[-p:]` ("last = best") under a stable ascending sort.
@@ -24,7 +26,10 @@ pub mod attention;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;
 mod error;
+mod fast_math;
 mod flex_bridge;
+mod host_gemm;
+pub mod linear;
 mod mask;
 mod probe;
 pub mod topk;

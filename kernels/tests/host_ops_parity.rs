@@ -179,6 +179,86 @@ fn swiglu_matches_the_reference() {
     assert!(swiglu(&gate, &other).is_none(), "shapes that differ are declined");
 }
 
+/// The host linear layer against burn's `linear`: values, and the gradients of the input, weight
+/// and bias under both autodiff strategies; a frozen weight (no gradient asked) gets none while the
+/// input's still matches; a strided input; no bias; shapes and dtypes it declines.
+#[test]
+fn linear_matches_the_reference() {
+    use anchorage_kernels::linear::{linear, reference::linear_reference};
+    let device = Default::default();
+    // [2, 70, 130] seen through a transpose as [2, 130, 70]: 260 rows, d_input 70, d_output 200.
+    let x = Tensor::<Flex, 3>::random([2, 70, 130], Distribution::Normal(0.0, 1.0), &device).swap_dims(1, 2);
+    let w = Tensor::<Flex, 2>::random([70, 200], Distribution::Normal(0.0, 0.2), &device);
+    let b = Tensor::<Flex, 1>::random([200], Distribution::Normal(0.0, 1.0), &device);
+    let ours = floats(linear(&x, &w, Some(&b)).expect("flex"));
+    let want = floats(linear_reference(x.clone(), w.clone(), Some(b.clone())));
+    assert_eq!(ours.len(), 2 * 130 * 200);
+    assert!(worst(&ours, &want) < 1e-5, "values differ by {}", worst(&ours, &want));
+    let ours = floats(linear(&x, &w, None).expect("flex"));
+    assert!(worst(&ours, &floats(linear_reference(x.clone(), w.clone(), None))) < 1e-5);
+
+    fn grads<A: burn::tensor::backend::AutodiffBackend<InnerBackend = Flex>>(
+        x: &Tensor<Flex, 3>,
+        w: &Tensor<Flex, 2>,
+        b: &Tensor<Flex, 1>,
+        fused: bool,
+        train_weight: bool,
+    ) -> Vec<Option<Vec<f32>>> {
+        let xa = Tensor::<A, 3>::from_inner(x.clone()).require_grad();
+        let wa = Tensor::<A, 2>::from_inner(w.clone());
+        let wa = if train_weight { wa.require_grad() } else { wa };
+        let ba = Tensor::<A, 1>::from_inner(b.clone()).require_grad();
+        let out = if fused { linear(&xa, &wa, Some(&ba)).unwrap() } else { linear_reference(xa.clone(), wa.clone(), Some(ba.clone())) };
+        let g = (out * 0.1).tanh().sum().backward();
+        vec![xa.grad(&g).map(floats), wa.grad(&g).map(floats), ba.grad(&g).map(floats)]
+    }
+    for train_weight in [true, false] {
+        for (a, r) in [
+            (grads::<A>(&x, &w, &b, true, train_weight), grads::<A>(&x, &w, &b, false, train_weight)),
+            (grads::<Balanced>(&x, &w, &b, true, train_weight), grads::<Balanced>(&x, &w, &b, false, train_weight)),
+        ] {
+            assert_eq!(a[1].is_some(), train_weight, "the weight's gradient exactly when it is asked for");
+            for (i, (a, r)) in a.iter().zip(&r).enumerate() {
+                let (a, r) = (a.as_ref().map(Vec::as_slice), r.as_ref().map(Vec::as_slice));
+                assert_eq!(a.is_some(), r.is_some(), "input {i}");
+                if let (Some(a), Some(r)) = (a, r) {
+                    let scale = r.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                    assert!(worst(a, r) < 1e-5 * scale, "gradient {i} differs by {}", worst(a, r));
+                }
+            }
+        }
+    }
+    assert!(linear(&x, &w.clone().slice([0..69, 0..200]), None).is_none(), "d_input mismatch");
+    assert!(linear(&x, &w, Some(&b.clone().slice([0..199]))).is_none(), "bias length mismatch");
+    assert!(linear(&x.cast(burn::tensor::DType::BF16), &w, None).is_none(), "bf16 is declined");
+}
+
+/// The fused exact GELU against burn's `gelu` (libm's `erf`): values and the gradient, plain and
+/// under both autodiff strategies; the input a transposed view, so the host pass reads a strided
+/// tensor made dense.
+#[test]
+fn gelu_matches_the_reference() {
+    use anchorage_kernels::activation::{gelu, reference::gelu_reference};
+    let device = Default::default();
+    let x = Tensor::<Flex, 3>::random([2, 5, 9], Distribution::Normal(0.0, 3.0), &device).swap_dims(1, 2);
+    let ours = floats(gelu(&x).expect("flex"));
+    let want = floats(gelu_reference(x.clone()));
+    let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    assert!(worst(&ours, &want) < 3e-7 * scale, "values differ by {}", worst(&ours, &want));
+    fn grad<A: burn::tensor::backend::AutodiffBackend<InnerBackend = Flex>>(x: &Tensor<Flex, 3>, fused: bool) -> Vec<f32> {
+        let x = Tensor::<A, 3>::from_inner(x.clone()).require_grad();
+        let out = if fused { gelu(&x).unwrap() } else { gelu_reference(x.clone()) };
+        let grads = (out * 0.5).exp().sum().backward();
+        floats(x.grad(&grads).unwrap())
+    }
+    for (a, b) in [(grad::<A>(&x, true), grad::<A>(&x, false)), (grad::<Balanced>(&x, true), grad::<Balanced>(&x, false))] {
+        let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        assert!(worst(&a, &b) < 1e-5 * scale, "gradient differs by {}", worst(&a, &b));
+    }
+    let bf16 = x.cast(burn::tensor::DType::BF16);
+    assert!(gelu(&bf16).is_none(), "bf16 is declined");
+}
+
 /// The fused quick GELU against `x * sigmoid(1.702 x)` in tensor ops: values and the gradient,
 /// plain and under both autodiff strategies.
 #[test]

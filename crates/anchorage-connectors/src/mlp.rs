@@ -2,14 +2,18 @@
 //! projector after a resampler (AcFormer, GELU) and as Honeybee's readout (SiLU).
 //!
 //! Follows haotian-liu/LLaVA `llava/model/multimodal_projector/builder.py` (l.33–51):
-//! `Sequential(Linear(d_in, d_out), GELU, Linear(d_out, d_out), ...)`; GELU is the exact erf form.
+//! `Sequential(Linear(d_in, d_out), GELU, Linear(d_out, d_out), ...)`; GELU is the exact erf form
+//! (on the CPU backend the fused host pass, with PyTorch's CPU `erf` approximation).
 //! Honeybee's `build_mlp` (kakaobrain/honeybee `honeybee/projectors/projectors.py`) is the same
 //! stack with SiLU.
 
+use anchorage_kernels::activation::gelu;
+use anchorage_kernels::activation::reference::gelu_reference;
+use anchorage_kernels::linear as fused_linear;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::{gelu, silu};
+use burn::tensor::activation::silu;
 use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -105,11 +109,11 @@ impl<B: Backend> Mlp<B> {
         for (i, layer) in self.layers.iter().enumerate() {
             if i > 0 {
                 x = match self.activation {
-                    MlpActivation::Gelu => gelu(x),
+                    MlpActivation::Gelu => gelu(&x).unwrap_or_else(|| gelu_reference(x)),
                     MlpActivation::Silu => silu(x),
                 };
             }
-            x = layer.forward(x);
+            x = fused_linear::forward(layer, x);
         }
         x
     }

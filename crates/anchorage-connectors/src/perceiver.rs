@@ -6,10 +6,13 @@
 //! AcFormer; AcFormer's queries can be given from outside (its `dynamic_query`, the anchors).
 //! Upstream subtracts the row max before the softmax; softmax is shift-invariant, so it is omitted.
 
+use anchorage_kernels::activation::gelu;
+use anchorage_kernels::activation::reference::gelu_reference;
+use anchorage_kernels::linear as fused_linear;
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::{backend::Backend, Distribution, Tensor};
 
 use crate::error::ConnectorError;
@@ -107,10 +110,10 @@ impl<B: Backend> PerceiverAttention<B> {
         let (h, dh) = (self.heads, self.dim_head);
         let x = self.norm_media.forward(media);
         let lat = self.norm_latents.forward(latents);
-        let q = self.to_q.forward(lat.clone());
+        let q = fused_linear::forward(&self.to_q, lat.clone());
         let kv_input = if self.kv_includes_latents { Tensor::cat(vec![x, lat], 1) } else { x };
         let kv_len = kv_input.dims()[1];
-        let kv = self.to_kv.forward(kv_input);
+        let kv = fused_linear::forward(&self.to_kv, kv_input);
         let k = kv.clone().narrow(2, 0, h * dh);
         let v = kv.narrow(2, h * dh, h * dh);
         let split = |t: Tensor<B, 3>, n: usize| t.reshape([b, n, h, dh]).swap_dims(1, 2);
@@ -119,7 +122,7 @@ impl<B: Backend> PerceiverAttention<B> {
         let v = split(v, kv_len);
         let attn = softmax(q.matmul(k.swap_dims(2, 3)), 3);
         let out = attn.matmul(v).swap_dims(1, 2).reshape([b, q_len, h * dh]);
-        self.to_out.forward(out)
+        fused_linear::forward(&self.to_out, out)
     }
 }
 
@@ -127,7 +130,8 @@ impl<B: Backend> FeedForward<B> {
     /// # Shapes
     /// `[B, Q, D] -> [B, Q, D]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.fc2.forward(gelu(self.fc1.forward(self.norm.forward(x))))
+        let h = fused_linear::forward(&self.fc1, self.norm.forward(x));
+        fused_linear::forward(&self.fc2, gelu(&h).unwrap_or_else(|| gelu_reference(h)))
     }
 }
 

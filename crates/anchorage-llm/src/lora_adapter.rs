@@ -6,6 +6,7 @@
 //! This file holds the adapter and the projection the attention and MLP blocks call; adding,
 //! taking and exporting the adapters of a whole model is in `lora.rs`.
 
+use anchorage_kernels::linear as fused_linear;
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::prelude::*;
@@ -56,8 +57,8 @@ impl<B: Backend> LoraAdapter<B> {
 /// `linear(x)`, plus the adapter's update when there is one.
 pub(crate) fn project<B: Backend>(linear: &Linear<B>, lora: &Option<LoraAdapter<B>>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     match lora {
-        None => linear.forward(x),
-        Some(adapter) => linear.forward(x.clone()) + adapter.forward(x),
+        None => fused_linear::forward(linear, x),
+        Some(adapter) => fused_linear::forward(linear, x.clone()) + adapter.forward(x),
     }
 }
 

@@ -2,6 +2,7 @@
 //! tied to the embeddings). Seams: [`Llm::embed`], [`Llm::forward_embeds`] (in `forward.rs`),
 //! [`Llm::logits`], and greedy generation (in `generate.rs`).
 
+use anchorage_kernels::linear;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::prelude::*;
 
@@ -93,7 +94,7 @@ impl<B: Backend> Llm<B> {
     /// `hidden [batch, len, hidden]` -> `[batch, len, vocab]`
     pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
         match &self.lm_head {
-            Some(head) => head.forward(hidden),
+            Some(head) => linear::forward(head, hidden),
             None => {
                 let weight = self.model.embed_tokens.weight.val();
                 let [b, l, d] = hidden.dims();
@@ -112,7 +113,7 @@ impl<B: Backend> Llm<B> {
     /// `rows [n, hidden]` -> `[n, vocab]`
     pub fn logits_rows(&self, rows: Tensor<B, 2>) -> Tensor<B, 2> {
         match &self.lm_head {
-            Some(head) => head.forward(rows),
+            Some(head) => linear::forward(head, rows),
             None => rows.matmul(self.model.embed_tokens.weight.val().transpose()),
         }
     }

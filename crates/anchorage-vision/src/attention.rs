@@ -3,6 +3,7 @@
 
 use anchorage_kernels::attention::reference::attention_reference;
 use anchorage_kernels::attention::{fused_attention, AttentionSpec, Visibility};
+use anchorage_kernels::linear;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
@@ -51,9 +52,9 @@ impl<B: Backend> ClipAttention<B> {
         let h = self.num_heads;
         let hd = d / h;
         let heads = |y: Tensor<B, 3>| y.reshape([b, t, h, hd]).swap_dims(1, 2); // [B, H, T, hd]
-        let q = self.q_proj.forward(x.clone());
-        let k = self.k_proj.forward(x.clone());
-        let v = self.v_proj.forward(x);
+        let q = linear::forward(&self.q_proj, x.clone());
+        let k = linear::forward(&self.k_proj, x.clone());
+        let v = linear::forward(&self.v_proj, x);
 
         let cls = cls_row.then(|| {
             let q0 = heads(q.clone())
@@ -73,7 +74,7 @@ impl<B: Backend> ClipAttention<B> {
             visibility: Visibility::All,
         };
         let context = fused_attention(&q, &k, &v, None, &spec).unwrap_or_else(|| attention_reference(q, k, v, None, &spec));
-        (self.out_proj.forward(context), cls)
+        (linear::forward(&self.out_proj, context), cls)
     }
 
     /// The attention output at the CLS token alone: its query over every token's key and value
@@ -86,11 +87,11 @@ impl<B: Backend> ClipAttention<B> {
         let h = self.num_heads;
         let hd = d / h;
         let heads = |y: Tensor<B, 3>, rows: usize| y.reshape([b, rows, h, hd]).swap_dims(1, 2); // [B, H, rows, hd]
-        let q = heads(self.q_proj.forward(x.clone().slice([0..b, 0..1, 0..d])), 1);
-        let k = heads(self.k_proj.forward(x.clone()), t);
-        let v = heads(self.v_proj.forward(x), t);
+        let q = heads(linear::forward(&self.q_proj, x.clone().slice([0..b, 0..1, 0..d])), 1);
+        let k = heads(linear::forward(&self.k_proj, x.clone()), t);
+        let v = heads(linear::forward(&self.v_proj, x), t);
         let scores = q.matmul(k.swap_dims(2, 3)) * (hd as f64).powf(-0.5); // [B, H, 1, T]
         let context = softmax(scores, 3).matmul(v); // [B, H, 1, hd]
-        self.out_proj.forward(context.swap_dims(1, 2).reshape([b, 1, d]))
+        linear::forward(&self.out_proj, context.swap_dims(1, 2).reshape([b, 1, d]))
     }
 }

@@ -1,12 +1,13 @@
 //! A pre-LN encoder layer and its MLP (transformers `CLIPEncoderLayer`, `CLIPMLP`,
 //! huggingface/transformers `src/transformers/models/clip/modeling_clip.py`).
 
-use anchorage_kernels::activation::quick_gelu;
-use anchorage_kernels::activation::reference::quick_gelu_reference;
+use anchorage_kernels::activation::reference::{gelu_reference, quick_gelu_reference};
+use anchorage_kernels::activation::{gelu, quick_gelu};
+use anchorage_kernels::linear;
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, gelu_approximate};
+use burn::tensor::activation::gelu_approximate;
 
 use crate::attention::ClipAttention;
 use crate::config::{ClipVisionConfig, HiddenAct};
@@ -33,15 +34,15 @@ impl<B: Backend> ClipMlp<B> {
     /// # Shapes
     /// `[B, T, D] -> [B, T, D]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = self.fc1.forward(x);
+        let x = linear::forward(&self.fc1, x);
         let x = match self.act {
             // x * sigmoid(1.702 x) (transformers activations.py QuickGELUActivation)
             // One host pass with its own backward on the CPU backend, burn's ops elsewhere.
             HiddenAct::QuickGelu => quick_gelu(&x).unwrap_or_else(|| quick_gelu_reference(x)),
-            HiddenAct::Gelu => gelu(x),
+            HiddenAct::Gelu => gelu(&x).unwrap_or_else(|| gelu_reference(x)),
             HiddenAct::GeluTanh => gelu_approximate(x),
         };
-        self.fc2.forward(x)
+        linear::forward(&self.fc2, x)
     }
 }
 

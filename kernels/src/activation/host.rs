@@ -3,13 +3,15 @@
 
 use rayon::prelude::*;
 
+use crate::fast_math;
+
 /// Elements per rayon task.
 const CHUNK: usize = 1 << 14;
 
 /// `1 / (1 + exp(-x))`.
 #[inline]
 fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+    1.0 / (1.0 + fast_math::exp(-x))
 }
 
 /// `out[i] = f(a[i], b[i])` in parallel chunks.
@@ -44,6 +46,27 @@ pub fn swiglu_backward(g: &[f32], u: &[f32], dout: &[f32]) -> (Vec<f32>, Vec<f32
             }
         });
     (dg, du)
+}
+
+/// `1 / √2`, GELU's scale inside `erf`.
+const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+
+/// `1 / √(2π)`, the standard normal density's factor.
+const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+
+/// `0.5 x (1 + erf(x / √2))` for every element (the exact GELU, with [`fast_math::erf`]).
+pub fn gelu(x: &[f32]) -> Vec<f32> {
+    map2(x, x, |x, _| 0.5 * x * (1.0 + fast_math::erf(x * FRAC_1_SQRT_2)))
+}
+
+/// The input gradient for the output gradient `dout`: `dout * (Φ(x) + x φ(x))`, with
+/// `Φ(x) = 0.5 (1 + erf(x / √2))` and `φ(x) = e^(-x²/2) / √(2π)`, as PyTorch's GELU backward.
+pub fn gelu_backward(x: &[f32], dout: &[f32]) -> Vec<f32> {
+    map2(x, dout, |x, d| {
+        let cdf = 0.5 * (1.0 + fast_math::erf(x * FRAC_1_SQRT_2));
+        let pdf = FRAC_1_SQRT_2PI * fast_math::exp(-0.5 * x * x);
+        d * (cdf + x * pdf)
+    })
 }
 
 /// `x * sigmoid(1.702 x)` for every element.

@@ -2,7 +2,10 @@
 //! burn's chain of elementwise ops (each a pass, an allocation and a recorded backward step under
 //! `Autodiff`):
 //! - [`swiglu`]: `silu(gate) * up`, the gated MLP of Llama/Qwen2;
-//! - [`quick_gelu`]: `x * sigmoid(1.702 x)`, CLIP's MLP activation.
+//! - [`quick_gelu`]: `x * sigmoid(1.702 x)`, CLIP's MLP activation;
+//! - [`gelu`]: `0.5 x (1 + erf(x / √2))`, the exact GELU of LLaVA's `mlp2x_gelu` projector, the
+//!   Perceiver Resampler's feed-forward and vision towers with `hidden_act = "gelu"`, with
+//!   PyTorch's CPU `erf` approximation (`fast_math`).
 //!
 //! Each is a dispatch point, as [`crate::attention::fused_attention`]: f32 tensors of burn-flex
 //! (plain or under `Autodiff`) take the [`host`] pass; everything else gets `None` and the caller
@@ -15,7 +18,7 @@ use std::sync::Arc;
 
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::flex_bridge::{run_host, HostGrad};
+use crate::flex_bridge::{run_host, HostGrad, HostValues};
 
 /// `silu(gate) * up` elementwise, or `None` where the host pass does not apply (another
 /// backend, a dtype other than f32, shapes that differ).
@@ -46,28 +49,53 @@ pub fn quick_gelu<B: Backend, const D: usize>(x: &Tensor<B, D>) -> Option<Tensor
     )
 }
 
+/// `0.5 x (1 + erf(x / √2))` elementwise (`nn.GELU()`, exact form), or `None` where the host pass
+/// does not apply (another backend, a dtype other than f32).
+pub fn gelu<B: Backend, const D: usize>(x: &Tensor<B, D>) -> Option<Tensor<B, D>> {
+    run_host(
+        [x],
+        x.dims(),
+        Box::new(|[x], keep| {
+            let out = host::gelu(&x);
+            (out, keep.then(|| Arc::new(GeluSaved { x }) as Arc<dyn HostGrad>))
+        }),
+    )
+}
+
 /// SwiGLU's inputs, for its backward.
 #[derive(Debug)]
 struct SwigluSaved {
-    g: Vec<f32>,
-    u: Vec<f32>,
+    g: HostValues,
+    u: HostValues,
 }
 
 impl HostGrad for SwigluSaved {
-    fn grads(&self, dout: &[f32]) -> Vec<Vec<f32>> {
+    fn grads(&self, dout: &[f32], _needed: &[bool]) -> Vec<Option<Vec<f32>>> {
         let (dg, du) = host::swiglu_backward(&self.g, &self.u, dout);
-        vec![dg, du]
+        vec![Some(dg), Some(du)]
     }
 }
 
 /// Quick GELU's input, for its backward.
 #[derive(Debug)]
 struct QuickGeluSaved {
-    x: Vec<f32>,
+    x: HostValues,
 }
 
 impl HostGrad for QuickGeluSaved {
-    fn grads(&self, dout: &[f32]) -> Vec<Vec<f32>> {
-        vec![host::quick_gelu_backward(&self.x, dout)]
+    fn grads(&self, dout: &[f32], _needed: &[bool]) -> Vec<Option<Vec<f32>>> {
+        vec![Some(host::quick_gelu_backward(&self.x, dout))]
+    }
+}
+
+/// GELU's input, for its backward.
+#[derive(Debug)]
+struct GeluSaved {
+    x: HostValues,
+}
+
+impl HostGrad for GeluSaved {
+    fn grads(&self, dout: &[f32], _needed: &[bool]) -> Vec<Option<Vec<f32>>> {
+        vec![Some(host::gelu_backward(&self.x, dout))]
     }
 }

@@ -21,6 +21,8 @@
 use rayon::prelude::*;
 
 use super::Visibility;
+use crate::fast_math;
+use crate::host_gemm::{matmul, View};
 
 /// Shapes and masking of one call.
 #[derive(Debug, Clone, PartialEq)]
@@ -147,74 +149,6 @@ fn put_head_rows(x: &mut [f32], rows: &[f32], lay: &Layout, heads: usize, span: 
     }
 }
 
-/// A row-major view of a matrix inside a slice: `rows × cols`, element `(r, c)` at
-/// `r * row_stride + c * col_stride` (a transpose swaps the strides).
-#[derive(Clone, Copy)]
-struct View<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
-}
-
-impl<'a> View<'a> {
-    /// A dense row-major `rows × cols` matrix.
-    fn dense(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Self { data, rows, cols, row_stride: cols, col_stride: 1 }
-    }
-
-    fn t(self) -> Self {
-        Self { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
-    }
-
-    /// Whether every element lies inside the slice.
-    fn in_bounds(&self) -> bool {
-        self.rows == 0 || self.cols == 0 || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride < self.data.len()
-    }
-}
-
-/// `dst (+)= a · b` for a dense row-major `dst [a.rows × b.cols]` (added to when `accumulate`),
-/// through gemm's register-blocked kernels on this thread (the callers are rayon tasks already).
-fn matmul(dst: &mut [f32], accumulate: bool, a: View<'_>, b: View<'_>) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert!(b.rows == k && dst.len() == m * n && a.in_bounds() && b.in_bounds(), "attention matmul: operands disagree");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            dst.fill(0.0);
-        }
-        return;
-    }
-    // SAFETY: the shapes agree and every element of both operands and of `dst` lies inside its
-    // slice (checked above); `dst` is a unique borrow, so it aliases neither operand.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.col_stride as isize,
-            a.row_stride as isize,
-            b.data.as_ptr(),
-            b.col_stride as isize,
-            b.row_stride as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
 /// Softmax of each score row over its visible prefix (scaled first); the rest of the row is set
 /// to zero. `scores [span.len, span.len]`.
 fn softmax_rows(lay: &Layout, span: &Span, scores: &mut [f32]) {
@@ -227,11 +161,11 @@ fn softmax_rows(lay: &Layout, span: &Span, scores: &mut [f32]) {
             *v *= lay.scale;
             max = max.max(*v);
         }
-        let mut sum = 0.0;
+        // Two loops: the first vectorises (no carried sum), the second is a plain sum.
         for v in seen.iter_mut() {
-            *v = (*v - max).exp();
-            sum += *v;
+            *v = fast_math::exp(*v - max);
         }
+        let sum: f32 = seen.iter().sum();
         for v in seen.iter_mut() {
             *v /= sum;
         }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use burn::tensor::{backend::Backend, Tensor};
 
-use crate::flex_bridge::{host_values, is_flex, run_host, HostGrad};
+use crate::flex_bridge::{host_values, is_flex, run_host, HostGrad, HostValues};
 
 pub use host::Layout;
 
@@ -91,8 +91,8 @@ pub fn fused_attention<B: Backend>(
     let layout = layout_of(q, k, v, rope, spec)?;
     let rope = match rope {
         Some((cos, sin)) => Some(host::RopeTables {
-            cos: host_values(cos)?,
-            sin: host_values(sin)?,
+            cos: host_values(cos)?.to_vec(),
+            sin: host_values(sin)?.to_vec(),
         }),
         None => None,
     };
@@ -151,16 +151,16 @@ fn layout_of<B: Backend>(
 #[derive(Debug)]
 struct Saved {
     layout: Layout,
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
+    q: HostValues,
+    k: HostValues,
+    v: HostValues,
     rope: Option<host::RopeTables>,
     probs: Vec<Vec<f32>>,
 }
 
 impl HostGrad for Saved {
-    fn grads(&self, dout: &[f32]) -> Vec<Vec<f32>> {
+    fn grads(&self, dout: &[f32], _needed: &[bool]) -> Vec<Option<Vec<f32>>> {
         let (dq, dk, dv) = host::backward(&self.layout, &self.q, &self.k, &self.v, self.rope.as_ref(), &self.probs, dout);
-        vec![dq, dk, dv]
+        vec![Some(dq), Some(dk), Some(dv)]
     }
 }
