@@ -3,7 +3,7 @@
 //! the gradients asked for (a frozen LLM's layers: the input's alone).
 //!
 //! burn 0.21's own `linear` on burn-flex broadcasts the weight into a batched product (one small
-//! gemm per leading index, below gemm's threshold for threads), allocates each output through
+//! gemm per leading index, the batch split over threads), allocates each output through
 //! `FlexTensor::empty` (zeroed, then copied again to align it), adds the bias in a second pass, and
 //! sums the weight gradient from a `[batch, d_input, d_output]` intermediate. As the other host
 //! ops, [`linear`] is a dispatch point: f32 tensors of burn-flex (plain or under `Autodiff`) take
