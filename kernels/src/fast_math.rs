@@ -35,7 +35,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 5.000_000_1e-1;
     let y = p * r * r + r + 1.0;
     // `y` lies in [0.7, 1.42] (exponent field 126 or 127) and `n` in [-126, 127]: the sum stays a
-    // normal number's exponent except at the very bottom, which the first select below covers.
+    // normal number's exponent except below `LO`, which the `x < LO` select below covers.
     let scaled = f32::from_bits((y.to_bits() as i32).wrapping_add(n_bits << 23) as u32);
     // Above 88.0 (clamped there) one more factor e^(x - 88) finishes the range to +inf.
     let scaled = if x > 88.0 {

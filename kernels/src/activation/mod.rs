@@ -39,25 +39,24 @@ pub fn swiglu<B: Backend, const D: usize>(gate: &Tensor<B, D>, up: &Tensor<B, D>
 /// `x * sigmoid(1.702 x)` elementwise (transformers' `QuickGELUActivation`), or `None` where the
 /// host pass does not apply (another backend, a dtype other than f32).
 pub fn quick_gelu<B: Backend, const D: usize>(x: &Tensor<B, D>) -> Option<Tensor<B, D>> {
-    run_host(
-        [x],
-        x.dims(),
-        Box::new(|[x], keep| {
-            let out = host::quick_gelu(&x);
-            (out, keep.then(|| Arc::new(QuickGeluSaved { x }) as Arc<dyn HostGrad>))
-        }),
-    )
+    unary(x, host::quick_gelu, host::quick_gelu_backward)
 }
 
 /// `0.5 x (1 + erf(x / √2))` elementwise (`nn.GELU()`, exact form), or `None` where the host pass
 /// does not apply (another backend, a dtype other than f32).
 pub fn gelu<B: Backend, const D: usize>(x: &Tensor<B, D>) -> Option<Tensor<B, D>> {
+    unary(x, host::gelu, host::gelu_backward)
+}
+
+/// A one-input activation as a host op: `forward` over the input's values, and under `Autodiff`
+/// a backward step giving `backward(x, dout)`.
+fn unary<B: Backend, const D: usize>(x: &Tensor<B, D>, forward: fn(&[f32]) -> Vec<f32>, backward: UnaryBackward) -> Option<Tensor<B, D>> {
     run_host(
         [x],
         x.dims(),
-        Box::new(|[x], keep| {
-            let out = host::gelu(&x);
-            (out, keep.then(|| Arc::new(GeluSaved { x }) as Arc<dyn HostGrad>))
+        Box::new(move |[x], keep| {
+            let out = forward(&x);
+            (out, keep.then(|| Arc::new(UnarySaved { x, backward }) as Arc<dyn HostGrad>))
         }),
     )
 }
@@ -76,26 +75,18 @@ impl HostGrad for SwigluSaved {
     }
 }
 
-/// Quick GELU's input, for its backward.
+/// The input gradient of a one-input activation from its input and output gradient.
+type UnaryBackward = fn(&[f32], &[f32]) -> Vec<f32>;
+
+/// A one-input activation's input and backward pass.
 #[derive(Debug)]
-struct QuickGeluSaved {
+struct UnarySaved {
     x: HostValues,
+    backward: UnaryBackward,
 }
 
-impl HostGrad for QuickGeluSaved {
+impl HostGrad for UnarySaved {
     fn grads(&self, dout: &[f32], _needed: &[bool]) -> Vec<Option<Vec<f32>>> {
-        vec![Some(host::quick_gelu_backward(&self.x, dout))]
-    }
-}
-
-/// GELU's input, for its backward.
-#[derive(Debug)]
-struct GeluSaved {
-    x: HostValues,
-}
-
-impl HostGrad for GeluSaved {
-    fn grads(&self, dout: &[f32], _needed: &[bool]) -> Vec<Option<Vec<f32>>> {
-        vec![Some(host::gelu_backward(&self.x, dout))]
+        vec![Some((self.backward)(&self.x, dout))]
     }
 }
