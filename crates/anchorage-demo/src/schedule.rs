@@ -83,11 +83,16 @@ impl TrainLog {
 /// mean weighted by the slice's share of the batch, or a sum over the slice's tokens divided by the
 /// batch's token count). The log holds each step's loss and the wall time; the caller adds its
 /// held-out metrics.
-pub fn train_steps<B: AutodiffBackend, M: AutodiffModule<B> + Send, P: Sync>(
+///
+/// `prepare(step + 1)` runs on a thread of its own while step `step`'s slices compute and the
+/// optimiser steps, so a step whose preparation is sequential work (the LLM's samples are drawn
+/// and tokenised one by one) does not leave the other cores idle while it waits for it. It must
+/// depend on its step alone (the towers' samples are pure functions of their stream and index).
+pub fn train_steps<B: AutodiffBackend, M: AutodiffModule<B> + Send, P: Send + Sync>(
     mut module: M,
     t: &TrainSpec,
     what: &'static str,
-    prepare: impl Fn(usize) -> Result<(P, Vec<Range<usize>>), DemoError>,
+    prepare: impl Fn(usize) -> Result<(P, Vec<Range<usize>>), DemoError> + Sync,
     loss_at: impl Fn(&P, usize, Range<usize>, &M) -> Result<Tensor<B, 1>, DemoError> + Sync,
 ) -> Result<(M, TrainLog), DemoError> {
     let mut optim = AdamWConfig::new()
@@ -96,10 +101,16 @@ pub fn train_steps<B: AutodiffBackend, M: AutodiffModule<B> + Send, P: Sync>(
         .init::<B, M>();
     let start = Instant::now();
     let mut log = TrainLog::default();
+    let mut next = if t.steps > 0 { Some(prepare(0)) } else { None };
     for step in 0..t.steps {
-        let (prepared, slices) = prepare(step)?;
+        let (prepared, slices) = match next.take() {
+            Some(prepared) => prepared?,
+            None => prepare(step)?,
+        };
         let device = module.devices().into_iter().next();
-        let results: Vec<Result<(f32, GradientsParams), DemoError>> = std::thread::scope(|scope| {
+        let prepare = &prepare;
+        let (results, upcoming): (Vec<Result<(f32, GradientsParams), DemoError>>, _) = std::thread::scope(|scope| {
+            let ahead = (step + 1 < t.steps).then(|| scope.spawn(move || prepare(step + 1)));
             let handles: Vec<_> = slices
                 .iter()
                 .map(|slice| {
@@ -117,11 +128,14 @@ pub fn train_steps<B: AutodiffBackend, M: AutodiffModule<B> + Send, P: Sync>(
                     })
                 })
                 .collect();
-            handles
+            let results = handles
                 .into_iter()
                 .map(|h| h.join().unwrap_or_else(|_| Err(DemoError::Train(format!("{what}: a training thread panicked")))))
-                .collect()
+                .collect();
+            let upcoming = ahead.map(|h| h.join().unwrap_or_else(|_| Err(DemoError::Train(format!("{what}: a preparing thread panicked")))));
+            (results, upcoming)
         });
+        next = upcoming;
         let mut sum = GradientsAccumulator::<M>::new();
         let mut value = 0.0;
         for result in results {

@@ -96,6 +96,38 @@ impl<B: Backend> ClipVisionEmbeddings<B> {
         Tensor::cat(vec![cls, patches], 0)
     }
 
+    /// The patch conv's output as tokens, with the patch grid's height and width.
+    ///
+    /// Its kernel is its stride and it has no padding, so each output is the product of one
+    /// patch's pixels (channel, row, column order, the weight's own) with the flattened weight:
+    /// on the CPU backend in f32 that is one host matrix product over every patch of the batch
+    /// (`anchorage_kernels::linear`), whose weight gradient is one more product, where burn-flex's
+    /// convolution goes through a 3-D convolution and strided copies both ways (about 8% of the
+    /// demo vision tower's training step). Elsewhere, and in other dtypes, the convolution itself.
+    /// Trailing pixels that fill no whole patch are left out, as the convolution leaves them.
+    ///
+    /// # Shapes
+    /// `pixel_values [B, C, H, W] -> [B, (H/P)·(W/P), D]`
+    fn embed_patches(&self, pixel_values: Tensor<B, 4>) -> (Tensor<B, 3>, usize, usize) {
+        let [b, c, h, w] = pixel_values.dims();
+        let [d, _, p, _] = self.patch_embedding.weight.dims();
+        let (gh, gw) = (h / p, w / p);
+        if gh > 0 && gw > 0 {
+            let weight = self.patch_embedding.weight.val().reshape([d, c * p * p]).transpose(); // [C·P·P, D]
+            let pixels = if (h, w) == (gh * p, gw * p) { pixel_values.clone() } else { pixel_values.clone().slice([0..b, 0..c, 0..gh * p, 0..gw * p]) };
+            let rows = pixels
+                .reshape([b, c, gh, p, gw, p])
+                .permute([0, 2, 4, 1, 3, 5])
+                .reshape([b, gh * gw, c * p * p]);
+            if let Some(tokens) = anchorage_kernels::linear::linear(&rows, &weight, None) {
+                return (tokens, gh, gw);
+            }
+        }
+        let patches = self.patch_embedding.forward(pixel_values); // [B, D, gh, gw]
+        let [b, d, gh, gw] = patches.dims();
+        (patches.reshape([b, d, gh * gw]).swap_dims(1, 2), gh, gw)
+    }
+
     /// Embeds images: `[CLS ‖ patches] + positions`, patches in row-major grid order. An input
     /// whose patch grid differs from the position table's gets interpolated positions
     /// ([`Self::position_embeddings`]); [`crate::ClipVisionModel::forward`] decides whether that is
@@ -107,9 +139,8 @@ impl<B: Backend> ClipVisionEmbeddings<B> {
     /// `pixel_values [B, C, H, W] -> [B, T, D]` with `T = (H/P)·(W/P) + 1`.
     pub fn forward(&self, pixel_values: Tensor<B, 4>) -> Tensor<B, 3> {
         let pixel_values = pixel_values.cast(self.dtype());
-        let patches = self.patch_embedding.forward(pixel_values); // [B, D, gh, gw]
-        let [b, d, gh, gw] = patches.dims();
-        let patches = patches.reshape([b, d, gh * gw]).swap_dims(1, 2); // [B, N, D]
+        let (patches, gh, gw) = self.embed_patches(pixel_values); // [B, N, D]
+        let [b, _, d] = patches.dims();
         let cls = self
             .class_embedding
             .val()
@@ -118,5 +149,43 @@ impl<B: Backend> ClipVisionEmbeddings<B> {
         let tokens = Tensor::cat(vec![cls, patches], 1); // [B, T, D]
         let positions = self.position_embeddings(gh, gw).unsqueeze_dim::<3>(0); // [1, T, D]
         tokens + positions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::Distribution;
+
+    type A = Autodiff<Flex>;
+
+    fn worst<const D: usize>(a: Tensor<Flex, D>, b: Tensor<Flex, D>) -> f32 {
+        (a - b).abs().max().into_scalar()
+    }
+
+    /// The host product over patches equals the patch convolution, output and weight gradient,
+    /// on sizes a patch divides and sizes with trailing pixels (19 × 21 in patches of 4).
+    #[test]
+    fn patch_product_equals_the_convolution() {
+        let device = Default::default();
+        let config = ClipVisionConfig::new(32, 4, 24, 48, 1, 2);
+        let embeddings = ClipVisionEmbeddings::<A>::new(&config, &device);
+        for [h, w] in [[16, 16], [19, 21]] {
+            let pixels: Tensor<A, 4> = Tensor::random([2, 3, h, w], Distribution::Normal(0.0, 1.0), &device);
+            let (ours, gh, gw) = embeddings.embed_patches(pixels.clone());
+            assert_eq!((gh, gw), (h / 4, w / 4));
+            let conv = embeddings.patch_embedding.forward(pixels);
+            let [b, d, ch, cw] = conv.dims();
+            assert_eq!((ch, cw), (gh, gw));
+            let theirs = conv.reshape([b, d, gh * gw]).swap_dims(1, 2);
+            assert!(worst(ours.clone().inner(), theirs.clone().inner()) < 1e-5, "{h}x{w}: output");
+            // The same upstream gradient through each: the weight's gradients agree.
+            let upstream: Tensor<A, 3> = Tensor::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
+            let weight = &embeddings.patch_embedding.weight;
+            let ours_grad = weight.val().grad(&(ours * upstream.clone()).sum().backward()).unwrap();
+            let theirs_grad = weight.val().grad(&(theirs * upstream).sum().backward()).unwrap();
+            assert!(worst(ours_grad, theirs_grad) < 1e-4, "{h}x{w}: weight gradient");
+        }
     }
 }
