@@ -37,5 +37,5 @@ pub mod topk;
 pub use anchor::{gather_tokens, select_anchors, select_anchors_with_heads};
 pub use error::KernelError;
 pub use mask::topk_mask;
-pub use probe::runs_kernels;
+pub use probe::{runs_host_passes, runs_kernels};
 pub use topk::topk_gather_rows;

@@ -84,10 +84,10 @@ impl TrainLog {
 /// batch's token count). The log holds each step's loss and the wall time; the caller adds its
 /// held-out metrics.
 ///
-/// `prepare(step + 1)` runs on a thread of its own while step `step`'s slices compute and the
-/// optimiser steps, so a step whose preparation is sequential work (the LLM's samples are drawn
-/// and tokenised one by one) does not leave the other cores idle while it waits for it. It must
-/// depend on its step alone (the towers' samples are pure functions of their stream and index).
+/// `prepare(step + 1)` runs on a thread of its own while step `step`'s slices compute, so a
+/// preparation that is sequential work (the LLM's samples are drawn and tokenised one by one) is
+/// not done while the slices' threads wait for it. It must depend on its step alone (the towers'
+/// samples are pure functions of their stream and index).
 pub fn train_steps<B: AutodiffBackend, M: AutodiffModule<B> + Send, P: Send + Sync>(
     mut module: M,
     t: &TrainSpec,
