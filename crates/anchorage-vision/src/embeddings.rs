@@ -110,9 +110,12 @@ impl<B: Backend> ClipVisionEmbeddings<B> {
     /// `pixel_values [B, C, H, W] -> [B, (H/P)·(W/P), D]`
     fn embed_patches(&self, pixel_values: Tensor<B, 4>) -> (Tensor<B, 3>, usize, usize) {
         let [b, c, h, w] = pixel_values.dims();
-        let [d, _, p, _] = self.patch_embedding.weight.dims();
+        let [d, channels, p, _] = self.patch_embedding.weight.dims();
         let (gh, gw) = (h / p, w / p);
-        if gh > 0 && gw > 0 && anchorage_kernels::runs_host_passes(&pixel_values) {
+        // Anything the product does not cover (a channel count that is not the weight's, an image
+        // smaller than a patch) goes to the convolution, which behaves there as it always has
+        // (`ClipVisionModel::forward` refuses such inputs before they get here).
+        if c == channels && gh > 0 && gw > 0 && anchorage_kernels::runs_host_passes(&pixel_values) {
             let weight = self.patch_embedding.weight.val().reshape([d, c * p * p]).transpose(); // [C·P·P, D]
             let pixels = if (h, w) == (gh * p, gw * p) { pixel_values.clone() } else { pixel_values.clone().slice([0..b, 0..c, 0..gh * p, 0..gw * p]) };
             let rows = pixels
