@@ -80,7 +80,7 @@ pub(crate) fn run_host<B: Backend, const D: usize, const N: usize>(
     out_shape: [usize; D],
     forward: Box<HostForward<'_, N>>,
 ) -> Option<Tensor<B, D>> {
-    if !is_flex::<B>() || inputs.iter().any(|t| t.dtype() != DType::F32) {
+    if !inputs.iter().all(|t| crate::runs_host_passes(*t)) {
         return None;
     }
     if let Some(inputs) = downcast_all::<B, Autodiff<Flex>, D, N>(&inputs) {

@@ -101,12 +101,10 @@ pub fn train_steps<B: AutodiffBackend, M: AutodiffModule<B> + Send, P: Send + Sy
         .init::<B, M>();
     let start = Instant::now();
     let mut log = TrainLog::default();
-    let mut next = if t.steps > 0 { Some(prepare(0)) } else { None };
+    let mut next = (t.steps > 0).then(|| prepare(0));
     for step in 0..t.steps {
-        let (prepared, slices) = match next.take() {
-            Some(prepared) => prepared?,
-            None => prepare(step)?,
-        };
+        // Always prepared ahead: step 0 above, each later one by the step before it.
+        let (prepared, slices) = next.take().unwrap_or_else(|| prepare(step))?;
         let device = module.devices().into_iter().next();
         let prepare = &prepare;
         let (results, upcoming): (Vec<Result<(f32, GradientsParams), DemoError>>, _) = std::thread::scope(|scope| {
