@@ -87,6 +87,10 @@ def allreduce_result(log):
                + (f"bus {j['nccl_busbw_gbs']:.1f} GB/s" if j["ranks"] > 1 else "one rank: a copy, no bandwidth")
                + "), "
                f"through the host {1e3 * j['host_s']:.2f} ms ({j['host_over_nccl']:.1f}x)")
+    if "buckets_pipelined_s" in j:
+        summary += (f"; as {j['buckets']} buckets (sums exact): launched back to back "
+                    f"{1e3 * j['buckets_pipelined_s']:.2f} ms, one at a time "
+                    f"{1e3 * j['buckets_one_by_one_s']:.2f} ms ({j['one_by_one_over_pipelined']:.2f}x)")
     return j, summary
 
 

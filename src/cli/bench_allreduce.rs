@@ -23,6 +23,11 @@ pub struct AllReduceArgs {
     /// Sum in bf16 instead of f32.
     #[arg(long)]
     pub bf16: bool,
+    /// The buffer is also summed as this many buckets, as the trainer sums a step's gradients:
+    /// launched back to back, each assembled while the previous one is summed, against one
+    /// bucket at a time.
+    #[arg(long, default_value_t = 4)]
+    pub buckets: usize,
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -52,6 +57,10 @@ mod imp {
     struct RankResult {
         nccl_s: Vec<f64>,
         host_s: Vec<f64>,
+        /// The buckets launched back to back (`NcclComm::sum_each`).
+        pipelined_s: Vec<f64>,
+        /// The same buckets one `NcclComm::sum` at a time.
+        one_by_one_s: Vec<f64>,
     }
 
     /// Element `i` of rank `r`: halves below 4 plus the rank, so every partial sum over up to 16
@@ -80,8 +89,11 @@ mod imp {
         if devices.len() > 16 {
             bail!("at most 16 ranks (the check values stay exact in bf16 up to 16); got {}", devices.len());
         }
-        if args.elements == 0 || args.iters == 0 {
-            bail!("--elements and --iters must be positive");
+        if args.elements == 0 || args.iters == 0 || args.buckets == 0 {
+            bail!("--elements, --iters and --buckets must be positive");
+        }
+        if args.buckets > args.elements {
+            bail!("--buckets {} is more than --elements {}", args.buckets, args.elements);
         }
         let world = devices.len();
         let id = new_id()?;
@@ -108,6 +120,8 @@ mod imp {
         let slowest = |pick: fn(&RankResult) -> &Vec<f64>| median((0..args.iters).map(|k| results.iter().map(|r| pick(r)[k]).fold(0.0, f64::max)).collect());
         let nccl_s = slowest(|r| &r.nccl_s);
         let host_s = slowest(|r| &r.host_s);
+        let pipelined_s = slowest(|r| &r.pipelined_s);
+        let one_by_one_s = slowest(|r| &r.one_by_one_s);
         let bytes = (args.elements * if args.bf16 { 2 } else { 4 }) as f64;
         // NCCL's convention (nccl-tests): algorithm bandwidth = bytes / time; bus bandwidth adds
         // the ring's 2 (n - 1) / n, comparable across rank counts.
@@ -125,6 +139,10 @@ mod imp {
             "host_over_nccl": host_s / nccl_s,
             "nccl_algbw_gbs": bytes / nccl_s / 1e9,
             "nccl_busbw_gbs": bus(nccl_s),
+            "buckets": args.buckets,
+            "buckets_pipelined_s": pipelined_s,
+            "buckets_one_by_one_s": one_by_one_s,
+            "one_by_one_over_pipelined": one_by_one_s / pipelined_s,
         });
         println!("{json}");
         Ok(())
@@ -143,6 +161,32 @@ mod imp {
         if let Some(i) = (0..n).find(|&i| summed[i] != total(i, world)) {
             bail!("rank {rank}: element {i} of the NCCL sum is {}, expected {}", summed[i], total(i, world));
         }
+        // The trainer's buckets: each a fresh tensor (as the trainer's concatenation makes), the
+        // next one made while the previous one is summed. Their sums, put back together, are the
+        // same exact total.
+        let bounds: Vec<(usize, usize)> = (0..args.buckets).map(|b| (b * n / args.buckets, (b + 1) * n / args.buckets)).collect();
+        let bucket = |&(start, end): &(usize, usize)| -> Result<Tensor<Cuda, 1>, anchorage_train::TrainError> { Ok(input.clone().slice(start..end) * 1.0) };
+        let sums = comm.sum_each(bounds.iter().map(bucket))?;
+        let summed = Tensor::cat(sums, 0).cast(DType::F32).into_data().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        if let Some(i) = (0..n).find(|&i| summed[i] != total(i, world)) {
+            bail!("rank {rank}: element {i} of the bucketed NCCL sum is {}, expected {}", summed[i], total(i, world));
+        }
+        let mut pipelined_s = Vec::with_capacity(args.iters);
+        let mut one_by_one_s = Vec::with_capacity(args.iters);
+        for _ in 0..=args.iters {
+            barrier.wait();
+            let t = Instant::now();
+            let sums = comm.sum_each(bounds.iter().map(bucket))?;
+            pipelined_s.push(t.elapsed().as_secs_f64());
+            drop(sums);
+            barrier.wait();
+            let t = Instant::now();
+            let sums = bounds.iter().map(|b| comm.sum(bucket(b)?)).collect::<Result<Vec<_>, _>>()?;
+            one_by_one_s.push(t.elapsed().as_secs_f64());
+            drop(sums);
+        }
+        pipelined_s.remove(0);
+        one_by_one_s.remove(0);
 
         let mut nccl_s = Vec::with_capacity(args.iters);
         for _ in 0..=args.iters {
@@ -178,6 +222,6 @@ mod imp {
             }
         }
         host_s.remove(0);
-        Ok(RankResult { nccl_s, host_s })
+        Ok(RankResult { nccl_s, host_s, pipelined_s, one_by_one_s })
     }
 }

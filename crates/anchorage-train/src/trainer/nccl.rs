@@ -13,7 +13,9 @@
 //! tensor's device memory through the compute client (`get_resource` on the handle). We wait for
 //! the client's queued work (`sync`), so the gradient is complete, run the all-reduce on a stream of
 //! our own in the same (primary) CUDA context, and wait for it before the tensor is used again. The
-//! reduction is in place when the tensor owns its buffer, otherwise on a copy. cubecl-cuda's own
+//! reduction is in place when the tensor owns its buffer, otherwise on a copy. A step's buckets are
+//! launched back to back ([`NcclComm::sum_each`]): bucket k + 1 is assembled on burn's stream while
+//! bucket k is summed on ours, and our stream is waited for once, after the last. cubecl-cuda's own
 //! NCCL path (burn's `DistributedBackend`) cannot be used: its communicator ids are made inside one
 //! process, so it cannot span nodes.
 
@@ -112,24 +114,40 @@ impl NcclComm {
     /// Sums a flat tensor of `B` (burn's CUDA backend, f32, f16 or bf16) over every rank; every rank
     /// gets the total. Every rank must call this in the same order with tensors of the same length.
     pub fn sum<B: Backend>(&self, tensor: Tensor<B, 1>) -> Result<Tensor<B, 1>, TrainError> {
-        let TensorPrimitive::Float(primitive) = tensor.into_primitive() else {
-            return Err(nccl_err("sum", "a quantized tensor"));
-        };
-        let boxed: Box<dyn Any> = Box::new(primitive);
-        let cube = match boxed.downcast::<CubeTensor<CudaRuntime>>() {
-            Ok(cube) => *cube,
-            Err(_) => return Err(nccl_err("sum", "a tensor that is not on burn's CUDA backend")),
-        };
-        let cube = self.sum_cube(cube)?;
-        let boxed: Box<dyn Any> = Box::new(cube);
-        match boxed.downcast::<B::FloatTensorPrimitive>() {
-            Ok(primitive) => Ok(Tensor::from_primitive(TensorPrimitive::Float(*primitive))),
-            Err(_) => Err(nccl_err("sum", "the backend's float tensor is not a CUDA tensor")),
-        }
+        let mut sums = self.sum_each(std::iter::once(Ok(tensor)))?;
+        sums.pop().ok_or_else(|| nccl_err("sum", "no result"))
     }
 
-    /// [`Self::sum`] on the CubeCL tensor.
-    fn sum_cube(&self, cube: CubeTensor<CudaRuntime>) -> Result<CubeTensor<CudaRuntime>, TrainError> {
+    /// [`Self::sum`] of several tensors (a step's gradient buckets), one `ncclAllReduce` each, in
+    /// order. Each all-reduce is launched without waiting for it, and the next tensor is taken
+    /// from `tensors` (for the trainer, the next bucket assembled on burn's stream) while it runs;
+    /// the collective stream is waited for once, after the last launch, before any sum is handed
+    /// back. burn 0.21 gives no hook inside the backward pass, so this is the overlap it allows:
+    /// assembling bucket k + 1 beside the transfer of bucket k, not the transfer beside the backward.
+    pub fn sum_each<B: Backend>(&self, tensors: impl IntoIterator<Item = Result<Tensor<B, 1>, TrainError>>) -> Result<Vec<Tensor<B, 1>>, TrainError> {
+        // The launched sums and the device memory they keep alive, until the stream is waited for.
+        let mut pending = Vec::new();
+        let launched = (|| -> Result<(), TrainError> {
+            for tensor in tensors {
+                pending.push(self.launch(to_cube::<B>(tensor?)?)?);
+            }
+            Ok(())
+        })();
+        // Wait even when a launch failed: the sums already launched write into buffers that are
+        // freed on return.
+        let waited = if pending.is_empty() { Ok(()) } else { self.stream.synchronize().map_err(|e| nccl_err("waiting for the all-reduce", e)) };
+        launched?;
+        waited?;
+        pending.into_iter().map(|(cube, resource)| {
+            drop(resource);
+            from_cube::<B>(cube)
+        }).collect()
+    }
+
+    /// Launches the in-place all-reduce of `cube` on the collective stream and returns the tensor
+    /// with the device memory binding that keeps it alive while the stream runs (`None` for an empty
+    /// tensor, which is not sent).
+    fn launch(&self, cube: CubeTensor<CudaRuntime>) -> Result<(CubeTensor<CudaRuntime>, Option<impl Sized>), TrainError> {
         let datatype = match cube.dtype {
             DType::F32 => nccl_sys::ncclDataType_t::ncclFloat32,
             DType::BF16 => nccl_sys::ncclDataType_t::ncclBfloat16,
@@ -147,23 +165,44 @@ impl NcclComm {
         };
         let count = cube.meta.shape().num_elements();
         if count == 0 {
-            return Ok(cube);
+            return Ok((cube, None));
         }
-        // Every queued kernel of this client has finished, so the buffer holds the whole tensor.
+        // Every queued kernel of this client has finished, so the buffer holds the whole tensor
+        // (this waits for burn's stream only, not for the sums already on the collective stream).
         cubecl::future::block_on(cube.client.sync()).map_err(|e| nccl_err("waiting for the gradients", e))?;
         let resource = cube.client.get_resource(cube.handle.clone()).map_err(|e| nccl_err("locating the tensor's device memory", e))?;
         let ptr = resource.resource().ptr;
         self.ctx.bind_to_thread().map_err(|e| nccl_err("binding the CUDA context", e))?;
         // SAFETY: `ptr` is the device address of `count` contiguous elements of `datatype` that
         // this tensor alone owns (checked above) and that no queued kernel writes (synced above);
-        // `resource` keeps the allocation alive until the stream has finished with it.
+        // the caller keeps `resource` (the allocation) and the tensor alive, and issues no burn
+        // operation on the tensor, until it has waited for the collective stream.
         unsafe {
             nccl::all_reduce(ptr as *const _, ptr as *mut _, count, datatype, nccl_sys::ncclRedOp_t::ncclSum, self.comm, self.stream.cu_stream() as _)
                 .map_err(|e| nccl_err(&format!("ncclAllReduce of {count} elements (rank {} of {})", self.rank, self.world), e))?;
         }
-        self.stream.synchronize().map_err(|e| nccl_err("waiting for the all-reduce", e))?;
-        drop(resource);
-        Ok(cube)
+        Ok((cube, Some(resource)))
+    }
+}
+
+/// The CubeCL tensor under a tensor of `B` (burn's CUDA backend).
+fn to_cube<B: Backend>(tensor: Tensor<B, 1>) -> Result<CubeTensor<CudaRuntime>, TrainError> {
+    let TensorPrimitive::Float(primitive) = tensor.into_primitive() else {
+        return Err(nccl_err("sum", "a quantized tensor"));
+    };
+    let boxed: Box<dyn Any> = Box::new(primitive);
+    match boxed.downcast::<CubeTensor<CudaRuntime>>() {
+        Ok(cube) => Ok(*cube),
+        Err(_) => Err(nccl_err("sum", "a tensor that is not on burn's CUDA backend")),
+    }
+}
+
+/// [`to_cube`] undone.
+fn from_cube<B: Backend>(cube: CubeTensor<CudaRuntime>) -> Result<Tensor<B, 1>, TrainError> {
+    let boxed: Box<dyn Any> = Box::new(cube);
+    match boxed.downcast::<B::FloatTensorPrimitive>() {
+        Ok(primitive) => Ok(Tensor::from_primitive(TensorPrimitive::Float(*primitive))),
+        Err(_) => Err(nccl_err("sum", "the backend's float tensor is not a CUDA tensor")),
     }
 }
 

@@ -229,7 +229,8 @@ impl Peer {
         module.visit(&mut take);
         let taken = take.taken;
 
-        let mut out = GradientsParams::new();
+        // Buckets: runs of consecutive parameters of at most BUCKET_ELEMENTS (a larger parameter alone).
+        let mut ranges = Vec::new();
         let mut start = 0;
         while start < taken.len() {
             let mut end = start + 1;
@@ -238,29 +239,47 @@ impl Peer {
                 size += taken[end].2.dims()[0];
                 end += 1;
             }
-            let bucket = Tensor::cat(taken[start..end].iter().map(|(_, _, g)| g.clone()).collect(), 0);
-            let sum = if bf16 { self.sum_bf16(bucket)? } else { self.sum(bucket)? };
+            ranges.push(start..end);
+            start = end;
+        }
+        let buckets = ranges.iter().map(|range| Tensor::cat(taken[range.clone()].iter().map(|(_, _, g)| g.clone()).collect(), 0));
+        let sums = self.sum_buckets(buckets, bf16)?;
+        let mut out = GradientsParams::new();
+        for (range, sum) in ranges.into_iter().zip(sums) {
             let mut offset = 0;
-            for (id, dims, g) in &taken[start..end] {
+            for (id, dims, g) in &taken[range] {
                 let n = g.dims()[0];
                 register_grad::<B::InnerBackend>(&mut out, *id, sum.clone().slice(offset..offset + n), dims);
                 offset += n;
             }
-            start = end;
         }
         Ok(out)
     }
 
-    /// [`Self::sum`] of `tensor` rounded to bf16, back in its own dtype: NCCL moves and adds the
-    /// bf16 buffer; the CPU engines add the rounded values in f32.
-    fn sum_bf16<B: Backend>(&self, tensor: Tensor<B, 1>) -> Result<Tensor<B, 1>, TrainError> {
-        let dtype = tensor.dtype();
-        let rounded = tensor.cast(DType::BF16);
+    /// Sums each bucket over every replica, in order, each rounded to bf16 first when `bf16`
+    /// (NCCL then moves and adds the bf16 buffer; the CPU engines add the rounded values in f32),
+    /// handed back in the bucket's own dtype. On NCCL a bucket is assembled while the previous
+    /// one's all-reduce runs ([`NcclComm::sum_each`](super::nccl::NcclComm::sum_each)).
+    fn sum_buckets<B: Backend>(&self, buckets: impl Iterator<Item = Tensor<B, 1>>, bf16: bool) -> Result<Vec<Tensor<B, 1>>, TrainError> {
         #[cfg(feature = "cuda")]
-        if self.nccl.is_some() {
-            return Ok(self.sum(rounded)?.cast(dtype));
+        if let Some(comm) = &self.nccl {
+            let mut dtypes = Vec::new();
+            let sums = comm.sum_each(buckets.map(|bucket| {
+                dtypes.push(bucket.dtype());
+                Ok(if bf16 { bucket.cast(DType::BF16) } else { bucket })
+            }))?;
+            return Ok(sums.into_iter().zip(dtypes).map(|(sum, dtype)| if bf16 { sum.cast(dtype) } else { sum }).collect());
         }
-        self.sum(rounded.cast(dtype))
+        buckets
+            .map(|bucket| {
+                if bf16 {
+                    let dtype = bucket.dtype();
+                    self.sum(bucket.cast(DType::BF16).cast(dtype))
+                } else {
+                    self.sum(bucket)
+                }
+            })
+            .collect()
     }
 
     /// Sums a few numbers (losses, counts) across the replicas, in f32.
