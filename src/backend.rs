@@ -23,13 +23,78 @@ pub fn run_stage(recipe: &Recipe, plan: &Plan, options: TrainOptions, world: Wor
         }
         #[cfg(feature = "wgpu")]
         Backend::Wgpu => {
-            let devices: Vec<_> = ids.iter().map(|&i| burn::backend::wgpu::WgpuDevice::DiscreteGpu(i)).collect();
-            let devices = if devices.len() == 1 { vec![Default::default()] } else { devices };
+            let devices: Vec<_> = ids.iter().map(|&i| wgpu_device(i, ids.len())).collect();
             run_with::<burn::backend::Wgpu>(recipe, plan, &options, &devices, world, data)?
         }
         _ => run_with::<Flex>(recipe, plan, &options, &vec![Default::default(); ids.len()], world, data)?,
     };
     Ok(summary)
+}
+
+/// Device `id` of `count` on wgpu: the one device of a run on device 0 is wgpu's default (the best
+/// adapter there is: a discrete GPU, or else an integrated, virtual or CPU one such as Mesa's
+/// lavapipe); otherwise the `id`-th discrete GPU.
+#[cfg(feature = "wgpu")]
+fn wgpu_device(id: usize, count: usize) -> burn::backend::wgpu::WgpuDevice {
+    if count == 1 && id == 0 {
+        burn::backend::wgpu::WgpuDevice::DefaultDevice
+    } else {
+        burn::backend::wgpu::WgpuDevice::DiscreteGpu(id)
+    }
+}
+
+/// Work that runs on whichever backend the user picks (evaluation, generation): [`on_backend`]
+/// calls [`Self::run`] with the backend's type and device.
+pub trait BackendJob {
+    type Output;
+    fn run<B: burn::tensor::backend::Backend>(self, device: B::Device) -> anyhow::Result<Self::Output>;
+}
+
+/// Runs `job` on device `id` of `backend`, after [`check`] and [`check_devices`].
+pub fn on_backend<J: BackendJob>(backend: Backend, id: usize, job: J) -> anyhow::Result<J::Output> {
+    check(backend).map_err(anyhow::Error::msg)?;
+    check_devices(backend, &[id]).map_err(anyhow::Error::msg)?;
+    match backend {
+        #[cfg(feature = "cuda")]
+        Backend::Cuda => job.run::<burn::backend::Cuda>(burn::backend::cuda::CudaDevice::new(id)),
+        #[cfg(feature = "wgpu")]
+        Backend::Wgpu => job.run::<burn::backend::Wgpu>(wgpu_device(id, 1)),
+        _ => job.run::<Flex>(Default::default()),
+    }
+}
+
+/// The backend's name as recipes and `--backend` write it.
+pub fn name(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Flex => "flex",
+        Backend::Cuda => "cuda",
+        Backend::Wgpu => "wgpu",
+    }
+}
+
+/// `--backend NAME`.
+pub fn parse(name: &str) -> Result<Backend, String> {
+    match name {
+        "flex" => Ok(Backend::Flex),
+        "cuda" => Ok(Backend::Cuda),
+        "wgpu" => Ok(Backend::Wgpu),
+        other => Err(format!("unknown backend `{other}`: flex (CPU), cuda or wgpu")),
+    }
+}
+
+/// Whether the devices `ids` exist: on CUDA the driver is asked how many GPUs it sees (an index past
+/// them would panic inside burn's backend); flex and wgpu have nothing to check here.
+pub fn check_devices(backend: Backend, ids: &[usize]) -> Result<(), String> {
+    #[cfg(feature = "cuda")]
+    if backend == Backend::Cuda {
+        let count = cudarc::driver::safe::CudaContext::device_count().map_err(|e| format!("devices.backend = \"cuda\": the NVIDIA driver did not start: {e:?}"))?;
+        let count = count.max(0) as usize;
+        if let Some(bad) = ids.iter().find(|&&i| i >= count) {
+            return Err(format!("CUDA device {bad} does not exist: the driver sees {count} GPU(s) (devices 0 to {})", count.saturating_sub(1)));
+        }
+    }
+    let _ = (backend, ids);
+    Ok(())
 }
 
 /// `llm.gradient_checkpointing` picks burn's balanced autodiff checkpointing: memory-bound ops
@@ -56,11 +121,7 @@ pub fn check(backend: Backend) -> Result<(), String> {
         }
         Ok(())
     } else {
-        let name = match backend {
-            Backend::Flex => "flex",
-            Backend::Cuda => "cuda",
-            Backend::Wgpu => "wgpu",
-        };
+        let name = name(backend);
         Err(format!(
             "devices.backend = \"{name}\" needs a binary built with `--features {name}` (this one was not)"
         ))

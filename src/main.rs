@@ -3,6 +3,7 @@
 mod allocator;
 mod backend;
 mod cli;
+mod report;
 mod signals;
 
 use clap::Parser;
@@ -36,7 +37,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", report::error_line(&err));
             std::process::ExitCode::FAILURE
         }
     }

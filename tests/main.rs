@@ -7,6 +7,7 @@ mod common;
 mod cli;
 mod compress_prune;
 mod connectors_cli;
+mod cubecl_backend;
 mod data_check;
 mod data_inspect_image;
 mod data_inspect_tokens;

@@ -3,7 +3,11 @@
 
 use std::path::PathBuf;
 
+use burn::tensor::backend::Backend;
 use clap::Args;
+
+use crate::backend::BackendJob;
+use crate::cli::run_model::Placement;
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
@@ -20,12 +24,25 @@ pub struct GenerateArgs {
     /// Override the run's model.toml with recipe keys, e.g. `--set compression.method=fastv`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
+    #[command(flatten)]
+    pub placement: Placement,
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
-    let model = crate::cli::run_model::open(&args.run, &args.overrides)?;
-    let prompt = model.prompt(&args.prompt, args.image.as_deref())?;
-    let (texts, _) = model.answer(&[prompt], args.max_new_tokens)?;
-    println!("{}", texts.first().map(String::as_str).unwrap_or_default());
-    Ok(())
+    args.placement.clone().run(&args.run.clone(), Job(args))
+}
+
+/// What `train generate` does on the chosen backend.
+struct Job(GenerateArgs);
+
+impl BackendJob for Job {
+    type Output = ();
+    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+        let args = self.0;
+        let model = crate::cli::run_model::open::<B>(&args.run, &args.overrides, &device)?;
+        let prompt = model.prompt(&args.prompt, args.image.as_deref())?;
+        let (texts, _) = model.answer(&[prompt], args.max_new_tokens)?;
+        println!("{}", texts.first().map(String::as_str).unwrap_or_default());
+        Ok(())
+    }
 }

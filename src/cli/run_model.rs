@@ -1,6 +1,7 @@
 //! Opening a trained run for generation and evaluation: RUN is a run folder (its newest step
 //! checkpoint) or a step folder; `--set` overrides apply to its `model.toml` with the recipe's keys
-//! (e.g. `--set compression.method=fastv` switches a training-free method on).
+//! (e.g. `--set compression.method=fastv` switches a training-free method on). `--backend` and
+//! `--device` pick where it runs ([`Placement`]).
 
 use std::path::Path;
 
@@ -13,13 +14,64 @@ use anchorage_train::recipe::apply_override;
 use anchorage_train::tensorboard::EventWriter;
 use anyhow::Context;
 
-use crate::backend::Flex;
+use anchorage_train::recipe::Backend as BackendKind;
+use burn::tensor::backend::Backend;
+use clap::Args;
 
-/// The run's model on the CPU, ready to answer. RUN may also be a llava-hf folder
+/// Where a run is evaluated (`--backend`, `--device`).
+#[derive(Debug, Clone, Args)]
+pub struct Placement {
+    /// Compute backend: `flex` (CPU), `cuda` or `wgpu` (the last two in binaries built with that
+    /// cargo feature). Default: the backend the run was trained on (its recipe.toml); `flex` for a
+    /// llava-hf folder.
+    #[arg(long, value_parser = crate::backend::parse)]
+    pub backend: Option<BackendKind>,
+    /// Device index on that backend. Default: the run's first training device; 0 for a llava-hf
+    /// folder or with `--backend`.
+    #[arg(long)]
+    pub device: Option<usize>,
+}
+
+impl Placement {
+    /// Runs `job` with RUN's model on the chosen backend and device; the job gets the model from
+    /// [`open`] with the device it is handed.
+    pub fn run<J: crate::backend::BackendJob>(&self, run: &Path, job: J) -> anyhow::Result<J::Output> {
+        let trained = trained_on(run);
+        let backend = self.backend.or(trained.as_ref().map(|t| t.0)).unwrap_or(BackendKind::Flex);
+        let device = self.device.unwrap_or(match (&self.backend, &trained) {
+            (None, Some((_, Some(first)))) => *first,
+            _ => 0,
+        });
+        if self.backend.is_none() {
+            if let Err(why) = crate::backend::check(backend) {
+                anyhow::bail!("{why}: {} was trained on {}; `--backend flex` evaluates it on the CPU", run.display(), crate::backend::name(backend));
+            }
+        }
+        tracing::info!(backend = crate::backend::name(backend), device, "evaluating");
+        crate::backend::on_backend(backend, device, job)
+    }
+}
+
+/// The backend and first device a run was trained on, from its recipe.toml (`None` for a llava-hf
+/// folder, or a run folder whose recipe cannot be read: the caller falls back to the CPU).
+fn trained_on(run: &Path) -> Option<(BackendKind, Option<usize>)> {
+    let (run_dir, _) = locate(run).ok()?;
+    let text = std::fs::read_to_string(run_dir.join("recipe.toml")).ok()?;
+    let table: toml::Table = text.parse().ok()?;
+    let devices = table.get("devices")?.as_table()?;
+    let backend = match devices.get("backend").and_then(|b| b.as_str()) {
+        Some(name) => crate::backend::parse(name).ok()?,
+        None => BackendKind::Flex,
+    };
+    let first = devices.get("ids").and_then(|ids| ids.as_array()).and_then(|ids| ids.first()).and_then(|id| id.as_integer()).and_then(|id| usize::try_from(id).ok());
+    Some((backend, first))
+}
+
+/// The run's model on `device`, ready to answer. RUN may also be a llava-hf folder
 /// (LLaVA or LLaVA-NeXT), to evaluate released models the same way.
-pub fn open(run: &Path, overrides: &[String]) -> anyhow::Result<EvalModel<Flex>> {
+pub fn open<B: Backend>(run: &Path, overrides: &[String], device: &B::Device) -> anyhow::Result<EvalModel<B>> {
     if !run.join(ModelCard::FILE).is_file() && run.join("config.json").is_file() && !run.join("trainable.bin").is_file() {
-        return open_hf_llava(run, overrides);
+        return open_hf_llava(run, overrides, device);
     }
     let (run_dir, checkpoint) = locate(run)?;
     let mut table = ModelCard::read_table(&run_dir)?;
@@ -29,7 +81,7 @@ pub fn open(run: &Path, overrides: &[String]) -> anyhow::Result<EvalModel<Flex>>
     let card = ModelCard::from_table(table, &run_dir.join(ModelCard::FILE))?;
     let (template, aspect) = (card.template, card.aspect);
     let pinpoints = card.model.vision.pinpoints();
-    let loaded = load_checkpoint::<Flex>(card, &run_dir, &checkpoint, &Default::default())?;
+    let loaded = load_checkpoint::<B>(card, &run_dir, &checkpoint, device)?;
     tracing::info!(checkpoint = %loaded.checkpoint.display(), "loaded");
     let tokenizer_path = loaded.built.tokenizer.clone().context("the run's LLM is built in and its recipe names no `llm.tokenizer`")?;
     let tokenizer = TextTokenizer::from_file(&tokenizer_path)?;
@@ -46,7 +98,7 @@ pub fn open(run: &Path, overrides: &[String]) -> anyhow::Result<EvalModel<Flex>>
 /// anchorage reads, so the template is LLaVA's evaluation template, `vicuna_v1` (LLaVA-1.5's
 /// published numbers), unless `--set template=plain|vicuna_v1|chatml`; `--set compression.*` picks a
 /// training-free compression method as for runs.
-fn open_hf_llava(dir: &Path, overrides: &[String]) -> anyhow::Result<EvalModel<Flex>> {
+fn open_hf_llava<B: Backend>(dir: &Path, overrides: &[String], device: &B::Device) -> anyhow::Result<EvalModel<B>> {
     let mut table = toml::Table::new();
     table.insert("template".into(), toml::Value::String("vicuna_v1".into()));
     table.insert("compression".into(), toml::Value::Table(toml::Table::from_iter([("method".to_string(), toml::Value::String("none".into()))])));
@@ -60,7 +112,7 @@ fn open_hf_llava(dir: &Path, overrides: &[String]) -> anyhow::Result<EvalModel<F
         compression: anchorage_model::spec::CompressionPolicy,
     }
     let options: HfOptions = table.try_into().with_context(|| format!("{}: --set accepts `template` and `compression.*` for a llava-hf folder", dir.display()))?;
-    let hf = HfLlava::<Flex>::load(dir, &Default::default())?;
+    let hf = HfLlava::<B>::load(dir, device)?;
     let image = HfImageProcessor::read(dir, &hf.config)?;
     let HfGenerationModel { mut model, aspect, processor, anyres } = hf_llava_for_generation(hf, image).with_context(|| dir.display().to_string())?;
     let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;

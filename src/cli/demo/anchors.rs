@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 
 /// Draws the anchors of the first `n` eval images into `out`; returns the folder.
 pub fn draw(run: &Path, world: &Path, out: &Path, n: usize) -> anyhow::Result<PathBuf> {
-    let m = crate::cli::run_model::open(run, &[])?;
+    let m = crate::cli::run_model::open::<crate::backend::Flex>(run, &[], &Default::default())?;
     let ConnectorConfig::AnchorFormer(config) = &m.model.connector_config else { bail!("{}: not an anchor_former run", run.display()) };
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     for i in 0..n {

@@ -224,7 +224,7 @@ impl Ctx<'_> {
             return Ok(());
         }
         let suite: Suite = toml::from_str(WORLD_SUITE).context("suites/world.toml")?;
-        let model = crate::cli::run_model::open(run, &[])?;
+        let model = crate::cli::run_model::open::<crate::backend::Flex>(run, &[], &Default::default())?;
         let options = RunOptions { batch_size: 16, max_new_tokens: 8, progress: false };
         let summary = run_suite(&model, &suite, self.world, &run.join("eval"), &options)?;
         crate::cli::run_model::log_scalars(run, &summary)?;

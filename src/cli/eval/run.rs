@@ -4,8 +4,12 @@
 
 use std::path::PathBuf;
 
-use anchorage_eval::run::{answer_questions, peak_memory_bytes, read_questions, RunOptions};
+use anchorage_eval::run::{answer_questions, peak_memory_bytes, read_questions, EvalModel, RunOptions};
+use burn::tensor::backend::Backend;
 use clap::Args;
+
+use crate::backend::BackendJob;
+use crate::cli::run_model::Placement;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -29,11 +33,27 @@ pub struct RunArgs {
     /// Override the run's model.toml with recipe keys, e.g. `--set compression.method=fastv`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
+    #[command(flatten)]
+    pub placement: Placement,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
-    let model = crate::cli::run_model::open(&args.run, &args.overrides)?;
+    args.placement.clone().run(&args.run.clone(), Job(args))
+}
+
+/// What `train eval run` does on the chosen backend.
+struct Job(RunArgs);
+
+impl BackendJob for Job {
+    type Output = ();
+    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+        let model = crate::cli::run_model::open::<B>(&self.0.run, &self.0.overrides, &device)?;
+        answer(self.0, model)
+    }
+}
+
+fn answer<B: Backend>(args: RunArgs, model: EvalModel<B>) -> anyhow::Result<()> {
     let questions = read_questions(&args.question_file)?;
     let options = RunOptions { batch_size: args.batch_size, max_new_tokens: args.max_new_tokens, progress: std::io::IsTerminal::is_terminal(&std::io::stderr()) };
     let report = answer_questions(&model, &questions, &args.image_folder, &args.answers_file, &options)?;

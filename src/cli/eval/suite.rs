@@ -4,10 +4,14 @@
 
 use std::path::PathBuf;
 
-use anchorage_eval::run::RunOptions;
+use anchorage_eval::run::{EvalModel, RunOptions};
 use anchorage_eval::suite::{run_suite, Suite};
 use anyhow::Context;
+use burn::tensor::backend::Backend;
 use clap::Args;
+
+use crate::backend::BackendJob;
+use crate::cli::run_model::Placement;
 
 #[derive(Debug, Args)]
 pub struct SuiteArgs {
@@ -27,13 +31,34 @@ pub struct SuiteArgs {
     /// Write into this folder instead of RUN/eval.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub placement: Placement,
 }
 
 pub fn run(args: SuiteArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
     let suite = Suite::read(&args.suite)?;
     let root = args.data_root.clone().or_else(|| suite.data_root.clone()).context("give --data-root (the suite names no data_root)")?;
-    let model = crate::cli::run_model::open(&args.run, &args.overrides)?;
+    args.placement.clone().run(&args.run.clone(), Job { args, suite, root })
+}
+
+/// What `train eval suite` does on the chosen backend.
+struct Job {
+    args: SuiteArgs,
+    suite: Suite,
+    root: PathBuf,
+}
+
+impl BackendJob for Job {
+    type Output = ();
+    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+        let model = crate::cli::run_model::open::<B>(&self.args.run, &self.args.overrides, &device)?;
+        evaluate(self, model)
+    }
+}
+
+fn evaluate<B: Backend>(job: Job, model: EvalModel<B>) -> anyhow::Result<()> {
+    let Job { args, suite, root } = job;
     let out = args.out.clone().unwrap_or_else(|| args.run.join("eval"));
     let options = RunOptions { batch_size: args.batch_size, max_new_tokens: 128, progress: std::io::IsTerminal::is_terminal(&std::io::stderr()) };
     let summary = run_suite(&model, &suite, &root, &out, &options)?;
