@@ -13,7 +13,7 @@ import os
 import re
 import sys
 
-ORDER = ["parity", "allreduce", "kernels", "step_mlp", "step_anchor_former", "step_transformers", "vision_tower"]
+ORDER = ["parity", "allreduce", "kernels", "step_mlp", "step_anchor_former", "step_transformers", "vision_tower", "backend_parity"]
 TITLES = {
     "parity": "CUDA kernel parity tests",
     "allreduce": "NCCL all-reduce, every GPU (sums checked)",
@@ -22,6 +22,7 @@ TITLES = {
     "step_anchor_former": "train bench step, 7B, Anchor Former (anchorage)",
     "step_transformers": "training step, 7B, MLP (transformers)",
     "vision_tower": "vision tower ViT-L/14-336 (step with a tiny LLM)",
+    "backend_parity": "stage 2 and answers on CUDA against the CPU (demo size, f32)",
 }
 
 
@@ -94,6 +95,17 @@ def allreduce_result(log):
     return j, summary
 
 
+def backend_parity_result(log):
+    j = last_json(log)
+    if j is None or j.get("bench") != "parity":
+        return None, "no JSON line"
+    summary = (f"{len(j['runs'])} stage-2 runs: losses within {j['max_rel_diff']:.1e} (relative) of flex's, "
+               f"tolerance {j['tolerance']:g}; answers {j['answers_same']} of {j['answers']} the same")
+    if "weights_rel_diff" in j:
+        summary += f"; trained connectors {100 * j['weights_rel_diff']:.2f}% of their update apart"
+    return j, summary
+
+
 def mem_peak(text):
     values = [int(v) for v in re.findall(r"^\s*(\d+)\s*$", text, re.M)]
     return max(values) if values else None
@@ -125,6 +137,8 @@ def one_part(folder, name):
         data, summary = kernels_result(log)
     elif name == "allreduce":
         data, summary = allreduce_result(log)
+    elif name == "backend_parity":
+        data, summary = backend_parity_result(log)
     else:
         data, summary = step_result(log, peak)
     entry["data"] = data

@@ -13,6 +13,8 @@
 #   3. `train bench step` at 7B size with the MLP connector, 4. with Anchor Former,
 #   5. benches/llava_train_step.py (transformers) at the same size,
 #   6. the vision tower at real size (ViT-L/14-336 with a tiny LLM in the same step),
+#   7. `train bench parity --backend cuda`: stage 2 of every connector and a run's answers on a
+#      small demo world, CUDA against the CPU (f32),
 # and writes gpu-check-results.json and gpu-check-results.md (a table for docs/benchmarks.md) into
 # GPU_CHECK_OUT (default: the current folder). A failing part is recorded with the tail of its
 # output and the next part runs. Exit status: 0 all parts passed, 1 some failed, 2 no NVIDIA GPU.
@@ -20,7 +22,7 @@
 # Environment: GPU_CHECK_OUT, GPU_CHECK_BUDGET_S, GPU_CHECK_TIMEOUT_SCALE (an integer factor on
 # every part's timeout, default 1), GPU_CHECK_STEPS (default 8) and GPU_CHECK_WARMUP
 # (3) for the step parts, GPU_CHECK_PYTHON (python3), GPU_CHECK_PARTS (space-separated subset of
-# parity allreduce kernels step_mlp step_anchor_former step_transformers vision_tower).
+# parity allreduce kernels step_mlp step_anchor_former step_transformers vision_tower backend_parity).
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,7 +31,7 @@ budget=${GPU_CHECK_BUDGET_S:-470}
 steps=${GPU_CHECK_STEPS:-8}
 warmup=${GPU_CHECK_WARMUP:-3}
 python=${GPU_CHECK_PYTHON:-python3}
-parts=${GPU_CHECK_PARTS:-parity allreduce kernels step_mlp step_anchor_former step_transformers vision_tower}
+parts=${GPU_CHECK_PARTS:-parity allreduce kernels step_mlp step_anchor_former step_transformers vision_tower backend_parity}
 started=$SECONDS
 
 # --- 1. An NVIDIA GPU, or a clear no. --------------------------------------------------------------
@@ -136,6 +138,8 @@ part step_transformers 140 "python benches/llava_train_step.py --preset llava-7b
 tiny_llm='llm.model={ builtin = "tiny" }'
 part vision_tower 40 "train bench step recipes/bench/llava7b_mlp2x_gelu.toml --set '$tiny_llm' ${step_args[*]}" -- \
     "$bin/train" bench step recipes/bench/llava7b_mlp2x_gelu.toml --set "$tiny_llm" "${step_args[@]}"
+part backend_parity 120 "train bench parity --backend cuda" -- \
+    "$bin/train" bench parity --backend cuda
 
 # --- 5. Report. ------------------------------------------------------------------------------------
 "$python" "$here/report.py" --parts "$work/parts" --libs "$work/libs.txt" --build-info "$here/BUILD_INFO" \

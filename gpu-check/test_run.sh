@@ -45,6 +45,7 @@ fake() { printf '#!/bin/sh\n%s\n' "$2" >"$b/bin/$1"; xz "$b/bin/$1"; }
 fake kernels-tests '[ "$ANCHORAGE_REQUIRE_CUDA" = 1 ] || { echo "REQUIRE not set"; exit 3; }; echo "running 9 tests"; echo "test result: ok. 9 passed; 0 failed; 0 ignored; 0 measured; 3 filtered out; finished in 4.2s"'
 fake anchor_gather 'echo "backend: cuda (CudaDevice 0); kernels used: true"; echo "| op | B | N or k | kernel ms |"; echo "| --- | --- | --- | --- |"; echo "| anchor_select (H 16, T 577) | 32 | 144 | 0.05 |"'
 fake train 'case "$2" in
+  parity) echo "{\"bench\": \"parity\", \"backend\": \"cuda\", \"device\": 0, \"runs\": [{}, {}, {}, {}, {}], \"max_rel_diff\": 0.00002, \"tolerance\": 0.001, \"weights_rel_diff\": 0.0055, \"weights_tolerance\": 0.1, \"answers\": 16, \"answers_same\": 16, \"ok\": true}"; exit 0 ;;
   allreduce) echo "{\"bench\": \"allreduce\", \"devices\": [0], \"ranks\": 1, \"elements\": 33554432, \"dtype\": \"f32\", \"sums_exact\": true, \"nccl_s\": 0.0004, \"host_s\": 0.05, \"host_over_nccl\": 125.0, \"nccl_algbw_gbs\": 335.5, \"nccl_busbw_gbs\": 0.0, \"buckets\": 4, \"buckets_pipelined_s\": 0.0005, \"buckets_one_by_one_s\": 0.0008, \"one_by_one_over_pipelined\": 1.6}"; exit 0 ;;
 esac
 case "$3" in
@@ -79,7 +80,7 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 parts = {p["part"]: p for p in r["parts"]}
 assert r["device"]["name"] == "NVIDIA H100 80GB HBM3", r["device"]
-assert list(parts) == ["parity", "allreduce", "kernels", "step_mlp", "step_anchor_former", "step_transformers", "vision_tower"], list(parts)
+assert list(parts) == ["parity", "allreduce", "kernels", "step_mlp", "step_anchor_former", "step_transformers", "vision_tower", "backend_parity"], list(parts)
 assert parts["parity"]["ok"] and parts["parity"]["data"]["passed"] == 9, parts["parity"]
 assert parts["allreduce"]["ok"] and parts["allreduce"]["data"]["host_over_nccl"] == 125.0, parts["allreduce"]
 assert parts["kernels"]["ok"] and len(parts["kernels"]["data"]["table"]) == 3, parts["kernels"]
@@ -91,6 +92,7 @@ assert not af["ok"] and af["rc"] == 1 and "Error: out of memory" in af["log_tail
 assert parts["step_transformers"]["ok"] and parts["step_transformers"]["data"]["peak_mem_gib"] == 52.5
 vt = parts["vision_tower"]
 assert not vt["ok"] and vt["status"] in ("skipped", "failed"), vt
+assert parts["backend_parity"]["status"] == "skipped", parts["backend_parity"]  # the budget is spent by then
 assert not r["ok"]
 assert any(line.startswith("libcuda") for line in r["libraries"]), r["libraries"]
 print("results JSON checks passed")
@@ -102,4 +104,9 @@ grep -q '^| NCCL all-reduce, every GPU (sums checked) | `train bench allreduce -
 grep -q 'as 4 buckets (sums exact): launched back to back 0.50 ms, one at a time 0.80 ms (1.60x)' "$md" || fail "allreduce buckets"
 grep -q '| \*\*failed\*\*: failed (exit 1)' "$md" || fail "failed row"
 grep -q '^| anchor_select (H 16, T 577) | 32 | 144 | 0.05 |' "$md" || fail "kernel table"
+
+# The backend parity part alone (GPU_CHECK_PARTS), which the short budget above skipped.
+mkdir -p "$tmp/out2"
+(cd "$tmp/out2" && PATH="$tmp/fakebin:$PATH" GPU_CHECK_PARTS=backend_parity bash "$b/run.sh") >"$tmp/run2.log" 2>&1 || { cat "$tmp/run2.log"; fail "backend_parity alone"; }
+grep -q '^| stage 2 and answers on CUDA against the CPU (demo size, f32) | `train bench parity --backend cuda` | 5 stage-2 runs: losses within 2.0e-05 (relative) of flex.s, tolerance 0.001; answers 16 of 16 the same; trained connectors 0.55% of their update apart' "$tmp/out2/gpu-check-results.md" || { cat "$tmp/out2/gpu-check-results.md"; fail "backend_parity row"; }
 echo "test_run.sh: all checks passed"

@@ -4,13 +4,14 @@
 //! model, the connectors, the compression hooks and the optimizer use on a GPU runs here: a
 //! missing op, a dtype the CPU backend forgives, a host-side assumption would fail here first.
 //!
-//! Stage-2 runs start from the same connector file and the same tower folders, so both backends
-//! begin from the same weights; their losses (the second reflects the first update) agree to float
-//! rounding. Evaluation on wgpu gives flex's greedy answers.
+//! `train bench parity` does the comparing (stage-2 runs from the same connector file and tower
+//! folders, so both backends begin from the same weights; their losses, the second of which
+//! reflects the first update, agree to float rounding; evaluation gives flex's greedy answers), and
+//! this test reads the files it compared once more.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::common::{stage_args, text, train, train_ok};
+use super::common::{text, train};
 
 /// `--backend` refuses a backend this binary was not built with, naming the feature, before
 /// anything is read.
@@ -60,73 +61,55 @@ mod on_wgpu {
         text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_string()).collect()
     }
 
+    /// `train bench parity --backend wgpu` passes, and the files it compared agree when read
+    /// here: stage 2 of every connector, ACT and balanced checkpointing (the LLM trained in full)
+    /// gives flex's losses, and a run answers the world's questions alike on both backends.
     #[test]
     fn stage_two_trains_and_evaluates_on_wgpu_as_on_flex() {
         if !vulkan_available() {
             return;
         }
-        // A demo world and towers of a few steps, and every connector's stage-1 connector.
         let dir = tempfile::tempdir().unwrap();
-        let demo = dir.path().join("demo");
-        let args = [
-            "demo", "--out", demo.to_str().unwrap(), "--connectors", "mlp2x_gelu,c_abstractor,resampler,anchor_former", "--compression", "none,act",
-            "--train-images", "40", "--eval-images", "4", "--max-steps", "1", "--tower-steps", "3", "--llm", "curriculum=none,steps=3", "--replicas", "1",
-        ];
-        train_ok(&args.map(String::from));
+        let keep = dir.path().join("parity");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_train"))
+            .args(["bench", "parity", "--backend", "wgpu", "--tolerance", "1e-4", "--keep", keep.to_str().unwrap()])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout.lines().find(|l| l.starts_with('{')).expect("a JSON line");
+        let report: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(report["ok"], true, "{report}");
+        assert_eq!(report["runs"].as_array().unwrap().len(), 5, "{report}");
+        assert!(report["weights_rel_diff"].as_f64().unwrap() <= 0.1, "{report}");
 
-        // Stage 2 (the LLM trained in full) on both backends, two steps. Anchor Former once more
-        // with balanced checkpointing, as the LLaVA stage-2 recipes train.
-        let runs: [(&str, &[&str]); 5] = [
-            ("mlp2x_gelu-act", &[]),
-            ("c_abstractor", &[]),
-            ("resampler", &[]),
-            ("anchor_former", &[]),
-            ("anchor_former", &["llm.gradient_checkpointing=true"]),
-        ];
-        let out = dir.path().join("runs");
-        for (i, (recipe, extra)) in runs.iter().enumerate() {
-            let recipe = demo.join("recipes").join(format!("{recipe}.toml"));
-            let mut per_backend = Vec::new();
-            for backend in ["flex", "wgpu"] {
-                let name = format!("{i}-{backend}");
-                let b = format!("devices.backend=\"{backend}\"");
-                let mut sets = vec![b.as_str(), "devices.ids=[0]", "optim.max_steps=2", "log.every_steps=1", "log.tensorboard=false"];
-                sets.extend(extra.iter().copied());
-                train_ok(&stage_args("ift", recipe.to_str().unwrap(), &out, &name, &sets, &[]));
-                per_backend.push(losses(&out.join(&name)));
-            }
-            let (flex, wgpu) = (&per_backend[0], &per_backend[1]);
-            assert_eq!(flex.len(), 2, "{recipe:?} {extra:?}: {flex:?}");
-            for (a, b) in flex.iter().zip(wgpu) {
-                assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{recipe:?} {extra:?}: flex {flex:?} against wgpu {wgpu:?}");
+        for i in 0..5 {
+            let (flex, wgpu) = (losses(&keep.join(format!("runs/{i}-flex"))), losses(&keep.join(format!("runs/{i}-wgpu"))));
+            assert_eq!(flex.len(), 3, "run {i}: {flex:?}");
+            for (a, b) in flex.iter().zip(&wgpu) {
+                assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "run {i}: flex {flex:?} against wgpu {wgpu:?}");
             }
         }
+        let (flex, wgpu) = (answers(&keep.join("answers-flex.jsonl")), answers(&keep.join("answers-wgpu.jsonl")));
+        assert_eq!(flex.len(), 16, "4 images, 4 questions each");
+        assert_eq!(flex, wgpu);
 
-        // Evaluation: the flex-trained Anchor Former run answers the world's questions alike on
-        // both backends; a run's default backend is the one it was trained on.
-        let questions = demo.join("world/eval/questions.jsonl");
-        let images = demo.join("world/images");
-        let answer = |run: &Path, file: &Path, backend: Option<&str>| {
-            let mut args: Vec<String> = ["eval", "run", run.to_str().unwrap(), "--question-file", questions.to_str().unwrap(), "--image-folder", images.to_str().unwrap(), "--answers-file", file.to_str().unwrap(), "--batch-size", "4", "--max-new-tokens", "6"]
-                .map(String::from)
-                .to_vec();
-            if let Some(b) = backend {
-                args.extend(["--backend".to_string(), b.to_string()]);
-            }
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_train")).args(&args).env("RUST_LOG", "info").output().unwrap();
+        // A run's default backend is the one it was trained on.
+        let demo = keep.join("demo");
+        let (questions, images) = (demo.join("world/eval/questions.jsonl"), demo.join("world/images"));
+        let answer = |run: &Path, file: &Path| {
+            let args = [
+                "eval", "run", run.to_str().unwrap(), "--question-file", questions.to_str().unwrap(), "--image-folder", images.to_str().unwrap(), "--answers-file",
+                file.to_str().unwrap(), "--max-new-tokens", "2",
+            ];
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_train")).args(args).env("RUST_LOG", "info").output().unwrap();
             assert!(out.status.success(), "{}", text(&out));
             String::from_utf8_lossy(&out.stderr).into_owned()
         };
-        let run = demo.join("runs/anchor_former");
-        let files: Vec<PathBuf> = ["flex", "wgpu"].iter().map(|b| dir.path().join(format!("answers-{b}.jsonl"))).collect();
-        let log = answer(&run, &files[0], None);
+        let log = answer(&demo.join("runs/anchor_former"), &dir.path().join("a.jsonl"));
         assert!(log.contains("backend=\"flex\""), "a flex-trained run is evaluated on flex by default: {log}");
-        answer(&run, &files[1], Some("wgpu"));
-        let (flex, wgpu) = (answers(&files[0]), answers(&files[1]));
-        assert_eq!(flex.len(), 16, "4 images, 4 questions each");
-        assert_eq!(flex, wgpu);
-        // The wgpu-trained run of the loop above goes back to wgpu.
-        let log = answer(&out.join("3-wgpu"), &dir.path().join("answers-3.jsonl"), None);
-        assert!(log.contains("backend=\"wgpu\""), "{log}");
+        let log = answer(&keep.join("runs/3-wgpu"), &dir.path().join("b.jsonl"));
+        assert!(log.contains("backend=\"wgpu\""), "a wgpu-trained run is evaluated on wgpu by default: {log}");
     }
 }

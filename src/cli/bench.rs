@@ -21,6 +21,9 @@ pub enum BenchCommand {
     /// CUDA builds: the gradient all-reduce on the GPUs given, NCCL on device memory beside the
     /// same sum through the host; checks the sums, prints bandwidths (one JSON line).
     Allreduce(super::bench_allreduce::AllReduceArgs),
+    /// A GPU backend against the CPU: stage 2 of every connector and the answers of a run, on a
+    /// small demo world, must agree with flex's (one JSON line; exit 1 when they do not).
+    Parity(super::bench_parity::ParityArgs),
 }
 
 #[derive(Debug, Args)]
@@ -49,6 +52,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Step(args) => args,
         BenchCommand::Prefill(args) => return super::bench_prefill::run(args),
         BenchCommand::Allreduce(args) => return super::bench_allreduce::run(args),
+        BenchCommand::Parity(args) => return super::bench_parity::run(args),
     };
     if args.warmup >= args.steps as usize {
         bail!("--warmup {} must be below --steps {}", args.warmup, args.steps);

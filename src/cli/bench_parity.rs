@@ -1,0 +1,247 @@
+//! `train bench parity --backend cuda|wgpu`: does this machine's GPU backend train and answer as the
+//! CPU does? It makes a small demo world and towers (a few seconds on the CPU), then trains stage 2
+//! of each connector for three steps on flex and on the backend from the same weights (the stage-1
+//! connector file and the tower folders), and answers the world's questions with one run on both.
+//! The losses (three steps, each one updating) must agree to `--tolerance` (relative), the trained
+//! connectors must be close (see [`WEIGHTS_TOLERANCE`]) and the greedy answers must be the same.
+//! One JSON line says what was compared; the exit status is 1 when something disagrees.
+//!
+//! Each piece runs as this binary's own `train demo`, `train ift` and `train eval run`, so what is
+//! checked is what a user runs. f32 only: the towers are the demo's.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anchorage_train::recipe::Backend;
+use anyhow::{bail, Context};
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct ParityArgs {
+    /// Backend checked against flex: `cuda` or `wgpu` (binaries built with that feature).
+    #[arg(long, value_parser = crate::backend::parse)]
+    pub backend: Backend,
+    /// Device index on that backend.
+    #[arg(long, default_value_t = 0)]
+    pub device: usize,
+    /// Largest relative difference of a loss between the two backends (GPU matrix units may round
+    /// f32 products through TF32).
+    #[arg(long, default_value_t = 1e-3)]
+    pub tolerance: f64,
+    /// Keep the world, towers and runs in this folder (default: a temporary folder, removed).
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
+}
+
+/// Stage-2 runs compared (recipe of the demo, extra `--set`).
+const RUNS: [(&str, &[&str]); 5] = [
+    ("mlp2x_gelu-act", &[]),
+    ("c_abstractor", &[]),
+    ("resampler", &[]),
+    ("anchor_former", &[]),
+    ("anchor_former", &["llm.gradient_checkpointing=true"]),
+];
+
+/// Largest distance between the connectors trained on the two backends, as a fraction of how far
+/// training moved flex's from its initial weights (Euclidean norms over every tensor). Far looser
+/// than the losses: AdamW divides by the gradient's own size, so an element whose gradient is near
+/// zero on both backends can step differently by float rounding alone (up to 0.55% on wgpu, whose
+/// losses agree with flex's to 3e-7). A wrong gradient moves a tensor by its whole update.
+const WEIGHTS_TOLERANCE: f64 = 0.1;
+
+pub fn run(args: ParityArgs) -> anyhow::Result<()> {
+    if args.backend == Backend::Flex {
+        bail!("--backend flex is the reference itself: give cuda or wgpu");
+    }
+    crate::backend::check(args.backend).map_err(anyhow::Error::msg)?;
+    crate::backend::check_devices(args.backend, &[args.device]).map_err(anyhow::Error::msg)?;
+    if !(args.tolerance >= 0.0) {
+        bail!("--tolerance must be a number of at least 0, not {}", args.tolerance);
+    }
+    let temp;
+    let root = match &args.keep {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            dir.clone()
+        }
+        None => {
+            temp = tempfile::tempdir().context("creating a temporary folder")?;
+            temp.path().to_path_buf()
+        }
+    };
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let other = crate::backend::name(args.backend);
+
+    let demo = root.join("demo");
+    let world = ["--train-images", "40", "--eval-images", "4", "--max-steps", "1", "--tower-steps", "3", "--llm", "curriculum=none,steps=3", "--replicas", "1"];
+    let mut demo_args = vec!["demo", "--out", path_str(&demo)?, "--connectors", "mlp2x_gelu,c_abstractor,resampler,anchor_former", "--compression", "none,act"];
+    demo_args.extend(world);
+    train(&exe, &demo_args.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "making the demo world, towers and stage-1 connectors")?;
+
+    let runs_dir = root.join("runs");
+    let mut compared = Vec::new();
+    let mut worst: f64 = 0.0;
+    let mut worst_weights: f64 = 0.0;
+    for (i, (recipe, extra)) in RUNS.iter().enumerate() {
+        let recipe_path = demo.join("recipes").join(format!("{recipe}.toml"));
+        let mut losses = Vec::new();
+        for (backend, device) in [("flex", 0), (other, args.device)] {
+            let name = format!("{i}-{backend}");
+            let mut a: Vec<String> = vec!["ift".into(), path_str(&recipe_path)?.into()];
+            let sets = [
+                format!("run.output_dir=\"{}\"", path_str(&runs_dir)?),
+                format!("run.name=\"{name}\""),
+                format!("devices.backend=\"{backend}\""),
+                format!("devices.ids=[{device}]"),
+                "optim.max_steps=3".into(),
+                // Every step updates (no warm-up step at learning rate 0), so the losses of steps
+                // 2 and 3 and the connector written at the end reflect the backward passes.
+                "optim.warmup_ratio=0".into(),
+                "log.every_steps=1".into(),
+                "log.tensorboard=false".into(),
+            ];
+            for set in sets.iter().cloned().chain(extra.iter().map(|s| s.to_string())) {
+                a.extend(["--set".into(), set]);
+            }
+            train(&exe, &a, &format!("stage 2 of {recipe} on {backend}"))?;
+            losses.push(read_losses(&runs_dir.join(&name))?);
+        }
+        let (flex, gpu) = (&losses[0], &losses[1]);
+        if flex.len() != gpu.len() || flex.is_empty() {
+            bail!("{recipe}: flex logged {} losses and {other} {}", flex.len(), gpu.len());
+        }
+        let diff = flex.iter().zip(gpu).map(|(a, b)| (a - b).abs() / a.abs().max(1.0)).fold(0.0, f64::max);
+        let diff = if diff.is_nan() { f64::INFINITY } else { diff };
+        worst = worst.max(diff);
+        // The connectors the two trainings wrote, against each other and against where they began.
+        let init = connector_init(&recipe_path)?;
+        let (a, b) = (read_connector(&runs_dir.join(format!("{i}-flex/connector.safetensors")))?, read_connector(&runs_dir.join(format!("{i}-{other}/connector.safetensors")))?);
+        let start = read_connector(&init)?;
+        let (apart, moved) = (distance(&a, &b, &recipe_path)?, distance(&a, &start, &recipe_path)?);
+        if !(moved > 0.0) {
+            bail!("{recipe}: the connector did not change in training ({} equals its initial weights {})", runs_dir.join(format!("{i}-flex")).display(), init.display());
+        }
+        let weights = apart / moved;
+        worst_weights = worst_weights.max(if weights.is_nan() { f64::INFINITY } else { weights });
+        compared.push(serde_json::json!({ "run": recipe, "set": extra, "flex": flex, "backend": gpu, "max_rel_diff": diff, "weights_rel_diff": weights }));
+    }
+
+    // Evaluation: the flex-trained Anchor Former run answers the world's questions on both.
+    let questions = demo.join("world/eval/questions.jsonl");
+    let images = demo.join("world/images");
+    let run = demo.join("runs/anchor_former");
+    let mut answers = Vec::new();
+    for (backend, device) in [("flex", 0), (other, args.device)] {
+        let file = root.join(format!("answers-{backend}.jsonl"));
+        let _ = std::fs::remove_file(&file);
+        let a: Vec<String> = [
+            "eval", "run", path_str(&run)?, "--question-file", path_str(&questions)?, "--image-folder", path_str(&images)?, "--answers-file", path_str(&file)?,
+            "--batch-size", "4", "--max-new-tokens", "6", "--backend", backend, "--device", &device.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        train(&exe, &a, &format!("answering on {backend}"))?;
+        answers.push(read_answers(&file)?);
+    }
+    let same = answers[0].iter().zip(&answers[1]).filter(|(a, b)| a == b).count();
+    let losses_ok = worst <= args.tolerance;
+    let weights_ok = worst_weights <= WEIGHTS_TOLERANCE;
+    let answers_ok = answers[0].len() == answers[1].len() && same == answers[0].len();
+    let json = serde_json::json!({
+        "bench": "parity",
+        "backend": other,
+        "device": args.device,
+        "runs": compared,
+        "max_rel_diff": worst,
+        "tolerance": args.tolerance,
+        "weights_rel_diff": worst_weights,
+        "weights_tolerance": WEIGHTS_TOLERANCE,
+        "answers": answers[0].len(),
+        "answers_same": same,
+        "ok": losses_ok && weights_ok && answers_ok,
+    });
+    println!("{json}");
+    if !losses_ok {
+        bail!("the losses on {other} differ from flex's by up to {worst:.3e} (relative), above --tolerance {}", args.tolerance);
+    }
+    if !weights_ok {
+        bail!("the connectors trained on {other} differ from flex's by {worst_weights:.3e} of how far training moved them, above {WEIGHTS_TOLERANCE}");
+    }
+    if !answers_ok {
+        bail!("{other} gave {same} of flex's {} answers", answers[0].len());
+    }
+    Ok(())
+}
+
+fn path_str(path: &Path) -> anyhow::Result<&str> {
+    path.to_str().with_context(|| format!("{} is not valid UTF-8", path.display()))
+}
+
+/// Runs this binary with `args`; a failure carries the end of its output.
+fn train(exe: &Path, args: &[String], what: &str) -> anyhow::Result<()> {
+    let out = Command::new(exe).args(args).env("RUST_LOG", "warn").output().with_context(|| format!("{what}: starting {}", exe.display()))?;
+    if !out.status.success() {
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let tail: Vec<&str> = text.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
+        bail!("{what} failed ({}): train {}\n{}", out.status, args.join(" "), tail.join("\n"));
+    }
+    Ok(())
+}
+
+fn read_losses(run: &Path) -> anyhow::Result<Vec<f64>> {
+    let path = run.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{} line {}", path.display(), i + 1))?;
+        if let Some(loss) = v["loss"].as_f64() {
+            out.push(loss);
+        }
+    }
+    Ok(out)
+}
+
+/// The stage-1 connector a demo stage-2 recipe starts from (`connector.init`).
+fn connector_init(recipe: &Path) -> anyhow::Result<PathBuf> {
+    let text = std::fs::read_to_string(recipe).with_context(|| format!("reading {}", recipe.display()))?;
+    let table: toml::Table = text.parse().with_context(|| format!("parsing {}", recipe.display()))?;
+    let init = table.get("connector").and_then(|c| c.get("init")).and_then(|i| i.as_str()).with_context(|| format!("{}: no connector.init", recipe.display()))?;
+    Ok(PathBuf::from(init))
+}
+
+/// A connector file's tensors as f64 values, by name.
+fn read_connector(path: &Path) -> anyhow::Result<std::collections::BTreeMap<String, Vec<f64>>> {
+    let tensors = anchorage_llm::read_tensors(path).with_context(|| format!("reading {}", path.display()))?;
+    tensors
+        .into_iter()
+        .map(|(name, data)| {
+            let values = data.convert::<f64>().to_vec::<f64>().map_err(|e| anyhow::anyhow!("{}: tensor {name}: {e:?}", path.display()))?;
+            Ok((name, values))
+        })
+        .collect()
+}
+
+/// Euclidean distance between two connectors with the same tensors.
+fn distance(a: &std::collections::BTreeMap<String, Vec<f64>>, b: &std::collections::BTreeMap<String, Vec<f64>>, recipe: &Path) -> anyhow::Result<f64> {
+    let mut sum = 0.0;
+    for (name, x) in a {
+        let y = b.get(name).with_context(|| format!("{}: tensor {name} is in one connector and not the other", recipe.display()))?;
+        if x.len() != y.len() {
+            bail!("{}: tensor {name} has {} values in one connector and {} in the other", recipe.display(), x.len(), y.len());
+        }
+        sum += x.iter().zip(y).map(|(p, q)| (p - q) * (p - q)).sum::<f64>();
+    }
+    Ok(sum.sqrt())
+}
+
+fn read_answers(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| {
+            let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{} line {}", path.display(), i + 1))?;
+            Ok(v["text"].as_str().unwrap_or_default().to_string())
+        })
+        .collect()
+}
