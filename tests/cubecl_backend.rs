@@ -9,15 +9,12 @@
 //! reflects the first update, agree to float rounding; evaluation gives flex's greedy answers), and
 //! this test reads the files it compared once more.
 
-use std::path::Path;
-
-use super::common::{text, train};
-
 /// `--backend` refuses a backend this binary was not built with, naming the feature, before
 /// anything is read.
 #[cfg(not(feature = "cuda"))]
 #[test]
 fn evaluating_on_a_backend_this_binary_lacks_is_refused_by_name() {
+    use super::common::{text, train};
     let dir = tempfile::tempdir().unwrap();
     let answers = dir.path().join("answers.jsonl");
     let args = ["eval", "run", "no-such-run", "--question-file", "q.jsonl", "--image-folder", ".", "--answers-file", answers.to_str().unwrap()];
@@ -30,7 +27,9 @@ fn evaluating_on_a_backend_this_binary_lacks_is_refused_by_name() {
 
 #[cfg(feature = "wgpu")]
 mod on_wgpu {
-    use super::*;
+    use std::path::Path;
+
+    use super::super::common::text;
 
     /// Whether a Vulkan driver is installed (lavapipe on a CPU machine); CI sets
     /// `ANCHORAGE_REQUIRE_WGPU=1`, which makes its absence a failure instead of a skip.
