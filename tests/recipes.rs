@@ -126,3 +126,16 @@ fn anyres_variants_differ_only_in_tiling() {
         }
     }
 }
+
+/// A fully trained LLM in f16 is refused by key (AdamW's state underflows there: NaN after the
+/// first update); bf16, and f16 for a frozen LLM or LoRA, are accepted.
+#[test]
+fn a_fully_trained_llm_in_f16_is_refused() {
+    let ift = Path::new("recipes/tiny/ift.toml");
+    let err = load_recipe(ift, &["llm.dtype=\"f16\"".to_string()]).unwrap_err().to_string();
+    assert!(err.contains("llm.dtype") && err.contains("AdamW") && err.contains("bf16"), "{err}");
+    load_recipe(ift, &["llm.dtype=\"bf16\"".to_string()]).unwrap();
+    load_recipe(ift, &["llm.dtype=\"f16\"".to_string(), "llm.training=\"frozen\"".to_string()]).unwrap();
+    let pre = Path::new("recipes/tiny/pretrain.toml");
+    load_recipe(pre, &["llm.dtype=\"f16\"".to_string()]).unwrap();
+}
