@@ -139,14 +139,3 @@ fn a_fully_trained_llm_in_f16_is_refused() {
     let pre = Path::new("recipes/tiny/pretrain.toml");
     load_recipe(pre, &["llm.dtype=\"f16\"".to_string()]).unwrap();
 }
-
-/// A fully trained LLM in bf16 (LLaVA's stage-2 recipes) gets a note on the updates rounded away;
-/// f32, or a frozen LLM in bf16, gets none.
-#[test]
-fn a_fully_trained_llm_in_bf16_is_noted() {
-    let ift = load_recipe(Path::new("recipes/ift/mlp2x_gelu.toml"), &[]).unwrap();
-    let notes = ift.precision_notes();
-    assert!(notes.len() == 1 && notes[0].contains("rounded away") && notes[0].contains("f32"), "{notes:?}");
-    assert!(load_recipe(Path::new("recipes/ift/mlp2x_gelu.toml"), &["llm.dtype=\"f32\"".to_string()]).unwrap().precision_notes().is_empty());
-    assert!(load_recipe(Path::new("recipes/pretrain/mlp2x_gelu.toml"), &[]).unwrap().precision_notes().is_empty());
-}

@@ -196,6 +196,7 @@ fn build(args: &PrefillArgs, compression: CompressionPolicy) -> anyhow::Result<L
         connector_config: config,
         image_size: args.image_size,
         device: device.clone(),
+        llm_compute: None,
     })
 }
 

@@ -94,15 +94,9 @@ pub fn run(stage: Stage, args: StageArgs) -> anyhow::Result<()> {
         if let Err(why) = crate::backend::check(recipe.devices.backend) {
             println!("note: {why}");
         }
-        for note in recipe.precision_notes() {
-            println!("note: {note}");
-        }
         return Ok(());
     }
     crate::backend::check(recipe.devices.backend).map_err(anyhow::Error::msg)?;
-    for note in recipe.precision_notes() {
-        tracing::warn!("{note}");
-    }
     crate::backend::check_devices(recipe.devices.backend, &recipe.devices.ids).map_err(anyhow::Error::msg)?;
     let world = world(&recipe, &args)?;
     let started = std::time::Instant::now();

@@ -10,7 +10,7 @@ use anchorage_vision::{ClipVisionConfig, FeatureSelect};
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 
-use crate::spec::{connector_config, ConnectorDims, LlmTraining, LlavaSpec};
+use crate::spec::{connector_config, ConnectorDims, Dtype, LlmSection, LlmTraining, LlavaSpec};
 use crate::towers::{language_model, materialize, vision_tower, VisionTower};
 use crate::{Llava, ModelError, Trainable, VisionSelect};
 
@@ -36,7 +36,10 @@ impl LlavaSpec {
         let input_size = self.vision.input_size(&vision_config).map_err(|(key, message)| ModelError::Spec { key: format!("vision.{key}"), message })?;
         let processor = if input_size == vision_config.image_size { processor } else { processor.with_output_size(input_size as u32) };
         B::seed(device, self.seed.wrapping_add(1));
-        let (llm, llm_dir) = language_model::<B>(&self.llm, device)?;
+        // A fully trained bf16 LLM is loaded in f32: the master copy AdamW steps (`Llava::llm_compute`).
+        let master = self.llm.training == LlmTraining::Full && self.llm.dtype == Dtype::Bf16;
+        let stored = if master { LlmSection { dtype: Dtype::F32, ..self.llm.clone() } } else { self.llm.clone() };
+        let (llm, llm_dir) = language_model::<B>(&stored, device)?;
         // Layer ranges need the LLM's depth: checked here, before anything trains or generates.
         self.compression.check(llm.config.num_hidden_layers).map_err(|e| match e {
             anchorage_compress::CompressError::Config { key, message } => ModelError::Spec { key: format!("compression.{key}"), message },
@@ -70,6 +73,7 @@ impl LlavaSpec {
             image_tokens: config.output_tokens(vision_tokens),
             connector_config: config,
             device: device.clone(),
+            llm_compute: master.then_some(burn::tensor::FloatDType::BF16),
         };
         Ok(Built { model, processor, tokenizer: self.tokenizer(llm_dir.as_deref()), vision_config, llm_config })
     }

@@ -81,6 +81,11 @@ pub struct Llava<B: Backend, V: Backend = B> {
     pub image_tokens: usize,
     /// Where the model lives.
     pub device: B::Device,
+    /// A fully trained bf16 LLM is kept in f32, the master copy AdamW steps (as LLaVA's DeepSpeed
+    /// keeps one), and cast to this dtype for each training forward ([`Self::forward_loss`]) and
+    /// once for evaluation ([`Self::into_compute_dtype`]). `None`: the LLM computes in the dtype
+    /// it is stored in.
+    pub llm_compute: Option<FloatDType>,
 }
 
 /// The result of one training forward: the loss parts and the batch's token count.
@@ -101,6 +106,24 @@ pub(crate) struct Spliced<B: Backend> {
 impl<B: Backend, V: Backend<Device = B::Device>> Llava<B, V> {
     pub fn llm(&self) -> &Llm<B> {
         &self.trainable.llm
+    }
+
+    /// This model with the LLM's weights cast to `dtype` and no `llm_compute`: the compute copy of
+    /// an f32 master LLM (under autodiff the casts are part of the graph).
+    pub fn with_llm_cast(&self, dtype: FloatDType) -> Self {
+        let mut view = self.clone();
+        view.trainable.llm = crate::towers::cast_to(view.trainable.llm, dtype);
+        view.llm_compute = None;
+        view
+    }
+
+    /// An f32 master LLM cast once to its compute dtype (for evaluation and generation, which use
+    /// the LLM as stored); any other model as it is.
+    pub fn into_compute_dtype(mut self) -> Self {
+        if let Some(dtype) = self.llm_compute.take() {
+            self.trainable.llm = crate::towers::cast_to(self.trainable.llm, dtype);
+        }
+        self
     }
 
     /// The model for AnyRes training: a fresh trainable `image_newline` `[d_llm]`, drawn as
@@ -229,6 +252,11 @@ impl<B: AutodiffBackend> Llava<B, B::InnerBackend> {
     /// One training forward over a micro-batch of samples: images encoded without autodiff and
     /// lifted into the graph, then connector → splice (truncated to `max_len`) → LLM → loss.
     pub fn forward_loss(&self, samples: &[Sample], max_len: usize, pad_id: i64) -> Result<ForwardOutput<B>, ModelError> {
+        if let Some(dtype) = self.llm_compute {
+            // The f32 master weights cast for this forward: the casts are recorded in the graph,
+            // so the gradients come back to the f32 parameters in f32.
+            return self.with_llm_cast(dtype).forward_loss(samples, max_len, pad_id);
+        }
         if self.trainable.image_newline.is_some() {
             return self.forward_loss_anyres(samples, max_len, pad_id);
         }
@@ -260,7 +288,8 @@ impl<B: AutodiffBackend> Llava<B, B::InnerBackend> {
         Ok(ForwardOutput { loss, tokens, vision_time })
     }
 
-    /// The same model without autodiff, for evaluation and generation.
+    /// The same model without autodiff, for evaluation and generation (an f32 master LLM cast to
+    /// its compute dtype).
     pub fn into_inference(self) -> Llava<B::InnerBackend> {
         Llava {
             vision: self.vision,
@@ -272,6 +301,8 @@ impl<B: AutodiffBackend> Llava<B, B::InnerBackend> {
             image_size: self.image_size,
             image_tokens: self.image_tokens,
             device: self.device,
+            llm_compute: self.llm_compute,
         }
+        .into_compute_dtype()
     }
 }

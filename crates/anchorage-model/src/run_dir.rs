@@ -86,10 +86,11 @@ pub fn load_checkpoint<B: burn::tensor::backend::Backend>(card: ModelCard, run_d
     }
     let weights = checkpoint.join("trainable.bin");
     let bytes = std::fs::read(&weights).map_err(|source| ModelError::Io { path: weights.clone(), source })?;
-    let model = &mut built.model;
-    let trainable = model.trainable.clone();
-    model.trainable = CheckpointWeights::load_bytes(trainable, model.training, bytes, &weights, device)?;
-    if model.training == LlmTraining::Frozen {
+    let trainable = built.model.trainable.clone();
+    built.model.trainable = CheckpointWeights::load_bytes(trainable, built.model.training, bytes, &weights, device)?;
+    // A run that trained an f32 master copy of a bf16 LLM answers in bf16, as it computed.
+    built.model = built.model.into_compute_dtype();
+    if built.model.training == LlmTraining::Frozen {
         tracing::debug!(checkpoint = %checkpoint.display(), "loaded the connector (the LLM is the frozen base)");
     }
     Ok(RunModel { built, card, run_dir: run_dir.to_path_buf(), checkpoint: checkpoint.to_path_buf() })

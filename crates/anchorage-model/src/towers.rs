@@ -88,6 +88,16 @@ fn spec_err(key: &str, message: &str) -> ModelError {
 
 /// A built-in tower in the spec's dtype (its weights are drawn in f32, then cast).
 fn cast_float<B: Backend, M: Module<B>>(module: M, dtype: Dtype) -> M {
+    match dtype {
+        Dtype::F32 => module,
+        Dtype::Bf16 => cast_to(module, FloatDType::BF16),
+        Dtype::F16 => cast_to(module, FloatDType::F16),
+    }
+}
+
+/// Every float parameter of `module` cast to `dtype`, ids kept (under autodiff the casts are
+/// recorded, so gradients reach the parameters cast from).
+pub(crate) fn cast_to<B: Backend, M: Module<B>>(module: M, dtype: FloatDType) -> M {
     struct Cast(FloatDType);
     impl<B: Backend> ModuleMapper<B> for Cast {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
@@ -95,11 +105,7 @@ fn cast_float<B: Backend, M: Module<B>>(module: M, dtype: Dtype) -> M {
             param.map(|t| t.cast(dtype))
         }
     }
-    match dtype {
-        Dtype::F32 => module,
-        Dtype::Bf16 => module.map(&mut Cast(FloatDType::BF16)),
-        Dtype::F16 => module.map(&mut Cast(FloatDType::F16)),
-    }
+    module.map(&mut Cast(dtype))
 }
 
 /// Forces burn's lazily initialised parameters to draw their values now. Without this the draws

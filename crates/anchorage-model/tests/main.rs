@@ -3,6 +3,7 @@
 //! Run one file's tests with `cargo test --test integration <file>::`.
 
 mod checkpoint_newline;
+mod master_weights;
 mod run_dir;
 mod splice_loss;
 

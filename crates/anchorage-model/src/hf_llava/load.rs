@@ -107,6 +107,7 @@ fn compose<B: Backend>(
         // Per LLaVA image or per LLaVA-NeXT tile, before packing.
         image_tokens: config.tile_tokens(),
         device: device.clone(),
+        llm_compute: None,
     })
 }
 

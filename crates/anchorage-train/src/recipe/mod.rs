@@ -46,23 +46,6 @@ pub struct Recipe {
 }
 
 impl Recipe {
-    /// What the recipe's precision will do that a user may not expect (printed by `train
-    /// pretrain|ift`, and by `--dry-run` as notes). Today: a fully trained LLM in bf16 is stepped
-    /// in bf16 (there is no f32 master copy, which LLaVA's DeepSpeed keeps), so an update smaller
-    /// than half the bf16 spacing of a weight is rounded away.
-    pub fn precision_notes(&self) -> Vec<String> {
-        let mut notes = Vec::new();
-        if self.llm.training == LlmTraining::Full && self.llm.dtype == Dtype::Bf16 {
-            notes.push(
-                "llm.dtype = \"bf16\" with llm.training = \"full\": AdamW steps the LLM's bf16 weights directly (no f32 master copy, \
-                 unlike LLaVA's DeepSpeed), so updates below half a weight's bf16 spacing are rounded away; at lr 2e-5 only 10% \
-                 of the demo LLM's weights changed in 3 steps (100% in f32). llm.dtype = \"f32\" steps exactly, at twice the memory"
-                    .to_string(),
-            );
-        }
-        notes
-    }
-
     /// The model this recipe trains, as anchorage-model builds it.
     pub fn model_spec(&self) -> anchorage_model::LlavaSpec {
         anchorage_model::LlavaSpec {
