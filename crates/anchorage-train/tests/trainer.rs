@@ -10,7 +10,9 @@ use anchorage_connectors::format as connector_file;
 use anchorage_train::recipe::parse_recipe;
 use anchorage_train::trainer::{TrainOptions, TrainSummary, Trainer, World};
 use anchorage_train::{Plan, Settings};
+use anchorage_model::CheckpointWeights;
 use burn::backend::{Autodiff, Flex};
+use burn::module::{Module, ModuleVisitor, Param};
 
 type AD = Autodiff<Flex>;
 
@@ -59,7 +61,7 @@ feature_select = "cls_patch"
 dtype = "f32"
 [llm]
 model = {{ builtin = "tiny" }}
-dtype = "f32"
+{llm_dtype}
 {llm_extra}
 [connector]
 kind = "anchor_former"
@@ -88,6 +90,8 @@ tensorboard = true
         out = run_dir.parent().unwrap().display(),
         manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data-manifests/tiny/pretrain.toml"),
         llm_extra = llm_extra,
+        // `llm_extra` may give its own dtype.
+        llm_dtype = if llm_extra.contains("dtype") { "" } else { "dtype = \"f32\"" },
     )
 }
 
@@ -184,4 +188,41 @@ fn lora_checkpoints_hold_only_the_adapters_and_resume_exactly() {
     let llm_params = LlamaConfig::tiny();
     let llm_bytes = 4 * (llm_params.vocab_size * llm_params.hidden_size * 2) as u64;
     assert!(full_bytes > lora_bytes + llm_bytes, "LoRA checkpoint {lora_bytes} B, full {full_bytes} B");
+}
+
+/// A bf16 LLM trained in full steps an f32 master copy (anchorage-model `Llava::llm_compute`); its
+/// checkpoints hold that copy, so a resumed run repeats the uninterrupted losses and writes the same
+/// step checkpoint byte for byte.
+#[test]
+fn a_bf16_llm_trained_in_full_resumes_exactly_from_its_f32_master() {
+    const BF16_FULL: &str = "dtype = \"bf16\"\ntraining = \"full\"";
+    let dir = tempfile::tempdir().unwrap();
+    let full = run_with(&dir.path().join("bf16"), 4, false, None, BF16_FULL);
+    let part = dir.path().join("bf16-part");
+    assert_eq!(run_with(&part, 4, false, Some(3), BF16_FULL).steps, 3);
+    let resumed = run_with(&part, 4, true, None, BF16_FULL);
+    assert_eq!(resumed.losses, full.losses, "a resumed bf16 run must repeat the uninterrupted losses bit for bit");
+    // The step-4 weights, read back into the model: the f32 master values, equal in both runs
+    // (the record bytes differ: they carry parameter ids, which are drawn per process).
+    let recipe = parse_recipe(&recipe_text(&part, 4, BF16_FULL), Path::new("test.toml"), &[]).unwrap();
+    let weights = |run: &Path| -> Vec<(burn::tensor::DType, Vec<f32>)> {
+        let _one_at_a_time = SEEDED.lock().unwrap_or_else(|p| p.into_inner());
+        let device = Default::default();
+        let model = recipe.model_spec().build::<Flex, Flex>(&device, None).unwrap().model;
+        let path = run.join("step-00000004").join("trainable.bin");
+        let trainable = CheckpointWeights::load_bytes(model.trainable, model.training, std::fs::read(&path).unwrap(), &path, &device).unwrap();
+        struct Collect(Vec<(burn::tensor::DType, Vec<f32>)>);
+        impl ModuleVisitor<Flex> for Collect {
+            fn visit_float<const D: usize>(&mut self, param: &Param<burn::tensor::Tensor<Flex, D>>) {
+                let value = param.val();
+                self.0.push((value.dtype(), value.cast(burn::tensor::FloatDType::F32).into_data().to_vec::<f32>().unwrap()));
+            }
+        }
+        let mut c = Collect(Vec::new());
+        trainable.llm.visit(&mut c);
+        c.0
+    };
+    let (a, b) = (weights(&dir.path().join("bf16")), weights(&part));
+    assert!(a.iter().all(|(dtype, _)| *dtype == burn::tensor::DType::F32), "the checkpoint holds the f32 master");
+    assert!(a == b, "the resumed run's step-4 LLM weights differ from the uninterrupted run's");
 }
