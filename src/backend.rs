@@ -50,10 +50,9 @@ pub trait BackendJob {
     fn run<B: burn::tensor::backend::Backend>(self, device: B::Device) -> anyhow::Result<Self::Output>;
 }
 
-/// Runs `job` on device `id` of `backend`, after [`check`] and [`check_devices`].
+/// Runs `job` on device `id` of `backend`, after [`check_ready`].
 pub fn on_backend<J: BackendJob>(backend: Backend, id: usize, job: J) -> anyhow::Result<J::Output> {
-    check(backend).map_err(anyhow::Error::msg)?;
-    check_devices(backend, &[id]).map_err(anyhow::Error::msg)?;
+    check_ready(backend, &[id])?;
     match backend {
         #[cfg(feature = "cuda")]
         Backend::Cuda => job.run::<burn::backend::Cuda>(burn::backend::cuda::CudaDevice::new(id)),
@@ -82,9 +81,16 @@ pub fn parse(name: &str) -> Result<Backend, String> {
     }
 }
 
+/// Whether this binary can run `backend` ([`check`]) on the devices `ids` ([`check_devices`]):
+/// what every command asks before it builds anything on a device.
+pub fn check_ready(backend: Backend, ids: &[usize]) -> anyhow::Result<()> {
+    check(backend).map_err(anyhow::Error::msg)?;
+    check_devices(backend, ids).map_err(anyhow::Error::msg)
+}
+
 /// Whether the devices `ids` exist: on CUDA the driver is asked how many GPUs it sees (an index past
 /// them would panic inside burn's backend); flex and wgpu have nothing to check here.
-pub fn check_devices(backend: Backend, ids: &[usize]) -> Result<(), String> {
+fn check_devices(backend: Backend, ids: &[usize]) -> Result<(), String> {
     #[cfg(feature = "cuda")]
     if backend == Backend::Cuda {
         let count = cudarc::driver::safe::CudaContext::device_count().map_err(|e| format!("devices.backend = \"cuda\": the NVIDIA driver did not start: {e:?}"))?;

@@ -31,27 +31,9 @@ mod on_wgpu {
 
     use super::super::common::text;
 
-    /// Whether a Vulkan driver is installed (lavapipe on a CPU machine); CI sets
-    /// `ANCHORAGE_REQUIRE_WGPU=1`, which makes its absence a failure instead of a skip.
-    fn vulkan_available() -> bool {
-        let has_icd = std::env::var_os("VK_ICD_FILENAMES").is_some()
-            || ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d", "/usr/local/share/vulkan/icd.d"]
-                .iter()
-                .any(|d| std::fs::read_dir(Path::new(d)).map(|entries| entries.flatten().any(|e| e.path().extension().is_some_and(|x| x == "json"))).unwrap_or(false));
-        if has_icd {
-            return true;
-        }
-        if std::env::var_os("ANCHORAGE_REQUIRE_WGPU").is_some_and(|v| v == "1") {
-            panic!("ANCHORAGE_REQUIRE_WGPU=1 but no Vulkan driver is installed (apt-get install mesa-vulkan-drivers)");
-        }
-        eprintln!("skipping the wgpu trainer test: no Vulkan driver (apt-get install mesa-vulkan-drivers to run it)");
-        false
-    }
-
     /// The losses a run logged, in step order.
     fn losses(run: &Path) -> Vec<f64> {
-        let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-        metrics.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter_map(|v| v["loss"].as_f64()).collect()
+        anchorage_train::metrics::MetricsLog::read(&run.join("metrics.jsonl")).unwrap().into_iter().map(|m| m.loss).collect()
     }
 
     /// Greedy answers of an answers file, in order.
@@ -65,7 +47,7 @@ mod on_wgpu {
     /// gives flex's losses, and a run answers the world's questions alike on both backends.
     #[test]
     fn stage_two_trains_and_evaluates_on_wgpu_as_on_flex() {
-        if !vulkan_available() {
+        if !crate::wgpu_support::wgpu_available() {
             return;
         }
         let dir = tempfile::tempdir().unwrap();

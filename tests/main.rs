@@ -3,6 +3,11 @@
 //! Run one file's tests with `cargo test --test integration <file>::`.
 
 mod common;
+/// The kernels' driver probes (`wgpu_available`: a Vulkan driver, or a failure under
+/// `ANCHORAGE_REQUIRE_WGPU=1`), one file for both packages' tests.
+#[path = "../kernels/tests/support/mod.rs"]
+#[allow(dead_code)]
+mod wgpu_support;
 
 mod cli;
 mod compress_prune;

@@ -70,8 +70,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     if recipe.devices.nodes != 1 {
         bail!("train bench step runs on one node (devices.nodes = {})", recipe.devices.nodes);
     }
-    crate::backend::check(recipe.devices.backend).map_err(anyhow::Error::msg)?;
-    crate::backend::check_devices(recipe.devices.backend, &recipe.devices.ids).map_err(anyhow::Error::msg)?;
+    crate::backend::check_ready(recipe.devices.backend, &recipe.devices.ids)?;
     let plan = Plan::new(&recipe).context("planning the run")?;
     let samples = (plan.global_batch * args.steps) as usize;
     let world = World::new(recipe.devices.ids.len(), 1, None);

@@ -12,7 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anchorage_train::recipe::Backend;
+use anchorage_eval::score::answers::read_jsonl;
+use anchorage_train::metrics::MetricsLog;
+use anchorage_train::recipe::{load_recipe, Backend};
 use anyhow::{bail, Context};
 use clap::Args;
 
@@ -53,8 +55,7 @@ pub fn run(args: ParityArgs) -> anyhow::Result<()> {
     if args.backend == Backend::Flex {
         bail!("--backend flex is the reference itself: give cuda or wgpu");
     }
-    crate::backend::check(args.backend).map_err(anyhow::Error::msg)?;
-    crate::backend::check_devices(args.backend, &[args.device]).map_err(anyhow::Error::msg)?;
+    crate::backend::check_ready(args.backend, &[args.device])?;
     if !(args.tolerance >= 0.0) {
         bail!("--tolerance must be a number of at least 0, not {}", args.tolerance);
     }
@@ -69,23 +70,90 @@ pub fn run(args: ParityArgs) -> anyhow::Result<()> {
             temp.path().to_path_buf()
         }
     };
-    let exe = std::env::current_exe().context("locating this binary")?;
-    let other = crate::backend::name(args.backend);
-
-    let demo = root.join("demo");
-    let world = ["--train-images", "40", "--eval-images", "4", "--max-steps", "1", "--tower-steps", "3", "--llm", "curriculum=none,steps=3", "--replicas", "1"];
-    let mut demo_args = vec!["demo", "--out", path_str(&demo)?, "--connectors", "mlp2x_gelu,c_abstractor,resampler,anchor_former", "--compression", "none,act"];
-    demo_args.extend(world);
-    train(&exe, &demo_args.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "making the demo world, towers and stage-1 connectors")?;
-
-    let runs_dir = root.join("runs");
+    let parity = Parity { exe: std::env::current_exe().context("locating this binary")?, other: crate::backend::name(args.backend), device: args.device, demo: root.join("demo"), root };
+    parity.make_demo()?;
     let mut compared = Vec::new();
-    let mut worst: f64 = 0.0;
-    let mut worst_weights: f64 = 0.0;
+    let (mut worst, mut worst_weights): (f64, f64) = (0.0, 0.0);
     for (i, (recipe, extra)) in RUNS.iter().enumerate() {
-        let recipe_path = demo.join("recipes").join(format!("{recipe}.toml"));
+        let run = parity.stage_two(i, recipe, extra)?;
+        worst = worst.max(run.losses_diff);
+        worst_weights = worst_weights.max(run.weights_diff);
+        compared.push(serde_json::json!({ "run": recipe, "set": extra, "flex": run.flex, "backend": run.other, "max_rel_diff": run.losses_diff, "weights_rel_diff": run.weights_diff }));
+    }
+    let [flex, gpu] = parity.answers()?;
+    let other = parity.other;
+
+    let same = flex.iter().zip(&gpu).filter(|(a, b)| a == b).count();
+    let losses_ok = worst <= args.tolerance;
+    let weights_ok = worst_weights <= WEIGHTS_TOLERANCE;
+    let answers_ok = flex.len() == gpu.len() && same == flex.len();
+    let json = serde_json::json!({
+        "bench": "parity",
+        "backend": other,
+        "device": args.device,
+        "runs": compared,
+        "max_rel_diff": worst,
+        "tolerance": args.tolerance,
+        "weights_rel_diff": worst_weights,
+        "weights_tolerance": WEIGHTS_TOLERANCE,
+        "answers": flex.len(),
+        "answers_same": same,
+        "ok": losses_ok && weights_ok && answers_ok,
+    });
+    println!("{json}");
+    if !losses_ok {
+        bail!("the losses on {other} differ from flex's by up to {worst:.3e} (relative), above --tolerance {}", args.tolerance);
+    }
+    if !weights_ok {
+        bail!("the connectors trained on {other} differ from flex's by {worst_weights:.3e} of how far training moved them, above {WEIGHTS_TOLERANCE}");
+    }
+    if !answers_ok {
+        bail!("{other} gave {same} of flex's {} answers", flex.len());
+    }
+    Ok(())
+}
+
+/// Where the comparison runs: this binary, the backend against flex, and its folders.
+struct Parity {
+    exe: PathBuf,
+    /// The backend's name (`cuda`, `wgpu`).
+    other: &'static str,
+    device: usize,
+    root: PathBuf,
+    demo: PathBuf,
+}
+
+/// One stage-2 recipe trained on both backends.
+struct StageTwo {
+    flex: Vec<f64>,
+    other: Vec<f64>,
+    /// Largest relative difference of a loss.
+    losses_diff: f64,
+    /// Distance between the trained connectors over the distance flex's moved from its start.
+    weights_diff: f64,
+}
+
+impl Parity {
+    /// The backends compared, with the device each runs on.
+    fn backends(&self) -> [(&'static str, usize); 2] {
+        [("flex", 0), (self.other, self.device)]
+    }
+
+    /// A small demo world, its towers and every connector's stage-1 run (on the CPU).
+    fn make_demo(&self) -> anyhow::Result<()> {
+        let mut args = vec!["demo", "--out", path_str(&self.demo)?, "--connectors", "mlp2x_gelu,c_abstractor,resampler,anchor_former", "--compression", "none,act"];
+        args.extend(["--train-images", "40", "--eval-images", "4", "--max-steps", "1", "--tower-steps", "3", "--llm", "curriculum=none,steps=3", "--replicas", "1"]);
+        train(&self.exe, &args.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "making the demo world, towers and stage-1 connectors")
+    }
+
+    /// Run `i`: the demo's stage-2 `recipe` (with `extra` settings) on both backends from its
+    /// stage-1 connector, and how far apart their losses and trained connectors are.
+    fn stage_two(&self, i: usize, recipe: &str, extra: &[&str]) -> anyhow::Result<StageTwo> {
+        let recipe_path = self.demo.join("recipes").join(format!("{recipe}.toml"));
+        let runs_dir = self.root.join("runs");
         let mut losses = Vec::new();
-        for (backend, device) in [("flex", 0), (other, args.device)] {
+        let mut connectors = Vec::new();
+        for (backend, device) in self.backends() {
             let name = format!("{i}-{backend}");
             let mut a: Vec<String> = vec!["ift".into(), path_str(&recipe_path)?.into()];
             let sets = [
@@ -103,75 +171,50 @@ pub fn run(args: ParityArgs) -> anyhow::Result<()> {
             for set in sets.iter().cloned().chain(extra.iter().map(|s| s.to_string())) {
                 a.extend(["--set".into(), set]);
             }
-            train(&exe, &a, &format!("stage 2 of {recipe} on {backend}"))?;
-            losses.push(read_losses(&runs_dir.join(&name))?);
+            train(&self.exe, &a, &format!("stage 2 of {recipe} on {backend}"))?;
+            let run = runs_dir.join(&name);
+            losses.push(MetricsLog::read(&run.join("metrics.jsonl"))?.into_iter().map(|m| m.loss).collect::<Vec<f64>>());
+            connectors.push(read_connector(&run.join("connector.safetensors"))?);
         }
-        let (flex, gpu) = (&losses[0], &losses[1]);
-        if flex.len() != gpu.len() || flex.is_empty() {
-            bail!("{recipe}: flex logged {} losses and {other} {}", flex.len(), gpu.len());
+        let [flex, other]: [Vec<f64>; 2] = losses.try_into().map_err(|_| anyhow::anyhow!("two backends, two loss lists"))?;
+        if flex.len() != other.len() || flex.is_empty() {
+            bail!("{recipe}: flex logged {} losses and {} {}", flex.len(), self.other, other.len());
         }
-        let diff = flex.iter().zip(gpu).map(|(a, b)| (a - b).abs() / a.abs().max(1.0)).fold(0.0, f64::max);
-        let diff = if diff.is_nan() { f64::INFINITY } else { diff };
-        worst = worst.max(diff);
+        let diff = flex.iter().zip(&other).map(|(a, b)| (a - b).abs() / a.abs().max(1.0)).fold(0.0, f64::max);
         // The connectors the two trainings wrote, against each other and against where they began.
-        let init = connector_init(&recipe_path)?;
-        let (a, b) = (read_connector(&runs_dir.join(format!("{i}-flex/connector.safetensors")))?, read_connector(&runs_dir.join(format!("{i}-{other}/connector.safetensors")))?);
+        let init = load_recipe(&recipe_path, &[])?.connector.init().map(Path::to_path_buf).with_context(|| format!("{}: no connector.init", recipe_path.display()))?;
         let start = read_connector(&init)?;
-        let (apart, moved) = (distance(&a, &b, &recipe_path)?, distance(&a, &start, &recipe_path)?);
+        let (apart, moved) = (distance(&connectors[0], &connectors[1], &recipe_path)?, distance(&connectors[0], &start, &recipe_path)?);
         if !(moved > 0.0) {
             bail!("{recipe}: the connector did not change in training ({} equals its initial weights {})", runs_dir.join(format!("{i}-flex")).display(), init.display());
         }
-        let weights = apart / moved;
-        worst_weights = worst_weights.max(if weights.is_nan() { f64::INFINITY } else { weights });
-        compared.push(serde_json::json!({ "run": recipe, "set": extra, "flex": flex, "backend": gpu, "max_rel_diff": diff, "weights_rel_diff": weights }));
+        let not_nan = |x: f64| if x.is_nan() { f64::INFINITY } else { x };
+        Ok(StageTwo { flex, other, losses_diff: not_nan(diff), weights_diff: not_nan(apart / moved) })
     }
 
-    // Evaluation: the flex-trained Anchor Former run answers the world's questions on both.
-    let questions = demo.join("world/eval/questions.jsonl");
-    let images = demo.join("world/images");
-    let run = demo.join("runs/anchor_former");
-    let mut answers = Vec::new();
-    for (backend, device) in [("flex", 0), (other, args.device)] {
-        let file = root.join(format!("answers-{backend}.jsonl"));
-        let _ = std::fs::remove_file(&file);
-        let a: Vec<String> = [
-            "eval", "run", path_str(&run)?, "--question-file", path_str(&questions)?, "--image-folder", path_str(&images)?, "--answers-file", path_str(&file)?,
-            "--batch-size", "4", "--max-new-tokens", "6", "--backend", backend, "--device", &device.to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        train(&exe, &a, &format!("answering on {backend}"))?;
-        answers.push(read_answers(&file)?);
+    /// The flex-trained Anchor Former run's answers to the world's questions, on flex and on the
+    /// backend.
+    fn answers(&self) -> anyhow::Result<[Vec<String>; 2]> {
+        let questions = self.demo.join("world/eval/questions.jsonl");
+        let images = self.demo.join("world/images");
+        let run = self.demo.join("runs/anchor_former");
+        let mut answers = Vec::new();
+        for (backend, device) in self.backends() {
+            let file = self.root.join(format!("answers-{backend}.jsonl"));
+            let _ = std::fs::remove_file(&file);
+            let a: Vec<String> = [
+                "eval", "run", path_str(&run)?, "--question-file", path_str(&questions)?, "--image-folder", path_str(&images)?, "--answers-file", path_str(&file)?,
+                "--batch-size", "4", "--max-new-tokens", "6", "--backend", backend, "--device", &device.to_string(),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            train(&self.exe, &a, &format!("answering on {backend}"))?;
+            let records = read_jsonl(&file)?;
+            answers.push(records.iter().map(|r| r.str_field("text").map(str::to_string)).collect::<Result<Vec<_>, _>>()?);
+        }
+        answers.try_into().map_err(|_| anyhow::anyhow!("two backends, two answer lists"))
     }
-    let same = answers[0].iter().zip(&answers[1]).filter(|(a, b)| a == b).count();
-    let losses_ok = worst <= args.tolerance;
-    let weights_ok = worst_weights <= WEIGHTS_TOLERANCE;
-    let answers_ok = answers[0].len() == answers[1].len() && same == answers[0].len();
-    let json = serde_json::json!({
-        "bench": "parity",
-        "backend": other,
-        "device": args.device,
-        "runs": compared,
-        "max_rel_diff": worst,
-        "tolerance": args.tolerance,
-        "weights_rel_diff": worst_weights,
-        "weights_tolerance": WEIGHTS_TOLERANCE,
-        "answers": answers[0].len(),
-        "answers_same": same,
-        "ok": losses_ok && weights_ok && answers_ok,
-    });
-    println!("{json}");
-    if !losses_ok {
-        bail!("the losses on {other} differ from flex's by up to {worst:.3e} (relative), above --tolerance {}", args.tolerance);
-    }
-    if !weights_ok {
-        bail!("the connectors trained on {other} differ from flex's by {worst_weights:.3e} of how far training moved them, above {WEIGHTS_TOLERANCE}");
-    }
-    if !answers_ok {
-        bail!("{other} gave {same} of flex's {} answers", answers[0].len());
-    }
-    Ok(())
 }
 
 fn path_str(path: &Path) -> anyhow::Result<&str> {
@@ -187,27 +230,6 @@ fn train(exe: &Path, args: &[String], what: &str) -> anyhow::Result<()> {
         bail!("{what} failed ({}): train {}\n{}", out.status, args.join(" "), tail.join("\n"));
     }
     Ok(())
-}
-
-fn read_losses(run: &Path) -> anyhow::Result<Vec<f64>> {
-    let path = run.join("metrics.jsonl");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{} line {}", path.display(), i + 1))?;
-        if let Some(loss) = v["loss"].as_f64() {
-            out.push(loss);
-        }
-    }
-    Ok(out)
-}
-
-/// The stage-1 connector a demo stage-2 recipe starts from (`connector.init`).
-fn connector_init(recipe: &Path) -> anyhow::Result<PathBuf> {
-    let text = std::fs::read_to_string(recipe).with_context(|| format!("reading {}", recipe.display()))?;
-    let table: toml::Table = text.parse().with_context(|| format!("parsing {}", recipe.display()))?;
-    let init = table.get("connector").and_then(|c| c.get("init")).and_then(|i| i.as_str()).with_context(|| format!("{}: no connector.init", recipe.display()))?;
-    Ok(PathBuf::from(init))
 }
 
 /// A connector file's tensors as f64 values, by name.
@@ -233,15 +255,4 @@ fn distance(a: &std::collections::BTreeMap<String, Vec<f64>>, b: &std::collectio
         sum += x.iter().zip(y).map(|(p, q)| (p - q) * (p - q)).sum::<f64>();
     }
     Ok(sum.sqrt())
-}
-
-fn read_answers(path: &Path) -> anyhow::Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .map(|(i, line)| {
-            let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{} line {}", path.display(), i + 1))?;
-            Ok(v["text"].as_str().unwrap_or_default().to_string())
-        })
-        .collect()
 }

@@ -96,8 +96,7 @@ pub fn run(stage: Stage, args: StageArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    crate::backend::check(recipe.devices.backend).map_err(anyhow::Error::msg)?;
-    crate::backend::check_devices(recipe.devices.backend, &recipe.devices.ids).map_err(anyhow::Error::msg)?;
+    crate::backend::check_ready(recipe.devices.backend, &recipe.devices.ids)?;
     let world = world(&recipe, &args)?;
     let started = std::time::Instant::now();
     let options = TrainOptions { resume: resume.is_some(), allow_recipe_change: args.allow_recipe_change, stop: Some(crate::signals::install()), ..Default::default() };

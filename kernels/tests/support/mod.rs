@@ -1,7 +1,8 @@
 //! Whether this machine can run the wgpu tests: they need a Vulkan driver (on a CPU machine,
 //! Mesa's lavapipe: `apt-get install mesa-vulkan-drivers`). Without one the tests say so and pass,
 //! so the README's test command works on a fresh machine; CI installs lavapipe and sets
-//! `ANCHORAGE_REQUIRE_WGPU=1`, which turns a missing driver into a failure.
+//! `ANCHORAGE_REQUIRE_WGPU=1`, which turns a missing driver into a failure. The root package's
+//! integration tests include this file too (`tests/main.rs`), for the trainer on wgpu.
 //!
 //! The CUDA tests likewise need the NVIDIA driver (libcuda), NVRTC and a device;
 //! `ANCHORAGE_REQUIRE_CUDA=1` (set by the GPU check, `gpu-check/run.sh`) turns their absence into a
@@ -23,7 +24,7 @@ pub fn wgpu_available() -> bool {
     if std::env::var_os("ANCHORAGE_REQUIRE_WGPU").is_some_and(|v| v == "1") {
         panic!("ANCHORAGE_REQUIRE_WGPU=1 but no Vulkan driver is installed (apt-get install mesa-vulkan-drivers)");
     }
-    eprintln!("skipping a wgpu kernel test: no Vulkan driver (apt-get install mesa-vulkan-drivers to run it)");
+    eprintln!("skipping a wgpu test: no Vulkan driver (apt-get install mesa-vulkan-drivers to run it)");
     false
 }
 
