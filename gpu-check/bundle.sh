@@ -13,6 +13,7 @@
 #   CUDARC_CUDA_VERSION   the CUDA API cudarc binds (default 12080, CUDA 12.8: a newer driver runs it
 #                         too, while bindings of the newest CUDA need symbols older drivers lack)
 #   GPU_CHECK_TAR         where to write the tarball
+#   GPU_CHECK_HEADERS     0: leave out the CUDA headers fetched from PyPI (fetch_cuda_headers.py)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -77,7 +78,20 @@ for pair in "train:$train_exe" "kernels-tests:$tests_exe" "anchor_gather:$bench_
     echo "$name: $(stat -c %s "$root/bin/$name") bytes stripped" >&2
     xz -T0 -9 "$root/bin/$name"
 done
-cp gpu-check/run.sh gpu-check/libs.sh gpu-check/report.py "$root/"
+cp gpu-check/run.sh gpu-check/libs.sh gpu-check/report.py gpu-check/nvrtc_check.py "$root/"
+# The CUDA headers PyTorch's pip wheels lack (crt/mma.h and CCCL, for CubeCL's tensor-core,
+# pipeline and TMA kernels), from NVIDIA's wheels on PyPI, for CUDA 12 and 13 (under 1 MiB with xz).
+# run.sh adds them only where the GPU machine's own headers lack them. Without PyPI the bundle is
+# built without them, and a pip-only GPU machine then cannot compile those kernels.
+headers="$stage/cuda-headers"
+if [[ "${GPU_CHECK_HEADERS:-1}" == 0 ]]; then
+    echo "bundle.sh: GPU_CHECK_HEADERS=0: no CUDA headers in the bundle" >&2
+elif python3 gpu-check/fetch_cuda_headers.py "$headers" >&2 || [[ -d "$headers" ]]; then
+    tar -C "$headers" -cJf "$root/cuda-headers.tar.xz" .
+    echo "cuda-headers.tar.xz: $(stat -c %s "$root/cuda-headers.tar.xz") bytes ($(ls "$headers" | xargs) )" >&2
+else
+    echo "bundle.sh: WARNING: could not fetch the CUDA headers from PyPI; the bundle has none" >&2
+fi
 cp benches/llava_train_step.py "$root/benches/"
 cp kernels/benches/acformer_host_loop.py "$root/kernels/benches/"
 cp recipes/bench/llava7b_*.toml "$root/recipes/bench/"
@@ -88,6 +102,7 @@ cp -r data-manifests/tiny "$root/data-manifests/"
     echo "built=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "rustc=$(rustc --version 2>/dev/null || echo unknown)"
     echo "cudarc_cuda_version=$CUDARC_CUDA_VERSION"
+    echo "cuda_headers=$(if [[ -f "$root/cuda-headers.tar.xz" ]]; then ls "$headers" | xargs | tr ' ' ,; else echo none; fi)"
 } >"$root/BUILD_INFO"
 
 mkdir -p "$(dirname "$tarball")"

@@ -132,66 +132,135 @@ gpu_check_wheel_include_dirs() {
     done
 }
 
-# gpu_check_headers ROOT: CubeCL's CUDA compiler passes $CUDA_PATH/include (default /usr/local/cuda,
-# /opt/cuda, or /usr when /usr/bin/nvcc exists) to NVRTC, whose kernels include cuda_runtime.h and
-# cuda_fp16.h/cuda_bf16.h (cubecl-cuda 0.10 `install::include_path`). Where those folders lack
-# cuda_runtime.h (a pip-only machine, or a "runtime" container whose /usr/local/cuda has no
-# headers), it merges the include folders of PyTorch's nvidia wheels (cuda_runtime, cuda_nvrtc,
-# cuda_cccl, ... : each ships part of the headers) into ROOT/include by symbolic links and exports
-# CUDA_PATH=ROOT. Prints one line; returns 1 when no headers were found.
+# Headers CubeCL's CUDA code generation may include (cubecl-cpp 0.10 `CudaDialect::compile_includes`):
+# the float types', mma.h for tensor-core matmuls (it includes crt/mma.h), and CCCL's libcu++
+# (cuda/pipeline, cuda/barrier, cuda/ptx, nv/target) for the pipelined, barrier and TMA kernels of
+# Hopper cards. cuda/* and nv/* may also sit under cccl/ (CUDA 13's layout; CubeCL then adds
+# $CUDA_PATH/include/cccl to NVRTC's include path).
+GPU_CHECK_HEADERS=(cuda_runtime.h cuda_fp16.h cuda_bf16.h cuda_fp8.h mma.h crt/mma.h cooperative_groups.h
+    cooperative_groups/memcpy_async.h cuda/pipeline cuda/barrier cuda/ptx nv/target)
+
+# The headers of GPU_CHECK_HEADERS that include folder $1 lacks, space-separated (empty: none).
+gpu_check_missing_headers() {
+    local inc=$1 header missing=()
+    for header in "${GPU_CHECK_HEADERS[@]}"; do
+        [[ -e "$inc/$header" || -e "$inc/cccl/$header" ]] || missing+=("$header")
+    done
+    echo "${missing[*]}"
+}
+
+# gpu_check_merge_include SRC DEST: links every entry of SRC into DEST where DEST has none yet (what
+# DEST holds wins); a folder both hold is merged one level further down, a DEST folder that is a
+# link first becoming a real folder of links. Wheels' __init__.py and __pycache__ are skipped.
+gpu_check_merge_include() {
+    local src=$1 dest=$2 entry name target linked
+    mkdir -p "$dest"
+    for entry in "$src"/*; do
+        name=$(basename "$entry")
+        target="$dest/$name"
+        [[ -e "$entry" && "$name" != __* ]] || continue
+        if [[ ! -e "$target" && ! -L "$target" ]]; then
+            ln -s "$entry" "$target"
+        elif [[ -d "$entry" && -d "$target" ]]; then
+            if [[ -L "$target" ]]; then
+                linked=$(readlink -f "$target")
+                rm "$target"
+                gpu_check_merge_include "$linked" "$target"
+            fi
+            gpu_check_merge_include "$entry" "$target"
+        fi
+    done
+}
+
+# The CUDA major version the headers must match: that of the NVRTC cudarc will load (nvrtcVersion,
+# under the names cudarc tries), else CUDART_VERSION in include folder $1. Prints nothing if unknown.
+gpu_check_cuda_major() {
+    local major
+    major=$("${GPU_CHECK_PYTHON:-python3}" - <<'EOF' 2>/dev/null
+import ctypes, sys
+for suffix in ("", ".12", ".11", ".10", ".9", ".1"):
+    try:
+        lib = ctypes.CDLL(f"libnvrtc.so{suffix}")
+        version = lib.nvrtcVersion
+    except (OSError, AttributeError):
+        continue
+    major, minor = ctypes.c_int(), ctypes.c_int()
+    if version(ctypes.byref(major), ctypes.byref(minor)) == 0:
+        print(major.value)
+        break
+EOF
+)
+    if [[ -z "$major" && -f "${1:-}/cuda_runtime_api.h" ]]; then
+        major=$(sed -n 's/^#define CUDART_VERSION *\([0-9][0-9]*\).*/\1/p' "$1/cuda_runtime_api.h" | head -n 1)
+        [[ -n "$major" ]] && major=$((major / 1000))
+    fi
+    [[ -n "$major" ]] && echo "$major"
+    return 0
+}
+
+# gpu_check_headers ROOT [BUNDLED]: makes the CUDA headers NVRTC needs findable. CubeCL's CUDA
+# compiler passes $CUDA_PATH/include (default /usr/local/cuda, /opt/cuda, or /usr when /usr/bin/nvcc
+# exists) to NVRTC (cubecl-cuda 0.10 `install::include_path`).
+# - The headers: that folder where it holds cuda_runtime.h; otherwise (a pip-only machine, or a
+#   "runtime" container whose /usr/local/cuda has no headers) the include folders of PyTorch's
+#   nvidia wheels (cuda_runtime, cuda_nvrtc, ...: each ships part of them) merged into ROOT/include
+#   by symbolic links.
+# - Where they lack some of GPU_CHECK_HEADERS (PyTorch's wheels have no crt/mma.h and no CCCL) and
+#   BUNDLED/<major>/include exists for the NVRTC's major version (fetch_cuda_headers.py),
+#   ROOT/include becomes the found headers plus the bundled ones where those are missing.
+# Exports CUDA_PATH=ROOT when ROOT/include is used. Prints one line; returns 1 when no headers were
+# found (headers still missing after this are named in the line, not an error: only the kernels
+# that include them fail).
 gpu_check_headers() {
-    local root=$1 system dir entry
+    local root=$1 bundled=${2:-} system base="" how="" own=0 dir missing major
     if [[ -n "${CUDA_PATH:-}" ]]; then
         if [[ -f "$CUDA_PATH/include/cuda_runtime.h" ]]; then
-            echo "CUDA headers: $CUDA_PATH/include (CUDA_PATH)"
-            return 0
+            base=$CUDA_PATH/include how="$CUDA_PATH/include (CUDA_PATH)"
+        else
+            echo "CUDA headers: CUDA_PATH=$CUDA_PATH has no include/cuda_runtime.h; looking elsewhere"
         fi
-        echo "CUDA headers: CUDA_PATH=$CUDA_PATH has no include/cuda_runtime.h; looking elsewhere"
     else
         for system in "${GPU_CHECK_SYSTEM_CUDA:-/usr/local/cuda}" /opt/cuda; do
             if [[ -e "$system" ]]; then
                 # CubeCL takes the first of these that exists, headers or not.
                 if [[ -f "$system/include/cuda_runtime.h" ]]; then
-                    echo "CUDA headers: $system/include"
-                    return 0
+                    base=$system/include how="$system/include"
                 fi
                 break
             fi
         done
+        if [[ -z "$base" && ! -e /usr/local/cuda && ! -e /opt/cuda && -x /usr/bin/nvcc && -f /usr/include/cuda_runtime.h ]]; then
+            base=/usr/include how="/usr/include (beside /usr/bin/nvcc)"
+        fi
     fi
-    if [[ ! -e /usr/local/cuda && ! -e /opt/cuda && -x /usr/bin/nvcc && -f /usr/include/cuda_runtime.h ]]; then
-        echo "CUDA headers: /usr/include (beside /usr/bin/nvcc)"
-        return 0
+    if [[ -z "$base" ]]; then
+        while IFS= read -r dir; do
+            gpu_check_merge_include "$dir" "$root/include"
+        done < <(gpu_check_wheel_include_dirs)
+        if [[ -f "$root/include/cuda_runtime.h" ]]; then
+            base=$root/include how="merged from PyTorch's nvidia wheels into $root/include" own=1
+        else
+            echo "CUDA headers: MISSING (no cuda_runtime.h in /usr/local/cuda, /opt/cuda or PyTorch's nvidia wheels); CubeCL cannot compile kernels"
+            return 1
+        fi
     fi
-    mkdir -p "$root/include"
-    local merged=0 name dest first sub
-    while IFS= read -r dir; do
-        for entry in "$dir"/*; do
-            name=$(basename "$entry")
-            dest="$root/include/$name"
-            [[ -e "$entry" && "$name" != __* ]] || continue
-            if [[ ! -e "$dest" ]]; then
-                ln -s "$entry" "$dest"
-                merged=1
-            elif [[ -d "$entry" && -d "$dest" ]]; then
-                # Two wheels with the same subfolder (e.g. crt/): merge it one level down.
-                if [[ -L "$dest" ]]; then
-                    first=$(readlink "$dest")
-                    rm "$dest"
-                    mkdir "$dest"
-                    ln -s "$first"/* "$dest/"
-                fi
-                for sub in "$entry"/*; do
-                    [[ -e "$dest/$(basename "$sub")" ]] || ln -s "$sub" "$dest/"
-                done
-            fi
-        done
-    done < <(gpu_check_wheel_include_dirs)
-    if [[ $merged == 1 && -f "$root/include/cuda_runtime.h" ]]; then
+    missing=$(gpu_check_missing_headers "$base")
+    if [[ -n "$missing" && -n "$bundled" ]]; then
+        major=$(gpu_check_cuda_major "$base")
+        if [[ -n "$major" && -d "$bundled/$major/include" ]]; then
+            ((own)) || gpu_check_merge_include "$base" "$root/include"
+            gpu_check_merge_include "$bundled/$major/include" "$root/include"
+            how="$how, completed with the bundle's CUDA $major headers for: $missing"
+            own=1
+            missing=$(gpu_check_missing_headers "$root/include")
+        else
+            how="$how (the bundle has no CUDA ${major:-?} headers to complete them)"
+        fi
+    fi
+    if ((own)); then
         export CUDA_PATH=$root
-        echo "CUDA headers: merged from PyTorch's nvidia wheels into $root/include (CUDA_PATH)"
-        return 0
+        how="$how (CUDA_PATH=$root)"
     fi
-    echo "CUDA headers: MISSING (no cuda_runtime.h in /usr/local/cuda, /opt/cuda or PyTorch's nvidia wheels); CubeCL cannot compile kernels"
-    return 1
+    echo "CUDA headers: $how${missing:+; MISSING: $missing (kernels that include them cannot compile)}"
+    return 0
 }

@@ -5,7 +5,8 @@
 #   tar xf gpu-check.tar && gpu-check/run.sh
 #
 # It decompresses the prebuilt binaries, makes libcuda/libnvrtc/libnccl and the CUDA headers NVRTC
-# needs findable (libs.sh, also from PyTorch's pip wheels), then runs,
+# needs findable (libs.sh, also from PyTorch's pip wheels, completed with the bundle's own headers
+# where those lack some), checks that NVRTC compiles CubeCL's header sets (nvrtc_check.py), then runs,
 # each part under its own timeout and the whole under GPU_CHECK_BUDGET_S (default 470 s):
 #   1. the CUDA kernel parity tests (prebuilt test binary, ANCHORAGE_REQUIRE_CUDA=1)
 #   2. the NCCL all-reduce of CUDA runs on every visible GPU, sums checked (`train bench allreduce`),
@@ -80,11 +81,27 @@ for xzfile in "$here"/bin/*.xz; do
     chmod +x "$work/bin/$name"
 done
 
-# --- 3. CUDA libraries. ----------------------------------------------------------------------------
+# The CUDA headers PyTorch's wheels lack (crt/mma.h, CCCL), per CUDA major version, where the
+# bundle was built with them (fetch_cuda_headers.py).
+if [[ -f "$here/cuda-headers.tar.xz" ]]; then
+    "$python" -c 'import sys, tarfile; t = tarfile.open(sys.argv[1]); t.extractall(sys.argv[2], **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))' \
+        "$here/cuda-headers.tar.xz" "$work/cuda-headers" || echo "gpu-check: cannot unpack the bundle's CUDA headers" >&2
+fi
+
+# --- 3. CUDA libraries and headers. ----------------------------------------------------------------
 # shellcheck source=gpu-check/libs.sh
 source "$here/libs.sh"
 gpu_check_libs "$work/libs" >"$work/libs.txt"
-gpu_check_headers "$work/cuda" >>"$work/libs.txt"
+gpu_check_headers "$work/cuda" "$work/cuda-headers" >>"$work/libs.txt"
+# NVRTC compiles CubeCL's header sets for this card in seconds (no GPU needed): a header problem
+# shows here, before the parts, with the failing header named.
+compute_cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader -i 0 2>/dev/null | head -n 1 | xargs)
+if [[ "$compute_cap" =~ ^[0-9]+\.[0-9]+$ ]]; then
+    timeout -k 5 60 "$python" "$here/nvrtc_check.py" --compute-cap "$compute_cap" >>"$work/libs.txt" 2>&1 ||
+        echo "gpu-check: NVRTC could not compile every header set (see the NVRTC line)" >&2
+else
+    echo "NVRTC: not checked (nvidia-smi gave no compute capability: ${compute_cap:-none})" >>"$work/libs.txt"
+fi
 cat "$work/libs.txt"
 
 # --- 4. The parts. ---------------------------------------------------------------------------------

@@ -85,11 +85,49 @@ unset CUDA_PATH
 mkdir -p "$tmp/syscuda/include" "$tmp/runtime-cuda/lib64"
 touch "$tmp/syscuda/include/cuda_runtime.h"
 out=$(GPU_CHECK_SYSTEM_CUDA="$tmp/syscuda" GPU_CHECK_SITE_DIRS="$site" gpu_check_headers "$tmp/cuda3")
-[[ "$out" == "CUDA headers: $tmp/syscuda/include" ]] || fail "system headers: $out"
+[[ "$out" == "CUDA headers: $tmp/syscuda/include; MISSING: cuda_fp16.h cuda_bf16.h cuda_fp8.h mma.h crt/mma.h cooperative_groups.h cooperative_groups/memcpy_async.h cuda/pipeline cuda/barrier cuda/ptx nv/target (kernels that include them cannot compile)" ]] ||
+    fail "system headers: $out"
 out=$(GPU_CHECK_SYSTEM_CUDA="$tmp/runtime-cuda" GPU_CHECK_SYSTEM_DIRS="$sys" GPU_CHECK_SITE_DIRS="$site" gpu_check_headers "$tmp/cuda4")
 grep -q "merged from PyTorch" <<<"$out" || fail "runtime image: $out"
 
-# 8. No headers anywhere: reported, and the function fails.
+# 8. Headers completed from the bundle (fetch_cuda_headers.py's layout), for the CUDA major version of
+# CUDART_VERSION (the fake libnvrtc has no nvrtcVersion): a system toolkit lacking crt/mma.h and
+# CCCL keeps its own files (its crt/host_defines.h wins over the bundle's), gains the rest, and
+# CUDA_PATH points at the merged folder. A complete toolkit is used as it is; a bundle without the
+# major version changes nothing and says so.
+unset CUDA_PATH
+full="$tmp/fullcuda/include"
+mkdir -p "$full/crt" "$full/cooperative_groups" "$full/cuda" "$full/nv"
+for h in "${GPU_CHECK_HEADERS[@]}"; do touch "$full/$h"; done
+echo '#define CUDART_VERSION 12040' >"$full/cuda_runtime_api.h"
+bundled="$tmp/bundled"
+mkdir -p "$bundled/12/include/crt" "$bundled/12/include/cuda" "$bundled/12/include/nv" "$bundled/13/include/cccl/cuda"
+touch "$bundled/12/include/crt/mma.h" "$bundled/12/include/crt/host_defines.h" "$bundled/12/include/cuda/pipeline" \
+    "$bundled/12/include/cuda/barrier" "$bundled/12/include/cuda/ptx" "$bundled/12/include/nv/target" "$bundled/13/include/cccl/cuda/ptx"
+out=$(GPU_CHECK_SYSTEM_CUDA="$tmp/fullcuda" gpu_check_headers "$tmp/cuda6" "$bundled")
+[[ "$out" == "CUDA headers: $full" ]] || fail "complete toolkit: $out"
+[[ ! -e "$tmp/cuda6" ]] || fail "a complete toolkit was copied"
+part="$tmp/partcuda/include"
+mkdir -p "$part/crt" "$part/cooperative_groups"
+for h in cuda_runtime.h cuda_fp16.h cuda_bf16.h cuda_fp8.h mma.h cooperative_groups.h cooperative_groups/memcpy_async.h; do touch "$part/$h"; done
+echo own >"$part/crt/host_defines.h"
+echo '#define CUDART_VERSION 12080' >"$part/cuda_runtime_api.h"
+GPU_CHECK_SYSTEM_CUDA="$tmp/partcuda" gpu_check_headers "$tmp/cuda7" "$bundled" >"$tmp/out7"
+out=$(cat "$tmp/out7")
+[[ "$out" == "CUDA headers: $part, completed with the bundle's CUDA 12 headers for: crt/mma.h cuda/pipeline cuda/barrier cuda/ptx nv/target (CUDA_PATH=$tmp/cuda7)" ]] ||
+    fail "completion: $out"
+[[ "$CUDA_PATH" == "$tmp/cuda7" ]] || fail "CUDA_PATH=$CUDA_PATH after completion"
+[[ -z "$(gpu_check_missing_headers "$tmp/cuda7/include")" ]] || fail "still missing: $(gpu_check_missing_headers "$tmp/cuda7/include")"
+[[ $(cat "$tmp/cuda7/include/crt/host_defines.h") == own ]] || fail "the bundle's crt/host_defines.h replaced the system's"
+[[ $(readlink -f "$tmp/cuda7/include/crt/mma.h") == "$bundled/12/include/crt/mma.h" ]] || fail "crt/mma.h not from the bundle"
+[[ $(readlink -f "$tmp/cuda7/include/cuda_runtime.h") == "$part/cuda_runtime.h" ]] || fail "cuda_runtime.h not the system's"
+unset CUDA_PATH
+echo '#define CUDART_VERSION 11080' >"$part/cuda_runtime_api.h"
+out=$(GPU_CHECK_SYSTEM_CUDA="$tmp/partcuda" gpu_check_headers "$tmp/cuda8" "$bundled")
+[[ "$out" == "CUDA headers: $part (the bundle has no CUDA 11 headers to complete them); MISSING: crt/mma.h cuda/pipeline cuda/barrier cuda/ptx nv/target (kernels that include them cannot compile)" ]] ||
+    fail "no bundled major: $out"
+
+# 9. No headers anywhere: reported, and the function fails.
 rm -rf "$site/nvidia/cuda_runtime/include"
 if out=$(GPU_CHECK_SYSTEM_CUDA="$tmp/no-cuda" GPU_CHECK_SYSTEM_DIRS="$sys" GPU_CHECK_SITE_DIRS="$site" gpu_check_headers "$tmp/cuda5"); then
     fail "missing headers not reported: $out"

@@ -32,12 +32,23 @@ grep -q "nvidia-smi failed: NVIDIA-SMI has failed" <<<"$msg" || fail "failing nv
 # The fake bundle.
 b="$tmp/bundle/gpu-check"
 mkdir -p "$b/bin" "$tmp/fakebin" "$tmp/out"
-cp "$here/run.sh" "$here/libs.sh" "$here/report.py" "$b/"
+cp "$here/run.sh" "$here/libs.sh" "$here/report.py" "$here/nvrtc_check.py" "$b/"
+# The bundle's CUDA headers (fetch_cuda_headers.py's layout), and a machine whose CUDA headers
+# (CUDA_PATH) lack crt/mma.h and CCCL, as PyTorch's pip wheels do.
+mkdir -p "$tmp/headers/12/include/crt" "$tmp/headers/12/include/cuda" "$tmp/headers/12/include/nv" "$tmp/machine/include/cooperative_groups"
+touch "$tmp/headers/12/include/crt/mma.h" "$tmp/headers/12/include/cuda/pipeline" "$tmp/headers/12/include/cuda/barrier" \
+    "$tmp/headers/12/include/cuda/ptx" "$tmp/headers/12/include/nv/target"
+tar -C "$tmp/headers" -cJf "$b/cuda-headers.tar.xz" .
+for h in cuda_runtime.h cuda_fp16.h cuda_bf16.h cuda_fp8.h mma.h cooperative_groups.h cooperative_groups/memcpy_async.h; do
+    touch "$tmp/machine/include/$h"
+done
+echo '#define CUDART_VERSION 12080' >"$tmp/machine/include/cuda_runtime_api.h"
 printf 'commit=abc123\nbuilt=2026-12-01T00:00:00Z\n' >"$b/BUILD_INFO"
 cat >"$tmp/fakebin/nvidia-smi" <<'EOF'
 #!/bin/sh
 case "$*" in
     *memory.used*) while true; do echo 40960; sleep 0.1; done ;;
+    *compute_cap*) echo "9.0" ;;
     *) echo "NVIDIA H100 80GB HBM3, 81559 MiB, 550.54.15" ;;
 esac
 EOF
@@ -68,7 +79,7 @@ chmod +x "$tmp/fakebin/"*
 # The vision-tower part hangs (sleep 30) and gets only what is left of a 35 s budget... so the
 # budget is set to leave it under 15 s: it is skipped, or times out. Either way it is not ok.
 set +e
-(cd "$tmp/out" && PATH="$tmp/fakebin:$PATH" GPU_CHECK_BUDGET_S=25 bash "$b/run.sh") >"$tmp/run.log" 2>&1
+(cd "$tmp/out" && PATH="$tmp/fakebin:$PATH" CUDA_PATH="$tmp/machine" GPU_CHECK_BUDGET_S=25 bash "$b/run.sh") >"$tmp/run.log" 2>&1
 rc=$?
 set -e
 cat "$tmp/run.log"
@@ -95,6 +106,12 @@ assert not vt["ok"] and vt["status"] in ("skipped", "failed"), vt
 assert parts["backend_parity"]["status"] == "skipped", parts["backend_parity"]  # the budget is spent by then
 assert not r["ok"]
 assert any(line.startswith("libcuda") for line in r["libraries"]), r["libraries"]
+headers = [line for line in r["libraries"] if line.startswith("CUDA headers")]
+assert len(headers) == 1 and "completed with the bundle's CUDA 12 headers for: crt/mma.h cuda/pipeline cuda/barrier cuda/ptx nv/target" in headers[0], headers
+assert "MISSING" not in headers[0], headers
+# This machine has no NVRTC unless CUDA is installed: the check ran and said which it is.
+nvrtc = [line for line in r["libraries"] if line.startswith("NVRTC")]
+assert len(nvrtc) == 1 and ("cannot load libnvrtc" in nvrtc[0] or "sm_90a" in nvrtc[0]), nvrtc
 print("results JSON checks passed")
 EOF
 md="$tmp/out/gpu-check-results.md"

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Compiles, with the NVRTC that burn's CUDA backend will load, small kernels that include each set
+of headers CubeCL's generated CUDA sources may include (cubecl-cpp 0.10
+`CudaDialect::compile_includes`), with CubeCL's own NVRTC options (cubecl-cuda 0.10
+`compile_kernel`: `--gpu-architecture=sm_<cc>[a]`, `--include-path=$CUDA_PATH/include` and its
+`cccl/` folder where present, `-lineinfo`). NVRTC needs no GPU, so this runs anywhere: on the GPU
+machine it says in a second, before any part runs, whether a header problem will break CubeCL's
+kernels, and which headers.
+
+    python3 gpu-check/nvrtc_check.py --compute-cap 9.0
+
+Prints one line (`NVRTC 12.8, sm_90a: basic ok, ...`) and exits 0 when every set compiled, 1
+otherwise (with the first line of the first failure's log), 2 when NVRTC cannot be loaded.
+"""
+
+import argparse
+import ctypes
+import os
+import sys
+
+SETS = {
+    "basic": ["cuda_runtime.h"],
+    "f16_bf16": ["cuda_runtime.h", "cuda_fp16.h", "cuda_bf16.h"],
+    "fp8": ["cuda_runtime.h", "cuda_fp8.h"],
+    "wmma": ["cuda_runtime.h", "cuda_fp16.h", "mma.h"],
+    "pipeline": ["cuda_runtime.h", "cooperative_groups/memcpy_async.h", "cuda/pipeline"],
+    "barrier": ["cuda_runtime.h", "cooperative_groups.h", "cooperative_groups/memcpy_async.h",
+                "cuda/barrier"],
+    "ptx": ["cuda_runtime.h", "cuda/ptx"],
+}
+KERNEL = 'extern "C" __global__ void probe(float* a) { a[threadIdx.x] += 1.0f; }\n'
+
+
+def cuda_path():
+    """CubeCL's `cuda_path()`: CUDA_PATH, else /usr/local/cuda, /opt/cuda, /usr beside nvcc."""
+    if os.environ.get("CUDA_PATH"):
+        return os.environ["CUDA_PATH"]
+    for path in ("/usr/local/cuda", "/opt/cuda"):
+        if os.path.exists(path):
+            return path
+    return "/usr" if os.path.exists("/usr/bin/nvcc") else None
+
+
+def load_nvrtc():
+    for suffix in ("", ".12", ".11", ".10", ".9", ".1"):  # cudarc's names
+        try:
+            return ctypes.CDLL(f"libnvrtc.so{suffix}"), f"libnvrtc.so{suffix}"
+        except OSError:
+            continue
+    return None, None
+
+
+def compile_set(lib, headers, options):
+    source = "".join(f"#include <{h}>\n" for h in headers) + KERNEL
+    program = ctypes.c_void_p()
+    rc = lib.nvrtcCreateProgram(ctypes.byref(program), source.encode(), None, 0, None, None)
+    if rc != 0:
+        return f"nvrtcCreateProgram returned {rc}"
+    opts = (ctypes.c_char_p * len(options))(*[o.encode() for o in options])
+    try:
+        if lib.nvrtcCompileProgram(program, len(options), opts) == 0:
+            return None
+        size = ctypes.c_size_t()
+        lib.nvrtcGetProgramLogSize(program, ctypes.byref(size))
+        log = ctypes.create_string_buffer(max(size.value, 1))
+        lib.nvrtcGetProgramLog(program, log)
+        lines = [line for line in log.value.decode(errors="replace").splitlines() if line.strip()]
+        errors = [line for line in lines if "error" in line] or lines or ["(empty log)"]
+        return errors[0].strip()
+    finally:
+        lib.nvrtcDestroyProgram(ctypes.byref(program))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    ap.add_argument("--compute-cap", required=True, help="the GPU's compute capability, e.g. 9.0")
+    a = ap.parse_args()
+    lib, name = load_nvrtc()
+    if lib is None:
+        print("NVRTC: cannot load libnvrtc under the names cudarc tries (libnvrtc.so, .so.12, ...)")
+        return 2
+    major, minor = ctypes.c_int(), ctypes.c_int()
+    lib.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor))
+    cc = a.compute_cap.replace(".", "").strip()
+    arch = f"sm_{cc}a" if int(cc) >= 90 else f"sm_{cc}"
+    root = cuda_path()
+    if root is None:
+        print(f"NVRTC {major.value}.{minor.value}, {arch}: no CUDA_PATH, /usr/local/cuda or /opt/cuda "
+              "(CubeCL cannot find the CUDA headers)")
+        return 1
+    include = os.path.join(root, "include")
+    options = [f"--gpu-architecture={arch}", f"--include-path={include}", "-lineinfo"]
+    if os.path.exists(os.path.join(include, "cccl")):
+        options.append(f"--include-path={os.path.join(include, 'cccl')}")
+    results, first_error = [], None
+    for set_name, headers in SETS.items():
+        error = compile_set(lib, headers, options)
+        results.append(f"{set_name} {'ok' if error is None else 'FAILED'}")
+        if error is not None and first_error is None:
+            first_error = f"{set_name}: {error}"
+    line = f"NVRTC {major.value}.{minor.value} ({name}), {arch}, headers {include}: {', '.join(results)}"
+    print(line + (f"; first error: {first_error}" if first_error else ""))
+    return 0 if first_error is None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
