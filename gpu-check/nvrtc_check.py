@@ -9,7 +9,13 @@ kernels, and which headers.
 
     python3 gpu-check/nvrtc_check.py --compute-cap 9.0
 
-Prints one line (`NVRTC 12.8, sm_90a: basic ok, ...`) and exits 0 when every set compiled, 1
+Where libcuda loads (the GPU machine), it also loads one compiled kernel's PTX on GPU 0 as CubeCL
+does (`cuModuleLoadData`): the driver JIT-compiles PTX only up to its own CUDA version, so an NVRTC
+newer than the driver (PyTorch's minor-version compatibility allows that pairing for its own
+prebuilt kernels) makes every CubeCL kernel fail with CUDA_ERROR_UNSUPPORTED_PTX_VERSION.
+
+Prints one line (`NVRTC 12.8 (...), sm_90a, headers ...: basic ok, ...; driver CUDA 12.8, PTX loads`)
+and exits 0 when every set compiled and the PTX loaded (or no driver is there to try), 1
 otherwise (with the first line of the first failure's log), 2 when NVRTC cannot be loaded.
 """
 
@@ -51,24 +57,72 @@ def load_nvrtc():
 
 
 def compile_set(lib, headers, options):
+    """(error line or None, PTX bytes or None)."""
     source = "".join(f"#include <{h}>\n" for h in headers) + KERNEL
     program = ctypes.c_void_p()
     rc = lib.nvrtcCreateProgram(ctypes.byref(program), source.encode(), None, 0, None, None)
     if rc != 0:
-        return f"nvrtcCreateProgram returned {rc}"
+        return f"nvrtcCreateProgram returned {rc}", None
     opts = (ctypes.c_char_p * len(options))(*[o.encode() for o in options])
     try:
         if lib.nvrtcCompileProgram(program, len(options), opts) == 0:
-            return None
+            size = ctypes.c_size_t()
+            lib.nvrtcGetPTXSize(program, ctypes.byref(size))
+            ptx = ctypes.create_string_buffer(size.value)
+            lib.nvrtcGetPTX(program, ptx)
+            return None, ptx.raw
         size = ctypes.c_size_t()
         lib.nvrtcGetProgramLogSize(program, ctypes.byref(size))
         log = ctypes.create_string_buffer(max(size.value, 1))
         lib.nvrtcGetProgramLog(program, log)
         lines = [line for line in log.value.decode(errors="replace").splitlines() if line.strip()]
         errors = [line for line in lines if "error" in line] or lines or ["(empty log)"]
-        return errors[0].strip()
+        return errors[0].strip(), None
     finally:
         lib.nvrtcDestroyProgram(ctypes.byref(program))
+
+
+def load_on_gpu(ptx):
+    """(driver CUDA version text, error text or None); (None, None) where libcuda is not there."""
+    for name in ("libcuda.so", "libcuda.so.1"):
+        try:
+            cuda = ctypes.CDLL(name)
+            break
+        except OSError:
+            cuda = None
+    if cuda is None:
+        return None, None
+    version = ctypes.c_int()
+    if cuda.cuDriverGetVersion(ctypes.byref(version)) != 0:
+        return None, "cuDriverGetVersion failed"
+    driver = f"{version.value // 1000}.{version.value % 1000 // 10}"
+
+    def error(rc, call):
+        text = ctypes.c_char_p()
+        cuda.cuGetErrorName(rc, ctypes.byref(text))
+        return f"{call}: {text.value.decode() if text.value else rc}"
+
+    device, context, module = ctypes.c_int(), ctypes.c_void_p(), ctypes.c_void_p()
+    rc = cuda.cuInit(0)
+    if rc != 0:
+        return driver, error(rc, "cuInit")
+    rc = cuda.cuDeviceGet(ctypes.byref(device), 0)
+    if rc != 0:
+        return driver, error(rc, "cuDeviceGet")
+    rc = cuda.cuDevicePrimaryCtxRetain(ctypes.byref(context), device)
+    if rc != 0:
+        return driver, error(rc, "cuDevicePrimaryCtxRetain")
+    try:
+        rc = cuda.cuCtxSetCurrent(context)
+        if rc != 0:
+            return driver, error(rc, "cuCtxSetCurrent")
+        rc = cuda.cuModuleLoadData(ctypes.byref(module), ctypes.c_char_p(ptx))
+        if rc != 0:
+            return driver, error(rc, "cuModuleLoadData")
+        cuda.cuModuleUnload(module)
+        return driver, None
+    finally:
+        cuda.cuDevicePrimaryCtxRelease(device)
 
 
 def main():
@@ -92,15 +146,28 @@ def main():
     options = [f"--gpu-architecture={arch}", f"--include-path={include}", "-lineinfo"]
     if os.path.exists(os.path.join(include, "cccl")):
         options.append(f"--include-path={os.path.join(include, 'cccl')}")
-    results, first_error = [], None
+    results, first_error, ptx = [], None, None
     for set_name, headers in SETS.items():
-        error = compile_set(lib, headers, options)
+        error, compiled = compile_set(lib, headers, options)
         results.append(f"{set_name} {'ok' if error is None else 'FAILED'}")
         if error is not None and first_error is None:
             first_error = f"{set_name}: {error}"
+        ptx = ptx or compiled
     line = f"NVRTC {major.value}.{minor.value} ({name}), {arch}, headers {include}: {', '.join(results)}"
+    load_error = None
+    if ptx is not None:
+        driver, load_error = load_on_gpu(ptx)
+        if driver is None and load_error is None:
+            line += "; PTX not loaded (no libcuda)"
+        elif load_error is None:
+            line += f"; driver CUDA {driver}, PTX loads on GPU 0"
+        else:
+            line += f"; driver CUDA {driver or '?'}: PTX does NOT load on GPU 0 ({load_error})"
+            if "UNSUPPORTED_PTX_VERSION" in load_error:
+                line += (f": NVRTC {major.value}.{minor.value} is newer than the driver; put an NVRTC"
+                         " no newer than the driver first on LD_LIBRARY_PATH, or update the driver")
     print(line + (f"; first error: {first_error}" if first_error else ""))
-    return 0 if first_error is None else 1
+    return 0 if first_error is None and load_error is None else 1
 
 
 if __name__ == "__main__":
