@@ -150,23 +150,24 @@ gpu_check_missing_headers() {
 }
 
 # gpu_check_merge_include SRC DEST: links every entry of SRC into DEST where DEST has none yet (what
-# DEST holds wins); a folder both hold is merged one level further down, a DEST folder that is a
-# link first becoming a real folder of links. Wheels' __init__.py and __pycache__ are skipped.
+# DEST holds wins); a folder both hold is merged one level further down. A DEST that is a link
+# becomes a real folder of links first, so nothing is ever written into the linked folders (the
+# machine's own). Wheels' __init__.py and __pycache__ are skipped (CCCL's own __config etc. are not).
 gpu_check_merge_include() {
     local src=$1 dest=$2 entry name target linked
+    if [[ -L "$dest" ]]; then
+        linked=$(readlink -f "$dest")
+        rm "$dest"
+        gpu_check_merge_include "$linked" "$dest"
+    fi
     mkdir -p "$dest"
     for entry in "$src"/*; do
         name=$(basename "$entry")
         target="$dest/$name"
-        [[ -e "$entry" && "$name" != __* ]] || continue
+        [[ -e "$entry" && "$name" != __init__.py && "$name" != __pycache__ ]] || continue
         if [[ ! -e "$target" && ! -L "$target" ]]; then
             ln -s "$entry" "$target"
         elif [[ -d "$entry" && -d "$target" ]]; then
-            if [[ -L "$target" ]]; then
-                linked=$(readlink -f "$target")
-                rm "$target"
-                gpu_check_merge_include "$linked" "$target"
-            fi
             gpu_check_merge_include "$entry" "$target"
         fi
     done
@@ -248,11 +249,23 @@ gpu_check_headers() {
     if [[ -n "$missing" && -n "$bundled" ]]; then
         major=$(gpu_check_cuda_major "$base")
         if [[ -n "$major" && -d "$bundled/$major/include" ]]; then
-            ((own)) || gpu_check_merge_include "$base" "$root/include"
-            gpu_check_merge_include "$bundled/$major/include" "$root/include"
-            how="$how, completed with the bundle's CUDA $major headers for: $missing"
-            own=1
-            missing=$(gpu_check_missing_headers "$root/include")
+            # Only the missing components are added, each whole: crt/ for crt/mma.h, and CCCL
+            # (cuda/, nv/, cccl/) for its headers; a machine's complete CCCL is never mixed with
+            # the bundle's (another version's) files.
+            local components=() component
+            [[ " $missing " == *" crt/mma.h "* ]] && components+=(crt)
+            [[ " $missing " == *" cuda/"* || " $missing " == *" nv/target "* ]] && components+=(cuda nv cccl)
+            if ((${#components[@]})); then
+                ((own)) || gpu_check_merge_include "$base" "$root/include"
+                for component in "${components[@]}"; do
+                    if [[ -d "$bundled/$major/include/$component" ]]; then
+                        gpu_check_merge_include "$bundled/$major/include/$component" "$root/include/$component"
+                    fi
+                done
+                how="$how, completed with the bundle's CUDA $major headers for: $missing"
+                own=1
+                missing=$(gpu_check_missing_headers "$root/include")
+            fi
         else
             how="$how (the bundle has no CUDA ${major:-?} headers to complete them)"
         fi

@@ -70,10 +70,10 @@ mkdir -p "$site/nvidia/cuda_runtime/include/crt" "$site/nvidia/cuda_nvrtc/includ
 touch "$site/nvidia/cuda_runtime/include/cuda_runtime.h" "$site/nvidia/cuda_runtime/include/cuda_bf16.h" \
     "$site/nvidia/cuda_runtime/include/__init__.py" "$site/nvidia/cuda_runtime/include/crt/host_config.h" \
     "$site/nvidia/cuda_nvrtc/include/nvrtc.h" "$site/nvidia/cuda_nvrtc/include/crt/nvrtc_extra.h" \
-    "$site/nvidia/cuda_cccl/include/nv/target"
+    "$site/nvidia/cuda_cccl/include/nv/target" "$site/nvidia/cuda_runtime/include/crt/__cccl_like_config"
 out=$(GPU_CHECK_SYSTEM_CUDA="$tmp/no-cuda" GPU_CHECK_SYSTEM_DIRS="$sys" GPU_CHECK_SITE_DIRS="$site" gpu_check_headers "$tmp/cuda"; echo "rc=$?")
 grep -q "rc=0" <<<"$out" || fail "headers: $out"
-for f in cuda_runtime.h cuda_bf16.h nvrtc.h crt/host_config.h crt/nvrtc_extra.h nv/target; do
+for f in cuda_runtime.h cuda_bf16.h nvrtc.h crt/host_config.h crt/nvrtc_extra.h crt/__cccl_like_config nv/target; do
     [[ -e "$tmp/cuda/include/$f" ]] || fail "merged headers lack $f"
 done
 [[ ! -e "$tmp/cuda/include/__init__.py" ]] || fail "merged the wheel's __init__.py"
@@ -112,7 +112,9 @@ mkdir -p "$part/crt" "$part/cooperative_groups"
 for h in cuda_runtime.h cuda_fp16.h cuda_bf16.h cuda_fp8.h mma.h cooperative_groups.h cooperative_groups/memcpy_async.h; do touch "$part/$h"; done
 echo own >"$part/crt/host_defines.h"
 echo '#define CUDART_VERSION 12080' >"$part/cuda_runtime_api.h"
+before=$(find "$tmp/partcuda" | sort)
 GPU_CHECK_SYSTEM_CUDA="$tmp/partcuda" gpu_check_headers "$tmp/cuda7" "$bundled" >"$tmp/out7"
+[[ "$(find "$tmp/partcuda" | sort)" == "$before" ]] || fail "the merge wrote into the system's CUDA folder"
 out=$(cat "$tmp/out7")
 [[ "$out" == "CUDA headers: $part, completed with the bundle's CUDA 12 headers for: crt/mma.h cuda/pipeline cuda/barrier cuda/ptx nv/target (CUDA_PATH=$tmp/cuda7)" ]] ||
     fail "completion: $out"
@@ -126,6 +128,30 @@ echo '#define CUDART_VERSION 11080' >"$part/cuda_runtime_api.h"
 out=$(GPU_CHECK_SYSTEM_CUDA="$tmp/partcuda" gpu_check_headers "$tmp/cuda8" "$bundled")
 [[ "$out" == "CUDA headers: $part (the bundle has no CUDA 11 headers to complete them); MISSING: crt/mma.h cuda/pipeline cuda/barrier cuda/ptx nv/target (kernels that include them cannot compile)" ]] ||
     fail "no bundled major: $out"
+
+# 8b. A pip install with CUDA 13's layout and a complete CCCL but no crt/ (as torch 2.15's wheels):
+# only crt/ comes from the bundle, the machine's CCCL is not mixed with the bundle's, CCCL's own
+# __-named files survive the merge, and nothing is written into the machine's folders.
+unset CUDA_PATH
+site13="$tmp/site13"
+inc13="$site13/nvidia/cu13/include"
+mkdir -p "$inc13/cooperative_groups" "$inc13/cccl/cuda/std" "$inc13/cccl/nv" "$inc13/nv" "$inc13/crt-not"
+for h in cuda_runtime.h cuda_fp16.h cuda_bf16.h cuda_fp8.h mma.h cooperative_groups.h cooperative_groups/memcpy_async.h \
+    cccl/cuda/pipeline cccl/cuda/barrier cccl/cuda/ptx cccl/cuda/std/__config cccl/nv/target nv/target __init__.py; do
+    touch "$inc13/$h"
+done
+echo '#define CUDART_VERSION 13020' >"$inc13/cuda_runtime_api.h"
+mkdir -p "$bundled/13/include/crt" "$bundled/13/include/cccl/nv"
+touch "$bundled/13/include/crt/mma.h" "$bundled/13/include/cccl/cuda/only_in_bundle" "$bundled/13/include/cccl/nv/target"
+before=$(find "$site13" | sort)
+out=$(GPU_CHECK_SYSTEM_CUDA="$tmp/no-cuda" GPU_CHECK_SYSTEM_DIRS="$sys" GPU_CHECK_SITE_DIRS="$site13" gpu_check_headers "$tmp/cuda9" "$bundled")
+[[ "$out" == "CUDA headers: merged from PyTorch's nvidia wheels into $tmp/cuda9/include, completed with the bundle's CUDA 13 headers for: crt/mma.h (CUDA_PATH=$tmp/cuda9)" ]] ||
+    fail "CUDA 13 pip layout: $out"
+[[ $(readlink -f "$tmp/cuda9/include/crt/mma.h") == "$bundled/13/include/crt/mma.h" ]] || fail "crt/mma.h not from the bundle"
+[[ -e "$tmp/cuda9/include/cccl/cuda/std/__config" ]] || fail "CCCL's __config lost in the merge"
+[[ ! -e "$tmp/cuda9/include/cccl/cuda/only_in_bundle" ]] || fail "the bundle's CCCL was mixed into the machine's"
+[[ ! -e "$tmp/cuda9/include/__init__.py" ]] || fail "merged the wheel's __init__.py"
+[[ "$(find "$site13" | sort)" == "$before" ]] || fail "the merge wrote into the machine's folders"
 
 # 9. No headers anywhere: reported, and the function fails.
 rm -rf "$site/nvidia/cuda_runtime/include"
