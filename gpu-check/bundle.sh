@@ -88,7 +88,7 @@ if [[ "${GPU_CHECK_HEADERS:-1}" == 0 ]]; then
     echo "bundle.sh: GPU_CHECK_HEADERS=0: no CUDA headers in the bundle" >&2
 elif python3 gpu-check/fetch_cuda_headers.py "$headers" >&2 || [[ -d "$headers" ]]; then
     tar -C "$headers" -cJf "$root/cuda-headers.tar.xz" .
-    echo "cuda-headers.tar.xz: $(stat -c %s "$root/cuda-headers.tar.xz") bytes ($(ls "$headers" | xargs) )" >&2
+    echo "cuda-headers.tar.xz: $(stat -c %s "$root/cuda-headers.tar.xz") bytes (CUDA $(ls "$headers" | xargs | sed "s/ /, /g"))" >&2
 else
     echo "bundle.sh: WARNING: could not fetch the CUDA headers from PyPI; the bundle has none" >&2
 fi
