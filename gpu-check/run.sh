@@ -49,10 +49,26 @@ IFS=, read -r device memory driver <<<"$(head -n 1 <<<"$gpu_list")"
 device=$(xargs <<<"$device")
 echo "gpu-check: $(wc -l <<<"$gpu_list") GPU(s); using GPU 0: $device, $(xargs <<<"$memory"), driver $(xargs <<<"$driver")"
 export CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0}
+# Without GPU_CHECK_PYTHON: the first of python3, python that imports torch and transformers (a
+# conda or venv install may answer only to one of them), else python3 as it is.
+if [[ -z "${GPU_CHECK_PYTHON:-}" ]]; then
+    for candidate in python3 python; do
+        if command -v "$candidate" >/dev/null && "$candidate" -c 'import torch, transformers' 2>/dev/null; then
+            python=$candidate
+            break
+        fi
+    done
+fi
 if ! command -v "$python" >/dev/null; then
     echo "gpu-check: needs Python 3 with PyTorch and transformers as $python (set GPU_CHECK_PYTHON)" >&2
     exit 1
 fi
+if ! "$python" -c 'import torch, transformers' 2>/dev/null; then
+    echo "gpu-check: WARNING: $python cannot import torch and transformers: the PyTorch parts will fail and" \
+        "PyTorch's CUDA libraries will not be searched (set GPU_CHECK_PYTHON)" >&2
+fi
+echo "gpu-check: Python: $(command -v "$python")"
+export GPU_CHECK_PYTHON=$python # libs.sh searches this Python's site-packages for PyTorch's CUDA libraries
 
 # Peak numbers for MFU and bandwidth, by card (dense bf16 TFLOP/s, HBM GB/s); unknown cards get none.
 case "$device" in

@@ -126,4 +126,31 @@ grep -q '^| anchor_select (H 16, T 577) | 32 | 144 | 0.05 |' "$md" || fail "kern
 mkdir -p "$tmp/out2"
 (cd "$tmp/out2" && PATH="$tmp/fakebin:$PATH" GPU_CHECK_PARTS=backend_parity bash "$b/run.sh") >"$tmp/run2.log" 2>&1 || { cat "$tmp/run2.log"; fail "backend_parity alone"; }
 grep -q '^| stage 2 and answers on CUDA against the CPU (demo size, f32) | `train bench parity --backend cuda` | 5 stage-2 runs: losses within 2.0e-05 (relative) of flex.s, tolerance 0.001; answers 16 of 16 the same; trained connectors 0.55% of their update apart' "$tmp/out2/gpu-check-results.md" || { cat "$tmp/out2/gpu-check-results.md"; fail "backend_parity row"; }
+# Without GPU_CHECK_PYTHON, the Python that imports torch and transformers is chosen even where it
+# answers only to `python` (a conda or venv install), and used for the PyTorch part.
+mkdir -p "$tmp/pybin" "$tmp/out3"
+cat >"$tmp/pybin/python3" <<EOF
+#!/bin/sh
+case "\$*" in *"import torch, transformers"*) exit 1 ;; esac
+if [ "\$1" = benches/llava_train_step.py ]; then echo "python3 has no torch" >&2; exit 1; fi
+exec "$real_python" "\$@"
+EOF
+cat >"$tmp/pybin/python" <<EOF
+#!/bin/sh
+case "\$*" in *"import torch, transformers"*) exit 0 ;; esac
+if [ "\$1" = benches/llava_train_step.py ]; then
+    echo '{"impl": "transformers", "step_s": 0.5, "samples_per_s": 32.0, "tokens_per_s": 20512, "mfu": 0.4, "peak_mem_gib": 50.0}'
+    exit 0
+fi
+exec "$real_python" "\$@"
+EOF
+chmod +x "$tmp/pybin/"*
+(cd "$tmp/out3" && PATH="$tmp/pybin:$tmp/fakebin:$PATH" GPU_CHECK_PARTS=step_transformers bash "$b/run.sh") >"$tmp/run3.log" 2>&1 ||
+    { cat "$tmp/run3.log"; fail "python detection run"; }
+grep -q "^gpu-check: Python: $tmp/pybin/python\$" "$tmp/run3.log" || { cat "$tmp/run3.log"; fail "did not choose the Python that imports torch"; }
+python3 - "$tmp/out3/gpu-check-results.json" <<'EOF' || fail "python detection results"
+import json, sys
+parts = {p["part"]: p for p in json.load(open(sys.argv[1]))["parts"]}
+assert parts["step_transformers"]["ok"] and parts["step_transformers"]["data"]["step_s"] == 0.5, parts
+EOF
 echo "test_run.sh: all checks passed"
