@@ -51,10 +51,11 @@ echo "gpu-check: $(wc -l <<<"$gpu_list") GPU(s); using GPU 0: $device, $(xargs <
 export CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0}
 # Without GPU_CHECK_PYTHON: the first of python3, python that imports torch and transformers (a
 # conda or venv install may answer only to one of them), else python3 as it is.
+python_ok=0
 if [[ -z "${GPU_CHECK_PYTHON:-}" ]]; then
     for candidate in python3 python; do
         if command -v "$candidate" >/dev/null && "$candidate" -c 'import torch, transformers' 2>/dev/null; then
-            python=$candidate
+            python=$candidate python_ok=1
             break
         fi
     done
@@ -63,7 +64,7 @@ if ! command -v "$python" >/dev/null; then
     echo "gpu-check: needs Python 3 with PyTorch and transformers as $python (set GPU_CHECK_PYTHON)" >&2
     exit 1
 fi
-if ! "$python" -c 'import torch, transformers' 2>/dev/null; then
+if ((!python_ok)) && ! "$python" -c 'import torch, transformers' 2>/dev/null; then
     echo "gpu-check: WARNING: $python cannot import torch and transformers: the PyTorch parts will fail and" \
         "PyTorch's CUDA libraries will not be searched (set GPU_CHECK_PYTHON)" >&2
 fi
