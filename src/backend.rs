@@ -123,7 +123,7 @@ pub fn check(backend: Backend) -> Result<(), String> {
     if built {
         #[cfg(feature = "cuda")]
         if backend == Backend::Cuda {
-            return cuda_libraries();
+            return cuda_libraries().and_then(|()| crate::cuda_headers::check());
         }
         Ok(())
     } else {

@@ -3,6 +3,7 @@
 mod allocator;
 mod backend;
 mod cli;
+mod cuda_headers;
 mod report;
 mod signals;
 
