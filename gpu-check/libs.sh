@@ -206,9 +206,10 @@ EOF
 #   "runtime" container whose /usr/local/cuda has no headers) the include folders of PyTorch's
 #   nvidia wheels (cuda_runtime, cuda_nvrtc, ...: each ships part of them) merged into ROOT/include
 #   by symbolic links.
-# - Where they lack some of GPU_CHECK_HEADERS (PyTorch's wheels have no crt/mma.h and no CCCL) and
-#   BUNDLED/<major>/include exists for the NVRTC's major version (fetch_cuda_headers.py),
-#   ROOT/include becomes the found headers plus the bundled ones where those are missing.
+# - Where they lack some of GPU_CHECK_HEADERS (PyTorch's wheels have no crt/mma.h, and before
+#   CUDA 13 no CCCL) and BUNDLED/<major>/include exists for the NVRTC's major version
+#   (fetch_cuda_headers.py), ROOT/include becomes the found headers plus, of the bundle's
+#   components with a missing header (crt/; CCCL's cuda/, nv/, cccl/), the names they lack.
 # Exports CUDA_PATH=ROOT when ROOT/include is used. Prints one line; returns 1 when no headers were
 # found (headers still missing after this are named in the line, not an error: only the kernels
 # that include them fail).
