@@ -96,7 +96,10 @@ def main():
                          projector_hidden_act="gelu", vision_feature_layer=-2,
                          vision_feature_select_strategy="default")
     dtype = torch.bfloat16 if a.dtype == "bf16" else torch.float32
-    model = LlavaForConditionalGeneration(config).to(a.device)
+    # Built on the device: at 7B a host-side f32 build would need 28 GB of host memory and minutes
+    # of CPU-side random initialisation before the copy.
+    with torch.device(a.device):
+        model = LlavaForConditionalGeneration(config)
     model.model.vision_tower.to(dtype)
     model.model.language_model.to(dtype)
     model.lm_head.to(dtype)

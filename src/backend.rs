@@ -96,7 +96,10 @@ fn check_devices(backend: Backend, ids: &[usize]) -> Result<(), String> {
         let count = cudarc::driver::safe::CudaContext::device_count().map_err(|e| format!("devices.backend = \"cuda\": the NVIDIA driver did not start: {e:?}"))?;
         let count = count.max(0) as usize;
         if let Some(bad) = ids.iter().find(|&&i| i >= count) {
-            return Err(format!("CUDA device {bad} does not exist: the driver sees {count} GPU(s) (devices 0 to {})", count.saturating_sub(1)));
+            return Err(match count {
+                0 => format!("CUDA device {bad} does not exist: the driver sees no GPU"),
+                _ => format!("CUDA device {bad} does not exist: the driver sees {count} GPU(s) (devices 0 to {})", count - 1),
+            });
         }
     }
     let _ = (backend, ids);
