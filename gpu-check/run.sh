@@ -115,7 +115,7 @@ gpu_check_headers "$work/cuda" "$work/cuda-headers" >>"$work/libs.txt"
 compute_cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader -i 0 2>/dev/null | head -n 1 | xargs)
 if [[ "$compute_cap" =~ ^[0-9]+\.[0-9]+$ ]]; then
     timeout -k 5 60 "$python" "$here/nvrtc_check.py" --compute-cap "$compute_cap" >>"$work/libs.txt" 2>&1 ||
-        echo "gpu-check: NVRTC could not compile every header set (see the NVRTC line)" >&2
+        echo "gpu-check: the NVRTC check failed (see the NVRTC line below)" >&2
 else
     echo "NVRTC: not checked (nvidia-smi gave no compute capability: ${compute_cap:-none})" >>"$work/libs.txt"
 fi
