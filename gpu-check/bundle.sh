@@ -84,11 +84,16 @@ cp gpu-check/run.sh gpu-check/libs.sh gpu-check/report.py gpu-check/nvrtc_check.
 # run.sh adds them only where the GPU machine's own headers lack them. Without PyPI the bundle is
 # built without them, and a pip-only GPU machine then cannot compile those kernels.
 headers="$stage/cuda-headers"
+header_majors=none
 if [[ "${GPU_CHECK_HEADERS:-1}" == 0 ]]; then
     echo "bundle.sh: GPU_CHECK_HEADERS=0: no CUDA headers in the bundle" >&2
 elif python3 gpu-check/fetch_cuda_headers.py "$headers" >&2 || [[ -d "$headers" ]]; then
     tar -C "$headers" -cJf "$root/cuda-headers.tar.xz" .
-    echo "cuda-headers.tar.xz: $(stat -c %s "$root/cuda-headers.tar.xz") bytes (CUDA $(ls "$headers" | xargs | sed "s/ /, /g"))" >&2
+    header_majors=""
+    for dir in "$headers"/*/; do
+        header_majors+="${header_majors:+,}$(basename "$dir")"
+    done
+    echo "cuda-headers.tar.xz: $(stat -c %s "$root/cuda-headers.tar.xz") bytes (CUDA $header_majors)" >&2
 else
     echo "bundle.sh: WARNING: could not fetch the CUDA headers from PyPI; the bundle has none" >&2
 fi
@@ -102,7 +107,7 @@ cp -r data-manifests/tiny "$root/data-manifests/"
     echo "built=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "rustc=$(rustc --version 2>/dev/null || echo unknown)"
     echo "cudarc_cuda_version=$CUDARC_CUDA_VERSION"
-    echo "cuda_headers=$(if [[ -f "$root/cuda-headers.tar.xz" ]]; then ls "$headers" | xargs | tr ' ' ,; else echo none; fi)"
+    echo "cuda_headers=$header_majors"
 } >"$root/BUILD_INFO"
 
 mkdir -p "$(dirname "$tarball")"
