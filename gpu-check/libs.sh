@@ -137,13 +137,13 @@ gpu_check_wheel_include_dirs() {
 # (cuda/pipeline, cuda/barrier, cuda/ptx, nv/target) for the pipelined, barrier and TMA kernels of
 # Hopper cards. cuda/* and nv/* may also sit under cccl/ (CUDA 13's layout; CubeCL then adds
 # $CUDA_PATH/include/cccl to NVRTC's include path).
-GPU_CHECK_HEADERS=(cuda_runtime.h cuda_fp16.h cuda_bf16.h cuda_fp8.h mma.h crt/mma.h cooperative_groups.h
+GPU_CHECK_HEADER_NAMES=(cuda_runtime.h cuda_fp16.h cuda_bf16.h cuda_fp8.h mma.h crt/mma.h cooperative_groups.h
     cooperative_groups/memcpy_async.h cuda/pipeline cuda/barrier cuda/ptx nv/target)
 
-# The headers of GPU_CHECK_HEADERS that include folder $1 lacks, space-separated (empty: none).
+# The headers of GPU_CHECK_HEADER_NAMES that include folder $1 lacks, space-separated (empty: none).
 gpu_check_missing_headers() {
     local inc=$1 header missing=()
-    for header in "${GPU_CHECK_HEADERS[@]}"; do
+    for header in "${GPU_CHECK_HEADER_NAMES[@]}"; do
         [[ -e "$inc/$header" || -e "$inc/cccl/$header" ]] || missing+=("$header")
     done
     echo "${missing[*]}"
@@ -206,7 +206,7 @@ EOF
 #   "runtime" container whose /usr/local/cuda has no headers) the include folders of PyTorch's
 #   nvidia wheels (cuda_runtime, cuda_nvrtc, ...: each ships part of them) merged into ROOT/include
 #   by symbolic links.
-# - Where they lack some of GPU_CHECK_HEADERS (PyTorch's wheels have no crt/mma.h, and before
+# - Where they lack some of GPU_CHECK_HEADER_NAMES (PyTorch's wheels have no crt/mma.h, and before
 #   CUDA 13 no CCCL) and BUNDLED/<major>/include exists for the NVRTC's major version
 #   (fetch_cuda_headers.py), ROOT/include becomes the found headers plus, of the bundle's
 #   components with a missing header (crt/; CCCL's cuda/, nv/, cccl/), the names they lack.

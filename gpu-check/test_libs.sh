@@ -98,7 +98,7 @@ grep -q "merged from PyTorch" <<<"$out" || fail "runtime image: $out"
 unset CUDA_PATH
 full="$tmp/fullcuda/include"
 mkdir -p "$full/crt" "$full/cooperative_groups" "$full/cuda" "$full/nv"
-for h in "${GPU_CHECK_HEADERS[@]}"; do touch "$full/$h"; done
+for h in "${GPU_CHECK_HEADER_NAMES[@]}"; do touch "$full/$h"; done
 echo '#define CUDART_VERSION 12040' >"$full/cuda_runtime_api.h"
 bundled="$tmp/bundled"
 mkdir -p "$bundled/12/include/crt" "$bundled/12/include/cuda" "$bundled/12/include/nv" "$bundled/13/include/cccl/cuda"
