@@ -14,6 +14,7 @@
 # ldconfig's cache), GPU_CHECK_SITE_DIRS the Python site-packages folders.
 
 GPU_CHECK_LIB_NAMES=(cuda nvrtc nccl)
+GPU_CHECK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # Whether a fresh process can dlopen one of the names cudarc tries for library $1 (cuda, ...).
 gpu_check_loadable() {
@@ -173,24 +174,12 @@ gpu_check_merge_include() {
     done
 }
 
-# The CUDA major version the headers must match: that of the NVRTC cudarc will load (nvrtcVersion,
-# under the names cudarc tries), else CUDART_VERSION in include folder $1. Prints nothing if unknown.
+# The CUDA major version the headers must match: that of the NVRTC cudarc will load
+# (nvrtc_check.py --major, beside this file), else CUDART_VERSION in include folder $1. Prints
+# nothing if unknown.
 gpu_check_cuda_major() {
     local major
-    major=$("${GPU_CHECK_PYTHON:-python3}" - <<'EOF' 2>/dev/null
-import ctypes, sys
-for suffix in ("", ".12", ".11", ".10", ".9", ".1"):
-    try:
-        lib = ctypes.CDLL(f"libnvrtc.so{suffix}")
-        version = lib.nvrtcVersion
-    except (OSError, AttributeError):
-        continue
-    major, minor = ctypes.c_int(), ctypes.c_int()
-    if version(ctypes.byref(major), ctypes.byref(minor)) == 0:
-        print(major.value)
-        break
-EOF
-)
+    major=$("${GPU_CHECK_PYTHON:-python3}" "$GPU_CHECK_DIR/nvrtc_check.py" --major 2>/dev/null) || major=""
     if [[ -z "$major" && -f "${1:-}/cuda_runtime_api.h" ]]; then
         major=$(sed -n 's/^#define CUDART_VERSION *\([0-9][0-9]*\).*/\1/p' "$1/cuda_runtime_api.h" | head -n 1)
         [[ -n "$major" ]] && major=$((major / 1000))

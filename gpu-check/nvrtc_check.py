@@ -8,6 +8,7 @@ machine it says in a second, before any part runs, whether a header problem will
 kernels, and which headers.
 
     python3 gpu-check/nvrtc_check.py --compute-cap 9.0
+    python3 gpu-check/nvrtc_check.py --major    # only NVRTC's major version (libs.sh uses it)
 
 Where libcuda loads (the GPU machine), it also loads one compiled kernel's PTX on GPU 0 as CubeCL
 does (`cuModuleLoadData`): the driver JIT-compiles PTX only up to its own CUDA version, so an NVRTC
@@ -127,14 +128,18 @@ def load_on_gpu(ptx):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    ap.add_argument("--compute-cap", required=True, help="the GPU's compute capability, e.g. 9.0")
+    mode = ap.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--compute-cap", help="the GPU's compute capability, e.g. 9.0")
+    mode.add_argument("--major", action="store_true", help="print only the loaded NVRTC's major version")
     a = ap.parse_args()
     lib, name = load_nvrtc()
-    if lib is None:
+    major, minor = ctypes.c_int(), ctypes.c_int()
+    if lib is None or not hasattr(lib, "nvrtcVersion") or lib.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor)) != 0:
         print("NVRTC: cannot load libnvrtc under the names cudarc tries (libnvrtc.so, .so.12, ...)")
         return 2
-    major, minor = ctypes.c_int(), ctypes.c_int()
-    lib.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor))
+    if a.major:
+        print(major.value)
+        return 0
     cc = a.compute_cap.replace(".", "").strip()
     arch = f"sm_{cc}a" if int(cc) >= 90 else f"sm_{cc}"
     root = cuda_path()
