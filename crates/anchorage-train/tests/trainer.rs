@@ -116,6 +116,12 @@ fn run_with(run_dir: &Path, steps: u64, resume: bool, stop_after: Option<u64>, l
     Trainer::new(&settings, built.model, &[device], &Synthetic, &options).unwrap().run().unwrap()
 }
 
+/// A run of `steps` stopped after 3 steps, then resumed in the same folder: the resumed summary.
+fn stopped_after_3_then_resumed(run_dir: &Path, steps: u64, llm_extra: &str) -> TrainSummary {
+    assert_eq!(run_with(run_dir, steps, false, Some(3), llm_extra).steps, 3);
+    run_with(run_dir, steps, true, None, llm_extra)
+}
+
 #[test]
 fn trains_checkpoints_exports_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
@@ -174,9 +180,7 @@ fn lora_checkpoints_hold_only_the_adapters_and_resume_exactly() {
     const FULL: &str = "training = \"full\"";
     let dir = tempfile::tempdir().unwrap();
     let full = run_with(&dir.path().join("lora"), 6, false, None, LORA);
-    let part_dir = dir.path().join("lora-part");
-    assert_eq!(run_with(&part_dir, 6, false, Some(3), LORA).steps, 3);
-    let resumed = run_with(&part_dir, 6, true, None, LORA);
+    let resumed = stopped_after_3_then_resumed(&dir.path().join("lora-part"), 6, LORA);
     assert_eq!(resumed.losses, full.losses, "a resumed LoRA run must repeat the uninterrupted losses bit for bit");
 
     // The frozen base stays out of LoRA checkpoints: smaller than the full-training checkpoint by
@@ -199,8 +203,7 @@ fn a_bf16_llm_trained_in_full_resumes_exactly_from_its_f32_master() {
     let dir = tempfile::tempdir().unwrap();
     let full = run_with(&dir.path().join("bf16"), 4, false, None, BF16_FULL);
     let part = dir.path().join("bf16-part");
-    assert_eq!(run_with(&part, 4, false, Some(3), BF16_FULL).steps, 3);
-    let resumed = run_with(&part, 4, true, None, BF16_FULL);
+    let resumed = stopped_after_3_then_resumed(&part, 4, BF16_FULL);
     assert_eq!(resumed.losses, full.losses, "a resumed bf16 run must repeat the uninterrupted losses bit for bit");
     // The step-4 weights, read back into the model: the f32 master values, equal in both runs
     // (the record bytes differ: they carry parameter ids, which are drawn per process).
