@@ -71,9 +71,13 @@ stage="$target/gpu-check-stage"
 rm -rf "$stage"
 root="$stage/gpu-check"
 mkdir -p "$root/bin" "$root/benches" "$root/kernels/benches" "$root/recipes/bench" "$root/data-manifests"
+glibc_versions=()
 for pair in "train:$train_exe" "kernels-tests:$tests_exe" "anchor_gather:$bench_exe"; do
     name=${pair%%:*}
     exe=${pair#*:}
+    # The newest glibc symbol version any binary needs: run.sh names it where they cannot start.
+    needed=$(objdump -T "$exe" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1 || true)
+    [[ -n "$needed" ]] && glibc_versions+=("$needed")
     strip -o "$root/bin/$name" "$exe"
     echo "$name: $(stat -c %s "$root/bin/$name") bytes stripped" >&2
     xz -T0 -9 "$root/bin/$name"
@@ -108,6 +112,7 @@ cp -r data-manifests/tiny "$root/data-manifests/"
     echo "rustc=$(rustc --version 2>/dev/null || echo unknown)"
     echo "cudarc_cuda_version=$CUDARC_CUDA_VERSION"
     echo "cuda_headers=$header_majors"
+    echo "glibc_needed=$(printf '%s\n' "${glibc_versions[@]:-unknown}" | sort -uV | tail -n 1)"
 } >"$root/BUILD_INFO"
 
 mkdir -p "$(dirname "$tarball")"

@@ -165,7 +165,7 @@ def markdown(result):
         f"- Device: {dev['name']} ({dev['memory']}, driver {dev['driver']}); "
         f"{result['seconds']} s for the whole check.",
         f"- Bundle: {', '.join(f'{k} {v}' for k, v in result['build'].items())}.",
-        f"- CUDA libraries: {'; '.join(result['libraries'])}.",
+        f"- Binaries, CUDA libraries and headers: {'; '.join(result['libraries'])}.",
         "",
         "| part | command | result | device | date |",
         "| --- | --- | --- | --- | --- |",

@@ -98,6 +98,16 @@ for xzfile in "$here"/bin/*.xz; do
     chmod +x "$work/bin/$name"
 done
 
+# The binaries are built against glibc (BUILD_INFO's glibc_needed): on an older system they do not
+# start at all. Say so once here, with both versions, instead of in every part's log.
+glibc_needed=$(sed -n 's/^glibc_needed=//p' "$here/BUILD_INFO" 2>/dev/null)
+if version=$(timeout -k 5 30 "$work/bin/train" --version 2>&1); then
+    binaries_line="binaries: $version starts"
+else
+    binaries_line="binaries: the prebuilt train does not start on this machine: $(head -c 400 <<<"$version" | tr '\n' ' ')(needs Linux x86_64, glibc >= ${glibc_needed:-unknown}; this machine: $(ldd --version 2>/dev/null | head -n 1 || echo 'glibc unknown'))"
+    echo "gpu-check: WARNING: $binaries_line" >&2
+fi
+
 # The CUDA headers PyTorch's wheels lack (crt/mma.h, CCCL), per CUDA major version, where the
 # bundle was built with them (fetch_cuda_headers.py).
 if [[ -f "$here/cuda-headers.tar.xz" ]]; then
@@ -108,7 +118,7 @@ fi
 # --- 3. CUDA libraries and headers. ----------------------------------------------------------------
 # shellcheck source=gpu-check/libs.sh
 source "$here/libs.sh"
-gpu_check_libs "$work/libs" >"$work/libs.txt"
+{ echo "$binaries_line"; gpu_check_libs "$work/libs"; } >"$work/libs.txt"
 gpu_check_headers "$work/cuda" "$work/cuda-headers" >>"$work/libs.txt"
 # NVRTC compiles CubeCL's header sets for this card in seconds (no GPU needed): a header problem
 # shows here, before the parts, with the failing header named.

@@ -55,7 +55,8 @@ EOF
 fake() { printf '#!/bin/sh\n%s\n' "$2" >"$b/bin/$1"; xz "$b/bin/$1"; }
 fake kernels-tests '[ "$ANCHORAGE_REQUIRE_CUDA" = 1 ] || { echo "REQUIRE not set"; exit 3; }; echo "running 9 tests"; echo "test result: ok. 9 passed; 0 failed; 0 ignored; 0 measured; 3 filtered out; finished in 4.2s"'
 fake anchor_gather 'echo "backend: cuda (CudaDevice 0); kernels used: true"; echo "| op | B | N or k | kernel ms |"; echo "| --- | --- | --- | --- |"; echo "| anchor_select (H 16, T 577) | 32 | 144 | 0.05 |"'
-fake train 'case "$2" in
+fake train 'case "$1" in --version) echo "train 0.1.0"; exit 0 ;; esac
+case "$2" in
   parity) echo "{\"bench\": \"parity\", \"backend\": \"cuda\", \"device\": 0, \"runs\": [{}, {}, {}, {}, {}], \"max_rel_diff\": 0.00002, \"tolerance\": 0.001, \"weights_rel_diff\": 0.0055, \"weights_tolerance\": 0.1, \"answers\": 16, \"answers_same\": 16, \"ok\": true}"; exit 0 ;;
   allreduce) echo "{\"bench\": \"allreduce\", \"devices\": [0], \"ranks\": 1, \"elements\": 33554432, \"dtype\": \"f32\", \"sums_exact\": true, \"nccl_s\": 0.0004, \"host_s\": 0.05, \"host_over_nccl\": 125.0, \"nccl_algbw_gbs\": 335.5, \"nccl_busbw_gbs\": 0.0, \"buckets\": 4, \"buckets_pipelined_s\": 0.0005, \"buckets_one_by_one_s\": 0.0008, \"one_by_one_over_pipelined\": 1.6}"; exit 0 ;;
 esac
@@ -106,6 +107,7 @@ assert not vt["ok"] and vt["status"] in ("skipped", "failed"), vt
 assert parts["backend_parity"]["status"] == "skipped", parts["backend_parity"]  # the budget is spent by then
 assert not r["ok"]
 assert any(line.startswith("libcuda") for line in r["libraries"]), r["libraries"]
+assert r["libraries"][0] == "binaries: train 0.1.0 starts", r["libraries"]
 headers = [line for line in r["libraries"] if line.startswith("CUDA headers")]
 assert len(headers) == 1 and "completed with the bundle's CUDA 12 headers for: crt/mma.h cuda/pipeline cuda/barrier cuda/ptx nv/target" in headers[0], headers
 assert "MISSING" not in headers[0], headers
@@ -152,5 +154,28 @@ python3 - "$tmp/out3/gpu-check-results.json" <<'EOF' || fail "python detection r
 import json, sys
 parts = {p["part"]: p for p in json.load(open(sys.argv[1]))["parts"]}
 assert parts["step_transformers"]["ok"] and parts["step_transformers"]["data"]["step_s"] == 0.5, parts
+EOF
+# Binaries that cannot start (built against a newer glibc than the machine's): one warning naming
+# both versions, in the log and the results, and the PyTorch part still runs.
+cp -r "$tmp/bundle" "$tmp/oldglibc"
+old=$tmp/oldglibc/gpu-check
+rm "$old/bin/train.xz"
+cat >"$old/bin/train" <<'EOF'
+#!/bin/sh
+echo "train: /lib/x86_64-linux-gnu/libc.so.6: version \`GLIBC_2.34' not found (required by train)" >&2
+exit 1
+EOF
+xz "$old/bin/train"
+echo "glibc_needed=2.34" >>"$old/BUILD_INFO"
+mkdir -p "$tmp/out4"
+(cd "$tmp/out4" && PATH="$tmp/fakebin:$PATH" GPU_CHECK_PARTS=step_transformers bash "$old/run.sh") >"$tmp/run4.log" 2>&1 ||
+    { cat "$tmp/run4.log"; fail "run with binaries that cannot start"; }
+grep -q "^gpu-check: WARNING: binaries: the prebuilt train does not start on this machine: .*GLIBC_2.34' not found.*(needs Linux x86_64, glibc >= 2.34; this machine: " "$tmp/run4.log" ||
+    { cat "$tmp/run4.log"; fail "no warning for binaries that cannot start"; }
+python3 - "$tmp/out4/gpu-check-results.json" <<'EOF' || fail "results of the run with binaries that cannot start"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["libraries"][0].startswith("binaries: the prebuilt train does not start"), r["libraries"]
+assert {p["part"]: p for p in r["parts"]}["step_transformers"]["ok"], r["parts"]
 EOF
 echo "test_run.sh: all checks passed"
