@@ -93,4 +93,23 @@ mod on_wgpu {
         let log = answer(&keep.join("runs/3-wgpu"), &dir.path().join("b.jsonl"));
         assert!(log.contains("backend=\"wgpu\""), "a wgpu-trained run is evaluated on wgpu by default: {log}");
     }
+
+    /// A tower dtype the wgpu device cannot compute in (bf16: WGSL has none) is refused by its
+    /// recipe key before anything is built or written, where CubeCL's compiler used to panic at the
+    /// first kernel (exit 101).
+    #[test]
+    fn bf16_on_wgpu_is_refused_by_key() {
+        if !crate::wgpu_support::wgpu_available() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let sets = ["devices.backend=\"wgpu\"", "llm.dtype=\"bf16\""];
+        let args = super::super::common::stage_args("pretrain", "recipes/tiny/pretrain.toml", dir.path(), "bf16", &sets, &[]);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_train")).args(&args).env("RUST_LOG", "warn").output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let err = text(&out);
+        assert!(err.contains("`llm.dtype`: \"bf16\" is not supported by this backend's device (") && err.contains("wgpu<"), "{err}");
+        assert!(err.contains("use \"f16\" or \"f32\"") || err.contains("use \"f32\""), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a refused run writes nothing");
+    }
 }

@@ -11,7 +11,7 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 
 use crate::spec::{connector_config, ConnectorDims, Dtype, LlmSection, LlmTraining, LlavaSpec};
-use crate::towers::{language_model, materialize, vision_tower, VisionTower};
+use crate::towers::{check_dtype, language_model, materialize, vision_tower, VisionTower};
 use crate::{Llava, ModelError, Trainable, VisionSelect};
 
 /// A built model and what goes with it: the image processor, the tokenizer file and the configs.
@@ -30,6 +30,8 @@ impl LlavaSpec {
     /// `None` draws a fresh connector. Every random draw has its own seed derived from
     /// `self.seed` and happens at once, so a resumed process draws the same weights.
     pub fn build<B: Backend, V: Backend<Device = B::Device>>(&self, device: &B::Device, connector: Option<&Path>) -> Result<Built<B, V>, ModelError> {
+        check_dtype::<V>(self.vision.dtype, device, "vision.dtype")?;
+        check_dtype::<B>(self.llm.dtype, device, "llm.dtype")?;
         let _draws = crate::seeded::lock();
         V::seed(device, self.seed);
         let VisionTower { config: vision_config, model: vision, processor } = vision_tower::<V>(&self.vision, device)?;

@@ -74,6 +74,22 @@ pub fn language_model<B: Backend>(section: &LlmSection, device: &B::Device) -> R
     Ok((load_llm::<B>(&dir, dtype, device)?, Some(dir)))
 }
 
+/// Refuses a tower dtype the backend's device cannot compute in, naming the recipe key, before
+/// anything is loaded: bf16 on wgpu (WGSL has no bf16, and CubeCL's compiler would panic at the
+/// first kernel), f16 on a wgpu adapter without `shader-f16`. Flex and CUDA take all three.
+pub(crate) fn check_dtype<B: Backend>(dtype: Dtype, device: &B::Device, key: &str) -> Result<(), ModelError> {
+    let (burn_dtype, name) = match dtype {
+        Dtype::F32 => (DType::F32, "f32"),
+        Dtype::Bf16 => (DType::BF16, "bf16"),
+        Dtype::F16 => (DType::F16, "f16"),
+    };
+    if B::supports_dtype(device, burn_dtype) {
+        return Ok(());
+    }
+    let other = if dtype == Dtype::Bf16 && B::supports_dtype(device, DType::F16) { "\"f16\" or \"f32\"" } else { "\"f32\"" };
+    Err(spec_err(key, &format!("\"{name}\" is not supported by this backend's device ({}); use {other}, or the flex or cuda backend", B::name(device))))
+}
+
 fn model_dir(source: &ModelSource, key: &str) -> Result<PathBuf, ModelError> {
     match (&source.path, &source.hub) {
         (Some(p), _) => Ok(p.clone()),
