@@ -21,9 +21,10 @@
 # output and the next part runs. Exit status: 0 all parts passed, 1 some failed, 2 no NVIDIA GPU.
 #
 # Environment: GPU_CHECK_OUT, GPU_CHECK_BUDGET_S, GPU_CHECK_TIMEOUT_SCALE (an integer factor on
-# every part's timeout, default 1), GPU_CHECK_STEPS (default 8) and GPU_CHECK_WARMUP
-# (3) for the step parts, GPU_CHECK_PYTHON (python3), GPU_CHECK_PARTS (space-separated subset of
-# parity allreduce kernels step_mlp step_anchor_former step_transformers vision_tower backend_parity).
+# every part's timeout, default 1), GPU_CHECK_STEPS (default 8), GPU_CHECK_WARMUP (3) and
+# GPU_CHECK_MICRO_BATCH (16 on cards of 120 GB or more, else 8) for the step parts,
+# GPU_CHECK_PYTHON (python3), GPU_CHECK_PARTS (space-separated subset of parity allreduce kernels
+# step_mlp step_anchor_former step_transformers vision_tower backend_parity).
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -165,6 +166,13 @@ part() {
 bin=$work/bin
 peak=(${peak_tflops:+--peak-tflops "$peak_tflops"})
 step_args=(--text-len 64 --steps "$steps" --warmup "$warmup" "${peak[@]}")
+# The 7B steps' micro-batch, the same on both sides: 16 on a card with 120 GB or more (H200), 8 on
+# smaller ones (H100 80 GB). At 16, besides the other activations, our step keeps the attention
+# probabilities of all 32 layers for the backward pass (16 x 32 x 641 x 641 bf16 values, 0.42 GB a
+# layer), which an 80 GB card cannot hold beside the 13.5 GB of weights.
+memory_mib=$(grep -o '[0-9]*' <<<"$memory" | head -n 1)
+micro=${GPU_CHECK_MICRO_BATCH:-$(((${memory_mib:-0} >= 120000) ? 16 : 8))}
+ours=(--set "optim.micro_batch=$micro" --set "optim.global_batch=$micro" "${step_args[@]}")
 
 part parity 60 "kernels-tests cuda_parity:: (ANCHORAGE_REQUIRE_CUDA=1)" -- \
     env ANCHORAGE_REQUIRE_CUDA=1 "$bin/kernels-tests" cuda_parity::
@@ -173,15 +181,15 @@ part allreduce 40 "train bench allreduce --iters 10" -- \
 part kernels 75 "anchor_gather --backend cuda --sizes real --iters 10 --warmup 3 --acformer-python $python${peak_gbs:+ --peak-gbs $peak_gbs}" -- \
     "$bin/anchor_gather" --backend cuda --sizes real --iters 10 --warmup 3 --acformer-python "$python" \
     --acformer-script kernels/benches/acformer_host_loop.py ${peak_gbs:+--peak-gbs "$peak_gbs"}
-part step_mlp 100 "train bench step recipes/bench/llava7b_mlp2x_gelu.toml ${step_args[*]}" -- \
-    "$bin/train" bench step recipes/bench/llava7b_mlp2x_gelu.toml "${step_args[@]}"
-part step_anchor_former 90 "train bench step recipes/bench/llava7b_anchor_former.toml ${step_args[*]}" -- \
-    "$bin/train" bench step recipes/bench/llava7b_anchor_former.toml "${step_args[@]}"
-part step_transformers 140 "python benches/llava_train_step.py --preset llava-7b --micro-batch 16 ${step_args[*]} --device cuda --dtype bf16" -- \
-    "$python" benches/llava_train_step.py --preset llava-7b --micro-batch 16 "${step_args[@]}" --device cuda --dtype bf16
+part step_mlp 100 "train bench step recipes/bench/llava7b_mlp2x_gelu.toml ${ours[*]}" -- \
+    "$bin/train" bench step recipes/bench/llava7b_mlp2x_gelu.toml "${ours[@]}"
+part step_anchor_former 90 "train bench step recipes/bench/llava7b_anchor_former.toml ${ours[*]}" -- \
+    "$bin/train" bench step recipes/bench/llava7b_anchor_former.toml "${ours[@]}"
+part step_transformers 140 "python benches/llava_train_step.py --preset llava-7b --micro-batch $micro ${step_args[*]} --device cuda --dtype bf16" -- \
+    "$python" benches/llava_train_step.py --preset llava-7b --micro-batch "$micro" "${step_args[@]}" --device cuda --dtype bf16
 tiny_llm='llm.model={ builtin = "tiny" }'
-part vision_tower 40 "train bench step recipes/bench/llava7b_mlp2x_gelu.toml --set '$tiny_llm' ${step_args[*]}" -- \
-    "$bin/train" bench step recipes/bench/llava7b_mlp2x_gelu.toml --set "$tiny_llm" "${step_args[@]}"
+part vision_tower 40 "train bench step recipes/bench/llava7b_mlp2x_gelu.toml --set '$tiny_llm' ${ours[*]}" -- \
+    "$bin/train" bench step recipes/bench/llava7b_mlp2x_gelu.toml --set "$tiny_llm" "${ours[@]}"
 part backend_parity 120 "train bench parity --backend cuda" -- \
     "$bin/train" bench parity --backend cuda
 

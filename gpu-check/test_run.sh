@@ -98,6 +98,9 @@ assert parts["allreduce"]["ok"] and parts["allreduce"]["data"]["host_over_nccl"]
 assert parts["kernels"]["ok"] and len(parts["kernels"]["data"]["table"]) == 3, parts["kernels"]
 assert parts["step_mlp"]["ok"] and parts["step_mlp"]["data"]["step_s"] == 1.5, parts["step_mlp"]
 assert "--peak-tflops 989" in parts["step_mlp"]["command"], parts["step_mlp"]["command"]
+# An 80 GB card: micro-batch 8 on both sides.
+assert "--set optim.micro_batch=8 --set optim.global_batch=8 " in parts["step_mlp"]["command"], parts["step_mlp"]["command"]
+assert "--micro-batch 8 " in parts["step_transformers"]["command"], parts["step_transformers"]["command"]
 assert parts["step_mlp"]["gpu_mem_peak_mib"] == 40960, parts["step_mlp"]
 af = parts["step_anchor_former"]
 assert not af["ok"] and af["rc"] == 1 and "Error: out of memory" in af["log_tail"], af
@@ -147,13 +150,14 @@ fi
 exec "$real_python" "\$@"
 EOF
 chmod +x "$tmp/pybin/"*
-(cd "$tmp/out3" && PATH="$tmp/pybin:$tmp/fakebin:$PATH" GPU_CHECK_PARTS=step_transformers bash "$b/run.sh") >"$tmp/run3.log" 2>&1 ||
+(cd "$tmp/out3" && PATH="$tmp/pybin:$tmp/fakebin:$PATH" GPU_CHECK_PARTS=step_transformers GPU_CHECK_MICRO_BATCH=16 bash "$b/run.sh") >"$tmp/run3.log" 2>&1 ||
     { cat "$tmp/run3.log"; fail "python detection run"; }
 grep -q "^gpu-check: Python: $tmp/pybin/python\$" "$tmp/run3.log" || { cat "$tmp/run3.log"; fail "did not choose the Python that imports torch"; }
 python3 - "$tmp/out3/gpu-check-results.json" <<'EOF' || fail "python detection results"
 import json, sys
 parts = {p["part"]: p for p in json.load(open(sys.argv[1]))["parts"]}
 assert parts["step_transformers"]["ok"] and parts["step_transformers"]["data"]["step_s"] == 0.5, parts
+assert "--micro-batch 16 " in parts["step_transformers"]["command"], parts  # GPU_CHECK_MICRO_BATCH
 EOF
 # Binaries that cannot start (built against a newer glibc than the machine's): one warning naming
 # both versions, in the log and the results, and the PyTorch part still runs.
