@@ -31,6 +31,7 @@ macro_rules! parity_tests {
             topk_radix_select_handles_signs_zeros_infinities_and_long_rows,
             topk_gather_gradients_match_the_reference,
             gather_tokens_gradients_scatter_add_under_autodiff,
+            recomputed_attention_matches_burns_attention_and_its_gradients,
         );
     };
     ($backend:ty, $available:path; $($case:ident),* $(,)?) => {
@@ -316,4 +317,93 @@ pub fn gather_tokens_gradients_scatter_add_under_autodiff<K: Backend>() {
     assert_eq!(floats(y.clone()), vec![0., 1., 2., 6., 7., 8., 6., 7., 8.]);
     let g = floats(x.grad(&y.sum().backward()).unwrap());
     assert_eq!(g, vec![1., 1., 1., 0., 0., 0., 2., 2., 2., 0., 0., 0.]);
+}
+
+/// `recomputed_attention` (which keeps only q, k, v and the mask for the backward pass) against
+/// burn's `attention` op recorded under `Autodiff<K>`: the same outputs, bit for bit (the same ops
+/// in the same order), and the same gradients of q, k and v within float rounding (its backward
+/// is the closed form, burn's the chain through a dozen ops), with no or balanced checkpointing.
+/// Cases: causal; causal with right padding (a padded query row sees no key: zeros, no NaN);
+/// a dense mask without causality; three queries over seven keys (the causal mask aligned at the
+/// bottom-right corner, as for a continued sequence). Plain `K` and flex get `None`.
+pub fn recomputed_attention_matches_burns_attention_and_its_gradients<K: Backend>() {
+    use anchorage_kernels::attention::{recomputed_attention, recomputed_attention_reference};
+    use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, CheckpointStrategy};
+    use burn::tensor::Bool;
+
+    let (b, h, d) = (2, 2, 8);
+    // Keys hidden per (sample, query, key): padding (sample 1 has 4 real tokens of 7), and a dense
+    // pattern with one row fully hidden.
+    let padding = |lq: usize, lk: usize| -> Vec<bool> {
+        (0..b * h * lq * lk).map(|i| i / (h * lq * lk) == 1 && i % lk >= 4).collect()
+    };
+    let dense = |lq: usize, lk: usize| -> Vec<bool> {
+        (0..b * h * lq * lk).map(|i| (i / lk) % lq == 2 || (i * 7) % 5 == 0).collect()
+    };
+    type Case = (&'static str, usize, usize, bool, Option<Vec<bool>>);
+    let cases: Vec<Case> = vec![
+        ("causal", 7, 7, true, None),
+        ("causal with padding", 7, 7, true, Some(padding(7, 7))),
+        ("dense mask", 6, 6, false, Some(dense(6, 6))),
+        ("3 queries over 7 keys", 3, 7, true, None),
+    ];
+
+    fn run<A: Backend>(
+        recompute: bool,
+        dims: [usize; 5],
+        is_causal: bool,
+        mask: &Option<Vec<bool>>,
+        data: [&[f32]; 4],
+    ) -> (Option<Vec<f32>>, Vec<Vec<f32>>)
+    where
+        A: burn::tensor::backend::AutodiffBackend,
+    {
+        let [b, h, lq, lk, d] = dims;
+        let q = tensor::<A, 4>(data[0], [b, h, lq, d]).require_grad();
+        let k = tensor::<A, 4>(data[1], [b, h, lk, d]).require_grad();
+        let v = tensor::<A, 4>(data[2], [b, h, lk, d]).require_grad();
+        let mask = mask.as_ref().map(|m| {
+            Tensor::<A, 4, Bool>::from_data(TensorData::new(m.clone(), [b, h, lq, lk]), &Default::default())
+        });
+        let out = if recompute {
+            match recomputed_attention(&q, &k, &v, mask.as_ref(), is_causal) {
+                Some(out) => out,
+                None => return (None, vec![]),
+            }
+        } else {
+            recomputed_attention_reference(q.clone(), k.clone(), v.clone(), mask, is_causal)
+        };
+        let w = tensor::<A, 4>(data[3], [b, h, lq, d]);
+        let grads = (out.clone() * w).sum().backward();
+        let g = [q, k, v].map(|t| floats(t.grad(&grads).unwrap()));
+        (Some(floats(out)), g.to_vec())
+    }
+    fn both<C: CheckpointStrategy, K: Backend>(name: &str, dims: [usize; 5], is_causal: bool, mask: &Option<Vec<bool>>, data: [&[f32]; 4]) {
+        let (out, grads) = run::<Autodiff<K, C>>(true, dims, is_causal, mask, data);
+        let out = out.unwrap_or_else(|| panic!("{name}: recomputed_attention declined Autodiff<K>"));
+        let (want, want_grads) = run::<Autodiff<K, C>>(false, dims, is_causal, mask, data);
+        assert_eq!(out, want.unwrap(), "{name}: outputs");
+        assert!(out.iter().all(|x| x.is_finite()), "{name}: {out:?}");
+        for (which, (got, want)) in ["q", "k", "v"].iter().zip(grads.iter().zip(&want_grads)) {
+            let scale = want.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-3);
+            let worst = got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(worst <= 2e-5 * scale, "{name}: d{which} differs by {worst} (largest {scale})");
+            assert!(got.iter().any(|x| *x != 0.0), "{name}: d{which} is all zeros");
+        }
+    }
+    for (name, lq, lk, is_causal, mask) in &cases {
+        let dims = [b, h, *lq, *lk, d];
+        let q = values(b * h * lq * d, 71, 0);
+        let k = values(b * h * lk * d, 72, 0);
+        let v = values(b * h * lk * d, 73, 0);
+        let w = values(b * h * lq * d, 74, 0);
+        let q: Vec<f32> = q.iter().map(|x| 4.0 * x - 2.0).collect(); // a few peaked rows
+        both::<burn::backend::autodiff::checkpoint::strategy::NoCheckpointing, K>(name, dims, *is_causal, mask, [&q, &k, &v, &w]);
+        both::<BalancedCheckpointing, K>(name, dims, *is_causal, mask, [&q, &k, &v, &w]);
+    }
+    // Not an autodiff CubeCL backend: declined.
+    let t = tensor::<K, 4>(&values(b * h * 3 * d, 75, 0), [b, h, 3, d]);
+    assert!(recomputed_attention(&t, &t, &t, None, true).is_none(), "plain K");
+    let t = tensor::<AF, 4>(&values(b * h * 3 * d, 75, 0), [b, h, 3, d]);
+    assert!(recomputed_attention(&t, &t, &t, None, true).is_none(), "flex");
 }

@@ -2,7 +2,9 @@
 //! fused `attention` op, optional key/value restriction or pooling per sample, optional head-mean
 //! attention rows, and the KV cache. A plain layer (no cache, restriction, pooling or rows) on the
 //! CPU backend runs RoPE and attention as one host op with its own backward instead
-//! (`anchorage_kernels::attention`).
+//! (`anchorage_kernels::attention`); under autodiff on a GPU backend the attention keeps only its
+//! inputs for the backward pass and recomputes the probabilities there
+//! (`anchorage_kernels::attention::recomputed_attention`).
 //!
 //! A restricted layer projects keys/values of the kept rows only (their RoPE at their own
 //! positions), unless it reports head-mean rows, which need every key: it then projects all rows
@@ -11,7 +13,7 @@
 //! `src/transformers/models/llama/modeling_llama.py` (`LlamaAttention`) and
 //! `models/qwen2/modeling_qwen2.py` (biases on q/k/v).
 
-use anchorage_kernels::attention::{fused_attention, runs_fused, AttentionSpec, Visibility};
+use anchorage_kernels::attention::{fused_attention, recomputed_attention, runs_fused, AttentionSpec, Visibility};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
@@ -294,6 +296,11 @@ impl<B: Backend> Attention<B> {
             KeyMask::Explicit(m) => (Some(m.clone().unsqueeze_dim::<4>(1).expand([b, h, lq, lk])), false),
             KeyMask::Dense(m) => (Some(m.clone()), false),
         };
+        // Under autodiff on a GPU backend: the same values, keeping only q, k, v and the mask for
+        // the backward pass instead of every layer's scores and probabilities.
+        if let Some(out) = recomputed_attention(&q, &k, &v, mask.as_ref(), is_causal) {
+            return out;
+        }
         let options = AttentionModuleOptions {
             scale: None,
             softcap: None,

@@ -12,6 +12,7 @@
 //! tensor-op path, which [`reference`] writes out as this kernel's twin.
 
 pub mod host;
+mod recompute;
 pub mod reference;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use burn::tensor::{backend::Backend, Tensor};
 use crate::flex_bridge::{host_values, is_flex, run_host, HostGrad, HostValues};
 
 pub use host::Layout;
+pub use recompute::{recomputed_attention, reference as recomputed_attention_reference};
 
 /// Which keys each query sees.
 #[derive(Debug, Clone, PartialEq)]
