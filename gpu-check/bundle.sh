@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the GPU check's bundle (docs/gpu-check.md): one tarball holding the `train` binary, the
-# kernels' integration-test binary and the anchor_gather benchmark, all `--release --features cuda`,
-# stripped and xz-compressed, beside run.sh and the files the run reads. Run it from anywhere in the
-# repository on a machine with cargo; copy the tarball to the GPU machine, which needs no cargo:
+# kernels' integration-test binary and the anchor_gather and recomputed_attention benchmarks, all
+# `--release --features cuda`, stripped and xz-compressed, beside run.sh and the files the run
+# reads. Run it from anywhere in the repository on a machine with cargo; copy the tarball to the
+# GPU machine, which needs no cargo:
 #
 #   gpu-check/bundle.sh                   # writes $CARGO_TARGET_DIR/gpu-check.tar (default target/)
 #   tar xf gpu-check.tar && gpu-check/run.sh
@@ -27,12 +28,13 @@ for tool in cargo strip xz tar python3; do
     command -v "$tool" >/dev/null || { echo "bundle.sh: needs $tool on PATH" >&2; exit 1; }
 done
 
-# One cargo invocation for the three executables, so that they share one feature resolution
+# One cargo invocation for the four executables, so that they share one feature resolution
 # (and one build of burn): the root package's `cuda` feature and the kernels package's.
 # shellcheck disable=SC2054 # the comma separates cargo features, not array elements
 build=(cargo build --release -p anchorage -p anchorage-kernels
        --features anchorage/cuda,anchorage-kernels/cuda
-       --bin train --bench anchor_gather --test integration --message-format=json-render-diagnostics)
+       --bin train --bench anchor_gather --bench recomputed_attention --test integration
+       --message-format=json-render-diagnostics)
 artifacts=$(mktemp)
 trap 'rm -f "$artifacts"' EXIT
 echo "building (CUDARC_CUDA_VERSION=$CUDARC_CUDA_VERSION, target $target): ${build[*]}" >&2
@@ -43,7 +45,7 @@ else
 fi
 
 # The executables from cargo's JSON messages (the kernels' `integration` test, not the root's).
-read -r train_exe tests_exe bench_exe < <(python3 - "$artifacts" <<'EOF'
+read -r train_exe tests_exe bench_exe attention_exe < <(python3 - "$artifacts" <<'EOF'
 import json, sys
 found = {}
 for line in open(sys.argv[1]):
@@ -60,10 +62,12 @@ for line in open(sys.argv[1]):
         found["tests"] = m["executable"]
     elif name == "anchor_gather":
         found["bench"] = m["executable"]
-missing = [k for k in ("train", "tests", "bench") if k not in found]
+    elif name == "recomputed_attention":
+        found["attention"] = m["executable"]
+missing = [k for k in ("train", "tests", "bench", "attention") if k not in found]
 if missing:
     sys.exit(f"bundle.sh: cargo reported no executable for {missing}")
-print(found["train"], found["tests"], found["bench"])
+print(found["train"], found["tests"], found["bench"], found["attention"])
 EOF
 )
 
@@ -72,7 +76,7 @@ rm -rf "$stage"
 root="$stage/gpu-check"
 mkdir -p "$root/bin" "$root/benches" "$root/kernels/benches" "$root/recipes/bench" "$root/data-manifests"
 glibc_versions=()
-for pair in "train:$train_exe" "kernels-tests:$tests_exe" "anchor_gather:$bench_exe"; do
+for pair in "train:$train_exe" "kernels-tests:$tests_exe" "anchor_gather:$bench_exe" "recomputed_attention:$attention_exe"; do
     name=${pair%%:*}
     exe=${pair#*:}
     # The newest glibc symbol version any binary needs: run.sh names it where they cannot start.

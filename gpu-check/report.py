@@ -13,11 +13,12 @@ import os
 import re
 import sys
 
-ORDER = ["parity", "allreduce", "kernels", "step_mlp", "step_anchor_former", "step_transformers", "vision_tower", "backend_parity"]
+ORDER = ["parity", "allreduce", "kernels", "attention_memory", "step_mlp", "step_anchor_former", "step_transformers", "vision_tower", "backend_parity"]
 TITLES = {
     "parity": "CUDA kernel parity tests",
     "allreduce": "NCCL all-reduce, every GPU (sums checked)",
     "kernels": "kernel benchmark, real sizes",
+    "attention_memory": "LLM attention under autodiff, one 7B layer: memory held for the backward pass",
     "step_mlp": "train bench step, 7B, MLP (anchorage)",
     "step_anchor_former": "train bench step, 7B, Anchor Former (anchorage)",
     "step_transformers": "training step, 7B, MLP (transformers)",
@@ -106,6 +107,19 @@ def backend_parity_result(log):
     return j, summary
 
 
+def attention_result(log):
+    j = last_json(log)
+    if j is None or j.get("bench") != "recomputed_attention":
+        return None, "no JSON line"
+    b, h, l, d = j["shape"]
+    summary = (f"[{b}, {h}, {l}, {d}] {j['dtype']} (one [B, H, L, L] tensor {j['scores_mib']:.1f} MiB): "
+               f"burn's recorded op holds {j['held_mib_burn']:.1f} MiB, recomputed_attention "
+               f"{j['held_mib_recomputed']:.1f} MiB ({j['held_mib_burn'] / max(j['held_mib_recomputed'], 1e-9):.1f}x less); "
+               f"forward + backward {j['ms_burn']:.2f} ms vs {j['ms_recomputed']:.2f} ms "
+               f"({j['ms_recomputed'] / max(j['ms_burn'], 1e-9):.2f}x)")
+    return j, summary
+
+
 def mem_peak(text):
     values = [int(v) for v in re.findall(r"^\s*(\d+)\s*$", text, re.M)]
     return max(values) if values else None
@@ -139,6 +153,8 @@ def one_part(folder, name):
         data, summary = allreduce_result(log)
     elif name == "backend_parity":
         data, summary = backend_parity_result(log)
+    elif name == "attention_memory":
+        data, summary = attention_result(log)
     else:
         data, summary = step_result(log, peak)
     entry["data"] = data

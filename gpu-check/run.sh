@@ -10,7 +10,9 @@
 # each part under its own timeout and the whole under GPU_CHECK_BUDGET_S (default 470 s):
 #   1. the CUDA kernel parity tests (prebuilt test binary, ANCHORAGE_REQUIRE_CUDA=1)
 #   2. the NCCL all-reduce of CUDA runs on every visible GPU, sums checked (`train bench allreduce`),
-#   2b. the kernel benchmark at real sizes (kernel vs reference twin vs PyTorch)
+#   2b. the kernel benchmark at real sizes (kernel vs reference twin vs PyTorch),
+#   2c. one 7B attention layer under autodiff: the memory burn's recorded op and the recomputed
+#       attention hold for the backward pass, side by side (kernels/benches/recomputed_attention.rs),
 #   3. `train bench step` at 7B size with the MLP connector, 4. with Anchor Former,
 #   5. benches/llava_train_step.py (transformers) at the same size,
 #   6. the vision tower at real size (ViT-L/14-336 with a tiny LLM in the same step),
@@ -24,7 +26,7 @@
 # every part's timeout, default 1), GPU_CHECK_STEPS (default 8), GPU_CHECK_WARMUP (3) and
 # GPU_CHECK_MICRO_BATCH (16 on cards of 120 GB or more, else 8) for the step parts,
 # GPU_CHECK_PYTHON (python3), GPU_CHECK_PARTS (space-separated subset of parity allreduce kernels
-# step_mlp step_anchor_former step_transformers vision_tower backend_parity).
+# attention_memory step_mlp step_anchor_former step_transformers vision_tower backend_parity).
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -33,7 +35,7 @@ budget=${GPU_CHECK_BUDGET_S:-470}
 steps=${GPU_CHECK_STEPS:-8}
 warmup=${GPU_CHECK_WARMUP:-3}
 python=${GPU_CHECK_PYTHON:-python3}
-parts=${GPU_CHECK_PARTS:-parity allreduce kernels step_mlp step_anchor_former step_transformers vision_tower backend_parity}
+parts=${GPU_CHECK_PARTS:-parity allreduce kernels attention_memory step_mlp step_anchor_former step_transformers vision_tower backend_parity}
 started=$SECONDS
 
 # --- 1. An NVIDIA GPU, or a clear no. --------------------------------------------------------------
@@ -180,6 +182,8 @@ part allreduce 40 "train bench allreduce --iters 10" -- \
 part kernels 75 "anchor_gather --backend cuda --sizes real --iters 10 --warmup 3 --acformer-python $python${peak_gbs:+ --peak-gbs $peak_gbs}" -- \
     "$bin/anchor_gather" --backend cuda --sizes real --iters 10 --warmup 3 --acformer-python "$python" \
     --acformer-script kernels/benches/acformer_host_loop.py ${peak_gbs:+--peak-gbs "$peak_gbs"}
+part attention_memory 40 "recomputed_attention --backend cuda --batch $micro --heads 32 --len 641 --head-dim 128 --dtype bf16 --iters 5" -- \
+    "$bin/recomputed_attention" --backend cuda --batch "$micro" --heads 32 --len 641 --head-dim 128 --dtype bf16 --iters 5
 part step_mlp 100 "train bench step recipes/bench/llava7b_mlp2x_gelu.toml ${ours[*]}" -- \
     "$bin/train" bench step recipes/bench/llava7b_mlp2x_gelu.toml "${ours[@]}"
 part step_anchor_former 90 "train bench step recipes/bench/llava7b_anchor_former.toml ${ours[*]}" -- \

@@ -54,6 +54,7 @@ esac
 EOF
 fake() { printf '#!/bin/sh\n%s\n' "$2" >"$b/bin/$1"; xz "$b/bin/$1"; }
 fake kernels-tests '[ "$ANCHORAGE_REQUIRE_CUDA" = 1 ] || { echo "REQUIRE not set"; exit 3; }; echo "running 9 tests"; echo "test result: ok. 9 passed; 0 failed; 0 ignored; 0 measured; 3 filtered out; finished in 4.2s"'
+fake recomputed_attention 'case "$*" in *"--batch 8 "*) ;; *) echo "expected --batch 8: $*"; exit 3 ;; esac; echo "| path | held |"; echo "{\"bench\": \"recomputed_attention\", \"shape\": [8, 32, 641, 128], \"dtype\": \"BF16\", \"scores_mib\": 200.6, \"held_mib_burn\": 651.8, \"held_mib_recomputed\": 40.1, \"ms_burn\": 9.5, \"ms_recomputed\": 10.2}"'
 fake anchor_gather 'echo "backend: cuda (CudaDevice 0); kernels used: true"; echo "| op | B | N or k | kernel ms |"; echo "| --- | --- | --- | --- |"; echo "| anchor_select (H 16, T 577) | 32 | 144 | 0.05 |"'
 fake train 'case "$1" in --version) echo "train 0.1.0"; exit 0 ;; esac
 case "$2" in
@@ -92,10 +93,13 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 parts = {p["part"]: p for p in r["parts"]}
 assert r["device"]["name"] == "NVIDIA H100 80GB HBM3", r["device"]
-assert list(parts) == ["parity", "allreduce", "kernels", "step_mlp", "step_anchor_former", "step_transformers", "vision_tower", "backend_parity"], list(parts)
+assert list(parts) == ["parity", "allreduce", "kernels", "attention_memory", "step_mlp", "step_anchor_former", "step_transformers", "vision_tower", "backend_parity"], list(parts)
 assert parts["parity"]["ok"] and parts["parity"]["data"]["passed"] == 9, parts["parity"]
 assert parts["allreduce"]["ok"] and parts["allreduce"]["data"]["host_over_nccl"] == 125.0, parts["allreduce"]
 assert parts["kernels"]["ok"] and len(parts["kernels"]["data"]["table"]) == 3, parts["kernels"]
+am = parts["attention_memory"]
+assert am["ok"] and am["data"]["held_mib_recomputed"] == 40.1, am
+assert "--batch 8 --heads 32 --len 641 --head-dim 128 --dtype bf16" in am["command"], am["command"]
 assert parts["step_mlp"]["ok"] and parts["step_mlp"]["data"]["step_s"] == 1.5, parts["step_mlp"]
 assert "--peak-tflops 989" in parts["step_mlp"]["command"], parts["step_mlp"]["command"]
 # An 80 GB card: micro-batch 8 on both sides.
@@ -125,6 +129,7 @@ grep -q '^| CUDA kernel parity tests | `kernels-tests cuda_parity:: (ANCHORAGE_R
 grep -q '^| NCCL all-reduce, every GPU (sums checked) | `train bench allreduce --iters 10` | 1 rank(s), 33554432 f32 elements: sums exact, NCCL 0.40 ms' "$md" || fail "allreduce row"
 grep -q 'as 4 buckets (sums exact): launched back to back 0.50 ms, one at a time 0.80 ms (1.60x)' "$md" || fail "allreduce buckets"
 grep -q '| \*\*failed\*\*: failed (exit 1)' "$md" || fail "failed row"
+grep -q "burn's recorded op holds 651.8 MiB, recomputed_attention 40.1 MiB (16.3x less); forward + backward 9.50 ms vs 10.20 ms (1.07x)" "$md" || fail "attention row"
 grep -q '^| anchor_select (H 16, T 577) | 32 | 144 | 0.05 |' "$md" || fail "kernel table"
 
 # The backend parity part alone (GPU_CHECK_PARTS), which the short budget above skipped.
