@@ -107,8 +107,8 @@ mod tests {
 
     #[test]
     fn missing_headers_are_named_and_cccl_s_layout_counts() {
-        let dir = std::env::temp_dir().join(format!("anchorage-cuda-headers-{}", std::process::id()));
-        let include = dir.join("include");
+        let dir = tempfile::tempdir().unwrap();
+        let include = dir.path().join("include");
         fs::create_dir_all(include.join("crt")).unwrap();
         let err = missing(&include).unwrap_err();
         assert!(err.ends_with("has no cuda_runtime.h"), "{err}");
@@ -123,6 +123,5 @@ mod tests {
         let gaps = missing(&include).unwrap();
         assert!(!gaps.contains(&"crt/mma.h") && !gaps.contains(&"nv/target"), "{gaps:?}");
         assert!(gaps.contains(&"cuda/ptx"), "{gaps:?}");
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

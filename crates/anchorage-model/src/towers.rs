@@ -34,11 +34,7 @@ pub fn vision_tower<B: Backend>(section: &VisionSection, device: &B::Device) -> 
         return Ok(VisionTower { config, model, processor });
     }
     let dir = model_dir(&section.model, "vision.model")?;
-    let dtype = match section.dtype {
-        Dtype::F32 => FloatDType::F32,
-        Dtype::Bf16 => FloatDType::BF16,
-        Dtype::F16 => FloatDType::F16,
-    };
+    let dtype = section.dtype.float_dtype();
     // A llava-hf folder (a released LLaVA) gives its own CLIP tower.
     let (config, model) = if crate::hf_llava::is_llava_folder(&dir) {
         crate::hf_llava::load_vision_part::<B>(&dir, dtype, device).map_err(|e| spec_err("vision.model.path", &e.to_string()))?
@@ -61,11 +57,7 @@ pub fn language_model<B: Backend>(section: &LlmSection, device: &B::Device) -> R
         return Ok((materialize(cast_float(config.init::<B>(device), section.dtype)), None));
     }
     let dir = model_dir(&section.model, "llm.model")?;
-    let dtype = match section.dtype {
-        Dtype::F32 => DType::F32,
-        Dtype::Bf16 => DType::BF16,
-        Dtype::F16 => DType::F16,
-    };
+    let dtype = DType::from(section.dtype.float_dtype());
     if crate::hf_llava::is_llava_folder(&dir) {
         // A llava-hf folder gives its language model (and its tokenizer.json).
         let llm = crate::hf_llava::load_llm_part::<B>(&dir, dtype, device).map_err(|e| spec_err("llm.model.path", &e.to_string()))?;
@@ -78,15 +70,11 @@ pub fn language_model<B: Backend>(section: &LlmSection, device: &B::Device) -> R
 /// anything is loaded: bf16 on wgpu (WGSL has no bf16, and CubeCL's compiler would panic at the
 /// first kernel), f16 on a wgpu adapter without `shader-f16`. Flex and CUDA take all three.
 pub(crate) fn check_dtype<B: Backend>(dtype: Dtype, device: &B::Device, key: &str) -> Result<(), ModelError> {
-    let (burn_dtype, name) = match dtype {
-        Dtype::F32 => (DType::F32, "f32"),
-        Dtype::Bf16 => (DType::BF16, "bf16"),
-        Dtype::F16 => (DType::F16, "f16"),
-    };
-    if B::supports_dtype(device, burn_dtype) {
+    if B::supports_dtype(device, dtype.float_dtype().into()) {
         return Ok(());
     }
     let other = if dtype == Dtype::Bf16 && B::supports_dtype(device, DType::F16) { "\"f16\" or \"f32\"" } else { "\"f32\"" };
+    let name = dtype.name();
     Err(spec_err(key, &format!("\"{name}\" is not supported by this backend's device ({}); use {other}, or the flex or cuda backend", B::name(device))))
 }
 
@@ -106,8 +94,7 @@ fn spec_err(key: &str, message: &str) -> ModelError {
 fn cast_float<B: Backend, M: Module<B>>(module: M, dtype: Dtype) -> M {
     match dtype {
         Dtype::F32 => module,
-        Dtype::Bf16 => cast_to(module, FloatDType::BF16),
-        Dtype::F16 => cast_to(module, FloatDType::F16),
+        other => cast_to(module, other.float_dtype()),
     }
 }
 

@@ -96,6 +96,26 @@ pub enum Dtype {
     F16,
 }
 
+impl Dtype {
+    /// burn's float dtype.
+    pub fn float_dtype(self) -> burn::tensor::FloatDType {
+        match self {
+            Dtype::F32 => burn::tensor::FloatDType::F32,
+            Dtype::Bf16 => burn::tensor::FloatDType::BF16,
+            Dtype::F16 => burn::tensor::FloatDType::F16,
+        }
+    }
+
+    /// The name recipes write.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::Bf16 => "bf16",
+            Dtype::F16 => "f16",
+        }
+    }
+}
+
 /// `[vision]`: the frozen CLIP vision tower.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
