@@ -44,9 +44,13 @@ else
     CARGO_TARGET_DIR=$target "${build[@]}" >"$artifacts"
 fi
 
-# The executables from cargo's JSON messages (the kernels' `integration` test, not the root's).
-read -r train_exe tests_exe bench_exe attention_exe < <(python3 - "$artifacts" <<'EOF'
+# The executables from cargo's JSON messages, one `bundle-name:path` line each (the kernels'
+# `integration` test, not the root's).
+mapfile -t pairs < <(python3 - "$artifacts" <<'EOF'
 import json, sys
+# (cargo's target name, package or None) -> the name in the bundle's bin/, in the bundle's order.
+wanted = {("train", None): "train", ("integration", "anchorage-kernels"): "kernels-tests",
+          ("anchor_gather", None): "anchor_gather", ("recomputed_attention", None): "recomputed_attention"}
 found = {}
 for line in open(sys.argv[1]):
     try:
@@ -55,28 +59,24 @@ for line in open(sys.argv[1]):
         continue
     if m.get("reason") != "compiler-artifact" or not m.get("executable"):
         continue
-    pkg, name = m["package_id"], m["target"]["name"]
-    if name == "train":
-        found["train"] = m["executable"]
-    elif name == "integration" and "anchorage-kernels" in pkg:
-        found["tests"] = m["executable"]
-    elif name == "anchor_gather":
-        found["bench"] = m["executable"]
-    elif name == "recomputed_attention":
-        found["attention"] = m["executable"]
-missing = [k for k in ("train", "tests", "bench", "attention") if k not in found]
+    for (target, package), bundled in wanted.items():
+        if m["target"]["name"] == target and (package is None or package in m["package_id"]):
+            found[bundled] = m["executable"]
+missing = [b for b in wanted.values() if b not in found]
 if missing:
     sys.exit(f"bundle.sh: cargo reported no executable for {missing}")
-print(found["train"], found["tests"], found["bench"], found["attention"])
+for bundled in wanted.values():
+    print(f"{bundled}:{found[bundled]}")
 EOF
 )
+((${#pairs[@]} == 4)) || { echo "bundle.sh: not every executable was found in cargo's output" >&2; exit 1; }
 
 stage="$target/gpu-check-stage"
 rm -rf "$stage"
 root="$stage/gpu-check"
 mkdir -p "$root/bin" "$root/benches" "$root/kernels/benches" "$root/recipes/bench" "$root/data-manifests"
 glibc_versions=()
-for pair in "train:$train_exe" "kernels-tests:$tests_exe" "anchor_gather:$bench_exe" "recomputed_attention:$attention_exe"; do
+for pair in "${pairs[@]}"; do
     name=${pair%%:*}
     exe=${pair#*:}
     # The newest glibc symbol version any binary needs: run.sh names it where they cannot start.
