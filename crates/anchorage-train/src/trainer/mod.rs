@@ -12,7 +12,8 @@
 //! summed across replicas before clipping, and every replica takes the same optimizer step. A
 //! replica's error ends the run with that error (`workers.rs`). With `optim.zero_stage = 1` each
 //! replica steps only the parameters it owns and keeps AdamW state for those alone; the stepped
-//! values are then summed across replicas (`zero.rs`).
+//! values are then summed across replicas (`zero.rs`). A bf16 LLM's f32 master is sharded the same
+//! way (`master.rs`).
 //!
 //! Loss mean (`optim.loss_mean`): `micro_batch` (default) is LLaVA's: each micro-batch's loss is
 //! the mean over its supervised tokens, divided by the number of micro-batches of the step
@@ -21,6 +22,7 @@
 //! token losses of every micro-batch by the supervised tokens of the whole global batch.
 
 mod export;
+mod master;
 #[cfg(feature = "cuda")]
 pub mod nccl;
 mod node_link;

@@ -207,10 +207,12 @@ impl Peer {
     }
 
     fn sum_per_parameter<B: AutodiffBackend, M: AutodiffModule<B>>(&self, module: &M, grads: GradientsParams, bf16: bool) -> Result<GradientsParams, TrainError> {
-        /// Each trainable parameter's id, shape and flattened gradient, in visiting order.
+        /// Each trainable parameter's id, shape, flattened tensor (`None`: zeros, made only with its
+        /// bucket) and the dtype its sum is handed back in.
         struct Take<'a, B: AutodiffBackend> {
             grads: &'a mut GradientsParams,
-            taken: Vec<(ParamId, Vec<usize>, Tensor<B::InnerBackend, 1>)>,
+            taken: Vec<Taken<B::InnerBackend>>,
+            device: Option<B::Device>,
         }
         impl<B: AutodiffBackend> ModuleVisitor<B> for Take<'_, B> {
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
@@ -218,42 +220,35 @@ impl Peer {
                 if !value.is_require_grad() {
                     return;
                 }
+                self.device.get_or_insert_with(|| value.device());
                 let dims = value.dims().to_vec();
-                let grad = self.grads.remove::<B::InnerBackend, D>(param.id).unwrap_or_else(|| Tensor::zeros(value.shape(), &value.device()));
-                let n = grad.shape().num_elements();
-                self.taken.push((param.id, dims, grad.reshape([n])));
+                let n = dims.iter().product();
+                let flat = self.grads.remove::<B::InnerBackend, D>(param.id).map(|g| g.reshape([n]));
+                // A missing value's sum comes back in f32: every gradient is f32 (an f32 master's
+                // too, `master.rs`), and ZeRO-1's parameter sums are cast to each parameter's own
+                // dtype as they are put back (`zero.rs`).
+                let dtype = flat.as_ref().map_or(DType::F32, |t| t.dtype());
+                self.taken.push(Taken { id: param.id, dims, n, flat, dtype });
             }
         }
         let mut grads = grads;
-        let mut take = Take::<B> { grads: &mut grads, taken: Vec::new() };
+        let mut take = Take::<B> { grads: &mut grads, taken: Vec::new(), device: None };
         module.visit(&mut take);
-        let taken = take.taken;
+        let (taken, Some(device)) = (take.taken, take.device) else { return Ok(GradientsParams::new()) };
 
         // Buckets: runs of consecutive parameters of at most BUCKET_ELEMENTS (a larger parameter alone).
-        let mut ranges = Vec::new();
-        let mut start = 0;
-        while start < taken.len() {
-            let mut end = start + 1;
-            let mut size = taken[start].2.dims()[0];
-            while end < taken.len() && size + taken[end].2.dims()[0] <= BUCKET_ELEMENTS {
-                size += taken[end].2.dims()[0];
-                end += 1;
-            }
-            ranges.push(start..end);
-            start = end;
-        }
-        let buckets = ranges.iter().map(|range| Tensor::cat(taken[range.clone()].iter().map(|(_, _, g)| g.clone()).collect(), 0));
+        let ranges = bucket_ranges(taken.iter().map(|t| t.n));
+        // Each bucket in f32 (exact for bf16 and f16 values), assembled only when its turn comes:
+        // a bf16 parameter sum never holds an f32 copy of the whole model.
+        let buckets = ranges.iter().map(|range| {
+            let parts = taken[range.clone()].iter().map(|t| match &t.flat {
+                Some(flat) => flat.clone().cast(DType::F32),
+                None => Tensor::zeros([t.n], &device),
+            });
+            Tensor::cat(parts.collect(), 0)
+        });
         let sums = self.sum_buckets(buckets, bf16)?;
-        let mut out = GradientsParams::new();
-        for (range, sum) in ranges.into_iter().zip(sums) {
-            let mut offset = 0;
-            for (id, dims, g) in &taken[range] {
-                let n = g.dims()[0];
-                register_grad::<B::InnerBackend>(&mut out, *id, sum.clone().slice(offset..offset + n), dims);
-                offset += n;
-            }
-        }
-        Ok(out)
+        Ok(split_sums(&taken, ranges, sums))
     }
 
     /// Sums each bucket over every replica, in order, each rounded to bf16 first when `bf16`
@@ -338,6 +333,47 @@ fn join_nccl(world: &World, local: usize, ordinal: usize, link: Option<&Arc<Mute
 
 /// Largest gradient bucket reduced in one transfer (elements; 128 MiB of f32).
 pub const BUCKET_ELEMENTS: usize = 1 << 25;
+
+/// One trainable parameter as [`Peer::sum_per_parameter`] takes it.
+struct Taken<B: Backend> {
+    id: ParamId,
+    dims: Vec<usize>,
+    n: usize,
+    flat: Option<Tensor<B, 1>>,
+    dtype: DType,
+}
+
+/// Runs of consecutive parameters (by element count) of at most [`BUCKET_ELEMENTS`] together; a
+/// larger parameter alone.
+fn bucket_ranges(sizes: impl Iterator<Item = usize>) -> Vec<std::ops::Range<usize>> {
+    let sizes: Vec<usize> = sizes.collect();
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    while start < sizes.len() {
+        let mut end = start + 1;
+        let mut size = sizes[start];
+        while end < sizes.len() && size + sizes[end] <= BUCKET_ELEMENTS {
+            size += sizes[end];
+            end += 1;
+        }
+        ranges.push(start..end);
+        start = end;
+    }
+    ranges
+}
+
+/// Each parameter's part of its bucket's sum, in its own shape and dtype.
+fn split_sums<B: Backend>(taken: &[Taken<B>], ranges: Vec<std::ops::Range<usize>>, sums: Vec<Tensor<B, 1>>) -> GradientsParams {
+    let mut out = GradientsParams::new();
+    for (range, sum) in ranges.into_iter().zip(sums) {
+        let mut offset = 0;
+        for t in &taken[range] {
+            register_grad::<B>(&mut out, t.id, sum.clone().slice(offset..offset + t.n).cast(t.dtype), &t.dims);
+            offset += t.n;
+        }
+    }
+    out
+}
 
 /// Registers a flat gradient under `id` with the parameter's rank and shape.
 fn register_grad<B: Backend>(grads: &mut GradientsParams, id: ParamId, flat: Tensor<B, 1>, dims: &[usize]) {

@@ -12,4 +12,7 @@ pub enum ParallelError {
     /// A summed buffer could not be read back from the device.
     #[error("data parallel: reading a summed buffer: {message}")]
     Tensor { message: String },
+    /// ZeRO-1's f32 masters on their way to a checkpoint (`master.rs`).
+    #[error("ZeRO-1's f32 master weights: {message}")]
+    Masters { message: String },
 }

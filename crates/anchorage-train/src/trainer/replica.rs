@@ -12,9 +12,10 @@ use anchorage_data::Sample;
 use anchorage_model::{Llava, Trainable, IGNORE_INDEX};
 use burn::module::ParamId;
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::{backend::AutodiffBackend, ElementConversion};
 
+use super::master::{accumulate_f32, Masters};
 use super::parallel::Peer;
 use super::zero;
 use crate::grad_norm::clip_global_norm;
@@ -66,6 +67,9 @@ pub(crate) struct Replica<B: AutodiffBackend> {
     /// ZeRO-1: the parameters this replica steps and keeps AdamW state for (`zero.rs`); `None`
     /// when every replica steps every parameter.
     pub(crate) owned: Option<HashSet<ParamId>>,
+    /// ZeRO-1 of a bf16 LLM trained in full: the f32 masters of the owned LLM parameters, the
+    /// model holding the LLM in bf16 (`master.rs`); `None` otherwise.
+    pub(crate) masters: Option<Masters>,
 }
 
 /// A step's numbers, summed over every replica.
@@ -142,7 +146,10 @@ impl<B: AutodiffBackend> Replica<B> {
             self.model.trainable = match (&self.owned, &self.peer) {
                 (Some(owned), Some(peer)) => {
                     let grads = zero::keep_owned(&trainable, grads, owned);
-                    let stepped = optim.step(lr, trainable, grads);
+                    let stepped = match &mut self.masters {
+                        Some(masters) => masters.step(optim, lr, trainable, grads),
+                        None => optim.step(lr, trainable, grads),
+                    };
                     zero::share_owned(peer, stepped, owned)?
                 }
                 _ => optim.step(lr, trainable, grads),
@@ -164,9 +171,10 @@ impl<B: AutodiffBackend> Replica<B> {
         })
     }
 
-    /// Forward and backward of each non-empty micro-batch, gradients accumulated.
+    /// Forward and backward of each non-empty micro-batch, gradients accumulated in f32 (as they
+    /// are, except a bf16 LLM's under a sharded master: `master.rs`).
     fn accumulate(&self, settings: &Settings, slices: &[Vec<Sample>], micro_total: f32, global_tokens: f64, timer: &mut Timer) -> Local {
-        let mut accumulator = GradientsAccumulator::<Trainable<B>>::new();
+        let mut accumulated = GradientsParams::new();
         let (mut loss_sum, mut micro_batches, mut tokens, mut samples) = (0.0, 0usize, 0usize, 0usize);
         let mut error = None;
         for chunk in slices.iter().filter(|c| !c.is_empty()) {
@@ -191,9 +199,9 @@ impl<B: AutodiffBackend> Replica<B> {
             timer.forward += t.elapsed().saturating_sub(out.vision_time);
             let t = Instant::now();
             let grads = GradientsParams::from_grads(loss.backward(), &self.model.trainable);
-            accumulator.accumulate(&self.model.trainable, grads);
+            accumulate_f32(&self.model.trainable, &mut accumulated, grads);
             timer.backward += t.elapsed();
         }
-        Local { grads: accumulator.grads(), numbers: vec![loss_sum, micro_batches as f64, tokens as f64, samples as f64], error }
+        Local { grads: accumulated, numbers: vec![loss_sum, micro_batches as f64, tokens as f64, samples as f64], error }
     }
 }

@@ -20,6 +20,7 @@ use burn::optim::Optimizer;
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 
+use super::master::{checkpoint_part, split_checkpoint_part, Masters};
 use super::parallel::{ParallelError, Peer};
 use super::progress::Progress;
 use super::replica::{new_optimizer, AdamWOptimizer, Replica, StepOutcome, Timer};
@@ -151,12 +152,22 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
         trainer.progress = Progress::new(options.progress && world.is_leader(), options.bar, trainer.state.step, settings.plan.total_steps);
         // The other replicas start from the (possibly resumed) weights.
         if let Some(first) = &trainer.replica {
-            trainer.others = devices[1..].iter().map(|d| Replica { model: first.model.fork(d), peer: None, owned: None }).collect();
+            trainer.others = devices[1..].iter().map(|d| Replica { model: first.model.fork(d), peer: None, owned: None, masters: None }).collect();
         }
         if zero::sharded(settings) {
             let size = world.size();
             for (local, replica) in trainer.replica.iter_mut().chain(trainer.others.iter_mut()).enumerate() {
-                replica.owned = Some(zero::owned_params(&replica.model.trainable, size, world.global_rank(local)));
+                let rank = world.global_rank(local);
+                let owned = zero::owned_params(&replica.model.trainable, size, rank);
+                // A bf16 LLM trained in full: its f32 master is sharded too (`master.rs`).
+                if let Some(compute) = replica.model.llm_compute.take() {
+                    let lowered = zero::param_ids(&replica.model.trainable.llm).into_iter().collect();
+                    let (trainable, masters) = Masters::split(replica.model.trainable.clone(), lowered, &owned, compute);
+                    tracing::info!(rank, master_elements = masters.elements(), "ZeRO-1: the LLM in bf16, the f32 masters of this rank's share beside it");
+                    replica.model.trainable = trainable;
+                    replica.masters = Some(masters);
+                }
+                replica.owned = Some(owned);
             }
         }
         Ok(trainer)
@@ -167,7 +178,7 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
         Self {
             settings,
             source,
-            replica: Some(Replica { model, peer: None, owned: None }),
+            replica: Some(Replica { model, peer: None, owned: None, masters: None }),
             others: Vec::new(),
             optim: new_optimizer::<B>(&settings.optim),
             optim_bytes: None,
@@ -394,14 +405,39 @@ impl<'a, B: AutodiffBackend> Trainer<'a, B> {
         let own = BinBytesRecorder::<FullPrecisionSettings>::default()
             .record(record, ())
             .map_err(|source| TrainError::Record { path: run_dir.join("optimizer.bin"), source })?;
-        let optims: Vec<(String, Vec<u8>)> = if zero::sharded(self.settings) {
-            let Some(all) = self.zero_shards(own, workers)? else { return Ok(()) };
-            all.into_iter().enumerate().map(|(rank, bytes)| (zero::shard_file(rank), bytes)).collect()
-        } else {
-            vec![("optimizer.bin".into(), own)]
+        // A sharded f32 master travels with its rank's optimizer shard, for node 0's trainable.bin.
+        let own = match self.replica.as_ref() {
+            Some(r) => checkpoint_part(own, r.masters.as_ref(), &r.model.trainable)?,
+            None => own,
         };
-        let Some(model) = self.replica.as_ref().map(|r| &r.model) else { return Ok(()) };
-        let weights = CheckpointWeights::to_bytes(&model.trainable, model.training)?;
+        let (optims, masters): (Vec<(String, Vec<u8>)>, Option<Vec<Vec<u8>>>) = if zero::sharded(self.settings) {
+            let Some(all) = self.zero_shards(own, workers)? else { return Ok(()) };
+            let with_masters = self.replica.as_ref().is_some_and(|r| r.masters.is_some());
+            let (mut optims, mut masters) = (Vec::new(), Vec::new());
+            for (rank, bytes) in all.into_iter().enumerate() {
+                let optim = if with_masters {
+                    let (optim, rank_masters) = split_checkpoint_part(rank, bytes)?;
+                    masters.push(rank_masters);
+                    optim
+                } else {
+                    bytes
+                };
+                optims.push((zero::shard_file(rank), optim));
+            }
+            (optims, with_masters.then_some(masters))
+        } else {
+            (vec![("optimizer.bin".into(), own)], None)
+        };
+        let Some(replica) = self.replica.as_ref() else { return Ok(()) };
+        let model = &replica.model;
+        let weights = match (&replica.masters, masters) {
+            (Some(own), Some(all)) => {
+                let all: Vec<&[u8]> = all.iter().map(Vec::as_slice).collect();
+                let f32_llm = own.assemble(model.trainable.clone(), &all).map_err(|message| ParallelError::Masters { message })?;
+                CheckpointWeights::to_bytes(&f32_llm, model.training)?
+            }
+            _ => CheckpointWeights::to_bytes(&model.trainable, model.training)?,
+        };
         let state = serde_json::to_vec_pretty(&self.state).map_err(|source| TrainError::Json { path: run_dir.join("state.json"), source })?;
         let label = self.checkpoints.step_dir(step).join("connector.safetensors");
         let connector = model.connector_bytes(&self.settings.connector_meta(step), ExportFormat::Anchorage, &label)?;

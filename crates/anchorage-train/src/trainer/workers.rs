@@ -10,6 +10,7 @@ use burn::optim::Optimizer;
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 
+use super::master::checkpoint_part;
 use super::parallel::Peer;
 use super::replica::{new_optimizer, Replica, Timer};
 use super::zero;
@@ -19,7 +20,8 @@ use crate::{Settings, TrainError};
 enum Order {
     /// One step's share of the replica: its micro-batches (bad samples already dropped), the lr.
     Step { slices: Vec<Vec<Sample>>, lr: f64 },
-    /// ZeRO-1 checkpoints: the replica's optimizer shard, serialised.
+    /// ZeRO-1 checkpoints: the replica's optimizer shard, serialised (with its f32 masters when
+    /// it has them: `master.rs`).
     Optimizer(Sender<Result<Vec<u8>, TrainError>>),
 }
 
@@ -142,6 +144,8 @@ fn run_worker<B: AutodiffBackend>(
                 let path = zero::shard_file(settings.world.global_rank(local)).into();
                 let record = zero::by_position(optim.to_record(), &zero::param_ids(&replica.model.trainable));
                 let bytes = BinBytesRecorder::<FullPrecisionSettings>::default().record(record, ()).map_err(|source| TrainError::Record { path, source });
+                // A sharded f32 master travels with the shard, for node 0's trainable.bin.
+                let bytes = bytes.and_then(|optim| checkpoint_part(optim, replica.masters.as_ref(), &replica.model.trainable));
                 let _ = answer.send(bytes);
                 continue;
             }

@@ -5,7 +5,8 @@
 //! by the same sum the gradients travel through: each rank contributes its own parameters' new
 //! values and zeros for the rest, and since `x + 0 = x` exactly in floating point, every rank ends
 //! the step with bit-for-bit the weights an unsharded step gives. The optimizer memory of a rank
-//! is about `1 / world` of the unsharded one (DeepSpeed's ZeRO stage 1).
+//! is about `1 / world` of the unsharded one (DeepSpeed's ZeRO stage 1), a bf16 LLM's f32 master
+//! included (`master.rs`).
 //!
 //! Checkpoints hold one `optim-rank-R.bin` per global rank, keyed by parameter position (ids are
 //! random per process): node 0 gets its workers' shards over channels and, over several nodes, the
@@ -184,7 +185,8 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Replace {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, tensor, mapper) = param.consume();
         let tensor = match self.values.remove::<B::InnerBackend, D>(id) {
-            Some(value) if tensor.is_require_grad() => Tensor::from_inner(value).require_grad(),
+            // The sum ran in f32; a bf16 parameter's values (`master.rs`) round back exactly.
+            Some(value) if tensor.is_require_grad() => Tensor::from_inner(value.cast(tensor.dtype())).require_grad(),
             _ => tensor,
         };
         Param::from_mapped_value(id, tensor, mapper)
