@@ -112,4 +112,55 @@ mod on_wgpu {
         assert!(err.contains("use \"f16\" or \"f32\"") || err.contains("use \"f32\""), "{err}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a refused run writes nothing");
     }
+
+    /// `llm.recompute_attention`: on (the default), a training forward of the LLM on wgpu holds
+    /// almost nothing score-sized until the backward pass; off, burn's recorded attention holds
+    /// about three `[batch, heads, len, len]` tensors per layer. The forward values are the same,
+    /// the gradients equal to float rounding.
+    #[test]
+    fn recomputed_attention_is_a_switch_that_keeps_the_values_and_frees_the_scores() {
+        use anchorage_kernels::device_memory::bytes_in_use;
+        use anchorage_llm::{LlamaConfig, LlmInput, NoHooks};
+        use burn::backend::{Autodiff, Wgpu};
+        use burn::tensor::backend::Backend;
+        use burn::tensor::{Distribution, Tensor};
+        type A = Autodiff<Wgpu>;
+
+        let device = Default::default();
+        let config = LlamaConfig::tiny();
+        let (batch, len) = (2, 256);
+        <A as Backend>::seed(&device, 5);
+        // Drawn now (burn draws lazily, at first use): both runs then share the weights.
+        let llm = anchorage_model::materialize(config.init::<A>(&device));
+        let embeds = Tensor::<A, 3>::random([batch, len, config.hidden_size], Distribution::Normal(0.0, 1.0), &device);
+        let weights = Tensor::<A, 3>::random([batch, len, config.hidden_size], Distribution::Normal(0.0, 1.0), &device);
+        let run = |recompute: bool| {
+            let llm = llm.clone().with_recomputed_attention(recompute);
+            let mut last = None;
+            // The second pass counts: the first also compiles kernels and fills the allocator's pools.
+            for _ in 0..2 {
+                let x = embeds.clone().require_grad();
+                <Wgpu as Backend>::sync(&device).unwrap();
+                let before = bytes_in_use::<Wgpu>(&device).expect("CubeCL's memory count on wgpu");
+                let hidden = llm.forward_embeds(LlmInput::plain(x.clone()), &mut NoHooks).unwrap().hidden;
+                <Wgpu as Backend>::sync(&device).unwrap();
+                let held = bytes_in_use::<Wgpu>(&device).unwrap().saturating_sub(before);
+                let values = hidden.clone().into_data().to_vec::<f32>().unwrap();
+                let grads = (hidden * weights.clone()).sum().backward();
+                let grad = x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+                last = Some((held, values, grad));
+            }
+            last.unwrap()
+        };
+        let (on, off) = (run(true), run(false));
+        let score = (batch * config.num_attention_heads * len * len * 4) as u64;
+        let layers = config.num_hidden_layers as u64;
+        assert!(off.0 >= on.0 + 2 * layers * score, "held until the backward pass: {} bytes recomputing, {} recorded; one score tensor is {score}", on.0, off.0);
+        let forward = on.1.iter().zip(&off.1).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        let same = on.1.iter().zip(&off.1).filter(|(a, b)| a == b).count();
+        assert!(forward == 0.0, "forward values differ by {forward} ({same} of {} identical)", on.1.len());
+        let largest = off.2.iter().fold(0f32, |m, g| m.max(g.abs()));
+        let diff = on.2.iter().zip(&off.2).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(largest > 0.0 && diff <= 1e-4 * largest, "input gradients differ by {diff} (largest {largest})");
+    }
 }

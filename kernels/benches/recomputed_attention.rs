@@ -15,6 +15,7 @@
 use std::time::Instant;
 
 use anchorage_kernels::attention::{recomputed_attention, recomputed_attention_reference};
+use anchorage_kernels::device_memory::bytes_in_use;
 use burn::backend::Autodiff;
 use burn::tensor::{backend::Backend, Distribution, FloatDType, Tensor};
 
@@ -153,18 +154,12 @@ fn main() {
     };
     match args.backend.as_str() {
         #[cfg(feature = "cuda")]
-        "cuda" => run::<burn::backend::Cuda>(&args, &|d| bytes::<cubecl::cuda::CudaRuntime>(d)),
+        "cuda" => run::<burn::backend::Cuda>(&args, &|d| bytes_in_use::<burn::backend::Cuda>(d).unwrap_or(0)),
         #[cfg(feature = "wgpu")]
-        "wgpu" => run::<burn::backend::Wgpu>(&args, &|d| bytes::<cubecl::wgpu::WgpuRuntime>(d)),
+        "wgpu" => run::<burn::backend::Wgpu>(&args, &|d| bytes_in_use::<burn::backend::Wgpu>(d).unwrap_or(0)),
         other => {
             eprintln!("backend {other} is not compiled in (features: cuda, wgpu)");
             std::process::exit(2);
         }
     }
-}
-
-/// CubeCL's count of the bytes its allocations on `device` hold now.
-#[cfg(any(feature = "cuda", feature = "wgpu"))]
-fn bytes<R: cubecl::Runtime>(device: &R::Device) -> u64 {
-    R::client(device).memory_usage().map(|m| m.bytes_in_use).unwrap_or(0)
 }

@@ -25,6 +25,7 @@ pub mod anchor;
 pub mod attention;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;
+pub mod device_memory;
 mod error;
 mod fast_math;
 mod flex_bridge;

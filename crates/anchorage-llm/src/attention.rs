@@ -51,6 +51,11 @@ pub struct Attention<B: Backend> {
     pub num_heads: usize,
     pub num_kv_heads: usize,
     pub head_dim: usize,
+    /// Under autodiff on a GPU backend, keep only q, k, v and the mask for the backward pass and
+    /// recompute the probabilities there (`llm.recompute_attention`, default true); false keeps
+    /// burn's recorded attention. Not part of the checkpoint record.
+    #[module(skip)]
+    pub recompute_backward: bool,
 }
 
 impl AttentionConfig {
@@ -70,6 +75,7 @@ impl AttentionConfig {
             num_heads: self.num_heads,
             num_kv_heads: self.num_kv_heads,
             head_dim: self.head_dim,
+            recompute_backward: true,
         }
     }
 }
@@ -298,8 +304,10 @@ impl<B: Backend> Attention<B> {
         };
         // Under autodiff on a GPU backend: the same values, keeping only q, k, v and the mask for
         // the backward pass instead of every layer's scores and probabilities.
-        if let Some(out) = recomputed_attention(&q, &k, &v, mask.as_ref(), is_causal) {
-            return out;
+        if self.recompute_backward {
+            if let Some(out) = recomputed_attention(&q, &k, &v, mask.as_ref(), is_causal) {
+                return out;
+            }
         }
         let options = AttentionModuleOptions {
             scale: None,

@@ -122,4 +122,15 @@ impl<B: Backend> Llm<B> {
     pub fn num_layers(&self) -> usize {
         self.model.layers.len()
     }
+
+    /// This LLM with every layer's attention recomputing its probabilities in the backward pass
+    /// under autodiff on a GPU backend (`true`, the default) or keeping burn's recorded attention
+    /// (`false`, which holds about three `[batch, heads, len, len]` tensors per layer until the
+    /// backward pass). Forward values are the same either way.
+    pub fn with_recomputed_attention(mut self, recompute: bool) -> Self {
+        for layer in &mut self.model.layers {
+            layer.self_attn.recompute_backward = recompute;
+        }
+        self
+    }
 }

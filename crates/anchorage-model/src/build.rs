@@ -63,7 +63,7 @@ impl LlavaSpec {
                 materialize(config.init::<B>(device)?)
             }
         };
-        let llm = self.llm_in_mode(llm, device)?;
+        let llm = self.llm_in_mode(llm, device)?.with_recomputed_attention(self.llm.recompute_attention);
         let llm_config = llm.config.clone();
         let model = Llava {
             vision,

@@ -13,7 +13,7 @@ fn spec() -> LlavaSpec {
     let connector: ConnectorSection = toml::from_str("kind = \"mlp\"\nprojector_type = \"mlp2x_gelu\"").unwrap();
     LlavaSpec {
         vision: VisionSection { model: tiny.clone(), select_layer: -2, feature_select: FeatureSelect::Patch, dtype: Dtype::F32, image_size: None, grid_pinpoints: None },
-        llm: LlmSection { model: tiny, tokenizer: None, training: LlmTraining::Frozen, lora: None, dtype: Dtype::F32, gradient_checkpointing: false },
+        llm: LlmSection { model: tiny, tokenizer: None, training: LlmTraining::Frozen, lora: None, dtype: Dtype::F32, gradient_checkpointing: false, recompute_attention: true },
         connector,
         compression: Default::default(),
         seed: 3,

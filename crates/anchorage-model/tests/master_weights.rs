@@ -19,7 +19,7 @@ fn spec(dtype: Dtype, training: LlmTraining) -> LlavaSpec {
     let connector: ConnectorSection = toml::from_str("kind = \"mlp\"\ndepth = 2").unwrap();
     LlavaSpec {
         vision: VisionSection { model: tiny.clone(), select_layer: -2, feature_select: FeatureSelect::Patch, dtype: Dtype::F32, image_size: None, grid_pinpoints: None },
-        llm: LlmSection { model: tiny, tokenizer: None, training, lora: None, dtype, gradient_checkpointing: false },
+        llm: LlmSection { model: tiny, tokenizer: None, training, lora: None, dtype, gradient_checkpointing: false, recompute_attention: true },
         connector,
         compression: Default::default(),
         seed: 5,

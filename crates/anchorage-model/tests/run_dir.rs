@@ -18,7 +18,7 @@ fn spec() -> LlavaSpec {
     let connector: ConnectorSection = toml::from_str(text).unwrap();
     LlavaSpec {
         vision: VisionSection { model: tiny.clone(), select_layer: -2, feature_select: FeatureSelect::ClsPatch, dtype: Dtype::F32, image_size: None, grid_pinpoints: None },
-        llm: LlmSection { model: tiny, tokenizer: None, training: LlmTraining::Full, lora: None, dtype: Dtype::F32, gradient_checkpointing: false },
+        llm: LlmSection { model: tiny, tokenizer: None, training: LlmTraining::Full, lora: None, dtype: Dtype::F32, gradient_checkpointing: false, recompute_attention: true },
         connector,
         compression: Default::default(),
         seed: 11,

@@ -195,12 +195,19 @@ pub struct LlmSection {
     /// Recompute decoder-layer activations in the backward pass to save memory.
     #[serde(default = "default_checkpointing")]
     pub gradient_checkpointing: bool,
+    /// Under autodiff on CUDA and wgpu, the attention keeps only q, k, v and the mask for the
+    /// backward pass and recomputes the probabilities there; false: burn's recorded attention.
+    #[serde(default = "default_recompute_attention")]
+    pub recompute_attention: bool,
 }
 
 fn default_training() -> LlmTraining {
     LlmTraining::Frozen
 }
 fn default_checkpointing() -> bool {
+    true
+}
+fn default_recompute_attention() -> bool {
     true
 }
 

@@ -46,9 +46,12 @@ const FIXED: [&str; 14] = [
 ];
 
 /// Keys inside the fixed sections that shape neither the weights nor the data order.
-const FREE_IN_FIXED: [&str; 2] = [
+const FREE_IN_FIXED: [&str; 3] = [
     // Recomputes activations in the backward pass; the losses are identical (tested).
     "llm.gradient_checkpointing",
+    // How the attention's backward pass gets its probabilities: the same forward values, gradients
+    // equal to float rounding (kernels/tests/parity_cases.rs).
+    "llm.recompute_attention",
     // Only the first start reads it: a resumed run's connector comes from its checkpoint.
     "connector.init",
 ];
