@@ -229,3 +229,61 @@ fn a_bf16_llm_trained_in_full_resumes_exactly_from_its_f32_master() {
     assert!(a.iter().all(|(dtype, _)| *dtype == burn::tensor::DType::F32), "the checkpoint holds the f32 master");
     assert!(a == b, "the resumed run's step-4 LLM weights differ from the uninterrupted run's");
 }
+
+/// A checkpoint written before the f32 master existed holds a bf16 run's LLM in bf16 itself. It
+/// resumes into today's f32 master: the loaded master is f32 (the bf16 values, exactly), the first
+/// resumed step computes on the same bf16 weights as the uninterrupted run and gives its loss bit
+/// for bit, and the next one differs only by the master's lost low bits.
+#[test]
+fn a_checkpoint_of_an_older_bf16_run_resumes_into_the_f32_master() {
+    use anchorage_train::checkpoint::Checkpoints;
+    use burn::tensor::{DType, FloatDType};
+    const BF16_FULL: &str = "dtype = \"bf16\"\ntraining = \"full\"";
+    let dir = tempfile::tempdir().unwrap();
+    let full = run_with(&dir.path().join("whole"), 4, false, None, BF16_FULL);
+    let old = dir.path().join("old");
+    assert_eq!(run_with(&old, 4, false, Some(2), BF16_FULL).steps, 2);
+
+    let recipe = parse_recipe(&recipe_text(&old, 4, BF16_FULL), Path::new("test.toml"), &[]).unwrap();
+    let llm_dtypes = |trainable: &anchorage_model::Trainable<Flex>| -> Vec<DType> {
+        struct Collect(Vec<DType>);
+        impl ModuleVisitor<Flex> for Collect {
+            fn visit_float<const D: usize>(&mut self, param: &Param<burn::tensor::Tensor<Flex, D>>) {
+                self.0.push(param.val().dtype());
+            }
+        }
+        let mut c = Collect(Vec::new());
+        trainable.llm.visit(&mut c);
+        c.0
+    };
+    let load = |path: &Path| {
+        let _one_at_a_time = SEEDED.lock().unwrap_or_else(|p| p.into_inner());
+        let model = recipe.model_spec().build::<Flex, Flex>(&Default::default(), None).unwrap().model;
+        let trainable = CheckpointWeights::load_bytes(model.trainable.clone(), model.training, std::fs::read(path).unwrap(), path, &Default::default()).unwrap();
+        (model, trainable)
+    };
+
+    // The step-2 checkpoint as the older anchorage wrote it: the LLM in bf16 (a new manifest).
+    let step2 = old.join("step-00000002");
+    let (mut model, trainable) = load(&step2.join("trainable.bin"));
+    model.trainable = trainable;
+    let bf16 = model.with_llm_cast(FloatDType::BF16);
+    assert!(llm_dtypes(&bf16.trainable).iter().all(|d| *d == DType::BF16));
+    let weights = CheckpointWeights::to_bytes(&bf16.trainable, model.training).unwrap();
+    // Same parameters and ids, so only the values differ: the master's low bits are gone.
+    assert_eq!(weights.len(), std::fs::read(step2.join("trainable.bin")).unwrap().len());
+    assert_ne!(weights, std::fs::read(step2.join("trainable.bin")).unwrap());
+    let names = ["optimizer.bin", "state.json", "recipe.toml", "connector.safetensors"];
+    let kept: Vec<Vec<u8>> = names.iter().map(|n| std::fs::read(step2.join(n)).unwrap()).collect();
+    std::fs::remove_dir_all(&step2).unwrap();
+    let mut files: Vec<(&str, &[u8])> = vec![("trainable.bin", &weights)];
+    files.extend(names.iter().copied().zip(kept.iter().map(Vec::as_slice)));
+    Checkpoints::new(&old, 2).save(2, &files).unwrap();
+    let (_, loaded) = load(&step2.join("trainable.bin"));
+    assert!(llm_dtypes(&loaded).iter().all(|d| *d == DType::F32), "an older bf16 checkpoint loads into the f32 master");
+
+    let resumed = run_with(&old, 4, true, None, BF16_FULL);
+    assert_eq!(resumed.losses[..3], full.losses[..3], "step 3 computes on the same bf16 weights");
+    let gap = (resumed.losses[3] - full.losses[3]).abs();
+    assert!(gap < 1e-2 * full.losses[3].abs(), "step 4: {} against {} uninterrupted", resumed.losses[3], full.losses[3]);
+}
