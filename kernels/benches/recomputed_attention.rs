@@ -66,7 +66,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 /// One path's numbers: bytes held from the forward to the backward pass, median seconds of both.
-fn measure<B: Backend>(args: &Args, recompute: bool, bytes_in_use: &dyn Fn(&B::Device) -> u64) -> (u64, f64) {
+fn measure<B: Backend>(args: &Args, recompute: bool) -> (u64, f64) {
     type A<B> = Autodiff<B>;
     let device = Default::default();
     let shape = [args.batch, args.heads, args.len, args.head_dim];
@@ -79,7 +79,7 @@ fn measure<B: Backend>(args: &Args, recompute: bool, bytes_in_use: &dyn Fn(&B::D
     for i in 0..=args.iters {
         let (q, k, v, w) = (input(1), input(2), input(3), input(4));
         B::sync(&device).expect("sync");
-        let before = bytes_in_use(&device);
+        let before = bytes_in_use::<B>(&device).unwrap_or(0);
         let t0 = Instant::now();
         let out = if recompute {
             recomputed_attention(&q, &k, &v, None, true).expect("recomputed_attention applies to Autodiff<B> here")
@@ -87,7 +87,7 @@ fn measure<B: Backend>(args: &Args, recompute: bool, bytes_in_use: &dyn Fn(&B::D
             recomputed_attention_reference(q.clone(), k.clone(), v.clone(), None, true)
         };
         B::sync(&device).expect("sync");
-        let after_forward = bytes_in_use(&device);
+        let after_forward = bytes_in_use::<B>(&device).unwrap_or(0);
         let grads = (out * w).sum().backward();
         let _ = (q.grad(&grads), k.grad(&grads), v.grad(&grads));
         B::sync(&device).expect("sync");
@@ -103,9 +103,9 @@ fn measure<B: Backend>(args: &Args, recompute: bool, bytes_in_use: &dyn Fn(&B::D
     (held, times[times.len() / 2])
 }
 
-fn run<B: Backend>(args: &Args, bytes_in_use: &dyn Fn(&B::Device) -> u64) {
-    let (burn_bytes, burn_s) = measure::<B>(args, false, bytes_in_use);
-    let (ours_bytes, ours_s) = measure::<B>(args, true, bytes_in_use);
+fn run<B: Backend>(args: &Args) {
+    let (burn_bytes, burn_s) = measure::<B>(args, false);
+    let (ours_bytes, ours_s) = measure::<B>(args, true);
     let scores = args.batch * args.heads * args.len * args.len * burn::tensor::DType::from(args.dtype).size();
     println!(
         "backend {} ({}), q/k/v [{}, {}, {}, {}] {:?}, causal; one [B, H, L, L] tensor is {:.1} MiB",
@@ -154,9 +154,9 @@ fn main() {
     };
     match args.backend.as_str() {
         #[cfg(feature = "cuda")]
-        "cuda" => run::<burn::backend::Cuda>(&args, &|d| bytes_in_use::<burn::backend::Cuda>(d).unwrap_or(0)),
+        "cuda" => run::<burn::backend::Cuda>(&args),
         #[cfg(feature = "wgpu")]
-        "wgpu" => run::<burn::backend::Wgpu>(&args, &|d| bytes_in_use::<burn::backend::Wgpu>(d).unwrap_or(0)),
+        "wgpu" => run::<burn::backend::Wgpu>(&args),
         other => {
             eprintln!("backend {other} is not compiled in (features: cuda, wgpu)");
             std::process::exit(2);

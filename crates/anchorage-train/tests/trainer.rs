@@ -194,6 +194,20 @@ fn lora_checkpoints_hold_only_the_adapters_and_resume_exactly() {
     assert!(full_bytes > lora_bytes + llm_bytes, "LoRA checkpoint {lora_bytes} B, full {full_bytes} B");
 }
 
+/// Each LLM parameter of `trainable`: its dtype and its values in f32, in visiting order.
+fn llm_params(trainable: &anchorage_model::Trainable<Flex>) -> Vec<(burn::tensor::DType, Vec<f32>)> {
+    struct Collect(Vec<(burn::tensor::DType, Vec<f32>)>);
+    impl ModuleVisitor<Flex> for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<burn::tensor::Tensor<Flex, D>>) {
+            let value = param.val();
+            self.0.push((value.dtype(), value.cast(burn::tensor::FloatDType::F32).into_data().to_vec::<f32>().unwrap()));
+        }
+    }
+    let mut c = Collect(Vec::new());
+    trainable.llm.visit(&mut c);
+    c.0
+}
+
 /// A bf16 LLM trained in full steps an f32 master copy (anchorage-model `Llava::llm_compute`); its
 /// checkpoints hold that copy, so a resumed run repeats the uninterrupted losses and writes the same
 /// step checkpoint byte for byte.
@@ -214,16 +228,7 @@ fn a_bf16_llm_trained_in_full_resumes_exactly_from_its_f32_master() {
         let model = recipe.model_spec().build::<Flex, Flex>(&device, None).unwrap().model;
         let path = run.join("step-00000004").join("trainable.bin");
         let trainable = CheckpointWeights::load_bytes(model.trainable, model.training, std::fs::read(&path).unwrap(), &path, &device).unwrap();
-        struct Collect(Vec<(burn::tensor::DType, Vec<f32>)>);
-        impl ModuleVisitor<Flex> for Collect {
-            fn visit_float<const D: usize>(&mut self, param: &Param<burn::tensor::Tensor<Flex, D>>) {
-                let value = param.val();
-                self.0.push((value.dtype(), value.cast(burn::tensor::FloatDType::F32).into_data().to_vec::<f32>().unwrap()));
-            }
-        }
-        let mut c = Collect(Vec::new());
-        trainable.llm.visit(&mut c);
-        c.0
+        llm_params(&trainable)
     };
     let (a, b) = (weights(&dir.path().join("bf16")), weights(&part));
     assert!(a.iter().all(|(dtype, _)| *dtype == burn::tensor::DType::F32), "the checkpoint holds the f32 master");
@@ -245,17 +250,7 @@ fn a_checkpoint_of_an_older_bf16_run_resumes_into_the_f32_master() {
     assert_eq!(run_with(&old, 4, false, Some(2), BF16_FULL).steps, 2);
 
     let recipe = parse_recipe(&recipe_text(&old, 4, BF16_FULL), Path::new("test.toml"), &[]).unwrap();
-    let llm_dtypes = |trainable: &anchorage_model::Trainable<Flex>| -> Vec<DType> {
-        struct Collect(Vec<DType>);
-        impl ModuleVisitor<Flex> for Collect {
-            fn visit_float<const D: usize>(&mut self, param: &Param<burn::tensor::Tensor<Flex, D>>) {
-                self.0.push(param.val().dtype());
-            }
-        }
-        let mut c = Collect(Vec::new());
-        trainable.llm.visit(&mut c);
-        c.0
-    };
+    let llm_dtypes = |trainable: &anchorage_model::Trainable<Flex>| -> Vec<DType> { llm_params(trainable).into_iter().map(|(dtype, _)| dtype).collect() };
     let load = |path: &Path| {
         let _one_at_a_time = SEEDED.lock().unwrap_or_else(|p| p.into_inner());
         let model = recipe.model_spec().build::<Flex, Flex>(&Default::default(), None).unwrap().model;

@@ -266,42 +266,12 @@ fn lift<B: AutodiffBackend, const D: usize>(value: Tensor<B::InnerBackend, D>, t
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_net::{net, values, Net, AD};
     use super::super::zero::{keep_owned, owned_params};
     use super::*;
-    use burn::backend::{Autodiff, Flex};
+    use burn::backend::Flex;
     use burn::module::Module;
-    use burn::nn::{Linear, LinearConfig};
     use burn::optim::AdamWConfig;
-    use burn::tensor::backend::Backend;
-
-    type AD = Autodiff<Flex>;
-
-    #[derive(Module, Debug)]
-    struct Net<B: Backend> {
-        layers: Vec<Linear<B>>,
-    }
-
-    /// An f32 net, its values drawn now (burn initialises lazily) so clones share them.
-    fn net() -> Net<AD> {
-        let device = Default::default();
-        let net = Net { layers: [(4, 3), (8, 2), (2, 2), (5, 5), (3, 1)].iter().map(|&(i, o)| LinearConfig::new(i, o).init::<AD>(&device)).collect() };
-        values(&net);
-        net
-    }
-
-    /// Every parameter's dtype, trainability and values, in visiting order.
-    fn values(m: &Net<AD>) -> Vec<(DType, bool, Vec<f32>)> {
-        struct Collect(Vec<(DType, bool, Vec<f32>)>);
-        impl ModuleVisitor<AD> for Collect {
-            fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<AD, D>>) {
-                let v = p.val();
-                self.0.push((v.dtype(), v.is_require_grad(), v.clone().into_data().convert::<f32>().to_vec::<f32>().unwrap()));
-            }
-        }
-        let mut c = Collect(Vec::new());
-        m.visit(&mut c);
-        c.0
-    }
 
     /// A loss of `m` computed in bf16 (each layer on ones, squared and summed).
     fn loss(m: &Net<AD>) -> Tensor<AD, 1> {
@@ -353,18 +323,18 @@ mod tests {
         let before = values(&m);
         let whole = AdamWConfig::new().with_weight_decay(0.1).init::<AD, Net<AD>>().step(1e-2, m.clone(), master_grads(&m));
         let want = values(&whole);
-        let total: usize = before.iter().map(|(_, _, v)| v.len()).sum();
+        let total: usize = before.iter().map(|p| p.values.len()).sum();
 
         let ranks: Vec<(Net<AD>, Masters)> = (0..2).map(|r| sharded_step(&m, r)).collect();
         for (rank, (stepped, masters)) in ranks.iter().enumerate() {
             let owned = owned_params(&m, 2, rank);
             assert!(masters.elements() * 10 < total * 7 && masters.elements() * 10 > total * 3, "rank {rank}: {} of {total}", masters.elements());
-            for ((id, (dtype, trains, after)), ((_, _, stepped_f32), (_, _, was))) in param_ids(stepped).iter().zip(values(stepped)).zip(want.iter().zip(&before)) {
-                assert_eq!((dtype, trains), (DType::BF16, true), "the module holds every parameter in bf16, still trainable");
-                if owned.contains(id) {
-                    assert_eq!(after, bf16(stepped_f32), "an owned parameter is the cast of the whole master's step");
+            for (after, (stepped_f32, was)) in values(stepped).iter().zip(want.iter().zip(&before)) {
+                assert_eq!((after.dtype, after.trains), (DType::BF16, true), "the module holds every parameter in bf16, still trainable");
+                if owned.contains(&after.id) {
+                    assert_eq!(after.values, bf16(&stepped_f32.values), "an owned parameter is the cast of the whole master's step");
                 } else {
-                    assert_eq!(after, bf16(was), "another rank's parameter is left as it was");
+                    assert_eq!(after.values, bf16(&was.values), "another rank's parameter is left as it was");
                 }
             }
         }

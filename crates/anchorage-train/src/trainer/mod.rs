@@ -36,6 +36,8 @@ mod run;
 mod setup;
 mod skips;
 mod state;
+#[cfg(test)]
+mod test_net;
 mod workers;
 mod zero;
 

@@ -195,40 +195,9 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Replace {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_net::{net, values, Net, AD};
     use super::*;
-    use burn::backend::{Autodiff, Flex};
-    use burn::module::Module;
-    use burn::nn::{Linear, LinearConfig};
     use burn::optim::{AdamWConfig, Optimizer};
-
-    type AD = Autodiff<Flex>;
-
-    #[derive(Module, Debug)]
-    struct Net<B: burn::tensor::backend::Backend> {
-        layers: Vec<Linear<B>>,
-    }
-
-    fn net() -> Net<AD> {
-        let device = Default::default();
-        let net = Net { layers: [(4, 3), (8, 2), (2, 2), (5, 5), (3, 1)].iter().map(|&(i, o)| LinearConfig::new(i, o).init::<AD>(&device)).collect() };
-        // Initialised now (burn initialises parameters lazily), so clones share the values.
-        values(&net);
-        net
-    }
-
-    /// Every parameter's id, element count and values, in visiting order.
-    fn values(m: &Net<AD>) -> Vec<(ParamId, usize, Vec<f32>)> {
-        struct Collect(Vec<(ParamId, usize, Vec<f32>)>);
-        impl ModuleVisitor<AD> for Collect {
-            fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<AD, D>>) {
-                let v = p.val().into_data().convert::<f32>().to_vec::<f32>().unwrap();
-                self.0.push((p.id, v.len(), v));
-            }
-        }
-        let mut c = Collect(Vec::new());
-        m.visit(&mut c);
-        c.0
-    }
 
     fn grads(m: &Net<AD>) -> GradientsParams {
         let x = Tensor::<AD, 2>::from_floats([[0.5, -1.0]], &Default::default());
@@ -256,11 +225,11 @@ mod tests {
         let all = values(&m);
         for world in [1, 2, 3] {
             let shards: Vec<_> = (0..world).map(|r| owned_params(&m, world, r)).collect();
-            for (id, _, _) in &all {
-                assert_eq!(shards.iter().filter(|s| s.contains(id)).count(), 1, "world {world}");
+            for p in &all {
+                assert_eq!(shards.iter().filter(|s| s.contains(&p.id)).count(), 1, "world {world}");
             }
-            let load: Vec<usize> = shards.iter().map(|s| all.iter().filter(|(id, _, _)| s.contains(id)).map(|(_, n, _)| n).sum()).collect();
-            let largest = all.iter().map(|(_, n, _)| *n).max().unwrap();
+            let load: Vec<usize> = shards.iter().map(|s| all.iter().filter(|p| s.contains(&p.id)).map(|p| p.values.len()).sum()).collect();
+            let largest = all.iter().map(|p| p.values.len()).max().unwrap();
             assert!(load.iter().max().unwrap() - load.iter().min().unwrap() <= largest, "world {world}: {load:?}");
         }
     }
@@ -278,11 +247,11 @@ mod tests {
             let mut optim = config.init::<AD, Net<AD>>();
             let stepped = optim.step(1e-2, m.clone(), keep_owned(&m, grads(&m), &owned));
             assert_eq!(optim.to_record().len(), owned.len());
-            for ((id, _, after), ((_, _, want), (_, _, before))) in values(&stepped).iter().zip(full.iter().zip(values(&m))) {
-                if owned.contains(id) {
-                    assert_eq!(after, want, "an owned parameter steps as in the unsharded step");
+            for (after, (want, before)) in values(&stepped).iter().zip(full.iter().zip(values(&m))) {
+                if owned.contains(&after.id) {
+                    assert_eq!(after.values, want.values, "an owned parameter steps as in the unsharded step");
                 } else {
-                    assert_eq!(after, &before, "a parameter of another rank is left as it was");
+                    assert_eq!(after.values, before.values, "a parameter of another rank is left as it was");
                 }
             }
         }
