@@ -240,12 +240,24 @@ pub fn backward(
                 // dV += Pᵀ dO; dP = dO Vᵀ
                 matmul(&mut dvalues, member > 0, View::dense(p, len, len).t(), View::dense(&dout_h, len, d));
                 matmul(&mut ds, false, View::dense(&dout_h, len, d), View::dense(&values, len, d).t());
-                // dS = P ⊙ (dP − rowsum(P ⊙ dP)), times the scale: the gradient of the raw products
+                // dS = P ⊙ (dP − rowsum(P ⊙ dP)), times the scale: the gradient of the raw products.
+                // A row's dS sums to zero exactly; in f32 the cancellation in `dP − rowsum` leaves a
+                // residue, which is taken off the entry of the row's largest probability. burn's
+                // softmax (the reference) does the same through the row max it subtracts in the graph,
+                // and without it a nearly one-hot row under a large incoming gradient lost up to 1e-4
+                // of the largest gradient against f64 (5e-6 with it).
                 for (p_row, ds_row) in p.chunks_exact(len).zip(ds.chunks_exact_mut(len)) {
-                    let dot: f32 = p_row.iter().zip(ds_row.iter()).map(|(p, dp)| p * dp).sum();
+                    let (mut dot, mut top, mut best) = (0.0f32, 0, f32::NEG_INFINITY);
+                    for (j, (&pv, &dp)) in p_row.iter().zip(ds_row.iter()).enumerate() {
+                        dot += pv * dp;
+                        if pv > best {
+                            (best, top) = (pv, j);
+                        }
+                    }
                     for (dsv, &pv) in ds_row.iter_mut().zip(p_row) {
                         *dsv = pv * (*dsv - dot) * lay.scale;
                     }
+                    ds_row[top] -= lane_sum(ds_row);
                 }
                 // dQ = dS K; dK += dSᵀ Q
                 let dq_h = &mut dqueries[member * len * d..(member + 1) * len * d];
@@ -275,6 +287,20 @@ pub fn backward(
         }
     }
     (dq, dk, dv)
+}
+
+/// The sum of `x` in eight lanes (so the loop vectorises), for a correction whose order does not
+/// matter.
+fn lane_sum(x: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        for (lane, v) in lanes.iter_mut().zip(chunk) {
+            *lane += v;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// Undoes RoPE on the gradients of the span's rotated rows `[span.len, d]`, in place.
