@@ -31,6 +31,12 @@ fn connector(run: &Path) -> Vec<Vec<f32>> {
     common::parameters(&c)
 }
 
+/// Each step's logged gradient norm, as written (a sharded run sums it from the ranks' shares).
+fn grad_norms(run: &Path) -> Vec<f64> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["grad_norm"].as_f64().unwrap()).collect()
+}
+
 fn size(path: PathBuf) -> u64 {
     std::fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).len()
 }
@@ -48,6 +54,11 @@ fn sharded_adamw_trains_like_unsharded_and_each_rank_keeps_its_shard() {
     assert_eq!(lp.len(), 8);
     assert_eq!(lz, lp, "ZeRO-1 must train exactly like unsharded AdamW");
     assert_eq!(connector(&zero), connector(&plain));
+    // Each rank holds its own parameters' summed gradients only; the norm, summed from the two
+    // shares, is the whole one's bit for bit, and it clips (grad_clip = 1).
+    let norms = grad_norms(&plain);
+    assert_eq!(grad_norms(&zero), norms);
+    assert!(norms.iter().any(|&n| n > 1.0), "no step clipped: {norms:?}");
 
     // Each rank's file holds its share only: about half of the whole state each, together about
     // the whole. The unsharded checkpoint has no shard files, the sharded one no optimizer.bin.
@@ -107,6 +118,7 @@ fn a_bf16_llm_shards_its_f32_master_and_checkpoints_it_whole() {
 
     assert_eq!(losses(&plain).len(), 8);
     assert_eq!(losses(&zero), losses(&plain), "a sharded f32 master must train exactly like the whole one");
+    assert_eq!(grad_norms(&zero), grad_norms(&plain));
     assert_eq!(connector(&zero), connector(&plain));
     for step in ["step-00000004", "step-00000008"] {
         // Bit for bit: a master assembled from bf16 values would differ in the low bits.
@@ -123,6 +135,15 @@ fn a_bf16_llm_shards_its_f32_master_and_checkpoints_it_whole() {
     run(dir.path(), "zero", &[&sharded[..], &["--resume", zero.to_str().unwrap()]].concat());
     assert!(weights(&zero, step8) == trained, "the resumed run's step-8 weights differ");
     assert_eq!(losses(&zero), losses(&plain));
+
+    // Two micro-batches a rank each step: the bf16 gradients are added in f32 before the sum.
+    let accumulating = [&common[..], &["--set", "optim.micro_batch=2"]].concat();
+    run(dir.path(), "plain-accum", &accumulating);
+    run(dir.path(), "zero-accum", &[&accumulating[..], &["--set", "optim.zero_stage=1"]].concat());
+    let (plain, zero) = (dir.path().join("plain-accum"), dir.path().join("zero-accum"));
+    assert_eq!(losses(&zero), losses(&plain));
+    assert_eq!(grad_norms(&zero), grad_norms(&plain));
+    assert!(weights(&plain, step8) == weights(&zero, step8), "accumulating: the gathered f32 LLM differs");
 }
 
 /// Starts two nodes (processes joined on localhost) of two devices each, training run `name`
@@ -157,6 +178,7 @@ fn over_two_nodes_node_0_checkpoints_every_rank_shard() {
     let (plain, zero) = (dir.path().join("plain"), dir.path().join("zero"));
     assert_eq!(losses(&plain).len(), 8);
     assert_eq!(losses(&zero), losses(&plain), "ZeRO-1 over two nodes must train exactly like unsharded AdamW");
+    assert_eq!(grad_norms(&zero), grad_norms(&plain), "the norm summed from four shares");
     assert_eq!(connector(&zero), connector(&plain));
     let whole = size(plain.join("step-00000008/optimizer.bin"));
     let shards: Vec<u64> = (0..4).map(|r| size(zero.join(format!("step-00000008/optim-rank-{r}.bin")))).collect();
@@ -176,6 +198,7 @@ fn over_two_nodes_node_0_checkpoints_every_rank_shard() {
     assert!(shares.len() == 4 && shares.iter().all(|&s| s > 0 && s * 2 < llm), "{shares:?}: {log}");
     let (plain_bf16, zero_bf16) = (dir.path().join("plain-bf16"), dir.path().join("zero-bf16"));
     assert_eq!(losses(&zero_bf16), losses(&plain_bf16));
+    assert_eq!(grad_norms(&zero_bf16), grad_norms(&plain_bf16));
     assert!(weights(&zero_bf16, "step-00000008") == weights(&plain_bf16, "step-00000008"), "the f32 LLM gathered over two nodes differs");
 
     // Both nodes killed (SIGKILL) after at least 5 logged steps, then resumed: each node reads its

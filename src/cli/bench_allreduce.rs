@@ -166,7 +166,8 @@ mod imp {
         // same exact total.
         let bounds: Vec<(usize, usize)> = (0..args.buckets).map(|b| (b * n / args.buckets, (b + 1) * n / args.buckets)).collect();
         let bucket = |&(start, end): &(usize, usize)| -> Result<Tensor<Cuda, 1>, anchorage_train::TrainError> { Ok(input.clone().slice(start..end) * 1.0) };
-        let sums = comm.sum_each(bounds.iter().map(bucket))?;
+        let mut sums = Vec::new();
+        comm.sum_each(bounds.iter().map(bucket), |sum| sums.push(sum))?;
         let summed = Tensor::cat(sums, 0).cast(DType::F32).into_data().to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
         if let Some(i) = (0..n).find(|&i| summed[i] != total(i, world)) {
             bail!("rank {rank}: element {i} of the bucketed NCCL sum is {}, expected {}", summed[i], total(i, world));
@@ -176,7 +177,8 @@ mod imp {
         for _ in 0..=args.iters {
             barrier.wait();
             let t = Instant::now();
-            let sums = comm.sum_each(bounds.iter().map(bucket))?;
+            let mut sums = Vec::new();
+            comm.sum_each(bounds.iter().map(bucket), |sum| sums.push(sum))?;
             pipelined_s.push(t.elapsed().as_secs_f64());
             drop(sums);
             barrier.wait();

@@ -29,6 +29,46 @@ pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     norm
 }
 
+/// [`clip_global_norm`] for gradients sharded across ranks (ZeRO-1: each rank holds the summed
+/// gradients of the parameters it owns). Each rank lists the squared sum of each float parameter
+/// in visiting order (zero where it holds no gradient), `sum_over_ranks` adds the lists over the
+/// ranks, and the norm is their total in that order: since every squared sum is an f32 value
+/// and exactly one rank holds each, the list travels exactly in f32 and the norm is
+/// [`clip_global_norm`]'s over the whole gradients, bit for bit. The held gradients are clipped in
+/// place as there.
+pub fn clip_sharded_global_norm<B: AutodiffBackend, M: AutodiffModule<B>, E>(
+    module: &M,
+    grads: &mut GradientsParams,
+    max_norm: f64,
+    sum_over_ranks: impl FnOnce(&[f64]) -> Result<Vec<f64>, E>,
+) -> Result<f64, E> {
+    struct Each<'a> {
+        grads: &'a GradientsParams,
+        squares: Vec<f64>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Each<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            self.squares.push(self.grads.get::<B::InnerBackend, D>(param.id).map_or(0.0, squared_sum));
+        }
+    }
+    let mut each = Each { grads, squares: Vec::new() };
+    module.visit(&mut each);
+    let norm = sum_over_ranks(&each.squares)?.iter().fold(0.0, |total, s| total + s).sqrt();
+    if max_norm > 0.0 {
+        let coef = max_norm / (norm + 1e-6);
+        if coef < 1.0 {
+            let mut scale = Scale::<B> { grads, coef, _b: Default::default() };
+            module.visit(&mut scale);
+        }
+    }
+    Ok(norm)
+}
+
+/// A gradient's squared L2 norm, summed in its own dtype.
+fn squared_sum<B: burn::tensor::backend::Backend, const D: usize>(g: Tensor<B, D>) -> f64 {
+    g.square().sum().into_scalar().elem()
+}
+
 struct SquaredSum<'a, B: AutodiffBackend> {
     grads: &'a GradientsParams,
     total: f64,
@@ -38,8 +78,7 @@ struct SquaredSum<'a, B: AutodiffBackend> {
 impl<B: AutodiffBackend> ModuleVisitor<B> for SquaredSum<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
-            let s: f64 = g.square().sum().into_scalar().elem();
-            self.total += s;
+            self.total += squared_sum(g);
         }
     }
 }
@@ -115,5 +154,64 @@ mod tests {
         let before = all_grads(&m, &g);
         clip_global_norm(&m, &mut g, 100.0);
         assert_eq!(all_grads(&m, &g), before);
+    }
+
+    #[test]
+    fn a_norm_summed_from_sharded_gradients_is_the_whole_norm_bit_for_bit() {
+        let device = Default::default();
+        let m = Two { a: LinearConfig::new(3, 2).init::<AD>(&device), b: LinearConfig::new(3, 2).init::<AD>(&device) };
+        let mut whole = grads_of(&m, 0.7);
+        let want_norm = clip_global_norm(&m, &mut whole, 1.0);
+        assert!(want_norm > 1.0, "the case must clip: {want_norm}");
+        let want = all_grads(&m, &whole);
+
+        // Rank 0 holds a's weight and b's bias, rank 1 the other two.
+        let shares = [vec![m.a.weight.id, m.b.bias.as_ref().unwrap().id], vec![m.b.weight.id, m.a.bias.as_ref().unwrap().id]];
+        let mut held: Vec<GradientsParams> = shares
+            .iter()
+            .map(|share| {
+                let mut all = grads_of(&m, 0.7);
+                let mut kept = GradientsParams::new();
+                for &id in share {
+                    match all.remove::<Flex, 2>(id) {
+                        Some(g) => kept.register::<Flex, 2>(id, g),
+                        None => kept.register::<Flex, 1>(id, all.remove::<Flex, 1>(id).unwrap()),
+                    }
+                }
+                kept
+            })
+            .collect();
+        // Each rank's list of squares, then their sum over the ranks as the collective gives it.
+        // (max_norm 0: only the norm, nothing clipped yet.)
+        let lists: Vec<Vec<f64>> = held
+            .iter_mut()
+            .map(|g| {
+                let mut list = Vec::new();
+                clip_sharded_global_norm(&m, g, 0.0, |squares| {
+                    list = squares.to_vec();
+                    Ok::<_, ()>(squares.to_vec())
+                })
+                .unwrap();
+                list
+            })
+            .collect();
+        assert!(lists.iter().all(|l| l.len() == 4 && l.iter().filter(|&&s| s == 0.0).count() == 2), "{lists:?}");
+        let summed: Vec<f64> = lists[0].iter().zip(&lists[1]).map(|(a, b)| f64::from(*a as f32 + *b as f32)).collect();
+        let mut got = Vec::new();
+        for g in &mut held {
+            let norm = clip_sharded_global_norm(&m, g, 1.0, |_| Ok::<_, ()>(summed.clone())).unwrap();
+            assert_eq!(norm.to_bits(), want_norm.to_bits());
+        }
+        // The held gradients together are the whole clipped ones.
+        let mut together = held.remove(0);
+        for (id, grad) in [(m.b.weight.id, held[0].remove::<Flex, 2>(m.b.weight.id))] {
+            together.register::<Flex, 2>(id, grad.unwrap());
+        }
+        let a_bias = m.a.bias.as_ref().unwrap().id;
+        together.register::<Flex, 1>(a_bias, held[0].remove::<Flex, 1>(a_bias).unwrap());
+        got.extend(all_grads(&m, &together));
+        assert_eq!(got, want);
+        // A failing collective is the caller's error, unchanged.
+        assert_eq!(clip_sharded_global_norm(&m, &mut grads_of(&m, 1.0), 1.0, |_| Err::<Vec<f64>, _>("down")), Err("down"));
     }
 }

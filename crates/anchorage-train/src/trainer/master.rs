@@ -8,10 +8,13 @@
 //! bit:
 //! - the forward uses the same bf16 values;
 //! - the backward gives each bf16 parameter the bf16 gradient that the unsharded graph's cast
-//!   receives, and that cast's backward only converts it to f32. Here it is converted as it is
-//!   accumulated, one parameter at a time ([`accumulate_f32`]);
-//! - the gradients are summed and clipped in f32 as before; each owner steps its f32 masters with
-//!   AdamW (same ids, shapes and dtype, so the optimizer state and its shard files are the same);
+//!   receives, and that cast's backward only converts it to f32. Here it is converted when a
+//!   second micro-batch's is added to it ([`add_gradients`]), or else by the sum across the ranks,
+//!   which builds its buckets in f32, one bucket at a time (`parallel.rs`);
+//! - the gradients are summed and clipped in f32 as before, each rank keeping the sums of its own
+//!   parameters only (the norm is summed from the ranks' shares, bit for bit the same); each owner
+//!   steps its f32 masters with AdamW (same ids, shapes and dtype, so the optimizer state and its
+//!   shard files are the same);
 //! - the new bf16 values are the masters' casts, and reach the other ranks through the same exact
 //!   sum as any ZeRO-1 parameter.
 //!
@@ -23,8 +26,11 @@
 //!
 //! Memory of a 7B LLM (6.7e9 parameters) per rank of `N`, before activations: f32 weights, f32
 //! gradients, their bf16 cast and `1/N` of the moments make 27 + 27 + 13.5 + 54/N GB unsharded,
-//! against 13.5 (bf16 weights) + 27 (f32 gradients) + 81/N (masters and moments) here: 74 against
-//! 51 GB at N = 8. Counted from the tensors' sizes, not measured on a GPU.
+//! against 13.5 (bf16 weights) + 13.5 (the backward's bf16 gradients) + 108/N (masters, moments
+//! and the owned gradient sums) here when a rank runs one micro-batch a step (LLaVA's recipes): 74
+//! against 40.5 GB at N = 8. With several micro-batches a step the accumulated gradients are f32:
+//! 27 + 27 + 108/N, 67.5 GB at N = 8 while the last micro-batch's bf16 gradients are added. Counted
+//! from the tensors' sizes, not measured on a GPU.
 
 use std::collections::{HashMap, HashSet};
 
@@ -233,9 +239,13 @@ pub(crate) fn split_checkpoint_part(rank: usize, part: Vec<u8>) -> Result<(Vec<u
     }
 }
 
-/// The f32 gradients of a bf16 step added to `acc`, one parameter at a time (each converted as it
-/// is added, so the step never holds the converted copy of the whole model beside the sum).
-pub(crate) fn accumulate_f32<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M, acc: &mut GradientsParams, new: GradientsParams) {
+/// `new` added to `acc` parameter by parameter without rounding: a parameter's first gradient is
+/// kept as it comes (a bf16 one stays bf16, half the bytes of its f32 conversion; the sum across
+/// the ranks converts it bucket by bucket, and [`gradients_to_f32`] without one), and a second
+/// turns the sum into f32, each converted as it is added, so the step never holds the converted
+/// copy of the whole model beside the sum. The f32 values are those of the unsharded graph's
+/// casts: bf16 to f32 is exact.
+pub(crate) fn add_gradients<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M, acc: &mut GradientsParams, new: GradientsParams) {
     struct Add<'a> {
         acc: &'a mut GradientsParams,
         new: GradientsParams,
@@ -243,15 +253,33 @@ pub(crate) fn accumulate_f32<B: AutodiffBackend, M: AutodiffModule<B>>(module: &
     impl<B: AutodiffBackend> ModuleVisitor<B> for Add<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
             let Some(grad) = self.new.remove::<B::InnerBackend, D>(param.id) else { return };
-            let grad = grad.cast(DType::F32);
             let sum = match self.acc.remove::<B::InnerBackend, D>(param.id) {
-                Some(acc) => acc.add(grad),
+                Some(acc) => acc.cast(DType::F32).add(grad.cast(DType::F32)),
                 None => grad,
             };
             self.acc.register::<B::InnerBackend, D>(param.id, sum);
         }
     }
     module.visit(&mut Add { acc, new });
+}
+
+/// Every gradient in f32, converted one parameter at a time (a step without a sum across ranks).
+pub(crate) fn gradients_to_f32<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M, grads: GradientsParams) -> GradientsParams {
+    struct ToF32(GradientsParams);
+    impl<B: AutodiffBackend> ModuleVisitor<B> for ToF32 {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(grad) = self.0.remove::<B::InnerBackend, D>(param.id) {
+                if grad.dtype() == DType::F32 {
+                    self.0.register::<B::InnerBackend, D>(param.id, grad);
+                } else {
+                    self.0.register::<B::InnerBackend, D>(param.id, grad.cast(DType::F32));
+                }
+            }
+        }
+    }
+    let mut to = ToF32(grads);
+    module.visit(&mut to);
+    to.0
 }
 
 /// An inner tensor as a parameter's value, trainable when it was.
@@ -310,7 +338,8 @@ mod tests {
         let owned = owned_params(m, 2, rank);
         let (low, mut masters) = Masters::split(m.clone(), lowered, &owned, FloatDType::BF16);
         let mut grads = GradientsParams::new();
-        accumulate_f32(&low, &mut grads, GradientsParams::from_grads(loss(&low).backward(), &low));
+        add_gradients(&low, &mut grads, GradientsParams::from_grads(loss(&low).backward(), &low));
+        let grads = gradients_to_f32(&low, grads);
         let mut optim = AdamWConfig::new().with_weight_decay(0.1).init::<AD, Net<AD>>();
         let stepped = masters.step(&mut optim, 1e-2, low.clone(), keep_owned(&low, grads, &owned));
         assert_eq!(optim.to_record().len(), owned.len(), "AdamW keeps state for the owned parameters only");
@@ -361,7 +390,7 @@ mod tests {
         let (low, _) = Masters::split(m.clone(), lowered, &HashSet::new(), FloatDType::BF16);
         let mut acc = GradientsParams::new();
         for _ in 0..2 {
-            accumulate_f32(&low, &mut acc, GradientsParams::from_grads(loss(&low).backward(), &low));
+            add_gradients(&low, &mut acc, GradientsParams::from_grads(loss(&low).backward(), &low));
         }
         // Two micro-batches of the same samples: twice the f32 gradient of the master's cast, exactly.
         struct Compare<'a> {

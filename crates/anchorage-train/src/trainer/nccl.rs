@@ -114,34 +114,57 @@ impl NcclComm {
     /// Sums a flat tensor of `B` (burn's CUDA backend, f32, f16 or bf16) over every rank; every rank
     /// gets the total. Every rank must call this in the same order with tensors of the same length.
     pub fn sum<B: Backend>(&self, tensor: Tensor<B, 1>) -> Result<Tensor<B, 1>, TrainError> {
-        let mut sums = self.sum_each(std::iter::once(Ok(tensor)))?;
-        sums.pop().ok_or_else(|| nccl_err("sum", "no result"))
+        let mut total = None;
+        self.sum_each(std::iter::once(Ok(tensor)), |sum| total = Some(sum))?;
+        total.ok_or_else(|| nccl_err("sum", "no result"))
     }
 
     /// [`Self::sum`] of several tensors (a step's gradient buckets), one `ncclAllReduce` each, in
-    /// order. Each all-reduce is launched without waiting for it, and the next tensor is taken
-    /// from `tensors` (for the trainer, the next bucket assembled on burn's stream) while it runs;
-    /// the collective stream is waited for once, after the last launch, before any sum is handed
-    /// back. burn 0.21 gives no hook inside the backward pass, so this is the overlap it allows:
-    /// assembling bucket k + 1 beside the transfer of bucket k, not the transfer beside the backward.
-    pub fn sum_each<B: Backend>(&self, tensors: impl IntoIterator<Item = Result<Tensor<B, 1>, TrainError>>) -> Result<Vec<Tensor<B, 1>>, TrainError> {
+    /// order, each sum handed to `each` in order. Each all-reduce is launched without waiting for
+    /// it, and the next tensor is taken from `tensors` (for the trainer, the next bucket assembled
+    /// on burn's stream) while it runs; the collective stream is waited for once
+    /// [`GROUP_ELEMENTS`] have been launched, and after the last launch, before those sums are
+    /// handed back. burn 0.21 gives no hook inside the backward pass, so this is the overlap it
+    /// allows: assembling bucket k + 1 beside the transfer of bucket k, not the transfer beside the
+    /// backward. The group bounds the sums alive at once (ZeRO-1 keeps only a rank's share of each).
+    pub fn sum_each<B: Backend>(&self, tensors: impl IntoIterator<Item = Result<Tensor<B, 1>, TrainError>>, mut each: impl FnMut(Tensor<B, 1>)) -> Result<(), TrainError> {
         // The launched sums and the device memory they keep alive, until the stream is waited for.
         let mut pending = Vec::new();
-        let launched = (|| -> Result<(), TrainError> {
-            for tensor in tensors {
-                pending.push(self.launch(to_cube::<B>(tensor?)?)?);
+        let mut elements = 0usize;
+        for tensor in tensors {
+            match tensor.and_then(to_cube::<B>).and_then(|cube| self.launch(cube)) {
+                Ok(launched) => {
+                    elements += launched.0.meta.shape().num_elements();
+                    pending.push(launched);
+                }
+                Err(e) => {
+                    // Wait even when a launch failed: the sums already launched write into
+                    // buffers that are freed on return.
+                    if !pending.is_empty() {
+                        let _ = self.stream.synchronize();
+                    }
+                    return Err(e);
+                }
             }
-            Ok(())
-        })();
-        // Wait even when a launch failed: the sums already launched write into buffers that are
-        // freed on return.
-        let waited = if pending.is_empty() { Ok(()) } else { self.stream.synchronize().map_err(|e| nccl_err("waiting for the all-reduce", e)) };
-        launched?;
-        waited?;
-        pending.into_iter().map(|(cube, resource)| {
+            if elements >= GROUP_ELEMENTS {
+                self.hand_back(&mut pending, &mut each)?;
+                elements = 0;
+            }
+        }
+        self.hand_back(&mut pending, &mut each)
+    }
+
+    /// Waits for the collective stream and hands the launched sums to `each`, in launch order.
+    fn hand_back<B: Backend>(&self, pending: &mut Vec<(CubeTensor<CudaRuntime>, Option<impl Sized>)>, each: &mut impl FnMut(Tensor<B, 1>)) -> Result<(), TrainError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.stream.synchronize().map_err(|e| nccl_err("waiting for the all-reduce", e))?;
+        for (cube, resource) in pending.drain(..) {
             drop(resource);
-            from_cube::<B>(cube)
-        }).collect()
+            each(from_cube::<B>(cube)?);
+        }
+        Ok(())
     }
 
     /// Launches the in-place all-reduce of `cube` on the collective stream and returns the tensor
@@ -184,6 +207,10 @@ impl NcclComm {
         Ok((cube, Some(resource)))
     }
 }
+
+/// Elements of all-reduces launched before the collective stream is waited for and their sums
+/// handed back: four of the trainer's gradient buckets (512 MiB of f32).
+const GROUP_ELEMENTS: usize = 4 * super::parallel::BUCKET_ELEMENTS;
 
 /// The CubeCL tensor under a tensor of `B` (burn's CUDA backend).
 fn to_cube<B: Backend>(tensor: Tensor<B, 1>) -> Result<CubeTensor<CudaRuntime>, TrainError> {

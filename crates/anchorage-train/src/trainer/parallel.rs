@@ -24,6 +24,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 use burn_collective::{all_reduce, broadcast, finish_collective, register, CollectiveConfig, PeerId, ReduceOperation};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use super::node_link::NodeLink;
@@ -187,31 +188,40 @@ impl Peer {
         Ok(Tensor::from_primitive(TensorPrimitive::Float(total)))
     }
 
-    /// Sums every trainable parameter's gradient across the replicas. Gradients are taken in the
-    /// module's visiting order (the same on every replica and every node, unlike parameter ids,
-    /// which are random per process), flattened into buckets of at most [`BUCKET_ELEMENTS`] and
-    /// reduced one bucket at a time, as DDP does: a few large transfers instead of one per
-    /// parameter. A parameter without a gradient here (a replica with no sample this step)
-    /// contributes zeros.
+    /// Sums every trainable parameter's gradient across the replicas, each sum in f32. Gradients
+    /// are taken in the module's visiting order (the same on every replica and every node, unlike
+    /// parameter ids, which are random per process), flattened into buckets of at most
+    /// [`BUCKET_ELEMENTS`] and reduced one bucket at a time, as DDP does: a few large transfers
+    /// instead of one per parameter. A parameter without a gradient here (a replica with no sample
+    /// this step) contributes zeros.
     ///
     /// With `devices.reduce_dtype = "bf16"` each bucket is rounded to bf16 first: NCCL sums the
     /// bf16 buffer (half the bytes), the other engines sum the rounded values in f32.
     pub fn sum_gradients<B: AutodiffBackend, M: AutodiffModule<B>>(&self, module: &M, grads: GradientsParams) -> Result<GradientsParams, TrainError> {
-        self.sum_per_parameter(module, grads, self.bf16)
+        self.sum_per_parameter(module, grads, Keep::Gradients)
+    }
+
+    /// [`Self::sum_gradients`] handing back the sums of the `owned` parameters only (ZeRO-1: a
+    /// rank steps only those), each copied out of its bucket as the bucket's sum arrives, so that
+    /// a rank never holds the summed gradients of the whole model: about `1 / world` of them.
+    pub fn sum_owned_gradients<B: AutodiffBackend, M: AutodiffModule<B>>(&self, module: &M, grads: GradientsParams, owned: &HashSet<ParamId>) -> Result<GradientsParams, TrainError> {
+        self.sum_per_parameter(module, grads, Keep::Owned(owned))
     }
 
     /// [`Self::sum_gradients`] for values that must arrive exactly (ZeRO-1's parameters): always in
-    /// the tensors' own precision.
+    /// the tensors' own precision, each sum handed back in its tensor's dtype.
     pub fn sum_parameters<B: AutodiffBackend, M: AutodiffModule<B>>(&self, module: &M, values: GradientsParams) -> Result<GradientsParams, TrainError> {
-        self.sum_per_parameter(module, values, false)
+        self.sum_per_parameter(module, values, Keep::Parameters)
     }
 
-    fn sum_per_parameter<B: AutodiffBackend, M: AutodiffModule<B>>(&self, module: &M, grads: GradientsParams, bf16: bool) -> Result<GradientsParams, TrainError> {
-        /// Each trainable parameter's id, shape, flattened tensor (`None`: zeros, made only with its
-        /// bucket) and the dtype its sum is handed back in.
+    fn sum_per_parameter<B: AutodiffBackend, M: AutodiffModule<B>>(&self, module: &M, grads: GradientsParams, keep: Keep<'_>) -> Result<GradientsParams, TrainError> {
+        /// Each trainable parameter's id, shape and the dtype its sum is handed back in, and its
+        /// flattened tensor (`None`: zeros, made only with its bucket).
         struct Take<'a, B: AutodiffBackend> {
             grads: &'a mut GradientsParams,
-            taken: Vec<Taken<B::InnerBackend>>,
+            parameters: bool,
+            taken: Vec<Taken>,
+            flats: Vec<Option<Tensor<B::InnerBackend, 1>>>,
             device: Option<B::Device>,
         }
         impl<B: AutodiffBackend> ModuleVisitor<B> for Take<'_, B> {
@@ -224,57 +234,60 @@ impl Peer {
                 let dims = value.dims().to_vec();
                 let n = dims.iter().product();
                 let flat = self.grads.remove::<B::InnerBackend, D>(param.id).map(|g| g.reshape([n]));
-                // A missing value's sum comes back in f32: every gradient is f32 (an f32 master's
-                // too, `master.rs`), and ZeRO-1's parameter sums are cast to each parameter's own
-                // dtype as they are put back (`zero.rs`).
-                let dtype = flat.as_ref().map_or(DType::F32, |t| t.dtype());
-                self.taken.push(Taken { id: param.id, dims, n, flat, dtype });
+                // Gradient sums come back in f32, whatever dtype the gradient had (a bf16 LLM's
+                // under a sharded master is summed as it came out of the backward pass). A
+                // parameter sum comes back in its own dtype; a missing one's in f32, which
+                // ZeRO-1 casts to the parameter's dtype as it puts the values back (`zero.rs`).
+                let dtype = match &flat {
+                    Some(flat) if self.parameters => flat.dtype(),
+                    _ => DType::F32,
+                };
+                self.taken.push(Taken { id: param.id, dims, n, dtype });
+                self.flats.push(flat);
             }
         }
         let mut grads = grads;
-        let mut take = Take::<B> { grads: &mut grads, taken: Vec::new(), device: None };
+        let parameters = matches!(keep, Keep::Parameters);
+        let mut take = Take::<B> { grads: &mut grads, parameters, taken: Vec::new(), flats: Vec::new(), device: None };
         module.visit(&mut take);
-        let (taken, Some(device)) = (take.taken, take.device) else { return Ok(GradientsParams::new()) };
+        let (taken, mut flats, Some(device)) = (take.taken, take.flats, take.device) else { return Ok(GradientsParams::new()) };
 
         // Buckets: runs of consecutive parameters of at most BUCKET_ELEMENTS (a larger parameter alone).
         let ranges = bucket_ranges(taken.iter().map(|t| t.n));
-        // Each bucket in f32 (exact for bf16 and f16 values), assembled only when its turn comes:
-        // a bf16 parameter sum never holds an f32 copy of the whole model.
+        // Each bucket in f32 (exact for bf16 and f16 values), assembled only when its turn comes
+        // and taking its parameters' tensors as it is: the step holds the values not yet
+        // bucketed and the sums handed back so far, never a second copy of the whole model.
         let buckets = ranges.iter().map(|range| {
-            let parts = taken[range.clone()].iter().map(|t| match &t.flat {
-                Some(flat) => flat.clone().cast(DType::F32),
-                None => Tensor::zeros([t.n], &device),
+            let parts = range.clone().map(|i| match flats[i].take() {
+                Some(flat) => flat.cast(DType::F32),
+                None => Tensor::zeros([taken[i].n], &device),
             });
             Tensor::cat(parts.collect(), 0)
         });
-        let sums = self.sum_buckets(buckets, bf16)?;
-        Ok(split_sums(&taken, ranges, sums))
+        let mut out = GradientsParams::new();
+        let mut bucket = 0;
+        self.sum_buckets(buckets, self.bf16 && !parameters, |sum| {
+            split_sum(&taken[ranges[bucket].clone()], sum, &keep, &mut out);
+            bucket += 1;
+        })?;
+        Ok(out)
     }
 
     /// Sums each bucket over every replica, in order, each rounded to bf16 first when `bf16`
     /// (NCCL then moves and adds the bf16 buffer; the CPU engines add the rounded values in f32),
-    /// handed back in the bucket's own dtype. On NCCL a bucket is assembled while the previous
-    /// one's all-reduce runs ([`NcclComm::sum_each`](super::nccl::NcclComm::sum_each)).
-    fn sum_buckets<B: Backend>(&self, buckets: impl Iterator<Item = Tensor<B, 1>>, bf16: bool) -> Result<Vec<Tensor<B, 1>>, TrainError> {
+    /// and hands each sum to `each` in f32 as it arrives. On NCCL a bucket is assembled while the
+    /// previous one's all-reduce runs ([`NcclComm::sum_each`](super::nccl::NcclComm::sum_each)).
+    fn sum_buckets<B: Backend>(&self, buckets: impl Iterator<Item = Tensor<B, 1>>, bf16: bool, mut each: impl FnMut(Tensor<B, 1>)) -> Result<(), TrainError> {
         #[cfg(feature = "cuda")]
         if let Some(comm) = &self.nccl {
-            let mut dtypes = Vec::new();
-            let sums = comm.sum_each(buckets.map(|bucket| {
-                dtypes.push(bucket.dtype());
-                Ok(if bf16 { bucket.cast(DType::BF16) } else { bucket })
-            }))?;
-            return Ok(sums.into_iter().zip(dtypes).map(|(sum, dtype)| if bf16 { sum.cast(dtype) } else { sum }).collect());
+            let buckets = buckets.map(|bucket| Ok(if bf16 { bucket.cast(DType::BF16) } else { bucket }));
+            return comm.sum_each(buckets, |sum| each(if bf16 { sum.cast(DType::F32) } else { sum }));
         }
-        buckets
-            .map(|bucket| {
-                if bf16 {
-                    let dtype = bucket.dtype();
-                    self.sum(bucket.cast(DType::BF16).cast(dtype))
-                } else {
-                    self.sum(bucket)
-                }
-            })
-            .collect()
+        for bucket in buckets {
+            let bucket = if bf16 { bucket.cast(DType::BF16).cast(DType::F32) } else { bucket };
+            each(self.sum(bucket)?);
+        }
+        Ok(())
     }
 
     /// Sums a few numbers (losses, counts) across the replicas, in f32.
@@ -335,12 +348,22 @@ fn join_nccl(world: &World, local: usize, ordinal: usize, link: Option<&Arc<Mute
 pub const BUCKET_ELEMENTS: usize = 1 << 25;
 
 /// One trainable parameter as [`Peer::sum_per_parameter`] takes it.
-struct Taken<B: Backend> {
+struct Taken {
     id: ParamId,
     dims: Vec<usize>,
     n: usize,
-    flat: Option<Tensor<B, 1>>,
+    /// The dtype its sum is handed back in.
     dtype: DType,
+}
+
+/// Which sums [`Peer::sum_per_parameter`] hands back.
+enum Keep<'a> {
+    /// Every parameter's gradient sum, in f32.
+    Gradients,
+    /// The gradient sums of these parameters only, in f32.
+    Owned(&'a HashSet<ParamId>),
+    /// Every parameter's sum, in its own dtype (ZeRO-1's stepped values).
+    Parameters,
 }
 
 /// Runs of consecutive parameters (by element count) of at most [`BUCKET_ELEMENTS`] together; a
@@ -362,17 +385,24 @@ fn bucket_ranges(sizes: impl Iterator<Item = usize>) -> Vec<std::ops::Range<usiz
     ranges
 }
 
-/// Each parameter's part of its bucket's sum, in its own shape and dtype.
-fn split_sums<B: Backend>(taken: &[Taken<B>], ranges: Vec<std::ops::Range<usize>>, sums: Vec<Tensor<B, 1>>) -> GradientsParams {
-    let mut out = GradientsParams::new();
-    for (range, sum) in ranges.into_iter().zip(sums) {
-        let mut offset = 0;
-        for t in &taken[range] {
-            register_grad::<B>(&mut out, t.id, sum.clone().slice(offset..offset + t.n).cast(t.dtype), &t.dims);
-            offset += t.n;
+/// Registers in `out` the parts of one bucket's sum that `keep` asks for, each in its parameter's
+/// shape and in the dtype [`Taken`] names. Kept parts of a bucket that is not kept whole are
+/// copied out of it (`x · 1` is `x` exactly), so that the bucket is freed when this returns.
+fn split_sum<B: Backend>(taken: &[Taken], sum: Tensor<B, 1>, keep: &Keep<'_>, out: &mut GradientsParams) {
+    let kept = |t: &Taken| match keep {
+        Keep::Owned(owned) => owned.contains(&t.id),
+        Keep::Gradients | Keep::Parameters => true,
+    };
+    let whole = taken.iter().all(kept);
+    let mut offset = 0;
+    for t in taken {
+        if kept(t) {
+            let part = sum.clone().slice(offset..offset + t.n).cast(t.dtype);
+            let part = if whole { part } else { part.mul_scalar(1.0) };
+            register_grad::<B>(out, t.id, part, &t.dims);
         }
+        offset += t.n;
     }
-    out
 }
 
 /// Registers a flat gradient under `id` with the parameter's rank and shape.
@@ -389,4 +419,32 @@ fn register_grad<B: Backend>(grads: &mut GradientsParams, id: ParamId, flat: Ten
 
 fn collective_err(what: &'static str, e: burn_collective::CollectiveError) -> TrainError {
     ParallelError::Collective { what, message: format!("{e:?}") }.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    fn taken(sizes: &[(usize, DType)]) -> Vec<Taken> {
+        sizes.iter().map(|&(n, dtype)| Taken { id: ParamId::new(), dims: vec![n], n, dtype }).collect()
+    }
+
+    #[test]
+    fn a_bucket_sum_is_split_into_the_kept_parameters_in_their_dtypes() {
+        let sum = Tensor::<Flex, 1>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0 + 1.0 / 512.0], [6]), &Default::default());
+        let params = taken(&[(2, DType::F32), (3, DType::F32), (1, DType::BF16)]);
+        let get = |g: &mut GradientsParams, t: &Taken| g.remove::<Flex, 1>(t.id).map(|v| (v.dtype(), v.into_data().convert::<f32>().to_vec::<f32>().unwrap()));
+
+        let owned: HashSet<ParamId> = [params[1].id].into();
+        let mut out = GradientsParams::new();
+        split_sum(&params, sum.clone(), &Keep::Owned(&owned), &mut out);
+        assert_eq!(get(&mut out, &params[1]), Some((DType::F32, vec![3.0, 4.0, 5.0])));
+        assert!(get(&mut out, &params[0]).is_none() && get(&mut out, &params[2]).is_none(), "only the owned part is kept");
+
+        let mut out = GradientsParams::new();
+        split_sum(&params, sum, &Keep::Parameters, &mut out);
+        assert_eq!(get(&mut out, &params[0]), Some((DType::F32, vec![1.0, 2.0])));
+        assert_eq!(get(&mut out, &params[2]), Some((DType::BF16, vec![6.0])), "a parameter's sum in its own dtype");
+    }
 }

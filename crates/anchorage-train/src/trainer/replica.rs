@@ -15,10 +15,10 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::{backend::AutodiffBackend, ElementConversion};
 
-use super::master::{accumulate_f32, Masters};
+use super::master::{add_gradients, gradients_to_f32, Masters};
 use super::parallel::Peer;
 use super::zero;
-use crate::grad_norm::clip_global_norm;
+use crate::grad_norm::{clip_global_norm, clip_sharded_global_norm};
 use crate::recipe::{LossMean, OptimSection};
 use crate::{Settings, TrainError};
 
@@ -118,21 +118,32 @@ impl<B: AutodiffBackend> Replica<B> {
         let global_tokens = self.global_tokens(o.loss_mean, slices)?;
         let mut local = self.accumulate(settings, slices, micro_total, global_tokens, timer);
         local.numbers.extend_from_slice(extra);
+        // Under ZeRO-1 a rank keeps the summed gradients of its own parameters only, and the
+        // global norm is summed from each rank's share (`clip_sharded_global_norm`).
         let (mut grads, numbers) = match &self.peer {
             Some(peer) => {
                 let t = Instant::now();
-                let grads = peer.sum_gradients(&self.model.trainable, local.grads)?;
+                let grads = match &self.owned {
+                    Some(owned) => peer.sum_owned_gradients(&self.model.trainable, local.grads, owned)?,
+                    None => peer.sum_gradients(&self.model.trainable, local.grads)?,
+                };
                 let numbers = peer.sum_values::<B::InnerBackend>(&local.numbers, &self.model.device)?;
                 timer.reduce += t.elapsed();
                 (grads, numbers)
             }
-            None => (local.grads, local.numbers),
+            None => (gradients_to_f32(&self.model.trainable, local.grads), local.numbers),
         };
         if let Some(e) = local.error {
             return Err(e);
         }
         let t = Instant::now();
-        let grad_norm = clip_global_norm(&self.model.trainable, &mut grads, o.grad_clip);
+        let grad_norm = match (&self.owned, &self.peer) {
+            (Some(_), Some(peer)) => {
+                let device = &self.model.device;
+                clip_sharded_global_norm(&self.model.trainable, &mut grads, o.grad_clip, |squares| peer.sum_values::<B::InnerBackend>(squares, device))?
+            }
+            _ => clip_global_norm(&self.model.trainable, &mut grads, o.grad_clip),
+        };
         // Reported like transformers: the mean of the micro-batch losses of the step.
         let loss = match o.loss_mean {
             LossMean::MicroBatch => numbers[0] * f64::from(micro_total) / numbers[1].max(1.0),
@@ -171,8 +182,9 @@ impl<B: AutodiffBackend> Replica<B> {
         })
     }
 
-    /// Forward and backward of each non-empty micro-batch, gradients accumulated in f32 (as they
-    /// are, except a bf16 LLM's under a sharded master: `master.rs`).
+    /// Forward and backward of each non-empty micro-batch, gradients added without rounding
+    /// ([`add_gradients`]: a bf16 LLM's under a sharded master stays bf16 while it is the only
+    /// one, and the sum across the ranks takes it to f32 bucket by bucket).
     fn accumulate(&self, settings: &Settings, slices: &[Vec<Sample>], micro_total: f32, global_tokens: f64, timer: &mut Timer) -> Local {
         let mut accumulated = GradientsParams::new();
         let (mut loss_sum, mut micro_batches, mut tokens, mut samples) = (0.0, 0usize, 0usize, 0usize);
@@ -199,7 +211,7 @@ impl<B: AutodiffBackend> Replica<B> {
             timer.forward += t.elapsed().saturating_sub(out.vision_time);
             let t = Instant::now();
             let grads = GradientsParams::from_grads(loss.backward(), &self.model.trainable);
-            accumulate_f32(&self.model.trainable, &mut accumulated, grads);
+            add_gradients(&self.model.trainable, &mut accumulated, grads);
             timer.backward += t.elapsed();
         }
         Local { grads: accumulated, numbers: vec![loss_sum, micro_batches as f64, tokens as f64, samples as f64], error }
