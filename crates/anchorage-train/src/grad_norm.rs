@@ -19,6 +19,12 @@ pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     let mut sum = SquaredSum::<B> { grads, total: 0.0, _b: Default::default() };
     module.visit(&mut sum);
     let norm = sum.total.sqrt();
+    clip_to(module, grads, norm, max_norm);
+    norm
+}
+
+/// Scales every gradient by `min(1, max_norm / (norm + 1e-6))` when `max_norm > 0`.
+fn clip_to<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M, grads: &mut GradientsParams, norm: f64, max_norm: f64) {
     if max_norm > 0.0 {
         let coef = max_norm / (norm + 1e-6);
         if coef < 1.0 {
@@ -26,7 +32,6 @@ pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
             module.visit(&mut scale);
         }
     }
-    norm
 }
 
 /// [`clip_global_norm`] for gradients sharded across ranks (ZeRO-1: each rank holds the summed
@@ -54,13 +59,7 @@ pub fn clip_sharded_global_norm<B: AutodiffBackend, M: AutodiffModule<B>, E>(
     let mut each = Each { grads, squares: Vec::new() };
     module.visit(&mut each);
     let norm = sum_over_ranks(&each.squares)?.iter().fold(0.0, |total, s| total + s).sqrt();
-    if max_norm > 0.0 {
-        let coef = max_norm / (norm + 1e-6);
-        if coef < 1.0 {
-            let mut scale = Scale::<B> { grads, coef, _b: Default::default() };
-            module.visit(&mut scale);
-        }
-    }
+    clip_to(module, grads, norm, max_norm);
     Ok(norm)
 }
 
@@ -197,20 +196,16 @@ mod tests {
             .collect();
         assert!(lists.iter().all(|l| l.len() == 4 && l.iter().filter(|&&s| s == 0.0).count() == 2), "{lists:?}");
         let summed: Vec<f64> = lists[0].iter().zip(&lists[1]).map(|(a, b)| f64::from(*a as f32 + *b as f32)).collect();
-        let mut got = Vec::new();
         for g in &mut held {
             let norm = clip_sharded_global_norm(&m, g, 1.0, |_| Ok::<_, ()>(summed.clone())).unwrap();
             assert_eq!(norm.to_bits(), want_norm.to_bits());
         }
         // The held gradients together are the whole clipped ones.
         let mut together = held.remove(0);
-        for (id, grad) in [(m.b.weight.id, held[0].remove::<Flex, 2>(m.b.weight.id))] {
-            together.register::<Flex, 2>(id, grad.unwrap());
-        }
-        let a_bias = m.a.bias.as_ref().unwrap().id;
+        let (b_weight, a_bias) = (m.b.weight.id, m.a.bias.as_ref().unwrap().id);
+        together.register::<Flex, 2>(b_weight, held[0].remove::<Flex, 2>(b_weight).unwrap());
         together.register::<Flex, 1>(a_bias, held[0].remove::<Flex, 1>(a_bias).unwrap());
-        got.extend(all_grads(&m, &together));
-        assert_eq!(got, want);
+        assert_eq!(all_grads(&m, &together), want);
         // A failing collective is the caller's error, unchanged.
         assert_eq!(clip_sharded_global_norm(&m, &mut grads_of(&m, 1.0), 1.0, |_| Err::<Vec<f64>, _>("down")), Err("down"));
     }

@@ -29,7 +29,7 @@
 //! against 13.5 (bf16 weights) + 13.5 (the backward's bf16 gradients) + 108/N (masters, moments
 //! and the owned gradient sums) here when a rank runs one micro-batch a step (LLaVA's recipes): 74
 //! against 40.5 GB at N = 8. With several micro-batches a step the accumulated gradients are f32:
-//! 27 + 27 + 108/N, 67.5 GB at N = 8 while the last micro-batch's bf16 gradients are added. Counted
+//! 13.5 + 27 + 13.5 (the micro-batch's bf16 gradients being added) + 81/N, 64 GB at N = 8. Counted
 //! from the tensors' sizes, not measured on a GPU.
 
 use std::collections::{HashMap, HashSet};
@@ -268,12 +268,9 @@ pub(crate) fn gradients_to_f32<B: AutodiffBackend, M: AutodiffModule<B>>(module:
     struct ToF32(GradientsParams);
     impl<B: AutodiffBackend> ModuleVisitor<B> for ToF32 {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            // (An f32 gradient's cast is the tensor itself.)
             if let Some(grad) = self.0.remove::<B::InnerBackend, D>(param.id) {
-                if grad.dtype() == DType::F32 {
-                    self.0.register::<B::InnerBackend, D>(param.id, grad);
-                } else {
-                    self.0.register::<B::InnerBackend, D>(param.id, grad.cast(DType::F32));
-                }
+                self.0.register::<B::InnerBackend, D>(param.id, grad.cast(DType::F32));
             }
         }
     }
