@@ -18,9 +18,10 @@
 #   6. the vision tower at real size (ViT-L/14-336 with a tiny LLM in the same step),
 #   7. `train bench parity --backend cuda`: stage 2 of every connector and a run's answers on a
 #      small demo world, CUDA against the CPU (f32),
-# and writes gpu-check-results.json and gpu-check-results.md (a table for docs/benchmarks.md) into
-# GPU_CHECK_OUT (default: the current folder). A failing part is recorded with the tail of its
-# output and the next part runs. Exit status: 0 all parts passed, 1 some failed, 2 no NVIDIA GPU.
+# and writes gpu-check-results.json and gpu-check-results.md (a table for docs/benchmarks.md), and
+# every part's whole log as gpu-check-logs.tar.gz, into GPU_CHECK_OUT (default: the current
+# folder). A failing part is recorded with the tail of its output and the next part runs. Exit
+# status: 0 all parts passed, 1 some failed, 2 no NVIDIA GPU.
 #
 # Environment: GPU_CHECK_OUT, GPU_CHECK_BUDGET_S, GPU_CHECK_TIMEOUT_SCALE (an integer factor on
 # every part's timeout, default 1), GPU_CHECK_STEPS (default 8), GPU_CHECK_WARMUP (3) and
@@ -197,6 +198,9 @@ part backend_parity 120 "train bench parity --backend cuda" -- \
     "$bin/train" bench parity --backend cuda
 
 # --- 5. Report. ------------------------------------------------------------------------------------
+# Every part's whole log (the JSON keeps only a failing part's tail) beside the results.
+tar -C "$work" -czf "$out/gpu-check-logs.tar.gz" libs.txt parts 2>/dev/null ||
+    echo "gpu-check: could not write $out/gpu-check-logs.tar.gz" >&2
 "$python" "$here/report.py" --parts "$work/parts" --libs "$work/libs.txt" --build-info "$here/BUILD_INFO" \
     --device "$device" --memory "$(xargs <<<"$memory")" --driver "$(xargs <<<"$driver")" \
     --seconds "$((SECONDS - started))" --out "$out"
