@@ -180,7 +180,7 @@ part parity 60 "kernels-tests cuda_parity:: (ANCHORAGE_REQUIRE_CUDA=1)" -- \
     env ANCHORAGE_REQUIRE_CUDA=1 "$bin/kernels-tests" cuda_parity::
 part allreduce 40 "train bench allreduce --iters 10" -- \
     "$bin/train" bench allreduce --iters 10
-part kernels 75 "anchor_gather --backend cuda --sizes real --iters 10 --warmup 3 --acformer-python $python${peak_gbs:+ --peak-gbs $peak_gbs}" -- \
+part kernels 110 "anchor_gather --backend cuda --sizes real --iters 10 --warmup 3 --acformer-python $python${peak_gbs:+ --peak-gbs $peak_gbs}" -- \
     "$bin/anchor_gather" --backend cuda --sizes real --iters 10 --warmup 3 --acformer-python "$python" \
     --acformer-script kernels/benches/acformer_host_loop.py ${peak_gbs:+--peak-gbs "$peak_gbs"}
 part attention_memory 40 "recomputed_attention --backend cuda --batch $micro --heads 32 --len 641 --head-dim 128 --dtype bf16 --iters 5" -- \

@@ -25,6 +25,8 @@ struct Args {
     python: Option<String>,
     script: String,
     python_device: Option<String>,
+    /// Seconds after which the PyTorch script starts no further host-loop case (0: no limit).
+    python_budget_s: f64,
     peak_gbs: Option<f64>,
 }
 
@@ -37,6 +39,7 @@ fn parse_args() -> Result<Args, String> {
         python: None,
         script: concat!(env!("CARGO_MANIFEST_DIR"), "/benches/acformer_host_loop.py").to_string(),
         python_device: None,
+        python_budget_s: 30.0,
         peak_gbs: None,
     };
     let mut it = std::env::args().skip(1);
@@ -51,6 +54,7 @@ fn parse_args() -> Result<Args, String> {
             "--acformer-python" => args.python = Some(value()?),
             "--acformer-script" => args.script = value()?,
             "--python-device" => args.python_device = Some(value()?),
+            "--acformer-budget-s" => args.python_budget_s = value()?.parse().map_err(|e| format!("--acformer-budget-s: {e}"))?,
             "--peak-gbs" => args.peak_gbs = Some(value()?.parse().map_err(|e| format!("--peak-gbs: {e}"))?),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -80,12 +84,14 @@ fn pytorch_times(args: &Args) -> HashMap<String, f64> {
     eprintln!("running {python} {} --device {device} --sizes {sizes}", args.script);
     let out = Command::new(python)
         .args([args.script.as_str(), "--device", &device, "--sizes", sizes, "--iters", &args.iters.min(5).to_string()])
+        .args(["--budget-s", &args.python_budget_s.to_string()])
         .output()
         .expect("run the PyTorch script");
     if !out.status.success() {
         eprintln!("PyTorch script failed: {}", String::from_utf8_lossy(&out.stderr));
         return HashMap::new();
     }
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -211,7 +217,7 @@ fn main() {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("{e}\nusage: anchor_gather [--backend cuda|wgpu] [--sizes small|real] [--iters N] [--warmup N] [--acformer-python PYTHON] [--acformer-script PATH] [--python-device cuda|cpu] [--peak-gbs GB/s]");
+            eprintln!("{e}\nusage: anchor_gather [--backend cuda|wgpu] [--sizes small|real] [--iters N] [--warmup N] [--acformer-python PYTHON] [--acformer-script PATH] [--python-device cuda|cpu] [--acformer-budget-s S] [--peak-gbs GB/s]");
             std::process::exit(2);
         }
     };

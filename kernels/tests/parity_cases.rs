@@ -378,7 +378,12 @@ pub fn recomputed_attention_matches_burns_attention_and_its_gradients<K: Backend
         let g = [q, k, v].map(|t| floats(t.grad(&grads).unwrap()));
         (Some(floats(out)), g.to_vec())
     }
-    fn both<C: CheckpointStrategy, K: Backend>(name: &str, dims: [usize; 5], is_causal: bool, mask: &Option<Vec<bool>>, data: [&[f32]; 4]) {
+    // Gradients, relative to the largest: the two paths take different products (burn's autodiff
+    // of softmax and matmul against the recomputed `dS = P * (dP - rowsum(dO * O))`). On lavapipe
+    // both are plain f32 (2e-5); CUDA's f32 matmuls differed by up to 5.2e-4 on an H200
+    // (2026-12-04; TF32-like rounding), so 4e-3 there. A wrong formula is off by order one.
+    let rel = if K::name(&Default::default()).to_lowercase().contains("cuda") { 4e-3 } else { 2e-5 };
+    fn both<C: CheckpointStrategy, K: Backend>(name: &str, dims: [usize; 5], is_causal: bool, mask: &Option<Vec<bool>>, data: [&[f32]; 4], rel: f32) {
         let (out, grads) = run::<Autodiff<K, C>>(true, dims, is_causal, mask, data);
         let out = out.unwrap_or_else(|| panic!("{name}: recomputed_attention declined Autodiff<K>"));
         let (want, want_grads) = run::<Autodiff<K, C>>(false, dims, is_causal, mask, data);
@@ -387,7 +392,7 @@ pub fn recomputed_attention_matches_burns_attention_and_its_gradients<K: Backend
         for (which, (got, want)) in ["q", "k", "v"].iter().zip(grads.iter().zip(&want_grads)) {
             let scale = want.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-3);
             let worst = got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-            assert!(worst <= 2e-5 * scale, "{name}: d{which} differs by {worst} (largest {scale})");
+            assert!(worst <= rel * scale, "{name}: d{which} differs by {worst} (largest {scale}, tolerance {rel} of it)");
             assert!(got.iter().any(|x| *x != 0.0), "{name}: d{which} is all zeros");
         }
     }
@@ -398,8 +403,8 @@ pub fn recomputed_attention_matches_burns_attention_and_its_gradients<K: Backend
         let v = values(b * h * lk * d, 73, 0);
         let w = values(b * h * lq * d, 74, 0);
         let q: Vec<f32> = q.iter().map(|x| 4.0 * x - 2.0).collect(); // a few peaked rows
-        both::<burn::backend::autodiff::checkpoint::strategy::NoCheckpointing, K>(name, dims, *is_causal, mask, [&q, &k, &v, &w]);
-        both::<BalancedCheckpointing, K>(name, dims, *is_causal, mask, [&q, &k, &v, &w]);
+        both::<burn::backend::autodiff::checkpoint::strategy::NoCheckpointing, K>(name, dims, *is_causal, mask, [&q, &k, &v, &w], rel);
+        both::<BalancedCheckpointing, K>(name, dims, *is_causal, mask, [&q, &k, &v, &w], rel);
     }
     // Not an autodiff CubeCL backend: declined.
     let t = tensor::<K, 4>(&values(b * h * 3 * d, 75, 0), [b, h, 3, d]);

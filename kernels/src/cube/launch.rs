@@ -1,7 +1,7 @@
 //! Launches of the `#[cube]` kernels on `CubeTensor`s (shapes already checked by the caller).
 
 use burn::tensor::{DType, Shape};
-use burn_cubecl::{kernel::into_contiguous, ops::numeric::empty_device_dtype, tensor::CubeTensor, CubeRuntime};
+use burn_cubecl::{kernel::into_contiguous, ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor, CubeRuntime};
 use cubecl::prelude::*;
 use cubecl::calculate_cube_count_elemwise;
 
@@ -37,7 +37,10 @@ pub(crate) fn select<R: CubeRuntime>(
     let units = SELECT_UNITS.min(hardware.max_units_per_cube).min(tokens.next_power_of_two() as u32).max(1);
     let scores = into_contiguous(scores);
     let n_out = rounds * per_round + usize::from(cls_first);
-    let out = empty_device_dtype(client.clone(), scores.device.clone(), Shape::new([rows, n_out]), index_dtype);
+    // Contiguous, not `empty_device_dtype`: on CUDA that pads each row to an aligned pitch (on an
+    // H200 a `[rows, 9]` i32 output got a row stride of 16, `[rows, 7]` one of 8), while the kernel
+    // writes `out[row * n_out + slot]`. lavapipe allocates unpadded, so only a GPU showed it.
+    let out = empty_device_contiguous_dtype(client.clone(), scores.device.clone(), Shape::new([rows, n_out]), index_dtype);
     let cube_count = calculate_cube_count_elemwise(&client, rows, CubeDim::new_1d(1));
     let float_dtype = scores.dtype;
     select_kernel::launch::<R>(
@@ -67,7 +70,8 @@ pub(crate) fn gather_rows<R: CubeRuntime>(input: CubeTensor<R>, indices: CubeTen
     let [rows, tokens, width] = input.meta.shape().dims::<3>();
     let m = indices.meta.shape()[1];
     let client = input.client.clone();
-    let out = empty_device_dtype(client.clone(), input.device.clone(), Shape::new([rows, m, width]), input.dtype);
+    // Contiguous (see `select`): the kernel indexes `out` linearly.
+    let out = empty_device_contiguous_dtype(client.clone(), input.device.clone(), Shape::new([rows, m, width]), input.dtype);
     let vector_size = client
         .io_optimized_vector_sizes(input.dtype.size())
         .filter(|v| width % *v == 0)
