@@ -88,6 +88,12 @@ cat "$tmp/run.log"
 [[ $rc == 1 ]] || fail "exit status $rc with a failed part (expected 1)"
 json="$tmp/out/gpu-check-results.json"
 [[ -f "$json" && -f "$tmp/out/gpu-check-results.md" ]] || fail "no results files"
+# Every part's whole log travels back beside the results.
+# (Read whole before grep: `grep -q` stops early, and tar's SIGPIPE would fail the pipeline.)
+members=$(tar -tzf "$tmp/out/gpu-check-logs.tar.gz") || fail "gpu-check-logs.tar.gz unreadable"
+grep -qx 'parts/kernels/log' <<<"$members" || fail "gpu-check-logs.tar.gz lacks parts/kernels/log"
+kernels_log=$(tar -xzOf "$tmp/out/gpu-check-logs.tar.gz" parts/kernels/log) || fail "cannot read parts/kernels/log"
+grep -q '^| op |' <<<"$kernels_log" || fail "the kernels log in gpu-check-logs.tar.gz is not the whole log"
 python3 - "$json" <<'EOF' || fail "results JSON"
 import json, sys
 r = json.load(open(sys.argv[1]))
