@@ -105,7 +105,7 @@ elif python3 gpu-check/fetch_cuda_headers.py "$headers" >&2 || [[ -d "$headers" 
 else
     echo "bundle.sh: WARNING: could not fetch the CUDA headers from PyPI; the bundle has none" >&2
 fi
-cp benches/llava_train_step.py "$root/benches/"
+cp benches/llava_train_step.py benches/matmul.py "$root/benches/"
 cp kernels/benches/acformer_host_loop.py "$root/kernels/benches/"
 cp recipes/bench/llava7b_*.toml "$root/recipes/bench/"
 # The bench recipes name a data manifest (its samples are not read: the step runs on synthetic ones).

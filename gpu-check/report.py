@@ -13,10 +13,11 @@ import os
 import re
 import sys
 
-ORDER = ["parity", "allreduce", "kernels", "attention_memory", "step_mlp", "step_anchor_former", "step_transformers", "vision_tower", "backend_parity"]
+ORDER = ["parity", "allreduce", "matmul", "kernels", "attention_memory", "step_mlp", "step_anchor_former", "step_transformers", "vision_tower", "backend_parity"]
 TITLES = {
     "parity": "CUDA kernel parity tests",
     "allreduce": "NCCL all-reduce, every GPU (sums checked)",
+    "matmul": "matrix products at the 7B step's shapes (burn, PyTorch beside)",
     "kernels": "kernel benchmark, real sizes",
     "attention_memory": "LLM attention under autodiff, one 7B layer: memory held for the backward pass",
     "step_mlp": "train bench step, 7B, MLP (anchorage)",
@@ -96,6 +97,25 @@ def allreduce_result(log):
     return j, summary
 
 
+def matmul_result(log):
+    j = last_json(log)
+    if j is None or j.get("bench") != "matmul":
+        return None, "no JSON line"
+
+    def one(p):
+        s = f"{p['name']} {p['batch']}x{p['m']}x{p['k']}x{p['n']} {p['tflops']:.1f}"
+        if p.get("torch_tflops") is not None:
+            s += f" vs {p['torch_tflops']:.1f}"
+        return s
+
+    summary = (f"{j['dtype']}, {j['checked_entries']} sampled entries checked against f64; all products "
+               f"{j['tflops']:.1f} TFLOP/s")
+    if j.get("torch_tflops") is not None:
+        summary += f", PyTorch {j['torch_tflops']:.1f} (ours take {j['ours_over_torch']:.1f}x its time)"
+    summary += "; TFLOP/s ours" + (" vs PyTorch" if j.get("torch_tflops") is not None else "") + ": "
+    return j, summary + "; ".join(one(p) for p in j["products"])
+
+
 def backend_parity_result(log):
     j = last_json(log)
     if j is None or j.get("bench") != "parity":
@@ -151,6 +171,8 @@ def one_part(folder, name):
         data, summary = kernels_result(log)
     elif name == "allreduce":
         data, summary = allreduce_result(log)
+    elif name == "matmul":
+        data, summary = matmul_result(log)
     elif name == "backend_parity":
         data, summary = backend_parity_result(log)
     elif name == "attention_memory":

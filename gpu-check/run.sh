@@ -10,6 +10,7 @@
 # each part under its own timeout and the whole under GPU_CHECK_BUDGET_S (default 470 s):
 #   1. the CUDA kernel parity tests (prebuilt test binary, ANCHORAGE_REQUIRE_CUDA=1)
 #   2. the NCCL all-reduce of CUDA runs on every visible GPU, sums checked (`train bench allreduce`),
+#   2a. burn's matrix products at the 7B step's shapes beside torch.matmul (`train bench matmul`),
 #   2b. the kernel benchmark at real sizes (kernel vs reference twin vs PyTorch),
 #   2c. one 7B attention layer under autodiff: the memory burn's recorded op and the recomputed
 #       attention hold for the backward pass, side by side (kernels/benches/recomputed_attention.rs),
@@ -26,8 +27,9 @@
 # Environment: GPU_CHECK_OUT, GPU_CHECK_BUDGET_S, GPU_CHECK_TIMEOUT_SCALE (an integer factor on
 # every part's timeout, default 1), GPU_CHECK_STEPS (default 8), GPU_CHECK_WARMUP (3) and
 # GPU_CHECK_MICRO_BATCH (16 on cards of 120 GB or more, else 8) for the step parts,
-# GPU_CHECK_PYTHON (python3), GPU_CHECK_PARTS (space-separated subset of parity allreduce kernels
-# attention_memory step_mlp step_anchor_former step_transformers vision_tower backend_parity).
+# GPU_CHECK_PYTHON (python3), GPU_CHECK_PARTS (space-separated subset of parity allreduce matmul
+# kernels attention_memory step_mlp step_anchor_former step_transformers vision_tower
+# backend_parity).
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -36,7 +38,7 @@ budget=${GPU_CHECK_BUDGET_S:-470}
 steps=${GPU_CHECK_STEPS:-8}
 warmup=${GPU_CHECK_WARMUP:-3}
 python=${GPU_CHECK_PYTHON:-python3}
-parts=${GPU_CHECK_PARTS:-parity allreduce kernels attention_memory step_mlp step_anchor_former step_transformers vision_tower backend_parity}
+parts=${GPU_CHECK_PARTS:-parity allreduce matmul kernels attention_memory step_mlp step_anchor_former step_transformers vision_tower backend_parity}
 started=$SECONDS
 
 # --- 1. An NVIDIA GPU, or a clear no. --------------------------------------------------------------
@@ -180,6 +182,8 @@ part parity 60 "kernels-tests cuda_parity:: (ANCHORAGE_REQUIRE_CUDA=1)" -- \
     env ANCHORAGE_REQUIRE_CUDA=1 "$bin/kernels-tests" cuda_parity::
 part allreduce 40 "train bench allreduce --iters 10" -- \
     "$bin/train" bench allreduce --iters 10
+part matmul 60 "train bench matmul --backend cuda --dtype bf16 --torch-python $python${peak_tflops:+ --peak-tflops $peak_tflops}" -- \
+    "$bin/train" bench matmul --backend cuda --dtype bf16 --torch-python "$python" --torch-script benches/matmul.py "${peak[@]}"
 part kernels 110 "anchor_gather --backend cuda --sizes real --iters 10 --warmup 3 --acformer-python $python${peak_gbs:+ --peak-gbs $peak_gbs}" -- \
     "$bin/anchor_gather" --backend cuda --sizes real --iters 10 --warmup 3 --acformer-python "$python" \
     --acformer-script kernels/benches/acformer_host_loop.py ${peak_gbs:+--peak-gbs "$peak_gbs"}

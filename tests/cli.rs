@@ -243,6 +243,66 @@ fn bench_prefill_compares_the_compression_methods_side_by_side() {
     }
 }
 
+/// `train bench matmul` checks each product of the step against f64 dot products, times it, and
+/// puts the PyTorch script's times beside ours (a stand-in script here: CI has no PyTorch).
+#[test]
+fn bench_matmul_checks_every_product_and_sets_pytorch_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = train(&["bench", "matmul", "--shapes", "small", "--list"]);
+    assert!(list.status.success(), "{}", text(&list));
+    let shapes: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let names: Vec<String> = shapes.as_array().unwrap().iter().map(|s| s[0].as_str().unwrap().to_string()).collect();
+    assert_eq!(names.len(), 8);
+    // The stand-in answers 2.5 ms for every product but the LM head's, which it leaves out.
+    let script = dir.path().join("torch_stand_in.sh");
+    let lines: String = names.iter().filter(|n| *n != "lm head").map(|n| format!("echo '{{\"name\": \"{n}\", \"ms\": 2.5}}'\n")).collect();
+    std::fs::write(&script, format!("#!/bin/sh\ncase \"$*\" in *\"--device cpu --dtype f32 --shapes small --iters 2 --warmup 1\"*) ;; *) echo \"unexpected: $*\" >&2; exit 3 ;; esac\n{lines}")).unwrap();
+    let out = train(&[
+        "bench", "matmul", "--backend", "flex", "--dtype", "f32", "--shapes", "small", "--iters", "2", "--warmup", "1",
+        "--torch-python", "sh", "--torch-script", script.to_str().unwrap(),
+    ]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let j: serde_json::Value = serde_json::from_str(t.lines().rev().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    assert_eq!(j["bench"], "matmul");
+    assert_eq!(j["checked_entries"], 16 * 8);
+    let products = j["products"].as_array().unwrap();
+    assert_eq!(products.iter().map(|p| p["name"].as_str().unwrap()).collect::<Vec<_>>(), names);
+    for p in products {
+        // f32 on the CPU against f64: f32 rounding alone, a small fraction of what bf16 may have.
+        assert!(p["worst_error"].as_f64().unwrap() < 0.05, "{p}");
+        let (ms, tflops) = (p["ms"].as_f64().unwrap(), p["tflops"].as_f64().unwrap());
+        let flops = 2.0 * ["batch", "m", "k", "n"].iter().map(|k| p[*k].as_f64().unwrap()).product::<f64>();
+        assert!(ms > 0.0 && (tflops - flops / (ms * 1e-3) / 1e12).abs() <= 1e-9 * tflops, "{p}");
+        if p["name"] == "lm head" {
+            assert!(p["torch_ms"].is_null() && p["ours_over_torch"].is_null(), "{p}");
+        } else {
+            assert_eq!(p["torch_ms"].as_f64(), Some(2.5), "{p}");
+            assert!((p["ours_over_torch"].as_f64().unwrap() - ms / 2.5).abs() < 1e-12, "{p}");
+        }
+    }
+    // A product PyTorch did not time leaves the totals without a PyTorch side.
+    assert!(j["torch_tflops"].is_null() && j["tflops"].as_f64().unwrap() > 0.0, "{j}");
+
+    let out = train(&["bench", "matmul", "--backend", "flex", "--dtype", "f8"]);
+    let t = text(&out);
+    assert!(!out.status.success() && t.contains("--dtype f8: give bf16, f16 or f32"), "{t}");
+}
+
+/// The PyTorch script times the same products as ours (its shapes are written out by hand).
+#[test]
+fn bench_matmul_shapes_are_the_pytorch_script_s() {
+    for set in ["llava7b", "small"] {
+        let ours = train(&["bench", "matmul", "--shapes", set, "--list"]);
+        assert!(ours.status.success(), "{}", text(&ours));
+        let theirs = std::process::Command::new("python3").args(["benches/matmul.py", "--list", "--shapes", set]).output().unwrap();
+        assert!(theirs.status.success(), "{}", String::from_utf8_lossy(&theirs.stderr));
+        let ours: serde_json::Value = serde_json::from_slice(&ours.stdout).unwrap();
+        let theirs: serde_json::Value = serde_json::from_slice(&theirs.stdout).unwrap();
+        assert_eq!(ours, theirs, "{set}");
+    }
+}
+
 /// A real run checks the data file and the connector export before it loads (or downloads) a tower:
 /// the LLaVA recipes name Hub towers, and the error is about the data, not the Hub.
 #[test]

@@ -24,6 +24,8 @@ pub enum BenchCommand {
     /// A GPU backend against the CPU: stage 2 of every connector and the answers of a run, on a
     /// small demo world, must agree with flex's (one JSON line; exit 1 when they do not).
     Parity(super::bench_parity::ParityArgs),
+    /// burn's matrix product at the 7B step's shapes, checked, beside PyTorch's (one JSON line).
+    Matmul(super::bench_matmul::MatmulArgs),
 }
 
 #[derive(Debug, Args)]
@@ -53,6 +55,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Prefill(args) => return super::bench_prefill::run(args),
         BenchCommand::Allreduce(args) => return super::bench_allreduce::run(args),
         BenchCommand::Parity(args) => return super::bench_parity::run(args),
+        BenchCommand::Matmul(args) => return super::bench_matmul::run(args),
     };
     if args.warmup >= args.steps as usize {
         bail!("--warmup {} must be below --steps {}", args.warmup, args.steps);

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_allreduce;
+pub mod bench_matmul;
 pub mod bench_parity;
 pub mod bench_prefill;
 pub mod export;
