@@ -25,7 +25,7 @@
 # status: 0 all parts passed, 1 some failed, 2 no NVIDIA GPU.
 #
 # Environment: GPU_CHECK_OUT, GPU_CHECK_BUDGET_S, GPU_CHECK_TIMEOUT_SCALE (an integer factor on
-# every part's timeout, default 1), GPU_CHECK_STEPS (default 8), GPU_CHECK_WARMUP (3) and
+# every part's timeout, default 1), GPU_CHECK_STEPS (default 6), GPU_CHECK_WARMUP (2) and
 # GPU_CHECK_MICRO_BATCH (16 on cards of 120 GB or more, else 8) for the step parts,
 # GPU_CHECK_PYTHON (python3), GPU_CHECK_PARTS (space-separated subset of parity allreduce matmul
 # kernels attention_memory step_mlp step_anchor_former step_transformers vision_tower
@@ -35,8 +35,8 @@ set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=$(mkdir -p "${GPU_CHECK_OUT:-$PWD}" && cd "${GPU_CHECK_OUT:-$PWD}" && pwd)
 budget=${GPU_CHECK_BUDGET_S:-470}
-steps=${GPU_CHECK_STEPS:-8}
-warmup=${GPU_CHECK_WARMUP:-3}
+steps=${GPU_CHECK_STEPS:-6}
+warmup=${GPU_CHECK_WARMUP:-2}
 python=${GPU_CHECK_PYTHON:-python3}
 parts=${GPU_CHECK_PARTS:-parity allreduce matmul kernels attention_memory step_mlp step_anchor_former step_transformers vision_tower backend_parity}
 started=$SECONDS
