@@ -94,6 +94,37 @@ mod on_wgpu {
         assert!(log.contains("backend=\"wgpu\""), "a wgpu-trained run is evaluated on wgpu by default: {log}");
     }
 
+    /// `train bench matmul --kernels` launches CubeCL's own matmul kernels beside burn's product,
+    /// checks each one's entries as it checks burn's, and says in words why one cannot run here
+    /// (lavapipe has no matrix units, so the CMMA/MMA kernels find no tile size).
+    #[test]
+    fn bench_matmul_checks_and_times_cubecl_kernels_beside_burns() {
+        if !crate::wgpu_support::wgpu_available() {
+            return;
+        }
+        let out = super::super::common::train(&[
+            "bench", "matmul", "--backend", "wgpu", "--dtype", "f32", "--shapes", "small", "--iters", "1", "--warmup", "0",
+            "--kernels", "auto,simple_unit,simple_cyclic_cmma,no_such_kernel",
+        ]);
+        let t = text(&out);
+        assert!(out.status.success(), "{t}");
+        let j: serde_json::Value = serde_json::from_str(t.lines().rev().find(|l| l.starts_with('{')).unwrap()).unwrap();
+        let products = j["products"].as_array().unwrap();
+        assert_eq!(products.len(), 8, "{j}");
+        for p in products {
+            for name in ["auto", "simple_unit"] {
+                let k = &p["kernels"][name];
+                let worst = k["worst_error"].as_f64().unwrap_or_else(|| panic!("{name} did not run: {p}"));
+                assert!(worst < 0.05 && k["wrong"].is_null() && k["tflops"].as_f64().unwrap() > 0.0, "{name}: {p}");
+            }
+            let cmma = &p["kernels"]["simple_cyclic_cmma"];
+            assert!(cmma["worst_error"].as_f64().is_some_and(|w| w < 0.05) || cmma["error"].as_str().is_some_and(|e| !e.is_empty()), "{p}");
+            assert!(p["kernels"]["no_such_kernel"]["error"].as_str().unwrap().contains("unknown kernel no_such_kernel"), "{p}");
+        }
+        let out = super::super::common::train(&["bench", "matmul", "--backend", "flex", "--shapes", "small", "--kernels", "auto"]);
+        assert!(!out.status.success() && text(&out).contains("give --backend cuda or wgpu"), "{}", text(&out));
+    }
+
     /// A tower dtype the wgpu device cannot compute in (bf16: WGSL has none) is refused by its
     /// recipe key before anything is built or written, where CubeCL's compiler used to panic at the
     /// first kernel (exit 101).

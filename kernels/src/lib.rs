@@ -32,6 +32,7 @@ mod flex_bridge;
 mod host_gemm;
 pub mod linear;
 mod mask;
+pub mod matmul_kernels;
 mod probe;
 pub mod topk;
 

@@ -6,7 +6,8 @@
 //! rounding of the dtype ([`allowed_error`]). One JSON line; a wrong product then makes it exit 1.
 //!
 //! It tells how much of the step's gap to transformers is the matmul itself: on an H200 the 7B
-//! step ran at 3.6% MFU (docs/benchmarks.md).
+//! step ran at 3.6% MFU (docs/benchmarks.md). With `--kernels`, CubeCL's other matmul kernels
+//! (anchorage-kernels' `matmul_kernels`) are checked and timed beside burn's choice at each shape.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -52,6 +53,11 @@ pub struct MatmulArgs {
     /// Print the shapes as JSON and exit (nothing runs).
     #[arg(long)]
     pub list: bool,
+    /// Also time these CubeCL matmul kernels beside burn's choice, each checked the same way
+    /// (comma-separated; `all` for every one: `anchorage_kernels::matmul_kernels::MATMUL_KERNELS`).
+    /// CubeCL backends only (wgpu, cuda).
+    #[arg(long, value_delimiter = ',')]
+    pub kernels: Vec<String>,
 }
 
 /// One product: `batch` times `[m, k] x [k, n]`; `rhs_transposed`: the right operand is stored
@@ -131,25 +137,57 @@ struct Job {
     dtype: DType,
     iters: usize,
     warmup: usize,
+    kernels: Vec<String>,
 }
 
+/// One shape's measurements: burn's own product, then each named kernel (`Err`: it did not run).
+type ShapeResult = (Measured, Vec<Result<Measured, String>>);
+
 impl BackendJob for Job {
-    type Output = Vec<Measured>;
-    fn run<B: BurnBackend>(self, device: B::Device) -> anyhow::Result<Vec<Measured>> {
+    type Output = Vec<ShapeResult>;
+    fn run<B: BurnBackend>(self, device: B::Device) -> anyhow::Result<Vec<ShapeResult>> {
         B::seed(&device, 0);
-        self.shapes.iter().map(|s| measure::<B>(s, self.dtype, self.iters, self.warmup, &device)).collect()
+        let mut results = Vec::new();
+        for s in &self.shapes {
+            let uniform = Distribution::Uniform(-1.0, 1.0);
+            let a = Tensor::<B, 3>::random([s.batch, s.m, s.k], uniform, &device).cast(self.dtype);
+            let b_stored = if s.rhs_transposed { [s.batch, s.n, s.k] } else { [s.batch, s.k, s.n] };
+            let b = Tensor::<B, 3>::random(b_stored, uniform, &device).cast(self.dtype);
+            // The right operand as the product sees it: `[b, k, n]`, a transposed view where stored `[b, n, k]`.
+            let rhs = if s.rhs_transposed { b.clone().swap_dims(1, 2) } else { b.clone() };
+            let burn = measure::<B>(s, &a, &b, || Ok(a.clone().matmul(rhs.clone())), self.iters, self.warmup, &device)?;
+            let mut kernels = Vec::new();
+            for name in &self.kernels {
+                let run = || match anchorage_kernels::matmul_kernels::matmul_with(&a, &rhs, name) {
+                    Some(result) => result,
+                    None => Err("not a CubeCL backend (wgpu or cuda)".to_string()),
+                };
+                // A kernel that cannot run is said once (its first call), not timed.
+                kernels.push(match run() {
+                    Ok(_) => measure::<B>(s, &a, &b, run, self.iters, self.warmup, &device).map_err(|e| format!("{e:#}")),
+                    Err(e) => Err(e),
+                });
+            }
+            results.push((burn, kernels));
+        }
+        Ok(results)
     }
 }
 
-fn measure<B: BurnBackend>(s: &Shape, dtype: DType, iters: usize, warmup: usize, device: &B::Device) -> anyhow::Result<Measured> {
-    let uniform = Distribution::Uniform(-1.0, 1.0);
-    let a = Tensor::<B, 3>::random([s.batch, s.m, s.k], uniform, device).cast(dtype);
-    let b_stored = if s.rhs_transposed { [s.batch, s.n, s.k] } else { [s.batch, s.k, s.n] };
-    let b = Tensor::<B, 3>::random(b_stored, uniform, device).cast(dtype);
-    let product = |a: &Tensor<B, 3>, b: &Tensor<B, 3>| if s.rhs_transposed { a.clone().matmul(b.clone().swap_dims(1, 2)) } else { a.clone().matmul(b.clone()) };
-
+/// Checks `product` of `a` and `b` (stored `[b, n, k]` where `s.rhs_transposed`) at 16 sampled
+/// entries, then times it.
+fn measure<B: BurnBackend>(
+    s: &Shape,
+    a: &Tensor<B, 3>,
+    b: &Tensor<B, 3>,
+    product: impl Fn() -> Result<Tensor<B, 3>, String>,
+    iters: usize,
+    warmup: usize,
+    device: &B::Device,
+) -> anyhow::Result<Measured> {
+    let product = || product().map_err(anyhow::Error::msg);
     // Checked first: 16 sampled entries (the corners among them) against f64 dot products.
-    let c = product(&a, &b);
+    let c = product()?;
     let mut worst: f64 = 0.0;
     let mut wrong = None;
     for i in 0..16usize {
@@ -175,12 +213,12 @@ fn measure<B: BurnBackend>(s: &Shape, dtype: DType, iters: usize, warmup: usize,
     drop(c);
 
     for _ in 0..warmup {
-        drop(product(&a, &b));
+        drop(product()?);
     }
     B::sync(device).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let start = Instant::now();
     for _ in 0..iters {
-        drop(product(&a, &b));
+        drop(product()?);
     }
     B::sync(device).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     Ok(Measured { ms: start.elapsed().as_secs_f64() * 1e3 / iters as f64, worst_error: worst, wrong })
@@ -223,8 +261,17 @@ pub fn run(args: MatmulArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let dtype = dtype(&args.dtype)?;
-    let job = Job { shapes: shapes.clone(), dtype, iters: args.iters, warmup: args.warmup };
-    let ours = crate::backend::on_backend(args.backend, args.device, job)?;
+    let kernels: Vec<String> = if args.kernels.iter().any(|k| k == "all") {
+        anchorage_kernels::matmul_kernels::MATMUL_KERNELS.iter().map(|k| k.to_string()).collect()
+    } else {
+        args.kernels.clone()
+    };
+    if !kernels.is_empty() && !matches!(args.backend, Backend::Cuda | Backend::Wgpu) {
+        bail!("--kernels chooses among CubeCL's matmul kernels: give --backend cuda or wgpu");
+    }
+    let job = Job { shapes: shapes.clone(), dtype, iters: args.iters, warmup: args.warmup, kernels: kernels.clone() };
+    let results = crate::backend::on_backend(args.backend, args.device, job)?;
+    let ours: Vec<&Measured> = results.iter().map(|(burn, _)| burn).collect();
     let torch = match &args.torch_python {
         Some(python) => Some(torch_times(&args, python)?),
         None => None,
@@ -232,9 +279,26 @@ pub fn run(args: MatmulArgs) -> anyhow::Result<()> {
     let rows: Vec<serde_json::Value> = shapes
         .iter()
         .zip(&ours)
-        .map(|(s, m)| {
+        .enumerate()
+        .map(|(i, (s, m))| {
             let tflops = s.flops() / (m.ms * 1e-3) / 1e12;
             let torch_ms = torch.as_ref().and_then(|t| t.get(s.name).copied());
+            let by_kernel: serde_json::Map<String, serde_json::Value> = kernels
+                .iter()
+                .zip(&results[i].1)
+                .map(|(name, r)| {
+                    let v = match r {
+                        Ok(k) => serde_json::json!({
+                            "ms": k.ms,
+                            "tflops": s.flops() / (k.ms * 1e-3) / 1e12,
+                            "worst_error": k.worst_error,
+                            "wrong": k.wrong,
+                        }),
+                        Err(e) => serde_json::json!({ "error": e }),
+                    };
+                    (name.clone(), v)
+                })
+                .collect();
             serde_json::json!({
                 "name": s.name,
                 "batch": s.batch, "m": s.m, "k": s.k, "n": s.n, "rhs_transposed": s.rhs_transposed,
@@ -245,6 +309,7 @@ pub fn run(args: MatmulArgs) -> anyhow::Result<()> {
                 "torch_ms": torch_ms,
                 "torch_tflops": torch_ms.map(|t| s.flops() / (t * 1e-3) / 1e12),
                 "ours_over_torch": torch_ms.map(|t| m.ms / t),
+                "kernels": by_kernel,
             })
         })
         .collect();
@@ -267,6 +332,8 @@ pub fn run(args: MatmulArgs) -> anyhow::Result<()> {
         })
     );
     // Timed and printed either way, then refused: a fast wrong product is no result.
+    // burn's products only: a named kernel that computes wrong is reported in its entry, as the
+    // answer to "can this kernel be used", not as a failure of the bench.
     let wrong: Vec<String> = shapes.iter().zip(&ours).filter_map(|(s, m)| m.wrong.as_ref().map(|w| format!("{}: {w}", s.name))).collect();
     if !wrong.is_empty() {
         bail!("wrong products (checked against f64 dot products of the same inputs):\n  {}", wrong.join("\n  "));

@@ -11,6 +11,7 @@
 mod bridge;
 mod kernel;
 mod launch;
+pub(crate) mod matmul;
 
 use burn::tensor::{backend::Backend, Element, Int, Tensor};
 use burn_cubecl::CubeRuntime;
@@ -84,6 +85,19 @@ fn gather_rows_on<B: Backend, R: CubeRuntime>(input: &Tensor<B, 3>, indices: &Te
     }
     let index = bridge::int_to_cube::<B, R, 2>(indices)?;
     Some(bridge::float_from_cube::<B, R, 3>(launch::gather_rows(cube, index)))
+}
+
+/// [`matmul::matmul_with_on`] on whichever enabled runtime `B` runs on; `None` on any other backend.
+pub(crate) fn matmul_with<B: Backend>(lhs: &Tensor<B, 3>, rhs: &Tensor<B, 3>, kernel: &str) -> Option<Result<Tensor<B, 3>, String>> {
+    #[cfg(feature = "wgpu")]
+    if let Some(out) = matmul::matmul_with_on::<B, cubecl::wgpu::WgpuRuntime>(lhs, rhs, kernel) {
+        return Some(out);
+    }
+    #[cfg(feature = "cuda")]
+    if let Some(out) = matmul::matmul_with_on::<B, cubecl::cuda::CudaRuntime>(lhs, rhs, kernel) {
+        return Some(out);
+    }
+    None
 }
 
 /// Whether `tensor` lives on a CubeCL backend of an enabled runtime (plain or autodiff).
