@@ -13,11 +13,12 @@ import os
 import re
 import sys
 
-ORDER = ["parity", "allreduce", "matmul", "kernels", "attention_memory", "step_mlp", "step_anchor_former", "step_transformers", "vision_tower", "backend_parity"]
+ORDER = ["parity", "allreduce", "matmul", "matmul_kernels", "kernels", "attention_memory", "step_mlp", "step_anchor_former", "step_transformers", "vision_tower", "backend_parity"]
 TITLES = {
     "parity": "CUDA kernel parity tests",
     "allreduce": "NCCL all-reduce, every GPU (sums checked)",
     "matmul": "matrix products at the 7B step's shapes (burn, PyTorch beside)",
+    "matmul_kernels": "CubeCL's matmul kernels at the 7B step's shapes (opt-in part)",
     "kernels": "kernel benchmark, real sizes",
     "attention_memory": "LLM attention under autodiff, one 7B layer: memory held for the backward pass",
     "step_mlp": "train bench step, 7B, MLP (anchorage)",
@@ -116,6 +117,24 @@ def matmul_result(log):
     return j, summary + "; ".join(one(p) for p in j["products"])
 
 
+def matmul_kernels_result(log):
+    j = last_json(log)
+    if j is None or j.get("bench") != "matmul" or not any(p.get("kernels") for p in j["products"]):
+        return None, "no JSON line with kernels"
+    rows = []
+    for p in j["products"]:
+        ran = {k: v for k, v in p["kernels"].items() if "tflops" in v and not v.get("wrong")}
+        wrong = sorted(k for k, v in p["kernels"].items() if v.get("wrong"))
+        row = f"{p['name']}: burn {p['tflops']:.1f}"
+        if ran:
+            best = max(ran, key=lambda k: ran[k]["tflops"])
+            row += f", best {best} {ran[best]['tflops']:.1f}"
+        row += f" ({len(ran)} of {len(p['kernels'])} kernels ran right"
+        row += f"; wrong: {', '.join(wrong)})" if wrong else ")"
+        rows.append(row)
+    return j, f"TFLOP/s, {j['dtype']}: " + "; ".join(rows)
+
+
 def backend_parity_result(log):
     j = last_json(log)
     if j is None or j.get("bench") != "parity":
@@ -173,6 +192,8 @@ def one_part(folder, name):
         data, summary = allreduce_result(log)
     elif name == "matmul":
         data, summary = matmul_result(log)
+    elif name == "matmul_kernels":
+        data, summary = matmul_kernels_result(log)
     elif name == "backend_parity":
         data, summary = backend_parity_result(log)
     elif name == "attention_memory":

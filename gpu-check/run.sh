@@ -10,7 +10,8 @@
 # each part under its own timeout and the whole under GPU_CHECK_BUDGET_S (default 470 s):
 #   1. the CUDA kernel parity tests (prebuilt test binary, ANCHORAGE_REQUIRE_CUDA=1)
 #   2. the NCCL all-reduce of CUDA runs on every visible GPU, sums checked (`train bench allreduce`),
-#   2a. burn's matrix products at the 7B step's shapes beside torch.matmul (`train bench matmul`),
+#   2a. burn's matrix products at the 7B step's shapes beside torch.matmul (`train bench matmul`;
+#       with GPU_CHECK_PARTS=matmul_kernels, every CubeCL matmul kernel at those shapes),
 #   2b. the kernel benchmark at real sizes (kernel vs reference twin vs PyTorch),
 #   2c. one 7B attention layer under autodiff: the memory burn's recorded op and the recomputed
 #       attention hold for the backward pass, side by side (kernels/benches/recomputed_attention.rs),
@@ -29,7 +30,7 @@
 # GPU_CHECK_MICRO_BATCH (16 on cards of 120 GB or more, else 8) for the step parts,
 # GPU_CHECK_PYTHON (python3), GPU_CHECK_PARTS (space-separated subset of parity allreduce matmul
 # kernels attention_memory step_mlp step_anchor_former step_transformers vision_tower
-# backend_parity).
+# backend_parity; also matmul_kernels, which only runs when named).
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -184,6 +185,10 @@ part allreduce 40 "train bench allreduce --iters 10" -- \
     "$bin/train" bench allreduce --iters 10
 part matmul 60 "train bench matmul --backend cuda --dtype bf16 --torch-python $python${peak_tflops:+ --peak-tflops $peak_tflops}" -- \
     "$bin/train" bench matmul --backend cuda --dtype bf16 --torch-python "$python" --torch-script benches/matmul.py "${peak[@]}"
+# Not in the default parts (GPU_CHECK_PARTS=matmul_kernels): every CubeCL matmul kernel at every
+# shape compiles dozens of kernels, more than the 8-minute check has room for.
+part matmul_kernels 300 "train bench matmul --backend cuda --dtype bf16 --iters 5 --warmup 1 --kernels all" -- \
+    "$bin/train" bench matmul --backend cuda --dtype bf16 --iters 5 --warmup 1 --kernels all "${peak[@]}"
 part kernels 110 "anchor_gather --backend cuda --sizes real --iters 10 --warmup 3 --acformer-python $python${peak_gbs:+ --peak-gbs $peak_gbs}" -- \
     "$bin/anchor_gather" --backend cuda --sizes real --iters 10 --warmup 3 --acformer-python "$python" \
     --acformer-script kernels/benches/acformer_host_loop.py ${peak_gbs:+--peak-gbs "$peak_gbs"}

@@ -59,7 +59,9 @@ fake anchor_gather 'echo "backend: cuda (CudaDevice 0); kernels used: true"; ech
 fake train 'case "$1" in --version) echo "train 0.1.0"; exit 0 ;; esac
 case "$2" in
   parity) echo "{\"bench\": \"parity\", \"backend\": \"cuda\", \"device\": 0, \"runs\": [{}, {}, {}, {}, {}], \"max_rel_diff\": 0.00002, \"tolerance\": 0.001, \"weights_rel_diff\": 0.0055, \"weights_tolerance\": 0.1, \"answers\": 16, \"answers_same\": 16, \"ok\": true}"; exit 0 ;;
-  matmul) case "$*" in *"--backend cuda --dtype bf16 --torch-python "*"--torch-script benches/matmul.py --peak-tflops 989"*) ;; *) echo "unexpected: $*"; exit 3 ;; esac
+  matmul) case "$*" in *"--backend cuda --dtype bf16 --iters 5 --warmup 1 --kernels all --peak-tflops 989"*)
+      echo "{\"bench\": \"matmul\", \"dtype\": \"bf16\", \"products\": [{\"name\": \"lm head\", \"tflops\": 40.0, \"kernels\": {\"auto\": {\"tflops\": 40.0, \"wrong\": null}, \"double_tma_mma\": {\"tflops\": 610.5, \"wrong\": null}, \"simple_unit\": {\"tflops\": 900.0, \"wrong\": \"entry [0, 0, 0] is 1\"}, \"simple_tma_mma\": {\"error\": \"Unavailable\"}}}]}"; exit 0 ;; esac
+    case "$*" in *"--backend cuda --dtype bf16 --torch-python "*"--torch-script benches/matmul.py --peak-tflops 989"*) ;; *) echo "unexpected: $*"; exit 3 ;; esac
     echo "{\"bench\": \"matmul\", \"backend\": \"cuda\", \"dtype\": \"bf16\", \"checked_entries\": 32, \"tflops\": 40.0, \"torch_tflops\": 600.0, \"ours_over_torch\": 15.0, \"products\": [{\"name\": \"llm gate/up projection\", \"batch\": 1, \"m\": 10256, \"k\": 4096, \"n\": 11008, \"tflops\": 41.5, \"torch_tflops\": 650.25}, {\"name\": \"attention p v\", \"batch\": 512, \"m\": 641, \"k\": 641, \"n\": 128, \"tflops\": 8.25, \"torch_tflops\": null}]}"; exit 0 ;;
   allreduce) echo "{\"bench\": \"allreduce\", \"devices\": [0], \"ranks\": 1, \"elements\": 33554432, \"dtype\": \"f32\", \"sums_exact\": true, \"nccl_s\": 0.0004, \"host_s\": 0.05, \"host_over_nccl\": 125.0, \"nccl_algbw_gbs\": 335.5, \"nccl_busbw_gbs\": 0.0, \"buckets\": 4, \"buckets_pipelined_s\": 0.0005, \"buckets_one_by_one_s\": 0.0008, \"one_by_one_over_pipelined\": 1.6}"; exit 0 ;;
 esac
@@ -146,6 +148,12 @@ grep -qF "| bf16, 32 sampled entries checked against f64; all products 40.0 TFLO
 mkdir -p "$tmp/out2"
 (cd "$tmp/out2" && PATH="$tmp/fakebin:$PATH" GPU_CHECK_PARTS=backend_parity bash "$b/run.sh") >"$tmp/run2.log" 2>&1 || { cat "$tmp/run2.log"; fail "backend_parity alone"; }
 grep -q '^| stage 2 and answers on CUDA against the CPU (demo size, f32) | `train bench parity --backend cuda` | 5 stage-2 runs: losses within 2.0e-05 (relative) of flex.s, tolerance 0.001; answers 16 of 16 the same; trained connectors 0.55% of their update apart' "$tmp/out2/gpu-check-results.md" || { cat "$tmp/out2/gpu-check-results.md"; fail "backend_parity row"; }
+# The opt-in kernel sweep (not among the default parts above): the best kernel that computed
+# right, per product; a faster wrong one is named as wrong, not as the best.
+mkdir -p "$tmp/out5"
+(cd "$tmp/out5" && PATH="$tmp/fakebin:$PATH" GPU_CHECK_PARTS=matmul_kernels bash "$b/run.sh") >"$tmp/run5.log" 2>&1 || { cat "$tmp/run5.log"; fail "matmul_kernels alone"; }
+grep -qF "| CubeCL's matmul kernels at the 7B step's shapes (opt-in part) | \`train bench matmul --backend cuda --dtype bf16 --iters 5 --warmup 1 --kernels all\` | TFLOP/s, bf16: lm head: burn 40.0, best double_tma_mma 610.5 (2 of 4 kernels ran right; wrong: simple_unit) (" "$tmp/out5/gpu-check-results.md" ||
+    { cat "$tmp/out5/gpu-check-results.md"; fail "matmul_kernels row"; }
 # Without GPU_CHECK_PYTHON, the Python that imports torch and transformers is chosen even where it
 # answers only to `python` (a conda or venv install), and used for the PyTorch part.
 mkdir -p "$tmp/pybin" "$tmp/out3"
