@@ -51,7 +51,8 @@ fn strategy(name: &str) -> Option<Strategy> {
 /// `lhs [b, m, k] x rhs [b, k, n]` (either may be strided, e.g. transposed) with kernel `name` on
 /// runtime `R`. `None`: `B` is not a CubeCL backend of `R`. `Some(Err)`: the kernel does not run
 /// here (the runtime lacks its instructions, the shape does not suit it, or it panicked), said in
-/// words.
+/// words. A kernel that faults the device (an illegal address) cannot be caught here: later work
+/// on that device then fails too.
 pub(crate) fn matmul_with_on<B: Backend, R: CubeRuntime>(lhs: &Tensor<B, 3>, rhs: &Tensor<B, 3>, name: &str) -> Option<Result<Tensor<B, 3>, String>> {
     let l = bridge::float_to_cube::<B, R, 3>(lhs)?;
     let r = bridge::float_to_cube::<B, R, 3>(rhs)?;
