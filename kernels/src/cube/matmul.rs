@@ -14,7 +14,8 @@ use cubek::std::InputBinding;
 
 use super::bridge;
 
-/// The kernels [`matmul_with`] launches, by name (cubek's strategies with their default blueprint).
+/// The kernels [`super::matmul_with`] launches, by name (cubek's strategies with their default
+/// blueprint).
 pub const MATMUL_KERNELS: [&str; 12] = [
     "auto",
     "simple_cyclic_cmma",
