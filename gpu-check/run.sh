@@ -183,7 +183,7 @@ part parity 60 "kernels-tests cuda_parity:: (ANCHORAGE_REQUIRE_CUDA=1)" -- \
     env ANCHORAGE_REQUIRE_CUDA=1 "$bin/kernels-tests" cuda_parity::
 part allreduce 40 "train bench allreduce --iters 10" -- \
     "$bin/train" bench allreduce --iters 10
-part matmul 60 "train bench matmul --backend cuda --dtype bf16 --torch-python $python${peak_tflops:+ --peak-tflops $peak_tflops}" -- \
+part matmul 90 "train bench matmul --backend cuda --dtype bf16 --torch-python $python${peak_tflops:+ --peak-tflops $peak_tflops}" -- \
     "$bin/train" bench matmul --backend cuda --dtype bf16 --torch-python "$python" --torch-script benches/matmul.py "${peak[@]}"
 # Not in the default parts (GPU_CHECK_PARTS=matmul_kernels): every CubeCL matmul kernel at every
 # shape compiles dozens of kernels, more than the 8-minute check has room for.
