@@ -15,7 +15,10 @@
 //! - [`activation::swiglu`], [`activation::quick_gelu`]: the LLM's and CLIP's MLP activations in
 //!   one host pass with their own backward (burn-flex).
 //! - [`linear::forward`]: a `Linear` layer as one gemm over every row, with a backward step that
-//!   computes only the gradients asked for (burn-flex).
+//!   computes only the gradients asked for (burn-flex; on CUDA with the cuBLAS engine, the same on
+//!   cuBLAS).
+//! - [`gemm::matmul`]: burn's `matmul` on cuBLAS where the engine is cuBLAS and the backend is
+//!   burn's CUDA backend, burn's own product elsewhere.
 //!
 //! Tie-break (every top-k op): among equal scores the larger token index wins. This mimics AcFormer's
 //! `argsort(a)[-p:]` ("last = best") under a stable ascending sort.
@@ -29,6 +32,7 @@ pub mod device_memory;
 mod error;
 mod fast_math;
 mod flex_bridge;
+pub mod gemm;
 mod host_gemm;
 pub mod linear;
 mod mask;

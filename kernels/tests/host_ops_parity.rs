@@ -233,6 +233,57 @@ fn linear_matches_the_reference() {
     assert!(linear(&x.cast(burn::tensor::DType::BF16), &w, None).is_none(), "bf16 is declined");
 }
 
+/// The linear layer of the cuBLAS engine (`linear::gemm_step`: products through `gemm::matmul`,
+/// its own backward step) against burn's `linear` recorded under `Autodiff`, on flex (where its
+/// products are burn's): values and the gradients of x, the weight and the bias, with the weight
+/// frozen or trained, without a bias, under both checkpointing strategies, and with nothing
+/// tracked (no step recorded, the same values).
+#[test]
+fn linear_gemm_step_matches_burns_linear_and_its_gradients() {
+    use anchorage_kernels::linear::{gemm_step::linear_tracked, reference::linear_reference};
+    use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, CheckpointStrategy, NoCheckpointing};
+    let device = Default::default();
+    let x = Tensor::<Flex, 3>::random([2, 13, 7], Distribution::Normal(0.0, 1.0), &device).swap_dims(1, 2); // [2, 7, 13]
+    let w = Tensor::<Flex, 2>::random([13, 9], Distribution::Normal(0.0, 0.3), &device);
+    let b = Tensor::<Flex, 1>::random([9], Distribution::Normal(0.0, 1.0), &device);
+
+    fn run<C: CheckpointStrategy>(x: &Tensor<Flex, 3>, w: &Tensor<Flex, 2>, b: Option<&Tensor<Flex, 1>>, ours: bool, train_x: bool, train_weight: bool) -> Vec<Option<Vec<f32>>> {
+        let xa = Tensor::<Autodiff<Flex, C>, 3>::from_inner(x.clone());
+        let xa = if train_x { xa.require_grad() } else { xa };
+        let wa = Tensor::<Autodiff<Flex, C>, 2>::from_inner(w.clone());
+        let wa = if train_weight { wa.require_grad() } else { wa };
+        let ba = b.map(|b| Tensor::<Autodiff<Flex, C>, 1>::from_inner(b.clone()).require_grad());
+        let out = if ours { linear_tracked(xa.clone(), wa.clone(), ba.clone()) } else { linear_reference(xa.clone(), wa.clone(), ba.clone()) };
+        let mut result = vec![Some(floats(out.clone()))];
+        if train_x || train_weight || ba.is_some() {
+            let g = (out * 0.1).tanh().sum().backward();
+            result.extend([xa.grad(&g).map(floats), wa.grad(&g).map(floats), ba.and_then(|b| b.grad(&g)).map(floats)]);
+        }
+        result
+    }
+    fn compare(name: &str, ours: &[Option<Vec<f32>>], want: &[Option<Vec<f32>>]) {
+        assert_eq!(ours.len(), want.len(), "{name}");
+        for (i, (a, r)) in ours.iter().zip(want).enumerate() {
+            assert_eq!(a.is_some(), r.is_some(), "{name}: entry {i} present on one side only");
+            if let (Some(a), Some(r)) = (a, r) {
+                let scale = r.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                assert!(worst(a, r) <= 2e-6 * scale, "{name}: entry {i} differs by {}", worst(a, r));
+            }
+        }
+    }
+    for (train_x, train_weight, bias) in [(true, false, true), (true, true, true), (false, true, false), (true, false, false), (false, false, false)] {
+        let b = bias.then_some(&b);
+        let name = format!("x {train_x}, weight {train_weight}, bias {bias}");
+        let ours = run::<NoCheckpointing>(&x, &w, b, true, train_x, train_weight);
+        compare(&name, &ours, &run::<NoCheckpointing>(&x, &w, b, false, train_x, train_weight));
+        compare(&format!("{name}, balanced"), &run::<BalancedCheckpointing>(&x, &w, b, true, train_x, train_weight), &run::<BalancedCheckpointing>(&x, &w, b, false, train_x, train_weight));
+        if ours.len() > 1 {
+            assert_eq!(ours[1].is_some(), train_x, "{name}: dx exactly when asked for");
+            assert_eq!(ours[2].is_some(), train_weight, "{name}: dW exactly when asked for");
+        }
+    }
+}
+
 /// The fused exact GELU against burn's `gelu` (libm's `erf`): values and the gradient, plain and
 /// under both autodiff strategies; the input a transposed view, so the host pass reads a strided
 /// tensor made dense.

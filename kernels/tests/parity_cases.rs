@@ -32,6 +32,9 @@ macro_rules! parity_tests {
             topk_gather_gradients_match_the_reference,
             gather_tokens_gradients_scatter_add_under_autodiff,
             recomputed_attention_matches_burns_attention_and_its_gradients,
+            gemm_products_match_a_host_product,
+            linear_on_the_cublas_engine_matches_flex_and_its_gradients,
+            recomputed_attention_on_the_cublas_engine_matches_flex,
         );
     };
     ($backend:ty, $available:path; $($case:ident),* $(,)?) => {
@@ -411,4 +414,164 @@ pub fn recomputed_attention_matches_burns_attention_and_its_gradients<K: Backend
     assert!(recomputed_attention(&t, &t, &t, None, true).is_none(), "plain K");
     let t = tensor::<AF, 4>(&values(b * h * 3 * d, 75, 0), [b, h, 3, d]);
     assert!(recomputed_attention(&t, &t, &t, None, true).is_none(), "flex");
+}
+
+/// Whether `K` is burn's CUDA backend (where the cuBLAS engine applies).
+fn is_cuda<K: Backend>() -> bool {
+    K::name(&Default::default()).to_lowercase().contains("cuda")
+}
+
+/// The largest difference between `got` and `want`, and the largest `|want|` (at least 1e-3).
+fn worst_and_scale(got: &[f32], want: &[f32]) -> (f32, f32) {
+    assert_eq!(got.len(), want.len());
+    let worst = got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    (worst, want.iter().fold(1e-3f32, |m, x| m.max(x.abs())))
+}
+
+/// One product `a · b` on the backend against an f64 product of the same (dtype-rounded) values:
+/// `a` and `b` are stored with shapes `a_stored`/`b_stored` and read with dimensions `*_swap`
+/// swapped. On CUDA it must run on cuBLAS (`gemm::cublas_matmul`); elsewhere the case checks
+/// `gemm::matmul` (burn's product there).
+fn gemm_case<K: Backend, const D: usize>(name: &str, a_stored: [usize; D], a_swap: Option<(usize, usize)>, b_stored: [usize; D], b_swap: Option<(usize, usize)>, dtype: burn::tensor::DType, seed: u64) {
+    use anchorage_kernels::gemm;
+    let make = |stored: [usize; D], swap: Option<(usize, usize)>, seed: u64| {
+        let n = stored.iter().product();
+        let t = tensor::<K, D>(&values(n, seed, 0).iter().map(|v| 2.0 * v - 1.0).collect::<Vec<_>>(), stored).cast(dtype);
+        match swap {
+            Some((i, j)) => t.swap_dims(i, j),
+            None => t,
+        }
+    };
+    let (a, b) = (make(a_stored, a_swap, seed), make(b_stored, b_swap, seed + 1));
+    let (ad, bd) = (a.dims(), b.dims());
+    let (av, bv) = (floats(a.clone()), floats(b.clone()));
+    let got = match gemm::cublas_matmul(&a, &b) {
+        Some(result) => result.unwrap_or_else(|why| panic!("{name} {dtype:?}: cuBLAS failed: {why}")),
+        None => {
+            assert!(!is_cuda::<K>(), "{name}: cuBLAS declined a plain CUDA product");
+            gemm::matmul(a, b)
+        }
+    };
+    let (m, k, n) = (ad[D - 2], ad[D - 1], bd[D - 1]);
+    let batch: Vec<usize> = (0..D - 2).map(|i| ad[i].max(bd[i])).collect();
+    assert_eq!(got.dims()[..D - 2], batch[..], "{name}: batch dimensions");
+    let count: usize = batch.iter().product();
+    let mut want = Vec::with_capacity(count * m * n);
+    for flat in 0..count {
+        // The batch index, then each operand's (0 on a broadcast dimension).
+        let (mut rest, mut ai, mut bi) = (flat, 0usize, 0usize);
+        let (mut astride, mut bstride) = (1usize, 1usize);
+        for d in (0..D - 2).rev() {
+            let i = rest % batch[d];
+            rest /= batch[d];
+            ai += if ad[d] == 1 { 0 } else { i * astride };
+            bi += if bd[d] == 1 { 0 } else { i * bstride };
+            astride *= ad[d];
+            bstride *= bd[d];
+        }
+        for r in 0..m {
+            for c in 0..n {
+                let dot: f64 = (0..k).map(|l| av[(ai * m + r) * k + l] as f64 * bv[(bi * k + l) * n + c] as f64).sum();
+                want.push(dot as f32);
+            }
+        }
+    }
+    let (worst, scale) = worst_and_scale(&floats(got), &want);
+    // f32: accumulation order only. bf16: the output rounded to bf16 (2^-8 of a value at most).
+    let rel = if dtype == burn::tensor::DType::F32 { 1e-5 } else { 8e-3 };
+    assert!(worst <= rel * scale, "{name} {dtype:?}: off by {worst} (largest {scale}, tolerance {rel} of it)");
+}
+
+/// `gemm`'s products (cuBLAS on CUDA) at the layouts the model hands them, f32 and bf16: plain,
+/// either operand transposed (a `swap_dims` view), a batch times a broadcast weight (burn's
+/// `linear`) and its transpose (the backward), `q kᵀ` over batch and heads, and a heads view whose
+/// batch dimensions do not flatten (copied contiguous first).
+pub fn gemm_products_match_a_host_product<K: Backend>() {
+    use burn::tensor::DType;
+    // bf16 where cuBLAS runs it (lavapipe has no 16-bit floats).
+    let dtypes: &[DType] = if is_cuda::<K>() { &[DType::F32, DType::BF16] } else { &[DType::F32] };
+    for &dtype in dtypes {
+        gemm_case::<K, 2>("plain", [5, 7], None, [7, 6], None, dtype, 81);
+        gemm_case::<K, 2>("right transposed", [5, 7], None, [6, 7], Some((0, 1)), dtype, 83);
+        gemm_case::<K, 2>("left transposed", [7, 5], Some((0, 1)), [7, 6], None, dtype, 85);
+        gemm_case::<K, 2>("one row", [1, 33], None, [33, 17], None, dtype, 87);
+        gemm_case::<K, 3>("broadcast weight", [3, 5, 7], None, [1, 7, 6], None, dtype, 89);
+        gemm_case::<K, 3>("broadcast transposed weight", [3, 5, 7], None, [1, 6, 7], Some((1, 2)), dtype, 91);
+        gemm_case::<K, 4>("q k^T", [2, 3, 5, 8], None, [2, 3, 6, 8], Some((2, 3)), dtype, 93);
+        gemm_case::<K, 4>("heads view", [2, 3, 5, 6], None, [2, 6, 3, 8], Some((1, 2)), dtype, 95);
+        gemm_case::<K, 3>("long k", [2, 3, 300], None, [2, 300, 4], None, dtype, 97);
+    }
+}
+
+/// The linear layer with the engine set to cuBLAS (`linear::forward` then takes `gemm_step`: on
+/// CUDA its products and backward on cuBLAS) under `Autodiff<K>` against burn's `linear` under
+/// `Autodiff<Flex>`: values and the gradients of x, weight and bias (x a transposed view).
+pub fn linear_on_the_cublas_engine_matches_flex_and_its_gradients<K: Backend>() {
+    use anchorage_kernels::gemm::{with_engine, MatmulEngine};
+    use anchorage_kernels::linear::forward;
+    use burn::module::Param;
+    use burn::nn::Linear;
+
+    let (rows, k, n) = (2 * 11, 19, 23);
+    let xv: Vec<f32> = values(rows * k, 101, 0).iter().map(|v| 2.0 * v - 1.0).collect();
+    let wv: Vec<f32> = values(k * n, 102, 0).iter().map(|v| 0.5 * v - 0.25).collect();
+    let bv: Vec<f32> = values(n, 103, 0);
+    let gv: Vec<f32> = values(2 * 11 * n, 104, 0);
+    fn run<A: burn::tensor::backend::AutodiffBackend>(xv: &[f32], wv: &[f32], bv: &[f32], gv: &[f32], train_weight: bool) -> Vec<Vec<f32>> {
+        let (k, n) = (19, 23);
+        let x = tensor::<A, 3>(xv, [2, k, 11]).swap_dims(1, 2).require_grad(); // [2, 11, k], strided
+        // A frozen weight as the LLM's are (`Param::from_tensor` asks for a gradient).
+        let weight = Param::from_tensor(tensor::<A, 2>(wv, [k, n])).set_require_grad(train_weight);
+        let layer: Linear<A> = Linear { weight, bias: Some(Param::from_tensor(tensor::<A, 1>(bv, [n]).require_grad())) };
+        let out = forward(&layer, x.clone());
+        let grads = (out.clone() * tensor::<A, 3>(gv, [2, 11, n])).sum().backward();
+        let mut result = vec![floats(out), floats(x.grad(&grads).unwrap())];
+        result.push(layer.bias.as_ref().unwrap().val().grad(&grads).map(floats).unwrap());
+        if let Some(dw) = layer.weight.val().grad(&grads) {
+            result.push(floats(dw));
+        }
+        result
+    }
+    for train_weight in [false, true] {
+        let got = with_engine(MatmulEngine::Cublas, || run::<Autodiff<K>>(&xv, &wv, &bv, &gv, train_weight));
+        let want = run::<AF>(&xv, &wv, &bv, &gv, train_weight);
+        assert_eq!(got.len(), want.len(), "the weight's gradient exactly when asked for");
+        assert_eq!(got.len(), if train_weight { 4 } else { 3 });
+        for (which, (g, w)) in ["y", "dx", "db", "dW"].iter().zip(got.iter().zip(&want)) {
+            let (worst, scale) = worst_and_scale(g, w);
+            assert!(worst <= 1e-4 * scale, "{which} (weight trained: {train_weight}): off by {worst} (largest {scale})");
+        }
+    }
+}
+
+/// `recomputed_attention` with the engine set to cuBLAS (its four products on cuBLAS on CUDA)
+/// under `Autodiff<K>` against burn's attention under `Autodiff<Flex>`: outputs and gradients,
+/// causal with right padding, q a heads view of a `[b, l, h, d]` tensor (batch dimensions that do
+/// not flatten: copied first).
+pub fn recomputed_attention_on_the_cublas_engine_matches_flex<K: Backend>() {
+    use anchorage_kernels::attention::{recomputed_attention, recomputed_attention_reference};
+    use anchorage_kernels::gemm::{with_engine, MatmulEngine};
+    use burn::tensor::Bool;
+    let (b, h, l, d) = (2, 2, 7, 8);
+    let data: Vec<Vec<f32>> = (0..4).map(|i| values(b * h * l * d, 111 + i, 0).iter().map(|v| 3.0 * v - 1.5).collect()).collect();
+    let mask: Vec<bool> = (0..b * h * l * l).map(|i| i / (h * l * l) == 1 && i % l >= 4).collect();
+    fn run<A: burn::tensor::backend::AutodiffBackend>(data: &[Vec<f32>], mask: &[bool], ours: bool) -> Option<Vec<Vec<f32>>> {
+        let (b, h, l, d) = (2, 2, 7, 8);
+        let q = tensor::<A, 4>(&data[0], [b, l, h, d]).swap_dims(1, 2).require_grad();
+        let k = tensor::<A, 4>(&data[1], [b, h, l, d]).require_grad();
+        let v = tensor::<A, 4>(&data[2], [b, h, l, d]).require_grad();
+        let m = Tensor::<A, 4, Bool>::from_data(TensorData::new(mask.to_vec(), [b, h, l, l]), &Default::default());
+        let out = if ours { recomputed_attention(&q, &k, &v, Some(&m), true)? } else { recomputed_attention_reference(q.clone(), k.clone(), v.clone(), Some(m), true) };
+        let grads = (out.clone() * tensor::<A, 4>(&data[3], [b, h, l, d])).sum().backward();
+        let mut result = vec![floats(out)];
+        result.extend([q, k, v].map(|t| floats(t.grad(&grads).unwrap())));
+        Some(result)
+    }
+    let got = with_engine(MatmulEngine::Cublas, || run::<Autodiff<K>>(&data, &mask, true)).expect("recomputed_attention declined Autodiff<K>");
+    let want = run::<AF>(&data, &mask, false).unwrap();
+    for (which, (g, w)) in ["out", "dq", "dk", "dv"].iter().zip(got.iter().zip(&want)) {
+        let (worst, scale) = worst_and_scale(g, w);
+        assert!(worst <= 1e-4 * scale, "{which}: off by {worst} (largest {scale})");
+        assert!(g.iter().all(|x| x.is_finite()), "{which}: not finite");
+    }
 }

@@ -12,7 +12,8 @@
 //! `dV = Pᵀ dO`, `dP = dO Vᵀ`, `dS = P ⊙ (dP − rowsum(dP ⊙ P))`, `dQ = s·dS K`, `dK = s·dS^T Q`:
 //! one more `Q Kᵀ` and softmax a layer for a few `[batch, heads, queries, keys]` tensors alive at a
 //! time instead of all layers'. The forward values are bit for bit the fallback's (the same ops in
-//! the same order, `burn-backend`'s `attention_fallback`).
+//! the same order, `burn-backend`'s `attention_fallback`) with burn's products; with the cuBLAS
+//! engine ([`crate::gemm`]) the four products run on cuBLAS and round as cuBLAS does.
 //!
 //! It applies to burn's CubeCL backends under `Autodiff` (CUDA and wgpu: features `cuda`/`wgpu`),
 //! with no or balanced checkpointing, in any float dtype. Any other backend gets `None` and the
@@ -32,6 +33,8 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::Autodiff;
 use burn::tensor::ops::{BoolTensor, FloatTensor};
 use burn::tensor::{backend::Backend, Bool, Int, Tensor, TensorPrimitive};
+
+use crate::gemm;
 
 /// `softmax(q kᵀ / sqrt(d), masked) v` as burn's `attention(q, k, v, mask, None, options)` with
 /// no scale, softcap or bias computes it, recording one backward step that recomputes the
@@ -77,7 +80,7 @@ fn probabilities<I: Backend>(q: Tensor<I, 4>, k: Tensor<I, 4>, mask: Option<Tens
     let [batch, heads, queries, d] = q.dims();
     let keys = k.dims()[2];
     let scale = 1.0 / (d as f64).sqrt();
-    let mut scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
+    let mut scores = gemm::matmul(q, k.swap_dims(2, 3)).mul_scalar(scale);
     if let Some(mask) = mask {
         scores = scores.mask_fill(mask, f32::NEG_INFINITY);
     }
@@ -111,7 +114,7 @@ fn tracked<I: Backend, C: CheckpointStrategy>(
     };
     let nodes = [node(&q)?, node(&k)?, node(&v)?];
     let (qi, ki, vi) = (q.inner(), k.inner(), v.inner());
-    let out = probabilities(qi.clone(), ki.clone(), mask.clone(), is_causal).matmul(vi.clone()).into_primitive().tensor();
+    let out = gemm::matmul(probabilities(qi.clone(), ki.clone(), mask.clone(), is_causal), vi.clone()).into_primitive().tensor();
     let out = match RecomputeStep.prepare::<C>(nodes).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
             let saved = Saved::<I> {
@@ -155,19 +158,19 @@ impl<I: Backend> Backward<I, 3> for RecomputeStep {
         let p = probabilities(q.clone(), k.clone(), mask, is_causal);
         let [dq_node, dk_node, dv_node] = ops.parents;
         if let Some(node) = dv_node {
-            grads.register::<I>(node.id, p.clone().swap_dims(2, 3).matmul(dout.clone()).into_primitive().tensor());
+            grads.register::<I>(node.id, gemm::matmul(p.clone().swap_dims(2, 3), dout.clone()).into_primitive().tensor());
         }
         if dq_node.is_none() && dk_node.is_none() {
             return;
         }
-        let dp = dout.matmul(v.swap_dims(2, 3));
+        let dp = gemm::matmul(dout, v.swap_dims(2, 3));
         let row = (dp.clone() * p.clone()).sum_dim(3);
         let ds = p * (dp - row);
         if let Some(node) = dk_node {
-            grads.register::<I>(node.id, ds.clone().swap_dims(2, 3).matmul(q).mul_scalar(scale).into_primitive().tensor());
+            grads.register::<I>(node.id, gemm::matmul(ds.clone().swap_dims(2, 3), q).mul_scalar(scale).into_primitive().tensor());
         }
         if let Some(node) = dq_node {
-            grads.register::<I>(node.id, ds.matmul(k).mul_scalar(scale).into_primitive().tensor());
+            grads.register::<I>(node.id, gemm::matmul(ds, k).mul_scalar(scale).into_primitive().tensor());
         }
     }
 }

@@ -8,7 +8,7 @@
 //! tensor op (itself a CubeCL kernel on these backends), whose recorded backward is the scatter-add,
 //! so no custom backward op is needed (see kernels/README.md).
 
-mod bridge;
+pub(crate) mod bridge;
 mod kernel;
 mod launch;
 pub(crate) mod matmul;

@@ -7,8 +7,11 @@
 //! `FlexTensor::empty` (zeroed, then copied again to align it), adds the bias in a second pass, and
 //! sums the weight gradient from a `[batch, d_input, d_output]` intermediate. As the other host
 //! ops, [`linear`] is a dispatch point: f32 tensors of burn-flex (plain or under `Autodiff`) take
-//! the [`host`] pass; everything else gets `None` and [`forward`] runs [`reference`].
+//! the [`host`] pass; everything else gets `None` and [`forward`] runs [`reference`], or, when
+//! the matrix-product engine is cuBLAS ([`crate::gemm::set_engine`]), [`gemm_step`] (the products
+//! on cuBLAS on burn's CUDA backend, forward and backward).
 
+pub mod gemm_step;
 pub mod host;
 pub mod reference;
 
@@ -64,7 +67,15 @@ pub fn linear<B: Backend, const D: usize>(x: &Tensor<B, D>, weight: &Tensor<B, 2
 pub fn forward<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) -> Tensor<B, D> {
     let weight = layer.weight.val();
     let bias = layer.bias.as_ref().map(|b| b.val());
-    linear(&x, &weight, bias.as_ref()).unwrap_or_else(|| reference::linear_reference(x, weight, bias))
+    if let Some(out) = linear(&x, &weight, bias.as_ref()) {
+        return out;
+    }
+    if crate::gemm::engine() == crate::gemm::MatmulEngine::Cublas {
+        if let Some(out) = gemm_step::linear(&x, &weight, bias.as_ref()) {
+            return out;
+        }
+    }
+    reference::linear_reference(x, weight, bias)
 }
 
 /// The input and weight, for the backward pass (the bias' gradient needs neither).
