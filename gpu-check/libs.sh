@@ -1,7 +1,9 @@
 # shellcheck shell=bash
-# Makes the CUDA libraries burn's CUDA backend loads at run time findable (sourced by run.sh).
+# Makes the CUDA libraries burn's CUDA backend loads at run time findable (sourced by run.sh), and
+# cuBLAS for the parts with `devices.matmul = "cublas"` (libcublas loads its libcublasLt from
+# its own folder, which is put on LD_LIBRARY_PATH with it).
 #
-# cudarc (dynamic loading) opens libcuda, libnvrtc and libnccl by name: libX.so, then libX.so.12,
+# cudarc (dynamic loading) opens libcuda, libnvrtc, libnccl and libcublas by name: libX.so, then libX.so.12,
 # .11, .10, .9, .1 (cudarc 0.19 `get_lib_name_candidates`, for CUDA 12 bindings). A machine whose
 # CUDA comes with PyTorch's pip wheels has no system libnvrtc or libnccl, and the wheels name them
 # libnvrtc.so.12 / .so.13 and libnccl.so.2 under site-packages/nvidia/*/lib (libnccl.so.2 is not a
@@ -13,7 +15,7 @@
 # Test hooks (gpu-check/test_libs.sh): GPU_CHECK_SYSTEM_DIRS replaces the system folders (and
 # ldconfig's cache), GPU_CHECK_SITE_DIRS the Python site-packages folders.
 
-GPU_CHECK_LIB_NAMES=(cuda nvrtc nccl)
+GPU_CHECK_LIB_NAMES=(cuda nvrtc nccl cublas)
 GPU_CHECK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # Whether a fresh process can dlopen one of the names cudarc tries for library $1 (cuda, ...).
@@ -42,7 +44,7 @@ gpu_check_lib_dirs() {
         tr ':' '\n' <<<"$GPU_CHECK_SYSTEM_DIRS"
     else
         if command -v ldconfig >/dev/null; then
-            ldconfig -p 2>/dev/null | sed -n 's/.*=> \(.*\)\/lib\(cuda\|nvrtc\|nccl\)\.so.*/\1/p' | sort -u
+            ldconfig -p 2>/dev/null | sed -n 's/.*=> \(.*\)\/lib\(cuda\|nvrtc\|nccl\|cublas\)\.so.*/\1/p' | sort -u
         fi
         printf '%s\n' /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/local/nvidia/lib64 /usr/local/nvidia/lib \
             /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/wsl/lib

@@ -13,18 +13,23 @@ import os
 import re
 import sys
 
-ORDER = ["parity", "allreduce", "matmul", "matmul_kernels", "kernels", "attention_memory", "step_mlp", "step_anchor_former", "step_transformers", "vision_tower", "backend_parity"]
+ORDER = ["parity", "allreduce", "matmul", "matmul_kernels", "kernels", "attention_memory", "step_mlp", "step_mlp_cublas",
+         "step_anchor_former", "step_anchor_former_cublas", "step_transformers", "vision_tower", "vision_tower_cublas",
+         "backend_parity"]
 TITLES = {
     "parity": "CUDA kernel parity tests",
     "allreduce": "NCCL all-reduce, every GPU (sums checked)",
-    "matmul": "matrix products at the 7B step's shapes (burn, PyTorch beside)",
+    "matmul": "matrix products at the 7B step's shapes (burn, cuBLAS and PyTorch beside)",
     "matmul_kernels": "CubeCL's matmul kernels at the 7B step's shapes (opt-in part)",
     "kernels": "kernel benchmark, real sizes",
     "attention_memory": "LLM attention under autodiff, one 7B layer: memory held for the backward pass",
     "step_mlp": "train bench step, 7B, MLP (anchorage)",
+    "step_mlp_cublas": "train bench step, 7B, MLP (anchorage, products on cuBLAS)",
     "step_anchor_former": "train bench step, 7B, Anchor Former (anchorage)",
+    "step_anchor_former_cublas": "train bench step, 7B, Anchor Former (anchorage, products on cuBLAS; opt-in part)",
     "step_transformers": "training step, 7B, MLP (transformers)",
     "vision_tower": "vision tower ViT-L/14-336 (step with a tiny LLM)",
+    "vision_tower_cublas": "vision tower ViT-L/14-336, products on cuBLAS (opt-in part)",
     "backend_parity": "stage 2 and answers on CUDA against the CPU (demo size, f32)",
 }
 
@@ -103,8 +108,18 @@ def matmul_result(log):
     if j is None or j.get("bench") != "matmul":
         return None, "no JSON line"
 
+    has_cublas = any("cublas" in p.get("kernels", {}) for p in j["products"])
+
     def one(p):
         s = f"{p['name']} {p['batch']}x{p['m']}x{p['k']}x{p['n']} {p['tflops']:.1f}"
+        if has_cublas:
+            c = p.get("kernels", {}).get("cublas", {})
+            if c.get("wrong"):
+                s += " / cuBLAS WRONG"
+            elif "tflops" in c:
+                s += f" / {c['tflops']:.1f}"
+            else:
+                s += " / cuBLAS did not run"
         if p.get("torch_tflops") is not None:
             s += f" vs {p['torch_tflops']:.1f}"
         return s
@@ -113,7 +128,8 @@ def matmul_result(log):
                f"{j['tflops']:.1f} TFLOP/s")
     if j.get("torch_tflops") is not None:
         summary += f", PyTorch {j['torch_tflops']:.1f} (ours take {j['ours_over_torch']:.1f}x its time)"
-    summary += "; TFLOP/s ours" + (" vs PyTorch" if j.get("torch_tflops") is not None else "") + ": "
+    summary += ("; TFLOP/s burn" + (" / cuBLAS (ours)" if has_cublas else "")
+                + (" vs PyTorch" if j.get("torch_tflops") is not None else "") + ": ")
     return j, summary + "; ".join(one(p) for p in j["products"])
 
 

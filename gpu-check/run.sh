@@ -15,7 +15,8 @@
 #   2b. the kernel benchmark at real sizes (kernel vs reference twin vs PyTorch),
 #   2c. one 7B attention layer under autodiff: the memory burn's recorded op and the recomputed
 #       attention hold for the backward pass, side by side (kernels/benches/recomputed_attention.rs),
-#   3. `train bench step` at 7B size with the MLP connector, 4. with Anchor Former,
+#   3. `train bench step` at 7B size with the MLP connector, 3a. the same with the products on
+#      cuBLAS (`devices.matmul = "cublas"`), 4. with Anchor Former,
 #   5. benches/llava_train_step.py (transformers) at the same size,
 #   6. the vision tower at real size (ViT-L/14-336 with a tiny LLM in the same step),
 #   7. `train bench parity --backend cuda`: stage 2 of every connector and a run's answers on a
@@ -26,20 +27,21 @@
 # status: 0 all parts passed, 1 some failed, 2 no NVIDIA GPU.
 #
 # Environment: GPU_CHECK_OUT, GPU_CHECK_BUDGET_S, GPU_CHECK_TIMEOUT_SCALE (an integer factor on
-# every part's timeout, default 1), GPU_CHECK_STEPS (default 6), GPU_CHECK_WARMUP (2) and
+# every part's timeout, default 1), GPU_CHECK_STEPS (default 5), GPU_CHECK_WARMUP (2) and
 # GPU_CHECK_MICRO_BATCH (16 on cards of 120 GB or more, else 8) for the step parts,
 # GPU_CHECK_PYTHON (python3), GPU_CHECK_PARTS (space-separated subset of parity allreduce matmul
-# kernels attention_memory step_mlp step_anchor_former step_transformers vision_tower
-# backend_parity; also matmul_kernels, which only runs when named).
+# kernels attention_memory step_mlp step_mlp_cublas step_anchor_former step_transformers
+# vision_tower backend_parity; also, only when named: matmul_kernels, step_anchor_former_cublas,
+# vision_tower_cublas).
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=$(mkdir -p "${GPU_CHECK_OUT:-$PWD}" && cd "${GPU_CHECK_OUT:-$PWD}" && pwd)
 budget=${GPU_CHECK_BUDGET_S:-470}
-steps=${GPU_CHECK_STEPS:-6}
+steps=${GPU_CHECK_STEPS:-5}
 warmup=${GPU_CHECK_WARMUP:-2}
 python=${GPU_CHECK_PYTHON:-python3}
-parts=${GPU_CHECK_PARTS:-parity allreduce matmul kernels attention_memory step_mlp step_anchor_former step_transformers vision_tower backend_parity}
+parts=${GPU_CHECK_PARTS:-parity allreduce matmul kernels attention_memory step_mlp step_mlp_cublas step_anchor_former step_transformers vision_tower backend_parity}
 started=$SECONDS
 
 # --- 1. An NVIDIA GPU, or a clear no. --------------------------------------------------------------
@@ -183,8 +185,8 @@ part parity 60 "kernels-tests cuda_parity:: (ANCHORAGE_REQUIRE_CUDA=1)" -- \
     env ANCHORAGE_REQUIRE_CUDA=1 "$bin/kernels-tests" cuda_parity::
 part allreduce 40 "train bench allreduce --iters 10" -- \
     "$bin/train" bench allreduce --iters 10
-part matmul 90 "train bench matmul --backend cuda --dtype bf16 --torch-python $python${peak_tflops:+ --peak-tflops $peak_tflops}" -- \
-    "$bin/train" bench matmul --backend cuda --dtype bf16 --torch-python "$python" --torch-script benches/matmul.py "${peak[@]}"
+part matmul 90 "train bench matmul --backend cuda --dtype bf16 --kernels cublas --torch-python $python${peak_tflops:+ --peak-tflops $peak_tflops}" -- \
+    "$bin/train" bench matmul --backend cuda --dtype bf16 --kernels cublas --torch-python "$python" --torch-script benches/matmul.py "${peak[@]}"
 # Not in the default parts (GPU_CHECK_PARTS=matmul_kernels): every CubeCL matmul kernel at every
 # shape compiles dozens of kernels, more than the 8-minute check has room for.
 part matmul_kernels 300 "train bench matmul --backend cuda --dtype bf16 --iters 5 --warmup 1 --kernels all" -- \
@@ -196,13 +198,21 @@ part attention_memory 40 "recomputed_attention --backend cuda --batch $micro --h
     "$bin/recomputed_attention" --backend cuda --batch "$micro" --heads 32 --len 641 --head-dim 128 --dtype bf16 --iters 5
 part step_mlp 100 "train bench step recipes/bench/llava7b_mlp2x_gelu.toml ${ours[*]}" -- \
     "$bin/train" bench step recipes/bench/llava7b_mlp2x_gelu.toml "${ours[@]}"
+# The same step with the LLM's and the tower's products on cuBLAS instead of burn's CubeCL kernel.
+cublas=(--set 'devices.matmul="cublas"')
+part step_mlp_cublas 80 "train bench step recipes/bench/llava7b_mlp2x_gelu.toml ${cublas[*]} ${ours[*]}" -- \
+    "$bin/train" bench step recipes/bench/llava7b_mlp2x_gelu.toml "${cublas[@]}" "${ours[@]}"
 part step_anchor_former 90 "train bench step recipes/bench/llava7b_anchor_former.toml ${ours[*]}" -- \
     "$bin/train" bench step recipes/bench/llava7b_anchor_former.toml "${ours[@]}"
+part step_anchor_former_cublas 60 "train bench step recipes/bench/llava7b_anchor_former.toml ${cublas[*]} ${ours[*]}" -- \
+    "$bin/train" bench step recipes/bench/llava7b_anchor_former.toml "${cublas[@]}" "${ours[@]}"
 part step_transformers 140 "python benches/llava_train_step.py --preset llava-7b --micro-batch $micro ${step_args[*]} --device cuda --dtype bf16" -- \
     "$python" benches/llava_train_step.py --preset llava-7b --micro-batch "$micro" "${step_args[@]}" --device cuda --dtype bf16
 tiny_llm='llm.model={ builtin = "tiny" }'
 part vision_tower 40 "train bench step recipes/bench/llava7b_mlp2x_gelu.toml --set '$tiny_llm' ${ours[*]}" -- \
     "$bin/train" bench step recipes/bench/llava7b_mlp2x_gelu.toml --set "$tiny_llm" "${ours[@]}"
+part vision_tower_cublas 40 "train bench step recipes/bench/llava7b_mlp2x_gelu.toml --set '$tiny_llm' ${cublas[*]} ${ours[*]}" -- \
+    "$bin/train" bench step recipes/bench/llava7b_mlp2x_gelu.toml --set "$tiny_llm" "${cublas[@]}" "${ours[@]}"
 part backend_parity 120 "train bench parity --backend cuda" -- \
     "$bin/train" bench parity --backend cuda
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CPU test of libs.sh's library finding against a fake machine: a "system" folder with only the
-# driver's versioned libcuda.so.1, and a PyTorch pip install with libnvrtc.so.12 (+ builtins) and
-# libnccl.so.2 under site-packages/nvidia/*/lib. The fake libraries are copies of a real shared
+# driver's versioned libcuda.so.1, and a PyTorch pip install with libnvrtc.so.12 (+ builtins),
+# libnccl.so.2 and (as CUDA 13 wheels name it) libcublas.so.13 under site-packages/nvidia/*/lib. The fake libraries are copies of a real shared
 # library (libz), so dlopen accepts them. Run: gpu-check/test_libs.sh (exits non-zero on a failure).
 # Meant for a machine without CUDA: where the real libcuda/libnvrtc/libnccl load, case 1 finds them
 # loadable and makes no links.
@@ -19,21 +19,25 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 
 sys="$tmp/usr/lib"
 site="$tmp/site-packages"
-mkdir -p "$sys" "$site/torch/lib" "$site/nvidia/cuda_nvrtc/lib" "$site/nvidia/nccl/lib" "$site/nvidia/cublas/lib"
+mkdir -p "$sys" "$site/torch/lib" "$site/nvidia/cuda_nvrtc/lib" "$site/nvidia/nccl/lib" "$site/nvidia/cu13/lib"
 cp "$real" "$sys/libcuda.so.1"
 cp "$real" "$site/nvidia/cuda_nvrtc/lib/libnvrtc.so.12"
 cp "$real" "$site/nvidia/cuda_nvrtc/lib/libnvrtc-builtins.so.12.8"
 cp "$real" "$site/nvidia/nccl/lib/libnccl.so.2"
-cp "$real" "$site/nvidia/cublas/lib/libcublas.so.12"
+cp "$real" "$site/nvidia/cu13/lib/libcublas.so.13"
+cp "$real" "$site/nvidia/cu13/lib/libcublasLt.so.13"
 
 # 1. Libraries only in PyTorch's folders get linked under the names cudarc tries.
 unset LD_LIBRARY_PATH
 out=$(GPU_CHECK_SYSTEM_DIRS="$sys" GPU_CHECK_SITE_DIRS="$site" gpu_check_libs "$tmp/links"; echo "rc=$?")
 echo "$out"
 grep -q "rc=0" <<<"$out" || fail "gpu_check_libs reported a missing library"
-for name in cuda nvrtc nccl; do
+for name in cuda nvrtc nccl cublas; do
     [[ -L "$tmp/links/lib$name.so" ]] || fail "no link lib$name.so"
 done
+# cuBLAS 13 is not a name cudarc tries (libcublas.so, .so.12, ...): linked as libcublas.so, never
+# its libcublasLt.
+[[ $(readlink "$tmp/links/libcublas.so") == "$site/nvidia/cu13/lib/libcublas.so.13" ]] || fail "libcublas.so links to $(readlink "$tmp/links/libcublas.so")"
 [[ $(readlink "$tmp/links/libnvrtc.so") == "$site/nvidia/cuda_nvrtc/lib/libnvrtc.so.12" ]] || fail "libnvrtc.so links to $(readlink "$tmp/links/libnvrtc.so")"
 [[ $(readlink "$tmp/links/libnccl.so") == "$site/nvidia/nccl/lib/libnccl.so.2" ]] || fail "libnccl.so links to $(readlink "$tmp/links/libnccl.so")"
 [[ $(readlink "$tmp/links/libcuda.so") == "$sys/libcuda.so.1" ]] || fail "libcuda.so links to $(readlink "$tmp/links/libcuda.so")"
@@ -42,7 +46,7 @@ done
 GPU_CHECK_SYSTEM_DIRS="$sys" GPU_CHECK_SITE_DIRS="$site" gpu_check_libs "$tmp/links2" >/dev/null || fail "second run"
 [[ ":$LD_LIBRARY_PATH:" == *":$tmp/links2:"* ]] || fail "link folder not on LD_LIBRARY_PATH: $LD_LIBRARY_PATH"
 [[ ":$LD_LIBRARY_PATH:" == *":$site/nvidia/cuda_nvrtc/lib:"* ]] || fail "NVRTC's folder not on LD_LIBRARY_PATH"
-python3 -c 'import ctypes; [ctypes.CDLL(f"lib{n}.so") for n in ("cuda", "nvrtc", "nccl")]' || fail "a fresh process cannot load the links"
+python3 -c 'import ctypes; [ctypes.CDLL(f"lib{n}.so") for n in ("cuda", "nvrtc", "nccl", "cublas")]' || fail "a fresh process cannot load the links"
 
 # 3. A library that already loads is left alone (no link made).
 out=$(GPU_CHECK_SYSTEM_DIRS="$sys" GPU_CHECK_SITE_DIRS="$site" gpu_check_libs "$tmp/links3")

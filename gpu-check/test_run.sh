@@ -61,8 +61,8 @@ case "$2" in
   parity) echo "{\"bench\": \"parity\", \"backend\": \"cuda\", \"device\": 0, \"runs\": [{}, {}, {}, {}, {}], \"max_rel_diff\": 0.00002, \"tolerance\": 0.001, \"weights_rel_diff\": 0.0055, \"weights_tolerance\": 0.1, \"answers\": 16, \"answers_same\": 16, \"ok\": true}"; exit 0 ;;
   matmul) case "$*" in *"--backend cuda --dtype bf16 --iters 5 --warmup 1 --kernels all --peak-tflops 989"*)
       echo "{\"bench\": \"matmul\", \"dtype\": \"bf16\", \"products\": [{\"name\": \"lm head\", \"tflops\": 40.0, \"kernels\": {\"auto\": {\"tflops\": 40.0, \"wrong\": null}, \"double_tma_mma\": {\"tflops\": 610.5, \"wrong\": null}, \"simple_unit\": {\"tflops\": 900.0, \"wrong\": \"entry [0, 0, 0] is 1\"}, \"simple_tma_mma\": {\"error\": \"Unavailable\"}}}]}"; exit 0 ;; esac
-    case "$*" in *"--backend cuda --dtype bf16 --torch-python "*"--torch-script benches/matmul.py --peak-tflops 989"*) ;; *) echo "unexpected: $*"; exit 3 ;; esac
-    echo "{\"bench\": \"matmul\", \"backend\": \"cuda\", \"dtype\": \"bf16\", \"checked_entries\": 32, \"tflops\": 40.0, \"torch_tflops\": 600.0, \"ours_over_torch\": 15.0, \"products\": [{\"name\": \"llm gate/up projection\", \"batch\": 1, \"m\": 10256, \"k\": 4096, \"n\": 11008, \"tflops\": 41.5, \"torch_tflops\": 650.25}, {\"name\": \"attention p v\", \"batch\": 512, \"m\": 641, \"k\": 641, \"n\": 128, \"tflops\": 8.25, \"torch_tflops\": null}]}"; exit 0 ;;
+    case "$*" in *"--backend cuda --dtype bf16 --kernels cublas --torch-python "*"--torch-script benches/matmul.py --peak-tflops 989"*) ;; *) echo "unexpected: $*"; exit 3 ;; esac
+    echo "{\"bench\": \"matmul\", \"backend\": \"cuda\", \"dtype\": \"bf16\", \"checked_entries\": 32, \"tflops\": 40.0, \"torch_tflops\": 600.0, \"ours_over_torch\": 15.0, \"products\": [{\"name\": \"llm gate/up projection\", \"batch\": 1, \"m\": 10256, \"k\": 4096, \"n\": 11008, \"tflops\": 41.5, \"torch_tflops\": 650.25, \"kernels\": {\"cublas\": {\"tflops\": 640.0, \"wrong\": null}}}, {\"name\": \"attention p v\", \"batch\": 512, \"m\": 641, \"k\": 641, \"n\": 128, \"tflops\": 8.25, \"torch_tflops\": null, \"kernels\": {\"cublas\": {\"error\": \"cublasGemmStridedBatchedEx failed\"}}}]}"; exit 0 ;;
   allreduce) echo "{\"bench\": \"allreduce\", \"devices\": [0], \"ranks\": 1, \"elements\": 33554432, \"dtype\": \"f32\", \"sums_exact\": true, \"nccl_s\": 0.0004, \"host_s\": 0.05, \"host_over_nccl\": 125.0, \"nccl_algbw_gbs\": 335.5, \"nccl_busbw_gbs\": 0.0, \"buckets\": 4, \"buckets_pipelined_s\": 0.0005, \"buckets_one_by_one_s\": 0.0008, \"one_by_one_over_pipelined\": 1.6}"; exit 0 ;;
 esac
 case "$3" in
@@ -103,7 +103,7 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 parts = {p["part"]: p for p in r["parts"]}
 assert r["device"]["name"] == "NVIDIA H100 80GB HBM3", r["device"]
-assert list(parts) == ["parity", "allreduce", "matmul", "kernels", "attention_memory", "step_mlp", "step_anchor_former", "step_transformers", "vision_tower", "backend_parity"], list(parts)
+assert list(parts) == ["parity", "allreduce", "matmul", "kernels", "attention_memory", "step_mlp", "step_mlp_cublas", "step_anchor_former", "step_transformers", "vision_tower", "backend_parity"], list(parts)
 assert parts["parity"]["ok"] and parts["parity"]["data"]["passed"] == 9, parts["parity"]
 assert parts["allreduce"]["ok"] and parts["allreduce"]["data"]["host_over_nccl"] == 125.0, parts["allreduce"]
 assert parts["kernels"]["ok"] and len(parts["kernels"]["data"]["table"]) == 3, parts["kernels"]
@@ -117,6 +117,9 @@ assert "--peak-tflops 989" in parts["step_mlp"]["command"], parts["step_mlp"]["c
 assert "--set optim.micro_batch=8 --set optim.global_batch=8 " in parts["step_mlp"]["command"], parts["step_mlp"]["command"]
 assert "--micro-batch 8 " in parts["step_transformers"]["command"], parts["step_transformers"]["command"]
 assert parts["step_mlp"]["gpu_mem_peak_mib"] == 40960, parts["step_mlp"]
+# The same step with the products on cuBLAS: the recipe key set on the command line.
+sc = parts["step_mlp_cublas"]
+assert sc["ok"] and """--set devices.matmul="cublas" --set optim.micro_batch=8""" in sc["command"], sc
 af = parts["step_anchor_former"]
 assert not af["ok"] and af["rc"] == 1 and "Error: out of memory" in af["log_tail"], af
 assert parts["step_transformers"]["ok"] and parts["step_transformers"]["data"]["peak_mem_gib"] == 52.5
@@ -142,7 +145,7 @@ grep -q 'as 4 buckets (sums exact): launched back to back 0.50 ms, one at a time
 grep -q '| \*\*failed\*\*: failed (exit 1)' "$md" || fail "failed row"
 grep -q "burn's recorded op holds 651.8 MiB, recomputed_attention 40.1 MiB (16.3x less); forward + backward 9.50 ms vs 10.20 ms (1.07x)" "$md" || fail "attention row"
 grep -q '^| anchor_select (H 16, T 577) | 32 | 144 | 0.05 |' "$md" || fail "kernel table"
-grep -qF "| bf16, 32 sampled entries checked against f64; all products 40.0 TFLOP/s, PyTorch 600.0 (ours take 15.0x its time); TFLOP/s ours vs PyTorch: llm gate/up projection 1x10256x4096x11008 41.5 vs 650.2; attention p v 512x641x641x128 8.2 (" "$md" || fail "matmul row"
+grep -qF "| bf16, 32 sampled entries checked against f64; all products 40.0 TFLOP/s, PyTorch 600.0 (ours take 15.0x its time); TFLOP/s burn / cuBLAS (ours) vs PyTorch: llm gate/up projection 1x10256x4096x11008 41.5 / 640.0 vs 650.2; attention p v 512x641x641x128 8.2 / cuBLAS did not run (" "$md" || fail "matmul row"
 
 # The backend parity part alone (GPU_CHECK_PARTS), which the short budget above skipped.
 mkdir -p "$tmp/out2"

@@ -88,6 +88,27 @@ pub fn check_ready(backend: Backend, ids: &[usize]) -> anyhow::Result<()> {
     check_devices(backend, ids).map_err(anyhow::Error::msg)
 }
 
+/// [`check_ready`] for a recipe's devices, then its `devices.matmul` engine: cuBLAS is checked
+/// (libcublas loadable) and set for every product of this process.
+pub fn check_recipe(recipe: &Recipe) -> anyhow::Result<()> {
+    check_ready(recipe.devices.backend, &recipe.devices.ids)?;
+    set_matmul(recipe.devices.matmul)
+}
+
+/// Sets the process's matrix-product engine (`devices.matmul`); cuBLAS must load.
+pub fn set_matmul(engine: anchorage_train::recipe::MatmulEngine) -> anyhow::Result<()> {
+    use anchorage_kernels::gemm;
+    let engine = match engine {
+        anchorage_train::recipe::MatmulEngine::Burn => gemm::MatmulEngine::Burn,
+        anchorage_train::recipe::MatmulEngine::Cublas => {
+            gemm::cublas_ready().map_err(anyhow::Error::msg)?;
+            gemm::MatmulEngine::Cublas
+        }
+    };
+    gemm::set_engine(engine);
+    Ok(())
+}
+
 /// Whether the devices `ids` exist: on CUDA the driver is asked how many GPUs it sees (an index past
 /// them would panic inside burn's backend); flex and wgpu have nothing to check here.
 fn check_devices(backend: Backend, ids: &[usize]) -> Result<(), String> {

@@ -112,6 +112,12 @@ fn invalid_values_are_named() {
     assert!(!out.status.success());
     assert!(t.contains("llm.lora"), "{t}");
 
+    // cuBLAS is a CUDA engine: on flex it is refused by key before anything runs.
+    let out = train(&["pretrain", "recipes/pretrain/mlp2x_gelu.toml", "--dry-run", "--set", "devices.backend=\"flex\"", "--set", "devices.matmul=\"cublas\""]);
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("devices.matmul") && t.contains("devices.backend = \"cuda\" only") && t.contains("\"flex\""), "{t}");
+
     let out = train(&["pretrain", "recipes/pretrain/mlp2x_gelu.toml", "--dry-run", "--set", "optim.lr=\"fast\""]);
     let t = text(&out);
     assert!(!out.status.success());

@@ -96,7 +96,8 @@ mod on_wgpu {
 
     /// `train bench matmul --kernels` launches CubeCL's own matmul kernels beside burn's product,
     /// checks each one's entries as it checks burn's, and says in words why one cannot run here
-    /// (lavapipe has no matrix units, so the CMMA/MMA kernels find no tile size).
+    /// (lavapipe has no matrix units, so the CMMA/MMA kernels find no tile size; cuBLAS runs on
+    /// CUDA only).
     #[test]
     fn bench_matmul_checks_and_times_cubecl_kernels_beside_burns() {
         if !crate::wgpu_support::wgpu_available() {
@@ -104,7 +105,7 @@ mod on_wgpu {
         }
         let out = super::super::common::train(&[
             "bench", "matmul", "--backend", "wgpu", "--dtype", "f32", "--shapes", "small", "--iters", "1", "--warmup", "0",
-            "--kernels", "auto,simple_unit,simple_cyclic_cmma,no_such_kernel",
+            "--kernels", "auto,simple_unit,simple_cyclic_cmma,no_such_kernel,cublas",
         ]);
         let t = text(&out);
         assert!(out.status.success(), "{t}");
@@ -120,6 +121,7 @@ mod on_wgpu {
             let cmma = &p["kernels"]["simple_cyclic_cmma"];
             assert!(cmma["worst_error"].as_f64().is_some_and(|w| w < 0.05) || cmma["error"].as_str().is_some_and(|e| !e.is_empty()), "{p}");
             assert!(p["kernels"]["no_such_kernel"]["error"].as_str().unwrap().contains("unknown kernel no_such_kernel"), "{p}");
+            assert!(p["kernels"]["cublas"]["error"].as_str().unwrap().contains("CUDA backend only"), "{p}");
         }
         let out = super::super::common::train(&["bench", "matmul", "--backend", "flex", "--shapes", "small", "--kernels", "auto"]);
         assert!(!out.status.success() && text(&out).contains("give --backend cuda or wgpu"), "{}", text(&out));

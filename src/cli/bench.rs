@@ -73,7 +73,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     if recipe.devices.nodes != 1 {
         bail!("train bench step runs on one node (devices.nodes = {})", recipe.devices.nodes);
     }
-    crate::backend::check_ready(recipe.devices.backend, &recipe.devices.ids)?;
+    crate::backend::check_recipe(&recipe)?;
     let plan = Plan::new(&recipe).context("planning the run")?;
     let samples = (plan.global_batch * args.steps) as usize;
     let world = World::new(recipe.devices.ids.len(), 1, None);
@@ -93,6 +93,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         "recipe": args.recipe.display().to_string(),
         "connector": recipe.connector.kind_name(),
         "backend": format!("{:?}", recipe.devices.backend).to_lowercase(),
+        "matmul": format!("{:?}", recipe.devices.matmul).to_lowercase(),
         "devices": recipe.devices.ids.len(),
         "global_batch": plan.global_batch,
         "micro_batch": plan.micro_batch,

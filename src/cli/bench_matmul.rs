@@ -53,12 +53,16 @@ pub struct MatmulArgs {
     /// Print the shapes as JSON and exit (nothing runs).
     #[arg(long)]
     pub list: bool,
-    /// Also time these CubeCL matmul kernels beside burn's choice, each checked the same way
-    /// (comma-separated; `all` for every one: `anchorage_kernels::matmul_kernels::MATMUL_KERNELS`).
-    /// CubeCL backends only (wgpu, cuda).
+    /// Also time these matmul kernels beside burn's choice, each checked the same way
+    /// (comma-separated): CubeCL's (`anchorage_kernels::matmul_kernels::MATMUL_KERNELS`) and
+    /// `cublas` (NVIDIA's cuBLAS, as `devices.matmul = "cublas"` runs it; CUDA only); `all` for
+    /// every one. CubeCL backends only (wgpu, cuda).
     #[arg(long, value_delimiter = ',')]
     pub kernels: Vec<String>,
 }
+
+/// The `--kernels` name of cuBLAS (anchorage's cuBLAS engine, `anchorage_kernels::gemm`).
+const CUBLAS: &str = "cublas";
 
 /// One product: `batch` times `[m, k] x [k, n]`; `rhs_transposed`: the right operand is stored
 /// `[n, k]` and transposed (the backward pass to a linear layer's input).
@@ -158,9 +162,9 @@ impl BackendJob for Job {
             let burn = measure::<B>(s, &a, &rhs, || Ok(a.clone().matmul(rhs.clone())), self.iters, self.warmup, &device)?;
             let mut kernels = Vec::new();
             for name in &self.kernels {
-                let run = || match anchorage_kernels::matmul_kernels::matmul_with(&a, &rhs, name) {
-                    Some(result) => result,
-                    None => Err("not a CubeCL backend (wgpu or cuda)".to_string()),
+                let run = || match name.as_str() {
+                    CUBLAS => anchorage_kernels::gemm::cublas_matmul(&a, &rhs).unwrap_or_else(|| Err("cuBLAS runs on burn's CUDA backend only".to_string())),
+                    _ => anchorage_kernels::matmul_kernels::matmul_with(&a, &rhs, name).unwrap_or_else(|| Err("not a CubeCL backend (wgpu or cuda)".to_string())),
                 };
                 // A kernel that cannot run fails at its first call, the checked one: said, not timed.
                 kernels.push(measure::<B>(s, &a, &rhs, run, self.iters, self.warmup, &device).map_err(|e| format!("{e:#}")));
@@ -258,7 +262,7 @@ pub fn run(args: MatmulArgs) -> anyhow::Result<()> {
     }
     let dtype = dtype(&args.dtype)?;
     let kernels: Vec<String> = if args.kernels.iter().any(|k| k == "all") {
-        anchorage_kernels::matmul_kernels::MATMUL_KERNELS.iter().map(|k| k.to_string()).collect()
+        anchorage_kernels::matmul_kernels::MATMUL_KERNELS.iter().chain(&[CUBLAS]).map(|k| k.to_string()).collect()
     } else {
         args.kernels.clone()
     };

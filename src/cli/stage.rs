@@ -94,9 +94,14 @@ pub fn run(stage: Stage, args: StageArgs) -> anyhow::Result<()> {
         if let Err(why) = crate::backend::check(recipe.devices.backend) {
             println!("note: {why}");
         }
+        if recipe.devices.matmul == anchorage_train::recipe::MatmulEngine::Cublas {
+            if let Err(why) = anchorage_kernels::gemm::cublas_ready() {
+                println!("note: {why}");
+            }
+        }
         return Ok(());
     }
-    crate::backend::check_ready(recipe.devices.backend, &recipe.devices.ids)?;
+    crate::backend::check_recipe(&recipe)?;
     let world = world(&recipe, &args)?;
     let started = std::time::Instant::now();
     let options = TrainOptions { resume: resume.is_some(), allow_recipe_change: args.allow_recipe_change, stop: Some(crate::signals::install()), ..Default::default() };

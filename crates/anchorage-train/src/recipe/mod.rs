@@ -21,7 +21,7 @@ pub use anchorage_model::spec::{
 };
 pub use optim::{LossMean, OptimSection, Schedule};
 pub use overrides::apply_override;
-pub use run::{Backend, CheckpointSection, DevicesSection, LogSection, ReduceDtype, RunSection};
+pub use run::{Backend, CheckpointSection, DevicesSection, LogSection, MatmulEngine, ReduceDtype, RunSection};
 
 use serde::{Deserialize, Serialize};
 

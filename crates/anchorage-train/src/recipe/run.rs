@@ -114,6 +114,19 @@ pub enum ReduceDtype {
     Bf16,
 }
 
+/// What computes the matrix products of the frozen LLM's linear layers and attention
+/// (`devices.matmul`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatmulEngine {
+    /// burn's own product on the backend (on CUDA one fixed CubeCL kernel).
+    #[default]
+    Burn,
+    /// NVIDIA's cuBLAS (`devices.backend = "cuda"` only; libcublas loaded at run time): the LLM's
+    /// and the vision tower's linear layers, forward and backward, and the LLM's attention products.
+    Cublas,
+}
+
 /// `[devices]`: where the run executes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,6 +142,9 @@ pub struct DevicesSection {
     /// Precision of the gradient all-reduce between replicas.
     #[serde(default)]
     pub reduce_dtype: ReduceDtype,
+    /// What computes the LLM's and towers' matrix products on the device.
+    #[serde(default)]
+    pub matmul: MatmulEngine,
 }
 
 fn default_backend() -> Backend {
@@ -148,6 +164,7 @@ impl Default for DevicesSection {
             ids: default_ids(),
             nodes: default_nodes(),
             reduce_dtype: ReduceDtype::default(),
+            matmul: MatmulEngine::default(),
         }
     }
 }

@@ -3,7 +3,7 @@ use std::path::Path;
 
 use anchorage_data::Manifest;
 
-use super::{DataSection, DevicesSection, OptimSection, Recipe};
+use super::{Backend, DataSection, DevicesSection, MatmulEngine, OptimSection, Recipe};
 use crate::TrainError;
 
 /// More samples than this in one optimizer step (micro_batch × devices) is a typo, not a recipe;
@@ -108,6 +108,10 @@ fn check_batch(o: &OptimSection, d: &DevicesSection) -> Result<(), KeyError> {
     }
     if d.nodes == 0 {
         return bad("devices.nodes", "must be at least 1");
+    }
+    if d.matmul == MatmulEngine::Cublas && d.backend != Backend::Cuda {
+        let backend = if d.backend == Backend::Wgpu { "wgpu" } else { "flex" };
+        return bad("devices.matmul", format!("\"cublas\" runs on devices.backend = \"cuda\" only (this recipe has \"{backend}\"); use \"burn\" there"));
     }
     if o.zero_stage > 1 {
         let message = format!("{} is not a ZeRO stage anchorage has: 0 (every rank keeps the whole AdamW state) or 1 (the state sharded across the data-parallel ranks)", o.zero_stage);
