@@ -84,10 +84,10 @@ pub fn linear_tracked<I: Backend, C: CheckpointStrategy, const D: usize>(
     let wp = primitive(weight.into_primitive());
     let bp = bias.map(|b| primitive(b.into_primitive()));
     let inner = |p: &FloatTensor<Autodiff<I, C>>| p.primitive.clone();
-    let x_dims: [usize; D] = Tensor::<I, D>::from_primitive(TensorPrimitive::Float(inner(&xp))).dims();
     let (x_needs, w_needs) = (xp.is_tracked(), wp.is_tracked());
     let xi = Tensor::<I, D>::from_primitive(TensorPrimitive::Float(inner(&xp)));
     let wi = Tensor::<I, 2>::from_primitive(TensorPrimitive::Float(inner(&wp)));
+    let x_dims = xi.dims();
     let bi = bp.as_ref().map(|b| Tensor::<I, 1>::from_primitive(TensorPrimitive::Float(inner(b))));
     let out = forward_plain(xi.clone(), wi.clone(), bi).into_primitive().tensor();
     let [k, _] = wi.dims();
