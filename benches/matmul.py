@@ -15,24 +15,27 @@ import time
 
 
 def shapes(name):
-    """(name, batch, m, k, n, rhs_transposed) for each product."""
+    """(name, batch, m, k, n, rhs_transposed, rhs_broadcast) for each product."""
     if name == "llava7b":
-        t, v, heads = 16 * 641, 16 * 577, 16 * 32
+        t, v, heads, samples = 16 * 641, 16 * 577, 16 * 32, 16
         d, ff, vocab, seq, hd, vd, vff = 4096, 11008, 32000, 641, 128, 1024, 4096
     elif name == "small":
-        t, v, heads = 96, 80, 4
+        t, v, heads, samples = 96, 80, 4, 4
         d, ff, vocab, seq, hd, vd, vff = 64, 96, 160, 24, 16, 32, 64
     else:
         raise SystemExit(f"--shapes {name}: give llava7b or small")
     return [
-        ("llm q/k/v/o projection", 1, t, d, d, False),
-        ("llm gate/up projection", 1, t, d, ff, False),
-        ("llm down projection", 1, t, ff, d, False),
-        ("llm down projection, backward to its input", 1, t, d, ff, True),
-        ("lm head", 1, t, d, vocab, False),
-        ("attention q k^T", heads, seq, hd, seq, True),
-        ("attention p v", heads, seq, seq, hd, False),
-        ("vision mlp up", 1, v, vd, vff, False),
+        ("llm q/k/v/o projection", 1, t, d, d, False, False),
+        ("llm gate/up projection", 1, t, d, ff, False, False),
+        ("llm down projection", 1, t, ff, d, False, False),
+        ("llm down projection, backward to its input", 1, t, d, ff, True, False),
+        ("lm head", 1, t, d, vocab, False, False),
+        ("attention q k^T", heads, seq, hd, seq, True, False),
+        ("attention p v", heads, seq, seq, hd, False, False),
+        ("vision mlp up", 1, v, vd, vff, False, False),
+        # The weight broadcast over the samples: here a 2-D weight, which torch.matmul (as
+        # torch.nn.functional.linear) folds into one product over every row.
+        ("llm gate/up projection with the weight broadcast over samples", samples, t // samples, d, ff, False, True),
     ]
 
 
@@ -54,11 +57,12 @@ def main():
     device = torch.device(a.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     gen = torch.Generator(device=device).manual_seed(0)
-    for name, batch, m, k, n, rhs_transposed in shapes(a.shapes):
+    for name, batch, m, k, n, rhs_transposed, rhs_broadcast in shapes(a.shapes):
         lhs = (torch.rand(batch, m, k, generator=gen, device=device) * 2 - 1).to(dtype)
-        stored = (batch, n, k) if rhs_transposed else (batch, k, n)
+        stored = (n, k) if rhs_transposed else (k, n)
+        stored = stored if rhs_broadcast else (batch, *stored)
         rhs = (torch.rand(*stored, generator=gen, device=device) * 2 - 1).to(dtype)
-        rhs = rhs.transpose(1, 2) if rhs_transposed else rhs
+        rhs = rhs.transpose(-1, -2) if rhs_transposed else rhs
         for _ in range(a.warmup):
             torch.matmul(lhs, rhs)
         sync()

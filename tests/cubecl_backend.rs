@@ -111,7 +111,7 @@ mod on_wgpu {
         assert!(out.status.success(), "{t}");
         let j: serde_json::Value = serde_json::from_str(t.lines().rev().find(|l| l.starts_with('{')).unwrap()).unwrap();
         let products = j["products"].as_array().unwrap();
-        assert_eq!(products.len(), 8, "{j}");
+        assert_eq!(products.len(), 9, "{j}");
         for p in products {
             for name in ["auto", "simple_unit"] {
                 let k = &p["kernels"][name];

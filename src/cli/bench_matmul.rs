@@ -65,7 +65,10 @@ pub struct MatmulArgs {
 const CUBLAS: &str = "cublas";
 
 /// One product: `batch` times `[m, k] x [k, n]`; `rhs_transposed`: the right operand is stored
-/// `[n, k]` and transposed (the backward pass to a linear layer's input).
+/// `[n, k]` and transposed (the backward pass to a linear layer's input); `rhs_broadcast`: the
+/// right operand is one `[1, k, n]` matrix broadcast over the batch, as burn's `linear` multiplies
+/// `[batch, len, d]` by its weight (cuBLAS and `torch.nn.functional.linear` fold the batch into
+/// rows instead).
 #[derive(Clone, Copy, Debug)]
 pub struct Shape {
     pub name: &'static str,
@@ -74,6 +77,7 @@ pub struct Shape {
     pub k: usize,
     pub n: usize,
     pub rhs_transposed: bool,
+    pub rhs_broadcast: bool,
 }
 
 impl Shape {
@@ -83,14 +87,14 @@ impl Shape {
 }
 
 const fn shape(name: &'static str, batch: usize, m: usize, k: usize, n: usize, rhs_transposed: bool) -> Shape {
-    Shape { name, batch, m, k, n, rhs_transposed }
+    Shape { name, batch, m, k, n, rhs_transposed, rhs_broadcast: false }
 }
 
 /// The 7B stage-1 step's products (Llama-2-7B, ViT-L/14-336; 16 samples of 641 tokens, 577 patches).
 pub fn shapes(set: &str) -> anyhow::Result<Vec<Shape>> {
-    let (t, v, heads) = match set {
-        "llava7b" => (16 * 641, 16 * 577, 16 * 32),
-        "small" => (96, 80, 4),
+    let (t, v, heads, samples) = match set {
+        "llava7b" => (16 * 641, 16 * 577, 16 * 32, 16),
+        "small" => (96, 80, 4, 4),
         other => bail!("--shapes {other}: give llava7b or small"),
     };
     let (d, ff, vocab, seq, hd, vd, vff) = if set == "llava7b" { (4096, 11008, 32000, 641, 128, 1024, 4096) } else { (64, 96, 160, 24, 16, 32, 64) };
@@ -103,6 +107,7 @@ pub fn shapes(set: &str) -> anyhow::Result<Vec<Shape>> {
         shape("attention q k^T", heads, seq, hd, seq, true),
         shape("attention p v", heads, seq, seq, hd, false),
         shape("vision mlp up", 1, v, vd, vff, false),
+        Shape { rhs_broadcast: true, ..shape("llm gate/up projection with the weight broadcast over samples", samples, t / samples, d, ff, false) },
     ])
 }
 
@@ -131,7 +136,7 @@ struct Measured {
 /// are exact in f32 and CubeCL accumulates bf16 in f32; TF32 rounds each f32 input to 11
 /// significant bits, and those errors, of random sign, add up to far less than 2^-11 of `scale`).
 /// A wrong index or a value off by a few percent is several times over it (a product 3% off
-/// failed the check on all eight shapes).
+/// failed the check on all nine shapes).
 fn allowed_error(want: f64, scale: f64) -> f64 {
     want.abs() / 256.0 + scale / 2048.0
 }
@@ -155,7 +160,8 @@ impl BackendJob for Job {
         for s in &self.shapes {
             let uniform = Distribution::Uniform(-1.0, 1.0);
             let a = Tensor::<B, 3>::random([s.batch, s.m, s.k], uniform, &device).cast(self.dtype);
-            let b_stored = if s.rhs_transposed { [s.batch, s.n, s.k] } else { [s.batch, s.k, s.n] };
+            let b_batch = if s.rhs_broadcast { 1 } else { s.batch };
+            let b_stored = if s.rhs_transposed { [b_batch, s.n, s.k] } else { [b_batch, s.k, s.n] };
             let b = Tensor::<B, 3>::random(b_stored, uniform, &device).cast(self.dtype);
             // The right operand as the product sees it: `[b, k, n]`, a transposed view where stored `[b, n, k]`.
             let rhs = if s.rhs_transposed { b.clone().swap_dims(1, 2) } else { b.clone() };
@@ -198,7 +204,8 @@ fn measure<B: BurnBackend>(
             _ => ((i * 7919) % s.batch, (i * 104_729) % s.m, (i * 1_299_709) % s.n),
         };
         let a_row = floats(a.clone().slice([bi..bi + 1, row..row + 1, 0..s.k]))?;
-        let b_col = floats(rhs.clone().slice([bi..bi + 1, 0..s.k, col..col + 1]))?;
+        let rb = if s.rhs_broadcast { 0 } else { bi };
+        let b_col = floats(rhs.clone().slice([rb..rb + 1, 0..s.k, col..col + 1]))?;
         let got = floats(c.clone().slice([bi..bi + 1, row..row + 1, col..col + 1]))?[0] as f64;
         let (want, scale) = a_row.iter().zip(&b_col).fold((0f64, 0f64), |(w, sc), (x, y)| (w + *x as f64 * *y as f64, sc + (*x as f64 * *y as f64).abs()));
         let error = (got - want).abs() / allowed_error(want, scale).max(f64::MIN_POSITIVE);
@@ -256,7 +263,7 @@ pub fn run(args: MatmulArgs) -> anyhow::Result<()> {
     }
     let shapes = shapes(&args.shapes)?;
     if args.list {
-        let list: Vec<_> = shapes.iter().map(|s| serde_json::json!([s.name, s.batch, s.m, s.k, s.n, s.rhs_transposed])).collect();
+        let list: Vec<_> = shapes.iter().map(|s| serde_json::json!([s.name, s.batch, s.m, s.k, s.n, s.rhs_transposed, s.rhs_broadcast])).collect();
         println!("{}", serde_json::Value::Array(list));
         return Ok(());
     }
@@ -301,7 +308,7 @@ pub fn run(args: MatmulArgs) -> anyhow::Result<()> {
                 .collect();
             serde_json::json!({
                 "name": s.name,
-                "batch": s.batch, "m": s.m, "k": s.k, "n": s.n, "rhs_transposed": s.rhs_transposed,
+                "batch": s.batch, "m": s.m, "k": s.k, "n": s.n, "rhs_transposed": s.rhs_transposed, "rhs_broadcast": s.rhs_broadcast,
                 "ms": m.ms,
                 "tflops": tflops,
                 "peak_share": args.peak_tflops.map(|p| tflops / p),
