@@ -16,7 +16,6 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -157,26 +156,28 @@ fn product(a: CubeTensor<CudaRuntime>, b: CubeTensor<CudaRuntime>) -> Result<Cub
 
 /// A stream of ours on one device and a cuBLAS handle bound to it.
 struct Engine {
-    // Declared first, dropped first: the handle before its stream.
     blas: CudaBlas,
     stream: Arc<CudaStream>,
 }
 
 thread_local! {
-    static ENGINES: RefCell<HashMap<usize, Rc<Engine>>> = RefCell::new(HashMap::new());
+    /// Never dropped (leaked, one per thread and device): cudarc's `CudaBlas` panics in its drop
+    /// when `cublasDestroy` fails, and a thread-local dropped as a thread or the process exits
+    /// would turn that into an abort after a finished run.
+    static ENGINES: RefCell<HashMap<usize, &'static Engine>> = RefCell::new(HashMap::new());
 }
 
 /// This thread's engine for CUDA device `ordinal`, created on first use.
-fn engine_for(ordinal: usize) -> Result<Rc<Engine>, String> {
+fn engine_for(ordinal: usize) -> Result<&'static Engine, String> {
     ENGINES.with(|engines| {
         if let Some(engine) = engines.borrow().get(&ordinal) {
-            return Ok(engine.clone());
+            return Ok(*engine);
         }
         let ctx = CudaContext::new(ordinal).map_err(|e| format!("opening CUDA device {ordinal}: {e:?}"))?;
         let stream = ctx.new_stream().map_err(|e| format!("creating a stream on CUDA device {ordinal}: {e:?}"))?;
         let blas = CudaBlas::new(stream.clone()).map_err(|e| format!("cublasCreate on CUDA device {ordinal}: {e:?}"))?;
-        let engine = Rc::new(Engine { blas, stream });
-        engines.borrow_mut().insert(ordinal, engine.clone());
+        let engine: &'static Engine = Box::leak(Box::new(Engine { blas, stream }));
+        engines.borrow_mut().insert(ordinal, engine);
         Ok(engine)
     })
 }
