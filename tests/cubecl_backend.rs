@@ -22,6 +22,11 @@ fn evaluating_on_a_backend_this_binary_lacks_is_refused_by_name() {
     assert!(!out.status.success() && text(&out).contains("--features cuda"), "{}", text(&out));
     let out = train(&[&args[..], &["--backend", "tpu"]].concat());
     assert!(!out.status.success() && text(&out).contains("unknown backend `tpu`"), "{}", text(&out));
+    // cuBLAS is CUDA's: refused on the CPU before anything opens.
+    let out = train(&[&args[..], &["--backend", "flex", "--matmul", "cublas"]].concat());
+    assert!(!out.status.success() && text(&out).contains("--matmul cublas runs on the cuda backend only"), "{}", text(&out));
+    let out = train(&[&args[..], &["--matmul", "fast"]].concat());
+    assert!(!out.status.success() && text(&out).contains("unknown matmul engine `fast`"), "{}", text(&out));
     assert!(!answers.exists());
 }
 

@@ -1,7 +1,7 @@
 //! Opening a trained run for generation and evaluation: RUN is a run folder (its newest step
 //! checkpoint) or a step folder; `--set` overrides apply to its `model.toml` with the recipe's keys
-//! (e.g. `--set compression.method=fastv` switches a training-free method on). `--backend` and
-//! `--device` pick where it runs ([`Placement`]).
+//! (e.g. `--set compression.method=fastv` switches a training-free method on). `--backend`,
+//! `--device` and `--matmul` pick where and how it runs ([`Placement`]).
 
 use std::path::Path;
 
@@ -14,7 +14,7 @@ use anchorage_train::recipe::apply_override;
 use anchorage_train::tensorboard::EventWriter;
 use anyhow::Context;
 
-use anchorage_train::recipe::Backend as BackendKind;
+use anchorage_train::recipe::{Backend as BackendKind, MatmulEngine};
 use burn::tensor::backend::Backend;
 use clap::Args;
 
@@ -30,6 +30,19 @@ pub struct Placement {
     /// folder or with `--backend`.
     #[arg(long)]
     pub device: Option<usize>,
+    /// What computes the LLM's and the tower's matrix products: `burn` or `cublas` (CUDA only; see
+    /// `devices.matmul` in docs/recipes.md). Default: the run's `devices.matmul` when it runs on
+    /// CUDA, else `burn`.
+    #[arg(long, value_parser = parse_matmul)]
+    pub matmul: Option<MatmulEngine>,
+}
+
+fn parse_matmul(name: &str) -> Result<MatmulEngine, String> {
+    match name {
+        "burn" => Ok(MatmulEngine::Burn),
+        "cublas" => Ok(MatmulEngine::Cublas),
+        other => Err(format!("unknown matmul engine `{other}`: burn or cublas")),
+    }
 }
 
 impl Placement {
@@ -37,24 +50,42 @@ impl Placement {
     /// [`open`] with the device it is handed.
     pub fn run<J: crate::backend::BackendJob>(&self, run: &Path, job: J) -> anyhow::Result<J::Output> {
         let trained = trained_on(run);
-        let backend = self.backend.or(trained.as_ref().map(|t| t.0)).unwrap_or(BackendKind::Flex);
+        let backend = self.backend.or(trained.as_ref().map(|t| t.backend)).unwrap_or(BackendKind::Flex);
         let device = self.device.unwrap_or(match (&self.backend, &trained) {
-            (None, Some((_, Some(first)))) => *first,
+            (None, Some(Trained { first: Some(first), .. })) => *first,
             _ => 0,
         });
+        let matmul = match self.matmul {
+            Some(MatmulEngine::Cublas) if backend != BackendKind::Cuda => {
+                anyhow::bail!("--matmul cublas runs on the cuda backend only (this evaluation runs on {})", crate::backend::name(backend))
+            }
+            Some(engine) => engine,
+            None if backend == BackendKind::Cuda => trained.as_ref().map_or(MatmulEngine::Burn, |t| t.matmul),
+            None => MatmulEngine::Burn,
+        };
         if self.backend.is_none() {
             if let Err(why) = crate::backend::check(backend) {
                 anyhow::bail!("{why}: {} was trained on {}; `--backend flex` evaluates it on the CPU", run.display(), crate::backend::name(backend));
             }
         }
-        tracing::info!(backend = crate::backend::name(backend), device, "evaluating");
+        crate::backend::check_ready(backend, &[device])?;
+        crate::backend::set_matmul(matmul)?;
+        tracing::info!(backend = crate::backend::name(backend), device, matmul = ?matmul, "evaluating");
         crate::backend::on_backend(backend, device, job)
     }
 }
 
-/// The backend and first device a run was trained on, from its recipe.toml (`None` for a llava-hf
-/// folder, or a run folder whose recipe cannot be read: the caller falls back to the CPU).
-fn trained_on(run: &Path) -> Option<(BackendKind, Option<usize>)> {
+/// What a run was trained on (its recipe.toml's `[devices]`).
+struct Trained {
+    backend: BackendKind,
+    first: Option<usize>,
+    matmul: MatmulEngine,
+}
+
+/// The backend, first device and matmul engine a run was trained on, from its recipe.toml (`None`
+/// for a llava-hf folder, or a run folder whose recipe cannot be read: the caller falls back to the
+/// CPU).
+fn trained_on(run: &Path) -> Option<Trained> {
     let (run_dir, _) = locate(run).ok()?;
     let text = std::fs::read_to_string(run_dir.join("recipe.toml")).ok()?;
     let table: toml::Table = text.parse().ok()?;
@@ -64,7 +95,11 @@ fn trained_on(run: &Path) -> Option<(BackendKind, Option<usize>)> {
         None => BackendKind::Flex,
     };
     let first = devices.get("ids").and_then(|ids| ids.as_array()).and_then(|ids| ids.first()).and_then(|id| id.as_integer()).and_then(|id| usize::try_from(id).ok());
-    Some((backend, first))
+    let matmul = match devices.get("matmul").and_then(|m| m.as_str()) {
+        Some(name) => parse_matmul(name).unwrap_or_default(),
+        None => MatmulEngine::Burn,
+    };
+    Some(Trained { backend, first, matmul })
 }
 
 /// The run's model on `device`, ready to answer. RUN may also be a llava-hf folder
