@@ -15,7 +15,7 @@ import sys
 
 ORDER = ["parity", "allreduce", "matmul", "matmul_kernels", "kernels", "attention_memory", "step_mlp", "step_mlp_cublas",
          "step_anchor_former", "step_anchor_former_cublas", "step_transformers", "vision_tower", "vision_tower_cublas",
-         "backend_parity"]
+         "backend_parity", "backend_parity_cublas"]
 TITLES = {
     "parity": "CUDA kernel parity tests",
     "allreduce": "NCCL all-reduce, every GPU (sums checked)",
@@ -31,6 +31,7 @@ TITLES = {
     "vision_tower": "vision tower ViT-L/14-336 (step with a tiny LLM)",
     "vision_tower_cublas": "vision tower ViT-L/14-336, products on cuBLAS (opt-in part)",
     "backend_parity": "stage 2 and answers on CUDA against the CPU (demo size, f32)",
+    "backend_parity_cublas": "stage 2 and answers on CUDA with cuBLAS against the CPU (opt-in part)",
 }
 
 
@@ -210,7 +211,7 @@ def one_part(folder, name):
         data, summary = matmul_result(log)
     elif name == "matmul_kernels":
         data, summary = matmul_kernels_result(log)
-    elif name == "backend_parity":
+    elif name in ("backend_parity", "backend_parity_cublas"):
         data, summary = backend_parity_result(log)
     elif name == "attention_memory":
         data, summary = attention_result(log)

@@ -32,7 +32,7 @@
 # GPU_CHECK_PYTHON (python3), GPU_CHECK_PARTS (space-separated subset of parity allreduce matmul
 # kernels attention_memory step_mlp step_mlp_cublas step_anchor_former step_transformers
 # vision_tower backend_parity; also, only when named: matmul_kernels, step_anchor_former_cublas,
-# vision_tower_cublas).
+# vision_tower_cublas, backend_parity_cublas).
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -215,6 +215,8 @@ part vision_tower_cublas 40 "train bench step recipes/bench/llava7b_mlp2x_gelu.t
     "$bin/train" bench step recipes/bench/llava7b_mlp2x_gelu.toml --set "$tiny_llm" "${cublas[@]}" "${ours[@]}"
 part backend_parity 120 "train bench parity --backend cuda" -- \
     "$bin/train" bench parity --backend cuda
+part backend_parity_cublas 120 "train bench parity --backend cuda --matmul cublas" -- \
+    "$bin/train" bench parity --backend cuda --matmul cublas
 
 # --- 5. Report. ------------------------------------------------------------------------------------
 # Every part's whole log (the JSON keeps only a failing part's tail) beside the results.

@@ -47,6 +47,18 @@ mod on_wgpu {
         text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_string()).collect()
     }
 
+    /// `--matmul cublas` is CUDA's: refused by `train bench parity` on wgpu before any world is made.
+    #[test]
+    fn bench_parity_refuses_cublas_off_cuda() {
+        let dir = tempfile::tempdir().unwrap();
+        let keep = dir.path().join("parity");
+        let out = super::super::common::train(&["bench", "parity", "--backend", "wgpu", "--matmul", "cublas", "--keep", keep.to_str().unwrap()]);
+        assert!(!out.status.success() && text(&out).contains("--matmul cublas runs on the cuda backend only"), "{}", text(&out));
+        assert!(!keep.exists(), "nothing made");
+        let out = super::super::common::train(&["bench", "parity", "--backend", "wgpu", "--matmul", "fast"]);
+        assert!(!out.status.success() && text(&out).contains("--matmul fast: give burn or cublas"), "{}", text(&out));
+    }
+
     /// `train bench parity --backend wgpu` passes, and the files it compared agree when read
     /// here: stage 2 of every connector, ACT and balanced checkpointing (the LLM trained in full)
     /// gives flex's losses, and a run answers the world's questions alike on both backends.

@@ -33,6 +33,10 @@ pub struct ParityArgs {
     /// Keep the world, towers and runs in this folder (default: a temporary folder, removed).
     #[arg(long)]
     pub keep: Option<PathBuf>,
+    /// What computes the products on the backend's side: `burn` or `cublas` (`devices.matmul`,
+    /// CUDA only). Flex's side is always burn's.
+    #[arg(long, default_value = "burn")]
+    pub matmul: String,
 }
 
 /// Stage-2 runs compared (recipe of the demo, extra `--set`).
@@ -56,6 +60,15 @@ pub fn run(args: ParityArgs) -> anyhow::Result<()> {
         bail!("--backend flex is the reference itself: give cuda or wgpu");
     }
     crate::backend::check_ready(args.backend, &[args.device])?;
+    let cublas = match args.matmul.as_str() {
+        "burn" => false,
+        "cublas" if args.backend == Backend::Cuda => true,
+        "cublas" => bail!("--matmul cublas runs on the cuda backend only"),
+        other => bail!("--matmul {other}: give burn or cublas"),
+    };
+    if cublas {
+        anchorage_kernels::gemm::cublas_ready().map_err(anyhow::Error::msg)?;
+    }
     if !(args.tolerance >= 0.0) {
         bail!("--tolerance must be a number of at least 0, not {}", args.tolerance);
     }
@@ -70,7 +83,7 @@ pub fn run(args: ParityArgs) -> anyhow::Result<()> {
             temp.path().to_path_buf()
         }
     };
-    let parity = Parity { exe: std::env::current_exe().context("locating this binary")?, other: crate::backend::name(args.backend), device: args.device, demo: root.join("demo"), root };
+    let parity = Parity { exe: std::env::current_exe().context("locating this binary")?, other: crate::backend::name(args.backend), device: args.device, cublas, demo: root.join("demo"), root };
     parity.make_demo()?;
     let mut compared = Vec::new();
     let (mut worst, mut worst_weights): (f64, f64) = (0.0, 0.0);
@@ -90,6 +103,7 @@ pub fn run(args: ParityArgs) -> anyhow::Result<()> {
     let json = serde_json::json!({
         "bench": "parity",
         "backend": other,
+        "matmul": args.matmul,
         "device": args.device,
         "runs": compared,
         "max_rel_diff": worst,
@@ -119,6 +133,8 @@ struct Parity {
     /// The backend's name (`cuda`, `wgpu`).
     other: &'static str,
     device: usize,
+    /// The backend's products on cuBLAS (`--matmul cublas`).
+    cublas: bool,
     root: PathBuf,
     demo: PathBuf,
 }
@@ -168,7 +184,8 @@ impl Parity {
                 "log.every_steps=1".into(),
                 "log.tensorboard=false".into(),
             ];
-            for set in sets.iter().cloned().chain(extra.iter().map(|s| s.to_string())) {
+            let engine = (self.cublas && backend != "flex").then(|| "devices.matmul=\"cublas\"".to_string());
+            for set in sets.iter().cloned().chain(engine).chain(extra.iter().map(|s| s.to_string())) {
                 a.extend(["--set".into(), set]);
             }
             train(&self.exe, &a, &format!("stage 2 of {recipe} on {backend}"))?;
@@ -202,9 +219,10 @@ impl Parity {
         for (backend, device) in self.backends() {
             let file = self.root.join(format!("answers-{backend}.jsonl"));
             let _ = std::fs::remove_file(&file);
+            let matmul = if self.cublas && backend != "flex" { "cublas" } else { "burn" };
             let a: Vec<String> = [
                 "eval", "run", path_str(&run)?, "--question-file", path_str(&questions)?, "--image-folder", path_str(&images)?, "--answers-file", path_str(&file)?,
-                "--batch-size", "4", "--max-new-tokens", "6", "--backend", backend, "--device", &device.to_string(),
+                "--batch-size", "4", "--max-new-tokens", "6", "--backend", backend, "--device", &device.to_string(), "--matmul", matmul,
             ]
             .iter()
             .map(|s| s.to_string())
