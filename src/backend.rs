@@ -71,6 +71,15 @@ pub fn name(backend: Backend) -> &'static str {
     }
 }
 
+/// `--matmul NAME` (generate, eval, bench parity): `devices.matmul`'s values.
+pub fn parse_matmul(name: &str) -> Result<anchorage_train::recipe::MatmulEngine, String> {
+    match name {
+        "burn" => Ok(anchorage_train::recipe::MatmulEngine::Burn),
+        "cublas" => Ok(anchorage_train::recipe::MatmulEngine::Cublas),
+        other => Err(format!("unknown matmul engine `{other}`: burn or cublas")),
+    }
+}
+
 /// `--backend NAME`.
 pub fn parse(name: &str) -> Result<Backend, String> {
     match name {

@@ -56,7 +56,7 @@ mod on_wgpu {
         assert!(!out.status.success() && text(&out).contains("--matmul cublas runs on the cuda backend only"), "{}", text(&out));
         assert!(!keep.exists(), "nothing made");
         let out = super::super::common::train(&["bench", "parity", "--backend", "wgpu", "--matmul", "fast"]);
-        assert!(!out.status.success() && text(&out).contains("--matmul fast: give burn or cublas"), "{}", text(&out));
+        assert!(!out.status.success() && text(&out).contains("unknown matmul engine `fast`: burn or cublas"), "{}", text(&out));
     }
 
     /// `train bench parity --backend wgpu` passes, and the files it compared agree when read

@@ -14,7 +14,7 @@ use std::process::Command;
 
 use anchorage_eval::score::answers::read_jsonl;
 use anchorage_train::metrics::MetricsLog;
-use anchorage_train::recipe::{load_recipe, Backend};
+use anchorage_train::recipe::{load_recipe, Backend, MatmulEngine};
 use anyhow::{bail, Context};
 use clap::Args;
 
@@ -35,8 +35,8 @@ pub struct ParityArgs {
     pub keep: Option<PathBuf>,
     /// What computes the products on the backend's side: `burn` or `cublas` (`devices.matmul`,
     /// CUDA only). Flex's side is always burn's.
-    #[arg(long, default_value = "burn")]
-    pub matmul: String,
+    #[arg(long, value_parser = crate::backend::parse_matmul, default_value = "burn")]
+    pub matmul: MatmulEngine,
 }
 
 /// Stage-2 runs compared (recipe of the demo, extra `--set`).
@@ -60,12 +60,10 @@ pub fn run(args: ParityArgs) -> anyhow::Result<()> {
         bail!("--backend flex is the reference itself: give cuda or wgpu");
     }
     crate::backend::check_ready(args.backend, &[args.device])?;
-    let cublas = match args.matmul.as_str() {
-        "burn" => false,
-        "cublas" if args.backend == Backend::Cuda => true,
-        "cublas" => bail!("--matmul cublas runs on the cuda backend only"),
-        other => bail!("--matmul {other}: give burn or cublas"),
-    };
+    let cublas = args.matmul == MatmulEngine::Cublas;
+    if cublas && args.backend != Backend::Cuda {
+        bail!("--matmul cublas runs on the cuda backend only");
+    }
     if cublas {
         anchorage_kernels::gemm::cublas_ready().map_err(anyhow::Error::msg)?;
     }
@@ -103,7 +101,7 @@ pub fn run(args: ParityArgs) -> anyhow::Result<()> {
     let json = serde_json::json!({
         "bench": "parity",
         "backend": other,
-        "matmul": args.matmul,
+        "matmul": if cublas { "cublas" } else { "burn" },
         "device": args.device,
         "runs": compared,
         "max_rel_diff": worst,

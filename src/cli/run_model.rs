@@ -33,16 +33,8 @@ pub struct Placement {
     /// What computes the LLM's and the tower's matrix products: `burn` or `cublas` (CUDA only; see
     /// `devices.matmul` in docs/recipes.md). Default: the run's `devices.matmul` when it runs on
     /// CUDA, else `burn`.
-    #[arg(long, value_parser = parse_matmul)]
+    #[arg(long, value_parser = crate::backend::parse_matmul)]
     pub matmul: Option<MatmulEngine>,
-}
-
-fn parse_matmul(name: &str) -> Result<MatmulEngine, String> {
-    match name {
-        "burn" => Ok(MatmulEngine::Burn),
-        "cublas" => Ok(MatmulEngine::Cublas),
-        other => Err(format!("unknown matmul engine `{other}`: burn or cublas")),
-    }
 }
 
 impl Placement {
@@ -96,7 +88,7 @@ fn trained_on(run: &Path) -> Option<Trained> {
     };
     let first = devices.get("ids").and_then(|ids| ids.as_array()).and_then(|ids| ids.first()).and_then(|id| id.as_integer()).and_then(|id| usize::try_from(id).ok());
     let matmul = match devices.get("matmul").and_then(|m| m.as_str()) {
-        Some(name) => parse_matmul(name).unwrap_or_default(),
+        Some(name) => crate::backend::parse_matmul(name).unwrap_or_default(),
         None => MatmulEngine::Burn,
     };
     Some(Trained { backend, first, matmul })

@@ -114,7 +114,8 @@ pub enum ReduceDtype {
     Bf16,
 }
 
-/// What computes the matrix products of the frozen LLM's linear layers and attention
+/// What computes the matrix products of the linear layers (the LLM's, the vision tower's and the
+/// connectors' that go through `anchorage_kernels::linear`) and of the LLM's attention
 /// (`devices.matmul`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -122,8 +123,8 @@ pub enum MatmulEngine {
     /// burn's own product on the backend (on CUDA one fixed CubeCL kernel).
     #[default]
     Burn,
-    /// NVIDIA's cuBLAS (`devices.backend = "cuda"` only; libcublas loaded at run time): the LLM's
-    /// and the vision tower's linear layers, forward and backward, and the LLM's attention products.
+    /// NVIDIA's cuBLAS (`devices.backend = "cuda"` only; libcublas loaded at run time), forward
+    /// and backward.
     Cublas,
 }
 
