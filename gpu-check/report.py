@@ -85,6 +85,12 @@ def step_result(log, mem_peak_mib):
         parts.append(f"peak allocated {j['peak_mem_gib']:.1f} GiB")
     if mem_peak_mib is not None:
         parts.append(f"peak used {mem_peak_mib / 1024:.1f} GiB (nvidia-smi)")
+    if j.get("matmul") == "cublas":
+        products, fallbacks = j.get("cublas_products") or 0, j.get("cublas_fallbacks") or 0
+        if products == 0:
+            # Every product fell back to burn's kernel: the time is not cuBLAS's.
+            return None, f"no product ran on cuBLAS ({fallbacks} fell back to burn's; the log says why)"
+        parts.append(f"{products} products on cuBLAS, {fallbacks} fell back to burn's")
     return j, ", ".join(parts)
 
 

@@ -70,6 +70,7 @@ case "$3" in
 esac
 for a in "$@"; do case "$a" in *tiny*) sleep 30 ;; esac; done
 sleep 1 # long enough for the memory poller (every 0.1 s) to record a sample on a loaded machine
+case "$*" in *cublas*) echo "{\"impl\": \"anchorage\", \"matmul\": \"cublas\", \"step_s\": 0.9, \"samples_per_s\": 17.8, \"tokens_per_s\": 11396, \"mfu\": 0.31, \"loss\": 10.4, \"cublas_products\": 3584, \"cublas_fallbacks\": 0}"; exit 0 ;; esac
 echo "{\"impl\": \"anchorage\", \"step_s\": 1.5, \"samples_per_s\": 10.67, \"tokens_per_s\": 6837, \"mfu\": 0.19, \"loss\": 10.4}"'
 real_python=$(command -v python3)
 cat >"$tmp/fakebin/python3" <<EOF
@@ -120,6 +121,7 @@ assert parts["step_mlp"]["gpu_mem_peak_mib"] == 40960, parts["step_mlp"]
 # The same step with the products on cuBLAS: the recipe key set on the command line.
 sc = parts["step_mlp_cublas"]
 assert sc["ok"] and """--set devices.matmul="cublas" --set optim.micro_batch=8""" in sc["command"], sc
+assert sc["data"]["cublas_products"] == 3584 and "3584 products on cuBLAS, 0 fell back to burn's" in sc["summary"], sc
 af = parts["step_anchor_former"]
 assert not af["ok"] and af["rc"] == 1 and "Error: out of memory" in af["log_tail"], af
 assert parts["step_transformers"]["ok"] and parts["step_transformers"]["data"]["peak_mem_gib"] == 52.5

@@ -263,6 +263,8 @@ fn bench_step_times_the_step_under_the_reference_flops_model() {
     assert!(step > 0.0 && (v["samples_per_s"].as_f64().unwrap() - 4.0 / step).abs() < 1e-6 * (4.0 / step));
     assert!((v["mfu"].as_f64().unwrap() - 383335424.0 / step / 1e12).abs() < 1e-12);
     assert!(v["loss"].as_f64().unwrap().is_finite());
+    // burn's engine: no product went to cuBLAS.
+    assert_eq!((v["matmul"].as_str(), v["cublas_products"].as_u64(), v["cublas_fallbacks"].as_u64()), (Some("burn"), Some(0), Some(0)), "{v}");
 }
 
 /// `[vision] image_size` twice the tower's: the dry run reports the interpolated grid, a run trains

@@ -106,6 +106,10 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         "flops_per_step": flops,
         "mfu": args.peak_tflops.map(|p| flops / step / (p * 1e12)),
         "loss": summary.losses.last(),
+        // With devices.matmul = "cublas": how many products cuBLAS ran, and how many it handed back
+        // to burn's kernel (each reason logged once), over every step.
+        "cublas_products": anchorage_kernels::gemm::cublas_counts().0,
+        "cublas_fallbacks": anchorage_kernels::gemm::cublas_counts().1,
     });
     println!("{json}");
     Ok(())

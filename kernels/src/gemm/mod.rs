@@ -21,7 +21,7 @@ pub mod plan;
 mod cublas;
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use burn::tensor::{backend::Backend, Tensor};
 
@@ -36,6 +36,17 @@ pub enum MatmulEngine {
 }
 
 static ENGINE: AtomicU8 = AtomicU8::new(0);
+
+/// Products [`matmul`] ran on cuBLAS, and those it handed back to burn after cuBLAS failed.
+static CUBLAS_PRODUCTS: AtomicU64 = AtomicU64::new(0);
+static CUBLAS_FALLBACKS: AtomicU64 = AtomicU64::new(0);
+
+/// How many of this process's [`matmul`] products ran on cuBLAS, and how many fell back to burn's
+/// product after cuBLAS could not run them (each fallback's reason is logged once): a benchmark
+/// says from these whether its products really were cuBLAS's.
+pub fn cublas_counts() -> (u64, u64) {
+    (CUBLAS_PRODUCTS.load(Ordering::Relaxed), CUBLAS_FALLBACKS.load(Ordering::Relaxed))
+}
 
 thread_local! {
     /// [`with_engine`]'s engine for this thread, over the process's.
@@ -90,8 +101,14 @@ pub fn matmul<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> T
     #[cfg(feature = "cuda")]
     if engine() == MatmulEngine::Cublas {
         match cublas::matmul(&a, &b) {
-            Some(Ok(out)) => return out,
-            Some(Err(why)) => cublas::warn_once(&why),
+            Some(Ok(out)) => {
+                CUBLAS_PRODUCTS.fetch_add(1, Ordering::Relaxed);
+                return out;
+            }
+            Some(Err(why)) => {
+                CUBLAS_FALLBACKS.fetch_add(1, Ordering::Relaxed);
+                cublas::warn_once(&why);
+            }
             None => {}
         }
     }
