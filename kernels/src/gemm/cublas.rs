@@ -108,9 +108,11 @@ fn product(a: CubeTensor<CudaRuntime>, b: CubeTensor<CudaRuntime>) -> Result<Cub
     }
     let client = a.client.clone();
     let out = empty_device_contiguous_dtype(client.clone(), a.device.clone(), Shape::from(call.out_shape.clone()), a.dtype);
-    cubecl::future::block_on(client.sync()).map_err(|e| format!("waiting for the operands: {e:?}"))?;
+    // The device memory first, then the wait: asking for a binding made on another thread's stream
+    // queues that stream's completion on this thread's, which the wait then covers too.
     let resource = |t: &CubeTensor<CudaRuntime>| client.get_resource(t.handle.clone()).map_err(|e| format!("locating device memory: {e:?}"));
     let (ra, rb, rc) = (resource(&a)?, resource(&b)?, resource(&out)?);
+    cubecl::future::block_on(client.sync()).map_err(|e| format!("waiting for the operands: {e:?}"))?;
     let engine = engine_for(a.device.index)?;
     let (alpha, beta) = (1.0f32, 0.0f32);
     // SAFETY: the pointers are the device memory of `b` (cuBLAS's A), `a` (its B) and `out`,
