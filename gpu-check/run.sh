@@ -15,12 +15,12 @@
 #   2b. the kernel benchmark at real sizes (kernel vs reference twin vs PyTorch),
 #   2c. one 7B attention layer under autodiff: the memory burn's recorded op and the recomputed
 #       attention hold for the backward pass, side by side (kernels/benches/recomputed_attention.rs),
-#   3. `train bench step` at 7B size with the MLP connector, 3a. the same with the products on
-#      cuBLAS (`devices.matmul = "cublas"`), 4. with Anchor Former,
+#   3. `train bench step` at 7B size with the MLP connector, 4. with Anchor Former,
 #   5. benches/llava_train_step.py (transformers) at the same size,
 #   6. the vision tower at real size (ViT-L/14-336 with a tiny LLM in the same step),
 #   7. `train bench parity --backend cuda`: stage 2 of every connector and a run's answers on a
 #      small demo world, CUDA against the CPU (f32),
+#   8. the MLP step of 3. with the products on cuBLAS (`devices.matmul = "cublas"`), last,
 # and writes gpu-check-results.json and gpu-check-results.md (a table for docs/benchmarks.md), and
 # every part's whole log as gpu-check-logs.tar.gz, into GPU_CHECK_OUT (default: the current
 # folder). A failing part is recorded with the tail of its output and the next part runs. Exit
@@ -198,10 +198,8 @@ part attention_memory 40 "recomputed_attention --backend cuda --batch $micro --h
     "$bin/recomputed_attention" --backend cuda --batch "$micro" --heads 32 --len 641 --head-dim 128 --dtype bf16 --iters 5
 part step_mlp 100 "train bench step recipes/bench/llava7b_mlp2x_gelu.toml ${ours[*]}" -- \
     "$bin/train" bench step recipes/bench/llava7b_mlp2x_gelu.toml "${ours[@]}"
-# The same step with the LLM's and the tower's products on cuBLAS instead of burn's CubeCL kernel.
+# The LLM's and the tower's products on cuBLAS instead of burn's CubeCL kernel.
 cublas=(--set 'devices.matmul="cublas"')
-part step_mlp_cublas 80 "train bench step recipes/bench/llava7b_mlp2x_gelu.toml ${cublas[*]} ${ours[*]}" -- \
-    "$bin/train" bench step recipes/bench/llava7b_mlp2x_gelu.toml "${cublas[@]}" "${ours[@]}"
 part step_anchor_former 90 "train bench step recipes/bench/llava7b_anchor_former.toml ${ours[*]}" -- \
     "$bin/train" bench step recipes/bench/llava7b_anchor_former.toml "${ours[@]}"
 part step_anchor_former_cublas 60 "train bench step recipes/bench/llava7b_anchor_former.toml ${cublas[*]} ${ours[*]}" -- \
@@ -215,6 +213,10 @@ part vision_tower_cublas 40 "train bench step recipes/bench/llava7b_mlp2x_gelu.t
     "$bin/train" bench step recipes/bench/llava7b_mlp2x_gelu.toml --set "$tiny_llm" "${cublas[@]}" "${ours[@]}"
 part backend_parity 120 "train bench parity --backend cuda" -- \
     "$bin/train" bench parity --backend cuda
+# Last: the parts the issue asks for and the CUDA-against-CPU check run first, so that a spent
+# budget skips the cuBLAS step rather than one of them.
+part step_mlp_cublas 80 "train bench step recipes/bench/llava7b_mlp2x_gelu.toml ${cublas[*]} ${ours[*]}" -- \
+    "$bin/train" bench step recipes/bench/llava7b_mlp2x_gelu.toml "${cublas[@]}" "${ours[@]}"
 part backend_parity_cublas 120 "train bench parity --backend cuda --matmul cublas" -- \
     "$bin/train" bench parity --backend cuda --matmul cublas
 
