@@ -53,6 +53,11 @@ pub trait BackendJob {
 /// Runs `job` on device `id` of `backend`, after [`check_ready`].
 pub fn on_backend<J: BackendJob>(backend: Backend, id: usize, job: J) -> anyhow::Result<J::Output> {
     check_ready(backend, &[id])?;
+    on_checked_backend(backend, id, job)
+}
+
+/// [`on_backend`] for a caller that ran [`check_ready`] itself.
+pub fn on_checked_backend<J: BackendJob>(backend: Backend, id: usize, job: J) -> anyhow::Result<J::Output> {
     match backend {
         #[cfg(feature = "cuda")]
         Backend::Cuda => job.run::<burn::backend::Cuda>(burn::backend::cuda::CudaDevice::new(id)),

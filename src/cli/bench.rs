@@ -88,6 +88,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     let global = plan.global_batch as f64;
     let shape = summary.step_shape.as_ref().context("the synthetic run reported no step shape")?;
     let flops = shape.flops_per_sample() * global;
+    let (cublas_products, cublas_fallbacks) = anchorage_kernels::gemm::cublas_counts();
     let json = serde_json::json!({
         "impl": "anchorage",
         "recipe": args.recipe.display().to_string(),
@@ -108,8 +109,8 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         "loss": summary.losses.last(),
         // With devices.matmul = "cublas": how many products cuBLAS ran, and how many it handed back
         // to burn's kernel (each reason logged once), over every step.
-        "cublas_products": anchorage_kernels::gemm::cublas_counts().0,
-        "cublas_fallbacks": anchorage_kernels::gemm::cublas_counts().1,
+        "cublas_products": cublas_products,
+        "cublas_fallbacks": cublas_fallbacks,
     });
     println!("{json}");
     Ok(())

@@ -63,7 +63,7 @@ impl Placement {
         crate::backend::check_ready(backend, &[device])?;
         crate::backend::set_matmul(matmul)?;
         tracing::info!(backend = crate::backend::name(backend), device, matmul = ?matmul, "evaluating");
-        crate::backend::on_backend(backend, device, job)
+        crate::backend::on_checked_backend(backend, device, job)
     }
 }
 

@@ -17,7 +17,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use burn::tensor::{backend::Backend, DType, Shape, Tensor};
 use burn_cubecl::{kernel::into_contiguous, ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor};
@@ -29,9 +29,11 @@ use super::plan::{plan, GemmCall, Op, Operand};
 use crate::cube::bridge;
 
 /// libcublas loadable (cudarc opens it by name on the first call and panics when it cannot).
+/// Probed once per process: every product asks, and the probe searches the library folders.
 pub(super) fn library_ready() -> Result<(), String> {
+    static READY: OnceLock<bool> = OnceLock::new();
     // SAFETY: the probe only opens and closes a shared library by name (libloading).
-    if unsafe { sys::is_culib_present() } {
+    if *READY.get_or_init(|| unsafe { sys::is_culib_present() }) {
         Ok(())
     } else {
         Err("devices.matmul = \"cublas\": cannot load libcublas (cuBLAS). Install the CUDA 12 or 13 runtime \
